@@ -1,0 +1,42 @@
+# The README's two commands: `make run` and `make test`. Both create .venv and install on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+SYSPY  ?= python3
+
+.PHONY: install run test lint bench browser-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(SYSPY) -m venv $(VENV)
+	$(PIP) install -q -U pip
+	# torch first and pinned: 2.13.0 is a local CPU wheel here; anything looser pulls a CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[decoder,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian chromium + chromedriver for the end-to-end dashboard test (never a browser download).
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo "warning: could not install chromium/chromium-driver; the browser test will fail" )
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install browser-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+run: install
+	$(VENV)/bin/specdec-diag dashboard sample_logs
+
+bench: install
+	$(PY) benchmarks/decoder.py
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/dashboard.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""`specdec-diag check` (being built)."""
+
+from specdec_diag.cli._app import app  # noqa: F401

@@ -1,3 +1,76 @@
-"""`specdec-diag ingest` (being built)."""
+"""`specdec-diag ingest PATH... [--out DIR] [--no-cache]`: parse logs and traces into the normalised
+tables, optionally write them as Parquet, and show what was found per file."""
 
-from specdec_diag.cli._app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from specdec_diag.cli._app import EXIT_NO_DATA, app, console, fail
+
+#: total input size above which a progress bar is shown (smaller scans finish before it would draw).
+PROGRESS_MIN_BYTES = 50 * 1024 * 1024
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Log files, traces or directories (recursive; .gz read transparently)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write windows/steps/malformed/configs/inputs "
+                                    ".parquet into this directory."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse every file; do not read or write the cache."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache directory (default: .specdec-cache/ "
+                                          "in the scanned directory, else $XDG_CACHE_HOME/specdec-diag)."),
+) -> None:
+    """Parse engine logs, bench outputs, metrics dumps and specdec traces into normalised tables."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from specdec_diag.ingest import scan
+    from specdec_diag.ingest.scan import iter_files
+    from specdec_diag.schema import write_parquet_atomic
+
+    for p in paths:
+        if not p.exists() and not p.is_symlink():
+            raise fail(f"{p}: no such file or directory")
+    total = 0
+    for f, err in iter_files(paths):
+        if err is None:
+            try:
+                total += f.stat().st_size
+            except OSError:
+                pass
+
+    if total >= PROGRESS_MIN_BYTES and console.is_terminal:
+        with Progress(TextColumn("[bold]ingest[/]"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                      TextColumn("{task.description}"), console=console, transient=True) as bar:
+            task = bar.add_task("", total=total)
+
+            def tick(path: str, done: int, tot: int) -> None:
+                bar.update(task, completed=done, total=tot, description=Path(path).name)
+
+            res = scan(paths, use_cache=not no_cache, cache_dir=cache_dir, progress=tick)
+    else:
+        res = scan(paths, use_cache=not no_cache, cache_dir=cache_dir)
+
+    table = Table(title="ingested", show_lines=False)
+    for col, just in (("file", "left"), ("format", "left"), ("lines", "right"), ("records", "right"),
+                      ("malformed", "right"), ("error", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    for row in res.inputs.iter_rows(named=True):
+        table.add_row(row["path"], (row["format"] or "-").replace(",", "\n"), str(row["lines"] or 0),
+                      str(row["records"] or 0), str(row["malformed"] or 0), row["error"] or "")
+    console.print(table)
+    console.print(f"{res.windows.height} windows, {res.steps.height} trace steps, {res.configs.height} config "
+                  f"facts, {res.malformed.height} malformed lines; fingerprint {res.fingerprint}", highlight=False)
+
+    if out is not None:
+        try:
+            for name in ("windows", "steps", "malformed", "configs", "inputs"):
+                write_parquet_atomic(getattr(res, name), out / f"{name}.parquet")
+        except OSError as exc:
+            raise fail(f"{out}: cannot write output: {exc.strerror or exc}") from None
+        console.print(f"wrote {out}/{{windows,steps,malformed,configs,inputs}}.parquet", highlight=False)
+
+    if res.windows.height == 0 and res.steps.height == 0:
+        raise fail("no speculative-decoding records found in " + ", ".join(str(p) for p in paths), EXIT_NO_DATA)

@@ -1,3 +1,128 @@
-"""`specdec-diag report` (being built)."""
+"""`specdec-diag report PATH...`: ingest logs and traces, run the diagnosis, render the report.
 
-from specdec_diag.cli._app import app  # noqa: F401
+Progress and errors go to stderr, the report to stdout (or --out), so json/junit/markdown can be
+piped. Exit codes: 0 ok, 2 missing or unreadable input / bad config, 3 no speculative-decoding data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from specdec_diag.cli._app import EXIT_NO_DATA, EXIT_USAGE, app, console, err_console, fail
+
+FORMATS = ("terminal", "markdown", "html", "json", "junit")
+DEFAULT_CONFIG = "specdec-check.toml"
+
+
+def find_config(config: Path | None) -> Path | None:
+    """--config, else ./specdec-check.toml when present (like ruff's pyproject discovery)."""
+    if config is not None:
+        if not config.is_file():
+            raise fail(f"{config}: config file not found")
+        return config
+    default = Path(DEFAULT_CONFIG)
+    return default if default.is_file() else None
+
+
+def load_thresholds(config: Path | None) -> Any:
+    """The rules' thresholds from the config's [thresholds] table (defaults without a config)."""
+    if config is None:
+        return None
+    try:
+        from specdec_diag.analysis.rules import Thresholds
+    except ImportError:
+        return None
+    try:
+        return Thresholds.from_toml(config)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
+def load_inputs(paths: list[Path], no_cache: bool) -> Any:
+    """Scan PATHs (files or directories, .gz transparently) with a progress bar on a terminal.
+    A missing PATH is a usage error (exit 2) before any work is done."""
+    for p in paths:
+        if not p.exists():
+            raise fail(f"{p}: no such file or directory")
+    from specdec_diag.ingest import scan
+
+    if not err_console.is_terminal:
+        return scan(paths, use_cache=not no_cache)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    with Progress(TextColumn("ingest"), BarColumn(), DownloadColumn(), TextColumn("{task.description}"),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(path: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None, description=Path(path).name)
+
+        return scan(paths, use_cache=not no_cache, progress=progress)
+
+
+def input_errors(result: Any) -> list[str]:
+    """One ``path: error`` line per input that could not be read."""
+    inputs = result.inputs
+    if inputs.height == 0 or "error" not in inputs.columns:
+        return []
+    bad = inputs.filter(inputs["error"].is_not_null())
+    return [f"{p}: {e}" for p, e in zip(bad["path"].to_list(), bad["error"].to_list(), strict=True)]
+
+
+def write_output(text: str, out: Path | None) -> None:
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        raise fail(f"{out}: cannot write ({exc.strerror})") from None
+    err_console.print(f"wrote {out} ({len(text.encode()) / 1024:.0f} KiB)", highlight=False)
+
+
+@app.command()
+def report(
+    paths: list[Path] = typer.Argument(..., help="Log files, traces or directories (recursive; .gz read transparently)."),
+    format: str = typer.Option("terminal", "--format", "-f",
+                               help="terminal | markdown | html | json | junit"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the report to this file instead of stdout."),
+    config: Path | None = typer.Option(None, "--config", "-c",
+                                         help="TOML with a [thresholds] table (default: ./specdec-check.toml)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse everything; ignore the Parquet cache."),
+) -> None:
+    """Diagnose speculative decoding in logs and traces: metrics, ranked findings, charts (html)."""
+    from specdec_diag.analysis.report import build_report, has_data, render
+
+    if format not in FORMATS:
+        raise fail(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
+    thresholds = load_thresholds(find_config(config))
+    result = load_inputs(paths, no_cache)
+    errors = input_errors(result)
+    for line in errors:
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    rep = build_report(result, thresholds)
+    if format == "terminal" and out is None:
+        render(rep, "terminal", console)
+    elif format == "terminal":
+        import io
+
+        from rich.console import Console
+
+        buf = Console(record=True, width=120, file=io.StringIO())
+        render(rep, "terminal", buf)
+        write_output(buf.export_text(), out)
+    else:
+        write_output(render(rep, format) or "", out)
+    if errors:
+        raise typer.Exit(EXIT_USAGE)
+    if not has_data(rep):
+        err_console.print(f"no speculative-decoding records found in {len(rep['inputs'])} input file(s): "
+                          "need metrics lines with drafts (vLLM SpecDecoding, SGLang accept len, ...) "
+                          "or trace steps", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_NO_DATA)

@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""Generate the sample traces under sample_logs/traces/ with the bundled model pair.
+
+One healthy greedy trace, one healthy sampling trace (temperature 0.8, uniforms recorded), a baseline
+(autoregressive) trace of the same prompts for speed-up, and one trace per injectable fault. Every
+trace is then replayed against the reference verifier and the outcome written to MANIFEST.json, so
+the README's "expected findings" are checked facts, not hopes.
+
+Deterministic in tokens (fixed seed, fixed prompts written for this script, hence held out from the
+pair's training corpus); the timing fields are measured and differ run to run.
+
+    .venv/bin/python scripts/make_sample_logs.py                  # bundled pair (what is committed)
+    .venv/bin/python scripts/make_sample_logs.py --tiny --out /tmp/x   # tiny random pair (no assets)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Python-like prompts (the bundled pair is trained on Python source); written for this file, so they
+# are not in the training corpus.
+PROMPTS = [
+    'def moving_average(values, window):\n    """Return the moving average of values over window."""\n'
+    "    if window <= 0:\n        raise ValueError('window must be positive')\n    result = []\n",
+    "class LRUCache:\n    def __init__(self, capacity):\n        self.capacity = capacity\n"
+    "        self._data = {}\n\n    def get(self, key, default=None):\n",
+    "import os\nimport sys\n\n\ndef find_files(root, suffix):\n    matches = []\n"
+    "    for dirpath, dirnames, filenames in os.walk(root):\n        for name in filenames:\n",
+    "def parse_header(line):\n    key, sep, value = line.partition(':')\n    if not sep:\n"
+    "        return None\n    return key.strip().lower(), value.strip()\n\n\ndef parse_headers(lines):\n",
+]
+
+#: file stem -> (decode settings, finding codes the analysis is expected to raise, one-line story)
+CASES: dict[str, tuple[dict, list[str], str]] = {
+    "healthy-greedy": ({}, [], "greedy speculative decoding, gamma 4, no fault"),
+    "healthy-sampling": ({"rule": "sampling", "temperature": 0.8}, [],
+                         "exact speculative sampling at temperature 0.8, uniforms recorded"),
+    "baseline-greedy": ({"baseline": True}, [], "autoregressive baseline of the same prompts (speed-up reference)"),
+    "fault-accept-all": ({"fault": "accept-all"}, ["SUSPICIOUS_ACCEPTANCE", "VERIFIER_MISMATCH"],
+                         "verifier bypassed: every draft accepted"),
+    "fault-no-rollback": ({"fault": "no-rollback"}, ["KV_ROLLBACK"],
+                          "rejected drafts' KV left in the target cache"),
+    "fault-sequential-verify": ({"fault": "sequential-verify"}, ["SEQUENTIAL_VERIFY"],
+                                "one target forward per draft position instead of one batched verify"),
+    "fault-drop-bonus": ({"fault": "drop-bonus"}, ["BONUS_DROPPED"], "bonus token dropped on full accepts"),
+    "fault-raw-draft-probs": ({"fault": "raw-draft-probs", "rule": "sampling", "temperature": 0.8, "top_k": 20},
+                              ["VERIFIER_MISMATCH"],
+                              "q recorded/used from raw draft logits while sampling with T=0.8, top-k 20"),
+    "fault-position-shift": ({"fault": "position-shift"}, ["KV_ROLLBACK", "VERIFIER_MISMATCH"],
+                             "verify window positions shifted by one"),
+    "fault-nan-verifier": ({"fault": "nan-verifier"}, ["PINNED_ACCEPTANCE_LENGTH"],
+                           "verifier logits NaN from step 5 on"),
+    "fault-slow-draft": ({"fault": "slow-draft"}, ["DRAFT_TOO_EXPENSIVE", "NO_SPEEDUP"],
+                         "draft cost inflated 8x (oversized drafter)"),
+}
+
+
+def _tiny_pair(work: Path):
+    """Fallback when the bundled pair is absent: the test suite's tiny random pair builders."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_pair_dirs, random_prompts  # the project's tiny-model builders
+
+    tdir, ddir = make_pair_dirs(work)
+    return tdir, ddir, random_prompts(len(PROMPTS), seed=1, min_len=4)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "sample_logs" / "traces")
+    ap.add_argument("--target", type=Path, default=None)
+    ap.add_argument("--draft", type=Path, default=None)
+    ap.add_argument("--tiny", action="store_true", help="use tiny random models (no bundled pair needed)")
+    ap.add_argument("--gamma", type=int, default=4)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gzip-over", type=int, default=150_000, help="gzip traces larger than this many bytes")
+    ap.add_argument("--only", nargs="*", default=None, help="generate only these case names")
+    args = ap.parse_args(argv)
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from specdec_diag.decoder.acceptance import Rule, SamplingConfig
+    from specdec_diag.decoder.faults import Fault
+    from specdec_diag.decoder.models import ModelLoadError, default_pair_dirs, load_pair
+    from specdec_diag.decoder.replay import replay_trace
+    from specdec_diag.decoder.speculative import DecodeConfig, generate
+    from specdec_diag.schema import read_trace
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(args.seed)
+    prompts: list = PROMPTS
+    pair_source = "bundled"
+    if args.tiny:
+        import tempfile
+
+        tdir, ddir, prompts = _tiny_pair(Path(tempfile.mkdtemp(prefix="sample-pair-")))
+        pair_source = "tiny random (tests/conftest.py)"
+    else:
+        tdir, ddir = args.target, args.draft
+        if tdir is None and not default_pair_dirs()[0].is_dir():
+            print("error: bundled pair not found (specdec_diag/assets/pair); pass --target/--draft or --tiny",
+                  file=sys.stderr)
+            return 2
+        pair_source = "bundled" if tdir is None else f"{tdir} + {ddir}"
+    try:
+        pair = load_pair(tdir, ddir)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest = {"generated_by": "scripts/make_sample_logs.py", "pair": pair_source,
+                "models": pair.info, "gamma": args.gamma, "max_new_tokens": args.max_new_tokens,
+                "seed": args.seed, "prompts": len(prompts), "files": {}}
+    traces = {}
+    for name, (kw, expected, story) in CASES.items():
+        if args.only and name not in args.only:
+            continue
+        kw = dict(kw)
+        cfg = DecodeConfig(gamma=args.gamma, rule=Rule(kw.pop("rule", "greedy")),
+                           sampling=SamplingConfig(temperature=kw.pop("temperature", 1.0), top_k=kw.pop("top_k", 0)),
+                           max_new_tokens=args.max_new_tokens, seed=args.seed, baseline=kw.pop("baseline", False),
+                           fault=Fault(kw.pop("fault", None)))
+        path = args.out / f"{name}.jsonl"
+        for old in (path, path.with_suffix(".jsonl.gz")):
+            old.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        res = generate(pair, prompts, cfg, trace=str(path))
+        wall = time.perf_counter() - t0
+        if path.stat().st_size > args.gzip_over:
+            gz = path.with_name(path.name + ".gz")
+            with open(path, "rb") as src, gzip.GzipFile(gz, "wb", mtime=0) as dst:
+                shutil.copyfileobj(src, dst)
+            path.unlink()
+            path = gz
+        traces[name] = path
+        s = res.summary
+        manifest["files"][path.name] = {
+            "case": name, "story": story, "mode": res.header["mode"], "rule": res.header["rule"]["name"],
+            "sampling": res.header["sampling"], "fault": res.header.get("fault"),
+            "expected_findings": expected, "steps": s["steps"], "acceptance_rate": s["acceptance_rate"],
+            "mean_acceptance_length": s["mean_acceptance_length"], "tokens_per_s": s["tokens_per_s"],
+            "bytes": path.stat().st_size, "wall_s": round(wall, 2),
+        }
+        print(f"{path.name:36s} steps={s['steps']:4d} AR={s['acceptance_rate'] or 0:.3f} "
+              f"MAL={s['mean_acceptance_length'] or 0:.2f} {s['tokens_per_s'] or 0:7.1f} tok/s "
+              f"{path.stat().st_size / 1024:6.1f} KB", flush=True)
+
+    base = read_trace(traces["baseline-greedy"]) if "baseline-greedy" in traces else None
+    for name, path in traces.items():
+        r = replay_trace(path, pair, baseline=base if name != "baseline-greedy" else None)
+        entry = manifest["files"][path.name]
+        first = r.first
+        entry["replay"] = {
+            "diverged": r.diverged, "codes": r.codes, "steps_diverging": r.steps_diverging,
+            "by_kind": r.by_kind, "near_ties": r.near_ties,
+            "first": None if first is None else {"step": first.step, "position": first.position,
+                                                 "kind": first.kind, "code": first.code},
+            "what_if_best_gamma": r.what_if.best_gamma if r.what_if else None,
+            "what_if_speedup_used": next((row.speedup for row in r.what_if.rows if row.used), None)
+            if r.what_if else None,
+            "measured_speedup": r.what_if.measured_speedup if r.what_if else None,
+        }
+        print(f"replay {path.name:36s} diverged={r.diverged!s:5} codes={','.join(r.codes) or '-'} "
+              f"first={(first.step, first.position, first.kind) if first else None}", flush=True)
+    man = args.out / "MANIFEST.json"
+    old = json.loads(man.read_text()) if man.exists() and args.only else {"files": {}}
+    old_files = {k: v for k, v in old.get("files", {}).items() if k not in manifest["files"]}
+    manifest["files"] = dict(sorted({**old_files, **manifest["files"]}.items()))
+    man.write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    total = sum((args.out / f).stat().st_size for f in manifest["files"] if (args.out / f).exists())
+    print(f"wrote {len(traces)} traces, {total / 1024:.0f} KB in total, manifest {man}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,434 @@
+"""The CI gate: absolute floors (acceptance rate, MAL), a noise-aware comparison against a baseline
+report, and a fail-on-findings policy. Exit codes: 0 pass, 1 failed, 2 usage/unreadable, 3 not enough
+data to judge.
+
+Acceptance is a ratio of counts whose window-to-window spread comes from the workload mix, not from
+token-level coin flips, so the baseline comparison treats *windows* as the unit: the pooled
+(draft-weighted) acceptance of each side, a seeded cluster-bootstrap confidence interval of the
+difference, and median/MAD of per-window rates for the human reader. A build fails only when the drop
+is both larger than ``max_drop`` and statistically clear (the interval's upper end is below zero), so
+run-to-run noise passes and a real regression does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from specdec_diag.analysis import metrics
+from specdec_diag.schema import REPORT_SCHEMA, conform_windows
+
+try:  # Python >= 3.11; on 3.10 the tomli backport has the same API
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+FAIL_ON = ("error", "warning", "never")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DATA = 0, 1, 2, 3
+
+
+class GateError(ValueError):
+    """A usage or input problem (exit 2); ``str()`` is one line naming the file (and line)."""
+
+
+@dataclass
+class GateConfig:
+    """Gate settings; the ``[check]`` table of specdec-check.toml has the same keys."""
+
+    min_acceptance: float | None = None
+    """Fail when the draft acceptance rate (accepted/drafted, bonus excluded) is below this fraction."""
+    min_mal: float | None = None
+    """Fail when the mean acceptance length (1 + accepted/drafts, bonus included) is below this."""
+    baseline: str | None = None
+    """A previous report JSON (``specdec-diag report --format json``) to compare acceptance against."""
+    max_drop: float = 0.03
+    """Largest tolerated drop of the acceptance rate against the baseline, in absolute fraction points."""
+    fail_on: str = "error"
+    """Fail on findings of this severity or worse: error | warning | never."""
+    junit: str | None = None
+    """Write a JUnit XML file here (one test per gate check and per rule code)."""
+    min_drafts: int = 500
+    """Draft tokens needed before the absolute floors are judged."""
+    min_windows: int = 5
+    """Windows with drafts needed on each side before the baseline comparison is judged."""
+    confidence: float = 0.95
+    """Two-sided confidence of the bootstrap interval of the acceptance difference."""
+    bootstrap: int = 2000
+    """Bootstrap resamples."""
+    seed: int = 0
+    """Bootstrap seed: the gate is deterministic for the same inputs."""
+
+    def validate(self, where: str = "check") -> GateConfig:
+        for name in ("min_acceptance", "max_drop"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise GateError(f"{where}: {name} must be a fraction in [0, 1] (0.5 for 50 %), got {v}")
+        if self.min_mal is not None and self.min_mal < 1.0:
+            raise GateError(f"{where}: min_mal must be >= 1 (MAL includes the bonus token), got {self.min_mal}")
+        if self.fail_on not in FAIL_ON:
+            raise GateError(f"{where}: fail_on must be one of {', '.join(FAIL_ON)}, got {self.fail_on!r}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise GateError(f"{where}: confidence must be in [0.5, 1), got {self.confidence}")
+        if self.bootstrap < 100 or self.min_windows < 2 or self.min_drafts < 0:
+            raise GateError(f"{where}: need bootstrap >= 100, min_windows >= 2, min_drafts >= 0")
+        return self
+
+
+def load_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read specdec-check.toml: the ``[check]`` values (type-checked, paths made relative to the
+    file) and the raw ``[thresholds]`` table for the rules."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GateError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GateError(f"{path}: not valid TOML ({exc})") from None
+    check = data.get("check", {})
+    if not isinstance(check, dict):
+        raise GateError(f"{path}: [check] must be a table")
+    known = {f.name: f for f in fields(GateConfig)}
+    out: dict[str, Any] = {}
+    for key, value in check.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise GateError(f"{path}: unknown key {key!r} in [check] (known: {', '.join(known)})")
+        default = getattr(GateConfig(), name)
+        if name in ("baseline", "junit", "fail_on"):
+            if not isinstance(value, str):
+                raise GateError(f"{path}: [check] {key} must be a string, got {value!r}")
+            if name != "fail_on" and not Path(value).is_absolute():
+                value = str(path.parent / value)
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise GateError(f"{path}: [check] {key} must be an integer, got {value!r}")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise GateError(f"{path}: [check] {key} must be a number, got {value!r}")
+        out[name] = value
+    thresholds = data.get("thresholds", {})
+    if not isinstance(thresholds, dict):
+        raise GateError(f"{path}: [thresholds] must be a table")
+    return out, thresholds
+
+
+def load_baseline(path: str | Path) -> dict[str, Any]:
+    """A previous report JSON, checked to be one."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GateError(f"{path}: cannot read baseline ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GateError(f"{path}:{exc.lineno}: baseline is not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict) or data.get("schema") != REPORT_SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise GateError(f"{path}:1: baseline is not a {REPORT_SCHEMA} report (schema {got!r}); "
+                        "write one with `specdec-diag report PATH --format json --out FILE`")
+    if not isinstance(data.get("windows"), list) or not isinstance(data.get("summary"), dict):
+        raise GateError(f"{path}:1: baseline report lacks its windows list or summary object")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics
+# ---------------------------------------------------------------------------------------------
+
+
+def acceptance_units(windows: pl.DataFrame, steps: pl.DataFrame | None = None, block: int = 32) -> pl.DataFrame:
+    """Per-window (drafted, accepted) pairs: the aggregated window rows of :func:`metrics.aggregation_rows`.
+    Windows that logged only a rate count with weight = their drafts (x k), else 1. Without windows,
+    trace steps are cut into blocks of ``block`` steps per file."""
+    schema = {"drafted": pl.Float64, "accepted": pl.Float64}
+    rows = metrics.aggregation_rows(windows) if windows.height else windows
+    if rows.height:
+        weight = pl.coalesce(
+            pl.col("draft_tokens").cast(pl.Float64),
+            pl.col("_drafts") * pl.col("k").cast(pl.Float64),
+            pl.lit(1.0),
+        )
+        u = rows.select(
+            weight.alias("drafted"),
+            pl.coalesce(pl.col("accepted_tokens").cast(pl.Float64),
+                        pl.col("acceptance_rate") * weight).alias("accepted"),
+        ).filter(pl.col("accepted").is_not_null() & pl.col("accepted").is_not_nan() & (pl.col("drafted") > 0))
+        if u.height:
+            return u
+    if steps is not None and steps.height:
+        s = steps.filter(pl.col("gamma_drafted") >= 1)
+        if s.height:
+            return (
+                s.with_columns((pl.int_range(pl.len()).over("source") // block).alias("_blk"))
+                .group_by(["source", "_blk"], maintain_order=True)
+                .agg(pl.col("gamma_drafted").sum().cast(pl.Float64).alias("drafted"),
+                     pl.col("n_accepted").sum().cast(pl.Float64).alias("accepted"))
+                .select("drafted", "accepted")
+            )
+    return pl.DataFrame(schema=schema)
+
+
+def pooled_rate(units: pl.DataFrame) -> float | None:
+    d = units["drafted"].sum() if units.height else 0
+    return units["accepted"].sum() / d if d else None
+
+
+def median_mad(units: pl.DataFrame) -> tuple[float | None, float | None]:
+    """Median of per-window rates and their median absolute deviation (unscaled)."""
+    if units.height == 0:
+        return None, None
+    r = units["accepted"] / units["drafted"]
+    med = float(r.median())
+    return med, float((r - med).abs().median())
+
+
+def bootstrap_diff(cur: pl.DataFrame, base: pl.DataFrame, n: int = 2000, seed: int = 0,
+                   confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of pooled(cur) - pooled(base), resampling windows with replacement on each
+    side independently (a cluster bootstrap; deterministic for a seed)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    dc, ac = cur["drafted"].to_numpy(), cur["accepted"].to_numpy()
+    db, ab = base["drafted"].to_numpy(), base["accepted"].to_numpy()
+    out = np.empty(n)
+    chunk = max(1, 2_000_000 // max(len(dc), len(db)))
+    for lo in range(0, n, chunk):
+        m = min(chunk, n - lo)
+        ic = rng.integers(0, len(dc), (m, len(dc)))
+        ib = rng.integers(0, len(db), (m, len(db)))
+        out[lo:lo + m] = ac[ic].sum(1) / dc[ic].sum(1) - ab[ib].sum(1) / db[ib].sum(1)
+    tail = (1.0 - confidence) / 2.0
+    return float(np.quantile(out, tail)), float(np.quantile(out, 1.0 - tail))
+
+
+def bootstrap_rate(units: pl.DataFrame, n: int = 1000, seed: int = 0, confidence: float = 0.95
+                   ) -> tuple[float, float] | None:
+    """Percentile CI of the pooled acceptance rate over windows (for evidence)."""
+    import numpy as np
+
+    if units.height < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    d, a = units["drafted"].to_numpy(), units["accepted"].to_numpy()
+    chunk = max(1, 2_000_000 // len(d))
+    vals = []
+    for lo in range(0, n, chunk):
+        idx = rng.integers(0, len(d), (min(chunk, n - lo), len(d)))
+        vals.append(a[idx].sum(1) / d[idx].sum(1))
+    v = np.concatenate(vals)
+    tail = (1.0 - confidence) / 2.0
+    return float(np.quantile(v, tail)), float(np.quantile(v, 1.0 - tail))
+
+
+# ---------------------------------------------------------------------------------------------
+# checks
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    """One gate check: status pass | fail | insufficient, a one-line message and its numbers."""
+
+    name: str
+    status: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def junit_case(self) -> dict[str, Any]:
+        text = self.message + "".join(f"\n  {k}: {_fmt(v)}" for k, v in self.evidence.items())
+        return {"name": self.name, "status": self.status, "message": self.message, "text": text}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+@dataclass
+class GateResult:
+    checks: list[Check]
+    report: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        if any(c.status == "fail" for c in self.checks):
+            return EXIT_FAILED
+        if any(c.status == "insufficient" for c in self.checks):
+            return EXIT_NO_DATA
+        return EXIT_OK
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+
+def _floor_check(name: str, value: float | None, floor: float, summary: dict[str, Any], cfg: GateConfig,
+                 units: pl.DataFrame, label: str) -> Check:
+    drafted = summary.get("draft_tokens")
+    enough = drafted >= cfg.min_drafts if drafted is not None else units.height >= cfg.min_windows
+    ev: dict[str, Any] = {name: value, "threshold": floor, "draft_tokens": drafted, "windows": units.height,
+                          "needed_draft_tokens": cfg.min_drafts}
+    if value is None or not enough:
+        have = f"{drafted} draft tokens" if drafted is not None else f"{units.height} windows"
+        need = f"{cfg.min_drafts} draft tokens" if drafted is not None else f"{cfg.min_windows} windows"
+        return Check(name, "insufficient", f"{label}: not enough data to judge ({have}; need at least {need})", ev)
+    if name == "acceptance_rate":
+        ci = bootstrap_rate(units, seed=cfg.seed, confidence=cfg.confidence)
+        if ci:
+            ev["ci"] = list(ci)
+    ok = value >= floor
+    return Check(name, "pass" if ok else "fail",
+                 f"{label} {value:.4f} {'>=' if ok else '<'} minimum {floor:.4f}", ev)
+
+
+def baseline_check(cur_units: pl.DataFrame, baseline: dict[str, Any], cfg: GateConfig, where: str) -> Check:
+    """Noise-aware comparison of acceptance against a baseline report's windows."""
+    rows = [{k: v for k, v in w.items() if k != "time"} for w in baseline["windows"] if isinstance(w, dict)]
+    bw = conform_windows(pl.DataFrame(rows, infer_schema_length=None)) if rows else conform_windows(pl.DataFrame())
+    base_units = acceptance_units(bw)
+    ev: dict[str, Any] = {"baseline": where, "current_windows": cur_units.height, "baseline_windows": base_units.height,
+                          "needed_windows": cfg.min_windows, "max_drop": cfg.max_drop}
+    if cur_units.height < cfg.min_windows or base_units.height < cfg.min_windows:
+        return Check("baseline_acceptance", "insufficient",
+                     f"baseline comparison: not enough windows to judge (current {cur_units.height}, baseline "
+                     f"{base_units.height}; need at least {cfg.min_windows} windows with drafts on each side)", ev)
+    rc, rb = pooled_rate(cur_units), pooled_rate(base_units)
+    lo, hi = bootstrap_diff(cur_units, base_units, cfg.bootstrap, cfg.seed, cfg.confidence)
+    (mc, madc), (mb, madb) = median_mad(cur_units), median_mad(base_units)
+    diff = rc - rb
+    ev.update({"current_rate": rc, "baseline_rate": rb, "difference": diff, "ci_low": lo, "ci_high": hi,
+               "confidence": cfg.confidence, "current_median": mc, "current_mad": madc,
+               "baseline_median": mb, "baseline_mad": madb})
+    clear = hi < 0.0
+    if diff < -cfg.max_drop and clear:
+        return Check("baseline_acceptance", "fail",
+                     f"acceptance dropped {rb:.4f} -> {rc:.4f} ({diff:+.4f}, {int(cfg.confidence * 100)} % CI "
+                     f"[{lo:+.4f}, {hi:+.4f}]) beyond the tolerated {cfg.max_drop:.4f}", ev)
+    why = "within the tolerated drop" if diff >= -cfg.max_drop else "not distinguishable from noise"
+    return Check("baseline_acceptance", "pass",
+                 f"acceptance {rb:.4f} -> {rc:.4f} ({diff:+.4f}, CI [{lo:+.4f}, {hi:+.4f}]): {why}", ev)
+
+
+def findings_check(report: dict[str, Any], fail_on: str) -> Check:
+    sev = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[fail_on]
+    hits = [f for f in report["findings"] if f["severity"] in sev]
+    counts = {s: sum(f["severity"] == s for f in report["findings"]) for s in ("error", "warning", "info")}
+    ev: dict[str, Any] = {**counts, "fail_on": fail_on, "codes": sorted({f["code"] for f in hits})}
+    if hits:
+        return Check("findings", "fail", f"{len(hits)} finding(s) at or above {fail_on}: "
+                     + ", ".join(ev["codes"]), ev)
+    return Check("findings", "pass", f"no findings at or above {fail_on}" if fail_on != "never"
+                 else "findings do not fail the build (fail_on = never)", ev)
+
+
+def run_gate(result: Any, cfg: GateConfig, thresholds: Any = None, baseline: dict[str, Any] | None = None,
+             report: dict[str, Any] | None = None) -> GateResult:
+    """All checks for one ingest result. ``baseline`` is a loaded report (see :func:`load_baseline`)."""
+    from specdec_diag.analysis.report import build_report, has_data
+
+    cfg.validate()
+    report = report or build_report(result, thresholds)
+    s = report["summary"]
+    units = acceptance_units(result.windows, result.steps)
+    checks: list[Check] = []
+    if not has_data(report):
+        checks.append(Check("data", "insufficient",
+                            "no speculative-decoding records found (need metrics lines with drafts, or trace steps)",
+                            {"windows": len(report["windows"]), "inputs": len(report["inputs"])}))
+    if cfg.min_acceptance is not None:
+        checks.append(_floor_check("acceptance_rate", s.get("acceptance_rate"), cfg.min_acceptance, s, cfg, units,
+                                   "acceptance rate"))
+    if cfg.min_mal is not None:
+        checks.append(_floor_check("mean_acceptance_length", s.get("mean_acceptance_length"), cfg.min_mal, s, cfg,
+                                   units, "mean acceptance length"))
+    if baseline is not None:
+        checks.append(baseline_check(units, baseline, cfg, cfg.baseline or "baseline"))
+    checks.append(findings_check(report, cfg.fail_on))
+    return GateResult(checks, report)
+
+
+# ---------------------------------------------------------------------------------------------
+# CI output
+# ---------------------------------------------------------------------------------------------
+
+
+def _esc_data(s: str) -> str:
+    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _esc_prop(s: str) -> str:
+    return _esc_data(s).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(gate: GateResult, limit: int = 50) -> list[str]:
+    """GitHub workflow commands: one per finding location (error/warning/notice by severity) and one
+    ``::error`` per failed gate check. Capped: GitHub shows only a few per step anyway."""
+    cmd = {"error": "error", "warning": "warning", "info": "notice"}
+    out = []
+    for c in gate.checks:
+        if c.status == "fail":
+            out.append(f"::error title={_esc_prop('specdec-diag check ' + c.name)}::{_esc_data(c.message)}")
+    for f in gate.report["findings"]:
+        for loc in f.get("locations") or []:
+            props = [f"file={_esc_prop(str(loc.get('path')))}"]
+            if loc.get("line") is not None:
+                props.append(f"line={int(loc['line'])}")
+            props.append(f"title={_esc_prop(f['code'])}")
+            out.append(f"::{cmd.get(f['severity'], 'notice')} {','.join(props)}::"
+                       f"{_esc_data(f['title'] + ' — ' + (f.get('recommendation') or ''))}")
+    return out[:limit]
+
+
+def step_summary_markdown(gate: GateResult) -> str:
+    """Markdown for $GITHUB_STEP_SUMMARY: the verdict, the checks, the key numbers and the findings."""
+    icon = {"pass": "✅", "fail": "❌", "insufficient": "⚠️"}
+    verdict = {EXIT_OK: "passed", EXIT_FAILED: "FAILED", EXIT_NO_DATA: "not enough data"}[gate.exit_code]
+    s = gate.report["summary"]
+    lines = [f"## specdec-diag check: {verdict}", "", "| check | status | detail |", "|---|---|---|"]
+    for c in gate.checks:
+        lines.append(f"| {c.name} | {icon[c.status]} {c.status} | {c.message.replace('|', '/')} |")
+    lines += ["", "| metric | value |", "|---|---|"]
+    for key in ("engine", "k", "draft_tokens", "acceptance_rate", "mean_acceptance_length", "alpha_mle"):
+        v = s.get(key)
+        lines.append(f"| {key} | {_fmt(v) if v is not None else '-'} |")
+    fs = gate.report["findings"]
+    if fs:
+        lines += ["", "| severity | code | title |", "|---|---|---|"]
+        for f in fs[:30]:
+            lines.append(f"| {f['severity']} | `{f['code']}` | {f['title'].replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def emit_github(gate: GateResult, echo: Any = print, env: dict[str, str] | None = None) -> bool:
+    """When running under GitHub Actions, print annotations and append the step summary."""
+    env = dict(os.environ) if env is None else env
+    if env.get("GITHUB_ACTIONS") != "true":
+        return False
+    for line in github_annotations(gate):
+        echo(line)
+    path = env.get("GITHUB_STEP_SUMMARY")
+    if path:
+        text = step_summary_markdown(gate)
+        if len(text.encode()) < 1_000_000:  # GitHub caps the summary at 1 MiB
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(text)
+    return True
+
+
+def insufficient_note(checks: list[Check]) -> str:
+    """One line naming what was missing, for the exit-3 message."""
+    return "; ".join(c.message for c in checks if c.status == "insufficient")
+
+
+__all__ = ["GateConfig", "GateError", "GateResult", "Check", "load_config", "load_baseline", "acceptance_units",
+           "pooled_rate", "median_mad", "bootstrap_diff", "baseline_check", "run_gate", "github_annotations",
+           "step_summary_markdown", "emit_github"]

@@ -1,0 +1,429 @@
+"""The rule machinery: findings, rules, the registry, the shared context and :func:`run_rules`.
+
+A rule is a class with a stable ``code`` (ARCHITECTURE.md §5), a default severity, the thresholds it
+reads and the user problems it comes from; its docstring is its documentation page. ``check(ctx)``
+returns findings; a rule that cannot judge returns nothing or an info "not enough data" note made by
+:func:`insufficient`, never a guess. Rules only read tables: they never import torch, and never read a
+trace header's ``fault`` (that is the answer key of the sample traces).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar, Literal
+
+import polars as pl
+
+from specdec_diag.analysis.rules.thresholds import Thresholds
+from specdec_diag.ingest.base import IngestResult
+
+Severity = Literal["error", "warning", "info"]
+SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+@dataclass
+class Finding:
+    """One diagnosis. ``evidence`` maps names to numbers; ``evidence['definitions']`` says what each
+    number means, so a reader never has to guess an engine's convention. ``score`` ranks findings of
+    one severity by estimated impact (roughly: share of throughput or of records affected, 0..1+)."""
+
+    code: str
+    severity: Severity
+    title: str
+    evidence: dict[str, Any]
+    recommendation: str
+    locations: list[dict[str, Any]] = field(default_factory=list)
+    score: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report-contract shape (ARCHITECTURE.md §4) plus ``score``."""
+        return {"code": self.code, "severity": self.severity, "title": self.title,
+                "evidence": _jsonable(self.evidence), "recommendation": self.recommendation,
+                "locations": list(self.locations), "score": round(float(self.score), 6)}
+
+    @property
+    def sources(self) -> set[str]:
+        return {loc["path"] for loc in self.locations if loc.get("path")}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float):
+        return None if math.isnan(v) or math.isinf(v) else round(v, 6)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+class Rule:
+    """Base class. Subclasses set the class attributes and implement :meth:`check`; the docstring is
+    the rule's page (what it detects, why it matters, evidence, example, fix)."""
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    severity: ClassVar[Severity] = "warning"
+    family: ClassVar[str] = ""
+    #: Threshold fields this rule reads (documented on its page).
+    thresholds: ClassVar[tuple[str, ...]] = ()
+    #: user_problems.md entries (P01..P22) and decoder_anchors.md sections the rule comes from.
+    problems: ClassVar[tuple[str, ...]] = ()
+    #: Codes that, when they fire on the same source as an error, explain this rule's symptom: the
+    #: finding is then kept but demoted to info with ``evidence['explained_by']``.
+    explained_by: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def doc(self) -> str:
+        return inspect.cleandoc(type(self).__doc__ or "")
+
+    @property
+    def summary(self) -> str:
+        return self.doc.splitlines()[0] if self.doc else self.name
+
+    def check(self, ctx: Context) -> list[Finding]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def finding(self, ctx: Context, title: str, evidence: dict[str, Any], recommendation: str,
+                rows: pl.DataFrame | Iterable[tuple[str, int]] | None = None, *,
+                severity: Severity | None = None, score: float = 0.0) -> Finding:
+        """A finding of this rule, with locations taken from ``rows`` (a frame with source/line or
+        (path, line) pairs), capped at ``thresholds.max_locations``."""
+        locs, more = locations(rows, ctx.thresholds.max_locations)
+        if more:
+            evidence = {**evidence, "more_locations": more}
+        return Finding(self.code, severity or self.severity, title, evidence, recommendation, locs, score)
+
+
+RULES: dict[str, Rule] = {}
+
+
+def register(cls: type[Rule]) -> type[Rule]:
+    """Class decorator: add one instance to :data:`RULES` under its (unique, stable) code."""
+    if cls.code in RULES:
+        raise ValueError(f"rule code {cls.code} registered twice")
+    RULES[cls.code] = cls()
+    return cls
+
+
+def locations(rows: pl.DataFrame | Iterable[tuple[str, int]] | None, cap: int = 20
+              ) -> tuple[list[dict[str, Any]], int]:
+    """Unique ``{"path", "line"}`` in input order, at most ``cap``; also how many were left out."""
+    if rows is None:
+        return [], 0
+    if isinstance(rows, pl.DataFrame):
+        if rows.is_empty() or "source" not in rows.columns:
+            return [], 0
+        pairs: Iterable[tuple[Any, Any]] = rows.select("source", "line").iter_rows()
+    else:
+        pairs = rows
+    seen: dict[tuple[str, int | None], None] = {}
+    for path, line in pairs:
+        if path is None:
+            continue
+        seen.setdefault((str(path), None if line is None else int(line)), None)
+    keys = list(seen)
+    return [{"path": p, "line": ln} for p, ln in keys[:cap]], max(0, len(keys) - cap)
+
+
+def insufficient(rule: Rule, ctx: Context, what: str, have: Any, need: Any,
+                 rows: pl.DataFrame | None = None) -> Finding:
+    """The info note a rule emits when the signal is present but too thin to judge."""
+    return rule.finding(
+        ctx, f"{rule.name}: not enough data to judge ({what}: {have} < {need})",
+        {what: have, "needed": need, "definitions": {what: "amount of data the rule saw",
+                                                     "needed": "minimum before it judges"}},
+        "Collect a longer run (more drafts / windows / steps) before drawing conclusions.",
+        rows, severity="info", score=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Context: the ingest result plus derived tables every rule shares (computed once, lazily).
+# ---------------------------------------------------------------------------------------------
+
+SPEC_COLS = ("num_drafts", "draft_tokens", "accepted_tokens", "acceptance_rate", "mean_acceptance_length",
+             "per_position_acceptance")
+
+
+@dataclass
+class Context:
+    """What a rule sees: the :class:`IngestResult`, the thresholds, and derived frames."""
+
+    result: IngestResult
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    summary: dict[str, Any] | None = None
+
+    # --- windows from engine logs (trace-derived windows are judged through the steps instead) -----
+    @cached_property
+    def trace_sources(self) -> set[str]:
+        srcs = set(self.result.steps["source"].unique().to_list()) if self.result.steps.height else set()
+        return srcs | {str(h.get("source")) for h in self.result.headers if h.get("source")}
+
+    @cached_property
+    def windows(self) -> pl.DataFrame:
+        w = self.result.windows
+        if w.is_empty():
+            return w
+        if self.trace_sources:
+            w = w.filter(~pl.col("source").is_in(list(self.trace_sources)))
+        return w.with_columns(pl.col("engine_id").fill_null("")).sort(
+            ["source", "engine_id", "time", "line"], nulls_last=True)
+
+    @cached_property
+    def spec_windows(self) -> pl.DataFrame:
+        """Windows that carry speculative-decoding numbers, one window kind per source (interval rows,
+        or the differences of cumulative counters; see ``metrics.aggregation_rows``) so no draft is
+        counted twice."""
+        from specdec_diag.analysis import metrics
+
+        w = self.windows
+        if w.is_empty():
+            return w
+        rows = metrics.aggregation_rows(w)
+        return rows.drop("_drafts") if "_drafts" in rows.columns else rows
+
+    def engine_windows(self) -> list[tuple[tuple[str, str], pl.DataFrame]]:
+        """All windows (throughput lines too) of each (source, engine_id) that speculates."""
+        keys = {k for k, _ in self.window_groups()}
+        return [(k, g) for k, g in self.window_groups(self.windows) if k in keys]
+
+    def window_groups(self, df: pl.DataFrame | None = None) -> list[tuple[tuple[str, str], pl.DataFrame]]:
+        """(source, engine_id) groups in stable order: one engine's timeline each."""
+        df = self.spec_windows if df is None else df
+        if df.is_empty():
+            return []
+        out = []
+        for key, g in df.group_by(["source", "engine_id"], maintain_order=True):
+            out.append(((str(key[0]), str(key[1] or "")), g))
+        return out
+
+    # --- trace steps ---------------------------------------------------------------------------------
+    @cached_property
+    def headers(self) -> dict[str, dict[str, Any]]:
+        return {str(h.get("source")): h for h in self.result.headers if h.get("source")}
+
+    @cached_property
+    def steps(self) -> pl.DataFrame:
+        """All trace steps, with ``request`` filled, the trace's temperature, rule name and mode."""
+        s = self.result.steps
+        if s.is_empty():
+            return s.with_columns(pl.lit(None, pl.Float64).alias("temperature"),
+                                  pl.lit(None, pl.Utf8).alias("rule_name"),
+                                  pl.lit(None, pl.Boolean).alias("baseline"))
+        meta = []
+        for src in s["source"].unique().to_list():
+            h = self.headers.get(src, {})
+            meta.append({"source": src, "temperature": header_temperature(h),
+                         "rule_name": header_rule_name(h), "baseline": header_is_baseline(h)})
+        m = pl.DataFrame(meta, schema={"source": pl.Utf8, "temperature": pl.Float64, "rule_name": pl.Utf8,
+                                       "baseline": pl.Boolean})
+        s = s.with_columns(pl.col("request").fill_null(0)).join(m, on="source", how="left")
+        return s.sort(["source", "request", "step"])
+
+    @cached_property
+    def spec_steps(self) -> pl.DataFrame:
+        """Steps of speculative traces that drafted at least one token."""
+        s = self.steps
+        if s.is_empty():
+            return s
+        return s.filter(~pl.col("baseline").fill_null(False) & (pl.col("gamma_drafted") > 0))
+
+    @cached_property
+    def baseline_steps(self) -> pl.DataFrame:
+        s = self.steps
+        if s.is_empty():
+            return s
+        return s.filter(pl.col("baseline").fill_null(False) | (pl.col("gamma_drafted") == 0))
+
+    def step_groups(self) -> list[tuple[str, pl.DataFrame]]:
+        """Speculative steps per trace file."""
+        s = self.spec_steps
+        if s.is_empty():
+            return []
+        return [(str(k[0]), g) for k, g in s.group_by(["source"], maintain_order=True)]
+
+    @cached_property
+    def configs(self) -> pl.DataFrame:
+        return self.result.configs
+
+
+def header_temperature(h: dict[str, Any]) -> float | None:
+    """Temperature recorded in a trace header (``sampling.temperature``); greedy rule means 0."""
+    rule = h.get("rule") or {}
+    if isinstance(rule, dict) and rule.get("name") == "greedy":
+        return 0.0
+    samp = h.get("sampling") or {}
+    t = samp.get("temperature") if isinstance(samp, dict) else None
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+
+
+def header_rule_name(h: dict[str, Any]) -> str | None:
+    rule = h.get("rule")
+    if isinstance(rule, dict):
+        return rule.get("name")
+    return rule if isinstance(rule, str) else None
+
+
+def header_is_baseline(h: dict[str, Any]) -> bool:
+    """A plain autoregressive (no speculation) trace: ``mode`` names the baseline."""
+    mode = str(h.get("mode", "")).lower()
+    return mode in {"baseline", "ar", "autoregressive", "plain", "no-spec", "nospec"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared statistics over windows and steps.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Acceptance:
+    """Acceptance of a group of windows or steps. Every number comes from
+    :mod:`specdec_diag.analysis.metrics` (one definition each, see docs/metrics.md):
+
+    * ``drafts`` verify steps, ``draft_tokens`` drafted, ``accepted`` accepted drafts (bonus excluded);
+    * ``rate`` = accepted / draft_tokens (vLLM-V1-style acceptance rate, prefix counting);
+    * ``mal`` = 1 + accepted / drafts (mean acceptance length, bonus included);
+    * ``k`` the most common draft length; ``per_position[j]`` share of drafts with position j+1
+      accepted; ``alpha`` Leviathan's per-token acceptance probability, estimated (censored-geometric
+      MLE when per-position counts or steps exist, else Eq. 1 inverted from MAL and k).
+    """
+
+    drafts: float | None
+    draft_tokens: float | None
+    accepted: float | None
+    rate: float | None
+    mal: float | None
+    k: int | None
+    per_position: list[float] | None
+    alpha: float | None
+
+    def evidence(self) -> dict[str, Any]:
+        return {"drafts": self.drafts, "draft_tokens": self.draft_tokens, "accepted_tokens": self.accepted,
+                "acceptance_rate": self.rate, "mean_acceptance_length": self.mal, "k": self.k,
+                "alpha_estimate": self.alpha}
+
+
+ACCEPTANCE_DEFINITIONS = {
+    "drafts": "verify steps (draft sequences)",
+    "draft_tokens": "draft tokens proposed",
+    "accepted_tokens": "draft tokens accepted (prefix, bonus excluded)",
+    "acceptance_rate": "accepted_tokens / draft_tokens (bonus excluded)",
+    "mean_acceptance_length": "1 + accepted_tokens / drafts (tokens per verify step, bonus included)",
+    "k": "draft length gamma (most common)",
+    "alpha_estimate": "Leviathan alpha, per-token acceptance probability (censored-geometric MLE, else "
+                      "Eq. 1 inverted from MAL and k)",
+    "per_position_acceptance": "share of drafts whose position j was accepted (and all before it)",
+}
+
+
+def window_acceptance(df: pl.DataFrame) -> Acceptance:
+    """Acceptance over windows (one engine's, or any set), via the shared metric definitions."""
+    from specdec_diag.analysis import metrics, theory
+
+    k = metrics.draft_length(df)
+    mal = metrics.mean_acceptance_length(df)
+    alpha = metrics.alpha_mle(df)
+    if alpha is None and mal is not None and k:
+        alpha = theory.alpha_from_mal(mal, k)
+    rate = metrics.acceptance_rate(df)
+    if alpha is None and rate is not None and k:
+        alpha = theory.alpha_from_acceptance_rate(rate, k)
+    return Acceptance(metrics.num_drafts(df), metrics.draft_tokens(df), metrics.accepted_tokens(df), rate, mal,
+                      k, metrics.per_position_acceptance(df), alpha)
+
+
+def step_acceptance(steps: pl.DataFrame) -> Acceptance:
+    """Acceptance over trace steps (same definitions as :func:`window_acceptance`)."""
+    from specdec_diag.analysis import metrics
+
+    return Acceptance(metrics.num_drafts(steps), metrics.draft_tokens(steps), metrics.accepted_tokens(steps),
+                      metrics.acceptance_rate(steps), metrics.mean_acceptance_length(steps),
+                      metrics.draft_length(steps), metrics.per_position_acceptance(steps),
+                      metrics.alpha_mle(steps))
+
+
+def timeline(df: pl.DataFrame) -> pl.DataFrame:
+    """The rows of one engine's windows that partition its run (interval rows, or cumulative
+    differences), in time order: the series change-point rules scan."""
+    from specdec_diag.analysis import metrics
+
+    rows = metrics.aggregation_rows(df)
+    if rows.is_empty():
+        return rows
+    return rows.sort(["time", "line"], nulls_last=True)
+
+
+def step_trials(steps: pl.DataFrame) -> list[int]:
+    """Steps that reached (tested) each position: position 1 is always tested; position j only when
+    the first j-1 were accepted and j was drafted."""
+    gmax = int(steps["gamma_drafted"].max() or 0) if steps.height else 0
+    g, n = steps["gamma_drafted"], steps["n_accepted"]
+    return [int(((g >= j) & (n >= j - 1)).sum()) for j in range(1, gmax + 1)]
+
+
+def ranked(findings: list[Finding]) -> list[Finding]:
+    """Errors before warnings before info; within a severity by score (impact), then code."""
+    return sorted(findings, key=lambda f: (_RANK.get(f.severity, 9), -float(f.score or 0.0), f.code))
+
+
+def run_rules(result: IngestResult, thresholds: Thresholds | None = None,
+              select: Iterable[str] | None = None, ignore: Iterable[str] | None = None) -> list[Finding]:
+    """Run the registered rules (all, or the codes in ``select``, minus ``ignore``) over one ingest
+    result and return the findings ranked, principal bottleneck first.
+
+    A finding whose rule lists an ``explained_by`` code that fired, at least as severe, on the same
+    sources is demoted to info and says which code explains it (a leaked KV cache also lowers
+    acceptance; the report should lead with the cause)."""
+    from specdec_diag.analysis.rules import load_all
+
+    load_all()
+    th = thresholds or Thresholds()
+    codes = list(RULES)
+    if select is not None:
+        wanted = {c.upper() for c in select}
+        unknown = wanted - set(RULES)
+        if unknown:
+            raise ValueError(f"unknown rule code(s): {', '.join(sorted(unknown))}")
+        codes = [c for c in codes if c in wanted]
+    if ignore is not None:
+        drop = {c.upper() for c in ignore}
+        codes = [c for c in codes if c not in drop]
+    ctx = Context(result, th, summary=_summary(result))
+    findings: list[Finding] = []
+    for code in codes:
+        findings.extend(RULES[code].check(ctx))
+    fired: dict[tuple[str, int], set[str]] = {}  # (code, severity rank) -> sources
+    for f in findings:
+        fired.setdefault((f.code, _RANK[f.severity]), set()).update(f.sources)
+    for f in findings:
+        if f.severity == "info":
+            continue
+        for cause in RULES[f.code].explained_by:
+            # the cause must be at least as severe as the symptom and cover all of its sources
+            srcs = set().union(*(fired.get((cause, r), set()) for r in range(_RANK[f.severity] + 1)))
+            if srcs and f.sources and f.sources <= srcs:
+                f.evidence = {**f.evidence, "explained_by": cause, "original_severity": f.severity}
+                f.severity = "info"
+                f.title = f"{f.title} (consequence of {cause})"
+                break
+    return ranked(findings)
+
+
+def _summary(result: IngestResult) -> dict[str, Any] | None:
+    """H6's ``metrics.summarize`` when present; rules must not depend on it being there."""
+    try:
+        from specdec_diag.analysis import metrics
+    except ImportError:
+        return None
+    fn = getattr(metrics, "summarize", None)
+    if fn is None:
+        return None
+    try:
+        out = fn(result)
+    except Exception:  # a summary problem must not hide the findings
+        return None
+    return out if isinstance(out, dict) else None

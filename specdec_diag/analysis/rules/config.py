@@ -1,0 +1,163 @@
+"""Configuration rules: facts about the setup (startup lines, trace headers) that decide correctness
+before a single token is generated: mismatched vocabularies and lossy acceptance rules.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import polars as pl
+
+from specdec_diag.analysis.rules.base import Context, Finding, Rule, register
+
+_VOCAB_ERR = re.compile(r"vocab(?: type)? must match|does not match draft vocab|token \d+ content differs|"
+                        r"vocab(?:ulary)? (?:size )?mismatch", re.I)
+_VOCAB_KEYS = ("vocab_size", "vocab", "tokenizer_hash", "tokenizer", "tokenizer_name")
+
+
+@register
+class VocabMismatch(Rule):
+    """Draft and target vocabularies or tokenizers differ.
+
+    **What it detects.** Startup errors of the form ``draft model vocab must match target model ...``
+    / ``... token 0 content differs`` (llama.cpp, koboldcpp), configuration facts giving different
+    target and draft vocabulary sizes, and trace headers whose target and draft models declare a
+    different ``vocab_size`` or tokenizer (name or hash).
+
+    **Why it matters.** Speculation compares token ids: if an id means different strings to the two
+    models, drafts are nonsense to the target (acceptance near 0, "draft generating random unrelated
+    stuff", llama.cpp PR #3812). Padding-only differences (Qwen 151936 vs 152064) are safe only when the
+    extra ids are never produced (vllm #10913); otherwise vocabularies must match or be mapped
+    (universal assisted decoding).
+
+    **Evidence.** ``target`` / ``draft`` values that differ (vocab size, tokenizer), or the startup
+    ``error`` line.
+
+    **Example.** ``target vocab size 152064 does not match draft vocab size 32002``.
+
+    **Fix.** Use a drafter from the same model family/tokenizer; for padding-only differences pad the
+    draft embedding; otherwise use a universal (token-mapping) drafting method.
+    """
+
+    code = "VOCAB_MISMATCH"
+    name = "vocabulary mismatch"
+    severity = "error"
+    family = "config"
+    problems = ("P04", "decoder_anchors §5.5")
+
+    def check(self, ctx: Context) -> list[Finding]:
+        out = []
+        cfg = ctx.configs
+        if cfg.height:
+            err = cfg.filter(pl.col("value").str.contains(_VOCAB_ERR.pattern))
+            for src in err["source"].unique(maintain_order=True).to_list():
+                rows = err.filter(pl.col("source") == src)
+                out.append(self.finding(
+                    ctx, f"Draft/target vocabulary mismatch reported at startup in {src}",
+                    {"error": rows["value"][0], "lines": rows.height,
+                     "definitions": {"error": "the engine's startup error line"}}, _REC, rows, score=1.0))
+            for src in cfg["source"].unique(maintain_order=True).to_list():
+                mine = {k: v for k, v in cfg.filter(pl.col("source") == src).select("key", "value").iter_rows()}
+                t, d = mine.get("target_vocab_size"), mine.get("draft_vocab_size")
+                if t is not None and d is not None and t != d:
+                    rows = cfg.filter((pl.col("source") == src)
+                                      & pl.col("key").is_in(["target_vocab_size", "draft_vocab_size"]))
+                    out.append(self.finding(
+                        ctx, f"Target vocabulary {t} != draft vocabulary {d} in {src}",
+                        {"target": {"vocab_size": t}, "draft": {"vocab_size": d},
+                         "definitions": {"vocab_size": "vocabulary size declared by each model"}}, _REC, rows,
+                        score=1.0))
+        for src, h in ctx.headers.items():
+            diff = _header_diff(h)
+            if diff:
+                out.append(self.finding(
+                    ctx, f"Trace {src}: target and draft declare different "
+                         + ", ".join(sorted(diff["target"])),
+                    {**diff, "definitions": {"target": "target model's declared vocab/tokenizer",
+                                             "draft": "draft model's declared vocab/tokenizer"}},
+                    _REC, [(src, 1)], score=1.0))
+        return out
+
+
+def _header_diff(h: dict[str, Any]) -> dict[str, Any] | None:
+    models = h.get("models")
+    if not isinstance(models, dict):
+        return None
+    t, d = models.get("target"), models.get("draft")
+    if not isinstance(t, dict) or not isinstance(d, dict):
+        return None
+    diff_t, diff_d = {}, {}
+    for key in _VOCAB_KEYS:
+        if key in t and key in d and t[key] is not None and d[key] is not None and t[key] != d[key]:
+            diff_t[key], diff_d[key] = t[key], d[key]
+    return {"target": diff_t, "draft": diff_d} if diff_t else None
+
+
+_REC = ("Use a drafter with the target's tokenizer (same model family); pad the draft embedding only for "
+        "padding-only size differences; otherwise use a token-mapping (universal) drafting method.")
+
+_LOSSY_METHODS = ("typical", "lenient", "typical_acceptance_sampler", "TypicalAcceptanceSampler")
+_SGL_THRESHOLDS = ("speculative_accept_threshold_single", "speculative_accept_threshold_acc")
+
+
+@register
+class LossyAcceptance(Rule):
+    """A lossy acceptance rule is configured: outputs may differ from the target model's.
+
+    **What it detects.** A typical-acceptance or lenient rule: vLLM ``acceptance_method =
+    typical_acceptance_sampler`` / ``Configuring SpecDecodeWorker with sampler=...TypicalAcceptanceSampler``,
+    SGLang ``speculative_accept_threshold_single/acc`` below 1, or a trace header whose rule is marked
+    ``lossy``.
+
+    **Why it matters.** Rejection sampling (and greedy argmax matching) guarantees the output
+    distribution of the target. Typical acceptance (Medusa) and lenient rules accept more drafts by
+    design, so outputs can differ - acceptance numbers from such runs are not comparable with lossless
+    ones and quality must be evaluated separately.
+
+    **Evidence.** ``setting`` and ``value`` (or the trace ``rule``), where it was configured.
+
+    **Example.** ``Configuring SpecDecodeWorker with sampler=<class '...TypicalAcceptanceSampler'>``.
+
+    **Fix.** Use rejection sampling (vLLM ``acceptance_method=rejection_sampler``, SGLang thresholds at 1.0,
+    trace rule ``sampling``/``greedy``) unless the quality trade-off was measured and accepted.
+    """
+
+    code = "LOSSY_ACCEPTANCE"
+    name = "lossy acceptance rule"
+    severity = "warning"
+    family = "config"
+    problems = ("P09", "decoder_anchors §1.8")
+
+    def check(self, ctx: Context) -> list[Finding]:
+        out = []
+        cfg = ctx.configs
+        if cfg.height:  # trace headers are judged below, from the rule itself
+            cfg = cfg.filter(~pl.col("source").is_in(list(ctx.trace_sources)))
+        if cfg.height:
+            lossy = cfg.filter(pl.col("key").is_in(["acceptance_method", "sampler"])
+                                & pl.col("value").is_in(list(_LOSSY_METHODS)))
+            thr = cfg.filter(pl.col("key").is_in(list(_SGL_THRESHOLDS)))
+            thr = thr.filter(pl.col("value").cast(pl.Float64, strict=False) < 1.0)
+            for src in pl.concat([lossy, thr])["source"].unique(maintain_order=True).to_list():
+                rows = pl.concat([lossy, thr]).filter(pl.col("source") == src)
+                settings = {k: v for k, v in rows.select("key", "value").iter_rows()}
+                out.append(self.finding(
+                    ctx, f"Lossy acceptance configured in {src}: "
+                         + ", ".join(f"{k}={v}" for k, v in settings.items()),
+                    {"settings": settings, "definitions": {"settings": "acceptance settings seen at startup"}},
+                    _LOSSY_REC, rows, score=0.3))
+        for src, h in ctx.headers.items():
+            rule = h.get("rule") if isinstance(h.get("rule"), dict) else {}
+            if rule.get("lossy"):
+                out.append(self.finding(
+                    ctx, f"Trace {src} uses the lossy acceptance rule {rule.get('name')!r}",
+                    {"rule": rule.get("name"), "params": rule.get("params"),
+                     "definitions": {"rule": "acceptance rule named in the trace header"}},
+                    _LOSSY_REC, [(src, 1)], score=0.3))
+        return out
+
+
+_LOSSY_REC = ("Use a lossless rule (rejection sampling / greedy: vLLM acceptance_method=rejection_sampler, "
+              "SGLang accept thresholds 1.0) unless the quality impact was measured; do not compare its "
+              "acceptance with lossless runs.")

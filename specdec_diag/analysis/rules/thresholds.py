@@ -1,0 +1,168 @@
+"""Every threshold the diagnosis rules use, in one place.
+
+Each field carries its default and a docstring (the string literal right after it) saying what it
+governs and where the number comes from; the rule pages in ``docs/rules/`` list the fields each rule
+reads. Override them from a TOML file with a ``[thresholds]`` table::
+
+    [thresholds]
+    min_draft_tokens = 200
+    large_batch = 64
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import dataclass, fields, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Numbers that decide when a rule fires. Defaults come from user_problems.md and decoder_anchors.md."""
+
+    # --- how much data a rule needs before it judges -------------------------------------------------
+    min_draft_tokens: int = 500
+    """Draft tokens a group (file + engine, or trace request set) needs before acceptance is judged (P03:
+    '>= 500 drafted tokens'); below it a rule emits at most an info 'not enough data' note."""
+    min_steps: int = 20
+    """Speculative steps a trace needs before step statistics (timings, regressions, rates) are judged."""
+    min_windows: int = 3
+    """Windows each side of a change point, and contiguous windows of a pinned run (collapse, pinning)."""
+    min_position_trials: int = 30
+    """Drafts that reached position j-1 before a zero rate at position j counts as a cliff, not noise."""
+
+    # --- acceptance level ----------------------------------------------------------------------------
+    broken_acceptance_rate: float = 0.05
+    """Acceptance rate (accepted/drafted) below which the drafter is called broken (P03: AR < 5 %)."""
+    broken_mal: float = 1.10
+    """Mean acceptance length below which the drafter is called broken (P03: MAL < 1.10)."""
+    low_alpha: float = 0.40
+    """Leviathan alpha (per-token acceptance probability, estimated) below which acceptance is low
+    (P19: drafter/target mismatch typically shows 30-55 % AR)."""
+    suspicious_acceptance: float = 0.99
+    """Acceptance rate at or above which acceptance is 'about 100 %' (verifier bypassed?)."""
+    suspicious_z: float = 4.0
+    """z-score by which trace acceptances may exceed what the recorded p/q ratios allow before it is
+    called suspicious (binomial test on accepted positions)."""
+
+    # --- per-position shape --------------------------------------------------------------------------
+    cliff_first_position: float = 0.30
+    """Position-0 acceptance a draft needs before a later zero is called a cliff (P07: pp[0] > 0.3)."""
+    cliff_conditional: float = 0.10
+    """Conditional rate pp[j]/pp[j-1] below which position j is a cliff (healthy ones are roughly flat)."""
+    cliff_zero: float = 0.02
+    """Per-position rate counted as 'about zero' at a cliff."""
+    tail_position_rate: float = 0.10
+    """Per-position rate under which a tail position 'rarely accepts' (P08: tail pp < 0.1)."""
+    tail_positions: int = 2
+    """Tail positions below ``tail_position_rate`` needed before K_TOO_LARGE considers a smaller gamma."""
+    keep_position_rate: float = 0.20
+    """Per-position rate a position needs to be worth drafting (P08: last position with pp >= 0.2)."""
+    min_gain: float = 0.05
+    """Predicted relative speed-up a smaller gamma must bring before K_TOO_LARGE fires."""
+    assumed_cost_ratio: float = 0.05
+    """Draft cost ratio c assumed when no timings are known (Leviathan measured c = 0.02-0.11)."""
+
+    # --- change over time, context, temperature ------------------------------------------------------
+    collapse_relative_drop: float = 0.50
+    """Relative drop of acceptance after a change point that counts as a collapse (P10: 61 % -> 0.9 %)."""
+    collapse_absolute_drop: float = 0.15
+    """Absolute drop (acceptance-rate points) a collapse also needs, so low rates do not trip it."""
+    decay_relative_drop: float = 0.30
+    """Relative drop from the shortest- to the longest-context bin that counts as decay (P06)."""
+    decay_bins: int = 4
+    """Context-length bins used for the decay regression."""
+    sharp_drop_share: float = 0.60
+    """Share of the total decay in one adjacent-bin step that makes it a 'sharp drop at a size' (window bug)."""
+    temperature_gap: float = 0.15
+    """Acceptance-rate gap between greedy (T < 0.3) and sampled (T >= 0.7) traffic that counts as
+    temperature sensitivity (P05)."""
+
+    # --- speed ---------------------------------------------------------------------------------------
+    no_speedup_ratio: float = 1.0
+    """Achieved (or predicted) speed-up at or below which speculation is 'no faster' than the baseline."""
+    min_speedup: float = 1.10
+    """Predicted speed-up S(alpha, gamma, c) below which the draft is too expensive for its acceptance."""
+    draft_share: float = 0.50
+    """Share of step time spent drafting that counts as too expensive on its own."""
+    sequential_forwards_share: float = 0.10
+    """Share of steps with more than one target forward that makes verification sequential."""
+    sequential_marginal_cost: float = 0.60
+    """Marginal verify cost of one more token, as a share of a whole forward (fit verify_ms on gamma+1),
+    above which verification scales like gamma+1 separate forwards (healthy batched verify: small)."""
+    large_batch: int = 32
+    """Running requests at or above which the target is likely compute-bound (P01: batch 16-32)."""
+    compute_bound_share: float = 0.50
+    """Share of speculative windows at or above ``large_batch`` before COMPUTE_BOUND_BATCH fires."""
+    kv_full: float = 0.90
+    """KV-cache usage (fraction) counted as full (P20: usage > 90 %)."""
+    queue_share: float = 0.30
+    """Share of windows with waiting requests (or full KV) before CAPACITY_QUEUEING fires."""
+    ttft_tpot_ratio: float = 100.0
+    """TTFT / TPOT above which requests spend their time queued, not decoding (P20)."""
+    no_graph_share: float = 0.05
+    """Share of speculative decode windows without CUDA graphs before NO_CUDA_GRAPH fires."""
+
+    # --- data quality --------------------------------------------------------------------------------
+    idle_gen_tps: float = 1.0
+    """Generation throughput (tok/s) under which a window is idle (P17/SGLang 0.39 tok/s first window)."""
+    idle_share: float = 0.25
+    """Share of idle or draft-less windows before BENCHMARK_ARTIFACT reports them."""
+    min_request_draft_tokens: int = 50
+    """Draft tokens a per-request record needs to be meaningful (P17: < ~50)."""
+    identical_windows: int = 3
+    """Identical consecutive non-trivial windows (same counts and per-position rates) that suggest repeated prompts."""
+    malformed_error_share: float = 0.50
+    """Share of a file's records that were malformed above which MALFORMED_INPUT is an error."""
+    max_locations: int = 20
+    """Locations listed per finding; the rest are counted in evidence['more_locations']."""
+
+    def with_overrides(self, values: dict[str, Any], where: str = "thresholds") -> Thresholds:
+        """A copy with ``values`` applied; unknown names or wrong types raise ``ValueError``."""
+        known = {f.name: f for f in fields(self)}
+        clean: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in known:
+                raise ValueError(f"{where}: unknown threshold {name!r}")
+            default = getattr(self, name)
+            if isinstance(default, int) and not isinstance(default, bool):
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ValueError(f"{where}: threshold {name!r} must be an integer, got {value!r}")
+            elif not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"{where}: threshold {name!r} must be a number, got {value!r}")
+            clean[name] = type(default)(value)
+        return replace(self, **clean)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Thresholds:
+        """Defaults overridden by the ``[thresholds]`` table of a TOML file (missing table: defaults)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        table = data.get("thresholds", {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: [thresholds] must be a table")
+        return cls().with_overrides(table, where=str(path))
+
+
+@cache
+def threshold_docs() -> dict[str, str]:
+    """Field name -> its docstring (the string literal after the field), for the rule pages."""
+    tree = ast.parse(inspect.getsource(Thresholds))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for prev, node in zip(body, body[1:], strict=False):
+        if (isinstance(prev, ast.AnnAssign) and isinstance(prev.target, ast.Name)
+                and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)):
+            docs[prev.target.id] = " ".join(node.value.value.split())
+    return docs

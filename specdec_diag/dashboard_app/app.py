@@ -1,0 +1,53 @@
+"""Entry point of the dashboard: the frame (sidebar: log directory, what was loaded) and the router.
+
+Run ``specdec-diag dashboard LOGDIR``; or ``streamlit run specdec_diag/dashboard_app/app.py -- LOGDIR``.
+Each page answers one question; all of them read the directory loaded here.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from specdec_diag.dashboard_app import PAGES_DIR
+from specdec_diag.dashboard_app import data as D
+
+st.set_page_config(page_title="specdec-diag", page_icon="⚡", layout="wide", initial_sidebar_state="expanded")
+
+root = D.start_root()
+st.session_state["root"] = root
+
+with st.sidebar:
+    st.markdown("### specdec-diag")
+    text = st.text_input("Log directory", value=".", key="logdir",
+                         help=f"Relative to {root} (the directory given at start), or an absolute path "
+                              "below it. Subdirectories are read recursively; .gz is read transparently.")
+    st.caption(f"root: `{root}`")
+
+st.session_state["loaded"] = None
+st.session_state["load_error"] = None
+try:
+    path = D.resolve(root, text)
+    st.session_state["loaded"] = D.load(path)
+except D.PathError as exc:
+    st.session_state["load_error"] = str(exc)
+
+loaded = st.session_state["loaded"]
+with st.sidebar:
+    if loaded is not None:
+        s = loaded.summary
+        st.caption(f"{loaded.files} file(s), {loaded.bytes / 1e6:,.1f} MB · {s.get('windows_used') or 0:,} windows "
+                   f"· {s.get('steps') or 0:,} trace steps · loaded in {loaded.load_s:.1f} s")
+        if loaded.errors:
+            st.warning(f"{len(loaded.errors)} path(s) could not be read: {loaded.errors[0]}")
+    elif st.session_state["load_error"]:
+        st.error(st.session_state["load_error"])
+
+pages = [
+    st.Page(PAGES_DIR / "overview.py", title="Overview", icon="🧭", default=True),
+    st.Page(PAGES_DIR / "acceptance.py", title="Acceptance", icon="✅"),
+    st.Page(PAGES_DIR / "bottlenecks.py", title="Bottlenecks", icon="⏱️"),
+    st.Page(PAGES_DIR / "findings.py", title="Findings", icon="🔎"),
+    st.Page(PAGES_DIR / "trace.py", title="Trace explorer", icon="🧵"),
+    st.Page(PAGES_DIR / "compare.py", title="Compare", icon="⚖️"),
+]
+st.navigation(pages).run()

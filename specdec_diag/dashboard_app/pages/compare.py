@@ -1,0 +1,128 @@
+"""Compare: did acceptance or speed change between two runs, by more than the noise?"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from specdec_diag.analysis import gate
+from specdec_diag.dashboard_app import data as D
+
+root = D.root()
+st.title("Compare")
+st.caption("Two directories or files under the dashboard's root, side by side. Noise bands: 95 % bootstrap "
+           "intervals over windows (or 32-step blocks of traces), as the CI gate computes them.")
+
+opts = D.choices(root)
+default_b = 1 if len(opts) > 1 else 0
+c1, c2 = st.columns(2)
+a_text = c1.selectbox("Run A (baseline)", opts, index=0, key="cmp_a")
+b_text = c2.selectbox("Run B (candidate)", opts, index=default_b, key="cmp_b")
+
+runs = {}
+for label, text in (("A", a_text), ("B", b_text)):
+    try:
+        runs[label] = D.load(D.resolve(root, text))
+    except D.PathError as exc:
+        st.error(f"Run {label}: {exc}")
+if len(runs) < 2:
+    st.stop()
+A, B = runs["A"], runs["B"]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def noise(key_a: str, key_b: str, _a: object, _b: object) -> dict[str, object]:
+    """Bootstrap intervals of each pooled acceptance rate and of their difference (analysis.gate)."""
+    ua = gate.acceptance_units(_a.result.windows, _a.result.steps)
+    ub = gate.acceptance_units(_b.result.windows, _b.result.steps)
+    out: dict[str, object] = {"units_a": ua.height, "units_b": ub.height,
+                              "ci_a": gate.bootstrap_rate(ua), "ci_b": gate.bootstrap_rate(ub), "ci_diff": None}
+    if ua.height >= 2 and ub.height >= 2:
+        out["ci_diff"] = gate.bootstrap_diff(ub, ua)
+    return out
+
+
+nz = noise(A.key, B.key, A, B)
+sa, sb = A.summary, B.summary
+
+
+def delta(key: str, sub: str | None = None) -> tuple[object, object, object]:
+    va = (sa.get(key) or {}).get(sub) if sub else sa.get(key)
+    vb = (sb.get(key) or {}).get(sub) if sub else sb.get(key)
+    d = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+    return va, vb, d
+
+
+m = st.columns(4)
+va, vb, d = delta("acceptance_rate")
+ci = nz["ci_diff"]
+m[0].metric("Acceptance rate B − A", D.DASH if d is None else f"{d * 100:+.1f} pt",
+            delta=None if ci is None else f"95 % CI {ci[0] * 100:+.1f} … {ci[1] * 100:+.1f} pt", delta_color="off",
+            help="pooled accepted / drafted, bonus excluded; difference B − A. " + D.definition(sa, "acceptance_rate"))
+va, vb, d = delta("mean_acceptance_length")
+m[1].metric("Mean acceptance length B − A", D.DASH if d is None else f"{d:+.2f}",
+            help="tokens per verify step, bonus included. " + D.definition(sa, "mean_acceptance_length"))
+va, vb, d = delta("tokens_per_s")
+if d is None:
+    va, vb, d = delta("goodput")
+m[2].metric("Throughput B − A", D.DASH if d is None else f"{d:+,.1f} tok/s",
+            help="engine generation throughput (non-idle windows), else trace goodput. " + D.definition(sa, "tokens_per_s"))
+va, vb, d = delta("speedup", "predicted")
+m[3].metric("Predicted speed-up B − A", D.DASH if d is None else f"{d:+.2f}×", help=D.definition(sa, "speedup.predicted"))
+
+if ci is not None:
+    if ci[0] > 0 or ci[1] < 0:
+        word = "higher" if ci[0] > 0 else "lower"
+        st.warning(f"Acceptance is {word} in B than in A beyond the noise (95 % interval excludes 0).")
+    else:
+        st.success("The acceptance difference is within the noise (95 % interval includes 0).")
+else:
+    st.caption("Too few windows on one side for a noise band.")
+
+rows = []
+for label, key, sub, fmt in (
+    ("acceptance rate", "acceptance_rate", None, D.pct),
+    ("mean acceptance length", "mean_acceptance_length", None, D.num),
+    ("tokens per step", "tokens_per_step", None, D.num),
+    ("k", "k", None, D.num),
+    ("drafted tokens", "draft_tokens", None, D.num),
+    ("engine throughput tok/s", "tokens_per_s", None, D.num),
+    ("trace goodput tok/s", "goodput", None, D.num),
+    ("alpha", "speedup", "alpha", lambda v: D.num(v, 3)),
+    ("c", "c", None, lambda v: D.num(v, 3)),
+    ("predicted speed-up", "speedup", "predicted", D.num),
+    ("achieved speed-up", "speedup", "achieved", D.num),
+):
+    a, b, _ = delta(key, sub)
+    rows.append({"metric": label, "A": fmt(a), "B": fmt(b)})
+rows.append({"metric": "findings (error/warning)",
+             "A": f"{sum(f['severity'] == 'error' for f in A.report['findings'])}/"
+                  f"{sum(f['severity'] == 'warning' for f in A.report['findings'])}",
+             "B": f"{sum(f['severity'] == 'error' for f in B.report['findings'])}/"
+                  f"{sum(f['severity'] == 'warning' for f in B.report['findings'])}"})
+st.dataframe(pl.DataFrame(rows), hide_index=True, width="stretch")
+
+left, right = st.columns(2)
+LAYOUT = {"height": 340, "margin": {"l": 50, "r": 20, "t": 30, "b": 40}, "template": "plotly_white"}
+with left:
+    fig = go.Figure()
+    for label, s_, ci_ in (("A", sa, nz["ci_a"]), ("B", sb, nz["ci_b"])):
+        v = s_.get("acceptance_rate")
+        if v is None:
+            continue
+        err = None if ci_ is None else {"type": "data", "symmetric": False, "array": [ci_[1] - v],
+                                        "arrayminus": [v - ci_[0]]}
+        fig.add_trace(go.Bar(x=[label], y=[v], error_y=err, name=label))
+    fig.update_layout(**LAYOUT, yaxis={"title": "acceptance rate (95 % CI)", "range": [0, 1.02],
+                                       "tickformat": ".0%"}, showlegend=False)
+    st.plotly_chart(fig, key="cmp_rate")
+with right:
+    fig = go.Figure()
+    for label, s_ in (("A", sa), ("B", sb)):
+        pp = s_.get("per_position_acceptance")
+        if pp:
+            fig.add_trace(go.Scatter(x=list(range(1, len(pp) + 1)), y=pp, mode="lines+markers", name=label))
+    fig.update_layout(**LAYOUT, yaxis={"title": "per-position acceptance a_j", "range": [0, 1.02]},
+                      xaxis={"title": "draft position j", "dtick": 1})
+    st.plotly_chart(fig, key="cmp_pos")

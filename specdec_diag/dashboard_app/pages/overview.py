@@ -1,0 +1,83 @@
+"""Overview: is speculative decoding paying off here, and if not, what is the first thing to fix?"""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from specdec_diag.dashboard_app import data as D
+
+loaded = D.current()
+s, rep = loaded.summary, loaded.report
+sp = s.get("speedup") or {}
+findings = rep.get("findings") or []
+
+st.title("Overview")
+st.caption(f"`{D.display(D.root(), loaded.path)}` · engine(s): {s.get('engine') or D.DASH} · "
+           f"k (draft length) = {D.num(s.get('k'))} · basis: {s.get('basis') or D.DASH}")
+
+
+def verdict() -> str:
+    """One plain sentence from the ranked findings and the headline numbers (no new judgement)."""
+    if not loaded.has_data:
+        return ("No speculative-decoding numbers were found in these files"
+                + (f"; the first finding: {findings[0]['title']}." if findings else "."))
+    top = findings[0] if findings else None
+    mal, k = s.get("mean_acceptance_length"), s.get("k")
+    head = (f"Each verify step emits {D.num(mal)} tokens on average"
+            + (f" out of a possible {k + 1}" if k else "") + f" (acceptance {D.pct(s.get('acceptance_rate'))})")
+    if top and top.get("severity") == "error":
+        return f"Something is wrong: {top['title']}. {head}."
+    if top and top.get("severity") == "warning":
+        return f"Speculation works but leaves speed on the table: {top['title']}. {head}."
+    return f"Healthy: no problems found. {head}."
+
+
+sev = findings[0]["severity"] if findings else "info"
+{"error": st.error, "warning": st.warning}.get(sev, st.success)(verdict())
+
+c = st.columns(5)
+c[0].metric("Acceptance rate", D.pct(s.get("acceptance_rate")),
+            help="accepted / drafted draft tokens, bonus token excluded, over the whole run. "
+            + D.definition(s, "acceptance_rate"))
+c[1].metric("Mean acceptance length", D.num(s.get("mean_acceptance_length")),
+            help="tokens per verify step, bonus included. " + D.definition(s, "mean_acceptance_length"))
+k = s.get("k")
+c[2].metric("Tokens / step", D.num(s.get("tokens_per_step")),
+            delta=None if k is None else f"ideal γ+1 = {k + 1}", delta_color="off",
+            help="tokens emitted per speculative step after EOS / length trimming, bonus included; "
+            "γ+1 is what a fully accepted step emits. " + D.definition(s, "tokens_per_step"))
+pred = sp.get("predicted")
+c[3].metric("Predicted speed-up", D.num(pred, suffix="×"),
+            delta="upper bound: draft cost c unknown" if sp.get("c_assumed_zero") and pred is not None else None,
+            delta_color="off",
+            help=f"alpha = {D.num(sp.get('alpha'), 3)} ({sp.get('alpha_basis') or D.DASH}), "
+            f"c = {D.num(sp.get('c'), 3)}. " + D.definition(s, "speedup.predicted"))
+c[4].metric("Achieved speed-up", D.num(sp.get("achieved"), suffix="×"),
+            help="needs an autoregressive baseline (a baseline trace or baseline_ms_per_token). "
+            + D.definition(s, "speedup.achieved"))
+
+st.subheader("Principal finding")
+if findings:
+    f = findings[0]
+    st.markdown(f"**{f['severity'].upper()} · `{f['code']}`** — {f['title']}")
+    if f.get("recommendation"):
+        st.markdown(f"*Recommendation:* {f['recommendation']}")
+    more = len(findings) - 1
+    if more:
+        st.caption(f"{more} more finding(s) on the Findings page.")
+else:
+    st.markdown("No findings.")
+
+st.subheader("All numbers")
+from specdec_diag.analysis.report import summary_rows  # noqa: E402 - the report's own labels and definitions
+
+st.dataframe(pl.DataFrame(summary_rows(s), schema=["metric", "value", "definition"], orient="row"),
+             hide_index=True, width="stretch")
+
+st.subheader("Inputs")
+inputs = pl.DataFrame(rep.get("inputs") or [])
+if inputs.height:
+    st.dataframe(inputs, hide_index=True, width="stretch")
+else:
+    st.caption("No input files.")

@@ -1,0 +1,300 @@
+"""llama.cpp: the ``speculative`` / ``speculative-simple`` / ``lookup`` example summaries, llama-server
+per-request ``draft acceptance`` lines (three variants), the cumulative ``statistics <impl>:`` lines
+of common/speculative.cpp, and per-step ``accepted A/N draft tokens`` lines (log_formats.md §4).
+
+llama-server timestamps are time since server start, not wall time, so ``time`` stays null; rows
+keep their line order. ``statistics`` lines are totals over the server's lifetime: they are kept as
+``cumulative`` rows and differenced into ``interval`` rows (again across files in :func:`finalize`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from specdec_diag.ingest._textparse import (
+    NUM,
+    as_int,
+    concat,
+    configs,
+    differences,
+    extract,
+    finite,
+    lines_frame,
+    malformed,
+    malformed_rows,
+    ratio,
+    recompute_differences,
+    rows_to_windows,
+)
+from specdec_diag.ingest.base import Parsed
+from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
+
+VERSION = "1"  # bump when parsing changes: it is part of the scan cache key
+FAMILY = "llama.cpp"
+ENGINE = "llama.cpp"
+MARKERS = (
+    "n_draft", "n_predict", "n_accept", "accept    =", "decoded ", "generated ", "print_timing",
+    "eval time =", "draft acceptance", "statistics ", "draft tokens", "vocab must match",
+    "vocab type must match",
+)
+_DETECT = (
+    "slot print_timing", "draft acceptance", "n_drafted", "#calls(b,g,a)", "llama_perf_context_print",
+    "llama_print_timings", "llama_model_loader", "slot update_slots", "common_speculative",
+    "draft tokens", "load_tensors:", "llama_context:",
+)
+STAT_FORMAT = "llamacpp-statistics"
+
+_WRAP_PID = r"^\[(\d+)\]"
+_HEADER = r"print_timing: id\s+(\d+) \| task (\d+) \|"
+_EVAL_TAIL = r" ms /\s*(\d+) (?:tokens|runs)\s*\(\s*" + NUM + r" ms per token,\s*" + NUM + r" tokens per second\)"
+_PROMPT = r"prompt eval time =\s*" + NUM + _EVAL_TAIL
+_EVAL = r"(?:^|[^t] )eval time =\s*" + NUM + _EVAL_TAIL
+_DRAFT = (r"draft acceptance(?: rate)? =\s*" + NUM + r" \(\s*(\d+) accepted /\s*(\d+) generated\)"
+          r"(?:, mean (?:acceptance length|len) =\s*" + NUM + r")?"
+          r"(?:, acceptance rate per position = \(([^)]*)\))?")
+_STAT = (r"statistics\s+(\S+):\s+#calls\(b,g,a\) =\s*(\d+)\s+(\d+)\s+(\d+), #gen drafts =\s*(\d+), "
+         r"#acc drafts =\s*(\d+), #gen tokens =\s*(\d+), #acc tokens =\s*(\d+)"
+         r"(?:, dur\(b,g,a\) =\s*" + NUM + r",\s*" + NUM + r",\s*" + NUM + r" ms)?"
+         r"(?:, #mean acc len =\s*" + NUM + r")?(?:, #acc rate/pos = \(([^)]*)\))?")
+_DRAFT_MARK = r"draft acceptance(?: rate)? ="  # vLLM's "Draft/Total draft acceptance rate:" uses a colon
+_STEP = r"id\s+(\d+) \| task (\d+) \| accepted (\d+)\s*/\s*(\d+) draft tokens"
+_SUMMARY = re.compile(r"^\s*(n_draft|n_predict|n_drafted|n_accept|accept)\s*=\s*([0-9.]+)(%?)\s*$")
+_SPEED = re.compile(r"(?:decoded|generated)\s+(\d+) tokens in\s+([0-9.]+) seconds, speed:\s+([0-9.]+) t/s")
+
+
+def detect(sample: str) -> bool:
+    """llama.cpp prints llama_* loader/perf lines, slot lines, or the example's n_drafted block."""
+    return any(m in sample for m in _DETECT)
+
+
+def _float_list(expr: pl.Expr) -> pl.Expr:
+    """'0.80, 0.50, 0.20' -> [0.8, 0.5, 0.2] (null when any element is not a number)."""
+    parts = expr.str.strip_chars().str.split(",").list.eval(pl.element().str.strip_chars().cast(pl.Float64,
+                                                                                                  strict=False))
+    return pl.when(parts.list.eval(pl.element().is_null()).list.any() | (parts.list.len() == 0)) \
+        .then(None).otherwise(parts)
+
+
+def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """llama-server per-request rows: the header, eval and draft-acceptance lines of one print_timings."""
+    t = pl.col("text")
+    ev = lines.filter(t.str.contains("print_timing", literal=True) | t.str.contains("eval time =", literal=True)
+                      | t.str.contains(_DRAFT_MARK)).sort("line")
+    if ev.height == 0:
+        return pl.DataFrame(schema=WINDOW_SCHEMA), pl.DataFrame(schema=MALFORMED_SCHEMA)
+    ev = ev.with_columns(
+        extract(_HEADER, pl.Int64).alias("slot"),
+        t.str.extract(_HEADER, 2).alias("task"),
+        extract(_PROMPT).alias("prompt_ms"), t.str.extract(_PROMPT, 4).cast(pl.Float64, strict=False)
+        .alias("prompt_tps"),
+        t.str.extract(_EVAL, 3).cast(pl.Float64, strict=False).alias("tpot_ms"),
+        t.str.extract(_EVAL, 4).cast(pl.Float64, strict=False).alias("gen_tps"),
+        extract(_DRAFT).alias("rate"),
+        t.str.extract(_DRAFT, 2).cast(pl.Int64, strict=False).alias("accepted_tokens"),
+        t.str.extract(_DRAFT, 3).cast(pl.Int64, strict=False).alias("draft_tokens"),
+        t.str.extract(_DRAFT, 4).cast(pl.Float64, strict=False).alias("mean_acceptance_length"),
+        _float_list(t.str.extract(_DRAFT, 5)).alias("per_position_acceptance"),
+        t.str.contains(_DRAFT_MARK).alias("is_draft"),
+        t.str.extract(_WRAP_PID, 1).alias("pid"),
+    ).with_columns(pl.col("slot").is_not_null().cum_sum().alias("grp"))
+    fill = ["slot", "task", "prompt_ms", "prompt_tps", "tpot_ms", "gen_tps", "pid"]
+    ev = ev.with_columns([pl.col(c).forward_fill().over("grp") for c in fill])
+    dr = ev.filter(pl.col("is_draft"))
+    bad = dr.filter(pl.col("accepted_tokens").is_null() | pl.col("draft_tokens").is_null()
+                    | (t.str.contains("mean ", literal=True) & pl.col("mean_acceptance_length").is_null())
+                    | (t.str.contains("per position = (", literal=True)
+                       & pl.col("per_position_acceptance").is_null()))
+    dr = dr.join(bad.select("line"), on="line", how="anti")
+    variant = (pl.when(pl.col("per_position_acceptance").is_not_null()).then(pl.lit("llamacpp-server-pos"))
+               .when(pl.col("mean_acceptance_length").is_not_null()).then(pl.lit("llamacpp-server-meanlen"))
+               .otherwise(pl.lit("llamacpp-server-rate")))
+    rows = dr.with_columns(
+        pl.lit(source).alias("source"), pl.lit(ENGINE).alias("engine"), variant.alias("format"),
+        pl.lit("request").alias("window"),
+        pl.when(pl.col("pid").is_not_null()).then(pl.lit("pid=") + pl.col("pid")).alias("engine_id"),
+        pl.when(pl.col("task").is_not_null()).then(pl.lit("task ") + pl.col("task")).alias("request"),
+        pl.when(pl.col("draft_tokens") > 0).then(pl.col("accepted_tokens") / pl.col("draft_tokens"))
+        .alias("acceptance_rate"),
+        pl.col("per_position_acceptance").list.len().cast(pl.Int64).alias("k"),
+        pl.col("prompt_ms").alias("ttft_ms"),
+        pl.lit("llama-server: rate = accepted/generated draft tokens (bonus excluded); mean acceptance "
+               "length = 1 + accepted/verification steps").alias("definition_note"),
+    )
+    return conform_windows(rows), malformed(bad, source, "draft acceptance line does not parse (cut?)")
+
+
+def _steps(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per-step 'accepted A/N draft tokens' lines, aggregated to one row per task (exact per-position)."""
+    t = pl.col("text")
+    st = lines.filter(t.str.contains(r"\|\s*accepted\s+\S*\s*draft tokens"))
+    if st.height == 0:
+        return pl.DataFrame(), pl.DataFrame(schema=MALFORMED_SCHEMA)
+    st = st.with_columns(
+        t.str.extract(_STEP, 2).alias("task"),
+        extract(_STEP, pl.Int64).alias("slot"),
+        t.str.extract(_STEP, 3).cast(pl.Int64, strict=False).alias("a"),
+        t.str.extract(_STEP, 4).cast(pl.Int64, strict=False).alias("n"),
+        t.str.extract(_WRAP_PID, 1).alias("pid"),
+    )
+    bad = st.filter(pl.col("a").is_null() | pl.col("n").is_null() | (pl.col("a") > pl.col("n")))
+    st = st.join(bad.select("line"), on="line", how="anti")
+    bad_m = malformed(bad, source, "per-step 'accepted A/N draft tokens' line does not parse (or A > N)")
+    if st.height == 0:
+        return pl.DataFrame(), bad_m
+    kmax = min(int(st["n"].max() or 0), 256)
+    agg = st.group_by("task", maintain_order=True).agg(
+        pl.col("line").max(), pl.col("pid").last(), pl.len().cast(pl.Int64).alias("num_drafts"),
+        pl.col("n").sum().alias("draft_tokens"), pl.col("a").sum().alias("accepted_tokens"),
+        pl.col("n").max().alias("k"),
+        pl.concat_list([(pl.col("a") > j).mean() for j in range(max(kmax, 1))]).alias("pp"),
+    )
+    agg = agg.with_columns(pl.col("pp").list.head(pl.col("k")).alias("per_position_acceptance"))
+    return agg, bad_m
+
+
+def _merge_steps(req: pl.DataFrame, agg: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Fill request rows with the step aggregate of the same task; tasks without one become own rows."""
+    if agg.height == 0:
+        return req
+    agg = agg.with_columns((pl.lit("task ") + pl.col("task")).alias("request"))
+    if req.height:
+        joined = req.join(agg.select("request", pl.col("num_drafts").alias("_nd"), pl.col("k").alias("_k"),
+                                     pl.col("per_position_acceptance").alias("_pp")),
+                          on="request", how="left")
+        req = conform_windows(joined.with_columns(
+            pl.coalesce("num_drafts", "_nd").alias("num_drafts"), pl.coalesce("k", "_k").alias("k"),
+            pl.coalesce("per_position_acceptance", "_pp").alias("per_position_acceptance")))
+        agg = agg.join(req.select("request").drop_nulls(), on="request", how="anti")
+    rest = agg.with_columns(
+        pl.lit(source).alias("source"), pl.lit(ENGINE).alias("engine"),
+        pl.lit("llamacpp-server-steps").alias("format"), pl.lit("request").alias("window"),
+        pl.when(pl.col("pid").is_not_null()).then(pl.lit("pid=") + pl.col("pid")).alias("engine_id"),
+        (pl.col("accepted_tokens") / pl.col("draft_tokens")).alias("acceptance_rate"),
+        (1 + pl.col("accepted_tokens") / pl.col("num_drafts")).alias("mean_acceptance_length"),
+        (pl.col("accepted_tokens") + pl.col("num_drafts")).alias("emitted_tokens"),
+        pl.lit("aggregated from per-step 'accepted A/N draft tokens' lines").alias("definition_note"),
+    )
+    return concat([req, conform_windows(rest)], WINDOW_SCHEMA)
+
+
+def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cumulative 'statistics <impl>:' lines -> cumulative rows (+ differences within this file)."""
+    t = pl.col("text")
+    st = lines.filter(t.str.contains("statistics ", literal=True) & t.str.contains("#calls", literal=True))
+    if st.height == 0:
+        return pl.DataFrame(schema=WINDOW_SCHEMA), pl.DataFrame(schema=MALFORMED_SCHEMA)
+    g = [t.str.extract(_STAT, i) for i in range(1, 15)]
+    st = st.with_columns(
+        g[0].alias("impl"), g[4].cast(pl.Int64, strict=False).alias("num_drafts"),
+        g[6].cast(pl.Int64, strict=False).alias("draft_tokens"),
+        g[7].cast(pl.Int64, strict=False).alias("accepted_tokens"),
+        g[9].cast(pl.Float64, strict=False).alias("draft_ms"),
+        g[11].cast(pl.Float64, strict=False).alias("mal_printed"),
+        _float_list(g[12]).alias("per_position_acceptance"),
+        t.str.extract(_WRAP_PID, 1).alias("pid"),
+    )
+    bad = st.filter(pl.col("impl").is_null() | pl.col("accepted_tokens").is_null()
+                    | (t.str.contains("#mean acc len", literal=True) & pl.col("mal_printed").is_null())
+                    | (t.str.contains("#acc rate/pos", literal=True) & pl.col("per_position_acceptance").is_null()))
+    st = st.join(bad.select("line"), on="line", how="anti")
+    cum = st.with_columns(
+        pl.lit(source).alias("source"), pl.lit(ENGINE).alias("engine"), pl.lit(STAT_FORMAT).alias("format"),
+        pl.lit("cumulative").alias("window"),
+        pl.when(pl.col("pid").is_not_null()).then(pl.lit("pid=") + pl.col("pid") + pl.lit(" "))
+        .otherwise(pl.lit("")).add(pl.col("impl")).alias("engine_id"),
+        pl.when(pl.col("draft_tokens") > 0).then(pl.col("accepted_tokens") / pl.col("draft_tokens"))
+        .alias("acceptance_rate"),
+        pl.when(pl.col("num_drafts") > 0).then(1 + pl.col("accepted_tokens") / pl.col("num_drafts"))
+        .alias("mean_acceptance_length"),
+        (pl.col("accepted_tokens") + pl.col("num_drafts")).alias("emitted_tokens"),
+        pl.col("per_position_acceptance").list.len().cast(pl.Int64).alias("k"),
+        pl.lit("llama.cpp statistics: totals over the server lifetime; draft_ms = cumulative dur(g)")
+        .alias("definition_note"),
+    )
+    cum = conform_windows(cum)
+    return concat([cum, differences(cum, ("source", "engine_id"))], WINDOW_SCHEMA), malformed(
+        bad, source, "statistics line does not parse (cut?)")
+
+
+def _summaries(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Example summaries: the n_draft .. accept block (rare lines; one row per block, window 'run')."""
+    t = pl.col("text")
+    cand = lines.filter(t.str.contains(r"^\s*(?:n_draft|n_predict|n_drafted|n_accept|accept)\s*=")
+                        | t.str.contains(r"(?:decoded|generated)\s+\d+ tokens in", literal=False))
+    blocks: list[dict] = []
+    bad: list[tuple[int, str, str]] = []
+    speed: tuple[float, float] | None = None
+    cur: dict | None = None
+    for ln, text in cand.select("line", "text").iter_rows():
+        m = _SPEED.search(text[:10_000])
+        if m:
+            speed = (finite(m.group(3)), finite(m.group(2)))
+            continue
+        m = _SUMMARY.match(text[:10_000])
+        if not m:
+            bad.append((ln, "example summary line does not parse (cut?)", text))
+            continue
+        key = m.group(1)
+        val = finite(m.group(2)) if key == "accept" else as_int(m.group(2))
+        if val is None:
+            bad.append((ln, f"{key} is not a count", text))
+            continue
+        if cur is None or key in cur or (key == "n_draft" and cur):
+            cur = {"line": ln, "speed": speed}
+            speed = None
+            blocks.append(cur)
+        cur[key] = val
+        cur["last"] = ln
+    rows = []
+    for b in blocks:
+        drafted, acc, pred = b.get("n_drafted"), b.get("n_accept"), b.get("n_predict")
+        if drafted is None or acc is None:
+            bad.append((b["line"], "example summary lacks n_drafted / n_accept", ""))
+            continue
+        sp = b.get("speed")
+        steps = None if pred is None else pred - acc
+        rows.append({
+            "source": source, "line": b["last"], "engine": ENGINE, "format": "llamacpp-example",
+            "window": "run", "k": None if b.get("n_draft") is None else int(b["n_draft"]),
+            "draft_tokens": int(drafted), "accepted_tokens": int(acc),
+            "emitted_tokens": None if pred is None else int(pred),
+            "acceptance_rate": ratio(acc, drafted),
+            "mean_acceptance_length": ratio(pred, steps),
+            "gen_tps": sp[0] if sp else None,
+            "definition_note": "llama.cpp example: acceptance_rate = n_accept/n_drafted; mean acceptance "
+                               "length = n_predict/(n_predict-n_accept), tokens per target forward",
+        })
+    return rows_to_windows(rows), malformed_rows(bad, source) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
+
+
+def _startup(lines: pl.DataFrame, source: str) -> pl.DataFrame:
+    t = pl.col("text")
+    err = lines.filter(t.str.contains("vocab must match", literal=True)
+                       | t.str.contains("vocab type must match", literal=True))
+    rows = [(ln, "startup_error", text.strip()[:300]) for ln, text in err.select("line", "text").iter_rows()]
+    return configs(rows, source, ENGINE) if rows else pl.DataFrame(schema=CONFIG_SCHEMA)
+
+
+def parse(lines: pl.DataFrame, source: str) -> Parsed:
+    lines = lines.select(pl.col("line").cast(pl.Int64), pl.col("text").cast(pl.Utf8))
+    req, bad_r = _requests(lines, source)
+    agg, bad_s = _steps(lines, source)
+    req = _merge_steps(req, agg, source)
+    stat, bad_t = _statistics(lines, source)
+    summ, bad_e = _summaries(lines, source)
+    windows = concat([req, stat, summ], WINDOW_SCHEMA).sort("line")
+    return Parsed(windows=windows, malformed=concat([bad_r, bad_s, bad_t, bad_e], MALFORMED_SCHEMA).sort("line"),
+                  configs=_startup(lines, source))
+
+
+def finalize(windows: pl.DataFrame) -> pl.DataFrame:
+    """Difference the cumulative statistics rows again over whole files (a chunked scan splits them);
+    each file is its own server lifetime, so differences never cross files. Idempotent."""
+    return recompute_differences(windows, (STAT_FORMAT,), keys=("source", "engine_id"))
+
+
+def parse_path(path: str | Path) -> Parsed:
+    return parse(lines_frame(path), str(path))

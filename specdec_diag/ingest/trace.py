@@ -1,0 +1,197 @@
+"""Our own ``specdec-trace@1`` files: the steps table (every step, with file and line), one window
+per request (window='request', the same columns engine logs fill, so the rules treat both alike),
+and configuration rows from the header.
+
+The header's ``fault`` is deliberately not exposed as a config: diagnosis must find injected bugs
+from behaviour, not read them off the label (tests may read it from ``IngestResult.headers``).
+A trace that fails validation is salvaged step by step; what cannot be read becomes malformed rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from specdec_diag.ingest.base import STEPS_SCHEMA, Parsed
+from specdec_diag.schema import (
+    CONFIG_SCHEMA,
+    HEADER_REQUIRED,
+    MALFORMED_SCHEMA,
+    TRACE_SCHEMA,
+    WINDOW_SCHEMA,
+    TraceError,
+    iter_trace_records,
+    read_trace,
+    steps_to_frame,
+    validate_step,
+)
+
+FAMILY = "trace"
+ENGINE = "specdec-diag"
+FORMAT = TRACE_SCHEMA
+MARKERS: tuple[str, ...] = ()  # whole-file source: never fed marker lines
+
+#: header keys never turned into configs (the fault label, bulky or private fields).
+_HIDDEN = {"type", "schema", "fault", "fault_params", "prompts", "prompt_token_ids", "versions"}
+
+
+def detect(sample: str) -> bool:
+    return f'"{TRACE_SCHEMA}"' in sample and '"header"' in sample
+
+
+def parse(lines: pl.DataFrame, source: str) -> Parsed:  # noqa: ARG001 - protocol; traces are whole files
+    return Parsed()
+
+
+def parse_file(path: Path, source: str) -> Parsed:
+    """Read a trace with :func:`schema.read_trace`; if it is invalid, keep every valid step and
+    report each bad line."""
+    malformed: list[dict[str, Any]] = []
+    try:
+        trace = read_trace(path)
+        header, dropped = trace.header, trace.dropped
+        step_lines = _step_lines(path)
+        steps = list(zip(step_lines, trace.steps, strict=False))
+        for no, why in dropped:
+            malformed.append({"source": source, "line": no, "reason": why, "text": ""})
+    except TraceError as exc:
+        header, steps, bad = _salvage(path)
+        malformed.append({"source": source, "line": exc.line, "reason": exc.message, "text": ""})
+        malformed.extend({"source": source, "line": no, "reason": why, "text": ""} for no, why in bad
+                         if no != exc.line)
+    except (OSError, UnicodeError) as exc:
+        return Parsed(malformed=pl.DataFrame([{"source": source, "line": None, "reason": str(exc), "text": ""}],
+                                             schema=MALFORMED_SCHEMA))
+    mal = pl.DataFrame(malformed, schema=MALFORMED_SCHEMA) if malformed else pl.DataFrame(schema=MALFORMED_SCHEMA)
+    if header is None:
+        return Parsed(malformed=mal)
+    frame = steps_to_frame([s for _, s in steps])
+    frame = frame.with_columns(
+        pl.lit(source).alias("source"), pl.Series("line", [no for no, _ in steps], dtype=pl.Int64)
+    ).select(list(STEPS_SCHEMA))
+    hdr = {**header, "source": source}
+    return Parsed(windows=request_windows(frame, header, source), malformed=mal, configs=header_configs(header, source),
+                  steps=frame, headers=[hdr])
+
+
+def _step_lines(path: Path) -> list[int]:
+    return [no for no, rec, err in iter_trace_records(path) if rec is not None and rec.get("type") == "step"]
+
+
+def _salvage(path: Path) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
+    """Lenient read: the header if valid, every valid step, and ``(line, reason)`` for the rest."""
+    header = None
+    steps: list[tuple[int, dict[str, Any]]] = []
+    bad: list[tuple[int, str]] = []
+    for no, rec, err in iter_trace_records(path):
+        if rec is None:
+            bad.append((no, err or "unreadable"))
+            continue
+        kind = rec.get("type")
+        if kind == "header" and header is None:
+            missing = [k for k in HEADER_REQUIRED if k not in rec]
+            if rec.get("schema") != TRACE_SCHEMA or missing:
+                bad.append((no, "invalid header"))
+                return None, [], bad
+            header = rec
+        elif kind == "step" and header is not None:
+            why = validate_step(rec)
+            if why:
+                bad.append((no, why))
+            else:
+                steps.append((no, rec))
+        elif kind not in ("summary",):
+            bad.append((no, f"unexpected record type {kind!r}"))
+    return header, steps, bad
+
+
+def request_windows(steps: pl.DataFrame, header: dict[str, Any], source: str) -> pl.DataFrame:
+    """One row per request: counts, rates, per-position acceptance (vLLM's definition: fraction of
+    drafts whose position j was accepted) and the time split of the steps."""
+    if steps.height == 0:
+        return pl.DataFrame(schema=WINDOW_SCHEMA)
+    s = steps.with_columns(pl.col("request").fill_null(0), pl.col("emitted_token_ids").list.len().alias("_emit"))
+    kmax = int(s["gamma_drafted"].max() or 0)
+    pos = [((pl.col("n_accepted") > j) & (pl.col("gamma_drafted") > 0)).sum().alias(f"_p{j}") for j in range(kmax)]
+    g = s.group_by("request", maintain_order=True).agg(
+        pl.col("line").min().alias("line"),
+        pl.col("gamma_requested").max().alias("k"),
+        (pl.col("gamma_drafted") > 0).sum().cast(pl.Int64).alias("num_drafts"),
+        pl.col("gamma_drafted").sum().alias("draft_tokens"),
+        pl.col("n_accepted").sum().alias("accepted_tokens"),
+        pl.col("_emit").sum().cast(pl.Int64).alias("emitted_tokens"),
+        pl.col("context_len").min().alias("context_len"),
+        pl.col("draft_ms").sum(), pl.col("verify_ms").sum(), pl.col("overhead_ms").sum(),
+        pl.col("target_forwards").sum(),
+        *pos,
+    )
+    nd = pl.col("num_drafts").cast(pl.Float64)
+    pp = pl.concat_list([pl.col(f"_p{j}").cast(pl.Float64) / nd for j in range(kmax)]) if kmax else pl.lit(None)
+    temp = (header.get("sampling") or {}).get("temperature")
+    created = _created(header)
+    return g.select(
+        pl.lit(source).alias("source"), pl.col("line"), pl.lit(ENGINE).alias("engine"), pl.lit(FORMAT).alias("format"),
+        pl.lit(created, dtype=pl.Datetime("us", "UTC")).alias("time"),
+        pl.lit(None, dtype=pl.Utf8).alias("engine_id"), pl.lit("request").alias("window"),
+        pl.col("k"), pl.col("num_drafts"), pl.col("draft_tokens"), pl.col("accepted_tokens"), pl.col("emitted_tokens"),
+        pl.when(pl.col("draft_tokens") > 0).then(pl.col("accepted_tokens") / pl.col("draft_tokens"))
+        .alias("acceptance_rate"),
+        pl.when(nd > 0).then(1.0 + pl.col("accepted_tokens") / nd).alias("mean_acceptance_length"),
+        pl.when(nd > 0).then(pp).alias("per_position_acceptance"),
+        pl.lit(float(temp) if isinstance(temp, (int, float)) else None, dtype=pl.Float64).alias("temperature"),
+        pl.col("context_len"), pl.col("request").cast(pl.Utf8),
+        pl.col("draft_ms"), pl.col("verify_ms"), pl.col("overhead_ms"), pl.col("target_forwards"),
+    )
+
+
+def _created(header: dict[str, Any]) -> dt.datetime | None:
+    v = header.get("created")
+    if not isinstance(v, str):
+        return None
+    try:
+        t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+
+
+def header_configs(header: dict[str, Any], source: str) -> pl.DataFrame:
+    """Header facts as config rows: nested keys flattened with dots (``sampling.temperature``),
+    plus the keys the rules share with engine logs: acceptance_method, lossy, num_speculative_tokens,
+    gamma_policy, temperature, draft_model, target_model."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        elif v is not None:
+            rows.append((prefix, v if isinstance(v, str) else json.dumps(v)))
+
+    for k, v in header.items():
+        if k not in _HIDDEN:
+            walk(k, v)
+    rule = header.get("rule") or {}
+    pol = header.get("gamma_policy") or {}
+    models = header.get("models") or {}
+    shared = {
+        "acceptance_method": rule.get("name") if isinstance(rule, dict) else rule,
+        "lossy": rule.get("lossy") if isinstance(rule, dict) else None,
+        "num_speculative_tokens": pol.get("gamma") if isinstance(pol, dict) else None,
+        "gamma_policy": pol.get("name") if isinstance(pol, dict) else pol,
+        "temperature": (header.get("sampling") or {}).get("temperature"),
+        "draft_model": models.get("draft") if isinstance(models, dict) else None,
+        "target_model": models.get("target") if isinstance(models, dict) else None,
+    }
+    for k, v in shared.items():
+        if v is not None:
+            rows.append((k, v if isinstance(v, str) else json.dumps(v)))
+    return pl.DataFrame(
+        {"source": [source] * len(rows), "line": [1] * len(rows), "engine": [ENGINE] * len(rows),
+         "key": [k for k, _ in rows], "value": [v for _, v in rows]},
+        schema=CONFIG_SCHEMA,
+    )

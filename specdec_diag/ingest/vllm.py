@@ -1,0 +1,592 @@
+"""vLLM: V0 ``Speculative metrics:`` (cumulative), V1 ``SpecDecoding metrics:`` variants A-E
+(windowed), the ``Engine NNN:`` / ``N Engines Aggregated:`` / V0 throughput lines, startup lines
+naming the speculative configuration, the ``vllm bench serve`` summary and the output of
+``examples/offline_inference/spec_decode.py``. Formats and meanings: reference log_formats.md §1-2.
+
+Line records are parsed with vectorised polars regexes (the bulk of a big log); only the rare
+startup lines and multi-line summary blocks go through Python.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import polars as pl
+
+from specdec_diag.ingest.base import Parsed
+from specdec_diag.ingest.timestamps import ISO_PATTERN, YearAnchor, iso_time, month_day_time
+from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA
+
+FAMILY = "vllm"
+ENGINE = "vllm"
+
+M_V1 = "SpecDecoding metrics:"
+M_V0 = "Speculative metrics:"
+M_THR = "Avg generation throughput:"
+CONFIG_MARKERS = ("Configuring SpecDecodeWorker", "speculative_config", "acceptance_method")
+BLOCK_MARKERS = (
+    # vllm bench serve summary
+    "Serving Benchmark Result", "Speculative Decoding-", "Acceptance rate (%):", "Acceptance length:",
+    "Drafts:", "Draft tokens:", "Accepted tokens:", "Per-position acceptance (%):", "Position ",
+    "Output token throughput (tok/s):", "Mean TTFT (ms):", "Mean TPOT (ms):",
+    # examples/offline_inference/spec_decode.py
+    "total_num_output_tokens:", "num_drafts:", "num_draft_tokens:", "num_accepted_tokens:",
+    "mean acceptance length:", "acceptance at token ",
+)
+MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, *CONFIG_MARKERS, *BLOCK_MARKERS)
+
+_CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
+_BLOCK_RX = "|".join(re.escape(m) for m in BLOCK_MARKERS)
+_NUM = r"(?:\d+(?:\.\d+)?|nan)"
+_ANSI = r"\x1b\[[0-9;?]*[A-Za-z]"
+
+# The vLLM logger prefix: optional process tag, level, MM-DD HH:MM:SS, file:line (bracketed in V1).
+_HDR = (
+    r"(?:\((?P<proc>[A-Za-z][\w.\-]* pid=\d+)\)\s+)?(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\s+"
+    r"(?P<md>\d{2}-\d{2}) (?P<hms>\d{2}:\d{2}:\d{2})(?:[.,]\d+)?\s+(?P<br>\[)?[\w.\-]+\.py:\d+\]?\s"
+)
+_ISO_HEAD = rf"^.{{0,80}}?(?P<iso>{ISO_PATTERN})"
+_ISO_ANY = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:"
+
+_V1 = (
+    rf"SpecDecoding metrics: (?:Draft acceptance rate: (?P<ar_c>{_NUM})%, )?"
+    rf"(?:Mean acceptance length: (?P<mal>{_NUM}), )?"
+    rf"(?:Accepted throughput: (?P<acc_tps>{_NUM}) tokens/s, Drafted throughput: (?P<draft_tps>{_NUM}) tokens/s, )?"
+    r"Accepted: (?P<acc>\d+) tokens, Drafted: (?P<draft>\d+) tokens"
+    r"(?:, Per-position acceptance rate: (?P<pp>(?:\d+\.\d+|nan)(?:, (?:\d+\.\d+|nan))*))?"
+    rf"(?:, Avg Draft acceptance rate: (?P<ar_e>{_NUM})%)?\s*$"
+)
+_V0 = (
+    rf"Speculative metrics: Draft acceptance rate: (?P<ar>{_NUM}), System efficiency: (?P<eff>{_NUM}), "
+    r"Number of speculative tokens: (?P<k>\d+), Number of accepted tokens: (?P<acc>\d+), "
+    r"Number of draft tokens(?P<typo> tokens)?: (?P<draft>\d+), "
+    r"Number of emitted tokens(?: tokens)?: (?P<emit>\d+)\.\s*$"
+)
+_V1A = (
+    rf"Speculative metrics: Draft acceptance rate: (?P<ar>{_NUM}), Number of accepted tokens: (?P<acc>\d+), "
+    r"Number of draft tokens: (?P<draft>\d+),?\s*$"
+)
+_THR = (
+    r"(?:(?P<eng>Engine \d+|\d+ Engines Aggregated): )?"
+    rf"Avg prompt throughput: (?P<ptps>{_NUM}) tokens/s, Avg generation throughput: (?P<gtps>{_NUM}) tokens/s, "
+    r"Running: (?P<run>\d+) reqs?, (?:Swapped: (?P<swap>\d+) reqs?, )?(?P<wk>Waiting|Pending): (?P<wait>\d+) reqs?"
+    rf"(?:, GPU KV cache usage: (?P<kv>{_NUM})%)?"
+)
+
+#: keys of the V1 line we understand; a line with any other key is an unknown variant (key/value parse).
+_KNOWN_V1_KEYS = {
+    "Draft acceptance rate", "Mean acceptance length", "Accepted throughput", "Drafted throughput",
+    "Accepted", "Drafted", "Per-position acceptance rate", "Avg Draft acceptance rate",
+}
+
+
+def detect(sample: str) -> bool:
+    """A vLLM log: its metric lines, its startup lines, or its logger prefix."""
+    if any(m in sample for m in (M_V1, M_V0, M_THR, "Configuring SpecDecodeWorker", "vllm serve", "vLLM API server")):
+        return True
+    return re.search(r"(?:INFO|WARNING) \d{2}-\d{2} \d{2}:\d{2}:\d{2} \[?[\w.]+\.py:\d+\]? ", sample) is not None
+
+
+def parse(lines: pl.DataFrame, source: str, *, year_anchor: YearAnchor | None = None) -> Parsed:
+    """Turn marker lines (columns ``line``, ``text``) into windows, configs and malformed rows."""
+    lines = lines.select(pl.col("line").cast(pl.Int64), pl.col("text").fill_null(""))
+    if lines.height and lines["text"].str.contains("\x1b", literal=True).any():
+        lines = lines.with_columns(pl.col("text").str.replace_all(_ANSI, ""))
+    windows: list[pl.DataFrame] = []
+    malformed: list[pl.DataFrame] = []
+
+    is_v1 = pl.col("text").str.contains(M_V1, literal=True)
+    is_v0 = pl.col("text").str.contains(M_V0, literal=True)
+    is_thr = pl.col("text").str.contains(M_THR, literal=True)
+    lines = lines.with_columns(pl.when(is_v1).then(1).when(is_v0).then(2).when(is_thr).then(3).otherwise(0)
+                               .cast(pl.Int8).alias("_kind"))
+    v1, v0, thr, rest = (lines.filter(pl.col("_kind") == i).drop("_kind") for i in (1, 2, 3, 0))
+    lines = lines.drop("_kind")
+    for part, fn in ((v1, _parse_v1), (v0, _parse_speculative), (thr, _parse_throughput)):
+        if part.height:
+            w, bad = fn(_with_header(part, year_anchor), source)
+            windows.append(w)
+            malformed.append(bad)
+
+    # startup lines and summary blocks are rare: look for them only among the other lines
+    configs = _parse_configs(rest.filter(pl.col("text").str.contains(_CFG_RX)), source)
+    bw, bbad = _parse_blocks(rest.filter(pl.col("text").str.contains(_BLOCK_RX)), source)
+    windows.append(bw)
+    malformed.append(bbad)
+
+    out_w = pl.concat([w for w in windows if w.height], how="diagonal_relaxed") if any(
+        w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
+    out_m = pl.concat([m.select(list(MALFORMED_SCHEMA)) for m in malformed if m.height]) if any(
+        m.height for m in malformed) else pl.DataFrame(schema=MALFORMED_SCHEMA)
+    return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
+                  configs=configs)
+
+
+# ---------------------------------------------------------------------------------------------
+# line records
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_header(df: pl.DataFrame, anchor: YearAnchor | None) -> pl.DataFrame:
+    """Add ``time`` and ``proc`` from the container / vLLM prefixes (both optional)."""
+    has_iso = df.height > 0 and bool(df["text"].str.contains(_ISO_ANY).any())
+    df = df.with_columns(
+        pl.col("text").str.extract_groups(_HDR).alias("_h"),
+        (pl.col("text").str.extract(_ISO_HEAD, 1) if has_iso else pl.lit(None, dtype=pl.Utf8)).alias("_iso"),
+    ).unnest("_h")
+    return df.with_columns(
+        pl.coalesce(iso_time(pl.col("_iso")), month_day_time(pl.col("md"), pl.col("hms"), anchor)).alias("time"),
+        pl.col("br").is_not_null().alias("_bracket"),
+    )
+
+
+def _base(df: pl.DataFrame, source: str, fmt: pl.Expr | str, window: str,
+          engine_id: pl.Expr | None = None) -> list[pl.Expr]:
+    return [
+        pl.lit(source).alias("source"),
+        pl.col("line"),
+        pl.lit(ENGINE).alias("engine"),
+        (fmt if isinstance(fmt, pl.Expr) else pl.lit(fmt)).alias("format"),
+        pl.col("time"),
+        (pl.col("proc") if engine_id is None else engine_id).alias("engine_id"),
+        pl.lit(window).alias("window"),
+    ]
+
+
+def _bad(df: pl.DataFrame, source: str, reason: str | pl.Expr) -> pl.DataFrame:
+    return df.select(
+        pl.lit(source).alias("source"),
+        pl.col("line"),
+        (reason if isinstance(reason, pl.Expr) else pl.lit(reason)).alias("reason"),
+        pl.col("text").str.slice(0, 300).alias("text"),
+    )
+
+
+def _f(name: str) -> pl.Expr:
+    return pl.col(name).cast(pl.Float64, strict=False)
+
+
+def _i(name: str) -> pl.Expr:
+    return pl.col(name).cast(pl.Int64, strict=False)
+
+
+def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+    return pl.when(den > 0).then(num.cast(pl.Float64) / den.cast(pl.Float64)).otherwise(None)
+
+
+def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """V1 ``SpecDecoding metrics:`` (variants B-E, windowed counts) plus unknown suffixes."""
+    df = df.with_columns(pl.col("text").str.extract_groups(_V1).alias("_g")).unnest("_g")
+    ok = df.filter(pl.col("acc").is_not_null())
+    rest = df.filter(pl.col("acc").is_null())
+
+    ok = ok.with_columns(
+        _i("acc").alias("acc"), _i("draft").alias("draft"), _f("mal").alias("mal"),
+        _f("ar_c").alias("ar_c"), _f("ar_e").alias("ar_e"),
+        pl.col("pp").str.split(", ").cast(pl.List(pl.Float64), strict=False).alias("ppl"),
+    ).with_columns(pl.col("ppl").list.len().cast(pl.Int64).alias("k"))
+    ok = ok.with_columns(
+        pl.when(pl.col("ar_c").is_not_null() & pl.col("mal").is_null() & pl.col("pp").is_null()
+                & pl.col("acc_tps").is_null()).then(pl.lit("B"))
+        .when(pl.col("ar_c").is_not_null() & pl.col("mal").is_not_null() & pl.col("pp").is_not_null()
+              & pl.col("acc_tps").is_null() & pl.col("ar_e").is_null()).then(pl.lit("C"))
+        .when(pl.col("ar_c").is_not_null() & pl.col("mal").is_not_null() & pl.col("pp").is_not_null()
+              & pl.col("acc_tps").is_not_null() & pl.col("ar_e").is_null()).then(pl.lit("D"))
+        .when(pl.col("ar_c").is_null() & pl.col("mal").is_not_null() & pl.col("pp").is_not_null()
+              & pl.col("acc_tps").is_not_null() & pl.col("ar_e").is_not_null()).then(pl.lit("E"))
+        .otherwise(pl.lit("other")).alias("variant"),
+        # num_drafts is not printed: exact as drafted/k for fixed-k drafters, else from the rounded MAL.
+        pl.when((pl.col("k") > 0) & (pl.col("draft") % pl.col("k").clip(1) == 0))
+        .then(pl.col("draft") // pl.col("k").clip(1)).otherwise(None).alias("nd_k"),
+        pl.when(pl.col("mal") > 1.0).then((pl.col("acc") / (pl.col("mal") - 1.0)).round(0).cast(pl.Int64))
+        .otherwise(None).alias("nd_mal"),
+    )
+
+    def fits(nd: pl.Expr) -> pl.Expr:
+        return nd.is_not_null() & (nd > 0) & (
+            pl.col("mal").is_null() | ((1.0 + pl.col("acc") / nd - pl.col("mal")).abs() <= 0.0051))
+
+    ok = ok.with_columns(
+        pl.when(fits(pl.col("nd_k"))).then(pl.col("nd_k"))
+        .when(fits(pl.col("nd_mal"))).then(pl.col("nd_mal")).otherwise(None).alias("nd"),
+        pl.when(fits(pl.col("nd_k"))).then(pl.lit("num_drafts = Drafted / k (fixed-k drafter)"))
+        .when(fits(pl.col("nd_mal"))).then(pl.lit("num_drafts inferred from the rounded mean acceptance length "
+                                                  "(approximate)"))
+        .otherwise(None).alias("note"),
+        # identities of log_formats §2.3: printed rate = accepted/drafted; 1 + sum(per-position) = MAL.
+        pl.coalesce("ar_c", "ar_e").alias("ar_printed"),
+    )
+    rate_bad = (pl.col("ar_printed").is_not_null() & (pl.col("draft") > 0)
+                & ((pl.col("ar_printed") - 100.0 * pl.col("acc") / pl.col("draft")).abs() > 0.051))
+    pp_bad = (pl.col("ppl").is_not_null() & pl.col("mal").is_not_null()
+              & ((1.0 + pl.col("ppl").list.sum() - pl.col("mal")).abs() > 0.006 + 0.0005 * pl.col("k")))
+    order_bad = pl.col("acc") > pl.col("draft")
+    ok = ok.with_columns(
+        pl.when(order_bad).then(pl.lit("accepted tokens exceed drafted tokens"))
+        .when(rate_bad).then(pl.lit("printed acceptance rate disagrees with Accepted/Drafted"))
+        .when(pp_bad).then(pl.lit("per-position rates do not add up to mean acceptance length - 1 "
+                                  "(line cut short?)"))
+        .otherwise(None).alias("why")
+    )
+    bad = [_bad(ok.filter(pl.col("why").is_not_null()), source, pl.col("why"))]
+    ok = ok.filter(pl.col("why").is_null())
+    win = ok.select(
+        *_base(ok, source, pl.concat_str([pl.lit("vllm-v1-specdecoding-"), pl.col("variant")]), "interval"),
+        pl.when(pl.col("k") > 0).then(pl.col("k")).otherwise(None).alias("k"),
+        pl.col("nd").alias("num_drafts"),
+        pl.col("draft").alias("draft_tokens"),
+        pl.col("acc").alias("accepted_tokens"),
+        (pl.col("acc") + pl.col("nd")).alias("emitted_tokens"),
+        _ratio(pl.col("acc"), pl.col("draft")).alias("acceptance_rate"),
+        pl.coalesce(pl.col("mal"), 1.0 + _ratio(pl.col("acc"), pl.col("nd"))).alias("mean_acceptance_length"),
+        pl.col("ppl").alias("per_position_acceptance"),
+        _f("acc_tps").alias("accepted_tps"),
+        _f("draft_tps").alias("drafted_tps"),
+        pl.col("note").alias("definition_note"),
+    )
+    wins = [win]
+    if rest.height:
+        kv_w, kv_bad = _parse_v1_kv(rest, source)
+        wins.append(kv_w)
+        bad.append(kv_bad)
+    return pl.concat(wins, how="diagonal_relaxed"), pl.concat(bad)
+
+
+_KV_ITEM = re.compile(r"([A-Za-z][A-Za-z _\-/()]*?):\s*(-?[\d.]+|nan)\s*(%|tokens/s|tokens)?(?=,|$)")
+
+
+def _parse_v1_kv(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Lines whose suffix is not a known variant: parse ``key: value`` pairs. A line whose keys are all
+    known is a damaged known variant (malformed); one with an unknown key is a new variant."""
+    rows: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    for rec in df.iter_rows(named=True):
+        text = rec["text"].rstrip()
+        body = text.split(M_V1, 1)[1]
+        pairs = {k.strip(): (v, unit) for k, v, unit in _KV_ITEM.findall(body)}
+        unknown = [k for k in pairs if k not in _KNOWN_V1_KEYS]
+        if not pairs or not unknown:
+            bad.append({"source": source, "line": rec["line"], "text": text[:300],
+                        "reason": "SpecDecoding metrics line does not match any known variant"})
+            continue
+
+        def num(*names: str, pairs: dict[str, tuple[str, str]] = pairs) -> float | None:
+            for want in names:
+                for k, (v, _) in pairs.items():
+                    if k.lower() == want:
+                        try:
+                            return float(v)
+                        except ValueError:
+                            return None
+            return None
+
+        acc, draft = num("accepted"), num("drafted")
+        window = "interval"
+        if acc is None and draft is None:
+            # only running totals (a fork's "Total accepted/drafted"): cumulative, not this window
+            acc, draft, window = num("total accepted"), num("total drafted"), "cumulative"
+        rate = num("draft acceptance rate", "avg draft acceptance rate")
+        mal = next((float(v) for k, (v, _) in pairs.items() if "length" in k.lower() and v != "nan"), None)
+        row: dict[str, Any] = {
+            "source": source, "line": rec["line"], "engine": ENGINE, "format": "vllm-v1-specdecoding-kv",
+            "time": rec["time"], "engine_id": rec["proc"], "window": window,
+            "accepted_tokens": int(acc) if acc is not None else None,
+            "draft_tokens": int(draft) if draft is not None else None,
+            "mean_acceptance_length": mal,
+            "definition_note": "unrecognised SpecDecoding variant parsed as key/value pairs; keys: "
+            + ", ".join(pairs),
+        }
+        if acc is not None and draft:
+            row["acceptance_rate"] = acc / draft
+        elif rate is not None and window == "interval":
+            row["acceptance_rate"] = rate / 100.0
+        rows.append(row)
+    w = pl.DataFrame(rows, schema_overrides={"time": pl.Datetime("us", "UTC")}) if rows else pl.DataFrame(
+        schema=WINDOW_SCHEMA)
+    b = pl.DataFrame(bad, schema=MALFORMED_SCHEMA) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
+    return w, b
+
+
+def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``Speculative metrics:`` lines: V0 (cumulative since start, non-prefix accept counts) or the
+    first V1 variant A (windowed; bracketed ``[file.py:N]`` prefix)."""
+    df = df.with_columns(pl.col("text").str.extract_groups(_V0).alias("_g")).unnest("_g")
+    v0 = df.filter(pl.col("acc").is_not_null() & ~pl.col("_bracket"))
+    rest = df.filter(pl.col("acc").is_null() | pl.col("_bracket")).select(
+        "line", "text", "time", "proc", "_bracket")
+    v0 = v0.with_columns(_i("k").alias("k"), _i("acc").alias("acc"), _i("draft").alias("draft"),
+                         _i("emit").alias("emit"), _f("ar").alias("ar"), _f("eff").alias("eff"))
+    v0 = v0.with_columns(pl.when(pl.col("k") > 0).then(pl.col("draft") // pl.col("k").clip(1)).alias("nd"))
+    why = (
+        pl.when(pl.col("k") <= 0).then(pl.lit("number of speculative tokens is 0"))
+        .when(pl.col("draft") % pl.col("k").clip(1) != 0).then(pl.lit("draft tokens not a multiple of k"))
+        .when((pl.col("emit") < pl.col("nd")) | (pl.col("emit") > pl.col("nd") * (pl.col("k") + 1))
+              | (pl.col("acc") > pl.col("draft")))
+        .then(pl.lit("emitted/accepted/draft counters are inconsistent"))
+        .otherwise(None)
+    )
+    v0 = v0.with_columns(why.alias("why"))
+    bad = [_bad(v0.filter(pl.col("why").is_not_null()), source, pl.col("why"))]
+    v0 = v0.filter(pl.col("why").is_null())
+    prefix_acc = pl.col("emit") - pl.col("nd")
+    win = v0.select(
+        *_base(v0, source, pl.when(pl.col("typo").is_not_null()).then(pl.lit("vllm-v0-spec-metrics-2024"))
+               .otherwise(pl.lit("vllm-v0-spec-metrics")), "cumulative"),
+        pl.col("k"), pl.col("nd").alias("num_drafts"), pl.col("draft").alias("draft_tokens"),
+        prefix_acc.alias("accepted_tokens"), pl.col("emit").alias("emitted_tokens"),
+        _ratio(prefix_acc, pl.col("draft")).alias("acceptance_rate"),
+        _ratio(pl.col("emit"), pl.col("nd")).alias("mean_acceptance_length"),
+        pl.concat_str([
+            pl.lit("vLLM V0 counts accepted drafts at any position (engine: accepted="), pl.col("acc").cast(pl.Utf8),
+            pl.lit(", rate="), pl.col("ar").cast(pl.Utf8).fill_null("nan"),
+            pl.lit("); accepted_tokens here = emitted - num_drafts (prefix, bonus excluded); "
+                   "num_drafts = draft/k; counters cumulative since server start"),
+        ]).alias("definition_note"),
+    )
+    wins = [win]
+    if rest.height:
+        a = rest.with_columns(pl.col("text").str.extract_groups(_V1A).alias("_g")).unnest("_g")
+        ok = a.filter(pl.col("acc").is_not_null()).with_columns(_i("acc").alias("acc"), _i("draft").alias("draft"))
+        ok = ok.with_columns(pl.when(pl.col("acc") > pl.col("draft"))
+                             .then(pl.lit("accepted tokens exceed drafted tokens")).alias("why"))
+        bad.append(_bad(ok.filter(pl.col("why").is_not_null()), source, pl.col("why")))
+        ok = ok.filter(pl.col("why").is_null())
+        wins.append(ok.select(
+            *_base(ok, source, "vllm-v1-specdecoding-A", "interval"),
+            pl.col("draft").alias("draft_tokens"), pl.col("acc").alias("accepted_tokens"),
+            _ratio(pl.col("acc"), pl.col("draft")).alias("acceptance_rate"),
+        ))
+        bad.append(_bad(a.filter(pl.col("acc").is_null()), source,
+                        "Speculative metrics line does not match the V0 or V1-A format"))
+    return pl.concat(wins, how="diagonal_relaxed"), pl.concat(bad)
+
+
+def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Periodic stats lines: the context the rules need (batch, queue, KV usage, generation speed)."""
+    df = df.with_columns(pl.col("text").str.extract_groups(_THR).alias("_g")).unnest("_g")
+    ok = df.filter(pl.col("wait").is_not_null())
+    v0 = (pl.col("wk") == "Pending") | pl.col("swap").is_not_null()
+    win = ok.select(
+        *_base(ok, source, pl.when(v0).then(pl.lit("vllm-v0-throughput")).otherwise(pl.lit("vllm-v1-throughput")),
+               "interval",
+               pl.when(pl.col("eng").is_not_null())
+               .then(pl.concat_str([pl.col("proc"), pl.col("eng")], separator=" ", ignore_nulls=True))
+               .otherwise(pl.col("proc"))),
+        _f("gtps").alias("gen_tps"), _f("ptps").alias("prompt_tps"),
+        _i("run").alias("running_reqs"), _i("wait").alias("waiting_reqs"),
+        (_f("kv") / 100.0).alias("kv_usage"),
+    )
+    return win, _bad(df.filter(pl.col("wait").is_null()), source, "throughput line does not match the known format")
+
+
+# ---------------------------------------------------------------------------------------------
+# startup configuration (rare lines: Python)
+# ---------------------------------------------------------------------------------------------
+
+_CLASS = re.compile(r"Configuring SpecDecodeWorker with (proposer|sampler)=<class '([\w.]+)'>")
+_SPEC_KV = re.compile(
+    r"['\"]?(method|model|draft_model|num_speculative_tokens|num_spec_tokens|acceptance_method|"
+    r"spec_decoding_acceptance_method|draft_tensor_parallel_size|prompt_lookup_max|prompt_lookup_min)['\"]?"
+    r"\s*[:=]\s*['\"]?([^'\",)}\s]+)"
+)
+_SAMPLER_METHOD = {"TypicalAcceptanceSampler": "typical_acceptance_sampler", "RejectionSampler": "rejection_sampler"}
+_KEY_ALIASES = {"num_spec_tokens": "num_speculative_tokens", "spec_decoding_acceptance_method": "acceptance_method"}
+
+
+def _parse_configs(df: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Facts about the speculative setup. Keys (stable, used by the rules): proposer, sampler,
+    acceptance_method, method, draft_model, num_speculative_tokens, prompt_lookup_min/max."""
+    rows: list[dict[str, Any]] = []
+    for line, text in df.select("line", "text").iter_rows():
+        for kind, cls in _CLASS.findall(text):
+            short = cls.rsplit(".", 1)[-1]
+            rows.append({"key": kind, "value": short, "line": line})
+            if kind == "sampler" and short in _SAMPLER_METHOD:
+                rows.append({"key": "acceptance_method", "value": _SAMPLER_METHOD[short], "line": line})
+        spec = _speculative_part(text)
+        if spec is None:
+            continue
+        seen: set[str] = set()
+        for key, value in _SPEC_KV.findall(spec):
+            key = _KEY_ALIASES.get(key, key)
+            if key == "model":
+                key = "draft_model"
+            if key in seen or value in ("None", "null"):
+                continue
+            seen.add(key)
+            rows.append({"key": key, "value": value, "line": line})
+    if not rows:
+        return pl.DataFrame(schema=CONFIG_SCHEMA)
+    return pl.DataFrame(rows).select(
+        pl.lit(source).alias("source"), pl.col("line").cast(pl.Int64), pl.lit(ENGINE).alias("engine"),
+        pl.col("key"), pl.col("value"),
+    )
+
+
+def _speculative_part(text: str) -> str | None:
+    """The speculative section of a config line (``speculative_config=SpeculativeConfig(...)``, a
+    ``'speculative_config': {...}`` dict, or a bare ``--spec-decoding-acceptance-method`` value)."""
+    i = text.find("speculative_config")
+    if i < 0:
+        return text if "acceptance_method" in text else None
+    seg = text[i:]
+    opens = [p for p in (seg.find("("), seg.find("{")) if p >= 0]
+    if not opens:
+        return None
+    start = min(opens)
+    depth = 0
+    for j in range(start, len(seg)):
+        ch = seg[j]
+        if ch in "({":
+            depth += 1
+        elif ch in ")}":
+            depth -= 1
+            if depth == 0:
+                return seg[start : j + 1]
+    return seg[start:]
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-line summaries: `vllm bench serve` and the offline spec_decode.py example (rare: Python)
+# ---------------------------------------------------------------------------------------------
+
+_KV_LINE = re.compile(r"^\s*(?P<key>[A-Za-z][^:]*?)\s*:\s*(?P<val>-?\d+(?:\.\d+)?|nan|inf)?\s*$")
+_POS_LINE = re.compile(r"^\s*Position (\d+)\s*:\s*(\d+(?:\.\d+)?|nan)\s*$")
+_ACC_AT = re.compile(r"^\s*acceptance at token (\d+)\s*:\s*(\d+(?:\.\d+)?|nan)\s*$")
+_BLOCK_GAP = 12  # marker lines further apart than this belong to different summaries
+
+
+def _parse_blocks(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rows: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    block: list[tuple[int, str]] = []
+    for line, text in df.select("line", "text").iter_rows():
+        if block and line - block[-1][0] > _BLOCK_GAP:
+            _close_block(block, source, rows, bad)
+            block = []
+        block.append((line, text))
+    if block:
+        _close_block(block, source, rows, bad)
+    w = pl.DataFrame(rows) if rows else pl.DataFrame(schema=WINDOW_SCHEMA)
+    b = pl.DataFrame(bad, schema=MALFORMED_SCHEMA) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
+    return w, b
+
+
+def _close_block(block: list[tuple[int, str]], source: str, rows: list[dict[str, Any]],
+                 bad: list[dict[str, Any]]) -> None:
+    vals: dict[str, float] = {}
+    pos: dict[int, float] = {}
+    first_spec: tuple[int, str] | None = None
+    kind = None
+    for line, text in block:
+        if "Speculative Decoding-" in text:
+            kind, first_spec = "bench", (line, text)
+            continue
+        if "total_num_output_tokens:" in text or ("num_drafts:" in text and kind is None):
+            kind = kind or "offline"
+            first_spec = first_spec or (line, text)
+        m = _POS_LINE.match(text) or _ACC_AT.match(text)
+        if m:
+            try:
+                pos[int(m[1])] = float(m[2])
+            except ValueError:
+                pass
+            continue
+        m = _KV_LINE.match(text)
+        if m and m["val"] is not None:
+            vals[m["key"].strip()] = float(m["val"])
+            if first_spec is None and m["key"].strip() in ("Drafts", "Acceptance rate (%)"):
+                first_spec = (line, text)
+    if kind is None:
+        if "Drafts" in vals or "Acceptance length" in vals:
+            kind = "bench"  # the header line was cut off
+        else:
+            return  # generic words ("Position ", "Drafts:") outside a summary: not ours
+    if kind == "bench":
+        drafts, dtok, atok = vals.get("Drafts"), vals.get("Draft tokens"), vals.get("Accepted tokens")
+        mal = vals.get("Acceptance length")
+        scale = 100.0
+        fmt = "vllm-bench-serve"
+    else:
+        drafts, dtok, atok = vals.get("num_drafts"), vals.get("num_draft_tokens"), vals.get("num_accepted_tokens")
+        mal = vals.get("mean acceptance length")
+        scale = 1.0
+        fmt = "vllm-offline-spec-decode"
+    line0, text0 = first_spec or block[0]
+    if drafts is None or dtok is None or atok is None:
+        bad.append({"source": source, "line": line0, "text": text0[:300],
+                    "reason": f"{fmt} summary lacks drafts / draft tokens / accepted tokens"})
+        return
+    if atok > dtok:
+        bad.append({"source": source, "line": line0, "text": text0[:300],
+                    "reason": f"{fmt} summary: accepted tokens exceed draft tokens"})
+        return
+    pp = [pos[i] / scale for i in sorted(pos)] if pos and sorted(pos) == list(range(len(pos))) else None
+    k = len(pp) if pp else (round(dtok / drafts) if drafts else None)
+    rows.append({
+        "source": source, "line": line0, "engine": ENGINE, "format": fmt, "window": "run",
+        "k": k, "num_drafts": int(drafts), "draft_tokens": int(dtok), "accepted_tokens": int(atok),
+        "emitted_tokens": int(atok + drafts),
+        "acceptance_rate": atok / dtok if dtok else None,
+        "mean_acceptance_length": mal if mal is not None else (1 + atok / drafts if drafts else None),
+        "per_position_acceptance": pp,
+        "gen_tps": vals.get("Output token throughput (tok/s)"),
+        "ttft_ms": vals.get("Mean TTFT (ms)"), "tpot_ms": vals.get("Mean TPOT (ms)"),
+        "definition_note": ("bench serve numbers are deltas of the server's /metrics counters over the run "
+                            "(include any other traffic on the server)") if kind == "bench" else None,
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# cross-line post-processing (after all chunks and files are in)
+# ---------------------------------------------------------------------------------------------
+
+
+def finalize(windows: pl.DataFrame) -> pl.DataFrame:
+    """Per file: attach each V1 SpecDecoding window to the engine of the throughput line logged just
+    before it by the same process, and turn V0 cumulative counters into per-window differences (a
+    counter going down means the server restarted: that window counts from zero)."""
+    if windows.height == 0:
+        return windows
+    w = windows.sort("source", "line", maintain_order=True).with_row_index("_i")
+    proc = pl.col("engine_id").str.extract(r"^(.*? pid=\d+)", 1)
+    eng = pl.col("engine_id").str.extract(r"(Engine \d+|\d+ Engines Aggregated)$", 1)
+    w = w.with_columns(proc.fill_null("").alias("_proc"), eng.alias("_eng"))
+    thr_eng = pl.when(pl.col("format") == "vllm-v1-throughput").then(pl.col("_eng")).otherwise(None)
+    w = w.with_columns(thr_eng.forward_fill().over("source", "_proc").alias("_last_eng"))
+    spec = pl.col("format").str.starts_with("vllm-v1-specdecoding") & pl.col("_eng").is_null()
+    w = w.with_columns(
+        pl.when(spec & pl.col("_last_eng").is_not_null())
+        .then(pl.concat_str([pl.col("engine_id"), pl.col("_last_eng")], separator=" ", ignore_nulls=True))
+        .otherwise(pl.col("engine_id")).alias("engine_id")
+    )
+    cum = w.filter((pl.col("window") == "cumulative") & pl.col("format").str.starts_with("vllm-v0-spec"))
+    out = [w]
+    if cum.height:
+        key = [pl.col("source"), pl.col("engine_id").fill_null("")]
+        cols = ("num_drafts", "draft_tokens", "accepted_tokens", "emitted_tokens")
+        cum = cum.with_columns(**{f"_p_{c}": pl.col(c).shift(1).over(key) for c in cols})
+        restart = pl.lit(False)
+        for c in cols:
+            restart = restart | (pl.col(c) < pl.col(f"_p_{c}"))
+        first = pl.col("_p_draft_tokens").is_null()
+        cum = cum.with_columns(restart.fill_null(False).alias("_restart"), first.alias("_first"))
+        d = {c: pl.when(pl.col("_first") | pl.col("_restart")).then(pl.col(c)).otherwise(pl.col(c) - pl.col(f"_p_{c}"))
+             for c in cols}
+        iv = cum.with_columns(**{c: e for c, e in d.items()}).with_columns(
+            pl.lit("interval").alias("window"),
+            _ratio(pl.col("accepted_tokens"), pl.col("draft_tokens")).alias("acceptance_rate"),
+            _ratio(pl.col("emitted_tokens"), pl.col("num_drafts")).alias("mean_acceptance_length"),
+            pl.concat_str([
+                pl.lit("difference of vLLM V0 cumulative counters"),
+                pl.when(pl.col("_first")).then(pl.lit(" (first record: counts since server start)"))
+                .when(pl.col("_restart")).then(pl.lit(" (counters went down: server restart, counts since it)"))
+                .otherwise(pl.lit("")),
+                pl.lit("; accepted_tokens = emitted - num_drafts (prefix acceptance)"),
+            ]).alias("definition_note"),
+            (pl.col("_i") + 0.5).alias("_i"),
+        )
+        out.append(iv.select(w.columns))
+    res = pl.concat([o.with_columns(pl.col("_i").cast(pl.Float64)) for o in out]).sort("_i")
+    return res.drop("_i", "_proc", "_eng", "_last_eng")

@@ -1,0 +1,165 @@
+"""llama.cpp: example summaries, llama-server per-request lines (three variants), per-step lines and
+cumulative statistics; expected numbers worked out by hand from log_formats.md §4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from specdec_diag.ingest import llamacpp
+from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
+
+FIX = Path(__file__).parent / "fixtures" / "llamacpp"
+
+
+def lines_of(path: Path) -> pl.DataFrame:
+    """The frame the scan hands to parse(): 1-based line numbers, only lines with a marker."""
+    texts = path.read_text().splitlines()
+    df = pl.DataFrame({"line": pl.Series(range(1, len(texts) + 1), dtype=pl.Int64), "text": texts})
+    return df.filter(pl.col("text").str.contains_any(list(llamacpp.MARKERS)))
+
+
+def parse(name: str):
+    p = llamacpp.parse(lines_of(FIX / name), str(FIX / name))
+    assert dict(p.windows.schema) == WINDOW_SCHEMA
+    return p
+
+
+def test_speculative_example_summary():
+    rows = parse("speculative_example.txt").windows.to_dicts()
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["format"] == "llamacpp-example" and r["window"] == "run" and r["line"] == 11
+    assert (r["k"], r["draft_tokens"], r["accepted_tokens"], r["emitted_tokens"]) == (8, 112, 36, 136)
+    assert r["acceptance_rate"] == pytest.approx(0.32143, abs=1e-5)  # printed "accept = 32.143%"
+    # 136 tokens from 136 - 36 = 100 target forwards
+    assert r["mean_acceptance_length"] == pytest.approx(1.36)
+    assert r["gen_tps"] == pytest.approx(4.701)
+
+
+def test_lookup_example_summary_with_timing_lines_between():
+    r = parse("lookup_example.txt").windows.row(0, named=True)
+    assert (r["k"], r["draft_tokens"], r["accepted_tokens"]) == (10, 210, 150)
+    assert r["acceptance_rate"] == pytest.approx(0.71429, abs=1e-5)
+    assert r["mean_acceptance_length"] == pytest.approx(256 / 106)
+    assert r["gen_tps"] == pytest.approx(82.448)
+
+
+def test_server_rate_variant_2025():
+    rows = parse("server_rate_2025.log").windows.to_dicts()
+    assert [r["request"] for r in rows] == ["task 0", "task 2"]
+    a, b = rows
+    assert a["format"] == "llamacpp-server-rate" and a["window"] == "request"
+    assert (a["accepted_tokens"], a["draft_tokens"]) == (19, 33)
+    assert a["acceptance_rate"] == pytest.approx(19 / 33)
+    assert a["gen_tps"] == 99.0 and a["tpot_ms"] == pytest.approx(10.10) and a["ttft_ms"] == pytest.approx(129.05)
+    assert a["prompt_tps"] == pytest.approx(100.74)
+    assert a["mean_acceptance_length"] is None and a["time"] is None
+    assert b["acceptance_rate"] == 0.0 and b["draft_tokens"] == 64 and b["gen_tps"] == 80.0
+
+
+def test_server_mean_len_variant_with_elapsed_prefix():
+    r = parse("server_meanlen_2026.log").windows.row(0, named=True)
+    assert r["format"] == "llamacpp-server-meanlen" and r["request"] == "task 0"
+    assert (r["accepted_tokens"], r["draft_tokens"], r["mean_acceptance_length"]) == (50, 80, 2.25)
+    assert r["gen_tps"] == 150.0 and r["ttft_ms"] == 50.0
+    assert r["time"] is None  # elapsed-since-start prefix is not a wall-clock time
+
+
+def test_server_per_position_steps_and_statistics():
+    p = parse("server_pos_2026.log")
+    w = p.windows
+    req = w.filter(pl.col("format") == "llamacpp-server-pos").row(0, named=True)
+    # printed per-position rates; num_drafts from the four per-step lines of task 7
+    assert req["per_position_acceptance"] == pytest.approx([0.75, 0.5, 0.5, 0.25])
+    assert (req["k"], req["num_drafts"], req["accepted_tokens"], req["draft_tokens"]) == (4, 4, 8, 16)
+    assert req["mean_acceptance_length"] == 3.0 and req["engine_id"] == "pid=4242"
+    # task 9 has step lines only: exact aggregate (2/4 and 2/4)
+    steps = w.filter(pl.col("format") == "llamacpp-server-steps").row(0, named=True)
+    assert steps["request"] == "task 9" and steps["num_drafts"] == 2
+    assert steps["acceptance_rate"] == 0.5 and steps["mean_acceptance_length"] == 3.0
+    assert steps["per_position_acceptance"] == [1.0, 1.0, 0.0, 0.0]
+    # statistics: cumulative 4 -> 6 drafts, 16 -> 24 tokens, 8 -> 12 accepted; dur(g) 12 -> 20 ms
+    cum = w.filter((pl.col("format") == "llamacpp-statistics") & (pl.col("window") == "cumulative"))
+    assert cum["num_drafts"].to_list() == [4, 6] and cum["engine_id"].to_list() == ["pid=4242 draft-simple"] * 2
+    iv = w.filter((pl.col("format") == "llamacpp-statistics") & (pl.col("window") == "interval")).row(0, named=True)
+    assert (iv["num_drafts"], iv["draft_tokens"], iv["accepted_tokens"]) == (2, 8, 4)
+    assert iv["acceptance_rate"] == 0.5 and iv["mean_acceptance_length"] == 3.0 and iv["draft_ms"] == 8.0
+    # per-position difference of printed (3-decimal) cumulative rates: counts 3,2,2,1 -> 5,4,2,1
+    assert iv["per_position_acceptance"] == pytest.approx([1.0, 1.0, 0.0, 0.0], abs=0.005)
+    assert iv["line"] == 12
+
+
+def test_finalize_is_idempotent_and_keeps_files_apart():
+    p = parse("server_pos_2026.log")
+    other = p.windows.with_columns(pl.lit("other.log").alias("source"))
+    both = pl.concat([p.windows, other])
+    once = llamacpp.finalize(both)
+    assert once.height == both.height  # each file's one difference, none across the two files
+    assert llamacpp.finalize(once).sort("source", "line", "window").equals(once.sort("source", "line", "window"))
+
+
+def test_vocab_mismatch_becomes_config_fact():
+    p = parse("vocab_mismatch.log")
+    assert p.windows.height == 0
+    assert p.configs["key"].to_list() == ["startup_error"]
+    assert "target vocab size 152064" in p.configs["value"][0]
+
+
+def test_malformed_lines():
+    p = parse("malformed.log")
+    assert dict(p.malformed.schema) == MALFORMED_SCHEMA
+    assert p.malformed["line"].to_list() == [2, 3, 4, 5, 6, 7]
+    assert p.windows.height == 0  # the vLLM "Draft acceptance rate:" line on line 8 is not ours
+
+
+def test_detect():
+    assert llamacpp.detect((FIX / "server_rate_2025.log").read_text())
+    assert llamacpp.detect((FIX / "speculative_example.txt").read_text())
+    assert not llamacpp.detect("[2025-10-21 09:00:03 TP0] Decode batch. #running-req: 1, #token: 256")
+
+
+@pytest.mark.parametrize("text", [
+    "", "draft acceptance = ", "draft acceptance rate = nan (nan accepted / -1 generated)",
+    "statistics x: #calls(b,g,a) = 1 2", "n_draft = 99999999999999999999999999", "accept    = %",
+    "slot update_slots: id  0 | task 1 | accepted 99999999999999999999/4 draft tokens",
+    "draft acceptance = 0.5 (1 accepted / 2 generated), mean len = 2.0, acceptance rate per position = (,,)",
+    "eval time = " + "9" * 1_000_000, "\x00\ufffd statistics  #calls",
+    "n_drafted = 99999999999999999999999", "n_accept = 1.5.5",
+])
+def test_never_raises(text):
+    lines = [text, "n_draft = 3", text, "n_accept = 99999999999999999999999", "n_drafted = 4"]
+    p = llamacpp.parse(pl.DataFrame({"line": range(1, 6), "text": lines}), "junk.log")
+    assert dict(p.windows.schema) == WINDOW_SCHEMA
+    assert dict(p.malformed.schema) == MALFORMED_SCHEMA
+
+
+def test_scan_end_to_end():
+    from specdec_diag.ingest import scan
+
+    res = scan(FIX / "server_pos_2026.log", use_cache=False)
+    iv = res.windows.filter((pl.col("format") == "llamacpp-statistics") & (pl.col("window") == "interval"))
+    assert iv["num_drafts"].to_list() == [2]
+
+
+def test_samples_parse_cleanly():
+    d = Path(__file__).parents[1] / "sample_logs" / "engines" / "llamacpp"
+    got = {}
+    for f in sorted(d.iterdir()):
+        p = llamacpp.parse(lines_of(f), str(f))
+        assert p.malformed.height == 0, f
+        got[f.stem] = p
+    cliff = got["unhealthy_position_cliff"].windows.filter(pl.col("format") == "llamacpp-server-pos")
+    pp = cliff["per_position_acceptance"].to_list()
+    assert all(r[0] > 0.6 and r[2] == 0.0 for r in pp)
+    healthy = got["healthy_server"].windows.filter(pl.col("format") == "llamacpp-server-pos")
+    assert healthy["acceptance_rate"].min() > 0.4
+    # per-request summaries agree with the per-step lines they summarise
+    for r in healthy.to_dicts():
+        assert r["mean_acceptance_length"] == pytest.approx(1 + r["accepted_tokens"] / r["num_drafts"], abs=0.005)
+    stops = got["unhealthy_spec_stops"].windows
+    iv = stops.filter((pl.col("format") == "llamacpp-statistics") & (pl.col("window") == "interval"))
+    assert iv["num_drafts"].to_list() == [0] * iv.height  # drafting stopped after the first request
+    assert got["unhealthy_vocab_mismatch"].configs["key"].to_list() == ["startup_error"]

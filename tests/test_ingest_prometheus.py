@@ -1,0 +1,178 @@
+"""Prometheus snapshots: vLLM V1/V0 counters, SGLang gauges, TGI histogram; snapshot splitting,
+differences (within and across files), counter resets. Expected numbers are worked out by hand
+from the counter definitions in log_formats.md §1.4, §2.4, §3.4, §5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from specdec_diag.ingest import prometheus
+from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
+
+FIX = Path(__file__).parent / "fixtures" / "prometheus"
+
+
+def parse(name: str):
+    p = prometheus.parse_file(FIX / name, str(FIX / name))
+    assert dict(p.windows.schema) == WINDOW_SCHEMA
+    return p
+
+
+def rows(p, window: str) -> list[dict]:
+    return p.windows.filter(pl.col("window") == window).to_dicts()
+
+
+def test_vllm_v1_two_scrapes_with_separator_times():
+    p = parse("vllm_v1_two_scrapes.prom")
+    cum = rows(p, "cumulative")
+    assert [r["num_drafts"] for r in cum] == [1000, 1500]
+    assert cum[0]["time"].isoformat() == "2025-06-01T12:00:00+00:00"
+    assert cum[0]["acceptance_rate"] == 0.5 and cum[0]["mean_acceptance_length"] == 2.5
+    assert cum[0]["per_position_acceptance"] == pytest.approx([0.8, 0.45, 0.25])
+    assert cum[0]["k"] == 3 and cum[0]["engine_id"] == "meta-llama/Llama-3.1-8B-Instruct engine=0"
+    assert (cum[0]["running_reqs"], cum[0]["waiting_reqs"], cum[0]["kv_usage"]) == (4, 0, 0.125)
+    (iv,) = rows(p, "interval")
+    # 500 drafts, 1500 draft tokens, 400 accepted; per position 250, 100, 50 of 500
+    assert (iv["num_drafts"], iv["draft_tokens"], iv["accepted_tokens"]) == (500, 1500, 400)
+    assert iv["acceptance_rate"] == pytest.approx(400 / 1500)
+    assert iv["mean_acceptance_length"] == pytest.approx(1.8)
+    assert iv["per_position_acceptance"] == pytest.approx([0.5, 0.2, 0.1])
+    assert 1 + sum(iv["per_position_acceptance"]) == pytest.approx(iv["mean_acceptance_length"])
+    assert iv["accepted_tps"] == pytest.approx(40.0) and iv["drafted_tps"] == pytest.approx(150.0)
+    assert (iv["running_reqs"], iv["waiting_reqs"], iv["kv_usage"]) == (16, 3, 0.5)
+    assert p.malformed.height == 0
+
+
+def test_snapshots_in_separate_files_are_differenced_by_finalize():
+    """after.prom sorts before before.prom by name; the counters give the true order."""
+    parts = [prometheus.parse_file(FIX / n, n) for n in ("after.prom", "before.prom")]
+    assert all(p.windows["window"].to_list() == ["cumulative"] for p in parts)
+    out = prometheus.finalize(pl.concat([p.windows for p in parts]))
+    (iv,) = out.filter(pl.col("window") == "interval").to_dicts()
+    assert iv["source"] == "after.prom"
+    assert (iv["num_drafts"], iv["draft_tokens"], iv["accepted_tokens"]) == (1000, 2000, 1000)
+    assert iv["acceptance_rate"] == 0.5 and iv["mean_acceptance_length"] == 2.0
+    assert iv["per_position_acceptance"] == pytest.approx([0.7, 0.3])
+    assert prometheus.finalize(out).height == out.height  # idempotent
+
+
+def test_counter_reset_and_sample_timestamps():
+    p = parse("vllm_v1_reset_timestamps.prom")
+    cum = rows(p, "cumulative")
+    assert [r["num_drafts"] for r in cum] == [100, 300, 50]  # split by repeated series
+    assert cum[1]["time"].isoformat() == "2025-06-01T12:01:00+00:00"
+    first, reset = rows(p, "interval")
+    assert (first["num_drafts"], first["accepted_tokens"]) == (200, 240)
+    assert first["accepted_tps"] == pytest.approx(4.0)  # 240 accepted in 60 s
+    # after the restart the later totals are the window
+    assert (reset["num_drafts"], reset["draft_tokens"], reset["accepted_tokens"]) == (50, 100, 10)
+    assert "reset" in reset["definition_note"] and reset["accepted_tps"] is None
+
+
+def test_vllm_v0_non_prefix_counts_are_converted():
+    (r,) = rows(parse("vllm_v0.prom"), "cumulative")
+    # efficiency 0.5 = 2500 / ((4000 / k) * (k + 1)) -> k = 4; drafts 1000; prefix accepted 2500 - 1000
+    assert r["k"] == 4 and r["num_drafts"] == 1000
+    assert r["accepted_tokens"] == 1500 and r["emitted_tokens"] == 2500
+    assert r["acceptance_rate"] == pytest.approx(0.375)  # the engine's own (non-prefix) gauge said 0.45
+    assert r["mean_acceptance_length"] == pytest.approx(2.5)
+    assert "non-prefix" in r["definition_note"]
+
+
+def test_sglang_gauges_convert_the_bonus_including_rate():
+    ws = rows(parse("sglang_gauges.prom"), "interval")
+    assert [r["mean_acceptance_length"] for r in ws] == [2.5, 3.0]
+    assert [r["acceptance_rate"] for r in ws] == pytest.approx([0.5, 2 / 3])  # N = 4
+    assert [r["k"] for r in ws] == [3, 3]
+    assert [(r["running_reqs"], r["waiting_reqs"]) for r in ws] == [(3, 0), (5, 1)]
+    assert ws[0]["engine_id"] == "Qwen/Qwen3-8B DP0 PP0 TP0" and ws[0]["engine"] == "sglang"
+
+
+def test_tgi_skipped_tokens_histogram():
+    p = parse("tgi.prom")
+    c0, c1 = rows(p, "cumulative")
+    # 100 steps: 20 accepted 0, 40 accepted 1, 40 accepted 2 -> sum 120
+    assert (c0["num_drafts"], c0["accepted_tokens"], c0["k"]) == (100, 120, 2)
+    assert c0["mean_acceptance_length"] == pytest.approx(2.2)
+    assert c0["per_position_acceptance"] == pytest.approx([0.8, 0.4])
+    assert c0["acceptance_rate"] == pytest.approx(0.6)
+    assert c1["time"].isoformat() == "2025-03-01T08:01:00+00:00"
+    (iv,) = rows(p, "interval")
+    # the next 100 steps: 70 x 0, 20 x 1, 10 x 2 -> 40 accepted
+    assert (iv["num_drafts"], iv["accepted_tokens"]) == (100, 40)
+    assert iv["per_position_acceptance"] == pytest.approx([0.3, 0.1])
+    assert iv["mean_acceptance_length"] == pytest.approx(1.4)
+    assert (iv["running_reqs"], iv["waiting_reqs"]) == (8, 4)
+
+
+def test_engines_are_kept_apart():
+    cum = rows(parse("two_engines.prom"), "cumulative")
+    by = {r["engine_id"]: r for r in cum}
+    assert by["m engine=0"]["acceptance_rate"] == 0.5 and by["m engine=1"]["acceptance_rate"] == 0.1
+    assert rows(parse("two_engines.prom"), "interval") == []
+
+
+def test_malformed_samples():
+    p = parse("malformed.prom")
+    assert dict(p.malformed.schema) == MALFORMED_SCHEMA
+    assert p.malformed["line"].to_list() == [2, 3, 5]
+
+
+def test_detect():
+    assert prometheus.detect((FIX / "tgi.prom").read_text())
+    assert prometheus.detect((FIX / "two_engines.prom").read_text())
+    assert not prometheus.detect("INFO 05-06 06:11:23 [metrics.py:101] SpecDecoding metrics: Accepted: 1 tokens")
+
+
+@pytest.mark.parametrize("text", [
+    "", "vllm:spec_decode_num_drafts_total", "vllm:spec_decode_num_drafts_total{engine=\"0\"} NaN",
+    "vllm:spec_decode_num_drafts_total{engine=\"0\"} 1e400", "vllm:spec_decode_num_drafts_total -Inf",
+    "tgi_request_skipped_tokens_bucket{le=\"x\"} 3", "tgi_request_skipped_tokens_count 1e300",
+    "# 9999-99-99T99:99:99Z", "sglang:spec_accept_length{" + "a" * 1_000_000 + "} 1",
+    "vllm:spec_decode_num_drafts_total 5 99999999999999999999999",
+])
+def test_never_raises(text):
+    lines = [text, "tgi_request_skipped_tokens_sum 3", text, "vllm:spec_decode_num_draft_tokens_total 1",
+             "vllm:spec_decode_num_drafts_total 0", "sglang:spec_accept_rate nan"]
+    p = prometheus.parse(pl.DataFrame({"line": range(1, len(lines) + 1), "text": lines}), "junk.prom")
+    assert dict(p.windows.schema) == WINDOW_SCHEMA
+    prometheus.finalize(p.windows)
+
+
+def test_scan_end_to_end():
+    from specdec_diag.ingest import scan
+
+    res = scan([FIX / "before.prom", FIX / "after.prom"], use_cache=False)
+    iv = res.windows.filter((pl.col("format") == "prometheus-vllm-v1") & (pl.col("window") == "interval"))
+    assert iv["num_drafts"].to_list() == [1000]
+
+
+def test_overlapping_files_with_the_same_labels_are_not_differenced(tmp_path):
+    """Two runs that share model/engine labels (each scraped from its own start) stay separate."""
+    text = (FIX / "vllm_v1_two_scrapes.prom").read_text()
+    a, b = tmp_path / "run_a.prom", tmp_path / "run_b.prom"
+    a.write_text(text)
+    b.write_text(text.replace(" 1500.0", " 1600.0").replace(" 4500.0", " 4800.0"))
+    ws = pl.concat([prometheus.parse_file(f, str(f)).windows for f in (a, b)])
+    out = prometheus.finalize(ws).filter(pl.col("window") == "interval")
+    assert sorted(out["num_drafts"].to_list()) == [500, 600]  # one per file, none from a to b
+
+
+def test_samples_parse_cleanly():
+    d = Path(__file__).parents[1] / "sample_logs" / "engines" / "prometheus"
+    got = {}
+    for f in sorted(d.iterdir()):
+        assert prometheus.detect(f.read_text()), f
+        p = prometheus.parse_file(f, str(f))
+        assert p.malformed.height == 0, f
+        got[f.stem] = p.windows
+    iv = got["healthy_vllm_v1_scrapes"].filter(pl.col("window") == "interval")
+    assert iv.height == 5 and iv["num_drafts"].to_list() == [900] * 5
+    assert iv["accepted_tps"].to_list() == pytest.approx((iv["accepted_tokens"] / 15).to_list())
+    cliff = got["unhealthy_vllm_v1_position_cliff"].filter(pl.col("window") == "interval")
+    assert all(pp[0] > 0.6 and pp[2] == 0.0 for pp in cliff["per_position_acceptance"].to_list())
+    inactive = got["unhealthy_vllm_v1_spec_inactive"].filter(pl.col("window") == "interval")
+    assert inactive["num_drafts"].to_list() == [0, 0, 0] and inactive["acceptance_rate"].null_count() == 3

@@ -1,0 +1,229 @@
+"""vLLM sources: one fixture per format variant, with numbers worked out by hand from the printed
+lines (log_formats.md §1-2, §8), and the identities the conversions must satisfy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from specdec_diag.ingest import scan, vllm
+from specdec_diag.ingest._textparse import lines_from_texts
+
+FIX = Path(__file__).parent / "fixtures" / "vllm"
+UTC = dt.timezone.utc
+
+
+def _scan(tmp_path: Path, name: str, mtime: dt.datetime | None = None):
+    dst = tmp_path / name
+    shutil.copy(FIX / name, dst)
+    if mtime is not None:
+        ts = mtime.timestamp()
+        os.utime(dst, (ts, ts))
+    return scan([dst], use_cache=False, sources=[vllm])
+
+
+def _rows(res, **filters) -> list[dict]:
+    w = res.windows
+    for k, v in filters.items():
+        w = w.filter(pl.col(k) == v)
+    return w.sort("line").to_dicts()
+
+
+def test_v0_typo_variant_cumulative_to_intervals_with_restart(tmp_path):
+    res = _scan(tmp_path, "v0_2024_typo.log", dt.datetime(2024, 7, 24, 5, 0, tzinfo=UTC))
+    cum = _rows(res, window="cumulative")
+    iv = _rows(res, window="interval", format="vllm-v0-spec-metrics-2024")
+    assert [r["line"] for r in cum] == [6, 9, 11]
+    # line 6: k=5, draft 500 -> 100 drafts; emitted 300 = prefix accepted + one token per draft -> 200.
+    # engine rate 0.600 counts non-prefix accepts; prefix rate = 200/500 = 0.4; MAL = 300/100 = 3.0
+    # (= efficiency 0.5 * (k+1)).
+    c0 = cum[0]
+    assert (c0["k"], c0["num_drafts"], c0["draft_tokens"], c0["accepted_tokens"], c0["emitted_tokens"]) == (
+        5, 100, 500, 200, 300)
+    assert c0["acceptance_rate"] == pytest.approx(0.4)
+    assert c0["mean_acceptance_length"] == pytest.approx(0.5 * 6)
+    assert "any position" in c0["definition_note"] and "accepted=300" in c0["definition_note"]
+    # intervals: first = since start; second = differences (500 draft, 100 drafts, 260 emitted, 160 prefix);
+    # third: counters went down (restart) -> the window counts from zero: its own values.
+    assert [(r["draft_tokens"], r["num_drafts"], r["emitted_tokens"], r["accepted_tokens"]) for r in iv] == [
+        (500, 100, 300, 200), (500, 100, 260, 160), (100, 20, 50, 30)]
+    assert [r["acceptance_rate"] for r in iv] == pytest.approx([0.4, 0.32, 0.3])
+    assert [r["mean_acceptance_length"] for r in iv] == pytest.approx([3.0, 2.6, 2.5])
+    assert "restart" in iv[2]["definition_note"] and "server start" in iv[0]["definition_note"]
+    # time: no year in the line; mtime 2024 anchors it.
+    assert cum[0]["time"] == dt.datetime(2024, 7, 24, 4, 0, 31, tzinfo=UTC)
+    thr = _rows(res, format="vllm-v0-throughput")
+    assert [(r["gen_tps"], r["prompt_tps"], r["running_reqs"], r["waiting_reqs"]) for r in thr] == [
+        (85.2, 10.5, 3, 1), (92.0, 0.0, 4, 0)]
+    assert thr[0]["kv_usage"] == pytest.approx(0.124)
+    cfg = dict(res.configs.select("key", "value").iter_rows())
+    assert cfg["draft_model"] == "JackFram/llama-68m" and cfg["num_speculative_tokens"] == "5"
+    assert cfg["acceptance_method"] == "rejection_sampler" and cfg["proposer"] == "MultiStepWorker"
+    assert res.malformed.height == 0
+
+
+def test_v0_broken_medusa_typical_sampler_and_new_year(tmp_path):
+    res = _scan(tmp_path, "v0_medusa_typical.log", dt.datetime(2025, 1, 1, 0, 10, tzinfo=UTC))
+    cum = _rows(res, window="cumulative")
+    # efficiency 0.059 = 1/17: only the bonus token per draft -> MAL 1, no prefix accepts.
+    assert [(r["num_drafts"], r["accepted_tokens"], r["mean_acceptance_length"]) for r in cum] == [
+        (200, 0, 1.0), (400, 0, 1.0)]
+    iv = _rows(res, window="interval", engine="vllm")
+    assert [r["draft_tokens"] for r in iv if r["format"].startswith("vllm-v0-spec")] == [3200, 3200]
+    # 12-31 lies after the mtime's 01-01: the previous year.
+    assert cum[0]["time"].year == 2024 and cum[1]["time"].year == 2025
+    cfg = res.configs.filter(pl.col("key") == "acceptance_method")
+    assert cfg["value"].to_list() == ["typical_acceptance_sampler"]
+    assert res.configs.filter(pl.col("key") == "proposer")["value"].to_list() == ["MedusaWorker"]
+
+
+def test_v1_a_fraction_rate(tmp_path):
+    res = _scan(tmp_path, "v1_a.log")
+    [a] = _rows(res, format="vllm-v1-specdecoding-A")
+    assert (a["window"], a["accepted_tokens"], a["draft_tokens"]) == ("interval", 170, 400)
+    assert a["acceptance_rate"] == pytest.approx(0.425)
+    assert a["num_drafts"] is None and a["mean_acceptance_length"] is None
+
+
+def test_v1_b_percent_rate(tmp_path):
+    res = _scan(tmp_path, "v1_b.log")
+    [b] = _rows(res, format="vllm-v1-specdecoding-B")
+    assert b["acceptance_rate"] == pytest.approx(0.625) and b["k"] is None
+    assert b["engine_id"] == "Engine 000"  # attached to the throughput line logged just before
+
+
+def test_v1_c_ngram_num_drafts_from_mal(tmp_path):
+    res = _scan(tmp_path, "v1_c_ngram.log", dt.datetime(2025, 6, 7, tzinfo=UTC))
+    c1, c2 = _rows(res, format="vllm-v1-specdecoding-C")
+    # ngram drafts fewer than k tokens: 150/k=75 gives 1+60/75=1.80, not the printed 1.60; from the MAL,
+    # num_drafts = 60/(1.60-1) = 100, and 1 + 0.400 + 0.200 = 1.60.
+    assert (c1["k"], c1["num_drafts"], c1["emitted_tokens"]) == (2, 100, 160)
+    assert c1["acceptance_rate"] == pytest.approx(0.4)
+    assert "approximate" in c1["definition_note"]
+    assert 1 + sum(c1["per_position_acceptance"]) == pytest.approx(c1["mean_acceptance_length"])
+    # no accepts: MAL 1.00 says nothing about num_drafts; drafted/k = 25 fits exactly.
+    assert (c2["num_drafts"], c2["mean_acceptance_length"], c2["acceptance_rate"]) == (25, 1.0, 0.0)
+    assert c1["time"] == dt.datetime(2025, 6, 6, 14, 20, 34, tzinfo=UTC)
+    cfg = dict(res.configs.select("key", "value").iter_rows())
+    assert cfg == {"method": "ngram", "num_speculative_tokens": "2"}
+    idle = _rows(res, format="vllm-v1-throughput")[-1]
+    assert idle["gen_tps"] == 0.0 and idle["running_reqs"] == 0
+
+
+def test_v1_d_apiserver_prefix(tmp_path):
+    res = _scan(tmp_path, "v1_d_apiserver.log")
+    [d] = _rows(res, format="vllm-v1-specdecoding-D")
+    assert d["engine_id"] == "APIServer pid=1 Engine 000"
+    assert (d["k"], d["num_drafts"], d["accepted_tokens"], d["draft_tokens"]) == (4, 100, 100, 400)
+    assert (d["accepted_tps"], d["drafted_tps"]) == (10.0, 40.0)
+    assert d["per_position_acceptance"] == pytest.approx([0.5, 0.3, 0.15, 0.05])
+    # identities of §2.3: MAL = 1 + accepted/num_drafts = 1 + sum(per-position)
+    assert d["mean_acceptance_length"] == pytest.approx(1 + d["accepted_tokens"] / d["num_drafts"])
+    assert d["mean_acceptance_length"] == pytest.approx(1 + sum(d["per_position_acceptance"]))
+    cfg = dict(res.configs.select("key", "value").iter_rows())
+    assert cfg == {"method": "eagle", "draft_model": "yuhuili/EAGLE-LLaMA3.1-Instruct-8B",
+                   "num_speculative_tokens": "4"}
+
+
+def test_v1_e_docker_ansi_data_parallel(tmp_path):
+    res = _scan(tmp_path, "v1_e_docker_dp.log")
+    rows = _rows(res, format="vllm-v1-specdecoding-E")
+    assert [r["engine_id"] for r in rows] == ["APIServer pid=7 Engine 000", "APIServer pid=8 Engine 001",
+                                             "APIServer pid=7 Engine 000"]
+    # the container's UTC timestamp wins over vLLM's local MM-DD (and crosses New Year correctly)
+    assert [r["time"] for r in rows] == [
+        dt.datetime(2025, 12, 31, 23, 59, 50, tzinfo=UTC), dt.datetime(2025, 12, 31, 23, 59, 51, 250000, tzinfo=UTC),
+        dt.datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)]
+    assert [(r["num_drafts"], r["accepted_tokens"], r["emitted_tokens"]) for r in rows] == [
+        (200, 300, 500), (200, 180, 380), (200, 420, 620)]
+    assert [r["acceptance_rate"] for r in rows] == pytest.approx([0.5, 0.3, 0.7])
+    for r in rows:
+        assert r["mean_acceptance_length"] == pytest.approx(1 + r["accepted_tokens"] / r["num_drafts"])
+        assert r["mean_acceptance_length"] == pytest.approx(1 + sum(r["per_position_acceptance"]), abs=0.006)
+    thr = _rows(res, format="vllm-v1-throughput")
+    assert [(r["running_reqs"], r["waiting_reqs"]) for r in thr] == [(8, 2), (7, 0), (9, 0)]
+    assert [r["kv_usage"] for r in thr] == pytest.approx([0.45, 0.40, 0.475])
+
+
+def test_v1_aggregated_engines(tmp_path):
+    res = _scan(tmp_path, "v1_aggregated.log")
+    thr, spec = _rows(res)
+    assert thr["engine_id"] == spec["engine_id"] == "APIServer pid=1 2 Engines Aggregated"
+    assert thr["waiting_reqs"] == 30 and thr["kv_usage"] == pytest.approx(0.99)
+    # 2000 / k=4 = 500 drafts would give MAL 2.0; printed 1.50 -> 1000 drafts (500/0.5)
+    assert (spec["k"], spec["num_drafts"]) == (4, 1000)
+
+
+def test_unknown_variant_is_key_value_not_error(tmp_path):
+    res = _scan(tmp_path, "v1_fork_kv.log")
+    [r] = _rows(res)
+    assert r["format"] == "vllm-v1-specdecoding-kv" and r["window"] == "cumulative"
+    assert (r["accepted_tokens"], r["draft_tokens"], r["mean_acceptance_length"]) == (500, 1000, 2.35)
+    assert res.malformed.height == 0
+
+
+def test_bench_serve_block(tmp_path):
+    res = _scan(tmp_path, "bench_serve.txt")
+    [r] = _rows(res)
+    assert (r["format"], r["window"], r["line"]) == ("vllm-bench-serve", "run", 25)
+    assert (r["num_drafts"], r["draft_tokens"], r["accepted_tokens"]) == (11043, 88344, 38611)
+    # printed 43.71 % = 38611/88344; length 4.50 = 1 + 38611/11043; k = 88344/11043 = 8 positions
+    assert round(100 * r["acceptance_rate"], 2) == 43.71
+    assert r["mean_acceptance_length"] == 4.50 and round(1 + 38611 / 11043, 2) == 4.50
+    assert r["k"] == 8 and len(r["per_position_acceptance"]) == 8
+    assert r["per_position_acceptance"][0] == pytest.approx(0.7617)
+    assert 1 + sum(r["per_position_acceptance"]) == pytest.approx(r["mean_acceptance_length"], abs=0.01)
+    assert (r["gen_tps"], r["ttft_ms"], r["tpot_ms"]) == (400.0, 120.5, 20.25)
+
+
+def test_offline_example_block(tmp_path):
+    res = _scan(tmp_path, "offline_spec_decode.txt")
+    [r] = _rows(res)
+    assert r["format"] == "vllm-offline-spec-decode"
+    assert (r["num_drafts"], r["draft_tokens"], r["accepted_tokens"], r["emitted_tokens"], r["k"]) == (
+        800, 2400, 1200, 2000, 3)
+    assert r["acceptance_rate"] == 0.5 and r["mean_acceptance_length"] == 2.5
+    assert r["per_position_acceptance"] == pytest.approx([0.8, 0.5, 0.2])
+
+
+def test_malformed_lines_are_reported_with_line_numbers(tmp_path):
+    res = _scan(tmp_path, "malformed.log")
+    bad = dict(res.malformed.select("line", "reason").iter_rows())
+    assert sorted(bad) == [1, 2, 3, 4, 5]
+    assert "does not match" in bad[1]                      # cut mid-number ("Drafted: 6")
+    assert "add up" in bad[2]                              # a per-position value lost
+    assert "disagrees" in bad[3]                           # 75.0% printed, 100/400 counted
+    assert "V0" in bad[4] and "throughput" in bad[5]
+    assert _rows(res)[0]["line"] == 6                     # the good line after them still counts
+    assert res.inputs["malformed"].to_list() == [5]
+
+
+def test_year_unknown_without_anchor():
+    lines = lines_from_texts(["INFO 06-06 14:20:34 [metrics.py:86] SpecDecoding metrics: Draft acceptance rate: "
+                              "62.5%, Accepted: 250 tokens, Drafted: 400 tokens"])
+    p = vllm.parse(lines, "x.log")
+    assert p.windows["time"].to_list() == [None] and p.windows["acceptance_rate"].to_list() == [0.625]
+
+
+def test_pasted_lines_without_prefix_and_crlf():
+    lines = lines_from_texts([
+        "SpecDecoding metrics: Mean acceptance length: 2.50, Accepted throughput: 30.00 tokens/s, Drafted "
+        "throughput: 60.00 tokens/s, Accepted: 300 tokens, Drafted: 600 tokens, Per-position acceptance rate: "
+        "0.800, 0.500, 0.200, Avg Draft acceptance rate: 50.0%\r",
+        "Engine 000: Avg prompt throughput: 1.0 tokens/s, Avg generation throughput: 2.0 tokens/s, Running: 1 reqs, "
+        "Waiting: 0 reqs, GPU KV cache usage: 0.5%, Prefix cache hit rate: 0.0%, MM cache hit rate: 0.0%",
+    ])
+    p = vllm.parse(lines, "x.log")
+    assert p.malformed.height == 0
+    assert p.windows.sort("line")["format"].to_list() == ["vllm-v1-specdecoding-E", "vllm-v1-throughput"]
+
+
+def test_detect():
+    assert vllm.detect("INFO 06-06 14:20:34 [loggers.py:116] Engine 000: Avg prompt")
+    assert vllm.detect("(APIServer pid=1) INFO 05-06 06:11:23 [api_server.py:1] starting")
+    assert not vllm.detect("[2025-01-07 20:16:02 TP0] Decode batch. #running-req: 1")

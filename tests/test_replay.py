@@ -1,0 +1,356 @@
+"""Replay: clean traces replay without divergence; every correctness fault is caught at the step where
+it first shows, with the finding code it evidences; the what-if model reproduces Leviathan's numbers.
+
+Traces come from the real decoder (speculative.generate) on the tiny random pair of conftest.py; the
+"right step" for each fault is computed independently from the trace's own recorded fields.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+
+pytest.importorskip("torch")
+
+from conftest import random_prompts  # noqa: E402
+
+from specdec_diag.schema import TraceError, read_trace  # noqa: E402
+
+PROMPTS = random_prompts(3, seed=1, min_len=3)
+
+
+def _decode(pair, path, *, rule="greedy", fault=None, gamma=4, max_new=30, temperature=0.8, top_k=0,
+            baseline=False, seed=0, prompts=PROMPTS):
+    from specdec_diag.decoder.acceptance import Rule, SamplingConfig
+    from specdec_diag.decoder.faults import Fault
+    from specdec_diag.decoder.speculative import DecodeConfig, generate
+
+    cfg = DecodeConfig(gamma=gamma, rule=Rule(rule), sampling=SamplingConfig(temperature=temperature, top_k=top_k),
+                       max_new_tokens=max_new, seed=seed, fault=Fault(fault), baseline=baseline)
+    generate(pair, prompts, cfg, trace=str(path))
+    return read_trace(path)
+
+
+@pytest.fixture(scope="module")
+def traces(tiny_pair, tmp_path_factory):
+    """One trace per case, decoded once for the module."""
+    root = tmp_path_factory.mktemp("replay")
+    out = {}
+    for name, kw in {
+        "greedy": {}, "sampling": {"rule": "sampling"}, "baseline": {"baseline": True},
+        "accept-all": {"fault": "accept-all"}, "no-rollback": {"fault": "no-rollback"},
+        "drop-bonus": {"fault": "drop-bonus"}, "position-shift": {"fault": "position-shift"},
+        "nan-verifier": {"fault": "nan-verifier"}, "sequential-verify": {"fault": "sequential-verify"},
+        "raw-draft-probs": {"fault": "raw-draft-probs", "rule": "sampling", "top_k": 8},
+        "accept-all-sampling": {"fault": "accept-all", "rule": "sampling"},
+    }.items():
+        out[name] = _decode(tiny_pair, root / f"{name}.jsonl", **kw)
+    return out
+
+
+def _replay(trace, pair, **kw):
+    from specdec_diag.decoder.replay import replay_trace
+
+    return replay_trace(trace, pair, **kw)
+
+
+# ------------------------------------------------------------------------------------------------
+# clean traces
+
+
+def test_clean_greedy_trace_replays_without_divergence(traces, tiny_pair):
+    tr = traces["greedy"]
+    steps = tr.steps
+    # the check must be meaningful: both accepted and rejected drafts occur
+    assert any(s["n_accepted"] < s["gamma_drafted"] for s in steps)
+    assert any(s["n_accepted"] > 0 for s in steps)
+    res = _replay(tr, tiny_pair)
+    assert not res.diverged, res.divergences[:3]
+    assert res.steps_checked == len(steps) == res.steps_agreeing
+    assert res.mode.endswith("exact")
+    # the reference reproduces every recorded step exactly
+    for v, s in zip(res.verdicts, steps, strict=True):
+        assert v.n_reference == s["n_accepted"]
+        assert v.reference_emitted == s["emitted_token_ids"]
+    assert res.statistics["max_abs_p_error"] < 1e-4
+
+
+def test_clean_sampling_trace_with_uniforms_is_exact(traces, tiny_pair):
+    tr = traces["sampling"]
+    res = _replay(tr, tiny_pair)
+    assert not res.diverged, res.divergences[:3]
+    assert "recorded uniforms" in res.mode
+    assert res.statistics["exact_steps"] == len(tr.steps)
+    # every verifier token was re-drawn by the reference (near-ties are rare and not divergences)
+    exact = [v for v in res.verdicts if v.reference_emitted is not None]
+    assert len(exact) == len(tr.steps)
+    untrimmed = [v for v, s in zip(res.verdicts, tr.steps, strict=True) if s["trimmed_by"] == "none"]
+    assert untrimmed and all(v.token_prob is not None and v.token_prob > 0 for v in untrimmed)
+
+
+def test_sampling_without_uniforms_uses_the_statistical_test(traces, tiny_pair):
+    clean = copy.deepcopy(traces["sampling"])
+    for s in clean.steps:
+        s["uniforms"] = None
+    res = _replay(clean, tiny_pair)
+    assert "statistical" in res.mode
+    test = res.statistics["acceptance_test"]
+    assert test["trials"] >= len(clean.steps)
+    assert abs(test["z"]) < 4 and not res.diverged
+    # independent recomputation of the expected accept count over the tested positions
+    # (accept-all makes every test position an accept, far above sum min(1, p/q))
+    bad = copy.deepcopy(traces["accept-all-sampling"])
+    for s in bad.steps:
+        s["uniforms"] = None
+    res_bad = _replay(bad, tiny_pair)
+    kinds = {d.kind for d in res_bad.divergences}
+    assert "acceptance_statistics" in kinds
+    t = res_bad.statistics["acceptance_test"]
+    assert t["accepted"] == t["trials"] and t["z"] > 4
+
+
+def test_baseline_trace_replays_and_feeds_what_if(traces, tiny_pair):
+    base = traces["baseline"]
+    assert all(s["gamma_drafted"] == 0 for s in base.steps)
+    res = _replay(base, tiny_pair)
+    assert not res.diverged and res.what_if is None
+    res2 = _replay(traces["greedy"], tiny_pair, baseline=base)
+    w = res2.what_if
+    assert w.t_ar_source.startswith("baseline")
+    want = sum(s["draft_ms"] + s["verify_ms"] + s["overhead_ms"] for s in base.steps) / len(base.steps)
+    assert w.t_ar_ms == pytest.approx(want)
+    assert w.measured_speedup is not None and w.measured_speedup > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# faults: a divergence at the right step, with the right code
+
+
+def _first(res):
+    assert res.diverged
+    return res.first
+
+
+def test_accept_all_diverges_at_first_draft_the_target_would_reject(traces, tiny_pair):
+    tr = traces["accept-all"]
+    # the decoder recorded its verifier's argmax: the first step where a draft differs from it
+    want = next(s["step"] for s in tr.steps
+                if any(d != a for d, a in zip(s["draft_token_ids"], s["argmax_p"], strict=False)))
+    assert all(s["n_accepted"] == s["gamma_drafted"] for s in tr.steps)
+    res = _replay(tr, tiny_pair)
+    d = _first(res)
+    assert d.step == want and d.kind == "token"
+    assert "VERIFIER_MISMATCH" in res.codes
+    assert all(v.agrees for v in res.verdicts if v.step < want)
+
+
+def test_no_rollback_fires_kv_check_at_first_rejection_then_tokens_diverge(traces, tiny_pair):
+    tr = traces["no-rollback"]
+    want = next(s["step"] for s in tr.steps if s["n_accepted"] < s["gamma_drafted"])
+    res = _replay(tr, tiny_pair)
+    d = _first(res)
+    assert d.step == want and d.kind == "kv_cache" and d.code == "KV_ROLLBACK"
+    assert {"KV_ROLLBACK", "VERIFIER_MISMATCH"} <= set(res.codes)
+    assert any(x.kind == "token" for x in res.divergences)
+
+
+def test_drop_bonus_fires_at_first_full_accept(traces, tiny_pair):
+    tr = traces["drop-bonus"]
+    want = next(s["step"] for s in tr.steps if s["gamma_drafted"] > 0 and s["n_accepted"] == s["gamma_drafted"])
+    res = _replay(tr, tiny_pair)
+    d = _first(res)
+    assert d.step == want and d.kind == "bonus_dropped" and d.code == "BONUS_DROPPED"
+    full = sum(1 for s in tr.steps if s["gamma_drafted"] > 0 and s["n_accepted"] == s["gamma_drafted"])
+    assert res.by_kind["bonus_dropped"] == full
+    assert set(res.codes) == {"BONUS_DROPPED"}  # tokens themselves are the reference's
+
+
+def test_position_shift_fires_positions_and_tokens(traces, tiny_pair):
+    tr = traces["position-shift"]
+    res = _replay(tr, tiny_pair)
+    d = _first(res)
+    assert d.step == tr.steps[0]["step"]
+    assert res.by_kind["positions"] == len(tr.steps)
+    assert {"KV_ROLLBACK", "VERIFIER_MISMATCH"} <= set(res.codes)
+    assert res.by_kind.get("token", 0) > 0
+
+
+def test_nan_verifier_diverges_exactly_at_the_nan_step(traces, tiny_pair):
+    tr = traces["nan-verifier"]
+    after = int(tr.header["fault_params"]["after_step"])
+    res = _replay(tr, tiny_pair)
+    d = _first(res)
+    assert d.step == after
+    assert all(v.agrees for v in res.verdicts if v.step < after)
+    assert "PINNED_ACCEPTANCE_LENGTH" in res.codes
+    assert any(x.kind == "nan_p" and x.step == after for x in res.divergences)
+
+
+def test_raw_draft_probs_caught_by_the_reference_draft(traces, tiny_pair):
+    tr = traces["raw-draft-probs"]
+    res = _replay(tr, tiny_pair)
+    d = _first(res)
+    assert d.step == next(s["step"] for s in tr.steps if s["gamma_drafted"] > 0)
+    assert d.kind == "q_mismatch" and d.code == "VERIFIER_MISMATCH"
+    # the recorded q is the draft's raw softmax: it is not what the token was sampled from
+    assert res.statistics["max_abs_q_error"] > 1e-2
+
+
+def test_sequential_verify_is_a_structure_finding(traces, tiny_pair):
+    tr = traces["sequential-verify"]
+    res = _replay(tr, tiny_pair)
+    assert set(res.codes) == {"SEQUENTIAL_VERIFY"}
+    assert res.by_kind["target_forwards"] == sum(1 for s in tr.steps if s["target_forwards"] != 1)
+    assert res.first.step == tr.steps[0]["step"]
+
+
+def test_tampered_token_is_located(traces, tiny_pair):
+    tr = copy.deepcopy(traces["greedy"])
+    k = 7
+    s = tr.steps[k]
+    pos = len(s["emitted_token_ids"]) - 1
+    s["emitted_token_ids"][pos] = (s["emitted_token_ids"][pos] + 1) % 90 + 3
+    res = _replay(tr, tiny_pair)
+    d = _first(res)
+    assert (d.step, d.position, d.kind) == (s["step"], pos, "token")
+    assert d.recorded == s["emitted_token_ids"][pos]
+    assert res.first_context["recorded_token"] == d.recorded
+    assert res.first_context["reference_text"]
+    assert all(v.agrees for v in res.verdicts[:k])
+
+
+def test_structure_checks_on_edited_fields(traces, tiny_pair):
+    tr = copy.deepcopy(traces["greedy"])
+    tr.steps[2]["target_forwards"] = 3
+    tr.steps[3]["n_accepted"] = max(tr.steps[3]["n_accepted"] - 1, 0) if tr.steps[3]["n_accepted"] else 1
+    tr.steps[4]["context_len"] += 1
+    res = _replay(tr, tiny_pair)
+    kinds = {v.step: set(v.kinds) for v in res.verdicts}
+    assert "target_forwards" in kinds[tr.steps[2]["step"]]
+    assert "flags_vs_n" in kinds[tr.steps[3]["step"]]
+    assert "context_len" in kinds[tr.steps[4]["step"]]
+
+
+def test_hash_mismatch_warns(traces, tiny_pair):
+    tr = copy.deepcopy(traces["greedy"])
+    tr.header["models"]["target"]["sha256"] = "0" * 64
+    res = _replay(tr, tiny_pair)
+    assert any("target weights differ" in w for w in res.warnings)
+    assert not res.diverged
+
+
+def test_gpt2_pair_replays_clean(tiny_gpt2_pair, tmp_path):
+    tr = _decode(tiny_gpt2_pair, tmp_path / "g.jsonl", rule="sampling", max_new=20)
+    res = _replay(tr, tiny_gpt2_pair)
+    assert not res.diverged, res.divergences[:3]
+
+
+# ------------------------------------------------------------------------------------------------
+# what-if: against Leviathan's closed forms (decoder_anchors 1.3 / 1.4)
+
+
+def _geometric_steps(alpha=0.8, gamma=4, total=10000, t=10.0, c=0.05):
+    counts = [round(total * alpha**j * (1 - alpha)) for j in range(gamma)]
+    counts.append(total - sum(counts))
+    steps = []
+    for n, cnt in enumerate(counts):
+        for _ in range(cnt):
+            steps.append({"gamma_drafted": gamma, "n_accepted": n, "trimmed_by": "none",
+                          "emitted_token_ids": [0] * (n + 1), "draft_ms": gamma * c * t, "verify_ms": t,
+                          "overhead_ms": 0.0})
+    return steps
+
+
+def test_what_if_matches_eq1_and_theorem_3_8():
+    from specdec_diag.decoder.replay import leviathan_speedup, what_if
+
+    w = what_if(_geometric_steps(), max_gamma=16)
+    assert w.alpha_mle == pytest.approx(0.8, abs=1e-3)
+    assert all(r == pytest.approx(0.8, abs=2e-3) for r in w.conditional_rates)
+    eq1 = {1: 1.80, 2: 2.44, 3: 2.952, 4: 3.362, 5: 3.689, 7: 4.161, 10: 4.571}  # anchors table
+    rows = {r.gamma: r for r in w.rows}
+    for g, want in eq1.items():
+        assert rows[g].tokens_per_step == pytest.approx(want, abs=6e-3)
+    assert w.c == pytest.approx(0.05)
+    for r in w.rows:
+        assert r.speedup == pytest.approx(r.leviathan_speedup, rel=1e-2)
+    # optimal gamma table: c = 0.05, alpha = 0.8 -> g* = 8, S = 3.09
+    assert w.best_gamma == 8 and rows[8].speedup == pytest.approx(3.09, abs=0.02)
+    assert leviathan_speedup(0.75, 7, 0.02) == pytest.approx(3.16, abs=0.01)  # Table 4 "Exp"
+
+
+def test_what_if_uses_measured_position_rates_and_extrapolates():
+    from specdec_diag.decoder.replay import what_if
+
+    # position cliff: position 1 accepts 60 %, later positions never
+    steps = []
+    for i in range(100):
+        n = 1 if i < 60 else 0
+        steps.append({"gamma_drafted": 4, "n_accepted": n, "trimmed_by": "none", "emitted_token_ids": [0] * (n + 1),
+                      "draft_ms": 1.0, "verify_ms": 5.0, "overhead_ms": 0.5})
+    w = what_if(steps)
+    assert w.conditional_rates[0] == pytest.approx(0.6) and w.conditional_rates[1] == 0.0
+    rows = {r.gamma: r for r in w.rows}
+    assert rows[1].tokens_per_step == pytest.approx(1.6)
+    assert rows[8].tokens_per_step == pytest.approx(1.6)  # nothing after the cliff
+    assert w.best_gamma == 1 and rows[4].used
+    assert w.t_ar_ms == pytest.approx(5.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _cli(args):
+    from typer.testing import CliRunner
+
+    from specdec_diag.cli import app
+
+    return CliRunner().invoke(app, ["replay", *args])
+
+
+def test_cli_exit_codes_and_json(traces, tiny_pair_dirs, tmp_path):
+    t, d = map(str, tiny_pair_dirs)
+    ok = _cli([traces["greedy"].path, "--target", t, "--draft", d, "--json"])
+    assert ok.exit_code == 0, ok.output
+    doc = json.loads(ok.stdout)
+    assert doc["schema"] == "specdec-diag/replay@1" and doc["diverged"] is False
+    assert doc["counts"]["steps_checked"] == len(traces["greedy"].steps)
+    assert [r["gamma"] for r in doc["what_if"]["rows"]] == list(range(1, 9))
+    bad = _cli([traces["drop-bonus"].path, "--target", t, "--draft", d])
+    assert bad.exit_code == 1
+    assert "BONUS_DROPPED" in bad.output and "first divergence" in bad.output
+    # header paths are used when no dirs are given
+    assert _cli([traces["greedy"].path]).exit_code == 0
+
+
+def test_cli_bad_input_is_one_line(tmp_path, traces):
+    bad = tmp_path / "bad.jsonl"
+    lines = open(traces["greedy"].path).read().splitlines()
+    bad.write_text("\n".join([lines[0], '{"type": "step", "step": 0}', *lines[1:]]) + "\n")
+    r = _cli([str(bad)])
+    assert r.exit_code == 2
+    assert f"{bad}:2:" in r.output and "Traceback" not in r.output
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(lines[0] + "\n")
+    assert _cli([str(empty)]).exit_code == 3
+    assert _cli([str(tmp_path / "missing.jsonl")]).exit_code == 2
+    r = _cli([traces["greedy"].path, "--target", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_header_without_prompt_ids_is_a_trace_error(traces, tiny_pair):
+    tr = copy.deepcopy(traces["greedy"])
+    tr.header.pop("prompt_token_ids")
+    tr.header["prompts"] = [None]
+    with pytest.raises(TraceError, match="prompt"):
+        _replay(tr, tiny_pair)
+
+
+def test_result_json_is_finite(traces, tiny_pair):
+    res = _replay(traces["nan-verifier"], tiny_pair)
+    text = json.dumps(res.to_dict(), allow_nan=False)
+    assert math.isfinite(json.loads(text)["what_if"]["alpha_mle"])

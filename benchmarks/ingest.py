@@ -29,13 +29,14 @@ DOC = ROOT / "docs" / "ingest-benchmark.md"
 def generate(path: Path, size_mb: int, seed: int = 0) -> None:
     """A vLLM V1 server log with two API servers (data parallel): per 10 s window and engine one
     throughput line and one SpecDecoding line (variant E), with 0-60 access lines between windows and
-    a few request-received lines; ~4 % of the bytes are metric lines."""
+    a few request-received lines; about 30 % of the bytes are metric lines."""
     rng = random.Random(seed)
     target = size_mb * 1024 * 1024
+    unique = min(target, 64 * 1024 * 1024)  # generate 64 MB, then repeat it: same mix, 15x faster
     tmp = path.with_suffix(".tmp")
     written, t = 0, 1_750_000_000
     with open(tmp, "w") as fh:
-        while written < target:
+        while written < unique:
             buf = []
             for _ in range(200):
                 t += 10
@@ -71,6 +72,11 @@ def generate(path: Path, size_mb: int, seed: int = 0) -> None:
             s = "".join(buf)
             fh.write(s)
             written += len(s)
+    block = tmp.read_bytes()
+    with open(tmp, "ab") as fh:
+        while written < target:
+            fh.write(block)
+            written += len(block)
     tmp.replace(path)
 
 

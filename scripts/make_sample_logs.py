@@ -3,7 +3,7 @@
 
 One healthy greedy trace, one healthy sampling trace (temperature 0.8, uniforms recorded), a baseline
 (autoregressive) trace of the same prompts for speed-up, and one trace per injectable fault. Every
-trace is then replayed against the reference verifier and the outcome written to MANIFEST.json, so
+trace is then replayed against the reference verifier and the outcome written to sample_logs/.meta/traces.json, so
 the README's "expected findings" are checked facts, not hopes.
 
 Deterministic in tokens (fixed seed, fixed prompts written for this script, hence held out from the
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gzip-over", type=int, default=150_000, help="gzip traces larger than this many bytes")
     ap.add_argument("--only", nargs="*", default=None, help="generate only these case names")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 keeps timings steadiest on a shared machine)")
     args = ap.parse_args(argv)
 
     import torch
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from specdec_diag.schema import read_trace
 
     hf_logging.disable_progress_bar()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     prompts: list = PROMPTS
     pair_source = "bundled"
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = {"generated_by": "scripts/make_sample_logs.py", "pair": pair_source,
                 "models": pair.info, "gamma": args.gamma, "max_new_tokens": args.max_new_tokens,
-                "seed": args.seed, "prompts": len(prompts), "files": {}}
+                "seed": args.seed, "threads": args.threads, "prompts": len(prompts), "files": {}}
     traces = {}
     for name, (kw, expected, story) in CASES.items():
         if args.only and name not in args.only:
@@ -173,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"replay {path.name:36s} diverged={r.diverged!s:5} codes={','.join(r.codes) or '-'} "
               f"first={(first.step, first.position, first.kind) if first else None}", flush=True)
-    man = args.out / "MANIFEST.json"
+    # a hidden directory: `report sample_logs/` scans recursively but skips hidden directories
+    man = args.out.parent / ".meta" / f"{args.out.name}.json"
+    man.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(man.read_text()) if man.exists() and args.only else {"files": {}}
     old_files = {k: v for k, v in old.get("files", {}).items() if k not in manifest["files"]}
     manifest["files"] = dict(sorted({**old_files, **manifest["files"]}.items()))

@@ -25,10 +25,10 @@ def healthy(tiny_pair):
     return generate(tiny_pair, PROMPTS, DecodeConfig(gamma=4, max_new_tokens=MAX_NEW, stop_at_eos=False))
 
 
-def run(pair, fault, **kw):
+def run(pair, fault, prompts=PROMPTS, **kw):
     cfg = DecodeConfig(gamma=kw.pop("gamma", 4), max_new_tokens=kw.pop("max_new", MAX_NEW), stop_at_eos=False,
                        fault=Fault(fault, kw.pop("params", {})), **kw)
-    return generate(pair, PROMPTS, cfg)
+    return generate(pair, prompts, cfg)
 
 
 def test_fault_named_only_in_header(tiny_pair, tmp_path):
@@ -76,9 +76,14 @@ def test_sequential_verify(tiny_pair, healthy):
         assert s["target_forwards"] == s["gamma_drafted"] + 1
     assert res.tokens == healthy.tokens  # correct, just slow
     g8 = run(tiny_pair, "sequential-verify", gamma=8)
-    per_step = {g: sum(s["verify_ms"] for s in r.steps if s["gamma_drafted"] == g) /
-                max(1, sum(s["gamma_drafted"] == g for s in r.steps)) for g, r in ((4, res), (8, g8))}
-    assert per_step[8] > 1.3 * per_step[4]  # 9 forwards vs 5: verify time grows with gamma
+    assert max(s["target_forwards"] for s in g8.steps) == 9
+
+    def median_verify(r):
+        xs = sorted(s["verify_ms"] for s in r.steps if s["gamma_drafted"] >= 4)
+        return xs[len(xs) // 2]
+
+    # 9 forwards vs 1: medians resist the stalls of a loaded CI machine
+    assert median_verify(g8) > 2 * median_verify(healthy)
 
 
 def test_drop_bonus(tiny_pair, healthy):
@@ -90,7 +95,7 @@ def test_drop_bonus(tiny_pair, healthy):
     hfull = [s for s in healthy.steps if s["n_accepted"] == s["gamma_drafted"] > 0]
     assert all(len(s["emitted_token_ids"]) == s["gamma_drafted"] + 1 for s in hfull)
     # the output itself stays the target's greedy text: only the free token is lost
-    assert all(a == b[: len(a)] or b == a[: len(b)] for a, b in zip(res.tokens, healthy.tokens))
+    assert all(a == b[: len(a)] or b == a[: len(b)] for a, b in zip(res.tokens, healthy.tokens, strict=True))
 
 
 def test_raw_draft_probs_changes_q_only_under_sampling(tiny_pair, healthy):
@@ -116,7 +121,7 @@ def test_position_shift(tiny_pair, healthy):
 
 @pytest.mark.parametrize("rule", ["greedy", "sampling"])
 def test_nan_verifier_pins_acceptance(tiny_pair, rule):
-    res = run(tiny_pair, "nan-verifier", rule=Rule(rule), params={"after_step": 3}, max_new=30)
+    res = run(tiny_pair, "nan-verifier", PROMPTS[:2], rule=Rule(rule), params={"after_step": 3}, max_new=24)
     late = [s for s in res.steps if s["step"] >= 3]
     for s in res.steps:
         if s["step"] < 3:
@@ -130,18 +135,19 @@ def test_nan_verifier_pins_acceptance(tiny_pair, rule):
         assert all(s["n_accepted"] == 0 for s in late)  # NaN comparisons are false: MAL exactly 1
     else:
         assert sum(s["n_accepted"] == 0 for s in late) >= 0.9 * len(late)
-    both = run(tiny_pair, "nan-verifier", rule=Rule(rule), params={"after_step": 3, "draft_too": 1}, max_new=30)
+    both = run(tiny_pair, "nan-verifier", PROMPTS[:2], rule=Rule(rule), params={"after_step": 3, "draft_too": 1},
+               max_new=16)
     late = [s for s in both.steps if s["step"] >= 3 and s["gamma_drafted"]]
     want = (lambda s: s["n_accepted"] == s["gamma_drafted"]) if rule == "greedy" else (lambda s: s["n_accepted"] == 0)
     assert late and all(want(s) for s in late)  # greedy: MAL pinned at gamma+1
 
 
 def test_slow_draft(tiny_pair, healthy):
-    res = run(tiny_pair, "slow-draft", params={"factor": 6})
+    res = run(tiny_pair, "slow-draft", params={"factor": 4})
 
     def per_token(r):
         steps = [s for s in r.steps if s["gamma_drafted"]]
         return sum(s["draft_ms"] for s in steps) / sum(s["gamma_drafted"] for s in steps)
 
-    assert per_token(res) > 3 * per_token(healthy)
+    assert per_token(res) > 2 * per_token(healthy)
     assert res.tokens == healthy.tokens and res.summary["acceptance_rate"] == healthy.summary["acceptance_rate"]

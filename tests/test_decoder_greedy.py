@@ -52,7 +52,7 @@ def test_greedy_equals_target_generate(tiny_pair, reference, invariants, policy,
         assert max(s["gamma_drafted"] for s in steps) == gamma
     if policy == "heuristic":
         # +2 after a fully accepted step, -1 (min 1) otherwise, reset per request
-        for a, b in zip(steps, steps[1:]):
+        for a, b in zip(steps, steps[1:], strict=False):
             if a["request"] == b["request"]:
                 full = a["n_accepted"] == a["gamma_drafted"] and a["gamma_drafted"] > 0
                 want = a["gamma_requested"] + 2 if full else max(1, a["gamma_requested"] - 1)
@@ -115,10 +115,10 @@ def test_eos_inside_accepted_drafts_is_trimmed(tiny_pair, reference, invariants)
         for s in trimmed:
             assert s["emitted_token_ids"][-1] == EOS_ID and len(s["emitted_token_ids"]) < s["n_accepted"] + 1
         assert all(o["finished_by"] == ("eos" if t[-1] == EOS_ID else "max_length")
-                   for o, t in zip(res.summary["outputs"], res.tokens))
+                   for o, t in zip(res.summary["outputs"], res.tokens, strict=True))
     finally:
         with torch.no_grad():
-            for h, w in zip(heads, saved):
+            for h, w in zip(heads, saved, strict=True):
                 h.weight[EOS_ID] = w
 
 

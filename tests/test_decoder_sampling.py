@@ -181,7 +181,7 @@ def test_lossy_rules_are_labelled_and_accept_more(tiny_pair):
     # typical accepts iff p(x) > min(eps, delta*exp(-H)) <= eps: so p > eps is always accepted and a
     # rejected draft always has p <= eps (H is not recorded, so this is the checkable half)
     for s in typ.steps:
-        for flag, p in zip(s["accept_flags"], s["p"]):
+        for flag, p in zip(s["accept_flags"], s["p"], strict=True):
             assert flag or p <= 0.09
 
 

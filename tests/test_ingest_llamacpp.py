@@ -147,7 +147,7 @@ def test_scan_end_to_end():
 def test_samples_parse_cleanly():
     d = Path(__file__).parents[1] / "sample_logs" / "engines" / "llamacpp"
     got = {}
-    for f in sorted(d.iterdir()):
+    for f in sorted(x for x in d.iterdir() if x.is_file() and not x.name.startswith(".")):
         p = llamacpp.parse(lines_of(f), str(f))
         assert p.malformed.height == 0, f
         got[f.stem] = p
@@ -163,3 +163,28 @@ def test_samples_parse_cleanly():
     iv = stops.filter((pl.col("format") == "llamacpp-statistics") & (pl.col("window") == "interval"))
     assert iv["num_drafts"].to_list() == [0] * iv.height  # drafting stopped after the first request
     assert got["unhealthy_vocab_mismatch"].configs["key"].to_list() == ["startup_error"]
+
+
+def test_fuzzed_lines_never_raise():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    frags = st.sampled_from([
+        "slot print_timing: id  0 | task 3 | ", "slot update_slots: id  0 | task 3 | ", "accepted ", "/",
+        " draft tokens", "draft acceptance = ", "draft acceptance rate = ", "(", ")", " accepted / ",
+        " generated", ", mean len = ", ", mean acceptance length = ", ", acceptance rate per position = (",
+        "statistics draft-simple: #calls(b,g,a) = ", ", #gen drafts = ", ", #acc drafts = ", ", #gen tokens = ",
+        ", #acc tokens = ", ", dur(b,g,a) = ", " ms", "n_draft   = ", "n_drafted = ", "n_accept  = ",
+        "n_predict = ", "accept    = ", "%", "eval time = ", " ms / ", " tokens (", " ms per token, ",
+        " tokens per second)", "0", "4", "0.5", "nan", "99999999999999999999", ", ", "[12] ", "\x00",
+    ])
+    line = st.lists(frags, max_size=16).map("".join)
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(line, min_size=1, max_size=10))
+    def run(texts):
+        p = llamacpp.parse(pl.DataFrame({"line": range(1, len(texts) + 1), "text": texts}), "fuzz.log")
+        assert dict(p.windows.schema) == WINDOW_SCHEMA
+        llamacpp.finalize(p.windows)
+
+    run()

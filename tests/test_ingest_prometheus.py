@@ -164,7 +164,7 @@ def test_overlapping_files_with_the_same_labels_are_not_differenced(tmp_path):
 def test_samples_parse_cleanly():
     d = Path(__file__).parents[1] / "sample_logs" / "engines" / "prometheus"
     got = {}
-    for f in sorted(d.iterdir()):
+    for f in sorted(x for x in d.iterdir() if x.is_file() and not x.name.startswith(".")):
         assert prometheus.detect(f.read_text()), f
         p = prometheus.parse_file(f, str(f))
         assert p.malformed.height == 0, f
@@ -176,3 +176,30 @@ def test_samples_parse_cleanly():
     assert all(pp[0] > 0.6 and pp[2] == 0.0 for pp in cliff["per_position_acceptance"].to_list())
     inactive = got["unhealthy_vllm_v1_spec_inactive"].filter(pl.col("window") == "interval")
     assert inactive["num_drafts"].to_list() == [0, 0, 0] and inactive["acceptance_rate"].null_count() == 3
+
+
+def test_fuzzed_scrapes_never_raise():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    names = st.sampled_from([
+        "vllm:spec_decode_num_drafts_total", "vllm:spec_decode_num_draft_tokens_total",
+        "vllm:spec_decode_num_accepted_tokens_total", "vllm:spec_decode_num_accepted_tokens_per_pos_total",
+        "vllm:spec_decode_num_emitted_tokens_total", "vllm:spec_decode_efficiency", "sglang:spec_accept_length",
+        "sglang:spec_accept_rate", "tgi_request_skipped_tokens_bucket", "tgi_request_skipped_tokens_count",
+        "tgi_request_skipped_tokens_sum", "vllm:num_requests_running",
+    ])
+    labels = st.sampled_from(["", '{engine="0",model_name="m"}', '{position="1",engine="0"}', '{le="1.0"}',
+                              '{le="+Inf"}', '{position="x"}', "{"])
+    values = st.sampled_from(["0", "1", "5.0", "-3", "NaN", "+Inf", "1e308", "x", ""])
+    seps = st.sampled_from(["# 2025-06-01T12:00:00Z", "# EOF", "=== 2025-06-01 12:00:01 UTC ===", "# time=5"])
+    sample = st.tuples(names, labels, values).map(lambda t: f"{t[0]}{t[1]} {t[2]}")
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(sample | seps, min_size=1, max_size=25))
+    def run(texts):
+        p = prometheus.parse(pl.DataFrame({"line": range(1, len(texts) + 1), "text": texts}), "fuzz.prom")
+        assert dict(p.windows.schema) == WINDOW_SCHEMA
+        prometheus.finalize(pl.concat([p.windows, p.windows.with_columns(pl.lit("b").alias("source"))]))
+
+    run()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from specdec_diag.cli import app
@@ -66,6 +67,20 @@ def test_chunk_boundaries_do_not_change_results(tmp_path, chunk):
     assert ref.windows.height > 10
     assert got.windows.equals(ref.windows) and got.malformed.equals(ref.malformed)
     assert got.inputs["lines"].to_list() == ref.inputs["lines"].to_list() == [p.read_bytes().count(b"\n")]
+
+
+def test_marker_batches_do_not_change_results(tmp_path, monkeypatch):
+    """Huge logs are parsed in batches of marker lines; per-file work in finalize keeps results equal."""
+    p = tmp_path / "x.log"
+    p.write_bytes(b"".join((FIX / n).read_bytes() for n in ("v1_e_docker_dp.log", "v0_2024_typo.log",
+                                                           "v1_d_apiserver.log")))
+    ref = scan([p], use_cache=False)
+    monkeypatch.setattr(S, "FLUSH_BYTES", 1)
+    got = scan([p], use_cache=False, chunk_bytes=200)
+    assert_frame_equal(got.windows, ref.windows, check_exact=False)  # x/100 may round differently per batch
+    assert got.configs.equals(ref.configs)
+    assert got.windows.filter(pl.col("window") == "interval")["engine_id"].null_count() == \
+        ref.windows.filter(pl.col("window") == "interval")["engine_id"].null_count()
 
 
 def test_lines_frame_numbers_match_python_splitlines():
@@ -248,3 +263,13 @@ def test_cli_exit_codes(tmp_path):
     (tmp_path / "plain.log").write_text("nothing to see\n")
     r = runner.invoke(app, ["ingest", str(tmp_path), "--no-cache"])
     assert r.exit_code == 3
+
+
+def test_cache_is_keyed_by_parser_code(logs, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = scan([logs], cache_dir=cache)
+    calls = _count_parses(monkeypatch)
+    real = S.code_key
+    monkeypatch.setattr(S, "code_key", lambda sources: real(sources) + "-edited")
+    again = scan([logs], cache_dir=cache)
+    assert len(calls) == 2 and again.fingerprint != first.fingerprint

@@ -169,7 +169,8 @@ def test_sample_generator_is_deterministic(tmp_path):
     assert mod.main(["x", str(tmp_path)]) == 0
     for family in ("sglang", "llamacpp", "prometheus", "trtllm"):
         made = sorted(p.name for p in (tmp_path / family).iterdir())
-        assert made == sorted(p.name for p in (SAMPLES / family).iterdir())
+        assert made == sorted(p.name for p in (SAMPLES / family).iterdir()
+                              if p.is_file() and not p.name.startswith("."))
         for name in made:
             assert (tmp_path / family / name).read_bytes() == (SAMPLES / family / name).read_bytes(), name
 
@@ -189,3 +190,30 @@ def test_samples_parse_cleanly():
     assert by["healthy_eagle3"]["cuda_graph"].all()
     col = by["unhealthy_collapse"]["acceptance_rate"]
     assert col.head(30).mean() > 0.55 and col.tail(30).mean() < 0.15
+
+
+def test_fuzzed_lines_never_raise():
+    """Lines assembled from real fragments in random order, cut anywhere."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    frags = st.sampled_from([
+        "[2025-10-21 09:00:03 TP0] ", "[2026-03-02 14:20:00 DP0 TP0] ", "Decode batch. ", "Decode batch, ",
+        "Prefill batch. ", "#running-req: ", "#token: ", "token usage: ", "accept len: ", "accept rate: ",
+        "cuda graph: ", "True", "False", "gen throughput (token/s): ", "#queue-req: ", "#cache_miss: ",
+        "#full token: ", "full token usage: ", "nan", "-1", "0.62", "99999999999999999999", ", ", "1.", ".5",
+        "server_args=ServerArgs(", "speculative_num_steps=", "speculative_num_draft_tokens=", "'x'", ")",
+        "sglang --speculative-num-steps ", "#transfer-req: ", "\x00", "é",
+    ])
+    line = st.lists(frags, max_size=14).map("".join)
+
+    @settings(max_examples=30, deadline=None)
+    @given(st.lists(line, min_size=1, max_size=8), st.integers(0, 200))
+    def run(texts, cut):
+        texts = [t[: len(t) - cut % (len(t) + 1)] if i % 2 else t for i, t in enumerate(texts)]
+        p = sglang.parse(pl.DataFrame({"line": range(1, len(texts) + 1), "text": texts}), "fuzz.log")
+        assert dict(p.windows.schema) == WINDOW_SCHEMA
+        rates = p.windows["acceptance_rate"].drop_nulls()
+        assert rates.is_empty() or (rates.min() >= 0 and rates.max() <= 1)
+
+    run()

@@ -227,3 +227,29 @@ def test_detect():
     assert vllm.detect("INFO 06-06 14:20:34 [loggers.py:116] Engine 000: Avg prompt")
     assert vllm.detect("(APIServer pid=1) INFO 05-06 06:11:23 [api_server.py:1] starting")
     assert not vllm.detect("[2025-01-07 20:16:02 TP0] Decode batch. #running-req: 1")
+
+
+SAMPLES = Path(__file__).parent.parent / "sample_logs" / "engines" / "vllm"
+
+
+def test_sample_logs_match_their_generator_and_parse_cleanly():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_engine_samples", Path(__file__).parent.parent / "scripts" / "make_engine_samples.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    built = mod.build()
+    assert sorted(built) == sorted(p.name for p in SAMPLES.iterdir() if p.name != "README.md")
+    for name, lines in built.items():
+        assert (SAMPLES / name).read_text() == "\n".join(lines) + "\n", f"{name} is stale: rerun the script"
+    res = scan([SAMPLES], use_cache=False, sources=[vllm])
+    assert res.malformed.height == 0 and res.inputs["records"].min() > 0
+    iv = res.windows.filter(pl.col("window").is_in(["interval", "run"]) & pl.col("draft_tokens").is_not_null())
+    ar = {Path(s).name: a for s, a in iv.group_by("source").agg(
+        pl.col("accepted_tokens").sum() / pl.col("draft_tokens").sum()).iter_rows() if a == a}
+    assert ar["v1_drafter_broken_mtp.log"] < 0.03 < 0.5 < ar["v1_healthy_eagle.log"]
+    assert ar["v1_suspicious_pinned.log"] == 1.0
+    cliff = res.windows.filter(pl.col("source").str.ends_with("v1_position_cliff.log")
+                               & pl.col("per_position_acceptance").is_not_null())
+    assert all(p[0] > 0.6 and p[1] < 0.05 for p in cliff["per_position_acceptance"].to_list())

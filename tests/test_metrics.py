@@ -153,6 +153,14 @@ def test_cumulative_only_takes_last_row_per_engine():
     assert len(m.aggregation_rows(w)) == 2
 
 
+def test_time_breakdown_from_windows_with_timings():
+    w = windows(draft_tokens=[30, 30], accepted_tokens=[10, 20], draft_ms=[2.0, 4.0], verify_ms=[14.0, 12.0])
+    tb = m.time_breakdown(w)
+    assert tb["draft_ms"] == 6 and tb["verify_ms"] == 26 and tb["overhead_ms"] == 0
+    assert tb["draft_share"] == pytest.approx(6 / 32)
+    assert m.time_breakdown(windows(draft_tokens=[30], accepted_tokens=[10])) is None
+
+
 def test_kind_chosen_per_source_and_throughput_lines_ignored():
     w = windows(source=["a", "a", "b", "b"], window=["interval", "run", "request", "interval"],
                 draft_tokens=[10, 999, 20, None], accepted_tokens=[5, 999, 10, None], gen_tps=[None, None, None, 50.0])
@@ -207,7 +215,8 @@ def test_summarize_windows_and_steps():
 
     r2 = IngestResult.empty()
     r2.steps = steps_frame(NS, min_pq=MIN_PQ)
-    r2.headers = [{"source": "t.jsonl", "mode": "speculative", "baseline_ms_per_token": 20.0}]
+    r2.headers = [{"source": "t.jsonl", "mode": "speculative", "baseline_ms_per_token": 20.0,
+                   "rule": {"name": "sampling", "lossy": False}}]
     s2 = m.summarize(r2)
     assert s2["basis"] == "trace steps" and s2["num_drafts"] == 5
     assert s2["alpha_tv"] == pytest.approx(0.675) and s2["speedup"]["alpha_basis"] == "alpha_tv"
@@ -237,11 +246,12 @@ def test_docs_metrics_md_is_generated_from_the_code():
     assert doc.read_text() == m.metrics_markdown(), "regenerate: python -m specdec_diag.analysis.metrics > docs/metrics.md"
 
 
-def _write_trace(path: Path, mode: str, steps: list[tuple[int, int, float, float, float]]) -> Path:
+def _write_trace(path: Path, mode: str, steps: list[tuple[int, int, float, float, float]], rule: str = "greedy"
+                 ) -> Path:
     """A specdec-trace@1 file: (gamma, n, draft_ms, verify_ms, overhead_ms) per step."""
     import json
 
-    recs = [{"type": "header", "schema": "specdec-trace@1", "mode": mode, "rule": {"name": "greedy", "lossy": False},
+    recs = [{"type": "header", "schema": "specdec-trace@1", "mode": mode, "rule": {"name": rule, "lossy": False},
              "gamma_policy": {"name": "constant"}, "sampling": {"temperature": 0.0}}]
     for i, (g, n, d, v, o) in enumerate(steps):
         recs.append({"type": "step", "step": i, "request": 0, "context_len": 8 + i, "gamma_requested": g,
@@ -266,7 +276,28 @@ def test_summary_of_real_trace_files_with_a_baseline(tmp_path):
     assert s["acceptance_rate"] == pytest.approx(22 / 32)
     assert s["mean_acceptance_length"] == pytest.approx(1 + 22 / 8)
     assert s["c"] == pytest.approx((32 / 32) / 12.0, abs=1e-6)
-    assert s["alpha_tv"] == pytest.approx(0.9)
+    assert s["alpha_tv"] is None            # greedy verification: sum min(p, q) is not the acceptance probability
+    assert s["alpha_mle"] == pytest.approx(22 / 26, abs=1e-6) and s["speedup"]["alpha_basis"] == "alpha_mle"
     # achieved: baseline 10 ms/token; speculative 8 steps x 18 ms for 30 tokens -> 4.8 ms/token
     assert s["speedup"]["achieved"] == pytest.approx(10 / (8 * 18 / 30), abs=1e-6)
-    assert s["speedup"]["predicted"] == pytest.approx(theory.speedup(0.9, 4, 1 / 12), rel=1e-5)
+    assert s["speedup"]["predicted"] == pytest.approx(theory.speedup(22 / 26, 4, 1 / 12), abs=1e-5)
+
+    _write_trace(tmp_path / "spec.jsonl", "speculative", spec, rule="sampling")
+    s = m.summarize(scan([tmp_path], use_cache=False))
+    assert s["alpha_tv"] == pytest.approx(0.9) and s["speedup"]["alpha_basis"] == "alpha_tv"
+    assert s["speedup"]["predicted"] == pytest.approx(theory.speedup(0.9, 4, 1 / 12), abs=1e-5)
+
+
+def test_mixed_log_and_trace_alpha_covers_the_same_records(tmp_path):
+    """alpha_mle sits next to the acceptance rate: with a log and a trace it covers both."""
+    from specdec_diag.ingest import scan
+
+    _write_trace(tmp_path / "spec.jsonl", "speculative", [(4, n, 4.0, 12.0, 2.0) for n in (4, 2, 0, 3)])
+    (tmp_path / "vllm.log").write_text(
+        "INFO 05-06 06:11:10 [metrics.py:101] SpecDecoding metrics: Mean acceptance length: 2.50, Accepted "
+        "throughput: 15.00 tokens/s, Drafted throughput: 30.00 tokens/s, Accepted: 150 tokens, Drafted: 400 tokens, "
+        "Per-position acceptance rate: 0.700, 0.400, 0.250, 0.150, Avg Draft acceptance rate: 37.5%\n")
+    s = m.summarize(scan([tmp_path], use_cache=False))
+    assert s["draft_tokens"] == 416 and s["accepted_tokens"] == 159
+    # log: 150 accepted, 100 drafts x (1 - 0.15) early stops; trace: 9 accepted, 3 early stops
+    assert s["alpha_mle"] == pytest.approx((150 + 9) / (150 + 9 + 85 + 3), abs=1e-6)

@@ -34,21 +34,31 @@ def _decode(pair, path, *, rule="greedy", fault=None, gamma=4, max_new=30, tempe
     return read_trace(path)
 
 
+CASES = {
+    "greedy": {}, "sampling": {"rule": "sampling"}, "baseline": {"baseline": True},
+    "accept-all": {"fault": "accept-all"}, "no-rollback": {"fault": "no-rollback"},
+    "drop-bonus": {"fault": "drop-bonus"}, "position-shift": {"fault": "position-shift"},
+    "nan-verifier": {"fault": "nan-verifier"}, "sequential-verify": {"fault": "sequential-verify"},
+    "raw-draft-probs": {"fault": "raw-draft-probs", "rule": "sampling", "top_k": 8},
+    "accept-all-sampling": {"fault": "accept-all", "rule": "sampling"},
+}
+
+
+class _Traces(dict):
+    """Decodes each case on first use and keeps it for the module (tests pick the cases they need)."""
+
+    def __init__(self, pair, root):
+        super().__init__()
+        self.pair, self.root = pair, root
+
+    def __missing__(self, name):
+        self[name] = tr = _decode(self.pair, self.root / f"{name}.jsonl", **CASES[name])
+        return tr
+
+
 @pytest.fixture(scope="module")
 def traces(tiny_pair, tmp_path_factory):
-    """One trace per case, decoded once for the module."""
-    root = tmp_path_factory.mktemp("replay")
-    out = {}
-    for name, kw in {
-        "greedy": {}, "sampling": {"rule": "sampling"}, "baseline": {"baseline": True},
-        "accept-all": {"fault": "accept-all"}, "no-rollback": {"fault": "no-rollback"},
-        "drop-bonus": {"fault": "drop-bonus"}, "position-shift": {"fault": "position-shift"},
-        "nan-verifier": {"fault": "nan-verifier"}, "sequential-verify": {"fault": "sequential-verify"},
-        "raw-draft-probs": {"fault": "raw-draft-probs", "rule": "sampling", "top_k": 8},
-        "accept-all-sampling": {"fault": "accept-all", "rule": "sampling"},
-    }.items():
-        out[name] = _decode(tiny_pair, root / f"{name}.jsonl", **kw)
-    return out
+    return _Traces(tiny_pair, tmp_path_factory.mktemp("replay"))
 
 
 def _replay(trace, pair, **kw):
@@ -350,7 +360,69 @@ def test_header_without_prompt_ids_is_a_trace_error(traces, tiny_pair):
         _replay(tr, tiny_pair)
 
 
+def test_token_outside_vocabulary_names_the_line(traces, tiny_pair):
+    tr = read_trace(traces["greedy"].path)
+    tr.steps[3]["emitted_token_ids"][0] = 10_000
+    with pytest.raises(TraceError, match=r":5: token id 10000 outside"):
+        _replay(tr, tiny_pair)
+
+
 def test_result_json_is_finite(traces, tiny_pair):
     res = _replay(traces["nan-verifier"], tiny_pair)
     text = json.dumps(res.to_dict(), allow_nan=False)
     assert math.isfinite(json.loads(text)["what_if"]["alpha_mle"])
+
+
+# ------------------------------------------------------------------------------------------------
+# the committed sample traces (sample_logs/traces, made by scripts/make_sample_logs.py)
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "sample_logs" / "traces"
+
+
+def _sample_files():
+    return sorted(p for p in SAMPLES.glob("*.jsonl*")) if SAMPLES.is_dir() else []
+
+
+@pytest.mark.skipif(not _sample_files(), reason="sample traces not generated")
+def test_sample_traces_are_valid_small_and_labelled():
+    manifest = json.loads((SAMPLES.parent / ".meta" / "traces.json").read_text())
+    files = _sample_files()
+    assert sum(p.stat().st_size for p in files) <= 2 * 1024 * 1024
+    names = {p.name for p in files}
+    assert names == set(manifest["files"])
+    from specdec_diag.decoder.faults import FAULTS
+
+    faults = {m["fault"] for m in manifest["files"].values()} - {None}
+    assert faults == set(FAULTS)  # one trace per fault
+    for p in files:
+        assert p.stat().st_size <= 200 * 1024, p
+        tr = read_trace(p)
+        entry = manifest["files"][p.name]
+        assert tr.header.get("fault") == entry["fault"]
+        assert len(tr.steps) == entry["steps"] and not tr.dropped
+        # what the manifest promises replay finds is what the README documents
+        if entry["fault"] in (None, "slow-draft"):
+            assert not entry["replay"]["diverged"]
+        else:
+            assert entry["replay"]["diverged"]
+
+
+@pytest.mark.skipif(not _sample_files(), reason="sample traces not generated")
+def test_sample_traces_replay_as_the_manifest_says():
+    """Replays two committed traces with the models they were made with (the bundled pair)."""
+    from specdec_diag.decoder.models import ModelLoadError, default_pair_dirs, load_pair
+
+    manifest = json.loads((SAMPLES.parent / ".meta" / "traces.json").read_text())
+    if manifest["pair"] != "bundled" or not default_pair_dirs()[0].is_dir():
+        pytest.skip("sample traces were not made with the bundled pair, or it is absent")
+    try:
+        pair = load_pair()
+    except ModelLoadError as exc:  # pragma: no cover - depends on the assets
+        pytest.skip(str(exc))
+    for name in ("healthy-greedy", "fault-drop-bonus"):
+        path = next(p for p in _sample_files() if p.name.startswith(name + "."))
+        res = _replay(path, pair)
+        want = manifest["files"][path.name]["replay"]
+        assert res.diverged == want["diverged"]
+        assert res.codes == want["codes"]
+        assert not any("weights differ" in w for w in res.warnings)

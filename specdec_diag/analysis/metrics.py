@@ -368,11 +368,13 @@ def alpha_mle(table: pl.DataFrame) -> float | None:
 
 
 @_metric("alpha_tv", "alpha = mean over tested positions of sum_x min(p(x), q(x)) = 1 - TV(p, q)", "n/a",
-         "positions i <= min(n+1, gamma) of all trace steps", "probability")
+         "positions i <= min(n+1, gamma) of steps of traces with the exact sampling rule", "probability")
 def alpha_tv(steps: pl.DataFrame) -> float | None:
     """Lower-variance alpha from the recorded distributions (Leviathan Cor. 3.6). Only positions the
     acceptance test actually reached are used, to avoid conditioning on drafts after a rejection.
-    Needs the trace field ``min_pq``; None otherwise."""
+    Needs the trace field ``min_pq``; None otherwise. Valid only for exact speculative sampling: under
+    greedy verification acceptance is argmax agreement, which sum min(p, q) of the softmaxes does not
+    measure, so the summary uses it only for traces whose rule is ``sampling``."""
     if not _is_steps(steps) or steps.height == 0 or "min_pq" not in steps.columns:
         return None
     s = _spec_steps(steps).filter(pl.col("min_pq").is_not_null())
@@ -381,6 +383,19 @@ def alpha_tv(steps: pl.DataFrame) -> float | None:
     tested = s.select(pl.col("min_pq").list.head(pl.col("n_accepted") + 1)).explode("min_pq")["min_pq"]
     tested = tested.drop_nulls().drop_nans()
     return float(tested.mean()) if tested.len() else None
+
+
+def sampling_sources(result: Any) -> list[str]:
+    """Trace files verified by exact speculative sampling (header rule ``sampling``): the only ones
+    where sum_x min(p, q) is the acceptance probability."""
+    out = []
+    for h in getattr(result, "headers", []) or []:
+        rule = h.get("rule")
+        name = rule.get("name") if isinstance(rule, dict) else rule
+        lossy = rule.get("lossy") if isinstance(rule, dict) else False
+        if name == "sampling" and not lossy and h.get("source"):
+            out.append(str(h["source"]))
+    return out
 
 
 @_metric("alpha_from_mal", "alpha solving (1 - alpha^(k+1)) / (1 - alpha) = MAL", "n/a",
@@ -420,14 +435,21 @@ def cost_ratio(steps: pl.DataFrame) -> float | None:
 
 
 @_metric("time_breakdown", "sum of draft / verify / overhead ms and their shares of the step time", "n/a",
-         "all timed steps", "ms and fraction")
-def time_breakdown(steps: pl.DataFrame) -> dict[str, float] | None:
+         "all timed steps (else aggregated windows that carry timings, e.g. TensorRT-LLM iterations)",
+         "ms and fraction")
+def time_breakdown(table: pl.DataFrame) -> dict[str, float] | None:
     """Where step time goes: a slow drafter, a compute-bound verifier, or bookkeeping."""
-    if not _is_steps(steps) or steps.height == 0:
+    if table.height == 0:
         return None
+    if not _is_steps(table):
+        if "draft_ms" not in table.columns:
+            return None
+        table = aggregation_rows(table)
+        if table.height == 0:
+            return None
     out: dict[str, float] = {}
     for part in ("draft_ms", "verify_ms", "overhead_ms"):
-        out[part] = float(steps[part].fill_null(0.0).sum())
+        out[part] = float(table[part].fill_null(0.0).sum())
     total = sum(out.values())
     if total <= 0:
         return None
@@ -559,8 +581,11 @@ def summarize(result: Any) -> dict[str, Any]:
     k = draft_length(table)
     mal = mean_acceptance_length(table)
     pp = per_position_acceptance(table)
-    a_tv = alpha_tv(spec_steps) if steps.height else None
-    a_mle = alpha_mle(spec_steps) if spec_steps.height else alpha_mle(rows)
+    a_tv = alpha_tv(spec_steps.filter(pl.col("source").is_in(sampling_sources(result)))) if steps.height else None
+    # the MLE from events when every aggregated row comes from a trace; else from the windows, so it
+    # covers the same records as the acceptance rate next to it
+    trace_only = spec_steps.height > 0 and set(rows["source"].to_list()) <= set(steps["source"].to_list())
+    a_mle = alpha_mle(spec_steps) if trace_only or use_steps else alpha_mle(rows)
     a_mal = theory.alpha_from_mal(mal, k) if mal is not None and k else None
     alpha, basis = next(((a, b) for a, b in ((a_tv, "alpha_tv"), (a_mle, "alpha_mle"), (a_mal, "alpha_from_mal"))
                          if a is not None), (None, None))
@@ -599,7 +624,7 @@ def summarize(result: Any) -> dict[str, Any]:
         "speedup": speed,
         "goodput": goodput(spec_steps) if spec_steps.height else None,
         "tokens_per_s": goodput(windows) if windows.height else None,
-        "time_breakdown": time_breakdown(steps) if steps.height else None,
+        "time_breakdown": time_breakdown(steps) if steps.height else time_breakdown(rows),
         "accepted_length_histogram": {str(n): v for n, v in accepted_length_histogram(steps).items()} or None,
         "time_start": t0.isoformat() if t0 is not None else None,
         "time_end": t1.isoformat() if t1 is not None else None,
@@ -633,6 +658,14 @@ def summarize(result: Any) -> dict[str, Any]:
     return summary
 
 
+def _prose(doc: str | None) -> str:
+    """A docstring as one markdown paragraph (its paragraphs joined)."""
+    import inspect
+
+    paras = inspect.cleandoc(doc or "").split("\n\n")
+    return " ".join(" ".join(x.strip() for x in p.splitlines()) for p in paras)
+
+
 def metrics_markdown() -> str:
     """docs/metrics.md, generated from :data:`METRICS` and :func:`aggregation_rows`' docstring."""
     lines = [
@@ -646,7 +679,7 @@ def metrics_markdown() -> str:
         "",
         "## Which windows are aggregated",
         "",
-        " ".join(line.strip() for line in (aggregation_rows.__doc__ or "").splitlines()),
+        _prose(aggregation_rows.__doc__),
         "",
         "## Metrics",
         "",
@@ -657,17 +690,43 @@ def metrics_markdown() -> str:
         lines.append(f"| `{m.name}` | {m.formula.replace('|', '/')} | {m.bonus} | {m.window} | {m.unit} |")
     lines += ["", "## Notes", ""]
     for m in METRICS.values():
-        doc = " ".join(x.strip() for x in m.doc.splitlines())
-        lines.append(f"- **`{m.name}`**: {doc}")
+        lines.append(f"- **`{m.name}`**: {_prose(m.doc)}")
     lines += [
+        "",
+        "## The same words in different engines",
+        "",
+        "Ingest converts engine numbers to the definitions above (and notes it in `definition_note`); "
+        "when reading an engine's own output, mind which one it prints. Under i.i.d. alpha and fixed k:",
+        "",
+        "| engine number | computed as | i.i.d. value | here |",
+        "|---|---|---|---|",
+        "| vLLM V1 'Draft acceptance rate', AIPerf draft_acceptance_rate | accepted / drafted (prefix) "
+        "| alpha(1-alpha^k) / (k(1-alpha)) | `acceptance_rate` |",
+        "| vLLM V1 'Mean acceptance length', SGLang 'accept len', Spec-Bench mean accepted tokens "
+        "| 1 + accepted / drafts | (1-alpha^(k+1)) / (1-alpha) | `mean_acceptance_length` |",
+        "| vLLM V1 per-position acceptance rate j | #(n >= j) / drafts | alpha^j | `per_position_acceptance` |",
+        "| vLLM V0 'Draft acceptance rate' | all positions marked accepted, even after a rejection / drafted "
+        "| about alpha | (converted by ingest) |",
+        "| vLLM V0 'System efficiency', SGLang chain 'accept rate' | emitted / (drafts (k+1)) | MAL / (k+1) "
+        "| `system_efficiency` |",
+        "| Leviathan alpha | E[sum_x min(p, q)] | alpha | `alpha_mle`, `alpha_tv`, `alpha_from_mal` |",
+        "",
+        "Example: alpha = 0.8, k = 5 gives an acceptance rate of 0.538 and a MAL of 3.69; neither is 0.8.",
+        "",
+        "## Where the achieved speed-up's baseline comes from",
+        "",
+        "`speedup_achieved` needs the plain autoregressive time per token, T_ar. It is taken from, in order: a "
+        "trace header key `baseline_ms_per_token` or `ar_ms_per_token` (top level or under `baseline`); a config "
+        "fact with one of those keys; the steps of a trace whose header `mode` is `baseline` / `ar` / "
+        "`autoregressive` (`specdec-diag decode --baseline`), as total step time / emitted tokens. Without one "
+        "the achieved speed-up is null and only the prediction is shown.",
         "",
         "## Theory (specdec_diag/analysis/theory.py)",
         "",
     ]
     for name in theory.__all__:
         fn = getattr(theory, name)
-        doc = " ".join(x.strip() for x in (fn.__doc__ or "").splitlines())
-        lines.append(f"- **`{name}`**: {doc}")
+        lines.append(f"- **`{name}`**: {_prose(fn.__doc__)}")
     return "\n".join(lines) + "\n"
 
 

@@ -247,6 +247,7 @@ def render_markdown(report: dict[str, Any], max_locations: int = 5) -> str:
 def render_terminal(report: dict[str, Any], console: Any = None, max_locations: int = 3) -> None:
     """Summary table, per-position bars and the ranked findings, on a rich console."""
     from rich.console import Console
+    from rich.padding import Padding
     from rich.table import Table
     from rich.text import Text
 
@@ -292,13 +293,14 @@ def render_terminal(report: dict[str, Any], console: Any = None, max_locations: 
         console.print(head)
         ev = evidence_items(f.get("evidence") or {})
         if ev:
-            console.print(Text("     " + "; ".join(f"{k}={v}" for k, v in ev), style="dim"), overflow="fold")
+            console.print(Padding(Text("; ".join(f"{k}={v}" for k, v in ev), style="dim"), (0, 0, 0, 5)))
         if f.get("recommendation"):
-            console.print(Text("     → " + f["recommendation"]), overflow="fold")
+            console.print(Padding(Text("→ " + f["recommendation"]), (0, 0, 0, 5)))
         locs = f.get("locations") or []
         if locs:
             more = f" (+{len(locs) - max_locations} more)" if len(locs) > max_locations else ""
-            console.print(Text("     at " + ", ".join(loc_str(x) for x in locs[:max_locations]) + more, style="dim"))
+            console.print(Padding(Text("at " + ", ".join(loc_str(x) for x in locs[:max_locations]) + more,
+                                       style="dim"), (0, 0, 0, 5)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,7 +554,8 @@ def render_html(report: dict[str, Any], title: str = "Speculative decoding repor
             parts.append(f"<p><b>Recommendation:</b> {e(f['recommendation'])}</p>")
         locs = f.get("locations") or []
         if locs:
-            parts.append("<div class='loc'>" + "<br>".join(e(loc_str(x)) for x in locs[:20]) + "</div>")
+            more = f" and {len(locs) - 12} more" if len(locs) > 12 else ""
+            parts.append("<div class='loc'>at " + ", ".join(e(loc_str(x)) for x in locs[:12]) + e(more) + "</div>")
         parts.append("</div>")
 
     parts.append("<h2>Charts</h2>")

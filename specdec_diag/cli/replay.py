@@ -75,7 +75,7 @@ def replay(
                                       progress=lambda i, n: prog.update(task, completed=i))
     except TraceError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-    except (ModelLoadError, ValueError, OSError) as exc:
+    except (ModelLoadError, ValueError, OSError, RuntimeError) as exc:
         raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, EXIT_USAGE) from None
     if max_gamma:
         result.what_if = what_if(tr.steps, base.steps if base else None, max_gamma=max_gamma)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 APP_PATH = Path(__file__).resolve().parent / "app.py"
-PAGES_DIR = APP_PATH.parent / "pages"
+PAGES_DIR = APP_PATH.parent / "views"  # not "pages/": that name switches Streamlit to legacy pages-directory mode
 #: environment variable carrying the log directory given on the command line
 ROOT_ENV = "SPECDEC_DASHBOARD_ROOT"
 

@@ -85,15 +85,21 @@ def choices(root: Path, limit: int = 400) -> list[str]:
     """Subdirectories and log files under ``root`` (relative, sorted), for the Compare pickers."""
     from specdec_diag.ingest.scan import wanted
 
-    out: list[str] = ["."]
+    dirs_with_logs: set[Path] = set()
+    files_: list[Path] = []
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         base = Path(dirpath)
-        if base != root:
-            out.append(display(root, base))
-        out.extend(display(root, base / f) for f in sorted(files) if wanted(f))
-        if len(out) >= limit:
+        hits = [base / f for f in sorted(files) if wanted(f)]
+        if hits:
+            files_.extend(hits)
+            p = base
+            while p != root and p not in dirs_with_logs:  # every ancestor holds logs too
+                dirs_with_logs.add(p)
+                p = p.parent
+        if len(files_) >= limit:
             break
+    out = ["."] + sorted(display(root, d) for d in dirs_with_logs) + [display(root, f) for f in files_]
     return out[:limit]
 
 

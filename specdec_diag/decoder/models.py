@@ -76,7 +76,7 @@ def check_vocab(target_tok: Any, draft_tok: Any, target_model: Any = None, draft
     tv, dv = _vocab_list(target_tok), _vocab_list(draft_tok)
     if len(tv) != len(dv):
         raise ModelLoadError(f"{pre}VOCAB mismatch: target tokenizer has {len(tv)} tokens, draft has {len(dv)}")
-    for i, (a, b) in enumerate(zip(tv, dv)):
+    for i, (a, b) in enumerate(zip(tv, dv, strict=True)):
         if a != b:
             raise ModelLoadError(f"{pre}VOCAB mismatch: first differing token id {i}: target {a!r}, draft {b!r}")
     if target_model is not None and draft_model is not None:

@@ -549,8 +549,10 @@ class _Replayer:
         near = 0
         ref_flags: list[bool | None]
         if rule.name == "greedy":
-            top2 = torch.topk(logits, min(2, logits.shape[-1]), dim=-1)
-            gap = (top2.values[:, 0] - top2.values[:, -1]).tolist()
+            # near-tie: the draft's logit is within tolerance of the best other token's
+            lg = logits[:g]
+            others = lg.scatter(-1, dt.unsqueeze(-1), float("-inf")).max(-1).values if g else lg[:, 0]
+            gap = (lg.gather(-1, dt.unsqueeze(-1)).squeeze(-1) - others).abs().tolist() if g else []
             ref = acc.greedy_flags(p, dt).tolist() if g else []
             ref_flags = [ref[i] if gap[i] >= self.logit_tol else None for i in range(g)]  # None: near-tie
             self.exact_steps += 1
@@ -634,12 +636,16 @@ class _Replayer:
                             ref_tok, near = rec_tok, near + 1
                 if rec_tok is not None:
                     token_prob = float(dist[rec_tok])
-                    if token_prob <= 0.0:
+                    # zero residual mass only counts when p is clearly below q (not rounding)
+                    clear = bonus or rule.name == "typical" or float(p[tok_pos, rec_tok]) < float(
+                        q_full[tok_pos, rec_tok]) * (1 - 10 * self.logit_tol) - 1e-12
+                    if token_prob <= 0.0 and clear:
                         add("out_of_support", f"position {tok_pos}: token {rec_tok} has probability 0 under the "
                             f"{'target' if bonus else 'residual'} distribution", tok_pos, rec_tok, None)
             elif rec_tok is not None:
                 token_prob = float(p[tok_pos, rec_tok])
-                if token_prob <= 0.0 or rec_tok == drafts[tok_pos]:
+                # a rejected draft has p < q, so the residual gives it no mass (standard rule only)
+                if token_prob <= 0.0 or (rule.name == "sampling" and rec_tok == drafts[tok_pos]):
                     add("out_of_support", f"position {tok_pos}: correction token {rec_tok} cannot come from "
                         "norm(max(0, p - q))", tok_pos, rec_tok, None)
         # without the uniforms the verifier's draw cannot be repeated: it was support-checked above, so
@@ -729,6 +735,8 @@ def replay_trace(
         warnings.append(f"tokenizer has {len(tok.get_vocab())} tokens, the trace's had {vocab_hdr}")
 
     rp = _Replayer(trace, pair, dtype, use_draft)
+    vocab = pair.target.get_output_embeddings().weight.shape[0]
+    checked_prompts: set[int] = set()
     lines = _step_lines(trace.path) if Path(trace.path).exists() else []
     contexts: dict[int, list[int]] = {}
     generated: dict[int, int] = defaultdict(int)
@@ -745,6 +753,11 @@ def replay_trace(
                              f"step {rec['step']} belongs to request {req} but the header has {len(prompts)} prompts")
         ctx = contexts.setdefault(req, list(prompts[req]))
         line = lines[i] if i < len(lines) else None
+        bad = [t for t in (*rec["draft_token_ids"], *rec["emitted_token_ids"]) if not 0 <= t < vocab]
+        if bad or (req not in checked_prompts and any(not 0 <= t < vocab for t in prompts[req])):
+            raise TraceError(trace.path, line, f"token id {bad[0] if bad else max(prompts[req])} outside the "
+                             f"loaded target's vocabulary (size {vocab}): wrong models for this trace?")
+        checked_prompts.add(req)
         verdict, divs = rp.step(rec, ctx, generated[req], line, prev.get(req))
         if divs and first is None:
             first = _most_telling(divs)

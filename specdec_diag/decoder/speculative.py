@@ -25,7 +25,14 @@ from typing import Any
 
 import torch
 
-from specdec_diag.decoder.acceptance import Rule, SamplingConfig, plain_probs, process_logits, sample_from, verify
+from specdec_diag.decoder.acceptance import (
+    Rule,
+    SamplingConfig,
+    plain_probs,
+    process_logits,
+    sample_from,
+    verify,
+)
 from specdec_diag.decoder.faults import Fault
 from specdec_diag.decoder.models import ModelPair
 from specdec_diag.decoder.policies import GammaPolicy

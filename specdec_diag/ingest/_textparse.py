@@ -26,6 +26,12 @@ def extract(pattern: str, dtype: Any = pl.Float64, col: str = "text") -> pl.Expr
     return pl.col(col).str.extract(pattern, 1).cast(dtype, strict=False)
 
 
+def norm_lines(lines: pl.DataFrame) -> pl.DataFrame:
+    """The scan's lines frame as parsers expect it: Int64 ``line``, Utf8 ``text``, no nulls."""
+    return lines.select(pl.col("line").cast(pl.Int64, strict=False), pl.col("text").cast(pl.Utf8, strict=False)) \
+        .drop_nulls()
+
+
 def lines_frame(path: str | Path) -> pl.DataFrame:
     """Read a file as the ``line``/``text`` frame the scan hands to ``parse`` (tests, ``parse_file``)."""
     with open_text(path) as fh:

@@ -25,6 +25,7 @@ from specdec_diag.ingest._textparse import (
     lines_frame,
     malformed,
     malformed_rows,
+    norm_lines,
     ratio,
     recompute_differences,
     rows_to_windows,
@@ -279,7 +280,7 @@ def _startup(lines: pl.DataFrame, source: str) -> pl.DataFrame:
 
 
 def parse(lines: pl.DataFrame, source: str) -> Parsed:
-    lines = lines.select(pl.col("line").cast(pl.Int64), pl.col("text").cast(pl.Utf8))
+    lines = norm_lines(lines)
     req, bad_r = _requests(lines, source)
     agg, bad_s = _steps(lines, source)
     req = _merge_steps(req, agg, source)

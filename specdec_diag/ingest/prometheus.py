@@ -26,6 +26,7 @@ from specdec_diag.ingest._textparse import (
     differences,
     lines_frame,
     malformed,
+    norm_lines,
     ratio,
     recompute_differences,
     rows_to_windows,
@@ -117,7 +118,7 @@ def _classify(lines: pl.DataFrame) -> pl.DataFrame:
 
 def _samples(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Relevant samples with their snapshot id, engine id, value and labels; and malformed lines."""
-    c = _classify(lines.select(pl.col("line").cast(pl.Int64), pl.col("text").cast(pl.Utf8)).sort("line"))
+    c = _classify(norm_lines(lines).sort("line"))
     c = c.with_columns(pl.col("is_sep").cum_sum().alias("sep_grp"))
     sep_times = c.filter(pl.col("is_sep")).select(pl.col("sep_grp"), pl.col("sep_time"))
     c = c.drop("sep_time")

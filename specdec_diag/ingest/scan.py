@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import sys
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +47,8 @@ from specdec_diag.schema import (
 EXTENSIONS = (".log", ".txt", ".jsonl", ".json", ".prom")
 SAMPLE_BYTES = 64 * 1024
 CHUNK_BYTES = 32 * 1024 * 1024
+#: marker lines gathered before the sources parse them (bounds memory on huge logs)
+FLUSH_BYTES = 64 * 1024 * 1024
 #: bump when a parser's output changes, so old cache entries are not reused.
 CACHE_VERSION = "ingest-1"
 CACHE_DIRNAME = ".specdec-cache"
@@ -338,32 +341,52 @@ def parse_file(path: Path, display: str, *, sources: list[ModuleType] | None = N
     line_sources = [m for m in sources if hasattr(m, "parse") and getattr(m, "MARKERS", ())]
     all_markers = _marker_regex({mk for m in line_sources for mk in m.MARKERS})
     anchor = anchor_from(sample, st.st_mtime)
-    kept: list[pl.DataFrame] = []
+    used = list(detected)
+    pending: list[pl.DataFrame] = []
+    pending_bytes = 0
+
+    def flush() -> None:
+        """Parse the marker lines gathered so far. Batches bound memory on huge logs; cross-line work
+        that must see a whole file belongs in ``finalize`` (a batch boundary inside a multi-line
+        summary block, possible only past FLUSH_BYTES of marker lines, would split that block)."""
+        nonlocal pending, pending_bytes
+        if not pending:
+            return
+        marked = pl.concat(pending)
+        pending, pending_bytes = [], 0
+        for mod in line_sources:
+            mine = marked.filter(pl.col("text").str.contains(_marker_regex(mod.MARKERS)))
+            if not mine.height:
+                continue
+            if mod not in used:
+                used.append(mod)
+            try:
+                kwargs = {"year_anchor": anchor} if _accepts(mod.parse, "year_anchor") else {}
+                parts.append(_tagged(mod.parse(mine, display, **kwargs), _family(mod)))
+            except Exception as exc:  # noqa: BLE001
+                parts.append(Parsed(malformed=_crash(display, int(mine["line"][0]), mod, exc)))
+
     n = 0
     try:
         for chunk in iter_chunks(path, chunk_bytes):
+            chunk_len = len(chunk)
             df = lines_frame(chunk, n + 1)
             n += df.height
+            del chunk
             if all_markers and df.height:
-                kept.append(df.filter(pl.col("text").str.contains(all_markers)))
+                sel = df.filter(pl.col("text").str.contains(all_markers))
+                if sel.height:
+                    pending.append(sel)
+                    pending_bytes += int(sel["text"].str.len_bytes().sum() or 0)
+            del df
+            if pending_bytes >= FLUSH_BYTES:
+                flush()
             if on_bytes:
-                on_bytes(len(chunk))
+                on_bytes(chunk_len)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         info["error"] = _os_reason(exc)  # keep what was read before the damage
     info["lines"] = n
-    marked = pl.concat(kept) if kept else pl.DataFrame(schema={"line": pl.Int64, "text": pl.Utf8})
-    used = list(detected)
-    for mod in line_sources:
-        mine = marked.filter(pl.col("text").str.contains(_marker_regex(mod.MARKERS))) if marked.height else marked
-        if not mine.height:
-            continue
-        if mod not in used:
-            used.append(mod)
-        try:
-            kwargs = {"year_anchor": anchor} if _accepts(mod.parse, "year_anchor") else {}
-            parts.append(_tagged(mod.parse(mine, display, **kwargs), _family(mod)))
-        except Exception as exc:  # noqa: BLE001
-            parts.append(Parsed(malformed=_crash(display, int(mine["line"][0]), mod, exc)))
+    flush()
     return _assemble(info, parts, [_family(m) for m in used])
 
 
@@ -413,6 +436,25 @@ def _assemble(info: dict[str, Any], parts: list[Parsed], families: list[str]) ->
 # ---------------------------------------------------------------------------------------------
 
 
+def code_key(sources: list[ModuleType]) -> str:
+    """Hash of the parsing code in use (every source module plus the shared readers): a cache entry
+    written by other parser code is never reused, without anyone remembering to bump a version."""
+    h = hashlib.blake2b(CACHE_VERSION.encode(), digest_size=10)
+    mods = [*sources, *(sys.modules.get(n) for n in _SHARED_MODULES)]
+    for m in mods:
+        f = getattr(m, "__file__", None)
+        h.update(_family(m).encode() if m is not None else b"-")
+        try:
+            h.update(Path(f).read_bytes() if f else b"")
+        except OSError:
+            pass
+    return h.hexdigest()
+
+
+_SHARED_MODULES = ("specdec_diag.ingest.scan", "specdec_diag.ingest.base", "specdec_diag.ingest.timestamps",
+                   "specdec_diag.ingest._textparse", "specdec_diag.schema")
+
+
 def scan(paths: str | Path | Iterable[str | Path], *, cache_dir: Path | str | None = None, use_cache: bool = True,
          progress: Progress | None = None, chunk_bytes: int = CHUNK_BYTES,
          sources: list[ModuleType] | None = None) -> IngestResult:
@@ -421,7 +463,7 @@ def scan(paths: str | Path | Iterable[str | Path], *, cache_dir: Path | str | No
         paths = [paths]
     paths = [Path(p) for p in paths]
     sources = _sources() if sources is None else sources
-    source_key = ",".join(f"{_family(m)}:{getattr(m, 'VERSION', '')}" for m in sources)
+    source_key = code_key(sources)
     cache = None
     if use_cache:
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir(paths)
@@ -467,10 +509,10 @@ def scan(paths: str | Path | Iterable[str | Path], *, cache_dir: Path | str | No
         if progress:
             progress(display, done, total)
         results.append(res)
-    return combine(results, sources)
+    return combine(results, sources, source_key)
 
 
-def combine(results: list[FileResult], sources: list[ModuleType]) -> IngestResult:
+def combine(results: list[FileResult], sources: list[ModuleType], code: str = "") -> IngestResult:
     """Concatenate per-file results and run each family's ``finalize`` over its own windows."""
     if not results:
         return IngestResult.empty()
@@ -496,7 +538,7 @@ def combine(results: list[FileResult], sources: list[ModuleType]) -> IngestResul
 
     inputs = pl.DataFrame([r.input for r in results], schema=INPUT_SCHEMA, orient="row")
     h = hashlib.blake2b(digest_size=16)
-    h.update(CACHE_VERSION.encode())
+    h.update(f"{CACHE_VERSION}|{code}".encode())
     for r in sorted(results, key=lambda r: r.input["path"]):
         h.update(f"{r.input['path']}\0{r.input.get('fingerprint')}\0{r.input.get('error')}\n".encode())
     return IngestResult(

@@ -16,7 +16,16 @@ from pathlib import Path
 
 import polars as pl
 
-from specdec_diag.ingest._textparse import INT, NUM, concat, configs, extract, lines_frame, malformed
+from specdec_diag.ingest._textparse import (
+    INT,
+    NUM,
+    concat,
+    configs,
+    extract,
+    lines_frame,
+    malformed,
+    norm_lines,
+)
 from specdec_diag.ingest.base import Parsed
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
@@ -230,7 +239,7 @@ def _convert(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
 def parse(lines: pl.DataFrame, source: str) -> Parsed:
     """Decode lines -> interval rows; prefill lines -> queue/context rows; ServerArgs -> configs."""
     text = pl.col("text")
-    lines = lines.select(pl.col("line").cast(pl.Int64), pl.col("text").cast(pl.Utf8))
+    lines = norm_lines(lines)
     cfg = _config_rows(lines, source)
     is_dec = text.str.contains(r"Decode batch(?: \[\d+\])?[.,] ")
     is_pre = text.str.contains(r"Prefill batch(?: \[\d+\])?[.,] ")
@@ -267,9 +276,8 @@ def parse(lines: pl.DataFrame, source: str) -> Parsed:
             pl.coalesce("usage", "full_usage").alias("kv_usage"),
             pl.when(pl.col("running_reqs") > 0)
             .then(pl.coalesce("tokens", "full_tokens") // pl.col("running_reqs")).alias("context_len"),
-            pl.when(graph_tag.is_not_null()).then(
-                pl.coalesce(pl.col("definition_note"), pl.lit("")) + pl.lit("; graph flag is ")
-                + graph_tag + pl.lit(" graph")).otherwise(pl.col("definition_note")).alias("definition_note"),
+            pl.concat_str([pl.col("definition_note"), pl.lit("graph flag is ") + graph_tag + pl.lit(" graph")],
+                          separator="; ", ignore_nulls=True).replace("", None).alias("definition_note"),
         ))
     if pre.height:
         frames.append(pre.with_columns(

@@ -24,6 +24,7 @@ from specdec_diag.ingest._textparse import (
     lines_frame,
     lines_from_texts,
     malformed_rows,
+    norm_lines,
     ratio,
     rows_to_windows,
 )
@@ -161,7 +162,7 @@ def _decode_line(text: str) -> tuple[list[Any] | None, str | None]:
 def parse(lines: pl.DataFrame, source: str) -> Parsed:
     """Line mode: each marker line holding a whole JSON value (optionally after a log prefix)."""
     t = pl.col("text")
-    cand = lines.filter(t.str.contains(r'\{\s*"') | t.str.contains(r"^\s*\[\s*[\{\]]"))
+    cand = norm_lines(lines).filter(t.str.contains(r'\{\s*"') | t.str.contains(r"^\s*\[\s*[\{\]]"))
     rows: list[dict[str, Any]] = []
     bad: list[tuple[int, str, str]] = []
     for ln, text in cand.select("line", "text").iter_rows():

@@ -454,7 +454,8 @@ class AcceptanceCollapse(Rule):
     family = "acceptance"
     thresholds = ("collapse_relative_drop", "collapse_absolute_drop", "min_windows")
     problems = ("P10", "P12", "P18")
-    explained_by = CORRECTNESS_CAUSES
+    # in one long request time and context grow together: a drop at a context size is the better story
+    explained_by = CORRECTNESS_CAUSES + ("ACCEPTANCE_DECAY_CONTEXT",)
 
     def check(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds

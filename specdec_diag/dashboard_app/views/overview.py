@@ -30,7 +30,8 @@ def verdict() -> str:
         return f"Something is wrong: {top['title']}. {head}."
     if top and top.get("severity") == "warning":
         return f"Speculation works but leaves speed on the table: {top['title']}. {head}."
-    return f"Healthy: no problems found. {head}."
+    notes = f" ({len(findings)} informational note(s) on the Findings page)" if findings else ""
+    return f"Healthy: no errors or warnings{notes}. {head}."
 
 
 sev = findings[0]["severity"] if findings else "info"

@@ -1,0 +1,301 @@
+"""The dashboard in streamlit's AppTest: every page renders on sample_logs/ and on a small directory
+with a synthetic trace, and the numbers shown are the report's (computed here independently with
+scan + build_report, formatted the way the page formats them)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from specdec_diag.analysis import metrics, theory  # noqa: E402
+from specdec_diag.analysis.report import build_report  # noqa: E402
+from specdec_diag.dashboard_app import APP_PATH, ROOT_ENV  # noqa: E402
+from specdec_diag.ingest import scan  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "tests" / "fixtures"
+SAMPLE = ROOT / "sample_logs"
+PAGES = ("acceptance", "bottlenecks", "findings", "trace", "compare")
+TIMEOUT = 240
+WORDS = ["<unk>", "<eos>", "<pad>"] + [f"w{i}" for i in range(29)]
+
+
+def pct(v):
+    return "—" if v is None else f"{v * 100:.1f} %"
+
+
+def num(v, nd=2, suffix=""):
+    return "—" if v is None else f"{v:,.{nd}f}{suffix}"
+
+
+def write_tokenizer(d: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tk = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    d.mkdir(parents=True, exist_ok=True)
+    tk.save(str(d / "tokenizer.json"))
+
+
+def write_trace(path: Path, tok_dir: Path, steps: int = 60, gamma: int = 4, seed: int = 3) -> list[dict]:
+    """A valid specdec-trace@1 file: greedy, two requests, random accepted counts, timings."""
+    rng = random.Random(seed)
+    header = {"type": "header", "schema": "specdec-trace@1", "mode": "speculative",
+              "rule": {"name": "greedy", "lossy": False, "params": {}},
+              "gamma_policy": {"name": "constant", "gamma": gamma},
+              "sampling": {"temperature": 1.0, "do_sample": False},
+              "tokenizer": {"name_or_path": str(tok_dir)}, "models": {"target": {"path": str(tok_dir)}},
+              "prompt_token_ids": [[3, 4, 5], [6, 7]]}
+    recs, out = [header], []
+    ctx = {0: 3, 1: 2}
+    for i in range(steps):
+        req = i % 2
+        n = rng.choice([0, 1, 2, 4, 4, 3])
+        drafts = [rng.randrange(3, len(WORDS)) for _ in range(gamma)]
+        flags = [j < n for j in range(gamma)]
+        if n < gamma - 1 and rng.random() < 0.5:
+            flags[-1] = True  # a later position passing the test after a rejection: still rejected
+        emitted = drafts[:n] + [rng.randrange(3, len(WORDS))]
+        step = {"type": "step", "step": i // 2, "request": req, "context_len": ctx[req], "gamma_requested": gamma,
+                "gamma_drafted": gamma, "draft_token_ids": drafts, "q": [0.5] * gamma, "p": [0.25] * gamma,
+                "accept_flags": flags, "n_accepted": n, "emitted_token_ids": emitted,
+                "last_token_kind": "bonus" if n == gamma else "correction", "target_forwards": 1,
+                "draft_ms": 2.0 + rng.random(), "verify_ms": 10.0 + rng.random(), "overhead_ms": 0.5}
+        ctx[req] += len(emitted)
+        recs.append(step)
+        out.append(step)
+    recs.append({"type": "summary", "steps": steps, "draft_tokens": steps * gamma,
+                 "accepted_tokens": sum(s["n_accepted"] for s in out),
+                 "emitted_tokens": sum(len(s["emitted_token_ids"]) for s in out)})
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("dash") / "logs"
+    (d / "engines").mkdir(parents=True)
+    shutil.copy(FIX / "vllm" / "v1_a.log", d / "engines" / "v1_a.log")
+    shutil.copy(FIX / "sglang" / "early_accept_len.log", d / "engines" / "sglang.log")
+    (d / "traces").mkdir()
+    write_tokenizer(d / "tok")
+    write_trace(d / "traces" / "synthetic.jsonl", d / "tok")
+    (d / "empty").mkdir()
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SPECDEC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ingest-cache"))
+
+
+def app_on(root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv(ROOT_ENV, str(root))
+    at = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT)
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def metrics_by_label(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def check_overview(at: AppTest, report: dict) -> None:
+    s = report["summary"]
+    shown = metrics_by_label(at)
+    assert shown["Acceptance rate"] == pct(s["acceptance_rate"])
+    assert shown["Mean acceptance length"] == num(s["mean_acceptance_length"])
+    assert shown["Tokens / step"] == num(s["tokens_per_step"])
+    assert shown["Predicted speed-up"] == num(s["speedup"]["predicted"], suffix="×")
+    assert shown["Achieved speed-up"] == num(s["speedup"]["achieved"], suffix="×")
+    # the verdict names the top finding
+    verdict = [e.value for e in (*at.error, *at.warning, *at.success)]
+    assert verdict, "no verdict line"
+    top = report["findings"][0] if report["findings"] else None
+    if top and top["severity"] in ("error", "warning"):
+        assert top["title"] in verdict[0]
+    else:
+        assert verdict[0].startswith("Healthy")
+
+
+@pytest.fixture(scope="module")
+def small_report(small_dir) -> dict:
+    return build_report(scan([small_dir], use_cache=False))
+
+
+def test_overview_shows_the_report_numbers(small_dir, small_report, monkeypatch):
+    at = app_on(small_dir, monkeypatch)
+    assert_clean(at)
+    check_overview(at, small_report)
+    assert small_report["summary"]["acceptance_rate"] is not None
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(small_dir, page, monkeypatch):
+    at = app_on(small_dir, monkeypatch)
+    at.switch_page(f"views/{page}.py").run()
+    assert_clean(at)
+    assert at.title and at.title[0].value.lower().startswith(page[:5])
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_bottlenecks_time_and_what_if(small_dir, small_report, monkeypatch):
+    at = app_on(small_dir, monkeypatch)
+    at.switch_page("views/bottlenecks.py").run()
+    s = small_report["summary"]
+    shown = metrics_by_label(at)
+    assert shown["draft time"] == num(s["time_breakdown"]["draft_ms"], 0, " ms")
+    assert shown["Draft cost ratio c"] == num(s["c"], 3)
+    sp = s["speedup"]
+    at.slider(key="whatif_gamma").set_value(7).run()
+    assert_clean(at)
+    expect = theory.speedup(sp["alpha"], 7, sp["c"])
+    assert metrics_by_label(at)["predicted at γ=7"] == num(expect, suffix="×")
+    assert metrics_by_label(at)[f"predicted at current k={sp['gamma']}"] == num(sp["predicted"], suffix="×")
+
+
+def test_acceptance_split_by_file_matches_metrics(small_dir, monkeypatch):
+    at = app_on(small_dir, monkeypatch)
+    at.switch_page("views/acceptance.py").run()
+    at.radio(key="split_by").set_value("file").run()
+    assert_clean(at)
+    df = at.dataframe[0].value
+    rates = dict(zip(df["group"], df["acceptance rate"], strict=True))
+    for f in ("engines/v1_a.log", "traces/synthetic.jsonl"):
+        one = scan([small_dir / f], use_cache=False)
+        table = one.steps if one.steps.height else one.windows
+        assert rates[str(small_dir / f)] == pytest.approx(metrics.acceptance_rate(table), abs=1e-4)
+
+
+def test_trace_explorer_strikes_rejected_drafts(small_dir, monkeypatch):
+    at = app_on(small_dir, monkeypatch)
+    at.switch_page("views/trace.py").run()
+    assert_clean(at)
+    html = at.get("html")[0].proto.body
+    steps = [json.loads(x) for x in (small_dir / "traces" / "synthetic.jsonl").read_text().splitlines()[1:-1]]
+    first20 = [s for s in steps if s["request"] == 0][:20]
+    rejected = sum(s["gamma_drafted"] - s["n_accepted"] for s in first20)
+    accepted = sum(s["n_accepted"] for s in first20)
+    assert html.count("class='tk rej'") == rejected + 1  # + the legend chip
+    assert html.count("class='tk acc'") == accepted + 1
+    assert html.count("class='tk bon'") == sum(s["last_token_kind"] == "bonus" for s in first20)
+    # ids decoded through the local tokenizer.json (tokenizers only), not shown as #ids
+    assert f">{WORDS[first20[0]['draft_token_ids'][0]]}<" in html
+    assert "#" + str(first20[0]["draft_token_ids"][0]) not in html
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("../", "outside the directory"),
+    ("/", "outside the directory"),
+    ("nope", "no such directory"),
+    ("empty", "no log files"),
+])
+def test_bad_directories_get_a_message_not_a_traceback(small_dir, text, needle, monkeypatch):
+    at = app_on(small_dir, monkeypatch)
+    at.text_input(key="logdir").set_value(text).run()
+    assert_clean(at)
+    assert any(needle in e.value for e in at.error), [e.value for e in at.error]
+    assert any(needle in i.value for i in at.info)  # the page body says it too
+
+
+def test_symlink_out_of_root_is_refused(small_dir, tmp_path, monkeypatch):
+    from specdec_diag.dashboard_app import data as D
+
+    link = small_dir / "escape"
+    if not link.exists():
+        link.symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(D.PathError, match="outside"):
+        D.resolve(small_dir.resolve(), "escape")
+    assert D.resolve(small_dir.resolve(), "engines") == (small_dir / "engines").resolve()
+
+
+def test_compare_shows_the_difference_of_the_two_reports(small_dir, monkeypatch):
+    at = app_on(small_dir, monkeypatch)
+    at.switch_page("views/compare.py").run()
+    at.selectbox(key="cmp_a").set_value("engines").run()
+    at.selectbox(key="cmp_b").set_value("traces").run()
+    assert_clean(at)
+    a = build_report(scan([small_dir / "engines"], use_cache=False))["summary"]
+    b = build_report(scan([small_dir / "traces"], use_cache=False))["summary"]
+    d = b["acceptance_rate"] - a["acceptance_rate"]
+    assert metrics_by_label(at)["Acceptance rate B − A"] == f"{d * 100:+.1f} pt"
+
+
+def test_dir_key_follows_file_changes(small_dir, tmp_path):
+    from specdec_diag.dashboard_app import data as D
+
+    d = tmp_path / "k"
+    d.mkdir()
+    (d / "a.log").write_text("x\n")
+    k1 = D.dir_key(d)
+    assert D.dir_key(d) == k1
+    (d / "a.log").write_text("xy\n")
+    assert D.dir_key(d)[0] != k1[0]
+    (d / "notes.md").write_text("ignored by the scan\n")
+    assert D.dir_key(d)[1] == 1
+
+
+def test_long_series_are_downsampled():
+    from specdec_diag.dashboard_app import data as D
+    from specdec_diag.ingest.base import IngestResult
+    from specdec_diag.schema import conform_windows
+
+    n = 5000
+    w = conform_windows(pl.DataFrame({
+        "source": ["big.log"] * n, "line": list(range(1, n + 1)), "engine": ["vllm"] * n, "engine_id": ["0"] * n,
+        "window": ["interval"] * n, "draft_tokens": [100] * n, "accepted_tokens": [i % 100 for i in range(n)],
+        "acceptance_rate": [(i % 100) / 100 for i in range(n)], "running_reqs": [i % 7 for i in range(n)],
+    }))
+    res = IngestResult.empty()
+    res.windows = w
+    series, notes = D.acceptance_series("k-downsample", res)
+    assert 0 < series.height <= D.MAX_POINTS
+    assert notes and "5,000 windows" in notes[0]
+    # equal weights: the mean of the buckets is the mean of the windows
+    assert series["y"].mean() == pytest.approx(w["acceptance_rate"].mean(), abs=0.01)
+    ctx, _ = D.engine_context("k-downsample", res)
+    assert 0 < ctx.filter(pl.col("metric") == "running_reqs").height <= D.MAX_POINTS
+
+
+@pytest.mark.skipif(not any(SAMPLE.rglob("*.*")), reason="sample_logs/ is empty")
+def test_sample_logs_every_page(monkeypatch):
+    # the reference report fills the ingest cache (its own dir, see _cache_env), so the app's scan is quick
+    report = build_report(scan([SAMPLE]))
+    at = app_on(SAMPLE, monkeypatch)
+    assert_clean(at)
+    check_overview(at, report)
+    at.session_state["cmp_b"] = "."  # compare the directory with itself: no second analysis
+    for page in PAGES:
+        at.switch_page(f"views/{page}.py").run()
+        assert_clean(at)
+        assert not at.error, (page, [e.value for e in at.error])
+    at.switch_page("views/findings.py").run()
+    shown = [m.value for m in at.markdown if "`" in m.value and "—" in m.value]
+    for f in report["findings"][:5]:
+        assert any(f["code"] in s and f["title"] in s for s in shown), f["code"]
+
+
+def test_cli_rejects_a_missing_directory(tmp_path):
+    from typer.testing import CliRunner
+
+    from specdec_diag.cli import app
+    from specdec_diag.cli.dashboard import streamlit_command
+
+    r = CliRunner().invoke(app, ["dashboard", str(tmp_path / "missing")])
+    assert r.exit_code == 2
+    assert "no such directory" in r.output
+    cmd = streamlit_command(APP_PATH, "127.0.0.1", 8600)
+    assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.headless") + 1] == "true"

@@ -83,3 +83,28 @@ def test_line_numbers_are_exact(blob):
     expected = blob.count(b"\n") + (0 if blob.endswith(b"\n") or not blob else 1)
     assert df.height == expected
     assert df["line"].to_list() == list(range(1, expected + 1))
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.binary(max_size=60), mangled().map(lambda s: s.encode("utf-8", "replace"))),
+                max_size=30), st.sampled_from([b"\n", b"\r\n"]))
+def test_streaming_reader_agrees_with_exact_reader(parts, eol):
+    """The fast streaming reader must number and select lines exactly like the exact reader (or give
+    up, in which case the scan falls back to the exact one)."""
+    from specdec_diag.ingest.scan import _marker_regex, _scan_lazy
+
+    blob = eol.join(parts)
+    rx = _marker_regex(ALL_MARKERS)
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "x.log"
+        p.write_bytes(blob)
+        got: list[pl.DataFrame] = []
+        total = _scan_lazy(p, rx, got.append, len(blob), None)
+    if total is None:
+        return
+    exact = lines_frame(blob, 1)
+    assert total == exact.height
+    want = exact.filter(pl.col("text").str.contains(rx))
+    have = pl.concat(got) if got else want.clear()
+    assert have["line"].to_list() == want["line"].to_list()
+    assert have["text"].str.strip_chars_end("\r").to_list() == want["text"].str.strip_chars_end("\r").to_list()

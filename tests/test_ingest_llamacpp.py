@@ -188,3 +188,32 @@ def test_fuzzed_lines_never_raise():
         llamacpp.finalize(p.windows)
 
     run()
+
+
+def test_server_rate_variant_with_a_second_header_before_the_draft_line():
+    """Older builds log the draft line with its own ``print_timing`` header (two SLT_INF calls)."""
+    rows = parse("server_rate_2024_two_headers.log").windows.to_dicts()
+    assert [r["request"] for r in rows] == ["task 0", "task 4"]
+    assert [r["gen_tps"] for r in rows] == [99.0, 80.0]  # the eval line under the first header
+    assert [r["ttft_ms"] for r in rows] == pytest.approx([129.05, 80.0])
+    assert [r["acceptance_rate"] for r in rows] == pytest.approx([19 / 33, 0.25])
+
+
+def test_inline_headers_and_older_statistics_form():
+    """2026 builds put the slot header on every timing line; early statistics print '#calls = n'."""
+    w = parse("server_inline_headers_2026.log").windows
+    req = w.filter(pl.col("window") == "request").row(0, named=True)
+    assert (req["request"], req["accepted_tokens"], req["draft_tokens"]) == ("task 0", 1800, 3000)
+    assert req["gen_tps"] == 60.0 and req["ttft_ms"] == 1500.0 and req["engine_id"] == "pid=51234"
+    cum = w.filter(pl.col("window") == "cumulative")
+    assert cum["engine_id"].to_list() == ["pid=51234 draft-mtp", "ngram_simple", "ngram_simple", "draft-mtp"]
+    assert cum["num_drafts"].to_list() == [1000, 5, 9, 1090]
+    assert cum["draft_ms"].to_list()[:2] == [20000.0, None]
+    iv = w.filter(pl.col("window") == "interval")
+    # ngram_simple: 5 -> 9 drafts, 60 -> 108 tokens, 40 -> 52 accepted; the two draft-mtp lines have
+    # different engine ids (one with a pid wrapper), so they are not differenced together
+    assert iv.select("engine_id", "num_drafts", "draft_tokens", "accepted_tokens").rows() == [
+        ("ngram_simple", 4, 48, 12)]
+    assert iv["mean_acceptance_length"][0] == pytest.approx(4.0)
+    last = cum.row(3, named=True)
+    assert last["per_position_acceptance"] == pytest.approx([0.889, 0.6, 0.33]) and last["k"] == 3

@@ -169,3 +169,19 @@ def test_samples_parse_cleanly():
     costly = got["unhealthy_draft_too_expensive"]
     assert (costly["draft_ms"] / (costly["draft_ms"] + costly["verify_ms"])).min() > 0.5
     assert got["healthy_request_perf"].height == 20
+
+
+def test_array_of_json_strings_and_snake_case_keys(tmp_path):
+    """``llm.get_stats()`` can hand back JSON strings; some dumps use snake_case stats keys."""
+    objs = [json.loads(x) for x in (FIX / "iteration_stats.jsonl").read_text().splitlines()]
+    f = tmp_path / "stats.json"
+    f.write_text(json.dumps([json.dumps(o) for o in objs], indent=1))
+    check_iterations(trtllm.parse_file(f, str(f)))
+    snake = {"iter": 5, "iterLatencyMS": 10.0, "spec_decoding_stats": {
+        "num_draft_tokens": 8, "num_accepted_tokens": 6, "num_requests_with_draft_tokens": 2,
+        "iter_latency_ms": 2.0}}
+    g = tmp_path / "snake.jsonl"
+    g.write_text(json.dumps(snake) + "\n")
+    r = trtllm.parse_file(g, str(g)).windows.row(0, named=True)
+    assert (r["draft_tokens"], r["accepted_tokens"], r["num_drafts"], r["k"]) == (8, 6, 2, 4)
+    assert r["mean_acceptance_length"] == 4.0 and r["draft_ms"] == 2.0 and r["verify_ms"] == 8.0

@@ -169,6 +169,13 @@ def test_kind_chosen_per_source_and_throughput_lines_ignored():
     assert m.goodput(w) == 50.0
 
 
+def test_nan_per_position_entries_are_unknown_not_zero():
+    w = windows(num_drafts=[100, 300], draft_tokens=[300, 900], accepted_tokens=[120, 300],
+                per_position_acceptance=[[0.6, float("nan"), float("nan")], [0.5, 0.3, float("nan")]])
+    assert m.per_position_acceptance(w) == pytest.approx([(60 + 150) / 400, 0.3])
+    assert m.alpha_mle(w) is None  # the last position is unknown, so the early stops are too
+
+
 def test_missing_num_drafts_estimated_from_k_or_mal():
     w = windows(k=[3, None], mean_acceptance_length=[2.0, 1.5], accepted_tokens=[50, 20], draft_tokens=[150, 80])
     # drafts: 150/3 = 50 (k known), 20 / 0.5 = 40 (from MAL)
@@ -276,6 +283,7 @@ def test_summary_of_real_trace_files_with_a_baseline(tmp_path):
     assert s["acceptance_rate"] == pytest.approx(22 / 32)
     assert s["mean_acceptance_length"] == pytest.approx(1 + 22 / 8)
     assert s["c"] == pytest.approx((32 / 32) / 12.0, abs=1e-6)
+    assert s["emitted_tokens"] == 30 and s["tokens_per_step"] == pytest.approx(30 / 8)  # baseline tokens left out
     assert s["alpha_tv"] is None            # greedy verification: sum min(p, q) is not the acceptance probability
     assert s["alpha_mle"] == pytest.approx(22 / 26, abs=1e-6) and s["speedup"]["alpha_basis"] == "alpha_mle"
     # achieved: baseline 10 ms/token; speculative 8 steps x 18 ms for 30 tokens -> 4.8 ms/token

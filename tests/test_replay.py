@@ -310,6 +310,24 @@ def test_what_if_uses_measured_position_rates_and_extrapolates():
     assert w.t_ar_ms == pytest.approx(5.5)
 
 
+def test_what_if_fits_verify_cost_only_when_gamma_varies():
+    from specdec_diag.decoder.replay import what_if
+
+    def steps(gs):
+        return [{"gamma_drafted": g, "n_accepted": g // 2, "trimmed_by": "none", "emitted_token_ids": [0] * (g // 2 + 1),
+                 "draft_ms": 0.5 * g, "verify_ms": 2.0 + 0.5 * g, "overhead_ms": 0.25} for g in gs]
+
+    varied = what_if(steps([2, 4, 6] * 20))
+    assert varied.verify_ms_intercept == pytest.approx(2.0) and varied.verify_ms_per_token == pytest.approx(0.5)
+    assert varied.t_ar_ms == pytest.approx(2.0 + 0.5 + 0.25)
+    row3 = next(r for r in varied.rows if r.gamma == 3)
+    assert row3.step_ms == pytest.approx(3 * 0.5 + 2.0 + 0.5 * 3 + 0.25)
+    # constant gamma with two stray short steps: no slope is inferred from them
+    const = what_if(steps([4] * 40 + [1, 2]))
+    assert const.verify_ms_per_token == 0.0
+    assert const.verify_ms_intercept == pytest.approx(sum(2.0 + 0.5 * g for g in [4] * 40 + [1, 2]) / 42)
+
+
 # ------------------------------------------------------------------------------------------------
 # CLI
 

@@ -132,6 +132,9 @@ def test_junit_one_case_per_rule_with_failures_for_errors():
     assert cases["acceptance_rate"].find("skipped") is not None
     suite = root.find("testsuite")
     assert suite.get("failures") == "1" and int(suite.get("tests")) == len(cases) and suite.get("skipped") == "1"
+    strict = ET.fromstring(R.render_junit(rep, fail_severities=("error", "warning")))  # check --fail-on warning
+    assert {c.get("name") for c in strict.iter("testcase") if c.find("failure") is not None} == {
+        "DRAFTER_BROKEN", "K_TOO_LARGE"}
 
 
 def test_markdown_and_terminal_carry_the_numbers_and_findings():
@@ -179,3 +182,25 @@ def test_cli_report_exit_codes(tmp_path):
     bad.write_text("[thresholds]\nno_such_threshold = 1\n")
     r = runner.invoke(app, ["report", str(empty), "--config", str(bad)])
     assert r.exit_code == 2 and "no_such_threshold" in r.output and "Traceback" not in r.output
+
+
+def test_report_and_check_never_import_torch(tmp_path):
+    """The analysis side must stay light: running both commands loads neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "vllm.log"
+    log.write_text("\n".join(VLLM_LINE.format(s=10 * i) for i in range(5)) + "\n")
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from specdec_diag.cli import app\n"
+        f"r = CliRunner().invoke(app, ['report', {str(log)!r}, '-f', 'html', '-o', {str(tmp_path / 'r.html')!r}])\n"
+        "assert r.exit_code == 0, r.output\n"
+        f"r = CliRunner().invoke(app, ['check', {str(log)!r}, '--min-acceptance', '0.1', '--no-cache'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

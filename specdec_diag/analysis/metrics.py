@@ -196,7 +196,8 @@ def emitted_tokens(table: pl.DataFrame) -> int | None:
         if table.height == 0:
             return None
         return int(table["emitted_token_ids"].list.len().sum())
-    v = _sum(aggregation_rows(table), "emitted_tokens")
+    rows = aggregation_rows(table)
+    v = _sum(rows.filter(pl.col("_drafts") > 0) if rows.height else rows, "emitted_tokens")  # not baseline runs
     return None if v is None else int(v)
 
 
@@ -271,7 +272,9 @@ def per_position_acceptance(table: pl.DataFrame) -> list[float | None] | None:
                 num += w * x[j]
                 den += w
         out.append(num / den if den > 0 else None)
-    return out if any(v is not None for v in out) else None
+    while out and out[-1] is None:  # trailing positions no window reported (all NaN): not positions
+        out.pop()
+    return out or None
 
 
 @_metric("conditional_per_position", "b_j = a_j / a_(j-1), a_0 = 1", "excluded",
@@ -327,7 +330,9 @@ def tokens_per_step(table: pl.DataFrame) -> float | None:
     if _is_steps(table):
         s = _spec_steps(table)
         return _div(emitted_tokens(s), s.height) if s.height else None
-    rows = aggregation_rows(table).filter(pl.col("emitted_tokens").is_not_null())
+    rows = aggregation_rows(table)
+    if rows.height:
+        rows = rows.filter(pl.col("emitted_tokens").is_not_null() & (pl.col("_drafts") > 0))
     return _div(_sum(rows, "emitted_tokens"), _sum(rows, "_drafts"))
 
 
@@ -651,6 +656,7 @@ def summarize(result: Any) -> dict[str, Any]:
         "speedup.predicted": METRICS["speedup_predicted"].definition,
         "speedup.achieved": METRICS["speedup_achieved"].definition,
         "goodput": METRICS["goodput"].definition,
+        "time_breakdown": METRICS["time_breakdown"].definition,
         "tokens_per_s": METRICS["tokens_per_s"].definition,
         "windows_used": "rows aggregated: per source one window kind, interval > request > run > cumulative "
         "(last row per engine); see docs/metrics.md",

@@ -154,6 +154,8 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
          d.get("speedup.predicted", "")),
         ("achieved speed-up", fmt(sp.get("achieved"), 2) + "x", d.get("speedup.achieved", "")),
         ("optimal gamma", fmt(sp.get("optimal_gamma")), "argmax of the predicted speed-up at this alpha and c"),
+        ("tokens per step", fmt(s.get("tokens_per_step"), 2), d.get("tokens_per_step", "")),
+        ("step time split", _split(s.get("time_breakdown")), d.get("time_breakdown", "")),
         ("goodput (traces)", fmt(s.get("goodput"), 1) + " tok/s", d.get("goodput", "")),
         ("engine throughput", fmt(s.get("tokens_per_s"), 1) + " tok/s", d.get("tokens_per_s", "")),
         ("time span", f"{fmt(s.get('time_start'))} .. {fmt(s.get('time_end'))}", ""),
@@ -161,6 +163,12 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
                             f"{fmt(s.get('steps'))} steps", d.get("windows_used", "")),
     ]
     return [r for r in rows if r[1] not in ("-", "-x", "- tok/s", "- .. -", "- %")]
+
+
+def _split(tb: dict[str, Any] | None) -> str:
+    if not tb:
+        return "-"
+    return " / ".join(f"{part} {pct(tb.get(part + '_share'))}" for part in ("draft", "verify", "overhead"))
 
 
 def evidence_items(ev: dict[str, Any]) -> list[tuple[str, str]]:
@@ -324,11 +332,11 @@ def rule_codes(findings: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def render_junit(report: dict[str, Any], extra_cases: list[dict[str, Any]] | None = None,
-                 suite: str = "specdec-diag") -> str:
-    """JUnit XML: one testcase per rule code, a failure for each code with error findings (warnings
-    and info go to system-out). ``extra_cases`` (the gate's checks) are dicts with name, status
-    ('pass'|'fail'|'insufficient'), message, text. Numbers go in the failure text too, because
-    GitLab ignores properties and failure messages."""
+                 suite: str = "specdec-diag", fail_severities: tuple[str, ...] = ("error",)) -> str:
+    """JUnit XML: one testcase per rule code, a failure for each code with findings of
+    ``fail_severities`` (the rest go to system-out). ``extra_cases`` (the gate's checks) are dicts
+    with name, status ('pass'|'fail'|'insufficient'), message, text. Numbers go in the failure text
+    too, because GitLab ignores properties and failure messages."""
     cases: list[ET.Element] = []
     failures = skipped = 0
     by_code: dict[str, list[dict[str, Any]]] = {}
@@ -349,12 +357,12 @@ def render_junit(report: dict[str, Any], extra_cases: list[dict[str, Any]] | Non
     for code in rule_codes(report["findings"]):
         tc = ET.Element("testcase", classname=f"{suite}.rules", name=code, time="0")
         fs = by_code.get(code, [])
-        errors = [f for f in fs if f["severity"] == "error"]
+        errors = [f for f in fs if f["severity"] in fail_severities]
         if errors:
             failures += 1
             el = ET.SubElement(tc, "failure", message=errors[0]["title"], type=code)
             el.text = "\n\n".join(_finding_text(f) for f in errors)
-        rest = [f for f in fs if f["severity"] != "error"]
+        rest = [f for f in fs if f["severity"] not in fail_severities]
         if rest:
             ET.SubElement(tc, "system-out").text = "\n\n".join(_finding_text(f) for f in rest)
         cases.append(tc)

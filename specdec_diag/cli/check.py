@@ -65,7 +65,9 @@ def check(
     _print(outcome, cfg)
     if cfg.junit:
         cases = [c.junit_case() for c in outcome.checks if c.name != "findings"]
-        write_output(render_junit(outcome.report, cases, suite="specdec-diag check"), Path(cfg.junit))
+        failing = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[cfg.fail_on]
+        write_output(render_junit(outcome.report, cases, suite="specdec-diag check", fail_severities=failing),
+                     Path(cfg.junit))
     if write_report:
         write_output(render_json(outcome.report), write_report)
     gate.emit_github(outcome, echo=typer.echo)

@@ -61,6 +61,8 @@ def decode(
         raise fail("no prompt given: use --prompt TEXT (repeatable) or --prompts-file FILE")
     params = {"lenient": {"lenience": lenience}, "typical": {"epsilon": epsilon, "delta": delta}}.get(rule, {})
     try:
+        if after_step is not None and fault != "nan-verifier":
+            raise ValueError("--fault-after-step applies to --fault nan-verifier only")
         fparams = {"after_step": after_step} if after_step is not None else {}
         cfg = DecodeConfig(
             gamma=gamma, rule=Rule(rule, params), policy=policy, threshold=threshold,

@@ -287,9 +287,15 @@ def what_if(steps: Sequence[dict[str, Any]], baseline_steps: Sequence[dict[str, 
 
     drafted = sum(s["gamma_drafted"] for s in spec)
     t_d = sum(s["draft_ms"] for s in spec) / drafted
-    a_v, b_v = _fit_line([float(s["gamma_drafted"]) for s in spec], [float(s["verify_ms"]) for s in spec])
-    t_o = sum(s["overhead_ms"] for s in spec) / len(spec)
+    # verify time vs gamma: fit a line only where gamma really varied (>= 3 values with >= 5 steps each,
+    # e.g. the heuristic policy); else, and when the fit is unphysical, Leviathan's constant verify cost
     mean_verify = sum(s["verify_ms"] for s in spec) / len(spec)
+    a_v, b_v = mean_verify, 0.0
+    if sum(1 for cnt in gammas.values() if cnt >= 5) >= 3:
+        a_v, b_v = _fit_line([float(s["gamma_drafted"]) for s in spec], [float(s["verify_ms"]) for s in spec])
+        if a_v <= 0:
+            a_v, b_v = mean_verify, 0.0
+    t_o = sum(s["overhead_ms"] for s in spec) / len(spec)
     c = t_d / mean_verify if mean_verify > 0 else None
     base = [s for s in (baseline_steps or []) if s["gamma_drafted"] == 0]
     if base:

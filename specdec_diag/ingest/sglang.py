@@ -29,7 +29,7 @@ from specdec_diag.ingest._textparse import (
 from specdec_diag.ingest.base import Parsed
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
-VERSION = "1"  # bump when parsing changes: it is part of the scan cache key
+VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "sglang"
 ENGINE = "sglang"
 MARKERS = ("Decode batch", "Prefill batch", "server_args=", "ServerArgs(", "--speculative-", "--cuda-graph-max-bs")

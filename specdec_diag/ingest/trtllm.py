@@ -31,10 +31,11 @@ from specdec_diag.ingest._textparse import (
 from specdec_diag.ingest.base import Parsed
 from specdec_diag.schema import MALFORMED_SCHEMA, open_text
 
-VERSION = "1"  # bump when parsing changes: it is part of the scan cache key
+VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "trtllm"
 ENGINE = "trtllm"
-MARKERS = ('"specDecodingStats"', '"iterLatencyMS"', '"numActiveRequests"', '"speculative_decoding"')
+MARKERS = ('"specDecodingStats"', '"spec_decoding_stats"', '"iterLatencyMS"', '"numActiveRequests"',
+           '"speculative_decoding"', 'specDecodingStats\\"')
 _TIME_FORMATS = ("%m-%d-%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%m-%d-%Y %H:%M:%S%.f")
 _MAX_DOC = 256 * 1024 * 1024
 _SD_KEYS = ("numDraftTokens", "numAcceptedTokens", "numRequestsWithDraftTokens", "acceptanceLength",
@@ -43,7 +44,8 @@ _SD_KEYS = ("numDraftTokens", "numAcceptedTokens", "numRequestsWithDraftTokens",
 
 def detect(sample: str) -> bool:
     """Iteration stats carry ``specDecodingStats`` or ``iterLatencyMS``; perf metrics ``speculative_decoding``."""
-    return ("specDecodingStats" in sample or ("iterLatencyMS" in sample and "numActiveRequests" in sample)
+    return ("specDecodingStats" in sample or '"spec_decoding_stats"' in sample
+            or ("iterLatencyMS" in sample and "numActiveRequests" in sample)
             or ('"speculative_decoding"' in sample and "total_draft_tokens" in sample))
 
 
@@ -68,11 +70,16 @@ def _bad_number(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> str |
     return None
 
 
+_SNAKE = {"num_draft_tokens": "numDraftTokens", "num_accepted_tokens": "numAcceptedTokens",
+          "num_requests_with_draft_tokens": "numRequestsWithDraftTokens", "acceptance_length": "acceptanceLength",
+          "iter_latency_ms": "iterLatencyMS", "draft_overhead": "draftOverhead"}
+
+
 def _iteration(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any] | None, str | None]:
-    sd = obj.get("specDecodingStats")
+    sd = obj.get("specDecodingStats", obj.get("spec_decoding_stats"))
     if sd is not None and not isinstance(sd, dict):
         return None, "specDecodingStats is not an object"
-    sd = sd or {}
+    sd = {_SNAKE.get(k, k): v for k, v in (sd or {}).items()}
     why = _bad_number(sd, _SD_KEYS, "specDecodingStats.") or _bad_number(
         obj, ("iterLatencyMS", "numActiveRequests", "numQueuedRequests"), "")
     if why:
@@ -124,10 +131,16 @@ def _request(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any] 
 
 
 def _record(obj: Any, ln: int, source: str, rows: list, bad: list, text: str) -> None:
+    if isinstance(obj, str) and obj.lstrip().startswith("{"):  # get_stats() may return JSON strings
+        try:
+            obj = json.loads(obj)
+        except (ValueError, RecursionError):
+            bad.append((ln, "JSON string entry is not valid JSON", text))
+            return
     if not isinstance(obj, dict):
         bad.append((ln, "JSON value is not an object", text))
         return
-    if "specDecodingStats" in obj or "iterLatencyMS" in obj:
+    if "specDecodingStats" in obj or "spec_decoding_stats" in obj or "iterLatencyMS" in obj:
         row, why = _iteration(obj, ln, source)
     elif "speculative_decoding" in obj or isinstance(obj.get("perf_metrics"), dict):
         pm = obj["perf_metrics"] if isinstance(obj.get("perf_metrics"), dict) else obj
@@ -145,7 +158,7 @@ def _record(obj: Any, ln: int, source: str, rows: list, bad: list, text: str) ->
 def _decode_line(text: str) -> tuple[list[Any] | None, str | None]:
     """The JSON value(s) on one line, after any log prefix; (None, reason) when it does not parse."""
     s = text.strip()
-    is_array = s.startswith("[") and s[1:].lstrip()[:1] in ("{", "]")
+    is_array = s.startswith("[") and s[1:].lstrip()[:1] in ("{", "]", '"')
     start = 0 if is_array else s.find("{")
     if start < 0:
         return None, "no JSON object on the line"
@@ -162,7 +175,7 @@ def _decode_line(text: str) -> tuple[list[Any] | None, str | None]:
 def parse(lines: pl.DataFrame, source: str) -> Parsed:
     """Line mode: each marker line holding a whole JSON value (optionally after a log prefix)."""
     t = pl.col("text")
-    cand = norm_lines(lines).filter(t.str.contains(r'\{\s*"') | t.str.contains(r"^\s*\[\s*[\{\]]"))
+    cand = norm_lines(lines).filter(t.str.contains(r'\{\s*"') | t.str.contains(r"^\s*\[\s*[\{\]\"]"))
     rows: list[dict[str, Any]] = []
     bad: list[tuple[int, str, str]] = []
     for ln, text in cand.select("line", "text").iter_rows():
@@ -196,7 +209,7 @@ def _scan_document(text: str, source: str) -> Parsed | None:
         return p
 
     pos = skip(pos)
-    in_array = pos < n and text[pos] == "[" and text[skip(pos + 1):skip(pos + 1) + 1] in ("{", "]")
+    in_array = pos < n and text[pos] == "[" and text[skip(pos + 1):skip(pos + 1) + 1] in ("{", "]", '"')
     if in_array:
         pos = skip(pos + 1)
     elif not _pretty(text, pos):
@@ -208,7 +221,7 @@ def _scan_document(text: str, source: str) -> Parsed | None:
             in_array = False
             continue
         val = None
-        if text[pos] in "{[":
+        if text[pos] in "{[" or (in_array and text[pos] == '"'):
             try:
                 val, end = dec.raw_decode(text, pos)
             except (ValueError, RecursionError):

@@ -290,9 +290,11 @@ class VerifierMismatch(Rule):
     (1) greedy traces: an accept flag that disagrees with ``draft == argmax p`` at that position, or a
     verifier token that is not the target's argmax; (2) sampling traces: an accept flag that
     disagrees with ``r < min(1, p/q)`` for the recorded uniform ``r`` (lenient rule:
-    ``r < p/(l q)``); (3) the importance-weight identity: drafts are sampled from ``q``, so
-    ``E[min(p/q, 10)] <= 1``; a mean clearly above 1 means the recorded ``q`` is not the
-    distribution the drafts were sampled from (raw instead of processed draft logits).
+    ``r < p/(l q)``); (3) two identities of sampled drafts (``x ~ q``): ``E[min(p/q, 10)] <= 1``, and
+    ``E[min(1, p(x)/q(x))] = sum_x min(p, q)``, the recorded overlap ``min_pq``. A mean clearly above 1,
+    or implied acceptance clearly off the recorded overlap (|z| >= ``suspicious_z``), means the
+    recorded ``q`` is not the distribution the drafts were sampled from (raw instead of processed
+    draft logits).
 
     **Why it matters.** The output distribution equals the target's only if the test uses the same
     ``p`` and ``q`` the tokens were drawn from. A wrong ``q`` (transformers #47932 → PR #48007,
@@ -300,7 +302,8 @@ class VerifierMismatch(Rule):
     ignores the test is a bypassed verifier.
 
     **Evidence.** ``greedy_flag_mismatches``, ``greedy_token_mismatches``, ``sampling_flag_mismatches``
-    with the positions checked, and ``importance_weight_mean`` with its ``z`` score and ``positions``.
+    with the positions checked, ``importance_weight_mean`` with its ``z`` score, and
+    ``implied_acceptance`` vs ``recorded_overlap`` with ``overlap_z``.
 
     **Example.** Mean clipped p/q = 1.42 over 1,200 drafted positions (z = 11): q is not the draft's
     sampling distribution.
@@ -328,6 +331,8 @@ class VerifierMismatch(Rule):
             g_flag = g_tok = s_flag = 0
             g_checked = s_checked = 0
             weights: list[float] = []
+            implied = recorded = var_mpq = 0.0
+            n_mpq = 0
             for r in steps.iter_rows(named=True):
                 p, q = r["p"] or [], r["q"] or []
                 drafts, flags = r["draft_token_ids"] or [], r["accept_flags"] or []
@@ -358,9 +363,15 @@ class VerifierMismatch(Rule):
                             s_flag += 1
                             row_bad = True
                 if rule not in (None, "greedy"):
-                    for pi, qi in zip(p, q, strict=False):
+                    mpq = r.get("min_pq") or [None] * len(p)
+                    for pi, qi, mi in zip(p, q, mpq, strict=False):
                         if not _bad(pi) and not _bad(qi) and qi > 0:
                             weights.append(min(pi / qi, _CLIP))
+                            if not _bad(mi):
+                                implied += min(1.0, pi / qi)
+                                recorded += mi
+                                var_mpq += mi * (1.0 - mi)
+                                n_mpq += 1
                 if row_bad:
                     bad.append((src, r["line"]))
             problems = []
@@ -383,6 +394,18 @@ class VerifierMismatch(Rule):
                     score = max(score, min(1.0, m - 1.0))
                     if not bad:
                         bad = [(src, ln) for ln in steps["line"].to_list()]
+            if n_mpq >= th.min_steps and var_mpq > 0:
+                # E_{x~q}[min(1, p(x)/q(x))] = sum_x min(p, q): per position the implied acceptance
+                # probability must average to the recorded overlap min_pq
+                z2 = (implied - recorded) / math.sqrt(var_mpq)
+                if abs(z2) >= th.suspicious_z:
+                    ev.update(implied_acceptance=implied / n_mpq, recorded_overlap=recorded / n_mpq,
+                              overlap_z=z2, overlap_positions=n_mpq)
+                    problems.append(f"acceptance implied by the recorded p/q ({implied / n_mpq:.2f}) differs from "
+                                    f"the recorded overlap sum min(p, q) ({recorded / n_mpq:.2f}), z = {z2:.1f}")
+                    score = max(score, min(1.0, abs(implied - recorded) / n_mpq))
+                    if not bad:
+                        bad = [(src, ln) for ln in steps["line"].to_list()]
             if not problems:
                 continue
             ev["definitions"] = {
@@ -391,7 +414,11 @@ class VerifierMismatch(Rule):
                 "sampling_flag_mismatches": "positions where accept flag != (r * l * q < p), l = lenience (1)",
                 "importance_weight_mean": "mean of min(p/q, 10) over drafted positions; <= 1 when drafts "
                                           "are sampled from the recorded q",
-                "importance_weight_z": "(mean - 1) / standard error"}
+                "importance_weight_z": "(mean - 1) / standard error",
+                "implied_acceptance": "mean of min(1, p/q) over drafted positions (recorded p, q)",
+                "recorded_overlap": "mean of the recorded min_pq = sum_x min(p(x), q(x)) at those positions",
+                "overlap_z": "(sum implied - sum recorded) / sqrt(sum min_pq (1 - min_pq)); the two agree in "
+                             "expectation when the drafts were sampled from the recorded q"}
             out.append(self.finding(
                 ctx, "Verifier inconsistent with its own recorded numbers: " + "; ".join(problems), ev,
                 "Compute q from the processed draft logits (same temperature/top-k/top-p as the target), "

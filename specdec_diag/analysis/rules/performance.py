@@ -101,11 +101,12 @@ def _fit(s: pl.DataFrame) -> dict[str, Any] | None:
 class DraftTooExpensive(Rule):
     """The drafter's cost ratio c is too high for the achieved acceptance.
 
-    **What it detects.** Traces (or windows with draft/verify times) where the measured cost ratio
-    ``c`` (one draft forward over one target forward) makes Leviathan's predicted speed-up
-    ``S(alpha, gamma, c)`` fall below ``min_speedup`` although a cheap drafter
-    (``c = assumed_cost_ratio``) would reach it at this alpha - so it is the cost, not the acceptance -
-    or where drafting takes at least ``draft_share`` of the step time.
+    **What it detects.** Traces where the measured cost ratio ``c`` (one draft forward over one target
+    forward) makes Leviathan's predicted speed-up ``S(alpha, gamma, c)`` fall below ``min_speedup``
+    while either a cheap drafter (``c = assumed_cost_ratio``) would reach it at this alpha - so it is
+    the cost, not the acceptance - or drafting takes at least ``draft_share`` of the step time. On
+    engine windows with draft/verify times (TRT-LLM ``draftOverhead``), a draft share of at least
+    ``draft_share``.
 
     **Why it matters.** Speculation pays only when ``alpha > c`` (Cor. 3.9), and well above it in
     practice. High acceptance with no speed-up is the classic symptom (vllm #39680: AR 96.6 % at
@@ -127,6 +128,9 @@ class DraftTooExpensive(Rule):
     family = "performance"
     thresholds = ("min_speedup", "draft_share", "assumed_cost_ratio", "min_steps")
     problems = ("P14", "decoder_anchors §1.4", "decoder_anchors §5.9")
+    # a step that is structurally broken makes alpha and the step cost meaningless: fix that first
+    explained_by = ("KV_ROLLBACK", "STRUCTURE_VIOLATION", "PINNED_ACCEPTANCE_LENGTH", "BONUS_DROPPED",
+                    "SEQUENTIAL_VERIFY")
 
     def check(self, ctx: Context) -> list[Finding]:
         from specdec_diag.analysis import metrics
@@ -149,8 +153,9 @@ class DraftTooExpensive(Rule):
             s_cheap = theory.optimal_gamma(acc.alpha, th.assumed_cost_ratio)[1]
             g_opt, s_opt = theory.optimal_gamma(acc.alpha, c)
             share = tb.get("draft_share", 0.0)
-            costly = s_now < th.min_speedup and s_cheap >= th.min_speedup
-            if not (costly or share >= th.draft_share):
+            # blame the drafter only when speculation does not pay, and either a cheap drafter would make
+            # it pay at this alpha or drafting dominates the step
+            if not (s_now < th.min_speedup and (s_cheap >= th.min_speedup or share >= th.draft_share)):
                 continue
             ev = {"cost_ratio": c, "alpha_estimate": acc.alpha, "gamma": k, "predicted_speedup": s_now,
                   "predicted_speedup_cheap_draft": s_cheap, "optimal_gamma": g_opt,

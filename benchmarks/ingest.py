@@ -145,45 +145,51 @@ def _has(cmd: str) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--size-mb", type=int, nargs="+", default=[1024], help="one run per size (MB)")
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument("--all-cores", action="store_true", help="also time our scan with every core")
     args = ap.parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
-    path = DATA / f"vllm_v1_{args.size_mb}mb.log"
-    if not path.exists():
-        t = time.time()
-        generate(path, args.size_mb)
-        print(f"generated {path} in {time.time() - t:.0f} s", file=sys.stderr)
+    tables = []
+    for size in args.size_mb:
+        path = DATA / f"vllm_v1_{size}mb.log"
+        if not path.exists():
+            t = time.time()
+            generate(path, size)
+            print(f"generated {path} in {time.time() - t:.0f} s", file=sys.stderr)
+        tables.append(bench(path, args.all_cores))
+        print(tables[-1], flush=True)
+    if args.write_doc:
+        cmd = ".venv/bin/python benchmarks/ingest.py --write-doc --size-mb " + " ".join(map(str, args.size_mb)) + (
+            " --all-cores" if args.all_cores else "")
+        DOC.write_text(DOC_TEMPLATE.format(tables="\n\n".join(tables), cmd=cmd,
+                                           date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+
+
+def bench(path: Path, all_cores: bool) -> str:
     size_mb = path.stat().st_size / 1e6
     subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
     results = [run("specdec-diag scan (1 core)", _OURS, path, 1),
                run("Python re loop (1 core)", _PYRE, path, 1),
                run("grep -c 'SpecDecoding metrics' (1 core)", _GREP, path, 1)]
-    if args.all_cores:
+    if all_cores:
         n = len(os.sched_getaffinity(0))
         results.insert(1, run(f"specdec-diag scan ({n} cores)", _OURS, path, n))
     grep_s = results[-1]["seconds"]
-    lines = [f"file: {path.relative_to(ROOT)} ({size_mb:.0f} MB), {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python {platform.python_version()}",
+    lines = [f"**{path.relative_to(ROOT)}** ({size_mb:.0f} MB), {platform.machine()}, {os.cpu_count()} CPUs, "
+             f"load average {os.getloadavg()[0]:.1f} at the end, Python {platform.python_version()}",
              "", "| contender | seconds | MB/s | × grep time | peak RSS (MB) | records |", "|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['name']} | {r['seconds']:.2f} | {size_mb / r['seconds']:.0f} | "
                      f"{r['seconds'] / grep_s:.1f} | {r['rss_mb']:.0f} | {r['records']} |")
-    table = "\n".join(lines)
-    print(table)
-    if args.write_doc:
-        cmd = "make bench` or `.venv/bin/python benchmarks/ingest.py --write-doc" + (
-            "" if args.size_mb == 1024 else f" --size-mb {args.size_mb}") + (" --all-cores" if args.all_cores else "")
-        DOC.write_text(DOC_TEMPLATE.format(table=table, cmd=cmd, date=time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                    time.gmtime())))
+    return "\n".join(lines)
 
 
 DOC_TEMPLATE = """# Ingest benchmark
 
 Measured {date} with `{cmd}` (written by the script; rerun it to refresh).
 
-{table}
+{tables}
 
 What is measured: wall time of one scan of the file from the page cache, with no Parquet cache, in
 a subprocess pinned to one core (`taskset`, `POLARS_MAX_THREADS=1`); peak RSS is that subprocess's
@@ -192,11 +198,18 @@ Python loop and our scan: SpecDecoding + throughput rows). The Python loop parse
 shapes of this file; our scan also runs every other registered source's markers over every line,
 validates identities, converts, and builds the full window table.
 
-How the scan gets there: the file is read in 32 MB pieces cut at line boundaries; each piece becomes
-a one-column polars frame of lines (CSV reader with a separator that does not occur in logs); a
-single regex alternation of all sources' literal markers (SIMD literal search) keeps the few lines
-that matter; only those go through the format regexes. Memory is bounded by the piece size plus the
-kept lines, not by the file size.
+How the scan gets there: files up to 384 MB are read by polars' streaming CSV reader over a memory
+map, with a separator that does not occur in logs, so each row is a line; the row index gives the
+line number and a single regex alternation of all sources' literal markers (SIMD literal search)
+keeps the lines that matter, in the same pass. Larger files are read in 32 MB pieces cut at line
+boundaries (the same fused split + filter per piece), so the mapped file never counts in RSS; kept
+lines are parsed in batches of 64 MB. Only kept lines go through the format regexes.
+
+Reading the figures: the 2-CPU machine was shared with seven other engineers' builds and tests
+(load average above), so absolute MB/s are several times below what an idle core gives; the ratios
+between contenders measured in the same minute are the meaningful part. The file's mix is ~30 %
+metric lines by bytes, far more than a production log (where access and request lines dominate),
+so it stresses the parsing rather than the reading.
 """
 
 

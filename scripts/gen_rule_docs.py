@@ -81,6 +81,32 @@ def index() -> str:
         for r in sorted(rules, key=lambda r: r.code):
             out.append(f"| [{r.code}]({r.code}.md) | {r.severity} | {r.summary} |")
         out.append("")
+    out += ["## Using it", "",
+            "`specdec-diag report PATH... --config specdec.toml` reads the `[thresholds]` table (unknown names "
+            "or wrong types are a one-line error naming the file). From Python:", "",
+            "```python",
+            "from specdec_diag.ingest import scan",
+            "from specdec_diag.analysis.rules import Thresholds, run_rules",
+            "findings = run_rules(scan(['logs/']), Thresholds.from_toml('specdec.toml'),",
+            "                     select=None, ignore=['METRIC_DEFINITION'])",
+            "```", "",
+            "A finding carries `code`, `severity`, `title`, `evidence` (numbers plus `definitions` of each), "
+            "`recommendation` (which flag or knob), `locations` (file and line of the windows or steps it came "
+            "from, at most `max_locations`, the rest counted in `evidence['more_locations']`) and `score` "
+            "(estimated impact, used for ranking). A rule that cannot judge emits nothing or an info "
+            "\"not enough data\" note. When a correctness error explains a symptom on the same input (a "
+            "leaked KV cache lowers acceptance) the symptom is kept as info with `evidence['explained_by']`.",
+            "",
+            "## Adding a rule", "",
+            "1. Subclass `Rule` in the family module (`acceptance`, `performance`, `correctness`, `config`, "
+            "`data`), decorate it with `@register`, give it a stable `code`, `severity`, the `thresholds` it "
+            "reads (new ones go in `thresholds.py` with a docstring) and the `problems` it comes from.",
+            "2. Its docstring is its page: first line, then **What it detects / Why it matters / Evidence / "
+            "Example / Fix** paragraphs.",
+            "3. Add a bad case to `tests/fixtures/rules/cases.py` (a real-format log via `make_logs.py` or a "
+            "synthetic trace via `synth.py`); every healthy case must stay silent.",
+            "4. `python scripts/gen_rule_docs.py` and `python tests/fixtures/rules/evaluate.py sample_logs > "
+            "docs/rules-evaluation.md`.", ""]
     out += ["## Thresholds", "", "| name | default | meaning |", "|---|---|---|"]
     tdocs = threshold_docs()
     for f in fields(Thresholds):

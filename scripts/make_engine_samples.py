@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "sample_logs" / "engines" / "vllm"
-T0 = dt.datetime(2026, 3, 14, 9, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 3, 14, 9, 0, 0, tzinfo=dt.UTC)
 
 # scenario -> (description, finding codes a correct diagnosis should raise)
 SCENARIOS: dict[str, tuple[str, str]] = {

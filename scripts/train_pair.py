@@ -22,41 +22,19 @@ import math
 import random
 import shutil
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-# Files never trained on (not even by the tokenizer): the evaluation prompts come from these.
-HELD_OUT = ("textwrap.py", "fractions.py", "shlex.py", "csv.py", "calendar.py", "string.py")
-# Test suites, generated codec tables and third-party code are not the kind of text we want.
-EXCLUDE_PARTS = {"test", "tests", "idle_test", "site-packages", "encodings", "__pycache__"}
+from specdec_diag.assets import EXCLUDE_PARTS, HELD_OUT, corpus_files, heldout_prompts, read
+
 SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"]
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def corpus_files() -> tuple[Path, list[Path], list[Path]]:
-    """(stdlib root, training files, held-out files), both sorted by relative path."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(
-        (f for f in root.rglob("*.py")
-         if not (EXCLUDE_PARTS & set(f.relative_to(root).parts)) and not f.name.startswith("test_")),
-        key=lambda f: f.relative_to(root).as_posix(),
-    )
-    held = [f for f in files if f.relative_to(root).as_posix() in HELD_OUT]
-    train = [f for f in files if f not in held]
-    if len(held) != len(HELD_OUT):
-        sys.exit(f"{root}: expected held-out files {HELD_OUT}, found {[f.name for f in held]}")
-    return root, train, held
-
-
-def read(f: Path) -> str:
-    return f.read_text(encoding="utf-8", errors="replace")
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, out: Path):
@@ -186,7 +164,7 @@ def evaluate(target, draft, tok, held_texts: list[str], args) -> dict:
     }
     g = args.eval_gamma
     drafted = accepted = steps = emitted = 0
-    for p in heldout_prompts(tok, held_texts, args.eval_prompts, args.prompt_tokens):
+    for p in heldout_prompts(tok, args.eval_prompts, args.prompt_tokens, texts=held_texts):
         seq = target.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
                               do_sample=False, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
         gen = seq[0, len(p):]
@@ -206,22 +184,33 @@ def evaluate(target, draft, tok, held_texts: list[str], args) -> dict:
     return out
 
 
-def heldout_prompts(tok, held_texts: list[str], n: int, length: int) -> list[list[int]]:
-    """n prompts of ``length`` tokens, spread evenly over the held-out files (deterministic)."""
-    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in held_texts]
-    prompts = []
-    for i in range(n):
-        f = ids[i % len(ids)]
-        k = i // len(ids)
-        start = min(len(f) - length, (k + 1) * len(f) // (n // len(ids) + 2))
-        prompts.append(f[start : start + length])
-    return prompts
-
-
 def save_fp16(model, tok, out: Path) -> None:
     model.to(torch.float16).save_pretrained(out, safe_serialization=True)
     model.to(torch.float32)
     tok.save_pretrained(out)
+
+
+def write_readme(out: Path, meta: dict) -> None:
+    """pair/README.md: what the two directories are and the figures from train_meta.json."""
+    t, d, ev = meta["target"], meta["draft"], meta["eval"]
+    (out / "README.md").write_text(f"""# Bundled target/draft pair
+
+Trained from scratch by `scripts/train_pair.py` (seed {meta['seed']}) on the Python {meta['corpus']['python']}
+standard library source ({meta['corpus']['files']} files, {meta['corpus']['tokens']} tokens); see
+docs/model-pair.md. Loaded by default by `specdec-diag decode` (specdec_diag/decoder/models.py).
+
+| | layers x hidden | params | steps | final train CE |
+|---|---|---:|---:|---:|
+| target/ | {t['layers']} x {t['hidden']} | {t['params']} | {t['steps']} | {t['history'][-1]['ce']} |
+| draft/ (distilled) | {d['layers']} x {d['hidden']} | {d['params']} | {d['steps']} | {d['history'][-1]['ce']} |
+
+Tokenizer: byte-level BPE, {meta['tokenizer']['vocab_size']} tokens, identical in both directories.
+Weights: float16 safetensors. Held-out files: {', '.join(meta['corpus']['held_out'])}.
+Held-out CE target {ev['target_ce']} / draft {ev['draft_ce']}; teacher-forced top-1 agreement
+{ev['top1_agreement_heldout_text']}; greedy acceptance at gamma = {ev['gamma']} on {ev['prompts']} held-out
+prompts x {ev['new_tokens']} tokens: {ev['greedy_acceptance_rate']} (mean acceptance length
+{ev['mean_acceptance_length']}). Full record: train_meta.json.
+""")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
 
-    root, train_files, held_files = corpus_files()
+    try:
+        root, train_files, held_files = corpus_files()
+    except FileNotFoundError as exc:
+        sys.exit(str(exc))
     texts = [read(f) for f in train_files]
     held_texts = [read(f) for f in held_files]
     log(f"corpus: {len(train_files)} files, {sum(map(len, texts)) / 1e6:.1f} M chars from {root}; "
@@ -336,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": round(time.perf_counter() - t_all, 1),
     }
     (out / "train_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_readme(out, meta)
     shutil.rmtree(work)
     log(f"done in {meta['total_seconds']} s -> {out}")
     return 0

@@ -91,7 +91,7 @@ def test_line_numbers_are_exact(blob):
 def test_streaming_reader_agrees_with_exact_reader(parts, eol):
     """The fast streaming reader must number and select lines exactly like the exact reader (or give
     up, in which case the scan falls back to the exact one)."""
-    from specdec_diag.ingest.scan import _marker_regex, _scan_lazy
+    from specdec_diag.ingest.scan import _chunk_marked, _marker_regex, _scan_lazy
 
     blob = eol.join(parts)
     rx = _marker_regex(ALL_MARKERS)
@@ -100,11 +100,13 @@ def test_streaming_reader_agrees_with_exact_reader(parts, eol):
         p.write_bytes(blob)
         got: list[pl.DataFrame] = []
         total = _scan_lazy(p, rx, got.append, len(blob), None)
+    exact = lines_frame(blob, 1)
+    want = exact.filter(pl.col("text").str.contains(rx))
+    piece, n = _chunk_marked(blob, 1, rx)  # the bounded-memory reader for big files
+    assert n == exact.height and piece["line"].to_list() == want["line"].to_list()
     if total is None:
         return
-    exact = lines_frame(blob, 1)
     assert total == exact.height
-    want = exact.filter(pl.col("text").str.contains(rx))
     have = pl.concat(got) if got else want.clear()
     assert have["line"].to_list() == want["line"].to_list()
     assert have["text"].str.strip_chars_end("\r").to_list() == want["text"].str.strip_chars_end("\r").to_list()

@@ -54,7 +54,11 @@ def test_server_rate_variant_2025():
     assert a["format"] == "llamacpp-server-rate" and a["window"] == "request"
     assert (a["accepted_tokens"], a["draft_tokens"]) == (19, 33)
     assert a["acceptance_rate"] == pytest.approx(19 / 33)
-    assert a["gen_tps"] == 99.0 and a["tpot_ms"] == pytest.approx(10.10) and a["ttft_ms"] == pytest.approx(129.05)
+    assert (
+        a["gen_tps"] == 99.0
+        and a["tpot_ms"] == pytest.approx(10.10)
+        and a["ttft_ms"] == pytest.approx(129.05)
+    )
     assert a["prompt_tps"] == pytest.approx(100.74)
     assert a["mean_acceptance_length"] is None and a["time"] is None
     assert b["acceptance_rate"] == 0.0 and b["draft_tokens"] == 64 and b["gen_tps"] == 80.0
@@ -83,8 +87,12 @@ def test_server_per_position_steps_and_statistics():
     assert steps["per_position_acceptance"] == [1.0, 1.0, 0.0, 0.0]
     # statistics: cumulative 4 -> 6 drafts, 16 -> 24 tokens, 8 -> 12 accepted; dur(g) 12 -> 20 ms
     cum = w.filter((pl.col("format") == "llamacpp-statistics") & (pl.col("window") == "cumulative"))
-    assert cum["num_drafts"].to_list() == [4, 6] and cum["engine_id"].to_list() == ["pid=4242 draft-simple"] * 2
-    iv = w.filter((pl.col("format") == "llamacpp-statistics") & (pl.col("window") == "interval")).row(0, named=True)
+    assert (
+        cum["num_drafts"].to_list() == [4, 6] and cum["engine_id"].to_list() == ["pid=4242 draft-simple"] * 2
+    )
+    iv = w.filter((pl.col("format") == "llamacpp-statistics") & (pl.col("window") == "interval")).row(
+        0, named=True
+    )
     assert (iv["num_drafts"], iv["draft_tokens"], iv["accepted_tokens"]) == (2, 8, 4)
     assert iv["acceptance_rate"] == 0.5 and iv["mean_acceptance_length"] == 3.0 and iv["draft_ms"] == 8.0
     # per-position difference of printed (3-decimal) cumulative rates: counts 3,2,2,1 -> 5,4,2,1
@@ -98,7 +106,9 @@ def test_finalize_is_idempotent_and_keeps_files_apart():
     both = pl.concat([p.windows, other])
     once = llamacpp.finalize(both)
     assert once.height == both.height  # each file's one difference, none across the two files
-    assert llamacpp.finalize(once).sort("source", "line", "window").equals(once.sort("source", "line", "window"))
+    assert (
+        llamacpp.finalize(once).sort("source", "line", "window").equals(once.sort("source", "line", "window"))
+    )
 
 
 def test_vocab_mismatch_becomes_config_fact():
@@ -121,14 +131,24 @@ def test_detect():
     assert not llamacpp.detect("[2025-10-21 09:00:03 TP0] Decode batch. #running-req: 1, #token: 256")
 
 
-@pytest.mark.parametrize("text", [
-    "", "draft acceptance = ", "draft acceptance rate = nan (nan accepted / -1 generated)",
-    "statistics x: #calls(b,g,a) = 1 2", "n_draft = 99999999999999999999999999", "accept    = %",
-    "slot update_slots: id  0 | task 1 | accepted 99999999999999999999/4 draft tokens",
-    "draft acceptance = 0.5 (1 accepted / 2 generated), mean len = 2.0, acceptance rate per position = (,,)",
-    "eval time = " + "9" * 1_000_000, "\x00\ufffd statistics  #calls",
-    "n_drafted = 99999999999999999999999", "n_accept = 1.5.5",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "draft acceptance = ",
+        "draft acceptance rate = nan (nan accepted / -1 generated)",
+        "statistics x: #calls(b,g,a) = 1 2",
+        "n_draft = 99999999999999999999999999",
+        "accept    = %",
+        "slot update_slots: id  0 | task 1 | accepted 99999999999999999999/4 draft tokens",
+        "draft acceptance = 0.5 (1 accepted / 2 generated), mean len = 2.0, "
+        "acceptance rate per position = (,,)",
+        "eval time = " + "9" * 1_000_000,
+        "\x00\ufffd statistics  #calls",
+        "n_drafted = 99999999999999999999999",
+        "n_accept = 1.5.5",
+    ],
+)
 def test_never_raises(text):
     lines = [text, "n_draft = 3", text, "n_accept = 99999999999999999999999", "n_drafted = 4"]
     p = llamacpp.parse(pl.DataFrame({"line": range(1, 6), "text": lines}), "junk.log")
@@ -147,7 +167,7 @@ def test_scan_end_to_end():
 def test_samples_parse_cleanly():
     d = Path(__file__).parents[1] / "sample_logs" / "engines" / "llamacpp"
     got = {}
-    for f in sorted(x for x in d.iterdir() if x.is_file() and not x.name.startswith(".")):
+    for f in sorted(x for x in d.iterdir() if x.is_file() and x.suffix != ".md" and not x.name.startswith(".")):
         p = llamacpp.parse(lines_of(f), str(f))
         assert p.malformed.height == 0, f
         got[f.stem] = p
@@ -158,7 +178,9 @@ def test_samples_parse_cleanly():
     assert healthy["acceptance_rate"].min() > 0.4
     # per-request summaries agree with the per-step lines they summarise
     for r in healthy.to_dicts():
-        assert r["mean_acceptance_length"] == pytest.approx(1 + r["accepted_tokens"] / r["num_drafts"], abs=0.005)
+        assert r["mean_acceptance_length"] == pytest.approx(
+            1 + r["accepted_tokens"] / r["num_drafts"], abs=0.005
+        )
     stops = got["unhealthy_spec_stops"].windows
     iv = stops.filter((pl.col("format") == "llamacpp-statistics") & (pl.col("window") == "interval"))
     assert iv["num_drafts"].to_list() == [0] * iv.height  # drafting stopped after the first request
@@ -169,15 +191,50 @@ def test_fuzzed_lines_never_raise():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    frags = st.sampled_from([
-        "slot print_timing: id  0 | task 3 | ", "slot update_slots: id  0 | task 3 | ", "accepted ", "/",
-        " draft tokens", "draft acceptance = ", "draft acceptance rate = ", "(", ")", " accepted / ",
-        " generated", ", mean len = ", ", mean acceptance length = ", ", acceptance rate per position = (",
-        "statistics draft-simple: #calls(b,g,a) = ", ", #gen drafts = ", ", #acc drafts = ", ", #gen tokens = ",
-        ", #acc tokens = ", ", dur(b,g,a) = ", " ms", "n_draft   = ", "n_drafted = ", "n_accept  = ",
-        "n_predict = ", "accept    = ", "%", "eval time = ", " ms / ", " tokens (", " ms per token, ",
-        " tokens per second)", "0", "4", "0.5", "nan", "99999999999999999999", ", ", "[12] ", "\x00",
-    ])
+    frags = st.sampled_from(
+        [
+            "slot print_timing: id  0 | task 3 | ",
+            "slot update_slots: id  0 | task 3 | ",
+            "accepted ",
+            "/",
+            " draft tokens",
+            "draft acceptance = ",
+            "draft acceptance rate = ",
+            "(",
+            ")",
+            " accepted / ",
+            " generated",
+            ", mean len = ",
+            ", mean acceptance length = ",
+            ", acceptance rate per position = (",
+            "statistics draft-simple: #calls(b,g,a) = ",
+            ", #gen drafts = ",
+            ", #acc drafts = ",
+            ", #gen tokens = ",
+            ", #acc tokens = ",
+            ", dur(b,g,a) = ",
+            " ms",
+            "n_draft   = ",
+            "n_drafted = ",
+            "n_accept  = ",
+            "n_predict = ",
+            "accept    = ",
+            "%",
+            "eval time = ",
+            " ms / ",
+            " tokens (",
+            " ms per token, ",
+            " tokens per second)",
+            "0",
+            "4",
+            "0.5",
+            "nan",
+            "99999999999999999999",
+            ", ",
+            "[12] ",
+            "\x00",
+        ]
+    )
     line = st.lists(frags, max_size=16).map("".join)
 
     @settings(max_examples=60, deadline=None)
@@ -213,7 +270,41 @@ def test_inline_headers_and_older_statistics_form():
     # ngram_simple: 5 -> 9 drafts, 60 -> 108 tokens, 40 -> 52 accepted; the two draft-mtp lines have
     # different engine ids (one with a pid wrapper), so they are not differenced together
     assert iv.select("engine_id", "num_drafts", "draft_tokens", "accepted_tokens").rows() == [
-        ("ngram_simple", 4, 48, 12)]
+        ("ngram_simple", 4, 48, 12)
+    ]
     assert iv["mean_acceptance_length"][0] == pytest.approx(4.0)
     last = cum.row(3, named=True)
     assert last["per_position_acceptance"] == pytest.approx([0.889, 0.6, 0.33]) and last["k"] == 3
+
+
+def test_records_accepting_more_than_drafted_are_malformed():
+    lines = [
+        "draft acceptance rate = 2.00000 (   20 accepted /    10 generated)",
+        "statistics draft-simple: #calls(b,g,a) = 1 2 2, #gen drafts = 2, #acc drafts = 2, #gen tokens = 8, "
+        "#acc tokens = 2026",
+        "n_draft   = 4",
+        "n_predict = 10",
+        "n_drafted = 8",
+        "n_accept  = 9",
+        "accept    = 112.500%",
+    ]
+    p = llamacpp.parse(pl.DataFrame({"line": range(1, 8), "text": lines}), "x.log")
+    assert p.windows.height == 0
+    assert p.malformed["line"].to_list() == [1, 2, 3]  # the summary block is reported at its start
+
+
+def test_example_summary_behind_log_prefixes():
+    """Builds with timestamps on print the summary through the logger: '0.31.337.771 I n_draft = 3'."""
+    lines = [
+        "0.31.300.000 I decoded  260 tokens in   10.400 seconds, speed:   25.000 t/s",
+        "0.31.337.771 I n_draft   = 3",
+        "0.31.337.772 I n_predict = 260",
+        "0.31.337.773 I n_drafted = 270",
+        "0.31.337.774 I n_accept  = 170",
+        "0.31.337.775 I accept    = 62.963%",
+    ]
+    p = llamacpp.parse(pl.DataFrame({"line": range(1, 7), "text": lines}), "x.log")
+    r = p.windows.row(0, named=True)
+    assert (r["k"], r["draft_tokens"], r["accepted_tokens"], r["emitted_tokens"]) == (3, 270, 170, 260)
+    assert r["mean_acceptance_length"] == pytest.approx(260 / 90) and r["gen_tps"] == 25.0
+    assert p.malformed.height == 0

@@ -124,19 +124,35 @@ def test_malformed_samples():
 def test_detect():
     assert prometheus.detect((FIX / "tgi.prom").read_text())
     assert prometheus.detect((FIX / "two_engines.prom").read_text())
-    assert not prometheus.detect("INFO 05-06 06:11:23 [metrics.py:101] SpecDecoding metrics: Accepted: 1 tokens")
+    assert not prometheus.detect(
+        "INFO 05-06 06:11:23 [metrics.py:101] SpecDecoding metrics: Accepted: 1 tokens"
+    )
 
 
-@pytest.mark.parametrize("text", [
-    "", "vllm:spec_decode_num_drafts_total", "vllm:spec_decode_num_drafts_total{engine=\"0\"} NaN",
-    "vllm:spec_decode_num_drafts_total{engine=\"0\"} 1e400", "vllm:spec_decode_num_drafts_total -Inf",
-    "tgi_request_skipped_tokens_bucket{le=\"x\"} 3", "tgi_request_skipped_tokens_count 1e300",
-    "# 9999-99-99T99:99:99Z", "sglang:spec_accept_length{" + "a" * 1_000_000 + "} 1",
-    "vllm:spec_decode_num_drafts_total 5 99999999999999999999999",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "vllm:spec_decode_num_drafts_total",
+        'vllm:spec_decode_num_drafts_total{engine="0"} NaN',
+        'vllm:spec_decode_num_drafts_total{engine="0"} 1e400',
+        "vllm:spec_decode_num_drafts_total -Inf",
+        'tgi_request_skipped_tokens_bucket{le="x"} 3',
+        "tgi_request_skipped_tokens_count 1e300",
+        "# 9999-99-99T99:99:99Z",
+        "sglang:spec_accept_length{" + "a" * 1_000_000 + "} 1",
+        "vllm:spec_decode_num_drafts_total 5 99999999999999999999999",
+    ],
+)
 def test_never_raises(text):
-    lines = [text, "tgi_request_skipped_tokens_sum 3", text, "vllm:spec_decode_num_draft_tokens_total 1",
-             "vllm:spec_decode_num_drafts_total 0", "sglang:spec_accept_rate nan"]
+    lines = [
+        text,
+        "tgi_request_skipped_tokens_sum 3",
+        text,
+        "vllm:spec_decode_num_draft_tokens_total 1",
+        "vllm:spec_decode_num_drafts_total 0",
+        "sglang:spec_accept_rate nan",
+    ]
     p = prometheus.parse(pl.DataFrame({"line": range(1, len(lines) + 1), "text": lines}), "junk.prom")
     assert dict(p.windows.schema) == WINDOW_SCHEMA
     prometheus.finalize(p.windows)
@@ -164,7 +180,7 @@ def test_overlapping_files_with_the_same_labels_are_not_differenced(tmp_path):
 def test_samples_parse_cleanly():
     d = Path(__file__).parents[1] / "sample_logs" / "engines" / "prometheus"
     got = {}
-    for f in sorted(x for x in d.iterdir() if x.is_file() and not x.name.startswith(".")):
+    for f in sorted(x for x in d.iterdir() if x.is_file() and x.suffix != ".md" and not x.name.startswith(".")):
         assert prometheus.detect(f.read_text()), f
         p = prometheus.parse_file(f, str(f))
         assert p.malformed.height == 0, f
@@ -182,15 +198,33 @@ def test_fuzzed_scrapes_never_raise():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    names = st.sampled_from([
-        "vllm:spec_decode_num_drafts_total", "vllm:spec_decode_num_draft_tokens_total",
-        "vllm:spec_decode_num_accepted_tokens_total", "vllm:spec_decode_num_accepted_tokens_per_pos_total",
-        "vllm:spec_decode_num_emitted_tokens_total", "vllm:spec_decode_efficiency", "sglang:spec_accept_length",
-        "sglang:spec_accept_rate", "tgi_request_skipped_tokens_bucket", "tgi_request_skipped_tokens_count",
-        "tgi_request_skipped_tokens_sum", "vllm:num_requests_running",
-    ])
-    labels = st.sampled_from(["", '{engine="0",model_name="m"}', '{position="1",engine="0"}', '{le="1.0"}',
-                              '{le="+Inf"}', '{position="x"}', "{"])
+    names = st.sampled_from(
+        [
+            "vllm:spec_decode_num_drafts_total",
+            "vllm:spec_decode_num_draft_tokens_total",
+            "vllm:spec_decode_num_accepted_tokens_total",
+            "vllm:spec_decode_num_accepted_tokens_per_pos_total",
+            "vllm:spec_decode_num_emitted_tokens_total",
+            "vllm:spec_decode_efficiency",
+            "sglang:spec_accept_length",
+            "sglang:spec_accept_rate",
+            "tgi_request_skipped_tokens_bucket",
+            "tgi_request_skipped_tokens_count",
+            "tgi_request_skipped_tokens_sum",
+            "vllm:num_requests_running",
+        ]
+    )
+    labels = st.sampled_from(
+        [
+            "",
+            '{engine="0",model_name="m"}',
+            '{position="1",engine="0"}',
+            '{le="1.0"}',
+            '{le="+Inf"}',
+            '{position="x"}',
+            "{",
+        ]
+    )
     values = st.sampled_from(["0", "1", "5.0", "-3", "NaN", "+Inf", "1e308", "x", ""])
     seps = st.sampled_from(["# 2025-06-01T12:00:00Z", "# EOF", "=== 2025-06-01 12:00:01 UTC ===", "# time=5"])
     sample = st.tuples(names, labels, values).map(lambda t: f"{t[0]}{t[1]} {t[2]}")
@@ -203,3 +237,23 @@ def test_fuzzed_scrapes_never_raise():
         prometheus.finalize(pl.concat([p.windows, p.windows.with_columns(pl.lit("b").alias("source"))]))
 
     run()
+
+
+@pytest.mark.parametrize(
+    ("sep", "iso"),
+    [
+        ("# 2025-06-01T14:00:05+02:00", "2025-06-01T12:00:05+00:00"),
+        ("=== 2025-06-01 12:00:05 UTC ===", "2025-06-01T12:00:05+00:00"),
+        ("# scrape_time=1748779205", "2025-06-01T12:00:05+00:00"),
+        ("# ts: 1748779205000", "2025-06-01T12:00:05+00:00"),
+    ],
+)
+def test_separator_time_forms(sep, iso):
+    lines = [
+        sep,
+        'vllm:spec_decode_num_drafts_total{engine="0"} 4',
+        'vllm:spec_decode_num_draft_tokens_total{engine="0"} 8',
+        'vllm:spec_decode_num_accepted_tokens_total{engine="0"} 2',
+    ]
+    p = prometheus.parse(pl.DataFrame({"line": range(1, 5), "text": lines}), "t.prom")
+    assert p.windows["time"][0].isoformat() == iso

@@ -129,21 +129,34 @@ def test_definition_fit_needs_numbers_not_guesses():
 
 def test_detect():
     assert sglang.detect((FIX / "ar_bonus_2025.log").read_text())
-    assert not sglang.detect("INFO 06-06 14:20:34 [loggers.py:116] Engine 000: Avg prompt throughput: 0.0 tokens/s")
+    assert not sglang.detect(
+        "INFO 06-06 14:20:34 [loggers.py:116] Engine 000: Avg prompt throughput: 0.0 tokens/s"
+    )
 
 
-@pytest.mark.parametrize("text", [
-    "", "Decode batch", "Decode batch. ", "Decode batch. #running-req: 99999999999999999999999, ",
-    "[2025-13-45 99:99:99 TP0] Decode batch. #running-req: 1, #token: 5, token usage: 0.1, accept len: 2.0, "
-    "accept rate: 9.99, cuda graph: True, gen throughput (token/s): 1, #queue-req: 0, ",
-    "Prefill batch. #new-seq: x", "server_args=ServerArgs(" + "a=(" * 1000, "\x00\xff Decode batch. \ud7ff",
-    "Decode batch. #running-req: 1, " + "x" * 1_000_000,
-    "python -m sglang.launch_server --speculative-num-steps --speculative-eagle-topk",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "Decode batch",
+        "Decode batch. ",
+        "Decode batch. #running-req: 99999999999999999999999, ",
+        "[2025-13-45 99:99:99 TP0] Decode batch. #running-req: 1, #token: 5, token usage: 0.1, "
+        "accept len: 2.0, "
+        "accept rate: 9.99, cuda graph: True, gen throughput (token/s): 1, #queue-req: 0, ",
+        "Prefill batch. #new-seq: x",
+        "server_args=ServerArgs(" + "a=(" * 1000,
+        "\x00\xff Decode batch. \ud7ff",
+        "Decode batch. #running-req: 1, " + "x" * 1_000_000,
+        "python -m sglang.launch_server --speculative-num-steps --speculative-eagle-topk",
+    ],
+)
 def test_never_raises(text):
     p = sglang.parse(pl.DataFrame({"line": [1, 2], "text": [text, text]}), "junk.log")
     assert dict(p.windows.schema) == WINDOW_SCHEMA and dict(p.configs.schema) == CONFIG_SCHEMA
-    assert p.malformed["text"].str.len_chars().max() is None or p.malformed["text"].str.len_chars().max() <= 300
+    assert (
+        p.malformed["text"].str.len_chars().max() is None or p.malformed["text"].str.len_chars().max() <= 300
+    )
 
 
 def test_scan_end_to_end(tmp_path):
@@ -151,7 +164,9 @@ def test_scan_end_to_end(tmp_path):
     from specdec_diag.ingest import scan
 
     res = scan(FIX / "ar_bonus_2025.log", use_cache=False)
-    dec = res.windows.filter(pl.col("engine") == "sglang").filter(pl.col("format").str.starts_with("sglang-decode"))
+    dec = res.windows.filter(pl.col("engine") == "sglang").filter(
+        pl.col("format").str.starts_with("sglang-decode")
+    )
     assert dec["acceptance_rate"].to_list() == pytest.approx([0.5, 0.0, 2.2 / 3, 1 / 3])
 
 
@@ -163,14 +178,16 @@ def test_sample_generator_is_deterministic(tmp_path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "make_engine_samples_other", Path(__file__).parents[1] / "scripts" / "make_engine_samples_other.py")
+        "make_engine_samples_other", Path(__file__).parents[1] / "scripts" / "make_engine_samples_other.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.main(["x", str(tmp_path)]) == 0
     for family in ("sglang", "llamacpp", "prometheus", "trtllm"):
         made = sorted(p.name for p in (tmp_path / family).iterdir())
-        assert made == sorted(p.name for p in (SAMPLES / family).iterdir()
-                              if p.is_file() and not p.name.startswith("."))
+        assert made == sorted(
+            p.name for p in (SAMPLES / family).iterdir() if p.is_file() and not p.name.startswith(".")
+        )
         for name in made:
             assert (tmp_path / family / name).read_bytes() == (SAMPLES / family / name).read_bytes(), name
 
@@ -197,14 +214,44 @@ def test_fuzzed_lines_never_raise():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    frags = st.sampled_from([
-        "[2025-10-21 09:00:03 TP0] ", "[2026-03-02 14:20:00 DP0 TP0] ", "Decode batch. ", "Decode batch, ",
-        "Prefill batch. ", "#running-req: ", "#token: ", "token usage: ", "accept len: ", "accept rate: ",
-        "cuda graph: ", "True", "False", "gen throughput (token/s): ", "#queue-req: ", "#cache_miss: ",
-        "#full token: ", "full token usage: ", "nan", "-1", "0.62", "99999999999999999999", ", ", "1.", ".5",
-        "server_args=ServerArgs(", "speculative_num_steps=", "speculative_num_draft_tokens=", "'x'", ")",
-        "sglang --speculative-num-steps ", "#transfer-req: ", "\x00", "é",
-    ])
+    frags = st.sampled_from(
+        [
+            "[2025-10-21 09:00:03 TP0] ",
+            "[2026-03-02 14:20:00 DP0 TP0] ",
+            "Decode batch. ",
+            "Decode batch, ",
+            "Prefill batch. ",
+            "#running-req: ",
+            "#token: ",
+            "token usage: ",
+            "accept len: ",
+            "accept rate: ",
+            "cuda graph: ",
+            "True",
+            "False",
+            "gen throughput (token/s): ",
+            "#queue-req: ",
+            "#cache_miss: ",
+            "#full token: ",
+            "full token usage: ",
+            "nan",
+            "-1",
+            "0.62",
+            "99999999999999999999",
+            ", ",
+            "1.",
+            ".5",
+            "server_args=ServerArgs(",
+            "speculative_num_steps=",
+            "speculative_num_draft_tokens=",
+            "'x'",
+            ")",
+            "sglang --speculative-num-steps ",
+            "#transfer-req: ",
+            "\x00",
+            "é",
+        ]
+    )
     line = st.lists(frags, max_size=14).map("".join)
 
     @settings(max_examples=30, deadline=None)

@@ -31,8 +31,18 @@ EXPECTED = [  # (iter, k, drafts, draft tokens, accepted, AR, MAL, draft_ms, ver
 
 
 def check_iterations(p) -> None:
-    got = p.windows.select("request", "k", "num_drafts", "draft_tokens", "accepted_tokens", "acceptance_rate",
-                           "mean_acceptance_length", "draft_ms", "verify_ms", "kv_usage").rows()
+    got = p.windows.select(
+        "request",
+        "k",
+        "num_drafts",
+        "draft_tokens",
+        "accepted_tokens",
+        "acceptance_rate",
+        "mean_acceptance_length",
+        "draft_ms",
+        "verify_ms",
+        "kv_usage",
+    ).rows()
     assert len(got) == len(EXPECTED)
     for g, e in zip(got, EXPECTED, strict=True):
         assert g[:5] == e[:5]
@@ -106,14 +116,28 @@ def test_detect():
     assert not trtllm.detect('{"type": "header", "schema": "specdec-trace@1"}')
 
 
-@pytest.mark.parametrize("text", [
-    "", "{", "[", "[]", "{}", "null", '{"specDecodingStats": 5}', '{"specDecodingStats": {"numDraftTokens": true}}',
-    '{"specDecodingStats": {"numDraftTokens": 1e400, "numAcceptedTokens": -3, "numRequestsWithDraftTokens": 0}}',
-    '{"iterLatencyMS": 1, "specDecodingStats": {"numDraftTokens": 99999999999999999999999999}}',
-    '{"perf_metrics": {"speculative_decoding": [1, 2]}}', '{"speculative_decoding": {"total_draft_tokens": "x"}}',
-    "[" * 100_000, '{"iterLatencyMS": ' + "1" * 1_000_000 + "}", '{"iterLatencyMS": 1, "x": "' + "a" * 1_000_000,
-    '[{"iterLatencyMS": 1}, 3, "x", {"specDecodingStats": {}}]',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "{",
+        "[",
+        "[]",
+        "{}",
+        "null",
+        '{"specDecodingStats": 5}',
+        '{"specDecodingStats": {"numDraftTokens": true}}',
+        '{"specDecodingStats": {"numDraftTokens": 1e400, "numAcceptedTokens": -3, '
+        '"numRequestsWithDraftTokens": 0}}',
+        '{"iterLatencyMS": 1, "specDecodingStats": {"numDraftTokens": 99999999999999999999999999}}',
+        '{"perf_metrics": {"speculative_decoding": [1, 2]}}',
+        '{"speculative_decoding": {"total_draft_tokens": "x"}}',
+        "[" * 100_000,
+        '{"iterLatencyMS": ' + "1" * 1_000_000 + "}",
+        '{"iterLatencyMS": 1, "x": "' + "a" * 1_000_000,
+        '[{"iterLatencyMS": 1}, 3, "x", {"specDecodingStats": {}}]',
+    ],
+)
 def test_never_raises(text, tmp_path):
     f = tmp_path / "junk.json"
     f.write_text(text + "\n" + text)
@@ -136,13 +160,34 @@ def test_fuzzed_records_never_raise(tmp_path):
     from hypothesis import strategies as st
 
     scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
-    values = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c,
-                                                                                         max_size=3), max_leaves=8)
-    keys = st.sampled_from(["specDecodingStats", "iterLatencyMS", "numActiveRequests", "kvCacheStats", "timestamp",
-                            "perf_metrics", "speculative_decoding", "numDraftTokens", "numAcceptedTokens",
-                            "numRequestsWithDraftTokens", "iter", "rank", "request_id", "total_draft_tokens"])
-    objs = st.recursive(st.dictionaries(keys, values, max_size=5),
-                        lambda c: st.dictionaries(keys, c | values, max_size=4), max_leaves=10)
+    values = st.recursive(
+        scalars,
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+        max_leaves=8,
+    )
+    keys = st.sampled_from(
+        [
+            "specDecodingStats",
+            "iterLatencyMS",
+            "numActiveRequests",
+            "kvCacheStats",
+            "timestamp",
+            "perf_metrics",
+            "speculative_decoding",
+            "numDraftTokens",
+            "numAcceptedTokens",
+            "numRequestsWithDraftTokens",
+            "iter",
+            "rank",
+            "request_id",
+            "total_draft_tokens",
+        ]
+    )
+    objs = st.recursive(
+        st.dictionaries(keys, values, max_size=5),
+        lambda c: st.dictionaries(keys, c | values, max_size=4),
+        max_leaves=10,
+    )
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.lists(objs, min_size=1, max_size=4), st.booleans())
@@ -159,7 +204,7 @@ def test_fuzzed_records_never_raise(tmp_path):
 def test_samples_parse_cleanly():
     d = Path(__file__).parents[1] / "sample_logs" / "engines" / "trtllm"
     got = {}
-    for f in sorted(x for x in d.iterdir() if x.is_file() and not x.name.startswith(".")):
+    for f in sorted(x for x in d.iterdir() if x.is_file() and x.suffix != ".md" and not x.name.startswith(".")):
         assert trtllm.detect(f.read_text()), f
         p = trtllm.parse_file(f, str(f))
         assert p.malformed.height == 0, f
@@ -177,11 +222,49 @@ def test_array_of_json_strings_and_snake_case_keys(tmp_path):
     f = tmp_path / "stats.json"
     f.write_text(json.dumps([json.dumps(o) for o in objs], indent=1))
     check_iterations(trtllm.parse_file(f, str(f)))
-    snake = {"iter": 5, "iterLatencyMS": 10.0, "spec_decoding_stats": {
-        "num_draft_tokens": 8, "num_accepted_tokens": 6, "num_requests_with_draft_tokens": 2,
-        "iter_latency_ms": 2.0}}
+    snake = {
+        "iter": 5,
+        "iterLatencyMS": 10.0,
+        "spec_decoding_stats": {
+            "num_draft_tokens": 8,
+            "num_accepted_tokens": 6,
+            "num_requests_with_draft_tokens": 2,
+            "iter_latency_ms": 2.0,
+        },
+    }
     g = tmp_path / "snake.jsonl"
     g.write_text(json.dumps(snake) + "\n")
     r = trtllm.parse_file(g, str(g)).windows.row(0, named=True)
     assert (r["draft_tokens"], r["accepted_tokens"], r["num_drafts"], r["k"]) == (8, 6, 2, 4)
     assert r["mean_acceptance_length"] == 4.0 and r["draft_ms"] == 2.0 and r["verify_ms"] == 8.0
+
+
+def test_records_accepting_more_than_drafted_are_malformed(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(
+        json.dumps(
+            {
+                "iter": 1,
+                "iterLatencyMS": 5.0,
+                "specDecodingStats": {
+                    "numDraftTokens": 4,
+                    "numAcceptedTokens": 9,
+                    "numRequestsWithDraftTokens": 1,
+                },
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "request_id": 7,
+                "perf_metrics": {
+                    "speculative_decoding": {"total_draft_tokens": 3, "total_accepted_draft_tokens": 4}
+                },
+            }
+        )
+        + "\n"
+    )
+    p = trtllm.parse_file(f, str(f))
+    assert p.windows.height == 0
+    assert p.malformed["line"].to_list() == [1, 2]
+    assert "more tokens (9)" in p.malformed["reason"][0]

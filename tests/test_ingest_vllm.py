@@ -15,7 +15,7 @@ from specdec_diag.ingest import scan, vllm
 from specdec_diag.ingest._textparse import lines_from_texts
 
 FIX = Path(__file__).parent / "fixtures" / "vllm"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _scan(tmp_path: Path, name: str, mtime: dt.datetime | None = None):

@@ -28,7 +28,7 @@ def fired(findings, strong_only: bool = False) -> set[str]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict[str, list]:
     root = tmp_path_factory.mktemp("rule_cases")
-    return {c.name: run_rules(scan(build_case(c, root / c.name), use_cache=False)) for c in CASES}
+    return {c.name: run_rules(scan(build_case(c, root / c.name), use_cache=False), strict=True) for c in CASES}
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.healthy], ids=lambda c: c.name)

@@ -20,6 +20,7 @@ def streamlit_command(app_path: Path, host: str, port: int) -> list[str]:
             "--server.port", str(port),
             "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none",
+            "--client.toolbarMode", "minimal",
             "--global.showWarningOnDirectExecution", "false"]
 
 

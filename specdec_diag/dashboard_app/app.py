@@ -11,7 +11,7 @@ import streamlit as st
 from specdec_diag.dashboard_app import PAGES_DIR
 from specdec_diag.dashboard_app import data as D
 
-st.set_page_config(page_title="specdec-diag", page_icon="⚡", layout="wide", initial_sidebar_state="expanded")
+st.set_page_config(page_title="specdec-diag", page_icon=":material/speed:", layout="wide", initial_sidebar_state="expanded")
 
 root = D.start_root()
 st.session_state["root"] = root
@@ -43,11 +43,11 @@ with st.sidebar:
         st.error(st.session_state["load_error"])
 
 pages = [
-    st.Page(PAGES_DIR / "overview.py", title="Overview", icon="🧭", default=True),
-    st.Page(PAGES_DIR / "acceptance.py", title="Acceptance", icon="✅"),
-    st.Page(PAGES_DIR / "bottlenecks.py", title="Bottlenecks", icon="⏱️"),
-    st.Page(PAGES_DIR / "findings.py", title="Findings", icon="🔎"),
-    st.Page(PAGES_DIR / "trace.py", title="Trace explorer", icon="🧵"),
-    st.Page(PAGES_DIR / "compare.py", title="Compare", icon="⚖️"),
+    st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page(PAGES_DIR / "acceptance.py", title="Acceptance", icon=":material/done_all:"),
+    st.Page(PAGES_DIR / "bottlenecks.py", title="Bottlenecks", icon=":material/timer:"),
+    st.Page(PAGES_DIR / "findings.py", title="Findings", icon=":material/troubleshoot:"),
+    st.Page(PAGES_DIR / "trace.py", title="Trace explorer", icon=":material/list_alt:"),
+    st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare_arrows:"),
 ]
 st.navigation(pages).run()

@@ -31,7 +31,7 @@ import streamlit as st
 
 from specdec_diag.dashboard_app import ROOT_ENV
 
-#: points per chart series; longer series are bucketed (draft-weighted) by analysis.report.downsample
+#: points per chart series; longer series are bucketed (draft-weighted), see bucket()
 MAX_POINTS = 2000
 #: loaded directories kept in memory at once
 STORE_ENTRIES = 4
@@ -163,15 +163,58 @@ def _store() -> tuple[OrderedDict[str, Loaded], threading.Lock]:
     return OrderedDict(), threading.Lock()
 
 
+def _analysis_version() -> str:
+    """Size and mtime of every analysis source file: a cached report is reused only while the code
+    that produced it is unchanged (an edited rule must not show stale findings)."""
+    import specdec_diag.analysis as analysis
+
+    h = hashlib.blake2b(digest_size=8)
+    for f in sorted(Path(analysis.__file__).parent.rglob("*.py")):
+        st_ = f.stat()
+        h.update(f"{f.name}:{st_.st_size}:{st_.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+def analyse(result: Any, cache_root: Path | None) -> dict[str, Any]:
+    """The report the dashboard shows: :func:`analysis.report.build_report`'s inputs, summary and
+    findings (same functions), without its ``windows`` list, which the pages read from the tables
+    instead (turning a million windows into dicts costs seconds). Cached as JSON beside the ingest
+    cache, keyed by the content fingerprint and the analysis code, so re-opening a directory is instant."""
+    import json
+
+    from specdec_diag.analysis import metrics
+    from specdec_diag.analysis.report import inputs_json, jsonable, run_findings
+    from specdec_diag.schema import REPORT_SCHEMA
+
+    target = None
+    if cache_root is not None and result.fingerprint:
+        target = cache_root / "dashboard" / f"report-{result.fingerprint}-{_analysis_version()}.json"
+        try:
+            return json.loads(target.read_text())
+        except (OSError, ValueError):
+            pass
+    report = {"schema": REPORT_SCHEMA, "inputs": inputs_json(result.inputs),
+              "summary": jsonable(metrics.summarize(result)), "windows": [], "findings": run_findings(result)}
+    if target is not None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(json.dumps(report))
+            tmp.replace(target)
+        except OSError:
+            pass  # a read-only log directory: no report cache, still correct
+    return report
+
+
 def ingest(path: Path, key: str, files: int, nbytes: int, errors: list[str],
            progress: Any = None) -> Loaded:
     """Scan and analyse ``path`` (no Streamlit calls; the benchmark and tests use it directly)."""
-    from specdec_diag.analysis.report import build_report
     from specdec_diag.ingest import scan
+    from specdec_diag.ingest.scan import default_cache_dir
 
     t0 = time.perf_counter()
     result = scan([path], progress=progress)
-    report = build_report(result)
+    report = analyse(result, default_cache_dir([path]))
     return Loaded(path, key, files, nbytes, result, report, time.perf_counter() - t0, errors)
 
 
@@ -255,11 +298,47 @@ def definition(summary: dict[str, Any], name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+SERIES_SCHEMA = {"series": pl.Utf8, "x": pl.Float64, "y": pl.Float64, "axis": pl.Utf8}
+
+
+def bucket(df: pl.DataFrame, max_points: int, weight: str | None = None) -> pl.DataFrame:
+    """``df`` (columns x, y, and ``weight``) in at most ``max_points`` consecutive buckets: x of each
+    bucket's first row, y the weighted mean. The same rule as :func:`analysis.report.downsample`
+    (tested against it), done in polars because a 1 GB log has a million windows."""
+    n = df.height
+    if n <= max_points:
+        return df.select("x", "y")
+    size = -(-n // max_points)
+    w = pl.col(weight).cast(pl.Float64) if weight else pl.lit(1.0)
+    return (df.with_columns((pl.int_range(pl.len()) // size).alias("_b"), w.alias("_w"))
+            .group_by("_b", maintain_order=True)
+            .agg(pl.col("x").first(),
+                 pl.when(pl.col("_w").sum() > 0).then((pl.col("y") * pl.col("_w")).sum() / pl.col("_w").sum())
+                 .otherwise(pl.col("y").mean()).alias("y"))
+            .select("x", "y"))
+
+
+def _x_expr(g: pl.DataFrame) -> tuple[pl.Expr, str]:
+    """Seconds since the series' first record when every record has a time, else the record's index:
+    files from different days then share one readable axis."""
+    if g["time"].null_count() == 0:
+        t0 = g["time"].min()
+        return ((pl.col("time") - t0).dt.total_microseconds().cast(pl.Float64) / 1e6).alias("x"), \
+            "seconds since the file's first record"
+    return pl.int_range(pl.len()).cast(pl.Float64).alias("x"), "record # in the file (no timestamps)"
+
+
+def _series_frame(name: str, xs: list[Any], ys: list[Any], axis: str) -> pl.DataFrame:
+    return pl.DataFrame({"series": [name] * len(xs), "x": xs, "y": ys, "axis": [axis] * len(xs)},
+                        schema=SERIES_SCHEMA)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def acceptance_series(key: str, _result: Any, max_points: int = MAX_POINTS) -> tuple[pl.DataFrame, list[str]]:
     """Acceptance rate over time, one series per (engine_id, file): the engine's per-window
     accepted/drafted (bonus excluded), interval/request windows only (cumulative totals are not a
-    time series). Trace steps give one series per trace over step index. Long series are bucketed."""
+    time series). Trace steps give one series per trace over step index. Long series are bucketed
+    (draft-weighted, by analysis.report.downsample)."""
     from specdec_diag.analysis.report import downsample
 
     frames: list[pl.DataFrame] = []
@@ -270,35 +349,27 @@ def acceptance_series(key: str, _result: Any, max_points: int = MAX_POINTS) -> t
                      .is_in(["interval", "request"]))
     for (src, eid), g in (w.group_by(["source", "engine_id"], maintain_order=True) if w.height else []):
         g = g.sort(["time", "line"], nulls_last=True)
-        use_time = g["time"].null_count() == 0
-        xs = g["time"].to_list() if use_time else g["line"].to_list()
-        ys = g["acceptance_rate"].to_list()
-        ws = [float(x) if x else 1.0 for x in g["draft_tokens"].to_list()]
-        dx, dy = downsample(xs, ys, ws, max_points)
+        xe, axis = _x_expr(g)
+        pts = bucket(g.select(xe, pl.col("acceptance_rate").alias("y"),
+                              pl.col("draft_tokens").cast(pl.Float64).fill_null(1.0).alias("w")), max_points, "w")
         name = f"{eid or g['engine'][0] or ''} · {Path(str(src)).name}"
-        if len(dx) < len(xs):
-            notes.append(f"{name}: {len(xs):,} windows shown as {len(dx):,} draft-weighted buckets")
-        frames.append(pl.DataFrame({"series": [name] * len(dx), "x": [str(x) for x in dx], "y": dy,
-                                    "axis": ["time (UTC)" if use_time else "line"] * len(dx)},
-                                   schema={"series": pl.Utf8, "x": pl.Utf8, "y": pl.Float64, "axis": pl.Utf8}))
+        if pts.height < g.height:
+            notes.append(f"{name}: {g.height:,} windows shown as {pts.height:,} draft-weighted buckets")
+        frames.append(pts.with_columns(pl.lit(name).alias("series"), pl.lit(axis).alias("axis"))
+                      .select(list(SERIES_SCHEMA)))
     s = _result.steps
     if s.height:
         s = s.filter(pl.col("gamma_drafted") >= 1)
         for (src,), g in s.group_by(["source"], maintain_order=True):
             g = g.sort(["request", "step"], nulls_last=True)
-            xs = list(range(g.height))
+            xs = [float(i) for i in range(g.height)]
             ys = (g["n_accepted"] / g["gamma_drafted"]).to_list()
             ws = g["gamma_drafted"].cast(pl.Float64).to_list()
             dx, dy = downsample(xs, ys, ws, min(max_points, max(1, g.height // 4)))
             name = f"trace · {Path(str(src)).name}"
             notes.append(f"{name}: {g.height:,} steps in {len(dx):,} draft-weighted buckets")
-            frames.append(pl.DataFrame({"series": [name] * len(dx), "x": [str(x) for x in dx], "y": dy,
-                                        "axis": ["step (all requests in order)"] * len(dx)},
-                                       schema={"series": pl.Utf8, "x": pl.Utf8, "y": pl.Float64,
-                                               "axis": pl.Utf8}))
-    out = pl.concat(frames) if frames else pl.DataFrame(schema={"series": pl.Utf8, "x": pl.Utf8,
-                                                               "y": pl.Float64, "axis": pl.Utf8})
-    return out, notes
+            frames.append(_series_frame(name, dx, dy, "step # in the trace (requests in order)"))
+    return (pl.concat(frames) if frames else pl.DataFrame(schema=SERIES_SCHEMA)), notes
 
 
 SPLITS = ("file", "engine / process", "temperature", "context length", "request")
@@ -380,36 +451,31 @@ ENGINE_COLUMNS = ("running_reqs", "waiting_reqs", "kv_usage", "gen_tps")
 def engine_context(key: str, _result: Any, max_points: int = MAX_POINTS) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Batch, queue, KV usage and throughput over time per (engine_id, file), bucketed to
     ``max_points``; and per file the share of windows that ran under CUDA graphs."""
-    from specdec_diag.analysis.report import downsample
 
+    schema = {"metric": pl.Utf8, **SERIES_SCHEMA}
     w = _result.windows
     frames = []
     graphs = pl.DataFrame(schema={"file": pl.Utf8, "windows": pl.Int64, "cuda graph share": pl.Float64})
     if w.height == 0:
-        return pl.DataFrame(schema={"series": pl.Utf8, "metric": pl.Utf8, "x": pl.Utf8, "y": pl.Float64}), graphs
+        return pl.DataFrame(schema=schema), graphs
     for (src, eid), g in w.group_by(["source", "engine_id"], maintain_order=True):
         g = g.sort(["time", "line"], nulls_last=True)
-        use_time = g["time"].null_count() == 0
         name = f"{eid or g['engine'][0] or ''} · {Path(str(src)).name}"
         for col in ENGINE_COLUMNS:
             gg = g.filter(pl.col(col).is_not_null())
             if gg.height == 0:
                 continue
-            xs = gg["time"].to_list() if use_time else gg["line"].to_list()
-            ys = gg[col].cast(pl.Float64).to_list()
-            dx, dy = downsample(xs, ys, [1.0] * len(xs), max_points)
-            frames.append(pl.DataFrame({"series": [name] * len(dx), "metric": [col] * len(dx),
-                                        "x": [str(x) for x in dx], "y": dy},
-                                       schema={"series": pl.Utf8, "metric": pl.Utf8, "x": pl.Utf8, "y": pl.Float64}))
+            xe, axis = _x_expr(gg)
+            pts = bucket(gg.select(xe, pl.col(col).cast(pl.Float64).alias("y")), max_points)
+            frames.append(pts.with_columns(pl.lit(name).alias("series"), pl.lit(axis).alias("axis"),
+                                           pl.lit(col).alias("metric")).select(list(schema)))
     cg = w.filter(pl.col("cuda_graph").is_not_null())
     if cg.height:
         graphs = (cg.group_by("source", maintain_order=True)
                   .agg(pl.len().cast(pl.Int64).alias("windows"),
                        pl.col("cuda_graph").cast(pl.Float64).mean().alias("cuda graph share"))
                   .rename({"source": "file"}))
-    out = pl.concat(frames) if frames else pl.DataFrame(schema={"series": pl.Utf8, "metric": pl.Utf8,
-                                                               "x": pl.Utf8, "y": pl.Float64})
-    return out, graphs
+    return (pl.concat(frames) if frames else pl.DataFrame(schema=schema)), graphs
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
@@ -179,7 +178,7 @@ class _Run:
             drafts, q, dfw = self.draft(seq, dcache, g)
             g = drafts.shape[0]
             if fault.is_("slow-draft") and g:
-                time.sleep((float(fault.params["factor"]) - 1) * (time.perf_counter() - t_start))
+                time.sleep((float(fault.params["factor"]) - 1) * (self.timer.now() - t_start))
             t_draft = self.timer.now()
             u = torch.rand(g + 1, generator=self.gen).to(self.dev) if cfg.rule.stochastic else None
             pos0 = L - 1 + (1 if fault.is_("position-shift") else 0)
@@ -278,7 +277,7 @@ def generate(pair: ModelPair, prompts: Sequence[str | Sequence[int]], cfg: Decod
         prompts=[p if isinstance(p, str) else None for p in prompts], prompt_token_ids=prompt_ids,
         max_new_tokens=cfg.max_new_tokens, eos_token_id=run.eos,
         cache_convention="target cache length == sequence length - 1 after each step",
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **cfg.fault.header(),
     )
     tokens: list[list[int]] = []

@@ -7,7 +7,6 @@ Kept here so the four parsers compute differences and report bad lines the same 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,9 @@ def extract(pattern: str, dtype: Any = pl.Float64, col: str = "text") -> pl.Expr
 
 def norm_lines(lines: pl.DataFrame) -> pl.DataFrame:
     """The scan's lines frame as parsers expect it: Int64 ``line``, Utf8 ``text``, no nulls."""
-    return lines.select(pl.col("line").cast(pl.Int64, strict=False), pl.col("text").cast(pl.Utf8, strict=False)) \
-        .drop_nulls()
+    return lines.select(
+        pl.col("line").cast(pl.Int64, strict=False), pl.col("text").cast(pl.Utf8, strict=False)
+    ).drop_nulls()
 
 
 def lines_frame(path: str | Path) -> pl.DataFrame:
@@ -87,8 +87,9 @@ def rows_to_windows(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Window rows built in Python (JSON / block formats) as a typed frame."""
     if not rows:
         return pl.DataFrame(schema=WINDOW_SCHEMA)
-    return pl.DataFrame([{k: r.get(k) for k in WINDOW_SCHEMA} for r in rows], schema=WINDOW_SCHEMA,
-                        orient="row")
+    return pl.DataFrame(
+        [{k: r.get(k) for k in WINDOW_SCHEMA} for r in rows], schema=WINDOW_SCHEMA, orient="row"
+    )
 
 
 def finite(x: Any) -> float | None:
@@ -115,12 +116,6 @@ def ratio(num: float | None, den: float | None) -> float | None:
     return num / den
 
 
-def utc(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
 # ---------------------------------------------------------------------------------------------
 # cumulative counters -> per-window differences
 # ---------------------------------------------------------------------------------------------
@@ -138,8 +133,14 @@ def _sequences(group: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     seqs = [sorted(rows, key=lambda r: r["line"] or 0) for rows in by_src.values()]
     if all(r["time"] is not None for r in group):
         return sorted(seqs, key=lambda q: (q[0]["time"], q[0]["source"] or ""))
-    return sorted(seqs, key=lambda q: (float(q[0]["draft_tokens"] or q[0]["num_drafts"] or 0),
-                                       float(q[0]["accepted_tokens"] or 0), q[0]["source"] or ""))
+    return sorted(
+        seqs,
+        key=lambda q: (
+            float(q[0]["draft_tokens"] or q[0]["num_drafts"] or 0),
+            float(q[0]["accepted_tokens"] or 0),
+            q[0]["source"] or "",
+        ),
+    )
 
 
 def _continues(a: dict[str, Any], b: dict[str, Any]) -> bool:

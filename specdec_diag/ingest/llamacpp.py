@@ -33,37 +33,64 @@ from specdec_diag.ingest._textparse import (
 from specdec_diag.ingest.base import Parsed
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
-VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
+VERSION = "4"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "llama.cpp"
 ENGINE = "llama.cpp"
 MARKERS = (
-    "n_draft", "n_predict", "n_accept", "accept    =", "decoded ", "generated ", "print_timing",
-    "eval time =", "draft acceptance", "statistics ", "draft tokens", "vocab must match",
+    "n_draft",
+    "n_predict",
+    "n_accept",
+    "accept    =",
+    "decoded ",
+    "generated ",
+    "print_timing",
+    "eval time =",
+    "draft acceptance",
+    "statistics ",
+    "draft tokens",
+    "vocab must match",
     "vocab type must match",
 )
 _DETECT = (
-    "slot print_timing", "draft acceptance", "n_drafted", "#calls(b,g,a)", "llama_perf_context_print",
-    "llama_print_timings", "llama_model_loader", "slot update_slots", "common_speculative",
-    "draft tokens", "load_tensors:", "llama_context:",
+    "slot print_timing",
+    "draft acceptance",
+    "n_drafted",
+    "#calls(b,g,a)",
+    "llama_perf_context_print",
+    "llama_print_timings",
+    "llama_model_loader",
+    "slot update_slots",
+    "common_speculative",
+    "draft tokens",
+    "load_tensors:",
+    "llama_context:",
 )
 STAT_FORMAT = "llamacpp-statistics"
 
 _WRAP_PID = r"^\[(\d+)\]"
 _HEADER = r"print_timing: id\s+(\d+) \| task (\d+) \|"
-_EVAL_TAIL = r" ms /\s*(\d+) (?:tokens|runs)\s*\(\s*" + NUM + r" ms per token,\s*" + NUM + r" tokens per second\)"
+_EVAL_TAIL = (
+    r" ms /\s*(\d+) (?:tokens|runs)\s*\(\s*" + NUM + r" ms per token,\s*" + NUM + r" tokens per second\)"
+)
 _PROMPT = r"prompt eval time =\s*" + NUM + _EVAL_TAIL
 _EVAL = r"(?:^|[^t] )eval time =\s*" + NUM + _EVAL_TAIL
-_DRAFT = (r"draft acceptance(?: rate)? =\s*" + NUM + r" \(\s*(\d+) accepted /\s*(\d+) generated\)"
-          r"(?:, mean (?:acceptance length|len) =\s*" + NUM + r")?"
-          r"(?:, acceptance rate per position = \(([^)]*)\))?")
+_DRAFT = (
+    r"draft acceptance(?: rate)? =\s*" + NUM + r" \(\s*(\d+) accepted /\s*(\d+) generated\)"
+    r"(?:, mean (?:acceptance length|len) =\s*" + NUM + r")?"
+    r"(?:, acceptance rate per position = \(([^)]*)\))?"
+)
 # "statistics <impl>: #calls(b,g,a) = b g a, ..." (2026) or "#calls = n, ..." (early 2026); padded names
-_STAT = (r"statistics\s+(\S+?):?\s+#calls(?:\(b,g,a\) =\s*(\d+)\s+(\d+)\s+(\d+)| =\s*(\d+)), "
-         r"#gen drafts =\s*(\d+), #acc drafts =\s*(\d+), #gen tokens =\s*(\d+), #acc tokens =\s*(\d+)"
-         r"(?:, dur\(b,g,a\) =\s*" + NUM + r",\s*" + NUM + r",\s*" + NUM + r" ms)?"
-         r"(?:, #mean acc len =\s*" + NUM + r")?(?:, #acc rate/pos = \(([^)]*)\))?")
+_STAT = (
+    r"statistics\s+(\S+?):?\s+#calls(?:\(b,g,a\) =\s*(\d+)\s+(\d+)\s+(\d+)| =\s*(\d+)), "
+    r"#gen drafts =\s*(\d+), #acc drafts =\s*(\d+), #gen tokens =\s*(\d+), #acc tokens =\s*(\d+)"
+    r"(?:, dur\(b,g,a\) =\s*" + NUM + r",\s*" + NUM + r",\s*" + NUM + r" ms)?"
+    r"(?:, #mean acc len =\s*" + NUM + r")?(?:, #acc rate/pos = \(([^)]*)\))?"
+)
 _DRAFT_MARK = r"draft acceptance(?: rate)? ="  # vLLM's "Draft/Total draft acceptance rate:" uses a colon
 _STEP = r"id\s+(\d+) \| task (\d+) \| accepted (\d+)\s*/\s*(\d+) draft tokens"
-_SUMMARY = re.compile(r"^\s*(n_draft|n_predict|n_drafted|n_accept|accept)\s*=\s*([0-9.]+)(%?)\s*$")
+# example summary keys, optionally behind a "[pid] " wrapper and/or a "M.SS.mmm.uuu L " log prefix
+_SUM_PREFIX = r"^(?:\[\d+\]\s*)?(?:\d+\.\d{2}\.\d{3}\.\d{3} [A-Z] )?\s*"
+_SUMMARY = re.compile(_SUM_PREFIX + r"(n_draft|n_predict|n_drafted|n_accept|accept)\s*=\s*([0-9.]+)(%?)\s*$")
 _SPEED = re.compile(r"(?:decoded|generated)\s+(\d+) tokens in\s+([0-9.]+) seconds, speed:\s+([0-9.]+) t/s")
 
 
@@ -74,24 +101,33 @@ def detect(sample: str) -> bool:
 
 def _float_list(expr: pl.Expr) -> pl.Expr:
     """'0.80, 0.50, 0.20' -> [0.8, 0.5, 0.2] (null when any element is not a number)."""
-    parts = expr.str.strip_chars().str.split(",").list.eval(pl.element().str.strip_chars().cast(pl.Float64,
-                                                                                                  strict=False))
-    return pl.when(parts.list.eval(pl.element().is_null()).list.any() | (parts.list.len() == 0)) \
-        .then(None).otherwise(parts)
+    parts = (
+        expr.str.strip_chars()
+        .str.split(",")
+        .list.eval(pl.element().str.strip_chars().cast(pl.Float64, strict=False))
+    )
+    return (
+        pl.when(parts.list.eval(pl.element().is_null()).list.any() | (parts.list.len() == 0))
+        .then(None)
+        .otherwise(parts)
+    )
 
 
 def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """llama-server per-request rows: the header, eval and draft-acceptance lines of one print_timings."""
     t = pl.col("text")
-    ev = lines.filter(t.str.contains("print_timing", literal=True) | t.str.contains("eval time =", literal=True)
-                      | t.str.contains(_DRAFT_MARK)).sort("line")
+    ev = lines.filter(
+        t.str.contains("print_timing", literal=True)
+        | t.str.contains("eval time =", literal=True)
+        | t.str.contains(_DRAFT_MARK)
+    ).sort("line")
     if ev.height == 0:
         return pl.DataFrame(schema=WINDOW_SCHEMA), pl.DataFrame(schema=MALFORMED_SCHEMA)
     ev = ev.with_columns(
         extract(_HEADER, pl.Int64).alias("slot"),
         t.str.extract(_HEADER, 2).alias("task"),
-        extract(_PROMPT).alias("prompt_ms"), t.str.extract(_PROMPT, 4).cast(pl.Float64, strict=False)
-        .alias("prompt_tps"),
+        extract(_PROMPT).alias("prompt_ms"),
+        t.str.extract(_PROMPT, 4).cast(pl.Float64, strict=False).alias("prompt_tps"),
         t.str.extract(_EVAL, 3).cast(pl.Float64, strict=False).alias("tpot_ms"),
         t.str.extract(_EVAL, 4).cast(pl.Float64, strict=False).alias("gen_tps"),
         extract(_DRAFT).alias("rate"),
@@ -101,33 +137,47 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
         _float_list(t.str.extract(_DRAFT, 5)).alias("per_position_acceptance"),
         t.str.contains(_DRAFT_MARK).alias("is_draft"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
-    # one request = the run of lines under headers of the same task: older builds print a second
-    # "print_timing" header right before the draft line (two SLT_INF calls)
+        # one request = the run of lines under headers of the same task: older builds print a second
+        # "print_timing" header right before the draft line (two SLT_INF calls)
     ).with_columns(pl.col("task").forward_fill().rle_id().alias("grp"))
     fill = ["slot", "task", "prompt_ms", "prompt_tps", "tpot_ms", "gen_tps", "pid"]
     ev = ev.with_columns([pl.col(c).forward_fill().over("grp") for c in fill])
     dr = ev.filter(pl.col("is_draft"))
-    bad = dr.filter(pl.col("accepted_tokens").is_null() | pl.col("draft_tokens").is_null()
-                    | (t.str.contains("mean ", literal=True) & pl.col("mean_acceptance_length").is_null())
-                    | (t.str.contains("per position = (", literal=True)
-                       & pl.col("per_position_acceptance").is_null()))
+    bad = dr.filter(
+        pl.col("accepted_tokens").is_null()
+        | pl.col("draft_tokens").is_null()
+        | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
+        | (t.str.contains("mean ", literal=True) & pl.col("mean_acceptance_length").is_null())
+        | (t.str.contains("per position = (", literal=True) & pl.col("per_position_acceptance").is_null())
+    )
     dr = dr.join(bad.select("line"), on="line", how="anti")
-    variant = (pl.when(pl.col("per_position_acceptance").is_not_null()).then(pl.lit("llamacpp-server-pos"))
-               .when(pl.col("mean_acceptance_length").is_not_null()).then(pl.lit("llamacpp-server-meanlen"))
-               .otherwise(pl.lit("llamacpp-server-rate")))
+    variant = (
+        pl.when(pl.col("per_position_acceptance").is_not_null())
+        .then(pl.lit("llamacpp-server-pos"))
+        .when(pl.col("mean_acceptance_length").is_not_null())
+        .then(pl.lit("llamacpp-server-meanlen"))
+        .otherwise(pl.lit("llamacpp-server-rate"))
+    )
     rows = dr.with_columns(
-        pl.lit(source).alias("source"), pl.lit(ENGINE).alias("engine"), variant.alias("format"),
+        pl.lit(source).alias("source"),
+        pl.lit(ENGINE).alias("engine"),
+        variant.alias("format"),
         pl.lit("request").alias("window"),
         pl.when(pl.col("pid").is_not_null()).then(pl.lit("pid=") + pl.col("pid")).alias("engine_id"),
         pl.when(pl.col("task").is_not_null()).then(pl.lit("task ") + pl.col("task")).alias("request"),
-        pl.when(pl.col("draft_tokens") > 0).then(pl.col("accepted_tokens") / pl.col("draft_tokens"))
+        pl.when(pl.col("draft_tokens") > 0)
+        .then(pl.col("accepted_tokens") / pl.col("draft_tokens"))
         .alias("acceptance_rate"),
         pl.col("per_position_acceptance").list.len().cast(pl.Int64).alias("k"),
         pl.col("prompt_ms").alias("ttft_ms"),
-        pl.lit("llama-server: rate = accepted/generated draft tokens (bonus excluded); mean acceptance "
-               "length = 1 + accepted/verification steps").alias("definition_note"),
+        pl.lit(
+            "llama-server: rate = accepted/generated draft tokens (bonus excluded); mean acceptance "
+            "length = 1 + accepted/verification steps"
+        ).alias("definition_note"),
     )
-    return conform_windows(rows), malformed(bad, source, "draft acceptance line does not parse (cut?)")
+    return conform_windows(rows), malformed(
+        bad, source, "draft acceptance line does not parse (cut?) or accepts more than it drafted"
+    )
 
 
 def _steps(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -150,8 +200,11 @@ def _steps(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
         return pl.DataFrame(), bad_m
     kmax = min(int(st["n"].max() or 0), 256)
     agg = st.group_by("task", maintain_order=True).agg(
-        pl.col("line").max(), pl.col("pid").last(), pl.len().cast(pl.Int64).alias("num_drafts"),
-        pl.col("n").sum().alias("draft_tokens"), pl.col("a").sum().alias("accepted_tokens"),
+        pl.col("line").max(),
+        pl.col("pid").last(),
+        pl.len().cast(pl.Int64).alias("num_drafts"),
+        pl.col("n").sum().alias("draft_tokens"),
+        pl.col("a").sum().alias("accepted_tokens"),
         pl.col("n").max().alias("k"),
         pl.concat_list([(pl.col("a") > j).mean() for j in range(max(kmax, 1))]).alias("pp"),
     )
@@ -165,16 +218,29 @@ def _merge_steps(req: pl.DataFrame, agg: pl.DataFrame, source: str) -> pl.DataFr
         return req
     agg = agg.with_columns((pl.lit("task ") + pl.col("task")).alias("request"))
     if req.height:
-        joined = req.join(agg.select("request", pl.col("num_drafts").alias("_nd"), pl.col("k").alias("_k"),
-                                     pl.col("per_position_acceptance").alias("_pp")),
-                          on="request", how="left")
-        req = conform_windows(joined.with_columns(
-            pl.coalesce("num_drafts", "_nd").alias("num_drafts"), pl.coalesce("k", "_k").alias("k"),
-            pl.coalesce("per_position_acceptance", "_pp").alias("per_position_acceptance")))
+        joined = req.join(
+            agg.select(
+                "request",
+                pl.col("num_drafts").alias("_nd"),
+                pl.col("k").alias("_k"),
+                pl.col("per_position_acceptance").alias("_pp"),
+            ),
+            on="request",
+            how="left",
+        )
+        req = conform_windows(
+            joined.with_columns(
+                pl.coalesce("num_drafts", "_nd").alias("num_drafts"),
+                pl.coalesce("k", "_k").alias("k"),
+                pl.coalesce("per_position_acceptance", "_pp").alias("per_position_acceptance"),
+            )
+        )
         agg = agg.join(req.select("request").drop_nulls(), on="request", how="anti")
     rest = agg.with_columns(
-        pl.lit(source).alias("source"), pl.lit(ENGINE).alias("engine"),
-        pl.lit("llamacpp-server-steps").alias("format"), pl.lit("request").alias("window"),
+        pl.lit(source).alias("source"),
+        pl.lit(ENGINE).alias("engine"),
+        pl.lit("llamacpp-server-steps").alias("format"),
+        pl.lit("request").alias("window"),
         pl.when(pl.col("pid").is_not_null()).then(pl.lit("pid=") + pl.col("pid")).alias("engine_id"),
         (pl.col("accepted_tokens") / pl.col("draft_tokens")).alias("acceptance_rate"),
         (1 + pl.col("accepted_tokens") / pl.col("num_drafts")).alias("mean_acceptance_length"),
@@ -192,7 +258,8 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
         return pl.DataFrame(schema=WINDOW_SCHEMA), pl.DataFrame(schema=MALFORMED_SCHEMA)
     g = [t.str.extract(_STAT, i) for i in range(1, 15)]
     st = st.with_columns(
-        g[0].alias("impl"), g[5].cast(pl.Int64, strict=False).alias("num_drafts"),
+        g[0].alias("impl"),
+        g[5].cast(pl.Int64, strict=False).alias("num_drafts"),
         g[7].cast(pl.Int64, strict=False).alias("draft_tokens"),
         g[8].cast(pl.Int64, strict=False).alias("accepted_tokens"),
         g[10].cast(pl.Float64, strict=False).alias("draft_ms"),
@@ -200,34 +267,49 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
         _float_list(g[13]).alias("per_position_acceptance"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
     )
-    bad = st.filter(pl.col("impl").is_null() | pl.col("accepted_tokens").is_null()
-                    | (t.str.contains("#mean acc len", literal=True) & pl.col("mal_printed").is_null())
-                    | (t.str.contains("#acc rate/pos", literal=True) & pl.col("per_position_acceptance").is_null()))
+    bad = st.filter(
+        pl.col("impl").is_null()
+        | pl.col("accepted_tokens").is_null()
+        | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
+        | (t.str.contains("#mean acc len", literal=True) & pl.col("mal_printed").is_null())
+        | (t.str.contains("#acc rate/pos", literal=True) & pl.col("per_position_acceptance").is_null())
+    )
     st = st.join(bad.select("line"), on="line", how="anti")
     cum = st.with_columns(
-        pl.lit(source).alias("source"), pl.lit(ENGINE).alias("engine"), pl.lit(STAT_FORMAT).alias("format"),
+        pl.lit(source).alias("source"),
+        pl.lit(ENGINE).alias("engine"),
+        pl.lit(STAT_FORMAT).alias("format"),
         pl.lit("cumulative").alias("window"),
-        pl.when(pl.col("pid").is_not_null()).then(pl.lit("pid=") + pl.col("pid") + pl.lit(" "))
-        .otherwise(pl.lit("")).add(pl.col("impl")).alias("engine_id"),
-        pl.when(pl.col("draft_tokens") > 0).then(pl.col("accepted_tokens") / pl.col("draft_tokens"))
+        pl.when(pl.col("pid").is_not_null())
+        .then(pl.lit("pid=") + pl.col("pid") + pl.lit(" "))
+        .otherwise(pl.lit(""))
+        .add(pl.col("impl"))
+        .alias("engine_id"),
+        pl.when(pl.col("draft_tokens") > 0)
+        .then(pl.col("accepted_tokens") / pl.col("draft_tokens"))
         .alias("acceptance_rate"),
-        pl.when(pl.col("num_drafts") > 0).then(1 + pl.col("accepted_tokens") / pl.col("num_drafts"))
+        pl.when(pl.col("num_drafts") > 0)
+        .then(1 + pl.col("accepted_tokens") / pl.col("num_drafts"))
         .alias("mean_acceptance_length"),
         (pl.col("accepted_tokens") + pl.col("num_drafts")).alias("emitted_tokens"),
         pl.col("per_position_acceptance").list.len().cast(pl.Int64).alias("k"),
-        pl.lit("llama.cpp statistics: totals over the server lifetime; draft_ms = cumulative dur(g)")
-        .alias("definition_note"),
+        pl.lit("llama.cpp statistics: totals over the server lifetime; draft_ms = cumulative dur(g)").alias(
+            "definition_note"
+        ),
     )
     cum = conform_windows(cum)
     return concat([cum, differences(cum, ("source", "engine_id"))], WINDOW_SCHEMA), malformed(
-        bad, source, "statistics line does not parse (cut?)")
+        bad, source, "statistics line does not parse (cut?) or accepts more than it drafted"
+    )
 
 
 def _summaries(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Example summaries: the n_draft .. accept block (rare lines; one row per block, window 'run')."""
     t = pl.col("text")
-    cand = lines.filter(t.str.contains(r"^\s*(?:n_draft|n_predict|n_drafted|n_accept|accept)\s*=")
-                        | t.str.contains(r"(?:decoded|generated)\s+\d+ tokens in", literal=False))
+    cand = lines.filter(
+        t.str.contains(_SUM_PREFIX + r"(?:n_draft|n_predict|n_drafted|n_accept|accept)\s*=")
+        | t.str.contains(r"(?:decoded|generated)\s+\d+ tokens in", literal=False)
+    )
     blocks: list[dict] = []
     bad: list[tuple[int, str, str]] = []
     speed: tuple[float, float] | None = None
@@ -258,26 +340,40 @@ def _summaries(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataF
         if drafted is None or acc is None:
             bad.append((b["line"], "example summary lacks n_drafted / n_accept", ""))
             continue
+        if acc > drafted or (pred is not None and acc > pred):
+            bad.append((b["line"], "example summary accepts more than it drafted / predicted", ""))
+            continue
         sp = b.get("speed")
         steps = None if pred is None else pred - acc
-        rows.append({
-            "source": source, "line": b["last"], "engine": ENGINE, "format": "llamacpp-example",
-            "window": "run", "k": None if b.get("n_draft") is None else int(b["n_draft"]),
-            "draft_tokens": int(drafted), "accepted_tokens": int(acc),
-            "emitted_tokens": None if pred is None else int(pred),
-            "acceptance_rate": ratio(acc, drafted),
-            "mean_acceptance_length": ratio(pred, steps),
-            "gen_tps": sp[0] if sp else None,
-            "definition_note": "llama.cpp example: acceptance_rate = n_accept/n_drafted; mean acceptance "
-                               "length = n_predict/(n_predict-n_accept), tokens per target forward",
-        })
-    return rows_to_windows(rows), malformed_rows(bad, source) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
+        rows.append(
+            {
+                "source": source,
+                "line": b["last"],
+                "engine": ENGINE,
+                "format": "llamacpp-example",
+                "window": "run",
+                "k": None if b.get("n_draft") is None else int(b["n_draft"]),
+                "draft_tokens": int(drafted),
+                "accepted_tokens": int(acc),
+                "emitted_tokens": None if pred is None else int(pred),
+                "acceptance_rate": ratio(acc, drafted),
+                "mean_acceptance_length": ratio(pred, steps),
+                "gen_tps": sp[0] if sp else None,
+                "definition_note": "llama.cpp example: acceptance_rate = n_accept/n_drafted; mean acceptance "
+                "length = n_predict/(n_predict-n_accept), tokens per target forward",
+            }
+        )
+    return rows_to_windows(rows), malformed_rows(bad, source) if bad else pl.DataFrame(
+        schema=MALFORMED_SCHEMA
+    )
 
 
 def _startup(lines: pl.DataFrame, source: str) -> pl.DataFrame:
     t = pl.col("text")
-    err = lines.filter(t.str.contains("vocab must match", literal=True)
-                       | t.str.contains("vocab type must match", literal=True))
+    err = lines.filter(
+        t.str.contains("vocab must match", literal=True)
+        | t.str.contains("vocab type must match", literal=True)
+    )
     rows = [(ln, "startup_error", text.strip()[:300]) for ln, text in err.select("line", "text").iter_rows()]
     return configs(rows, source, ENGINE) if rows else pl.DataFrame(schema=CONFIG_SCHEMA)
 
@@ -290,8 +386,11 @@ def parse(lines: pl.DataFrame, source: str) -> Parsed:
     stat, bad_t = _statistics(lines, source)
     summ, bad_e = _summaries(lines, source)
     windows = concat([req, stat, summ], WINDOW_SCHEMA).sort("line")
-    return Parsed(windows=windows, malformed=concat([bad_r, bad_s, bad_t, bad_e], MALFORMED_SCHEMA).sort("line"),
-                  configs=_startup(lines, source))
+    return Parsed(
+        windows=windows,
+        malformed=concat([bad_r, bad_s, bad_t, bad_e], MALFORMED_SCHEMA).sort("line"),
+        configs=_startup(lines, source),
+    )
 
 
 def finalize(windows: pl.DataFrame) -> pl.DataFrame:

@@ -14,7 +14,7 @@ last decode-log window: those are ``interval`` rows as they are.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ def detect(sample: str) -> bool:
 
 
 def _label(name: str) -> pl.Expr:
-    return pl.col("labels").str.extract(r'[{,]\s*' + name + r'="([^"]*)"', 1)
+    return pl.col("labels").str.extract(r"[{,]\s*" + name + r'="([^"]*)"', 1)
 
 
 def _classify(lines: pl.DataFrame) -> pl.DataFrame:
@@ -100,18 +100,30 @@ def _classify(lines: pl.DataFrame) -> pl.DataFrame:
     epoch = t.str.extract(_EPOCH, 1).cast(pl.Float64, strict=False)
     epoch_s = pl.when(epoch > 1e11).then(epoch / 1000).otherwise(epoch)
     iso_t = pl.when(tz.is_null() | tz.str.contains("Z|UTC")).then(
-        iso.str.replace("T", " ").str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False).dt.replace_time_zone("UTC"))
+        iso.str.replace("T", " ")
+        .str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False)
+        .dt.replace_time_zone("UTC")
+    )
     offset = tz.str.replace(":", "").str.strip_chars()
-    iso_off = (iso.str.replace("T", " ") + pl.lit(" ") + offset).str.to_datetime(
-        "%Y-%m-%d %H:%M:%S %z", strict=False).dt.convert_time_zone("UTC")
-    sep_time = pl.coalesce(iso_t, iso_off, pl.from_epoch((epoch_s * 1e6).cast(pl.Int64, strict=False),
-                                                       time_unit="us").dt.replace_time_zone("UTC"))
+    iso_off = (
+        (iso.str.replace("T", " ") + pl.lit(" ") + offset)
+        .str.to_datetime("%Y-%m-%d %H:%M:%S %z", strict=False)
+        .dt.convert_time_zone("UTC")
+    )
+    sep_time = pl.coalesce(
+        iso_t,
+        iso_off,
+        pl.from_epoch((epoch_s * 1e6).cast(pl.Int64, strict=False), time_unit="us").dt.replace_time_zone(
+            "UTC"
+        ),
+    )
     is_sample = pl.col("text").str.contains(_SAMPLE)
     is_meta = pl.col("text").str.contains(r"^\s*# (?:HELP|TYPE|UNIT) ")
     return lines.with_columns(
         is_sample.alias("is_sample"),
-        ((~is_sample & ~is_meta & sep_time.is_not_null()) | pl.col("text").str.contains(r"^\s*# EOF\s*$"))
-        .alias("is_sep"),
+        (
+            (~is_sample & ~is_meta & sep_time.is_not_null()) | pl.col("text").str.contains(r"^\s*# EOF\s*$")
+        ).alias("is_sep"),
         pl.when(~is_sample & ~is_meta).then(sep_time).alias("sep_time"),
     )
 
@@ -125,8 +137,10 @@ def _samples(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFra
     rel = c.filter(pl.col("text").str.strip_chars_start().str.contains(_RELEVANT))
     t = pl.col("text").str.strip_chars()
     rel = rel.with_columns(
-        t.str.extract(_SAMPLE, 1).alias("name"), t.str.extract(_SAMPLE, 2).alias("labels"),
-        t.str.extract(_SAMPLE, 3).alias("raw"), t.str.extract(_SAMPLE, 4).cast(pl.Int64, strict=False).alias("ts"),
+        t.str.extract(_SAMPLE, 1).alias("name"),
+        t.str.extract(_SAMPLE, 2).alias("labels"),
+        t.str.extract(_SAMPLE, 3).alias("raw"),
+        t.str.extract(_SAMPLE, 4).cast(pl.Int64, strict=False).alias("ts"),
     ).with_columns(
         pl.col("raw").str.replace(r"^\+?Inf$", "inf").cast(pl.Float64, strict=False).alias("value"),
     )
@@ -136,15 +150,29 @@ def _samples(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFra
     rel = rel.with_columns(pl.col("name").str.replace(r"_total$", "").alias("name"))
     rel = rel.filter(~pl.col("name").str.ends_with("_created"))
     rel = rel.with_columns(
-        _label("model_name").alias("model_name"), _label("engine").alias("engine_lbl"),
+        _label("model_name").alias("model_name"),
+        _label("engine").alias("engine_lbl"),
         _label("position").cast(pl.Int64, strict=False).alias("position"),
-        pl.col("labels").str.extract(r'[{,]\s*le="([^"]*)"', 1).str.replace(r"^\+?Inf$", "inf")
-        .cast(pl.Float64, strict=False).alias("le"),
-        _label("dp_rank").alias("dp"), _label("tp_rank").alias("tp"), _label("pp_rank").alias("pp"),
+        pl.col("labels")
+        .str.extract(r'[{,]\s*le="([^"]*)"', 1)
+        .str.replace(r"^\+?Inf$", "inf")
+        .cast(pl.Float64, strict=False)
+        .alias("le"),
+        _label("dp_rank").alias("dp"),
+        _label("tp_rank").alias("tp"),
+        _label("pp_rank").alias("pp"),
     )
     eid = pl.concat_str(
-        [pl.col("model_name"), pl.lit("engine=") + pl.col("engine_lbl"), pl.lit("DP") + pl.col("dp"),
-         pl.lit("PP") + pl.col("pp"), pl.lit("TP") + pl.col("tp")], separator=" ", ignore_nulls=True)
+        [
+            pl.col("model_name"),
+            pl.lit("engine=") + pl.col("engine_lbl"),
+            pl.lit("DP") + pl.col("dp"),
+            pl.lit("PP") + pl.col("pp"),
+            pl.lit("TP") + pl.col("tp"),
+        ],
+        separator=" ",
+        ignore_nulls=True,
+    )
     # series key (name + labels): its n-th occurrence within a separator group is the n-th scrape
     rel = rel.with_columns(
         pl.when(eid == "").then(None).otherwise(eid).alias("engine_id"),
@@ -186,7 +214,7 @@ def _time(r: dict[str, Any]) -> datetime | None:
         return r["sep_time"]
     if r["ts"] is not None:
         try:
-            return datetime.fromtimestamp(r["ts"] / 1000, tz=timezone.utc)
+            return datetime.fromtimestamp(r["ts"] / 1000, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
     return None
@@ -202,42 +230,73 @@ def _infer_v0_k(draft: float | None, emitted: float | None, eff: float | None) -
     """k from the efficiency gauge: eff = emitted / ((draft/k) * (k+1)); draft is a multiple of k."""
     if not draft or emitted is None or eff is None or not math.isfinite(eff) or eff <= 0:
         return None
-    fits = [k for k in range(1, 65)
-            if draft % k == 0 and abs(emitted * k / (draft * (k + 1)) - eff) <= 2e-3 * max(eff, 0.05)]
+    fits = [
+        k
+        for k in range(1, 65)
+        if draft % k == 0 and abs(emitted * k / (draft * (k + 1)) - eff) <= 2e-3 * max(eff, 0.05)
+    ]
     return fits[0] if len(fits) == 1 else None
 
 
 def _row(r: dict[str, Any], source: str) -> dict[str, Any] | None:
-    base = {"source": source, "line": r["line"], "time": _time(r), "engine_id": r["engine_id"],
-            "running_reqs": _int(r["running"]), "waiting_reqs": _int(r["waiting"]),
-            "kv_usage": r["kv"] if r["kv"] is None or r["kv"] <= 1.0 else r["kv"] / 100,
-            "gen_tps": r["gen_tps"]}
+    base = {
+        "source": source,
+        "line": r["line"],
+        "time": _time(r),
+        "engine_id": r["engine_id"],
+        "running_reqs": _int(r["running"]),
+        "waiting_reqs": _int(r["waiting"]),
+        "kv_usage": r["kv"] if r["kv"] is None or r["kv"] <= 1.0 else r["kv"] / 100,
+        "gen_tps": r["gen_tps"],
+    }
     if r["v1_drafts"] is not None:
         drafts, draft, acc = _int(r["v1_drafts"]), _int(r["draft"]), _int(r["acc"])
         counts = r["pp_counts"] or []
         pp = [c / drafts for c in counts] if drafts and counts else None
-        return {**base, "engine": "vllm", "format": "prometheus-vllm-v1", "window": "cumulative",
-                "k": len(counts) or None, "num_drafts": drafts, "draft_tokens": draft, "accepted_tokens": acc,
-                "acceptance_rate": ratio(acc, draft),
-                "mean_acceptance_length": None if ratio(acc, drafts) is None else 1 + acc / drafts,
-                "per_position_acceptance": pp,
-                "definition_note": "vLLM V1 counters since server start (prefix acceptance)"}
+        return {
+            **base,
+            "engine": "vllm",
+            "format": "prometheus-vllm-v1",
+            "window": "cumulative",
+            "k": len(counts) or None,
+            "num_drafts": drafts,
+            "draft_tokens": draft,
+            "accepted_tokens": acc,
+            "acceptance_rate": ratio(acc, draft),
+            "mean_acceptance_length": None if ratio(acc, drafts) is None else 1 + acc / drafts,
+            "per_position_acceptance": pp,
+            "definition_note": "vLLM V1 counters since server start (prefix acceptance)",
+        }
     if r["v0_emitted"] is not None or r["v0_eff"] is not None:
         draft, emitted, acc = _int(r["draft"]), _int(r["v0_emitted"]), _int(r["acc"])
         k = _infer_v0_k(draft, emitted, r["v0_eff"])
-        row = {**base, "engine": "vllm", "format": "prometheus-vllm-v0", "window": "cumulative", "k": k,
-               "draft_tokens": draft, "emitted_tokens": emitted}
+        row = {
+            **base,
+            "engine": "vllm",
+            "format": "prometheus-vllm-v0",
+            "window": "cumulative",
+            "k": k,
+            "draft_tokens": draft,
+            "emitted_tokens": emitted,
+        }
         if k and draft is not None and emitted is not None:
             drafts = draft // k
             prefix = emitted - drafts
-            row.update(num_drafts=drafts, accepted_tokens=prefix, acceptance_rate=ratio(prefix, draft),
-                       mean_acceptance_length=ratio(emitted, drafts),
-                       definition_note=f"vLLM V0 counts non-prefix accepts: accepted = emitted - drafts "
-                                       f"(prefix), k={k} inferred from the efficiency gauge")
+            row.update(
+                num_drafts=drafts,
+                accepted_tokens=prefix,
+                acceptance_rate=ratio(prefix, draft),
+                mean_acceptance_length=ratio(emitted, drafts),
+                definition_note=f"vLLM V0 counts non-prefix accepts: accepted = emitted - drafts "
+                f"(prefix), k={k} inferred from the efficiency gauge",
+            )
         else:
-            row.update(accepted_tokens=acc, acceptance_rate=ratio(acc, draft),
-                       definition_note="vLLM V0 non-prefix acceptance (k unknown, not converted): "
-                                       "an upper bound of the prefix acceptance rate")
+            row.update(
+                accepted_tokens=acc,
+                acceptance_rate=ratio(acc, draft),
+                definition_note="vLLM V0 non-prefix acceptance (k unknown, not converted): "
+                "an upper bound of the prefix acceptance rate",
+            )
         return row
     if r["tgi_count"] is not None:
         count, ssum = _int(r["tgi_count"]), r["tgi_sum"]
@@ -250,18 +309,32 @@ def _row(r: dict[str, Any], source: str) -> dict[str, Any] | None:
             if all(float(j) in cum for j in range(k)):
                 pp = [max(0.0, min(1.0, (count - cum[float(j)]) / count)) for j in range(k)]
         acc = _int(ssum)
-        return {**base, "engine": "tgi", "format": "prometheus-tgi", "window": "cumulative", "k": k,
-                "engine_id": r["engine_id"] or "tgi", "num_drafts": count, "accepted_tokens": acc,
-                "draft_tokens": count * k if k and count is not None else None,
-                "emitted_tokens": None if acc is None or count is None else acc + count,
-                "acceptance_rate": ratio(acc, count * k if k and count is not None else None),
-                "mean_acceptance_length": None if ratio(acc, count) is None else 1 + acc / count,
-                "per_position_acceptance": pp,
-                "definition_note": "TGI skipped_tokens = accepted tokens per step; k inferred from the "
-                                   "histogram buckets, drafted = steps x k (assumes every step drafts k)"}
+        return {
+            **base,
+            "engine": "tgi",
+            "format": "prometheus-tgi",
+            "window": "cumulative",
+            "k": k,
+            "engine_id": r["engine_id"] or "tgi",
+            "num_drafts": count,
+            "accepted_tokens": acc,
+            "draft_tokens": count * k if k and count is not None else None,
+            "emitted_tokens": None if acc is None or count is None else acc + count,
+            "acceptance_rate": ratio(acc, count * k if k and count is not None else None),
+            "mean_acceptance_length": None if ratio(acc, count) is None else 1 + acc / count,
+            "per_position_acceptance": pp,
+            "definition_note": "TGI skipped_tokens = accepted tokens per step; k inferred from the "
+            "histogram buckets, drafted = steps x k (assumes every step drafts k)",
+        }
     if r["sg_al"] is not None:
-        return {**base, "engine": "sglang", "format": "prometheus-sglang", "window": "interval",
-                "mean_acceptance_length": r["sg_al"], "_ar": r["sg_ar"]}
+        return {
+            **base,
+            "engine": "sglang",
+            "format": "prometheus-sglang",
+            "window": "interval",
+            "mean_acceptance_length": r["sg_al"],
+            "_ar": r["sg_ar"],
+        }
     return None
 
 
@@ -270,8 +343,10 @@ def _sglang_rates(rows: list[dict[str, Any]]) -> None:
     sg = [r for r in rows if r["format"] == "prometheus-sglang"]
     if not sg:
         return
-    frame = pl.DataFrame({"al": [r["mean_acceptance_length"] for r in sg], "ar": [r["_ar"] for r in sg]},
-                         schema={"al": pl.Float64, "ar": pl.Float64})
+    frame = pl.DataFrame(
+        {"al": [r["mean_acceptance_length"] for r in sg], "ar": [r["_ar"] for r in sg]},
+        schema={"al": pl.Float64, "ar": pl.Float64},
+    )
     version, n = _sglang._fit_definition(frame, None, False)
     for r in sg:
         al = r["mean_acceptance_length"]
@@ -281,9 +356,11 @@ def _sglang_rates(rows: list[dict[str, Any]]) -> None:
         elif version == "B":
             r["acceptance_rate"] = r["_ar"]
         what = {"A": "includes the bonus (accept_len/N)", "B": "excludes the bonus"}.get(
-            version or "", "fits no known definition")
-        r["definition_note"] = (f"SGLang gauges of the last decode-log window; accept rate {what}"
-                                + (f", N={n}: acceptance_rate=(accept_len-1)/(N-1)" if n else ""))
+            version or "", "fits no known definition"
+        )
+        r["definition_note"] = f"SGLang gauges of the last decode-log window; accept rate {what}" + (
+            f", N={n}: acceptance_rate=(accept_len-1)/(N-1)" if n else ""
+        )
 
 
 def parse(lines: pl.DataFrame, source: str) -> Parsed:
@@ -296,8 +373,9 @@ def parse(lines: pl.DataFrame, source: str) -> Parsed:
         r.pop("_ar", None)
     cum = rows_to_windows(rows)
     windows = concat([cum, differences(cum.filter(pl.col("window") == "cumulative"))], WINDOW_SCHEMA)
-    return Parsed(windows=windows.sort("line"),
-                  malformed=bad if bad.height else pl.DataFrame(schema=MALFORMED_SCHEMA))
+    return Parsed(
+        windows=windows.sort("line"), malformed=bad if bad.height else pl.DataFrame(schema=MALFORMED_SCHEMA)
+    )
 
 
 def parse_file(path: Path, source: str) -> Parsed:

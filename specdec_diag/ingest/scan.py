@@ -376,7 +376,8 @@ def parse_file(path: Path, display: str, *, sources: list[ModuleType] | None = N
             flush()
 
     n = None
-    if all_markers and not path.name.lower().endswith(".gz") and chunk_bytes == CHUNK_BYTES:
+    if (all_markers and not path.name.lower().endswith(".gz") and chunk_bytes == CHUNK_BYTES
+            and st.st_size <= LAZY_MAX_BYTES):
         n = _scan_lazy(path, all_markers, add, st.st_size, on_bytes)
         if n is None:  # the fast reader gave up: start again on the exact path
             del parts[n_parts:]
@@ -386,12 +387,10 @@ def parse_file(path: Path, display: str, *, sources: list[ModuleType] | None = N
         try:
             for chunk in iter_chunks(path, chunk_bytes):
                 chunk_len = len(chunk)
-                df = lines_frame(chunk, n + 1)
-                n += df.height
+                sel, lines = _chunk_marked(chunk, n + 1, all_markers)
+                n += lines
                 del chunk
-                if all_markers and df.height:
-                    add(df.filter(pl.col("text").str.contains(all_markers)))
-                del df
+                add(sel)
                 if on_bytes:
                     on_bytes(chunk_len)
         except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -401,8 +400,33 @@ def parse_file(path: Path, display: str, *, sources: list[ModuleType] | None = N
     return _assemble(info, parts, [_family(m) for m in used])
 
 
+def _chunk_marked(chunk: bytes, first_line: int, markers: str) -> tuple[pl.DataFrame, int]:
+    """The marker lines of one piece (numbered from ``first_line``) and its line count. The CSV
+    reader splits and filters in one fused query; if its row count disagrees with the newline count
+    the exact split is used instead."""
+    n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") or not chunk else 1)
+    if not markers or not chunk:
+        return pl.DataFrame(schema={"line": pl.Int64, "text": pl.Utf8}), n_lines
+    try:
+        lf = pl.scan_csv(chunk, **_CSV_LINES).with_row_index("line", offset=first_line)
+        sel, total = pl.collect_all([
+            lf.filter(pl.col("text").str.contains(markers))
+            .select(pl.col("line").cast(pl.Int64), pl.col("text").fill_null("")),
+            lf.select(pl.len()),
+        ])
+        if int(total.item()) == n_lines:
+            return sel, n_lines
+    except Exception:  # noqa: BLE001 - fall through to the exact reader
+        pass
+    df = lines_frame(chunk, first_line)
+    return df.filter(pl.col("text").str.contains(markers)), df.height
+
+
 _CSV_LINES = dict(has_header=False, separator=_SEP, quote_char=None, new_columns=["text"], infer_schema=False,
                   encoding="utf8-lossy", truncate_ragged_lines=True)
+#: files up to this size are read by polars' streaming reader over a memory map (fastest; its
+#: mapped pages count in RSS); larger ones in CHUNK_BYTES pieces so RSS stays bounded
+LAZY_MAX_BYTES = 384 * 1024 * 1024
 #: marker lines per batch handed over by the streaming reader
 BATCH_ROWS = 200_000
 
@@ -557,13 +581,26 @@ def combine(results: list[FileResult], sources: list[ModuleType], code: str = ""
     """Concatenate per-file results and run each family's ``finalize`` over its own windows."""
     if not results:
         return IngestResult.empty()
-    wins = [r.windows for r in results if r.windows.height]
-    windows = pl.concat(wins) if wins else empty({**WINDOW_SCHEMA, "_family": pl.Utf8})
+    # group each file's windows by family without concatenating everything first: on a 1 GB log the
+    # window table is a few hundred MB and every full copy shows in the peak RSS
+    by_family: dict[str, list[pl.DataFrame]] = {}
+    for r in results:
+        w = r.windows
+        if not w.height:
+            continue
+        fam_col = w["_family"]
+        if fam_col.n_unique() == 1:
+            by_family.setdefault(str(fam_col[0]), []).append(w.drop("_family"))
+        else:
+            for (fam,), part in w.partition_by("_family", as_dict=True, include_key=False).items():
+                by_family.setdefault(str(fam), []).append(part)
+        r.windows = w.clear()  # the result no longer holds the rows
     finals: list[pl.DataFrame] = []
     fams = {_family(m): m for m in sources}
     extra_mal: list[pl.DataFrame] = []
-    for fam in windows["_family"].unique(maintain_order=True).to_list():
-        part = windows.filter(pl.col("_family") == fam).drop("_family")
+    for fam, frames in by_family.items():
+        part = pl.concat(frames, rechunk=False)
+        del frames[:]
         mod = fams.get(fam)
         if mod is not None and hasattr(mod, "finalize"):
             try:
@@ -571,7 +608,7 @@ def combine(results: list[FileResult], sources: list[ModuleType], code: str = ""
             except Exception as exc:  # noqa: BLE001
                 extra_mal.append(_crash(str(part["source"][0]), int(part["line"][0]), mod, exc))
         finals.append(conform_windows(part))
-    out_w = pl.concat(finals) if finals else empty_windows()
+    out_w = pl.concat(finals, rechunk=False) if finals else empty_windows()
 
     def cat(name: str, schema: dict[str, Any], extra: list[pl.DataFrame] | None = None) -> pl.DataFrame:
         frames = [getattr(r, name) for r in results if getattr(r, name).height] + (extra or [])

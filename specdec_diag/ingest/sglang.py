@@ -32,11 +32,19 @@ from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, 
 VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "sglang"
 ENGINE = "sglang"
-MARKERS = ("Decode batch", "Prefill batch", "server_args=", "ServerArgs(", "--speculative-", "--cuda-graph-max-bs")
+MARKERS = (
+    "Decode batch",
+    "Prefill batch",
+    "server_args=",
+    "ServerArgs(",
+    "--speculative-",
+    "--cuda-graph-max-bs",
+)
 
 _DETECT = ("Decode batch", "Prefill batch", "ServerArgs(", "sglang.launch_server", "sglang.srt", "sgl_jax")
 
-# Prefix: "[2025-10-01 12:00:00 TP0] " / "[... DP0 TP0] " / "[...] "; a fork's "2025-12-04 20:35:53 INFO 151972 [".
+# Prefix: "[2025-10-01 12:00:00 TP0] " / "[... DP0 TP0] " / "[...] ";
+# a fork's "2025-12-04 20:35:53 INFO 151972 [".
 _TS_BRACKET = r"\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:[.,]\d+)?(?: ([A-Z]{2,3}\d+(?: [A-Z]{2,3}\d+)*))?\]"
 _TS_FORK = r"^(?:\S+\s+\|\s+)?(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:[.,]\d+)? [A-Z]+ (\d+) \["
 
@@ -60,13 +68,27 @@ _FIELDS: dict[str, tuple[str, str, pl.DataType]] = {
 _GRAPH = r"\b(?:cuda|cpu|npu) graph: (True|False)\b"
 
 _SERVER_KEYS = (
-    "model_path", "served_model_name", "tp_size", "dp_size", "pp_size", "cuda_graph_max_bs",
-    "disable_cuda_graph", "max_running_requests", "disaggregation_mode", "decode_log_interval",
-    "enable_dp_attention", "attention_backend", "page_size", "chunked_prefill_size", "mem_fraction_static",
+    "model_path",
+    "served_model_name",
+    "tp_size",
+    "dp_size",
+    "pp_size",
+    "cuda_graph_max_bs",
+    "disable_cuda_graph",
+    "max_running_requests",
+    "disaggregation_mode",
+    "decode_log_interval",
+    "enable_dp_attention",
+    "attention_backend",
+    "page_size",
+    "chunked_prefill_size",
+    "mem_fraction_static",
 )
 _KV = re.compile(r"(\w+)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\[[^\]]*\]|\{[^}]*\}|[^,()\s]+)")
-_CLI = re.compile(r"--(speculative-[\w-]+|cuda-graph-max-bs|tp-size|tp|dp-size|dp|model-path|"
-                  r"disaggregation-mode|decode-log-interval)[ =]([^\s\\]+)")
+_CLI = re.compile(
+    r"--(speculative-[\w-]+|cuda-graph-max-bs|tp-size|tp|dp-size|dp|model-path|"
+    r"disaggregation-mode|decode-log-interval)[ =]([^\s\\]+)"
+)
 
 
 def detect(sample: str) -> bool:
@@ -89,10 +111,12 @@ def _config_rows(lines: pl.DataFrame, source: str) -> pl.DataFrame:
     for ln, text in cand.select("line", "text").iter_rows():
         text = text[:200_000]
         if "ServerArgs(" in text:
-            for key, val in _KV.findall(text[text.index("ServerArgs(") + 11:]):
+            for key, val in _KV.findall(text[text.index("ServerArgs(") + 11 :]):
                 if _keep(key):
                     rows.append((ln, key, val.strip("'\"")))
-        elif "sglang" in text or "sgl_jax" in text:  # a pasted launch command; vLLM's --speculative-config is not ours
+        elif (
+            "sglang" in text or "sgl_jax" in text
+        ):  # a pasted launch command; vLLM's --speculative-config is not ours
             for flag, val in _CLI.findall(text):
                 key = flag.replace("-", "_")
                 key = {"tp": "tp_size", "dp": "dp_size"}.get(key, key)
@@ -113,8 +137,10 @@ def _config_int(cfg: pl.DataFrame, key: str) -> int | None:
 
 def _fields(df: pl.DataFrame) -> pl.DataFrame:
     exprs = [extract(pat, dtype).alias(col) for col, (_, pat, dtype) in _FIELDS.items()]
-    exprs += [pl.col("text").str.contains(lbl, literal=True).alias(f"has_{col}")
-              for col, (lbl, _, _) in _FIELDS.items()]
+    exprs += [
+        pl.col("text").str.contains(lbl, literal=True).alias(f"has_{col}")
+        for col, (lbl, _, _) in _FIELDS.items()
+    ]
     graph = pl.col("text").str.extract(_GRAPH, 1)
     exprs += [
         pl.when(graph.is_null()).then(None).otherwise(graph == "True").alias("cuda_graph"),
@@ -125,8 +151,10 @@ def _fields(df: pl.DataFrame) -> pl.DataFrame:
         pl.col("text").str.extract(_TS_FORK, 2).alias("pid"),
     ]
     return df.with_columns(exprs).with_columns(
-        pl.coalesce("ts1", "ts2").str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False)
-        .dt.replace_time_zone("UTC").alias("time"),
+        pl.coalesce("ts1", "ts2")
+        .str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False)
+        .dt.replace_time_zone("UTC")
+        .alias("time"),
         pl.coalesce(pl.col("rank"), pl.lit("pid=") + pl.col("pid")).alias("engine_id"),
     )
 
@@ -136,13 +164,22 @@ def _bad_reason(required: tuple[str, ...]) -> pl.Expr:
     reason = pl.lit(None, dtype=pl.Utf8)
     for col in reversed(list(_FIELDS)):
         lbl = _FIELDS[col][0]
-        reason = pl.when(pl.col(f"has_{col}") & pl.col(col).is_null()).then(
-            pl.lit(f"'{lbl}' without a number")).otherwise(reason)
-    reason = pl.when(pl.col("has_graph") & pl.col("cuda_graph").is_null()).then(
-        pl.lit("graph flag is neither True nor False")).otherwise(reason)
+        reason = (
+            pl.when(pl.col(f"has_{col}") & pl.col(col).is_null())
+            .then(pl.lit(f"'{lbl}' without a number"))
+            .otherwise(reason)
+        )
+    reason = (
+        pl.when(pl.col("has_graph") & pl.col("cuda_graph").is_null())
+        .then(pl.lit("graph flag is neither True nor False"))
+        .otherwise(reason)
+    )
     for col in reversed(required):
-        reason = pl.when(pl.col(col).is_null() & ~pl.col(f"has_{col}")).then(
-            pl.lit(f"missing '{_FIELDS[col][0]}' (truncated line?)")).otherwise(reason)
+        reason = (
+            pl.when(pl.col(col).is_null() & ~pl.col(f"has_{col}"))
+            .then(pl.lit(f"missing '{_FIELDS[col][0]}' (truncated line?)"))
+            .otherwise(reason)
+        )
     return reason
 
 
@@ -156,8 +193,12 @@ _TOL = 0.011  # accept rate printed with 2 decimals; accept len too: allow both 
 def _fit_definition(dec: pl.DataFrame, n_cfg: int | None, jax: bool) -> tuple[str | None, int | None]:
     """Which accept-rate definition the lines follow, and N. Version A: ar = al/N; B: ar = (al-1)/(N-1);
     jax: ar = al/N with N = num_steps. Returns (version, N); N None when the numbers cannot tell."""
-    pts = dec.filter(pl.col("al").is_not_null() & pl.col("ar").is_not_null()
-                     & pl.col("al").is_finite() & pl.col("ar").is_finite())
+    pts = dec.filter(
+        pl.col("al").is_not_null()
+        & pl.col("ar").is_not_null()
+        & pl.col("al").is_finite()
+        & pl.col("ar").is_finite()
+    )
     if pts.height == 0:
         return None, None
     cands = range(1 if jax else 2, 65)
@@ -205,13 +246,17 @@ def _convert(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
         k = n_tok - 1
     al_note = "accept len = tokens per verify step incl. bonus (= mean_acceptance_length)"
     if version == "A":
-        note = (f"{al_note}; SGLang accept rate includes the bonus (accept_len/N, N={n if n else '?'}): "
-                f"converted to acceptance_rate=(accept_len-1)/k")
+        note = (
+            f"{al_note}; SGLang accept rate includes the bonus (accept_len/N, N={n if n else '?'}): "
+            f"converted to acceptance_rate=(accept_len-1)/k"
+        )
     elif version == "B":
         note = f"{al_note}; SGLang accept rate already excludes the bonus; acceptance_rate=(accept_len-1)/k"
     elif version == "jax":
-        note = (f"{al_note}; sglang-jax accept rate includes the bonus and divides by num_steps: "
-                f"converted to acceptance_rate=(accept_len-1)/k")
+        note = (
+            f"{al_note}; sglang-jax accept rate includes the bonus and divides by num_steps: "
+            f"converted to acceptance_rate=(accept_len-1)/k"
+        )
     elif version == "unknown":
         note = f"{al_note}; accept rate fits no known definition: acceptance_rate from accept len and k"
     else:
@@ -231,8 +276,9 @@ def _convert(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
         pl.when(al.is_not_null()).then(rate).otherwise(None).alias("acceptance_rate"),
         pl.when(al.is_not_null()).then(pl.lit(k, dtype=pl.Int64)).otherwise(None).alias("k"),
         pl.when(al.is_not_null()).then(pl.lit(note)).otherwise(None).alias("definition_note"),
-        pl.lit({"A": "ar-bonus", "B": "ar", "jax": "ar-jax", "unknown": "ar-unknown"}.get(version or "", "")
-               ).alias("_variant"),
+        pl.lit(
+            {"A": "ar-bonus", "B": "ar", "jax": "ar-jax", "unknown": "ar-unknown"}.get(version or "", "")
+        ).alias("_variant"),
     )
 
 
@@ -251,47 +297,79 @@ def parse(lines: pl.DataFrame, source: str) -> Parsed:
     bad_dec = bad_dec.with_columns(
         pl.when(pl.col("reason").is_null() & pl.col("gen_tps").is_null() & pl.col("waiting_reqs").is_null())
         .then(pl.lit("decode line ends before gen throughput / #queue-req (truncated?)"))
-        .otherwise(pl.col("reason")).alias("reason"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )
     bad_pre = pre.with_columns(_bad_reason(("running_reqs",)).alias("reason"))
-    bad = pl.concat([bad_dec.filter(pl.col("reason").is_not_null()),
-                     bad_pre.filter(pl.col("reason").is_not_null())])
+    bad = pl.concat(
+        [bad_dec.filter(pl.col("reason").is_not_null()), bad_pre.filter(pl.col("reason").is_not_null())]
+    )
     dec = bad_dec.filter(pl.col("reason").is_null())
     pre = bad_pre.filter(pl.col("reason").is_null())
 
     # "accept len: nan" is the engine's own number, not a bad line: keep the row, drop the value
     nan_al = pl.col("al").is_nan().fill_null(False)
-    dec = dec.with_columns(nan_al.alias("_al_nan"), pl.when(nan_al).then(None).otherwise(pl.col("al")).alias("al"))
+    dec = dec.with_columns(
+        nan_al.alias("_al_nan"), pl.when(nan_al).then(None).otherwise(pl.col("al")).alias("al")
+    )
     dec = _convert(dec, cfg)
-    dec = dec.with_columns(pl.when(pl.col("_al_nan")).then(pl.lit("accept len printed as nan"))
-                           .otherwise(pl.col("definition_note")).alias("definition_note"))
+    dec = dec.with_columns(
+        pl.when(pl.col("_al_nan"))
+        .then(pl.lit("accept len printed as nan"))
+        .otherwise(pl.col("definition_note"))
+        .alias("definition_note")
+    )
     graph_tag = pl.col("text").str.extract(r"\b(cpu|npu) graph:", 1)
     frames = []
     if dec.height:
-        frames.append(dec.with_columns(
-            pl.lit("interval").alias("window"),
-            pl.when(~pl.col("has_al")).then(pl.lit("sglang-decode"))
-            .when(pl.col("_variant") == "").then(pl.lit("sglang-decode-al"))
-            .otherwise(pl.lit("sglang-decode-") + pl.col("_variant")).alias("format"),
-            pl.col("al").alias("mean_acceptance_length"),
-            pl.coalesce("usage", "full_usage").alias("kv_usage"),
-            pl.when(pl.col("running_reqs") > 0)
-            .then(pl.coalesce("tokens", "full_tokens") // pl.col("running_reqs")).alias("context_len"),
-            pl.concat_str([pl.col("definition_note"), pl.lit("graph flag is ") + graph_tag + pl.lit(" graph")],
-                          separator="; ", ignore_nulls=True).replace("", None).alias("definition_note"),
-        ))
+        frames.append(
+            dec.with_columns(
+                pl.lit("interval").alias("window"),
+                pl.when(~pl.col("has_al"))
+                .then(pl.lit("sglang-decode"))
+                .when(pl.col("_variant") == "")
+                .then(pl.lit("sglang-decode-al"))
+                .otherwise(pl.lit("sglang-decode-") + pl.col("_variant"))
+                .alias("format"),
+                pl.col("al").alias("mean_acceptance_length"),
+                pl.coalesce("usage", "full_usage").alias("kv_usage"),
+                pl.when(pl.col("running_reqs") > 0)
+                .then(pl.coalesce("tokens", "full_tokens") // pl.col("running_reqs"))
+                .alias("context_len"),
+                pl.concat_str(
+                    [pl.col("definition_note"), pl.lit("graph flag is ") + graph_tag + pl.lit(" graph")],
+                    separator="; ",
+                    ignore_nulls=True,
+                )
+                .replace("", None)
+                .alias("definition_note"),
+            )
+        )
     if pre.height:
-        frames.append(pre.with_columns(
-            pl.lit("interval").alias("window"), pl.lit("sglang-prefill").alias("format"),
-            pl.coalesce("usage", "full_usage").alias("kv_usage"),
-        ))
-    windows = concat([f.with_columns(pl.lit(source).alias("source"), pl.lit(ENGINE).alias("engine"))
-                      .pipe(conform_windows) for f in frames], WINDOW_SCHEMA).sort("line")
+        frames.append(
+            pre.with_columns(
+                pl.lit("interval").alias("window"),
+                pl.lit("sglang-prefill").alias("format"),
+                pl.coalesce("usage", "full_usage").alias("kv_usage"),
+            )
+        )
+    windows = concat(
+        [
+            f.with_columns(pl.lit(source).alias("source"), pl.lit(ENGINE).alias("engine")).pipe(
+                conform_windows
+            )
+            for f in frames
+        ],
+        WINDOW_SCHEMA,
+    ).sort("line")
     if dec.height and bool(dec["transfer"].is_not_null().any()):
         first = int(dec.filter(pl.col("transfer").is_not_null())["line"][0])
         cfg = pl.concat([cfg, configs([(first, "pd_decode_mode", "true")], source, ENGINE)])
     return Parsed(
         windows=windows,
-        malformed=malformed(bad, source, pl.col("reason")) if bad.height else pl.DataFrame(schema=MALFORMED_SCHEMA),
+        malformed=malformed(bad, source, pl.col("reason"))
+        if bad.height
+        else pl.DataFrame(schema=MALFORMED_SCHEMA),
         configs=cfg,
     )
 

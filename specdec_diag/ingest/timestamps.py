@@ -49,7 +49,7 @@ def anchor_from(sample: str, mtime: float | None) -> YearAnchor | None:
             pass
     if mtime is not None:
         try:
-            return YearAnchor(dt.datetime.fromtimestamp(mtime, dt.timezone.utc).date(), False, "mtime")
+            return YearAnchor(dt.datetime.fromtimestamp(mtime, dt.UTC).date(), False, "mtime")
         except (OverflowError, OSError, ValueError):
             return None
     return None

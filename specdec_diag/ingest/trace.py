@@ -156,7 +156,7 @@ def _created(header: dict[str, Any]) -> dt.datetime | None:
         t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 
 def header_configs(header: dict[str, Any], source: str) -> pl.DataFrame:

@@ -34,19 +34,35 @@ from specdec_diag.schema import MALFORMED_SCHEMA, open_text
 VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "trtllm"
 ENGINE = "trtllm"
-MARKERS = ('"specDecodingStats"', '"spec_decoding_stats"', '"iterLatencyMS"', '"numActiveRequests"',
-           '"speculative_decoding"', 'specDecodingStats\\"')
+MARKERS = (
+    '"specDecodingStats"',
+    '"spec_decoding_stats"',
+    '"iterLatencyMS"',
+    '"numActiveRequests"',
+    '"speculative_decoding"',
+    'specDecodingStats\\"',
+)
 _TIME_FORMATS = ("%m-%d-%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%m-%d-%Y %H:%M:%S%.f")
 _MAX_DOC = 256 * 1024 * 1024
-_SD_KEYS = ("numDraftTokens", "numAcceptedTokens", "numRequestsWithDraftTokens", "acceptanceLength",
-            "iterLatencyMS", "draftOverhead")
+_SD_KEYS = (
+    "numDraftTokens",
+    "numAcceptedTokens",
+    "numRequestsWithDraftTokens",
+    "acceptanceLength",
+    "iterLatencyMS",
+    "draftOverhead",
+)
 
 
 def detect(sample: str) -> bool:
-    """Iteration stats carry ``specDecodingStats`` or ``iterLatencyMS``; perf metrics ``speculative_decoding``."""
-    return ("specDecodingStats" in sample or '"spec_decoding_stats"' in sample
-            or ("iterLatencyMS" in sample and "numActiveRequests" in sample)
-            or ('"speculative_decoding"' in sample and "total_draft_tokens" in sample))
+    """Iteration stats carry ``specDecodingStats`` or ``iterLatencyMS``; perf metrics
+    ``speculative_decoding``."""
+    return (
+        "specDecodingStats" in sample
+        or '"spec_decoding_stats"' in sample
+        or ("iterLatencyMS" in sample and "numActiveRequests" in sample)
+        or ('"speculative_decoding"' in sample and "total_draft_tokens" in sample)
+    )
 
 
 def _finish(rows: list[dict[str, Any]], bad: list[tuple[int, str, str]], source: str) -> Parsed:
@@ -58,8 +74,10 @@ def _finish(rows: list[dict[str, Any]], bad: list[tuple[int, str, str]], source:
         raw = raw.str.strip_chars().str.strip_chars_end("Z").str.replace("T", " ")
         parsed = pl.select(pl.coalesce([raw.str.to_datetime(f, strict=False) for f in _TIME_FORMATS]))
         windows = windows.with_columns(parsed.to_series().dt.replace_time_zone("UTC").alias("time"))
-    return Parsed(windows=windows,
-                  malformed=malformed_rows(bad, source) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA))
+    return Parsed(
+        windows=windows,
+        malformed=malformed_rows(bad, source) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA),
+    )
 
 
 def _bad_number(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> str | None:
@@ -70,9 +88,14 @@ def _bad_number(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> str |
     return None
 
 
-_SNAKE = {"num_draft_tokens": "numDraftTokens", "num_accepted_tokens": "numAcceptedTokens",
-          "num_requests_with_draft_tokens": "numRequestsWithDraftTokens", "acceptance_length": "acceptanceLength",
-          "iter_latency_ms": "iterLatencyMS", "draft_overhead": "draftOverhead"}
+_SNAKE = {
+    "num_draft_tokens": "numDraftTokens",
+    "num_accepted_tokens": "numAcceptedTokens",
+    "num_requests_with_draft_tokens": "numRequestsWithDraftTokens",
+    "acceptance_length": "acceptanceLength",
+    "iter_latency_ms": "iterLatencyMS",
+    "draft_overhead": "draftOverhead",
+}
 
 
 def _iteration(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -81,11 +104,15 @@ def _iteration(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any
         return None, "specDecodingStats is not an object"
     sd = {_SNAKE.get(k, k): v for k, v in (sd or {}).items()}
     why = _bad_number(sd, _SD_KEYS, "specDecodingStats.") or _bad_number(
-        obj, ("iterLatencyMS", "numActiveRequests", "numQueuedRequests"), "")
+        obj, ("iterLatencyMS", "numActiveRequests", "numQueuedRequests"), ""
+    )
     if why:
         return None, why
-    nreq, draft, acc = (as_int(sd.get(k)) for k in ("numRequestsWithDraftTokens", "numDraftTokens",
-                                                      "numAcceptedTokens"))
+    nreq, draft, acc = (
+        as_int(sd.get(k)) for k in ("numRequestsWithDraftTokens", "numDraftTokens", "numAcceptedTokens")
+    )
+    if acc is not None and draft is not None and acc > draft:
+        return None, f"specDecodingStats accepts more tokens ({acc}) than it drafted ({draft})"
     total_ms, draft_ms = finite(obj.get("iterLatencyMS")), finite(sd.get("iterLatencyMS"))
     kv = obj.get("kvCacheStats") if isinstance(obj.get("kvCacheStats"), dict) else {}
     mal = None if ratio(acc, nreq) is None else 1 + acc / nreq
@@ -93,20 +120,29 @@ def _iteration(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any
         mal = finite(sd.get("acceptanceLength"))
     k = draft // nreq if draft is not None and nreq and draft % nreq == 0 else None
     return {
-        "source": source, "line": ln, "engine": ENGINE, "format": "trtllm-iteration-stats",
-        "_ts": obj.get("timestamp"), "window": "interval",
+        "source": source,
+        "line": ln,
+        "engine": ENGINE,
+        "format": "trtllm-iteration-stats",
+        "_ts": obj.get("timestamp"),
+        "window": "interval",
         "engine_id": None if obj.get("rank") is None else f"rank {obj.get('rank')}",
-        "k": k, "num_drafts": nreq, "draft_tokens": draft, "accepted_tokens": acc,
+        "k": k,
+        "num_drafts": nreq,
+        "draft_tokens": draft,
+        "accepted_tokens": acc,
         "emitted_tokens": None if acc is None or nreq is None else acc + nreq,
-        "acceptance_rate": ratio(acc, draft), "mean_acceptance_length": mal,
-        "running_reqs": as_int(obj.get("numActiveRequests")), "waiting_reqs": as_int(obj.get("numQueuedRequests")),
+        "acceptance_rate": ratio(acc, draft),
+        "mean_acceptance_length": mal,
+        "running_reqs": as_int(obj.get("numActiveRequests")),
+        "waiting_reqs": as_int(obj.get("numQueuedRequests")),
         "kv_usage": ratio(finite(kv.get("usedNumBlocks")), finite(kv.get("maxNumBlocks"))),
         "draft_ms": draft_ms,
         "verify_ms": None if total_ms is None or draft_ms is None else max(0.0, total_ms - draft_ms),
         "request": None if obj.get("iter") is None else f"iter {obj.get('iter')}",
         "definition_note": "TRT-LLM specDecodingStats of one iteration: acceptance length = (accepted + "
-                           "requests with drafts) / requests; draft_ms = draft generation time, verify_ms = "
-                           "iteration latency - draft_ms",
+        "requests with drafts) / requests; draft_ms = draft generation time, verify_ms = "
+        "iteration latency - draft_ms",
     }, None
 
 
@@ -115,16 +151,26 @@ def _request(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any] 
     sd = pm.get("speculative_decoding")
     if not isinstance(sd, dict):
         return None, "speculative_decoding is not an object"
-    why = _bad_number(sd, ("total_draft_tokens", "total_accepted_draft_tokens", "acceptance_rate"),
-                      "speculative_decoding.")
+    why = _bad_number(
+        sd, ("total_draft_tokens", "total_accepted_draft_tokens", "acceptance_rate"), "speculative_decoding."
+    )
     if why:
         return None, why
     draft, acc = as_int(sd.get("total_draft_tokens")), as_int(sd.get("total_accepted_draft_tokens"))
+    if acc is not None and draft is not None and acc > draft:
+        return None, f"speculative_decoding accepts more tokens ({acc}) than it drafted ({draft})"
     rate = ratio(acc, draft)
     return {
-        "source": source, "line": ln, "engine": ENGINE, "format": "trtllm-request-perf", "window": "request",
-        "draft_tokens": draft, "accepted_tokens": acc,
-        "acceptance_rate": rate if rate is not None else (finite(sd.get("acceptance_rate")) if draft else None),
+        "source": source,
+        "line": ln,
+        "engine": ENGINE,
+        "format": "trtllm-request-perf",
+        "window": "request",
+        "draft_tokens": draft,
+        "accepted_tokens": acc,
+        "acceptance_rate": rate
+        if rate is not None
+        else (finite(sd.get("acceptance_rate")) if draft else None),
         "request": None if obj.get("request_id") is None else str(obj.get("request_id")),
         "definition_note": "TRT-LLM per-request perf metrics: acceptance_rate = accepted/drafted tokens",
     }, None
@@ -209,7 +255,7 @@ def _scan_document(text: str, source: str) -> Parsed | None:
         return p
 
     pos = skip(pos)
-    in_array = pos < n and text[pos] == "[" and text[skip(pos + 1):skip(pos + 1) + 1] in ("{", "]", '"')
+    in_array = pos < n and text[pos] == "[" and text[skip(pos + 1) : skip(pos + 1) + 1] in ("{", "]", '"')
     if in_array:
         pos = skip(pos + 1)
     elif not _pretty(text, pos):
@@ -230,7 +276,7 @@ def _scan_document(text: str, source: str) -> Parsed | None:
             if seen == 0:
                 return None
             # a cut or foreign record: report it, resume at the next value at the same indentation
-            bad.append((line_of(pos), "truncated or invalid JSON value", text[pos:pos + 300]))
+            bad.append((line_of(pos), "truncated or invalid JSON value", text[pos : pos + 300]))
             col = pos - (text.rfind("\n", 0, pos) + 1)
             nxt = text.find("\n" + " " * col + "{", pos)
             if nxt < 0:
@@ -239,7 +285,7 @@ def _scan_document(text: str, source: str) -> Parsed | None:
             continue
         ln = line_of(pos)
         for v in val if isinstance(val, list) else [val]:
-            _record(v, ln, source, rows, bad, text[pos:min(end, pos + 300)])
+            _record(v, ln, source, rows, bad, text[pos : min(end, pos + 300)])
         seen += 1
         pos = skip(end)
     return _finish(rows, bad, source)
@@ -249,7 +295,7 @@ def _pretty(text: str, pos: int) -> bool:
     """True when the first value starts a pretty-printed object (its first line is not whole JSON)."""
     if pos >= len(text) or text[pos] != "{":
         return False
-    first = text[pos:text.find("\n", pos) if "\n" in text[pos:] else len(text)]
+    first = text[pos : text.find("\n", pos) if "\n" in text[pos:] else len(text)]
     try:
         json.loads(first)
     except (ValueError, RecursionError):

@@ -225,7 +225,8 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
     ok = ok.with_columns(
         pl.when(fits(pl.col("nd_k"))).then(pl.col("nd_k"))
         .when(fits(pl.col("nd_mal"))).then(pl.col("nd_mal")).otherwise(None).alias("nd"),
-        pl.when(fits(pl.col("nd_k"))).then(pl.lit("num_drafts = Drafted / k (fixed-k drafter)"))
+        # the exact case (num_drafts = Drafted / k) needs no note: a million copies would cost memory
+        pl.when(fits(pl.col("nd_k"))).then(pl.lit(None, dtype=pl.Utf8))
         .when(fits(pl.col("nd_mal"))).then(pl.lit("num_drafts inferred from the rounded mean acceptance length "
                                                   "(approximate)"))
         .otherwise(None).alias("note"),
@@ -574,44 +575,49 @@ def finalize(windows: pl.DataFrame) -> pl.DataFrame:
     counter going down means the server restarted: that window counts from zero)."""
     if windows.height == 0:
         return windows
-    w = windows.sort("source", "line", maintain_order=True).with_row_index("_i")
+    w = windows
+    # rows arrive in line order per file (parse sorts each batch, batches follow the file); sorting
+    # again would copy a possibly huge table, so only do it when that does not hold
+    in_order = w.select((pl.col("line").diff().over("source").fill_null(0) >= 0).all()).item()
+    if not in_order:
+        w = w.sort("source", "line", maintain_order=True)
     proc = pl.col("engine_id").str.extract(r"^(.*? pid=\d+)", 1)
     eng = pl.col("engine_id").str.extract(r"(Engine \d+|\d+ Engines Aggregated)$", 1)
-    w = w.with_columns(proc.fill_null("").alias("_proc"), eng.alias("_eng"))
-    thr_eng = pl.when(pl.col("format") == "vllm-v1-throughput").then(pl.col("_eng")).otherwise(None)
-    w = w.with_columns(thr_eng.forward_fill().over("source", "_proc").alias("_last_eng"))
-    spec = pl.col("format").str.starts_with("vllm-v1-specdecoding") & pl.col("_eng").is_null()
+    thr_eng = pl.when(pl.col("format") == "vllm-v1-throughput").then(eng).otherwise(None)
+    spec = pl.col("format").str.starts_with("vllm-v1-specdecoding") & eng.is_null()
+    last_eng = thr_eng.forward_fill().over(pl.col("source"), proc.fill_null(""))
     w = w.with_columns(
-        pl.when(spec & pl.col("_last_eng").is_not_null())
-        .then(pl.concat_str([pl.col("engine_id"), pl.col("_last_eng")], separator=" ", ignore_nulls=True))
+        pl.when(spec & last_eng.is_not_null())
+        .then(pl.concat_str([pl.col("engine_id"), last_eng], separator=" ", ignore_nulls=True))
         .otherwise(pl.col("engine_id")).alias("engine_id")
     )
-    cum = w.filter((pl.col("window") == "cumulative") & pl.col("format").str.starts_with("vllm-v0-spec"))
-    out = [w]
-    if cum.height:
-        key = [pl.col("source"), pl.col("engine_id").fill_null("")]
-        cols = ("num_drafts", "draft_tokens", "accepted_tokens", "emitted_tokens")
-        cum = cum.with_columns(**{f"_p_{c}": pl.col(c).shift(1).over(key) for c in cols})
-        restart = pl.lit(False)
-        for c in cols:
-            restart = restart | (pl.col(c) < pl.col(f"_p_{c}"))
-        first = pl.col("_p_draft_tokens").is_null()
-        cum = cum.with_columns(restart.fill_null(False).alias("_restart"), first.alias("_first"))
-        d = {c: pl.when(pl.col("_first") | pl.col("_restart")).then(pl.col(c)).otherwise(pl.col(c) - pl.col(f"_p_{c}"))
-             for c in cols}
-        iv = cum.with_columns(**{c: e for c, e in d.items()}).with_columns(
-            pl.lit("interval").alias("window"),
-            _ratio(pl.col("accepted_tokens"), pl.col("draft_tokens")).alias("acceptance_rate"),
-            _ratio(pl.col("emitted_tokens"), pl.col("num_drafts")).alias("mean_acceptance_length"),
-            pl.concat_str([
-                pl.lit("difference of vLLM V0 cumulative counters"),
-                pl.when(pl.col("_first")).then(pl.lit(" (first record: counts since server start)"))
-                .when(pl.col("_restart")).then(pl.lit(" (counters went down: server restart, counts since it)"))
-                .otherwise(pl.lit("")),
-                pl.lit("; accepted_tokens = emitted - num_drafts (prefix acceptance)"),
-            ]).alias("definition_note"),
-            (pl.col("_i") + 0.5).alias("_i"),
-        )
-        out.append(iv.select(w.columns))
-    res = pl.concat([o.with_columns(pl.col("_i").cast(pl.Float64)) for o in out]).sort("_i")
-    return res.drop("_i", "_proc", "_eng", "_last_eng")
+    is_cum = (pl.col("window") == "cumulative") & pl.col("format").str.starts_with("vllm-v0-spec")
+    cum = w.filter(is_cum)
+    if not cum.height:
+        return w
+    key = [pl.col("source"), pl.col("engine_id").fill_null("")]
+    cols = ("num_drafts", "draft_tokens", "accepted_tokens", "emitted_tokens")
+    cum = cum.with_row_index("_r").with_columns(**{f"_p_{c}": pl.col(c).shift(1).over(key) for c in cols})
+    restart = pl.lit(False)
+    for c in cols:
+        restart = restart | (pl.col(c) < pl.col(f"_p_{c}"))
+    first = pl.col("_p_draft_tokens").is_null()
+    cum = cum.with_columns(restart.fill_null(False).alias("_restart"), first.alias("_first"))
+    d = {c: pl.when(pl.col("_first") | pl.col("_restart")).then(pl.col(c)).otherwise(pl.col(c) - pl.col(f"_p_{c}"))
+         for c in cols}
+    iv = cum.with_columns(**d).with_columns(
+        pl.lit("interval").alias("window"),
+        _ratio(pl.col("accepted_tokens"), pl.col("draft_tokens")).alias("acceptance_rate"),
+        _ratio(pl.col("emitted_tokens"), pl.col("num_drafts")).alias("mean_acceptance_length"),
+        pl.concat_str([
+            pl.lit("difference of vLLM V0 cumulative counters"),
+            pl.when(pl.col("_first")).then(pl.lit(" (first record: counts since server start)"))
+            .when(pl.col("_restart")).then(pl.lit(" (counters went down: server restart, counts since it)"))
+            .otherwise(pl.lit("")),
+            pl.lit("; accepted_tokens = emitted - num_drafts (prefix acceptance)"),
+        ]).alias("definition_note"),
+    ).select(w.columns)
+    # each interval row goes right after its cumulative row (V0 logs are small: a sort is fine here)
+    out = pl.concat([w.with_columns(pl.lit(0, dtype=pl.Int8).alias("_k")),
+                     iv.with_columns(pl.lit(1, dtype=pl.Int8).alias("_k"))])
+    return out.sort("source", "line", "_k", maintain_order=True).drop("_k")

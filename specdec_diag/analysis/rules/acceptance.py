@@ -22,10 +22,9 @@ from specdec_diag.analysis.rules.base import (
     Finding,
     Rule,
     insufficient,
+    label,
     register,
-    step_acceptance,
     timeline,
-    window_acceptance,
 )
 
 #: correctness errors that explain an acceptance symptom on the same source (see run_rules)
@@ -45,10 +44,10 @@ class Unit:
 
 def units(ctx: Context) -> Iterator[Unit]:
     for (src, eng), g in ctx.window_groups():
-        label = f"{src}" + (f" [{eng}]" if eng else "")
-        yield Unit(label, "windows", g, window_acceptance(g))
+        unit_name = label(src, eng)
+        yield Unit(unit_name, "windows", g, ctx.window_acceptance((src, eng), g))
     for src, s in ctx.step_groups():
-        yield Unit(src, "steps", s, step_acceptance(s))
+        yield Unit(label(src), "steps", s, ctx.step_acceptance(src, s))
 
 
 def position_profile(u: Unit) -> list[tuple[float, float]]:
@@ -704,18 +703,18 @@ class SpecInactive(Rule):
             no_drafts = g.filter((pl.col("num_drafts") == 0) | (pl.col("draft_tokens") == 0)).height
             req = g.filter(pl.col("window") == "request")
             req_none = req.filter(pl.col("draft_tokens").fill_null(0) == 0).height
-            label = src + (f" [{eng}]" if eng else "")
+            unit_name = label(src, eng)
             ev = {"windows": n, "windows_without_drafts": no_drafts,
                   "definitions": {"windows_without_drafts": "speculative windows with 0 drafts / draft tokens"}}
             if n >= th.min_windows and no_drafts == n:
                 out.append(self.finding(
-                    ctx, f"Speculation configured but not running in {label}: no drafts in any window", ev, _REC,
+                    ctx, f"Speculation configured but not running in {unit_name}: no drafts in any window", ev, _REC,
                     g, score=1.0))
             elif req.height >= th.min_windows and req_none / req.height >= 0.5 and req_none < req.height:
                 first_none = req.filter(pl.col("draft_tokens").fill_null(0) == 0)
                 ev.update(requests=req.height, requests_without_drafts=req_none)
                 out.append(self.finding(
-                    ctx, f"Speculation stopped in {label}: {req_none} of {req.height} requests drafted nothing",
+                    ctx, f"Speculation stopped in {unit_name}: {req_none} of {req.height} requests drafted nothing",
                     ev, _REC, first_none, score=req_none / req.height))
         out.extend(self._config_only(ctx))
         for src in {s for s in ctx.steps["source"].unique().to_list()} if ctx.steps.height else ():
@@ -726,7 +725,7 @@ class SpecInactive(Rule):
             if not int(s["gamma_requested"].sum()):
                 continue
             out.append(self.finding(
-                ctx, f"Speculative trace {src} never drafted a token in {s.height} steps",
+                ctx, f"Speculative trace {label(src)} never drafted a token in {s.height} steps",
                 {"steps": s.height, "mode": h.get("mode"),
                  "definitions": {"steps": "steps with gamma_requested > 0 but gamma_drafted == 0"}},
                 _REC, s, score=1.0))
@@ -749,7 +748,7 @@ class SpecInactive(Rule):
                 continue
             conf = {k: v for k, v in spec_cfg.filter(pl.col("source") == src).select("key", "value").iter_rows()}
             out.append(self.finding(
-                ctx, f"Speculation configured in {src} but no speculative metrics line in "
+                ctx, f"Speculation configured in {label(src)} but no speculative metrics line in "
                      f"{busy.height} busy windows",
                 {"config": conf, "busy_windows": busy.height,
                  "definitions": {"busy_windows": "throughput windows with generation > 0 tok/s",

@@ -156,6 +156,21 @@ class Context:
     result: IngestResult
     thresholds: Thresholds = field(default_factory=Thresholds)
     summary: dict[str, Any] | None = None
+    #: per-run memo for derived numbers several rules share (acceptance per unit, ...)
+    memo: dict[Any, Any] = field(default_factory=dict)
+
+    def window_acceptance(self, key: tuple[str, str], frame: pl.DataFrame) -> Acceptance:
+        """:func:`window_acceptance` of one spec-window group, computed once per run."""
+        k = ("window_acceptance", key)
+        if k not in self.memo:
+            self.memo[k] = window_acceptance(frame)
+        return self.memo[k]
+
+    def step_acceptance(self, source: str, frame: pl.DataFrame) -> Acceptance:
+        k = ("step_acceptance", source)
+        if k not in self.memo:
+            self.memo[k] = step_acceptance(frame)
+        return self.memo[k]
 
     # --- windows from engine logs (trace-derived windows are judged through the steps instead) -----
     @cached_property
@@ -192,8 +207,12 @@ class Context:
         return [(k, g) for k, g in self.window_groups(self.windows) if k in keys]
 
     def window_groups(self, df: pl.DataFrame | None = None) -> list[tuple[tuple[str, str], pl.DataFrame]]:
-        """(source, engine_id) groups in stable order: one engine's timeline each."""
-        df = self.spec_windows if df is None else df
+        """(source, engine_id) groups in stable order: one engine's timeline each (spec windows by
+        default, computed once)."""
+        if df is None:
+            if "spec_groups" not in self.memo:
+                self.memo["spec_groups"] = self.window_groups(self.spec_windows)
+            return self.memo["spec_groups"]
         if df.is_empty():
             return []
         out = []
@@ -240,15 +259,23 @@ class Context:
         return s.filter(pl.col("baseline").fill_null(False) | (pl.col("gamma_drafted") == 0))
 
     def step_groups(self) -> list[tuple[str, pl.DataFrame]]:
-        """Speculative steps per trace file."""
-        s = self.spec_steps
-        if s.is_empty():
-            return []
-        return [(str(k[0]), g) for k, g in s.group_by(["source"], maintain_order=True)]
+        """Speculative steps per trace file (computed once)."""
+        if "step_groups" not in self.memo:
+            s = self.spec_steps
+            self.memo["step_groups"] = [] if s.is_empty() else [
+                (str(k[0]), g) for k, g in s.group_by(["source"], maintain_order=True)]
+        return self.memo["step_groups"]
 
     @cached_property
     def configs(self) -> pl.DataFrame:
         return self.result.configs
+
+
+def label(source: str, engine_id: str = "") -> str:
+    """Short name of a unit for titles: the file name (locations carry the full path) and the
+    engine/rank key when there is one."""
+    name = source.replace("\\", "/").rsplit("/", 1)[-1]
+    return f"{name} [{engine_id}]" if engine_id else name
 
 
 def header_temperature(h: dict[str, Any]) -> float | None:
@@ -371,13 +398,17 @@ def ranked(findings: list[Finding]) -> list[Finding]:
 
 
 def run_rules(result: IngestResult, thresholds: Thresholds | None = None,
-              select: Iterable[str] | None = None, ignore: Iterable[str] | None = None) -> list[Finding]:
+              select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
+              strict: bool = False) -> list[Finding]:
     """Run the registered rules (all, or the codes in ``select``, minus ``ignore``) over one ingest
     result and return the findings ranked, principal bottleneck first.
 
     A finding whose rule lists an ``explained_by`` code that fired, at least as severe, on the same
     sources is demoted to info and says which code explains it (a leaked KV cache also lowers
-    acceptance; the report should lead with the cause)."""
+    acceptance; the report should lead with the cause).
+
+    A rule that crashes on unexpected data does not take the report down: unless ``strict`` (tests),
+    its exception becomes an info finding naming the rule, so the other findings still arrive."""
     from specdec_diag.analysis.rules import load_all
 
     load_all()
@@ -395,7 +426,15 @@ def run_rules(result: IngestResult, thresholds: Thresholds | None = None,
     ctx = Context(result, th, summary=_summary(result))
     findings: list[Finding] = []
     for code in codes:
-        findings.extend(RULES[code].check(ctx))
+        try:
+            findings.extend(RULES[code].check(ctx))
+        except Exception as exc:
+            if strict:
+                raise
+            findings.append(Finding(
+                code, "info", f"{code}: rule could not run on this input ({type(exc).__name__}: {exc})",
+                {"internal_error": f"{type(exc).__name__}: {exc}"},
+                "Please report this with the input file; the other findings are unaffected."))
     fired: dict[tuple[str, int], set[str]] = {}  # (code, severity rank) -> sources
     for f in findings:
         fired.setdefault((f.code, _RANK[f.severity]), set()).update(f.sources)

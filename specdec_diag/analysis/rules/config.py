@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, register
+from specdec_diag.analysis.rules.base import Context, Finding, Rule, label, register
 
 _VOCAB_ERR = re.compile(r"vocab(?: type)? must match|does not match draft vocab|token \d+ content differs|"
                         r"vocab(?:ulary)? (?:size )?mismatch", re.I)
@@ -54,7 +54,7 @@ class VocabMismatch(Rule):
             for src in err["source"].unique(maintain_order=True).to_list():
                 rows = err.filter(pl.col("source") == src)
                 out.append(self.finding(
-                    ctx, f"Draft/target vocabulary mismatch reported at startup in {src}",
+                    ctx, f"Draft/target vocabulary mismatch reported at startup in {label(src)}",
                     {"error": rows["value"][0], "lines": rows.height,
                      "definitions": {"error": "the engine's startup error line"}}, _REC, rows, score=1.0))
             for src in cfg["source"].unique(maintain_order=True).to_list():
@@ -64,7 +64,7 @@ class VocabMismatch(Rule):
                     rows = cfg.filter((pl.col("source") == src)
                                       & pl.col("key").is_in(["target_vocab_size", "draft_vocab_size"]))
                     out.append(self.finding(
-                        ctx, f"Target vocabulary {t} != draft vocabulary {d} in {src}",
+                        ctx, f"Target vocabulary {t} != draft vocabulary {d} in {label(src)}",
                         {"target": {"vocab_size": t}, "draft": {"vocab_size": d},
                          "definitions": {"vocab_size": "vocabulary size declared by each model"}}, _REC, rows,
                         score=1.0))
@@ -72,7 +72,7 @@ class VocabMismatch(Rule):
             diff = _header_diff(h)
             if diff:
                 out.append(self.finding(
-                    ctx, f"Trace {src}: target and draft declare different "
+                    ctx, f"Trace {label(src)}: target and draft declare different "
                          + ", ".join(sorted(diff["target"])),
                     {**diff, "definitions": {"target": "target model's declared vocab/tokenizer",
                                              "draft": "draft model's declared vocab/tokenizer"}},
@@ -143,7 +143,7 @@ class LossyAcceptance(Rule):
                 rows = pl.concat([lossy, thr]).filter(pl.col("source") == src)
                 settings = {k: v for k, v in rows.select("key", "value").iter_rows()}
                 out.append(self.finding(
-                    ctx, f"Lossy acceptance configured in {src}: "
+                    ctx, f"Lossy acceptance configured in {label(src)}: "
                          + ", ".join(f"{k}={v}" for k, v in settings.items()),
                     {"settings": settings, "definitions": {"settings": "acceptance settings seen at startup"}},
                     _LOSSY_REC, rows, score=0.3))
@@ -151,7 +151,7 @@ class LossyAcceptance(Rule):
             rule = h.get("rule") if isinstance(h.get("rule"), dict) else {}
             if rule.get("lossy"):
                 out.append(self.finding(
-                    ctx, f"Trace {src} uses the lossy acceptance rule {rule.get('name')!r}",
+                    ctx, f"Trace {label(src)} uses the lossy acceptance rule {rule.get('name')!r}",
                     {"rule": rule.get("name"), "params": rule.get("params"),
                      "definitions": {"rule": "acceptance rule named in the trace header"}},
                     _LOSSY_REC, [(src, 1)], score=0.3))

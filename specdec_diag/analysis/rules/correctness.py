@@ -524,12 +524,10 @@ class SuspiciousAcceptance(Rule):
         return out
 
     def _windows(self, ctx: Context) -> list[Finding]:
-        from specdec_diag.analysis.rules.base import window_acceptance
-
         th = ctx.thresholds
         out = []
-        for (_src, _eng), g in ctx.window_groups():
-            acc = window_acceptance(g)
+        for key, g in ctx.window_groups():
+            acc = ctx.window_acceptance(key, g)
             if acc.rate is None or (acc.draft_tokens or 0) < th.min_draft_tokens or (acc.k or 0) < 2:
                 continue
             if acc.rate < th.suspicious_acceptance:

@@ -13,9 +13,8 @@ from specdec_diag.analysis.rules.base import (
     Context,
     Finding,
     Rule,
+    label,
     register,
-    step_acceptance,
-    window_acceptance,
 )
 
 
@@ -77,7 +76,7 @@ class MalformedInput(Rule):
                                   "records": "records parsed from the file",
                                   "share": "malformed / (malformed + records)"}}
             out.append(self.finding(
-                ctx, f"{rows.height} malformed line(s) in {src} ({100 * share:.0f} % of its records)", ev,
+                ctx, f"{rows.height} malformed line(s) in {label(src)} ({100 * share:.0f} % of its records)", ev,
                 "Inspect the listed lines: fix wrapper prefixes or truncation, or report the format variant with "
                 "a sample line so the parser learns it.", rows, severity=sev, score=share))
         return out
@@ -127,15 +126,16 @@ class MetricDefinition(Rule):
                     "Compare normalised numbers (acceptance rate bonus-excluded, MAL bonus-included, at equal k); "
                     "see docs/metrics.md.", g, score=0.0))
         units: list[tuple[str, Any, pl.DataFrame]] = [
-            (src + (f" [{e}]" if e else ""), window_acceptance(g), g) for (src, e), g in ctx.window_groups()]
-        units += [(src, step_acceptance(s), s) for src, s in ctx.step_groups()]
-        for label, acc, rows in units:
+            (label(src, e), ctx.window_acceptance((src, e), g), g)
+            for (src, e), g in ctx.window_groups()]
+        units += [(label(src), ctx.step_acceptance(src, s), s) for src, s in ctx.step_groups()]
+        for unit_name, acc, rows in units:
             if acc.rate is None or acc.alpha is None or not acc.k or acc.k < 2:
                 continue
             if acc.alpha - acc.rate < 0.05:
                 continue
             out.append(self.finding(
-                ctx, f"{label}: acceptance rate {100 * acc.rate:.1f} % at k={acc.k} is not the per-token "
+                ctx, f"{unit_name}: acceptance rate {100 * acc.rate:.1f} % at k={acc.k} is not the per-token "
                      f"acceptance: alpha ≈ {acc.alpha:.2f}, {acc.mal or 0:.2f} tokens per step",
                 {**acc.evidence(), "definitions": ACCEPTANCE_DEFINITIONS},
                 "Judge speculation by alpha or mean acceptance length at a given k: the prefix acceptance rate "
@@ -182,8 +182,8 @@ class BenchmarkArtifact(Rule):
         out = []
         total = 0.0
         seen = False
-        for _k, g in ctx.window_groups():
-            a = window_acceptance(g)
+        for key, g in ctx.window_groups():
+            a = ctx.window_acceptance(key, g)
             if a.draft_tokens is not None:
                 total += a.draft_tokens
                 seen = True
@@ -199,12 +199,12 @@ class BenchmarkArtifact(Rule):
                 "Run longer (thousands of drafted tokens) before drawing conclusions.", rows, severity="info",
                 score=0.2))
         for (src, eng), g in ctx.window_groups():
-            label = src + (f" [{eng}]" if eng else "")
+            unit_name = label(src, eng)
             # idle: the engine generated (almost) nothing; zero drafts alone is SPEC_INACTIVE's signal
             idle = g.filter(pl.col("gen_tps").is_not_null() & (pl.col("gen_tps") <= th.idle_gen_tps))
             if g.height >= th.min_windows and idle.height and idle.height / g.height >= th.idle_share:
                 out.append(self.finding(
-                    ctx, f"{idle.height} of {g.height} speculative windows in {label} are idle",
+                    ctx, f"{idle.height} of {g.height} speculative windows in {unit_name} are idle",
                     {"idle_windows": idle.height, "windows": g.height,
                      "definitions": {"idle_windows": f"windows with gen_tps <= {th.idle_gen_tps} tok/s or zero "
                                                      "drafts"}},
@@ -213,7 +213,7 @@ class BenchmarkArtifact(Rule):
             run = _identical_run(g, th.identical_windows)
             if run is not None:
                 out.append(self.finding(
-                    ctx, f"{run.height} consecutive identical windows in {label}: the same prompt replayed?",
+                    ctx, f"{run.height} consecutive identical windows in {unit_name}: the same prompt replayed?",
                     {"identical_run": run.height, "draft_tokens": run["draft_tokens"][0],
                      "accepted_tokens": run["accepted_tokens"][0],
                      "definitions": {"identical_run": "consecutive windows with identical drafts, accepted and "
@@ -225,7 +225,7 @@ class BenchmarkArtifact(Rule):
                 short = req.filter(pl.col("draft_tokens").fill_null(0) < th.min_request_draft_tokens)
                 if short.height / req.height > 0.5:
                     out.append(self.finding(
-                        ctx, f"{short.height} of {req.height} requests in {label} drafted fewer than "
+                        ctx, f"{short.height} of {req.height} requests in {unit_name} drafted fewer than "
                              f"{th.min_request_draft_tokens} tokens",
                         {"short_requests": short.height, "requests": req.height,
                          "definitions": {"short_requests": "per-request records with few drafted tokens"}},

@@ -10,7 +10,15 @@ from typing import Any
 import polars as pl
 
 from specdec_diag.analysis import theory
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, insufficient, register, step_acceptance
+from specdec_diag.analysis.rules.base import (
+    Context,
+    Finding,
+    Rule,
+    insufficient,
+    label,
+    register,
+    step_acceptance,
+)
 
 
 @register
@@ -71,7 +79,7 @@ class SequentialVerify(Rule):
                 "verify_fit": "least squares verify_ms = intercept + slope * (gamma_drafted + 1); "
                               "marginal_cost = slope / (intercept + slope)"}
             out.append(self.finding(
-                ctx, f"Verification is sequential in {src}: " + "; ".join(why), ev,
+                ctx, f"Verification is sequential in {label(src)}: " + "; ".join(why), ev,
                 "Verify all drafts in ONE target forward over [last token] + drafts (causal mask, logits for "
                 "all gamma+1 positions); check the attention backend does not fall back to per-token decode.",
                 multi if multi.height else s, score=min(1.0, ev["mean_target_forwards"] - 1.0 + 0.5)))
@@ -167,7 +175,7 @@ class DraftTooExpensive(Rule):
                       "predicted_speedup_cheap_draft": f"best S at c = {th.assumed_cost_ratio} (a cheap drafter)",
                       "draft_share": "draft_ms / (draft + verify + overhead ms)"}}
             out.append(self.finding(
-                ctx, f"Drafter too expensive in {src}: c = {c:.2f}, drafting {100 * share:.0f} % of step time; "
+                ctx, f"Drafter too expensive in {label(src)}: c = {c:.2f}, drafting {100 * share:.0f} % of step time; "
                      f"predicted speed-up {s_now:.2f}x at alpha {acc.alpha:.2f}", ev,
                 f"Use a smaller/faster drafter (EAGLE/MTP head, n-gram) on the same device under CUDA graphs; "
                 f"at this c the best gamma is {g_opt} (S = {s_opt:.2f}x).",
@@ -188,7 +196,7 @@ class DraftTooExpensive(Rule):
             if share < th.draft_share:
                 continue
             out.append(self.finding(
-                ctx, f"Drafting takes {100 * share:.0f} % of speculative step time in {src}",
+                ctx, f"Drafting takes {100 * share:.0f} % of speculative step time in {label(src)}",
                 {"draft_ms": d, "verify_ms": v, "overhead_ms": o, "draft_share": share,
                  "definitions": {"draft_share": "draft_ms / (draft + verify + overhead ms) over the windows"}},
                 "Use a cheaper drafter or lower gamma; check the drafter runs under CUDA graphs and on-device.",
@@ -204,7 +212,8 @@ class NoSpeedup(Rule):
     baseline time per token in a trace header), or engine logs without any speculative record next to
     logs with them - and a speculative run whose tokens per second are at most
     ``no_speedup_ratio`` times the baseline's. Engine logs are compared on windows that generated
-    (``gen_tps`` above ``idle_gen_tps``), by median, per engine.
+    (``gen_tps`` above ``idle_gen_tps``), by median, per engine. A trace without a baseline is judged
+    by the predicted speed-up ``S(alpha, gamma, c)`` from its own acceptance and measured cost ratio.
 
     **Why it matters.** Speculation trades extra compute for fewer sequential target steps; when the
     trade does not pay, users get a slower server with more memory pressure (P01 vllm #8439: 61.8 vs
@@ -223,8 +232,9 @@ class NoSpeedup(Rule):
     name = "no speed-up"
     severity = "warning"
     family = "performance"
-    thresholds = ("no_speedup_ratio", "idle_gen_tps", "min_windows")
-    problems = ("P01", "P14", "P22")
+    thresholds = ("no_speedup_ratio", "idle_gen_tps", "min_windows", "min_steps", "broken_acceptance_rate",
+                  "broken_mal")
+    problems = ("P01", "P14", "P22", "decoder_anchors §1.4")
 
     def check(self, ctx: Context) -> list[Finding]:
         from specdec_diag.analysis import metrics
@@ -242,14 +252,47 @@ class NoSpeedup(Rule):
                 ratio = tps / base_tps
                 if ratio <= th.no_speedup_ratio:
                     out.append(self.finding(
-                        ctx, f"Speculation in {src} is {ratio:.2f}x the baseline speed "
+                        ctx, f"Speculation in {label(src)} is {ratio:.2f}x the baseline speed "
                              f"({tps:.1f} vs {base_tps:.1f} tok/s)",
                         {"speculative_tps": tps, "baseline_tps": base_tps, "speedup": ratio,
                          "definitions": {"speculative_tps": metrics.METRICS["goodput"].definition,
                                          "baseline_tps": "1000 / baseline ms per token (baseline trace or "
                                                          "header)", "speedup": "speculative_tps / baseline_tps"}},
                         _REC, s, score=1.0 - ratio))
+        else:
+            out.extend(self._predicted(ctx))
         out.extend(self._logs(ctx))
+        return out
+
+    def _predicted(self, ctx: Context) -> list[Finding]:
+        """No baseline in the input: Leviathan's S(alpha, gamma, c) from the trace's own alpha and
+        measured c is the best available estimate of the speed-up."""
+        from specdec_diag.analysis import metrics
+
+        th = ctx.thresholds
+        out = []
+        for src, s in ctx.step_groups():
+            timed = s.filter(pl.col("draft_ms").is_not_null() & pl.col("verify_ms").is_not_null())
+            if timed.height < th.min_steps:
+                continue
+            c = metrics.cost_ratio(timed)
+            acc = step_acceptance(timed)
+            if c is None or acc.alpha is None or not acc.k:
+                continue
+            if (acc.rate or 0.0) < th.broken_acceptance_rate or (acc.mal or 1.0) < th.broken_mal:
+                continue  # nothing is accepted: DRAFTER_BROKEN / PINNED_ACCEPTANCE_LENGTH say why
+            pred = theory.speedup(acc.alpha, acc.k, c)
+            if pred > th.no_speedup_ratio:
+                continue
+            out.append(self.finding(
+                ctx, f"Speculation in {label(src)} is predicted no faster than plain decoding: S = {pred:.2f}x "
+                     f"(alpha {acc.alpha:.2f}, gamma {acc.k}, c = {c:.2f}); no baseline in the input to measure",
+                {"predicted_speedup": pred, "alpha_estimate": acc.alpha, "gamma": acc.k, "cost_ratio": c,
+                 "basis": "predicted (no baseline trace in the input)",
+                 "definitions": {"predicted_speedup": "Leviathan Thm 3.8 S(alpha, gamma, c)",
+                                 "cost_ratio": metrics.METRICS["c"].definition}},
+                _REC + " Record a baseline (`specdec-diag decode --baseline`) to measure it.", timed,
+                score=1.0 - pred))
         return out
 
     def _logs(self, ctx: Context) -> list[Finding]:
@@ -336,9 +379,9 @@ class ComputeBoundBatch(Rule):
                   "windows_at_or_above": big.height, "windows": r.height, "share": share,
                   "definitions": {"median_running": "median running requests over speculative windows",
                                   "windows_at_or_above": f"windows with running >= large_batch ({th.large_batch})"}}
-            label = src + (f" [{eng}]" if eng else "")
+            unit_name = label(src, eng)
             out.append(self.finding(
-                ctx, f"Large running batch in {label}: median {med:.0f} requests while speculating", ev,
+                ctx, f"Large running batch in {unit_name}: median {med:.0f} requests while speculating", ev,
                 f"Disable speculation above ~{th.large_batch} running requests (vLLM speculative_config "
                 "disable_by_batch_size; SGLang/TRT-LLM batch gates) or lower k under load.",
                 big, score=share * 0.6))
@@ -393,10 +436,10 @@ class NoCudaGraph(Rule):
                   off["running_reqs"].null_count() < off.height else None,
                   "cuda_graph_max_bs": cfg["value"][0] if cfg.height else None,
                   "definitions": {"windows_without_graph": "speculative decode windows with cuda_graph false"}}
-            label = src + (f" [{eng}]" if eng else "")
+            unit_name = label(src, eng)
             need = ev["min_running_without_graph"]
             out.append(self.finding(
-                ctx, f"{off.height} of {f.height} speculative decode windows ran without CUDA graphs in {label}", ev,
+                ctx, f"{off.height} of {f.height} speculative decode windows ran without CUDA graphs in {unit_name}", ev,
                 "Raise SGLang --cuda-graph-max-bs (or vLLM capture sizes; drop enforce_eager) to cover the served "
                 "batch sizes" + (f" (at least {need})" if need else "") + ".",
                 off, score=0.5 * off.height / f.height))
@@ -449,16 +492,16 @@ class CapacityQueueing(Rule):
                           "max_kv_usage": f["kv_usage"].max(), "max_waiting": f["waiting_reqs"].max(),
                           "definitions": {"windows_full_or_waiting": f"windows with kv_usage >= {th.kv_full} or "
                                                                      "waiting requests > 0"}}
-                    label = src + (f" [{eng}]" if eng else "")
+                    unit_name = label(src, eng)
                     out.append(self.finding(
-                        ctx, f"Server at capacity in {label}: KV full or requests waiting in "
+                        ctx, f"Server at capacity in {unit_name}: KV full or requests waiting in "
                              f"{100 * share:.0f} % of windows", ev, _CAP_REC, hit, score=share * 0.7))
             t = g.filter(pl.col("ttft_ms").is_not_null() & pl.col("tpot_ms").is_not_null() & (pl.col("tpot_ms") > 0))
             for r in t.iter_rows(named=True):
                 ratio = r["ttft_ms"] / r["tpot_ms"]
                 if ratio >= th.ttft_tpot_ratio:
                     out.append(self.finding(
-                        ctx, f"TTFT {r['ttft_ms']:.0f} ms is {ratio:.0f}x TPOT {r['tpot_ms']:.1f} ms in {src}: "
+                        ctx, f"TTFT {r['ttft_ms']:.0f} ms is {ratio:.0f}x TPOT {r['tpot_ms']:.1f} ms in {label(src)}: "
                              "requests queue before decoding",
                         {"ttft_ms": r["ttft_ms"], "tpot_ms": r["tpot_ms"], "ratio": ratio,
                          "definitions": {"ratio": "ttft_ms / tpot_ms"}}, _CAP_REC, [(src, r["line"])],

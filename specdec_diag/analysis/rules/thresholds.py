@@ -18,7 +18,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10 with the tomli backport
+    import tomli as tomllib  # type: ignore[no-redef]
 
 
 @dataclass(frozen=True)

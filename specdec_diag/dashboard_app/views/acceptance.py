@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
@@ -21,14 +23,17 @@ st.caption("Per window: accepted / drafted draft tokens, bonus excluded, as each
            "interval or request (windowed, not cumulative); traces: per step, in draft-weighted buckets.")
 series, notes = D.acceptance_series(loaded.key, loaded.result)
 if series.height:
-    fig = go.Figure()
-    for (name,), g in series.group_by(["series"], maintain_order=True):
-        fig.add_trace(go.Scattergl(x=g["x"].to_list(), y=g["y"].to_list(), name=name,
-                                   mode="lines+markers" if g.height < 200 else "lines"))
-    axes = series["axis"].unique().to_list()
-    fig.update_layout(**LAYOUT, yaxis={"title": "acceptance rate", "range": [0, 1.02], "tickformat": ".0%"},
-                      xaxis={"title": " / ".join(axes)}, legend={"orientation": "h", "y": -0.25})
-    st.plotly_chart(fig, key="acc_time")
+    names = series["series"].unique(maintain_order=True).to_list()
+    if len(names) > 8:
+        names = st.multiselect(f"Series ({len(names)} engine × file)", names, default=names[:8], key="acc_series")
+    for (axis,), part in series.filter(pl.col("series").is_in(names)).group_by(["axis"], maintain_order=True):
+        fig = go.Figure()
+        for (name,), g in part.group_by(["series"], maintain_order=True):
+            fig.add_trace(go.Scattergl(x=g["x"].to_list(), y=g["y"].to_list(), name=name,
+                                       mode="lines+markers" if g.height < 200 else "lines"))
+        fig.update_layout(**LAYOUT, yaxis={"title": "acceptance rate", "range": [0, 1.02], "tickformat": ".0%"},
+                          xaxis={"title": axis}, legend={"font": {"size": 10}})
+        st.plotly_chart(fig, key=f"acc_time_{axis}")
     for n in notes:
         st.caption(n)
 else:
@@ -72,13 +77,19 @@ st.subheader("Acceptance by category")
 by = st.radio("Split by", D.SPLITS, horizontal=True, key="split_by")
 table = D.split_table(loaded.key, loaded.result, by)
 if table.height:
+    if by == "file":
+        table = table.with_columns(pl.col("group").map_elements(lambda g: D.display(D.root(), Path(g)),
+                                                                return_dtype=pl.Utf8))
     fig = go.Figure()
     for (kind,), g in table.group_by(["from"], maintain_order=True):
-        fig.add_trace(go.Bar(x=g["group"].to_list(), y=g["acceptance rate"].to_list(), name=f"from {kind}",
-                             text=[f"{v:,}" for v in g["drafted tokens"].to_list()], hovertemplate=
-                             "%{x}<br>acceptance %{y:.1%}<br>%{text} drafted tokens<extra></extra>"))
-    fig.update_layout(**LAYOUT, yaxis={"title": "acceptance rate", "range": [0, 1.02], "tickformat": ".0%"},
-                      xaxis={"title": by, "type": "category"}, barmode="group")
+        fig.add_trace(go.Bar(y=g["group"].to_list(), x=g["acceptance rate"].to_list(), name=f"from {kind}",
+                             orientation="h", customdata=g["drafted tokens"].to_list(), hovertemplate=
+                             "%{y}<br>acceptance %{x:.1%}<br>%{customdata:,} drafted tokens<extra></extra>"))
+    fig.update_layout(**{**LAYOUT, "height": max(220, 24 * table.height + 90), "margin": {"l": 10, "r": 20, "t": 30,
+                                                                                           "b": 40}},
+                      xaxis={"title": "acceptance rate", "range": [0, 1.02], "tickformat": ".0%"},
+                      yaxis={"type": "category", "autorange": "reversed", "automargin": True}, barmode="group",
+                      legend={"orientation": "h", "y": 1.08})
     st.plotly_chart(fig, key="acc_split")
     st.dataframe(table.with_columns(pl.col("acceptance rate").round(4), pl.col("mean acceptance length").round(3)),
                  hide_index=True, width="stretch")

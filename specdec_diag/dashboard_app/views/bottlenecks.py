@@ -25,7 +25,7 @@ if tb:
     cols = st.columns(4)
     for col, (key, label, _) in zip(cols, PHASES, strict=False):
         col.metric(f"{label} time", D.num(tb.get(key), 0, " ms"), delta=D.pct(tb.get(key.replace("_ms", "_share"))),
-                   delta_color="off", help=f"sum of {key} over all trace steps; share of the total step time")
+                   delta_color="off", delta_arrow="off", help=f"the report's time breakdown: {key} summed over all timed steps; share of the total")
     cols[3].metric("Draft cost ratio c", D.num(s.get("c"), 3), help=D.definition(s, "c"))
 else:
     st.info("No step timings: engine logs do not split draft and verify time; record a trace "
@@ -109,15 +109,20 @@ if ctx.height:
     tabs = st.tabs([names.get(m, m) for m in metric_names])
     for tab, mname in zip(tabs, metric_names, strict=True):
         with tab:
+            part = ctx.filter(pl.col("metric") == mname)
             fig = go.Figure()
-            for (name,), g2 in ctx.filter(pl.col("metric") == mname).group_by(["series"], maintain_order=True):
+            for (name,), g2 in part.group_by(["series"], maintain_order=True):
                 fig.add_trace(go.Scattergl(x=g2["x"].to_list(), y=g2["y"].to_list(), mode="lines", name=name))
-            fig.update_layout(**LAYOUT, height=300, yaxis={"title": names.get(mname, mname)})
+            fig.update_layout(**LAYOUT, height=320, yaxis={"title": names.get(mname, mname)},
+                              xaxis={"title": " / ".join(part["axis"].unique(maintain_order=True).to_list())},
+                              legend={"font": {"size": 10}})
             st.plotly_chart(fig, key=f"ctx_{mname}")
     st.caption("As the engine logged them per window; long series bucketed to at most "
                f"{D.MAX_POINTS:,} points.")
 else:
     st.info("No batch / queue / KV-cache numbers in these files.")
 if graphs.height:
+    graphs = graphs.with_columns(pl.col("file").map_elements(lambda f: D.display(D.root(), Path(f)),
+                                                             return_dtype=pl.Utf8))
     st.dataframe(graphs, hide_index=True, width="stretch")
     st.caption("cuda graph share: fraction of decode windows that ran under CUDA graphs (SGLang `cuda graph: True`).")

@@ -16,7 +16,7 @@ from specdec_diag.schema import open_text
 loaded = D.current()
 findings = loaded.report.get("findings") or []
 DOCS = Path(specdec_diag.__file__).resolve().parent.parent / "docs" / "rules"
-ICON = {"error": "🛑", "warning": "⚠️", "info": "ℹ️"}
+ICON = {"error": ":red[:material/error:]", "warning": ":orange[:material/warning:]", "info": ":blue[:material/info:]"}
 
 st.title("Findings")
 
@@ -42,6 +42,11 @@ def log_line(path: str, line: int) -> str | None:
     return None if text is None else text.rstrip("\n")[:400]
 
 
+def short(s: str) -> str:
+    """A location relative to the dashboard's root, as the sidebar shows paths."""
+    return s.replace(str(D.root()) + "/", "")
+
+
 if not findings:
     st.success("No findings: nothing in these files matched a diagnosis rule.")
     st.stop()
@@ -56,25 +61,24 @@ for i, f in enumerate(findings):
     if f["severity"] not in sev_filter:
         continue
     with st.container(border=True):
-        st.markdown(f"{ICON.get(f['severity'], '')} **{f['severity'].upper()}** · `{f['code']}` — {f['title']}")
+        st.markdown(f"{ICON.get(f['severity'], '')} **{f['severity'].upper()}** · `{f['code']}` — {short(f['title'])}")
         ev = f.get("evidence") or {}
         items = evidence_items(ev)
         if items:
             defs = ev.get("definitions") or {}
-            st.dataframe(pl.DataFrame({"evidence": [k for k, _ in items], "value": [v for _, v in items],
-                                       "definition": [str(defs.get(k, "")) for k, _ in items]}),
-                         hide_index=True, width="stretch")
+            st.table(pl.DataFrame({"evidence": [k for k, _ in items], "value": [D.DASH if v == "-" else v for _, v in items],
+                                   "definition": [str(defs.get(k, "")) for k, _ in items]}))
         if f.get("recommendation"):
             st.markdown(f"**Recommendation:** {f['recommendation']}")
         locs = f.get("locations") or []
         if locs:
-            st.markdown("**From:** " + ", ".join(f"`{loc_str(x)}`" for x in locs[:8])
+            st.markdown("**From:** " + ", ".join(f"`{short(loc_str(x))}`" for x in locs[:8])
                         + (f" and {len(locs) - 8} more" if len(locs) > 8 else ""))
             if st.checkbox("show these log lines", key=f"lines_{i}"):
                 shown = []
                 for x in locs[:10]:
                     if x.get("line") is not None and x.get("path"):
-                        shown.append(f"{loc_str(x)}: {log_line(x['path'], int(x['line'])) or '(unreadable)'}")
+                        shown.append(f"{short(loc_str(x))}: {log_line(x['path'], int(x['line'])) or '(unreadable)'}")
                 st.code("\n".join(shown) or "(no line numbers)", language=None)
         doc_file = DOCS / f"{f['code']}.md"
         with st.expander(f"docs/rules/{f['code']}.md"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import streamlit as st
 
@@ -45,13 +47,13 @@ c[1].metric("Mean acceptance length", D.num(s.get("mean_acceptance_length")),
             help="tokens per verify step, bonus included. " + D.definition(s, "mean_acceptance_length"))
 k = s.get("k")
 c[2].metric("Tokens / step", D.num(s.get("tokens_per_step")),
-            delta=None if k is None else f"ideal γ+1 = {k + 1}", delta_color="off",
+            delta=None if k is None else f"ideal γ+1 = {k + 1}", delta_color="off", delta_arrow="off",
             help="tokens emitted per speculative step after EOS / length trimming, bonus included; "
             "γ+1 is what a fully accepted step emits. " + D.definition(s, "tokens_per_step"))
 pred = sp.get("predicted")
 c[3].metric("Predicted speed-up", D.num(pred, suffix="×"),
             delta="upper bound: draft cost c unknown" if sp.get("c_assumed_zero") and pred is not None else None,
-            delta_color="off",
+            delta_color="off", delta_arrow="off",
             help=f"alpha = {D.num(sp.get('alpha'), 3)} ({sp.get('alpha_basis') or D.DASH}), "
             f"c = {D.num(sp.get('c'), 3)}. " + D.definition(s, "speedup.predicted"))
 c[4].metric("Achieved speed-up", D.num(sp.get("achieved"), suffix="×"),
@@ -79,6 +81,8 @@ st.dataframe(pl.DataFrame(summary_rows(s), schema=["metric", "value", "definitio
 st.subheader("Inputs")
 inputs = pl.DataFrame(rep.get("inputs") or [])
 if inputs.height:
+    inputs = inputs.with_columns(pl.col("path").map_elements(lambda p: D.display(D.root(), Path(p)),
+                                                             return_dtype=pl.Utf8))
     st.dataframe(inputs, hide_index=True, width="stretch")
 else:
     st.caption("No input files.")

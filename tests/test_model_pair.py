@@ -1,0 +1,146 @@
+"""The bundled pair (specdec_diag/assets/pair) loads offline, is small, shares one tokenizer, and the
+draft really agrees with the target on text neither was trained on."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from specdec_diag.assets import HELD_OUT, PAIR_DIR, corpus_files, heldout_prompts, heldout_texts  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+MAX_BYTES = 25 * 1024 * 1024
+TARGET, DRAFT = PAIR_DIR / "target", PAIR_DIR / "draft"
+
+
+@pytest.fixture(scope="module")
+def offline():
+    """Any attempt to reach the Hub fails loudly instead of silently downloading."""
+    old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def pair(offline):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    out = {}
+    for role, d in (("target", TARGET), ("draft", DRAFT)):
+        tok = AutoTokenizer.from_pretrained(d, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32).eval()
+        out[role] = (model, tok)
+    return out
+
+
+@pytest.fixture(scope="module")
+def snippet(pair):
+    """~320 held-out tokens (three chunks of different held-out files)."""
+    tok = pair["target"][1]
+    return [t for p in heldout_prompts(tok, n=3, length=107) for t in p]
+
+
+def test_assets_complete_and_small():
+    for d in (TARGET, DRAFT):
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+            assert (d / name).is_file(), f"{d / name} missing"
+    assert (PAIR_DIR / "README.md").is_file() and (PAIR_DIR / "train_meta.json").is_file()
+    total = sum(f.stat().st_size for f in PAIR_DIR.parent.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+    assert total <= MAX_BYTES, f"assets are {total / 2**20:.1f} MiB > 25 MiB"
+    assert not (PAIR_DIR / ".work").exists(), "training checkpoints left in the package"
+
+
+def test_loads_offline_and_tokenizers_identical(pair):
+    (target, ttok), (draft, dtok) = pair["target"], pair["draft"]
+    assert (TARGET / "tokenizer.json").read_bytes() == (DRAFT / "tokenizer.json").read_bytes()
+    assert ttok.get_vocab() == dtok.get_vocab()
+    assert ttok.bos_token is not None and ttok.eos_token is not None
+    assert ttok.eos_token_id == target.config.eos_token_id == draft.config.eos_token_id
+    n = len(ttok)
+    assert target.get_output_embeddings().weight.shape[0] == draft.get_output_embeddings().weight.shape[0] == n
+    # byte-level BPE is lossless on code, including indentation and non-ASCII
+    text = heldout_texts()[0][:2000] + "\n\tdéjà vu → λ\n"
+    assert ttok.decode(ttok(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_decoder_loader_accepts_the_pair(offline):
+    """H1's loader (the decoder's default) loads the bundled pair and its vocabulary check passes."""
+    models = pytest.importorskip("specdec_diag.decoder.models")
+    p = models.load_pair()
+    assert p.info["target"]["sha256"] and p.info["draft"]["sha256"]
+    assert p.info["target"]["layers"] > p.info["draft"]["layers"]
+
+
+def test_shapes_make_the_draft_cheap(pair):
+    """Per-token cost on CPU follows depth (per-layer overhead), so the target must be much deeper."""
+    t, d = pair["target"][0].config, pair["draft"][0].config
+    assert t.num_hidden_layers >= 8 * d.num_hidden_layers
+    meta = json.loads((PAIR_DIR / "train_meta.json").read_text())
+    assert meta["target"]["layers"] == t.num_hidden_layers and meta["draft"]["layers"] == d.num_hidden_layers
+    assert meta["target"]["hidden"] == t.hidden_size and meta["draft"]["hidden"] == d.hidden_size
+    assert meta["corpus"]["held_out"] == list(HELD_OUT)
+    assert meta["eval"]["greedy_acceptance_rate"] >= 0.6
+
+
+def _agreement(target, draft, ids: list[int]) -> float:
+    x = torch.tensor([ids])
+    with torch.inference_mode():
+        return (target(input_ids=x).logits.argmax(-1) == draft(input_ids=x).logits.argmax(-1)).float().mean().item()
+
+
+def test_draft_agrees_with_target_on_heldout_text(pair, snippet):
+    target, draft = pair["target"][0], pair["draft"][0]
+    assert len(snippet) >= 300
+    agree = _agreement(target, draft, snippet)
+    assert agree >= 0.5, f"draft agrees with the target's greedy token at only {agree:.2f} of positions"
+    # Control: the same draft architecture with fresh random weights must NOT agree, so the check above
+    # measures the distillation, not something every model of this shape would do.
+    torch.manual_seed(0)
+    random_draft = type(draft)(draft.config).eval()
+    assert _agreement(target, random_draft, snippet) < 0.1
+
+
+def test_target_beats_draft_on_heldout_text(pair, snippet):
+    """The target is the better model (lower cross-entropy on text neither saw)."""
+    x = torch.tensor([snippet])
+
+    def ce(model):
+        with torch.inference_mode():
+            logits = model(input_ids=x).logits[0, :-1]
+        return torch.nn.functional.cross_entropy(logits, x[0, 1:]).item()
+
+    t, d = ce(pair["target"][0]), ce(pair["draft"][0])
+    assert t < d < 7.0, (t, d)  # 7.0 < ln(2048): both far better than uniform
+
+
+def test_heldout_files_not_in_training_set():
+    _, train, held = corpus_files()
+    assert sorted(f.name for f in held) == sorted(HELD_OUT)
+    assert not {f.resolve() for f in held} & {f.resolve() for f in train}
+    assert all("test" not in f.parts and "site-packages" not in f.parts for f in train)
+
+
+def test_wheel_ships_the_assets():
+    """hatch packages specdec_diag/ whole (minus git-ignored files): the weights must not be ignored."""
+    tomllib = pytest.importorskip("tomllib")
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "specdec_diag" in cfg["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("no git checkout")
+    files = [str(p.relative_to(REPO)) for p in PAIR_DIR.rglob("*") if p.is_file()]
+    r = subprocess.run(["git", "check-ignore", *files], cwd=REPO, capture_output=True, text=True)
+    assert r.stdout.strip() == "", f"git-ignored (so left out of the wheel): {r.stdout}"

@@ -125,6 +125,9 @@ def test_cli_decode_end_to_end(tiny_pair_dirs, tmp_path):
     (["-p", "w1", "--policy", "random"], "unknown gamma policy 'random'"),
     (["--gamma", "2"], "no prompt given"),
     (["-p", "w1", "--rule", "sampling", "--temperature", "0"], "temperature must be > 0"),
+    (["-p", "w1", "--dtype", "float8"], "unknown dtype 'float8'"),
+    pytest.param(["-p", "w1", "--device", "cuda"], "CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
 ])
 def test_cli_decode_bad_input_one_line(tiny_pair_dirs, args, needle):
     t, d = tiny_pair_dirs

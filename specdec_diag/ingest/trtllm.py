@@ -21,7 +21,6 @@ import polars as pl
 from specdec_diag.ingest._textparse import (
     as_int,
     finite,
-    lines_frame,
     lines_from_texts,
     malformed_rows,
     norm_lines,
@@ -315,6 +314,3 @@ def parse_file(path: Path, source: str) -> Parsed:
 
 def parse_path(path: str | Path) -> Parsed:
     return parse_file(Path(path), str(path))
-
-
-__all__ = ["FAMILY", "MARKERS", "detect", "parse", "parse_file", "lines_frame"]

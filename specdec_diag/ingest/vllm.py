@@ -116,6 +116,8 @@ def parse(lines: pl.DataFrame, source: str, *, year_anchor: YearAnchor | None = 
 
     out_w = pl.concat([w for w in windows if w.height], how="diagonal_relaxed") if any(
         w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
+    if "_eng" in out_w.columns and "_proc" in out_w.columns:
+        out_w = _attach_engine(out_w.sort("line"))
     out_m = pl.concat([m.select(list(MALFORMED_SCHEMA)) for m in malformed if m.height]) if any(
         m.height for m in malformed) else pl.DataFrame(schema=MALFORMED_SCHEMA)
     return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
@@ -125,6 +127,19 @@ def parse(lines: pl.DataFrame, source: str, *, year_anchor: YearAnchor | None = 
 # ---------------------------------------------------------------------------------------------
 # line records
 # ---------------------------------------------------------------------------------------------
+
+
+def _attach_engine(w: pl.DataFrame) -> pl.DataFrame:
+    """A SpecDecoding window belongs to the engine of the throughput line its process logged just
+    before it (vLLM logs the two together). Rows in line order; helper columns _proc/_eng dropped."""
+    spec = pl.col("format").str.starts_with("vllm-v1-specdecoding")
+    last = (pl.when(pl.col("format") == "vllm-v1-throughput").then(pl.col("_eng")).otherwise(None)
+            .forward_fill().over(pl.col("_proc").fill_null("")))
+    return w.with_columns(
+        pl.when(spec & last.is_not_null())
+        .then(pl.concat_str([pl.col("_proc"), last], separator=" ", ignore_nulls=True))
+        .otherwise(pl.col("engine_id")).alias("engine_id")
+    ).drop("_proc", "_eng")
 
 
 def _with_header(df: pl.DataFrame, anchor: YearAnchor | None, bracket: bool = False) -> pl.DataFrame:
@@ -260,6 +275,7 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
         _f("acc_tps").alias("accepted_tps"),
         _f("draft_tps").alias("drafted_tps"),
         pl.col("note").alias("definition_note"),
+        pl.col("proc").alias("_proc"),
     )
     wins = [win]
     if rest.height:
@@ -402,6 +418,7 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
         _f("gtps").alias("gen_tps"), _f("ptps").alias("prompt_tps"),
         _i("run").alias("running_reqs"), _i("wait").alias("waiting_reqs"),
         (_f("kv") / 100.0).round(6).alias("kv_usage"),  # printed with one decimal: exact after rounding
+        pl.col("proc").alias("_proc"), pl.col("eng").alias("_eng"),
     )
     return win, _bad(df.filter(pl.col("wait").is_null()), source, "throughput line does not match the known format")
 
@@ -569,28 +586,41 @@ def _close_block(block: list[tuple[int, str]], source: str, rows: list[dict[str,
 # ---------------------------------------------------------------------------------------------
 
 
+_ENG_RX = r"(Engine \d+|\d+ Engines Aggregated)$"
+
+
+def _repair_engines(w: pl.DataFrame) -> pl.DataFrame:
+    """Parse attaches engines within a batch of lines; a SpecDecoding row whose throughput line fell
+    in the previous batch (or a previous cached piece) is matched here with an as-of join on the
+    line number, per file and process. Touches only those rows, so huge tables are not copied."""
+    spec_missing = (pl.col("format").str.starts_with("vllm-v1-specdecoding")
+                    & ~pl.col("engine_id").fill_null("").str.contains("Engine", literal=True))
+    thr_tagged = (pl.col("format") == "vllm-v1-throughput") & pl.col("engine_id").fill_null("").str.contains(
+        "Engine", literal=True)
+    flags = w.select(spec_missing.any().alias("m"), thr_tagged.any().alias("t")).row(0)
+    if not (flags[0] and flags[1]):
+        return w
+    proc = pl.col("engine_id").str.extract(r"^(.*? pid=\d+)", 1).fill_null("")
+    idx = w.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"), "source", "line", "format", "engine_id")
+    need = idx.filter(spec_missing).select("_i", "source", "line", proc.alias("_p")).sort("line")
+    thr = (idx.filter(thr_tagged).select("source", "line", proc.alias("_p"),
+                                        pl.col("engine_id").str.extract(_ENG_RX, 1).alias("_e")).sort("line"))
+    got = need.join_asof(thr, on="line", by=["source", "_p"], strategy="backward").filter(pl.col("_e").is_not_null())
+    if not got.height:
+        return w
+    fill = got.select(pl.concat_str([pl.col("_p").replace("", None), pl.col("_e")], separator=" ",
+                                    ignore_nulls=True))
+    engine_id = w["engine_id"].clone().scatter(got["_i"], fill.to_series())
+    return w.with_columns(engine_id)
+
+
 def finalize(windows: pl.DataFrame) -> pl.DataFrame:
     """Per file: attach each V1 SpecDecoding window to the engine of the throughput line logged just
     before it by the same process, and turn V0 cumulative counters into per-window differences (a
     counter going down means the server restarted: that window counts from zero)."""
     if windows.height == 0:
         return windows
-    w = windows
-    # rows arrive in line order per file (parse sorts each batch, batches follow the file); sorting
-    # again would copy a possibly huge table, so only do it when that does not hold
-    in_order = w.select((pl.col("line").diff().over("source").fill_null(0) >= 0).all()).item()
-    if not in_order:
-        w = w.sort("source", "line", maintain_order=True)
-    proc = pl.col("engine_id").str.extract(r"^(.*? pid=\d+)", 1)
-    eng = pl.col("engine_id").str.extract(r"(Engine \d+|\d+ Engines Aggregated)$", 1)
-    thr_eng = pl.when(pl.col("format") == "vllm-v1-throughput").then(eng).otherwise(None)
-    spec = pl.col("format").str.starts_with("vllm-v1-specdecoding") & eng.is_null()
-    last_eng = thr_eng.forward_fill().over(pl.col("source"), proc.fill_null(""))
-    w = w.with_columns(
-        pl.when(spec & last_eng.is_not_null())
-        .then(pl.concat_str([pl.col("engine_id"), last_eng], separator=" ", ignore_nulls=True))
-        .otherwise(pl.col("engine_id")).alias("engine_id")
-    )
+    w = _repair_engines(windows)
     is_cum = (pl.col("window") == "cumulative") & pl.col("format").str.starts_with("vllm-v0-spec")
     cum = w.filter(is_cum)
     if not cum.height:

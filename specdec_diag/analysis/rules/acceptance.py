@@ -158,8 +158,9 @@ class DrafterBroken(Rule):
                               "adaptive gate bypassing the drafter")
             out.append(self.finding(
                 ctx, f"Drafter broken or mismatched in {u.label}: acceptance "
-                     f"{_pct(a.rate)}, mean acceptance length {_f(a.mal)} over {_f(a.draft_tokens, 0)} "
-                     "drafted tokens", ev,
+                     f"{_pct(a.rate)}, mean acceptance length {_f(a.mal)} over "
+                     + (f"{_f(a.draft_tokens, 0)} drafted tokens" if a.draft_tokens is not None
+                        else f"{u.frame.height} windows"), ev,
                 "Check the drafter: its own lm_head/embeddings (not the target's), checkpoint format "
                 "(native vs converted), quantisation matching the target, engine build; reproduce offline "
                 "with `specdec-diag decode` on the same prompts.",
@@ -584,7 +585,8 @@ class AcceptanceDecayContext(Rule):
             return None
         d = pl.coalesce(pl.col("draft_tokens").cast(pl.Float64), pl.col("num_drafts").cast(pl.Float64),
                         pl.lit(1.0))
-        rate = pl.coalesce(pl.col("acceptance_rate"),
+        rate = pl.coalesce(pl.col("accepted_tokens").cast(pl.Float64) / pl.col("draft_tokens").cast(pl.Float64),
+                           pl.col("acceptance_rate"),
                            (pl.col("mean_acceptance_length") - 1.0) / pl.col("k").cast(pl.Float64))
         return f.select(pl.col("context_len").alias("ctx"), (rate * d).alias("a"), d.alias("d"), "line").drop_nulls()
 

@@ -16,6 +16,7 @@ from specdec_diag.analysis.rules.base import (
     Context,
     Finding,
     Rule,
+    label,
     register,
     step_acceptance,
 )
@@ -537,7 +538,8 @@ class SuspiciousAcceptance(Rule):
             ev = {**acc.evidence(), "temperature": float(temps.max()) if temps.len() else None,
                   "definitions": ACCEPTANCE_DEFINITIONS}
             out.append(self.finding(
-                ctx, f"Acceptance {100 * acc.rate:.1f} % over {acc.draft_tokens} drafted tokens at k={acc.k}"
+                ctx, f"Acceptance {100 * acc.rate:.1f} % in {label(*key)} over {acc.draft_tokens} drafted tokens "
+                     f"at k={acc.k}"
                      + (" while sampling at T > 0" if hot else ""), ev,
                 "Verify outputs: A/B at T=0 with speculation off. If outputs match, the drafter is gated "
                 "too strictly (llama.cpp --draft-p-min / -pa) and rarely speculates.",

@@ -29,7 +29,7 @@ if series.height:
     for (axis,), part in series.filter(pl.col("series").is_in(names)).group_by(["axis"], maintain_order=True):
         fig = go.Figure()
         for (name,), g in part.group_by(["series"], maintain_order=True):
-            fig.add_trace(go.Scattergl(x=g["x"].to_list(), y=g["y"].to_list(), name=name,
+            fig.add_trace(go.Scattergl(x=g["x"].to_numpy(), y=g["y"].to_numpy(), name=name,
                                        mode="lines+markers" if g.height < 200 else "lines"))
         fig.update_layout(**LAYOUT, yaxis={"title": "acceptance rate", "range": [0, 1.02], "tickformat": ".0%"},
                           xaxis={"title": axis}, legend={"font": {"size": 10}})

@@ -112,7 +112,7 @@ if ctx.height:
             part = ctx.filter(pl.col("metric") == mname)
             fig = go.Figure()
             for (name,), g2 in part.group_by(["series"], maintain_order=True):
-                fig.add_trace(go.Scattergl(x=g2["x"].to_list(), y=g2["y"].to_list(), mode="lines", name=name))
+                fig.add_trace(go.Scattergl(x=g2["x"].to_numpy(), y=g2["y"].to_numpy(), mode="lines", name=name))
             fig.update_layout(**LAYOUT, height=320, yaxis={"title": names.get(mname, mname)},
                               xaxis={"title": " / ".join(part["axis"].unique(maintain_order=True).to_list())},
                               legend={"font": {"size": 10}})

@@ -186,3 +186,10 @@ def test_analysis_side_never_imports_torch():
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
+
+
+def test_log_fixtures_match_their_generator():
+    import make_logs
+
+    for name, text in make_logs.build().items():
+        assert (make_logs.HERE / name).read_text(encoding="utf-8") == text, f"rerun make_logs.py ({name})"

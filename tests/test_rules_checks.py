@@ -162,3 +162,19 @@ def test_change_point_and_verify_fit():
     assert _fit(par)["marginal_cost"] == pytest.approx(0.3 / 10.3)
     assert _fit(pl.DataFrame({"gamma_drafted": [4] * 9, "verify_ms": [1.0] * 9})) is None
     assert math.isfinite(_fit(seq)["slope_ms"])
+
+
+def test_hidden_sequential_verify_caught_against_the_baseline(tmp_path):
+    """An engine that reports one forward but verifies token by token: only the timing gives it away."""
+    recs = make_trace(Spec(sequential=True, seed=9))
+    for r in recs:
+        if r["type"] == "step":
+            r["target_forwards"] = 1
+    p = tmp_path / "hidden.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    base = write_trace(Spec(mode="baseline", seed=4), tmp_path / "base.jsonl")
+    f = only(run_rules(scan([p, base], use_cache=False)), "SEQUENTIAL_VERIFY")
+    vb = f.evidence["verify_vs_baseline"]
+    assert vb["ratio"] == pytest.approx(5.0 / 1.03, rel=0.1) and vb["marginal_cost"] > 0.6
+    healthy = write_trace(Spec(seed=3), tmp_path / "healthy.jsonl")
+    assert not [x for x in run_rules(scan([healthy, base], use_cache=False)) if x.code == "SEQUENTIAL_VERIFY"]

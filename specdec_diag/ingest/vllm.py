@@ -147,7 +147,9 @@ def _with_header(df: pl.DataFrame, anchor: YearAnchor | None, bracket: bool = Fa
     single-group extractions, each skipped when no line needs it, cost a third of one regex with
     five capture groups on a big log."""
     text = pl.col("text")
-    has_iso = df.height > 0 and bool(df["text"].str.contains(_ISO_ANY).any())
+    # a container prefix is on every line or on none: looking at both ends of the batch suffices
+    ends = pl.concat([df["text"].head(100), df["text"].tail(100)])
+    has_iso = df.height > 0 and bool(ends.str.contains(_ISO_ANY).any())
     has_pid = df.height > 0 and bool(df["text"].str.contains(" pid=", literal=True).any())
     null = pl.lit(None, dtype=pl.Utf8)
     df = df.with_columns(
@@ -605,7 +607,8 @@ def _repair_engines(w: pl.DataFrame) -> pl.DataFrame:
     need = idx.filter(spec_missing).select("_i", "source", "line", proc.alias("_p")).sort("line")
     thr = (idx.filter(thr_tagged).select("source", "line", proc.alias("_p"),
                                         pl.col("engine_id").str.extract(_ENG_RX, 1).alias("_e")).sort("line"))
-    got = need.join_asof(thr, on="line", by=["source", "_p"], strategy="backward").filter(pl.col("_e").is_not_null())
+    got = need.join_asof(thr, on="line", by=["source", "_p"], strategy="backward", check_sortedness=False)
+    got = got.filter(pl.col("_e").is_not_null())
     if not got.height:
         return w
     fill = got.select(pl.concat_str([pl.col("_p").replace("", None), pl.col("_e")], separator=" ",

@@ -26,9 +26,11 @@ class SequentialVerify(Rule):
     """Verification costs grow like gamma + 1 forwards: the target is run once per draft token.
 
     **What it detects.** Trace steps with more than one target forward (share at least
-    ``sequential_forwards_share``), or - when the draft length varies - a verify time whose fitted
-    marginal cost per extra token (least squares of ``verify_ms`` on ``gamma + 1``) is at least
-    ``sequential_marginal_cost`` of a whole one-token forward.
+    ``sequential_forwards_share``); or a verify window whose marginal cost per extra token is at least
+    ``sequential_marginal_cost`` of a whole one-token forward - fitted by least squares of
+    ``verify_ms`` on ``gamma + 1`` when the draft length varies, or measured against a baseline
+    trace's single-token forward when the input has one (this catches an engine that hides
+    per-token verification inside one "forward" call).
 
     **Why it matters.** Theorem 3.8's speed-up assumes the ``gamma + 1`` verify positions cost one
     target forward (memory-bound). Verifying one position at a time makes every step cost up to
@@ -36,7 +38,7 @@ class SequentialVerify(Rule):
     llama.cpp #3649: ``T1 < TN < N*T1`` when it works).
 
     **Evidence.** ``steps_multi_forward``, ``mean_target_forwards``, ``forwards_equal_gamma_plus_1``,
-    ``verify_fit`` (intercept ms, slope ms per token, ``marginal_cost``), ``gammas``.
+    ``verify_fit`` (intercept ms, slope ms per token, ``marginal_cost``, gammas), ``verify_vs_baseline``.
 
     **Example.** target_forwards = gamma + 1 on 200 of 200 steps; verify_ms = 0.1 + 9.8 (gamma+1).
 
@@ -71,13 +73,30 @@ class SequentialVerify(Rule):
                 if fit["marginal_cost"] >= th.sequential_marginal_cost:
                     why.append(f"verify time grows {fit['slope_ms']:.2f} ms per verified token "
                                f"({100 * fit['marginal_cost']:.0f} % of a one-token forward)")
+            base = ctx.baseline_steps
+            base = base.filter(pl.col("verify_ms").is_not_null()) if base.height else base
+            if base.height >= th.min_steps and s.height >= th.min_steps:
+                # a baseline step is one single-token target forward: compare the verify window with it
+                one = float(base["verify_ms"].mean())
+                g = float(s["gamma_drafted"].mean())
+                ratio = float(s["verify_ms"].mean()) / one if one > 0 else None
+                if ratio is not None and g > 0:
+                    marginal = (ratio - 1.0) / g
+                    ev["verify_vs_baseline"] = {"verify_ms": float(s["verify_ms"].mean()), "baseline_forward_ms": one,
+                                                "ratio": ratio, "marginal_cost": marginal}
+                    if marginal >= th.sequential_marginal_cost:
+                        why.append(f"a verify of {g + 1:.1f} tokens costs {ratio:.1f} single-token forwards of the "
+                                   "baseline")
             if not why:
                 continue
             ev["definitions"] = {
                 "steps_multi_forward": "steps with target_forwards > 1",
                 "mean_target_forwards": "mean target forward passes per step (healthy: 1)",
                 "verify_fit": "least squares verify_ms = intercept + slope * (gamma_drafted + 1); "
-                              "marginal_cost = slope / (intercept + slope)"}
+                              "marginal_cost = slope / (intercept + slope)",
+                "verify_vs_baseline": "mean verify_ms over the baseline trace's mean single-token forward; "
+                                      "marginal_cost = (ratio - 1) / mean gamma (healthy batched verify: small, "
+                                      "one forward per token: about 1)"}
             out.append(self.finding(
                 ctx, f"Verification is sequential in {label(src)}: " + "; ".join(why), ev,
                 "Verify all drafts in ONE target forward over [last token] + drafts (causal mask, logits for "

@@ -7,10 +7,12 @@ script, run headless in this process; no browser rendering time).
 Phases, each in a fresh process so nothing is shared in memory:
 1. ingest: ``scan`` with a cold cache (parses every line, writes the Parquet cache), for context;
 2. first render after ingest: the Overview with the ingest cache warm and no report cache (reads
-   the Parquet, runs the analysis: summary + rules, renders);
+   the Parquet, computes the summary, renders; on large inputs the diagnosis rules then run in a
+   background thread and the page shows the findings when they finish: timed too);
 3. re-open: the Overview again in a new process, ingest and report caches warm;
-4. page switches: every other page in turn, in the same session as 3 (each first visit computes
-   its cached frames), then back to the Overview.
+4. page switches: every other page in turn, in the same session as 3, once the background warm-up
+   (large inputs: each page's default frames computed while the Overview is read) has finished;
+   then back to the Overview.
 Targets (issue 6): first render after ingest <= 10 s, page switch <= 1 s.
 """
 
@@ -72,7 +74,18 @@ def child(mode: str, logdir: Path) -> dict:
     out["overview_s"] = time.perf_counter() - t
     out["exceptions"] = [e.value for e in at.exception]
     out["metrics"] = {m.label: m.value for m in at.metric}
+    if mode == "first":  # large inputs: the rules run in the background; wait for the findings too
+        while any("still running" in i.value for i in at.info):
+            time.sleep(1.0)
+            at.run()
+        out["findings_s"] = time.perf_counter() - t
+        out["findings"] = sum(1 for m in at.markdown if "Recommendation" in m.value) + len(at.error)
     if mode == "reopen":
+        # large inputs: a background thread precomputes each page's frames; a user reads the Overview
+        # meanwhile. Measured: how long that takes, then the switches (first visits, cache hits).
+        loaded = at.session_state["loaded"]
+        loaded.warmed.wait(600)
+        out["warm_s"] = time.perf_counter() - t
         at.session_state["cmp_b"] = "."  # Compare the directory with itself: nothing else to load
         for page in (*PAGES, "overview"):
             at.switch_page(f"views/{page}.py")
@@ -108,9 +121,11 @@ def main() -> None:
     ing = spawn("ingest", d)
     print(f"ingest (cold, parses everything): {ing['ingest_s']:.1f} s, {ing['windows']:,} windows", flush=True)
     first = spawn("first", d)
-    print(f"first render after ingest (analysis runs): {first['overview_s']:.2f} s", flush=True)
+    print(f"first render after ingest (summary computed, rules start in the background): "
+          f"{first['overview_s']:.2f} s; findings shown after {first['findings_s']:.1f} s", flush=True)
     re = spawn("reopen", d)
-    print(f"re-open (ingest + report caches warm): {re['overview_s']:.2f} s", flush=True)
+    print(f"re-open (ingest + report caches warm): {re['overview_s']:.2f} s; pages' frames precomputed "
+          f"after {re['warm_s']:.1f} s", flush=True)
     print("| page switch | seconds |\n|---|---|")
     for page in (*PAGES, "overview"):
         print(f"| {page} | {re[f'{page}_s']:.2f} |")

@@ -26,10 +26,11 @@ DATA = ROOT / "benchmarks" / "_data"
 DOC = ROOT / "docs" / "ingest-benchmark.md"
 
 
-def generate(path: Path, size_mb: int, seed: int = 0) -> None:
+def generate(path: Path, size_mb: int, seed: int = 0, access: int = 60) -> None:
     """A vLLM V1 server log with two API servers (data parallel): per 10 s window and engine one
-    throughput line and one SpecDecoding line (variant E), with 0-60 access lines between windows and
-    a few request-received lines; about 30 % of the bytes are metric lines."""
+    throughput line and one SpecDecoding line (variant E), with 0-``access`` access lines between
+    windows and a few request-received lines. access=60 (the default "metric-heavy" mix): about 30 %
+    of the bytes are metric lines; access=600 ("production" mix, ~30 req/s): about 4 %."""
     rng = random.Random(seed)
     target = size_mb * 1024 * 1024
     unique = min(target, 64 * 1024 * 1024)  # generate 64 MB, then repeat it: same mix, 15x faster
@@ -61,7 +62,7 @@ def generate(path: Path, size_mb: int, seed: int = 0) -> None:
                             f"throughput: {nd * k / 10:.2f} tokens/s, Accepted: {acc} tokens, Drafted: {nd * k} tokens, "
                             f"Per-position acceptance rate: {', '.join(f'{p:.3f}' for p in ppr)}, Avg Draft "
                             f"acceptance rate: {100 * acc / (nd * k):.1f}%\n")
-                for _ in range(rng.randint(0, 60)):
+                for _ in range(rng.randint(0, access)):
                     buf.append(f"(APIServer pid={rng.randint(1, 2)}) INFO:     10.0.{rng.randint(0, 255)}."
                                f"{rng.randint(0, 255)}:{rng.randint(1024, 65535)} - \"POST /v1/chat/completions "
                                f"HTTP/1.1\" 200 OK\n")
@@ -146,21 +147,25 @@ def _has(cmd: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, nargs="+", default=[1024], help="one run per size (MB)")
+    ap.add_argument("--production-mb", type=int, nargs="*", default=[],
+                    help="also runs on a production-like mix (~4 %% metric bytes) of these sizes")
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument("--all-cores", action="store_true", help="also time our scan with every core")
     args = ap.parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
     tables = []
-    for size in args.size_mb:
-        path = DATA / f"vllm_v1_{size}mb.log"
+    runs = [(size, 60, "") for size in args.size_mb] + [(size, 600, "_production") for size in args.production_mb]
+    for size, access, tag in runs:
+        path = DATA / f"vllm_v1_{size}mb{tag}.log"
         if not path.exists():
             t = time.time()
-            generate(path, size)
+            generate(path, size, access=access)
             print(f"generated {path} in {time.time() - t:.0f} s", file=sys.stderr)
         tables.append(bench(path, args.all_cores))
         print(tables[-1], flush=True)
     if args.write_doc:
         cmd = ".venv/bin/python benchmarks/ingest.py --write-doc --size-mb " + " ".join(map(str, args.size_mb)) + (
+            (" --production-mb " + " ".join(map(str, args.production_mb))) if args.production_mb else "") + (
             " --all-cores" if args.all_cores else "")
         DOC.write_text(DOC_TEMPLATE.format(tables="\n\n".join(tables), cmd=cmd,
                                            date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
@@ -198,18 +203,28 @@ Python loop and our scan: SpecDecoding + throughput rows). The Python loop parse
 shapes of this file; our scan also runs every other registered source's markers over every line,
 validates identities, converts, and builds the full window table.
 
-How the scan gets there: files up to 384 MB are read by polars' streaming CSV reader over a memory
-map, with a separator that does not occur in logs, so each row is a line; the row index gives the
-line number and a single regex alternation of all sources' literal markers (SIMD literal search)
-keeps the lines that matter, in the same pass. Larger files are read in 32 MB pieces cut at line
-boundaries (the same fused split + filter per piece), so the mapped file never counts in RSS; kept
-lines are parsed in batches of 64 MB. Only kept lines go through the format regexes.
+How the scan gets there: the file is read in 32 MB pieces cut at line boundaries; each piece goes
+through one fused polars query (CSV reader with a separator that does not occur in logs, so each row
+is a line; row index = line number, checked against the newline count; a single regex alternation of
+all sources' literal markers, SIMD literal search, keeps the lines that matter). Only kept lines go
+through the format regexes, in batches of 64 MB, so memory is bounded by the piece and batch sizes
+plus the window table, not by the file size.
 
 Reading the figures: the 2-CPU machine was shared with seven other engineers' builds and tests
-(load average above), so absolute MB/s are several times below what an idle core gives; the ratios
-between contenders measured in the same minute are the meaningful part. The file's mix is ~30 %
-metric lines by bytes, far more than a production log (where access and request lines dominate),
-so it stresses the parsing rather than the reading.
+(load average above), so absolute MB/s are several times below what an idle core gives and vary by
+2x between runs; the ratios between contenders measured in the same minute are the meaningful part.
+The default mix is ~30 % metric lines by bytes (it stresses parsing); the "production" mix (~4 %,
+access lines at ~30 req/s) stresses reading.
+
+Against the goals (>= 200 MB/s per core, within 4x of grep, peak RSS < 1 GB): peak RSS is met
+(bounded by piece and batch size, ~0.6 GB for 1 GB of the metric-heavy mix, mostly the 1.1 M-row
+window table itself). Throughput is not: on this shared machine the scan runs at roughly the speed
+of the plain Python `re` loop (which builds dicts for two line shapes, no table, no validation)
+and 15-40x slower than `grep -c`. Where one core goes: splitting lines (the CSV reader) and the
+marker alternation are about half on the production mix; the per-field capture regexes on kept
+lines dominate the metric-heavy mix (Rust regex captures run an NFA over the whole line, about 10x
+slower than its DFA-only `contains`). With polars' default thread pool the same code uses every
+core; a per-file process pool would scale across files.
 """
 
 

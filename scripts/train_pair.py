@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--temperature", type=float, default=1.0, help="distillation softening temperature")
     ap.add_argument("--hard-weight", type=float, default=0.1, help="weight of the hard-label loss for the draft")
+    ap.add_argument("--target-from", type=Path, default=None,
+                    help="reuse the target dir of an earlier run with the same seed/target knobs; train only the draft")
     ap.add_argument("--threads", type=int, default=1,
                     help="1 is fastest on a shared 2-core machine (2 OpenMP threads stall when descheduled)")
     ap.add_argument("--log-every", type=int, default=25)
@@ -284,9 +286,20 @@ def main(argv: list[str] | None = None) -> int:
         f"draft {args.draft_layers}x{args.draft_hidden}: {n_d / 1e6:.2f} M params")
 
     t0 = time.perf_counter()
-    hist_t = train("target", target, data, args, args.target_steps, args.target_lr, work / "target.pt",
-                   seed=args.seed + 10)
-    t_target = time.perf_counter() - t0
+    if args.target_from is not None:
+        # The shipped target of an earlier run with the same seed and target knobs: loading its float16
+        # weights gives exactly the frozen teacher that run distilled from (step 3 rounds to float16).
+        from transformers import AutoModelForCausalLM
+
+        prev = json.loads((args.target_from.parent / "train_meta.json").read_text())
+        target = AutoModelForCausalLM.from_pretrained(args.target_from, local_files_only=True,
+                                                      dtype=torch.float32)
+        hist_t, t_target = prev["target"]["history"], prev["target"]["train_seconds"]
+        log(f"target loaded from {args.target_from} (trained {prev['target']['steps']} steps, seed {prev['seed']})")
+    else:
+        hist_t = train("target", target, data, args, args.target_steps, args.target_lr, work / "target.pt",
+                       seed=args.seed + 10)
+        t_target = time.perf_counter() - t0
     for p in target.parameters():
         p.requires_grad_(False)
     # Distil against the weights that ship (float16-rounded), so the draft matches what the decoder loads.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import time
 from pathlib import Path
 
 import polars as pl
@@ -315,3 +316,60 @@ def test_bucket_agrees_with_the_report_downsampler(n, max_points):
     ex, ey = downsample(xs, ys, ws, max_points)
     assert got["x"].to_list() == ex
     assert got["y"].to_list() == pytest.approx(ey)
+
+
+def test_large_inputs_render_before_the_rules_finish(small_dir, tmp_path, monkeypatch):
+    """Above BACKGROUND_ROWS the rules run in a thread: the Overview renders from the summary with a
+    'still running' note, and the findings appear on a later run, equal to build_report's."""
+    import threading
+
+    from specdec_diag.analysis import report as report_mod
+    from specdec_diag.dashboard_app import data as D
+
+    d = tmp_path / "big"
+    shutil.copytree(small_dir / "engines", d)
+    release = threading.Event()
+    real = report_mod.run_findings
+
+    def slow(result, thresholds=None):
+        release.wait(30)
+        return real(result, thresholds)
+
+    monkeypatch.setattr(report_mod, "run_findings", slow)
+    monkeypatch.setattr(D, "BACKGROUND_ROWS", 0)
+    at = app_on(d, monkeypatch)
+    assert_clean(at)
+    assert any("still running" in i.value for i in at.info), [i.value for i in at.info]
+    assert metrics_by_label(at)["Acceptance rate"] != "—"
+    release.set()
+    expect = build_report(scan([d], use_cache=False))["findings"]
+    for _ in range(100):
+        at.run()
+        if not any("still running" in i.value for i in at.info):
+            break
+        time.sleep(0.2)
+    assert_clean(at)
+    top = expect[0]
+    if top["severity"] in ("error", "warning"):
+        assert top["title"] in [e.value for e in (*at.error, *at.warning)][0]
+
+
+def test_warm_up_fills_the_pages_caches(small_dir, tmp_path, monkeypatch):
+    """Large inputs: the frames each page needs are computed in a background thread after loading,
+    and the pages then render the same content without errors."""
+    from specdec_diag.dashboard_app import data as D
+
+    d = tmp_path / "warm"
+    shutil.copytree(small_dir, d, ignore=shutil.ignore_patterns("empty"))
+    monkeypatch.setattr(D, "BACKGROUND_ROWS", 0)
+    at = app_on(d, monkeypatch)
+    loaded = at.session_state["loaded"]
+    assert loaded.warmed.wait(60)
+    for _ in range(100):
+        if loaded.report["findings"] is not None:
+            break
+        time.sleep(0.2)
+    for page in PAGES:
+        at.switch_page(f"views/{page}.py").run()
+        assert_clean(at)
+        assert not at.error, [e.value for e in at.error]

@@ -43,17 +43,25 @@ def read(f: Path) -> str:
 
 
 def heldout_texts() -> list[str]:
-    return [read(f) for f in corpus_files()[2]]
+    """The held-out files' text, sorted by name as corpus_files() lists them (read directly, no walk)."""
+    root = stdlib_root()
+    missing = [n for n in HELD_OUT if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root}: held-out files missing: {', '.join(missing)}")
+    return [read(root / n) for n in sorted(HELD_OUT)]
 
 
 def heldout_prompts(tokenizer: Any, n: int = 12, length: int = 96, texts: list[str] | None = None) -> list[list[int]]:
     """``n`` prompts of ``length`` token ids, spread evenly over the held-out files (deterministic)."""
     texts = heldout_texts() if texts is None else texts
-    ids = [tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts]
+    ids: dict[int, list[int]] = {}
     prompts = []
     for i in range(n):
-        f = ids[i % len(ids)]
-        k = i // len(ids)
-        start = min(len(f) - length, (k + 1) * len(f) // (n // len(ids) + 2))
+        j = i % len(texts)
+        if j not in ids:
+            ids[j] = tokenizer(texts[j], add_special_tokens=False, verbose=False)["input_ids"]
+        f = ids[j]
+        k = i // len(texts)
+        start = min(len(f) - length, (k + 1) * len(f) // (n // len(texts) + 2))
         prompts.append(f[start : start + length])
     return prompts

@@ -144,6 +144,9 @@ class Loaded:
     report: dict[str, Any]
     load_s: float
     errors: list[str] = field(default_factory=list)
+    findings_error: str | None = None
+    rules_s: float | None = None
+    warmed: threading.Event = field(default_factory=threading.Event)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -175,47 +178,103 @@ def _analysis_version() -> str:
     return h.hexdigest()
 
 
-def analyse(result: Any, cache_root: Path | None) -> dict[str, Any]:
-    """The report the dashboard shows: :func:`analysis.report.build_report`'s inputs, summary and
-    findings (same functions), without its ``windows`` list, which the pages read from the tables
-    instead (turning a million windows into dicts costs seconds). Cached as JSON beside the ingest
-    cache, keyed by the content fingerprint and the analysis code, so re-opening a directory is instant."""
+#: above this many window rows (or trace steps) the diagnosis rules run in a background thread, so
+#: the pages render from the summary first and the findings arrive when ready
+BACKGROUND_ROWS = 100_000
+
+
+def _report_cache(result: Any, cache_root: Path | None) -> Path | None:
+    if cache_root is None or not result.fingerprint:
+        return None
+    return cache_root / "dashboard" / f"report-{result.fingerprint}-{_analysis_version()}.json"
+
+
+def _write_report(target: Path | None, report: dict[str, Any]) -> None:
     import json
 
-    from specdec_diag.analysis import metrics
-    from specdec_diag.analysis.report import inputs_json, jsonable, run_findings
-    from specdec_diag.schema import REPORT_SCHEMA
+    if target is None:
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(report))
+        tmp.replace(target)
+    except OSError:
+        pass  # a read-only log directory: no report cache, still correct
 
-    target = None
-    if cache_root is not None and result.fingerprint:
-        target = cache_root / "dashboard" / f"report-{result.fingerprint}-{_analysis_version()}.json"
-        try:
-            return json.loads(target.read_text())
-        except (OSError, ValueError):
-            pass
-    report = {"schema": REPORT_SCHEMA, "inputs": inputs_json(result.inputs),
-              "summary": jsonable(metrics.summarize(result)), "windows": [], "findings": run_findings(result)}
-    if target is not None:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(json.dumps(report))
-            tmp.replace(target)
-        except OSError:
-            pass  # a read-only log directory: no report cache, still correct
-    return report
+
+def _run_rules(loaded: Loaded, target: Path | None) -> None:
+    """Fill ``loaded.report['findings']`` (once; readers only ever see None or the full list)."""
+    from specdec_diag.analysis.report import run_findings
+
+    t0 = time.perf_counter()
+    try:
+        findings = run_findings(loaded.result)
+    except Exception as exc:  # noqa: BLE001 - shown in the page as one line
+        loaded.findings_error = f"the diagnosis rules failed: {type(exc).__name__}: {exc}"
+        loaded.report["findings"] = []
+        return
+    loaded.rules_s = time.perf_counter() - t0
+    loaded.report["findings"] = findings
+    _write_report(target, loaded.report)
 
 
 def ingest(path: Path, key: str, files: int, nbytes: int, errors: list[str],
-           progress: Any = None) -> Loaded:
-    """Scan and analyse ``path`` (no Streamlit calls; the benchmark and tests use it directly)."""
+           progress: Any = None, background: bool | None = None) -> Loaded:
+    """Scan and analyse ``path`` (no Streamlit calls; the benchmark and tests use it directly).
+
+    The report is :func:`analysis.report.build_report`'s inputs, summary and findings (the same
+    functions) without its ``windows`` list, which the pages read from the tables instead (turning a
+    million windows into dicts costs seconds). It is cached as JSON beside the ingest cache, keyed by
+    the content fingerprint and the analysis code, so re-opening a directory is instant. On large
+    inputs (``background`` None: more than BACKGROUND_ROWS rows) the rules run in a thread."""
+    import json
+
+    from specdec_diag.analysis import metrics
+    from specdec_diag.analysis.report import inputs_json, jsonable
     from specdec_diag.ingest import scan
     from specdec_diag.ingest.scan import default_cache_dir
+    from specdec_diag.schema import REPORT_SCHEMA
 
     t0 = time.perf_counter()
     result = scan([path], progress=progress)
-    report = analyse(result, default_cache_dir([path]))
-    return Loaded(path, key, files, nbytes, result, report, time.perf_counter() - t0, errors)
+    target = _report_cache(result, default_cache_dir([path]))
+    try:
+        report = json.loads(target.read_text()) if target is not None else None
+    except (OSError, ValueError):
+        report = None
+    if report is not None:
+        return Loaded(path, key, files, nbytes, result, report, time.perf_counter() - t0, errors)
+    report = {"schema": REPORT_SCHEMA, "inputs": inputs_json(result.inputs),
+              "summary": jsonable(metrics.summarize(result)), "windows": [], "findings": None}
+    loaded = Loaded(path, key, files, nbytes, result, report, 0.0, errors)
+    if background is None:
+        background = max(result.windows.height, result.steps.height) > BACKGROUND_ROWS
+    if background:
+        threading.Thread(target=_run_rules, args=(loaded, target), name="specdec-rules", daemon=True).start()
+    else:
+        _run_rules(loaded, target)
+    loaded.load_s = time.perf_counter() - t0
+    return loaded
+
+
+def findings(loaded: Loaded) -> list[dict[str, Any]] | None:
+    """The findings, or None while the rules still run: then the page says so and polls."""
+    f = loaded.report.get("findings")
+    if f is None:
+        st.info(f"Running the diagnosis rules over {loaded.result.windows.height:,} windows and "
+                f"{loaded.result.steps.height:,} steps; findings appear here when they finish.")
+
+        @st.fragment(run_every=2.0)
+        def _poll() -> None:
+            if loaded.report.get("findings") is not None:
+                st.rerun()
+
+        _poll()
+        return None
+    if loaded.findings_error:
+        st.error(loaded.findings_error)
+    return f
 
 
 def load(path: Path) -> Loaded:
@@ -255,6 +314,10 @@ def load(path: Path) -> Loaded:
         store[key] = loaded
         while len(store) > STORE_ENTRIES:
             store.popitem(last=False)
+    if max(loaded.result.windows.height, loaded.result.steps.height) > BACKGROUND_ROWS:
+        threading.Thread(target=warm, args=(loaded,), name="specdec-warm", daemon=True).start()
+    else:
+        loaded.warmed.set()
     return loaded
 
 
@@ -301,31 +364,52 @@ def definition(summary: dict[str, Any], name: str) -> str:
 SERIES_SCHEMA = {"series": pl.Utf8, "x": pl.Float64, "y": pl.Float64, "axis": pl.Utf8}
 
 
-def bucket(df: pl.DataFrame, max_points: int, weight: str | None = None) -> pl.DataFrame:
-    """``df`` (columns x, y, and ``weight``) in at most ``max_points`` consecutive buckets: x of each
-    bucket's first row, y the weighted mean. The same rule as :func:`analysis.report.downsample`
-    (tested against it), done in polars because a 1 GB log has a million windows."""
-    n = df.height
-    if n <= max_points:
-        return df.select("x", "y")
-    size = -(-n // max_points)
-    w = pl.col(weight).cast(pl.Float64) if weight else pl.lit(1.0)
-    return (df.with_columns((pl.int_range(pl.len()) // size).alias("_b"), w.alias("_w"))
-            .group_by("_b", maintain_order=True)
+def _bucket_groups(df: pl.DataFrame, keys: list[str], max_points: int, first: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Per group of ``keys`` (rows already in order), at most ``max_points`` consecutive buckets: x of
+    the bucket's first row, y the w-weighted mean (plain mean when the weights sum to 0), ``_n`` rows."""
+    size = (pl.len().over(keys) + max_points - 1) // max_points
+    return (df.with_columns((pl.int_range(pl.len()).over(keys) // size).alias("_b"))
+            .group_by([*keys, "_b"], maintain_order=True)
             .agg(pl.col("x").first(),
-                 pl.when(pl.col("_w").sum() > 0).then((pl.col("y") * pl.col("_w")).sum() / pl.col("_w").sum())
-                 .otherwise(pl.col("y").mean()).alias("y"))
-            .select("x", "y"))
+                 pl.when(pl.col("w").sum() > 0).then((pl.col("y") * pl.col("w")).sum() / pl.col("w").sum())
+                 .otherwise(pl.col("y").mean()).alias("y"),
+                 *[pl.col(c).first() for c in first], pl.len().alias("_n"))
+            .drop("_b"))
 
 
-def _x_expr(g: pl.DataFrame) -> tuple[pl.Expr, str]:
-    """Seconds since the series' first record when every record has a time, else the record's index:
-    files from different days then share one readable axis."""
-    if g["time"].null_count() == 0:
-        t0 = g["time"].min()
-        return ((pl.col("time") - t0).dt.total_microseconds().cast(pl.Float64) / 1e6).alias("x"), \
-            "seconds since the file's first record"
-    return pl.int_range(pl.len()).cast(pl.Float64).alias("x"), "record # in the file (no timestamps)"
+def bucket(df: pl.DataFrame, max_points: int, weight: str | None = None) -> pl.DataFrame:
+    """One series (columns x, y, and ``weight``) in at most ``max_points`` buckets: the rule of
+    :func:`analysis.report.downsample` (tested against it), done in polars because a 1 GB log has a
+    million windows."""
+    d = df.select("x", "y", (pl.col(weight) if weight else pl.lit(1.0)).cast(pl.Float64).alias("w"),
+                  pl.lit(0).alias("_k"))
+    return _bucket_groups(d, ["_k"], max_points).select("x", "y")
+
+
+def _timed(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Rows in time order per series with ``x``: seconds since the series' first record when every
+    record has a time, else the record's index (files from different days share one axis), and
+    ``_t`` saying which."""
+    df = df.with_columns([pl.col(k).fill_null("") for k in keys]).sort([*keys, "time", "line"], nulls_last=True)
+    has_time = pl.col("time").null_count().over(keys) == 0
+    secs = (pl.col("time") - pl.col("time").min().over(keys)).dt.total_microseconds().cast(pl.Float64) / 1e6
+    idx = pl.int_range(pl.len()).over(keys).cast(pl.Float64)
+    return df.with_columns(pl.when(has_time).then(secs).otherwise(idx).alias("x"), has_time.alias("_t"))
+
+
+AXIS = {True: "seconds since the file's first record", False: "record # in the file (no timestamps)"}
+
+
+def _named(b: pl.DataFrame, extra: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Bucketed rows with the series' display name and axis label."""
+    names = {(src, eid): f"{eid or eng or ''} · {Path(str(src)).name}"
+             for src, eid, eng in b.select("source", "engine_id", "engine").unique().rows()}
+    keys = pl.DataFrame({"source": [k[0] for k in names], "engine_id": [k[1] for k in names],
+                         "series": list(names.values())}, schema={"source": pl.Utf8, "engine_id": pl.Utf8,
+                                                                 "series": pl.Utf8})
+    return (b.join(keys, on=["source", "engine_id"], how="left", maintain_order="left")
+            .with_columns(pl.col("_t").replace_strict(AXIS, return_dtype=pl.Utf8).alias("axis"))
+            .select(*extra, *SERIES_SCHEMA))
 
 
 def _series_frame(name: str, xs: list[Any], ys: list[Any], axis: str) -> pl.DataFrame:
@@ -347,16 +431,18 @@ def acceptance_series(key: str, _result: Any, max_points: int = MAX_POINTS) -> t
     if w.height:
         w = w.filter(pl.col("acceptance_rate").is_not_null() & pl.col("window").fill_null("interval")
                      .is_in(["interval", "request"]))
-    for (src, eid), g in (w.group_by(["source", "engine_id"], maintain_order=True) if w.height else []):
-        g = g.sort(["time", "line"], nulls_last=True)
-        xe, axis = _x_expr(g)
-        pts = bucket(g.select(xe, pl.col("acceptance_rate").alias("y"),
-                              pl.col("draft_tokens").cast(pl.Float64).fill_null(1.0).alias("w")), max_points, "w")
-        name = f"{eid or g['engine'][0] or ''} · {Path(str(src)).name}"
-        if pts.height < g.height:
-            notes.append(f"{name}: {g.height:,} windows shown as {pts.height:,} draft-weighted buckets")
-        frames.append(pts.with_columns(pl.lit(name).alias("series"), pl.lit(axis).alias("axis"))
-                      .select(list(SERIES_SCHEMA)))
+    if w.height:
+        keys = ["source", "engine_id"]
+        d = _timed(w, keys).select(*keys, "engine", "x", "_t", pl.col("acceptance_rate").alias("y"),
+                                   pl.when(pl.col("draft_tokens") > 0).then(pl.col("draft_tokens"))
+                                   .otherwise(1).cast(pl.Float64).alias("w"))
+        b = _bucket_groups(d, keys, max_points, ("engine", "_t"))
+        counts = b.group_by(keys, maintain_order=True).agg(pl.col("_n").sum(), pl.len().alias("_m"))
+        for src, eid, n, m in counts.rows():
+            if m < n:
+                notes.append(f"{eid or ''} · {Path(str(src)).name}: {n:,} windows shown as {m:,} draft-weighted "
+                             "buckets")
+        frames.append(_named(b))
     s = _result.steps
     if s.height:
         s = s.filter(pl.col("gamma_drafted") >= 1)
@@ -458,17 +544,19 @@ def engine_context(key: str, _result: Any, max_points: int = MAX_POINTS) -> tupl
     graphs = pl.DataFrame(schema={"file": pl.Utf8, "windows": pl.Int64, "cuda graph share": pl.Float64})
     if w.height == 0:
         return pl.DataFrame(schema=schema), graphs
-    for (src, eid), g in w.group_by(["source", "engine_id"], maintain_order=True):
-        g = g.sort(["time", "line"], nulls_last=True)
-        name = f"{eid or g['engine'][0] or ''} · {Path(str(src)).name}"
-        for col in ENGINE_COLUMNS:
-            gg = g.filter(pl.col(col).is_not_null())
-            if gg.height == 0:
-                continue
-            xe, axis = _x_expr(gg)
-            pts = bucket(gg.select(xe, pl.col(col).cast(pl.Float64).alias("y")), max_points)
-            frames.append(pts.with_columns(pl.lit(name).alias("series"), pl.lit(axis).alias("axis"),
-                                           pl.lit(col).alias("metric")).select(list(schema)))
+    # one pass: buckets over each series' rows, each metric the mean of its non-null values in a bucket
+    keys = ["source", "engine_id"]
+    d = _timed(w.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in ENGINE_COLUMNS])), keys)
+    if d.height:
+        size = (pl.len().over(keys) + max_points - 1) // max_points
+        b = (d.with_columns((pl.int_range(pl.len()).over(keys) // size).alias("_b"))
+             .group_by([*keys, "_b"], maintain_order=True)
+             .agg(pl.col("x").first(), pl.col("engine").first(), pl.col("_t").first(),
+                  *[pl.col(c).cast(pl.Float64).mean() for c in ENGINE_COLUMNS]))
+        for c in ENGINE_COLUMNS:
+            part = b.filter(pl.col(c).is_not_null())
+            if part.height:
+                frames.append(_named(part.with_columns(pl.col(c).alias("y"), pl.lit(c).alias("metric")), ("metric",)))
     cg = w.filter(pl.col("cuda_graph").is_not_null())
     if cg.height:
         graphs = (cg.group_by("source", maintain_order=True)
@@ -476,6 +564,49 @@ def engine_context(key: str, _result: Any, max_points: int = MAX_POINTS) -> tupl
                        pl.col("cuda_graph").cast(pl.Float64).mean().alias("cuda graph share"))
                   .rename({"source": "file"}))
     return (pl.concat(frames) if frames else pl.DataFrame(schema=schema)), graphs
+
+
+BLOCKS = 2000
+
+
+def blocks(units: pl.DataFrame) -> pl.DataFrame:
+    """Consecutive windows summed into at most BLOCKS blocks before resampling: a block bootstrap,
+    which also respects the autocorrelation of neighbouring windows and keeps a million-window log
+    to a fraction of a second."""
+    if units.height <= BLOCKS:
+        return units
+    size = -(-units.height // BLOCKS)
+    return (units.with_columns((pl.int_range(pl.len()) // size).alias("_b"))
+            .group_by("_b", maintain_order=True).agg(pl.col("drafted").sum(), pl.col("accepted").sum())
+            .select("drafted", "accepted"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def compare_noise(key_a: str, key_b: str, _a: Any, _b: Any) -> dict[str, Any]:
+    """Bootstrap intervals (analysis.gate) of each pooled acceptance rate and of their difference B - A."""
+    from specdec_diag.analysis import gate
+
+    ua = blocks(gate.acceptance_units(_a.result.windows, _a.result.steps))
+    ub = blocks(gate.acceptance_units(_b.result.windows, _b.result.steps))
+    out: dict[str, Any] = {"units_a": ua.height, "units_b": ub.height,
+                           "ci_a": gate.bootstrap_rate(ua), "ci_b": gate.bootstrap_rate(ub), "ci_diff": None}
+    if ua.height >= 2 and ub.height >= 2:
+        out["ci_diff"] = gate.bootstrap_diff(ub, ua)
+    return out
+
+
+def warm(loaded: Loaded) -> None:
+    """Compute the pages' default derived frames (same calls as the pages, so the same cache entries)
+    in a background thread for large inputs, so the first visit to each page is a cache hit."""
+    try:
+        acceptance_series(loaded.key, loaded.result)
+        split_table(loaded.key, loaded.result, SPLITS[0])
+        engine_context(loaded.key, loaded.result)
+        compare_noise(loaded.key, loaded.key, loaded, loaded)
+    except Exception:  # noqa: BLE001 - the page computes it again and shows any error itself
+        pass
+    finally:
+        loaded.warmed.set()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -384,14 +384,6 @@ def timeline(df: pl.DataFrame) -> pl.DataFrame:
     return rows.sort(["time", "line"], nulls_last=True)
 
 
-def step_trials(steps: pl.DataFrame) -> list[int]:
-    """Steps that reached (tested) each position: position 1 is always tested; position j only when
-    the first j-1 were accepted and j was drafted."""
-    gmax = int(steps["gamma_drafted"].max() or 0) if steps.height else 0
-    g, n = steps["gamma_drafted"], steps["n_accepted"]
-    return [int(((g >= j) & (n >= j - 1)).sum()) for j in range(1, gmax + 1)]
-
-
 def ranked(findings: list[Finding]) -> list[Finding]:
     """Errors before warnings before info; within a severity by score (impact), then code."""
     return sorted(findings, key=lambda f: (_RANK.get(f.severity, 9), -float(f.score or 0.0), f.code))

@@ -98,6 +98,11 @@ class Thresholds:
     sequential_marginal_cost: float = 0.60
     """Marginal verify cost of one more token, as a share of a whole forward (fit verify_ms on gamma+1),
     above which verification scales like gamma+1 separate forwards (healthy batched verify: small)."""
+    sequential_baseline_cost: float = 0.90
+    """Marginal verify cost per drafted token against a baseline trace's single-token forward,
+    (verify_ms / baseline forward - 1) / gamma, above which each token got its own forward (sequential:
+    about 1; healthy batched verify on the sample CPU pair: about 0.2; timing noise and slow faulty
+    steps reach 0.8, hence the margin)."""
     large_batch: int = 32
     """Running requests at or above which the target is likely compute-bound (P01: batch 16-32)."""
     compute_bound_share: float = 0.50

@@ -6,7 +6,6 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from specdec_diag.analysis import gate
 from specdec_diag.dashboard_app import data as D
 
 root = D.root()
@@ -31,34 +30,7 @@ if len(runs) < 2:
 A, B = runs["A"], runs["B"]
 
 
-BLOCKS = 2000
-
-
-def blocks(units: pl.DataFrame) -> pl.DataFrame:
-    """Consecutive windows summed into at most BLOCKS blocks before resampling: a block bootstrap,
-    which also respects the autocorrelation of neighbouring windows and keeps a million-window log
-    to a fraction of a second."""
-    if units.height <= BLOCKS:
-        return units
-    size = -(-units.height // BLOCKS)
-    return (units.with_columns((pl.int_range(pl.len()) // size).alias("_b"))
-            .group_by("_b", maintain_order=True).agg(pl.col("drafted").sum(), pl.col("accepted").sum())
-            .select("drafted", "accepted"))
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def noise(key_a: str, key_b: str, _a: object, _b: object) -> dict[str, object]:
-    """Bootstrap intervals of each pooled acceptance rate and of their difference (analysis.gate)."""
-    ua = blocks(gate.acceptance_units(_a.result.windows, _a.result.steps))
-    ub = blocks(gate.acceptance_units(_b.result.windows, _b.result.steps))
-    out: dict[str, object] = {"units_a": ua.height, "units_b": ub.height,
-                              "ci_a": gate.bootstrap_rate(ua), "ci_b": gate.bootstrap_rate(ub), "ci_diff": None}
-    if ua.height >= 2 and ub.height >= 2:
-        out["ci_diff"] = gate.bootstrap_diff(ub, ua)
-    return out
-
-
-nz = noise(A.key, B.key, A, B)
+nz = D.compare_noise(A.key, B.key, A, B)
 sa, sb = A.summary, B.summary
 
 
@@ -111,11 +83,16 @@ for label, key, sub, fmt in (
 ):
     a, b, _ = delta(key, sub)
     rows.append({"metric": label, "A": fmt(a), "B": fmt(b)})
-rows.append({"metric": "findings (error/warning)",
-             "A": f"{sum(f['severity'] == 'error' for f in A.report['findings'])}/"
-                  f"{sum(f['severity'] == 'warning' for f in A.report['findings'])}",
-             "B": f"{sum(f['severity'] == 'error' for f in B.report['findings'])}/"
-                  f"{sum(f['severity'] == 'warning' for f in B.report['findings'])}"})
+
+
+def severities(run: D.Loaded) -> str:
+    fs = run.report.get("findings")
+    if fs is None:
+        return "(rules running)"
+    return f"{sum(f['severity'] == 'error' for f in fs)}/{sum(f['severity'] == 'warning' for f in fs)}"
+
+
+rows.append({"metric": "findings (error/warning)", "A": severities(A), "B": severities(B)})
 st.dataframe(pl.DataFrame(rows), hide_index=True, width="stretch")
 
 left, right = st.columns(2)

@@ -14,11 +14,13 @@ from specdec_diag.dashboard_app import data as D
 from specdec_diag.schema import open_text
 
 loaded = D.current()
-findings = loaded.report.get("findings") or []
 DOCS = Path(specdec_diag.__file__).resolve().parent.parent / "docs" / "rules"
 ICON = {"error": ":red[:material/error:]", "warning": ":orange[:material/warning:]", "info": ":blue[:material/info:]"}
 
 st.title("Findings")
+findings = D.findings(loaded)
+if findings is None:
+    st.stop()
 
 
 @st.cache_resource(show_spinner=False)

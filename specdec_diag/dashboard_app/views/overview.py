@@ -12,6 +12,7 @@ from specdec_diag.dashboard_app import data as D
 loaded = D.current()
 s, rep = loaded.summary, loaded.report
 sp = s.get("speedup") or {}
+pending = rep.get("findings") is None  # large inputs: the rules still run in the background
 findings = rep.get("findings") or []
 
 st.title("Overview")
@@ -24,10 +25,12 @@ def verdict() -> str:
     if not loaded.has_data:
         return ("No speculative-decoding numbers were found in these files"
                 + (f"; the first finding: {findings[0]['title']}." if findings else "."))
-    top = findings[0] if findings else None
     mal, k = s.get("mean_acceptance_length"), s.get("k")
     head = (f"Each verify step emits {D.num(mal)} tokens on average"
             + (f" out of a possible {k + 1}" if k else "") + f" (acceptance {D.pct(s.get('acceptance_rate'))})")
+    if pending:
+        return f"{head}. The diagnosis rules are still running; the verdict follows."
+    top = findings[0] if findings else None
     if top and top.get("severity") == "error":
         return f"Something is wrong: {top['title']}. {head}."
     if top and top.get("severity") == "warning":
@@ -36,8 +39,8 @@ def verdict() -> str:
     return f"Healthy: no errors or warnings{notes}. {head}."
 
 
-sev = findings[0]["severity"] if findings else "info"
-{"error": st.error, "warning": st.warning}.get(sev, st.success)(verdict())
+sev = "pending" if pending else findings[0]["severity"] if findings else "info"
+{"error": st.error, "warning": st.warning, "pending": st.info}.get(sev, st.success)(verdict())
 
 c = st.columns(5)
 c[0].metric("Acceptance rate", D.pct(s.get("acceptance_rate")),
@@ -61,7 +64,9 @@ c[4].metric("Achieved speed-up", D.num(sp.get("achieved"), suffix="×"),
             + D.definition(s, "speedup.achieved"))
 
 st.subheader("Principal finding")
-if findings:
+if D.findings(loaded) is None:
+    pass  # D.findings said the rules are running and polls for them
+elif findings:
     f = findings[0]
     st.markdown(f"**{f['severity'].upper()} · `{f['code']}`** — {f['title']}")
     if f.get("recommendation"):

@@ -117,3 +117,13 @@ def test_baseline_trace_without_drafts(tmp_path):
     [r] = scan([p], use_cache=False).windows.to_dicts()
     assert (r["num_drafts"], r["emitted_tokens"], r["acceptance_rate"], r["mean_acceptance_length"]) == (
         0, 3, None, None)
+
+
+def test_gzipped_trace(tmp_path):
+    import gzip
+
+    plain = write(tmp_path / "run.jsonl", [header(), *STEPS, summary()])
+    gz = tmp_path / "run.jsonl.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    a, b = scan([plain], use_cache=False), scan([gz], use_cache=False)
+    assert b.steps.height == 5 and b.windows.drop("source").equals(a.windows.drop("source"))

@@ -253,3 +253,25 @@ def test_sample_logs_match_their_generator_and_parse_cleanly():
     cliff = res.windows.filter(pl.col("source").str.ends_with("v1_position_cliff.log")
                                & pl.col("per_position_acceptance").is_not_null())
     assert all(p[0] > 0.6 and p[1] < 0.05 for p in cliff["per_position_acceptance"].to_list())
+
+
+def test_year_anchors_and_iso_times():
+    from specdec_diag.ingest.timestamps import anchor_from, iso_time, month_day_time
+
+    # an ISO date in the head: the log starts there; an earlier month-day is next year
+    a = anchor_from("vllm-1  | 2025-12-30T08:00:00Z (APIServer pid=1) INFO 12-30 08:00:00 ...", mtime=0.0)
+    assert (a.date.isoformat(), a.at_start, a.origin) == ("2025-12-30", True, "iso-in-file")
+    md = pl.DataFrame({"md": ["12-30", "12-31", "01-02"], "hms": ["08:00:00", "23:59:59", "00:00:01"]})
+    got = md.select(month_day_time(pl.col("md"), pl.col("hms"), a).alias("t"))["t"].dt.year().to_list()
+    assert got == [2025, 2025, 2026]
+    # only an mtime: the log ends there; a later month-day is the previous year
+    b = anchor_from("INFO 12-30 08:00:00 metrics.py:1] x", mtime=dt.datetime(2026, 1, 2, tzinfo=UTC).timestamp())
+    assert (b.date.isoformat(), b.at_start) == ("2026-01-02", False)
+    got = md.select(month_day_time(pl.col("md"), pl.col("hms"), b).alias("t"))["t"].dt.year().to_list()
+    assert got == [2025, 2025, 2026]
+    assert md.with_columns(month_day_time(pl.col("md"), pl.col("hms"), None).alias("t"))["t"].to_list() == [None] * 3
+    iso = pl.DataFrame({"s": ["2025-06-06T14:20:34.123456789Z", "2025-06-06 14:20:34+0200", "2025-06-06T14:20:34",
+                              "garbage"]})
+    assert iso.select(iso_time(pl.col("s")).alias("t"))["t"].to_list() == [
+        dt.datetime(2025, 6, 6, 14, 20, 34, 123456, tzinfo=UTC), dt.datetime(2025, 6, 6, 12, 20, 34, tzinfo=UTC),
+        dt.datetime(2025, 6, 6, 14, 20, 34, tzinfo=UTC), None]

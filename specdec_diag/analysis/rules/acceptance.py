@@ -411,27 +411,27 @@ def _series(u: Unit, ctx: Context) -> tuple[list[float], list[float], pl.DataFra
             ws.append(float(w))
             keep.append(i)
         return vals, ws, t[keep]
-    s = u.frame
-    size = max(8, s.height // 24)
-    vals, ws, firsts = [], [], []
-    for i in range(0, s.height - size // 2, size):
-        b = s.slice(i, size)
-        d = int(b["gamma_drafted"].sum())
-        if d:
-            vals.append(int(b["n_accepted"].sum()) / d)
-            ws.append(float(d))
-            firsts.append(i)
-    return vals, ws, s[firsts] if firsts else s.head(0)
+    # traces: one point per request, in order. Blocks of steps inside a request are not used: one
+    # hard prompt (a greedy loop the draft cannot follow) is not a collapse, and within one long
+    # request time and context length move together (ACCEPTANCE_DECAY_CONTEXT's territory)
+    g = u.frame.group_by("request", maintain_order=True).agg(
+        pl.col("n_accepted").sum().alias("a"), pl.col("gamma_drafted").sum().alias("d"),
+        pl.col("line").min().alias("line"), pl.col("source").first().alias("source"))
+    g = g.filter(pl.col("d") > 0).sort("request")
+    vals = (g["a"] / g["d"]).to_list()
+    ws = g["d"].cast(pl.Float64).to_list()
+    return vals, ws, g
 
 
 @register
 class AcceptanceCollapse(Rule):
     """Acceptance drops sharply mid-run and stays down.
 
-    **What it detects.** A change point in one engine's (or one trace's) acceptance timeline: the
-    draft-weighted mean after the split is at least ``collapse_relative_drop`` lower than before and at
-    least ``collapse_absolute_drop`` lower in absolute terms, with ``min_windows`` windows (or step
-    blocks) on each side. Windows are the engine's interval rows (cumulative counters differenced).
+    **What it detects.** A change point in one engine's acceptance timeline (its interval rows, or the
+    differences of cumulative counters) or across a trace's requests: the draft-weighted mean after the
+    split is at least ``collapse_relative_drop`` lower than before, at least ``collapse_absolute_drop``
+    lower in absolute terms, significant (two-proportion z >= 3 where draft counts exist), with
+    ``min_windows`` windows (or requests) on each side. One hard prompt inside a trace is not a collapse.
 
     **Why it matters.** A drafter does not get worse by itself mid-run. A sustained collapse follows a
     state corruption (draft KV, hidden-state transfer in PD mode, a bad batch-expansion path) or a
@@ -472,15 +472,23 @@ class AcceptanceCollapse(Rule):
             drop = before - after
             if drop < th.collapse_absolute_drop or after > before * (1 - th.collapse_relative_drop):
                 continue
+            n1, n2 = sum(ws[:t]), sum(ws[t:])
+            pool = (before * n1 + after * n2) / (n1 + n2)
+            counted = any(w > 1 for w in ws)  # weights are draft counts (else one per window: no test)
+            z = ((before - after) / math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2))
+                 if counted and 0 < pool < 1 else None)
+            if z is not None and z < 3.0:
+                continue
             first = rows.row(t, named=True)
             ev = {"before": before, "after": after, "relative_drop": drop / before if before else None,
                   "windows_before": t, "windows_after": len(vals) - t,
                   "change_at": {"line": first["line"], "time": str(first.get("time")) if first.get("time")
                                 else None},
-                  "unit": "windows" if u.kind == "windows" else "blocks of trace steps",
+                  "z": z, "unit": "windows" if u.kind == "windows" else "requests of the trace",
                   "definitions": {"before": "draft-weighted acceptance rate before the change point",
                                   "after": "draft-weighted acceptance rate from the change point on",
-                                  "relative_drop": "(before - after) / before"}}
+                                  "relative_drop": "(before - after) / before",
+                                  "z": "two-proportion z of before vs after (draft counts; null without counts)"}}
             out.append(self.finding(
                 ctx, f"Acceptance collapsed in {u.label}: {before:.2f} → {after:.2f} from line {first['line']}",
                 ev,

@@ -552,18 +552,18 @@ class PinnedAcceptanceLength(Rule):
     """Mean acceptance length pinned at exactly 1 or exactly k + 1 (NaN logits in the verifier).
 
     **What it detects.** Traces whose recorded target probabilities become null (NaN) - the steps
-    after that accept nothing or everything, and the verifier keeps emitting one token id; traces with
-    a long run of steps rejecting every draft while emitting one repeated token; engine windows whose
-    MAL sits at exactly 1.00 or exactly k + 1 for several windows after having been in between, or at
-    exactly 1 or k + 1 in nearly every window (windows of fewer than 4 drafts are not judged: they are
-    legitimately all-or-nothing).
+    after that accept nothing or everything, and the verifier keeps emitting one token id; engine
+    windows whose MAL sits at exactly 1.00 or exactly k + 1 for several windows after having been in
+    between, or at exactly 1 or k + 1 in nearly every window (windows of fewer than 4 drafts are not
+    judged: they are legitimately all-or-nothing). A trace that merely loops on one token is not
+    enough: greedy decoding of a healthy small model does that.
 
     **Why it matters.** NaN logits make every comparison false (or every argmax token 0): TensorRT-LLM
     PR #5146 (Eagle3 on Hopper) emitted "!!!!" with acceptance length stuck at exactly 1 or exactly
     draft_len. The engine keeps running and the numbers look merely odd.
 
     **Evidence.** ``nan_steps`` (steps with null p), ``first_nan_step``, ``pinned_steps`` (n = 0 or
-    gamma after the first NaN), ``pinned_run`` (repeated token, length); for windows
+    gamma after the first NaN); for windows
     ``pinned_windows``, ``pinned_mal``, ``normal_windows_before`` or ``windows_at_1`` /
     ``windows_at_k_plus_1``.
 
@@ -584,7 +584,6 @@ class PinnedAcceptanceLength(Rule):
 
     def check(self, ctx: Context) -> list[Finding]:
         out = []
-        th = ctx.thresholds
         for _src, steps in ctx.step_groups():
             nan = steps.filter(pl.col("p").list.eval(pl.element().is_null()).list.any())
             ev: dict[str, Any] = {}
@@ -597,22 +596,15 @@ class PinnedAcceptanceLength(Rule):
                           first_nan_line=int(nan["line"].min()), pinned_steps=pinned.height,
                           steps_after=after.height)
                 rows = nan
-            run = _pinned_token_run(steps, max(16, th.min_windows))
-            if run:
-                ev.update(pinned_run=run)
-                rows = rows if rows is not None else steps.filter(pl.col("line").is_in(run["lines"]))
             if not ev:
                 continue
+            # (a run of one repeated token with every draft rejected is NOT used: greedy decoding of a
+            # healthy small model loops exactly like that - measured on sample_logs/traces/healthy-greedy)
             ev["definitions"] = {"nan_steps": "steps whose recorded target probability p is null (NaN)",
-                                 "pinned_steps": "steps after the first NaN with n = 0 or n = gamma",
-                                 "pinned_run": "longest run of consecutive steps with n fixed at 0 or gamma "
-                                               "emitting one repeated token"}
-            if "pinned_run" in ev:
-                ev["pinned_run"] = {k: v for k, v in ev["pinned_run"].items() if k != "lines"}
+                                 "pinned_steps": "steps after the first NaN with n = 0 or n = gamma"}
             out.append(self.finding(
-                ctx, "Verifier output degenerate: "
-                     + (f"target probabilities are NaN from step {ev['first_nan_step']} on"
-                        if "nan_steps" in ev else "acceptance pinned with one repeated token"), ev,
+                ctx, f"Verifier output degenerate: target probabilities are NaN from step {ev['first_nan_step']} on",
+                ev,
                 "Find where the verifier logits become NaN (fp16 overflow, uninitialised buffer, kernel "
                 "bug); confirm with the target in fp32/bf16 or eager mode; add a NaN guard on logits.",
                 rows, score=1.0))
@@ -674,30 +666,3 @@ class PinnedAcceptanceLength(Rule):
 
 _PIN_REC = ("Check outputs for repeated tokens; look for NaN logits in the verifier (fp16 overflow, kernel bug); "
             "retry in eager mode / bf16.")
-
-
-def _pinned_token_run(steps: pl.DataFrame, min_len: int) -> dict[str, Any] | None:
-    """Longest run (per request) of steps that reject every draft (n = 0) while the verifier emits one
-    and the same token id: the target repeating a degenerate token. (A run of full accepts of one
-    repeated token is an ordinary greedy loop, so only n = 0 counts.)"""
-    best: dict[str, Any] | None = None
-
-    def flush(run: list[dict[str, Any]]) -> None:
-        nonlocal best
-        if len(run) >= min_len and (best is None or len(run) > best["steps"]):
-            best = {"steps": len(run), "pinned_at": 0, "repeated_token": run[0]["emitted_token_ids"][0],
-                    "first_step": run[0]["step"], "request": run[0]["request"],
-                    "lines": [x["line"] for x in run]}
-
-    for rows in _by_request(steps):
-        run: list[dict[str, Any]] = []
-        for r in rows:
-            em = r["emitted_token_ids"] or []
-            cond = len(em) == 1 and r["n_accepted"] == 0
-            if cond and run and em[0] == run[0]["emitted_token_ids"][0]:
-                run.append(r)
-                continue
-            flush(run)
-            run = [r] if cond else []
-        flush(run)
-    return best

@@ -86,7 +86,7 @@ def child(mode: str, logdir: Path) -> dict:
         loaded = at.session_state["loaded"]
         loaded.warmed.wait(600)
         out["warm_s"] = time.perf_counter() - t
-        at.session_state["cmp_b"] = "."  # Compare the directory with itself: nothing else to load
+        at.session_state["cmp_a"] = at.session_state["cmp_b"] = "."  # Compare the directory with itself: nothing else to load
         for page in (*PAGES, "overview"):
             at.switch_page(f"views/{page}.py")
             t = time.perf_counter()

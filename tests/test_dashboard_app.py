@@ -276,7 +276,7 @@ def test_sample_logs_every_page(monkeypatch):
     at = app_on(SAMPLE, monkeypatch)
     assert_clean(at)
     check_overview(at, report)
-    at.session_state["cmp_b"] = "."  # compare the directory with itself: no second analysis
+    at.session_state["cmp_a"] = at.session_state["cmp_b"] = "."  # the directory with itself: no second analysis
     for page in PAGES:
         at.switch_page(f"views/{page}.py").run()
         assert_clean(at)

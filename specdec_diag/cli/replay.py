@@ -160,7 +160,8 @@ def _render_what_if(w: Any) -> None:
     console.print(f"\n[bold]what-if over gamma[/]  alpha (MLE) = {_fmt(w.alpha_mle)}; conditional acceptance "
                   f"by position = [{rates}]; draft {w.draft_ms_per_token:.2f} ms/token, verify "
                   f"{w.verify_ms_intercept:.2f} + {w.verify_ms_per_token:.2f}*gamma ms, overhead "
-                  f"{w.overhead_ms:.2f} ms, c = {_fmt(w.c)}; T_ar = {w.t_ar_ms:.2f} ms ({w.t_ar_source})",
+                  f"{w.overhead_ms:.2f} ms, c = {_fmt(w.c)}; T_ar = {w.t_ar_ms:.2f} ms ({w.t_ar_source}); "
+                  f"verify / T_ar = {_fmt(w.verify_over_ar, 2)}",
                   highlight=False)
     t = Table()
     for col in ("gamma", "tokens/step", "step ms", "ms/token", "speed-up", "Leviathan S(alpha,gamma,c)"):

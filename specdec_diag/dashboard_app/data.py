@@ -103,6 +103,16 @@ def choices(root: Path, limit: int = 400) -> list[str]:
     return out[:limit]
 
 
+def trace_sources(steps: pl.DataFrame) -> list[str]:
+    """Trace files in the steps table, those that drafted first (an autoregressive baseline has
+    gamma 0 at every step), healthy runs before faults, then by name."""
+    if steps.height == 0:
+        return []
+    g = steps.group_by("source").agg(pl.col("gamma_drafted").max().alias("g"))
+    return [r[0] for r in sorted(g.rows(), key=lambda r: (not (r[1] or 0) > 0, "healthy" not in Path(str(r[0])).name,
+                                                      str(r[0])))]
+
+
 def dir_key(path: Path) -> tuple[str, int, int, list[str]]:
     """(key, files, bytes, listing errors) for what a scan of ``path`` would read: blake2b over the
     sorted (path, size, mtime_ns) triples. Cheap (stat only), so every rerun can check it."""

@@ -143,6 +143,7 @@ class WhatIf:
     verify_ms_per_token: float
     overhead_ms: float
     c: float | None
+    verify_over_ar: float | None  # c_v = mean verify time / T_ar; >> 1 means verification is not free
     t_ar_ms: float
     t_ar_source: str
     measured_tokens_per_step: float
@@ -322,7 +323,8 @@ def what_if(steps: Sequence[dict[str, Any]], baseline_steps: Sequence[dict[str, 
     return WhatIf(
         gamma_used=gamma_used, gammas_seen=sorted(gammas), steps=len(spec), alpha_mle=alpha,
         conditional_rates=rates, rate_trials=trials, draft_ms_per_token=t_d, verify_ms_intercept=a_v,
-        verify_ms_per_token=b_v, overhead_ms=t_o, c=c, t_ar_ms=t_ar, t_ar_source=source,
+        verify_ms_per_token=b_v, overhead_ms=t_o, c=c, verify_over_ar=mean_verify / t_ar if t_ar > 0 else None,
+        t_ar_ms=t_ar, t_ar_source=source,
         measured_tokens_per_step=measured_tps,
         measured_speedup=t_ar / measured_ms if base and measured_ms > 0 else None,
         best_gamma=best.gamma if best else None, rows=rows,

@@ -34,7 +34,7 @@ else:
 st.subheader("Step timeline")
 steps = res.steps
 if steps.height:
-    sources = steps["source"].unique(maintain_order=True).to_list()
+    sources = D.trace_sources(steps)
     c1, c2, c3 = st.columns([3, 1, 1])
     src = c1.selectbox("Trace", sources, format_func=lambda x: D.display(D.root(), Path(x)),
                        key="gantt_src")

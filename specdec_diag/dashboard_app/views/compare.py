@@ -14,9 +14,10 @@ st.caption("Two directories or files under the dashboard's root, side by side. N
            "intervals over windows (or 32-step blocks of traces), as the CI gate computes them.")
 
 opts = D.choices(root)
-default_b = 1 if len(opts) > 1 else 0
+top = [i for i, o in enumerate(opts) if o != "." and "/" not in o and (root / o).is_dir()]
+default_a, default_b = (top[0], top[1]) if len(top) >= 2 else (0, 1 if len(opts) > 1 else 0)
 c1, c2 = st.columns(2)
-a_text = c1.selectbox("Run A (baseline)", opts, index=0, key="cmp_a")
+a_text = c1.selectbox("Run A (baseline)", opts, index=default_a, key="cmp_a")
 b_text = c2.selectbox("Run B (candidate)", opts, index=default_b, key="cmp_b")
 
 runs = {}

@@ -21,9 +21,7 @@ if res.steps.height == 0:
     st.stop()
 
 headers = {str(h.get("source")): h for h in res.headers or []}
-# traces that drafted first (an autoregressive baseline has gamma 0 at every step), then by name
-drafted = res.steps.group_by("source").agg(pl.col("gamma_drafted").max().alias("g"))
-sources = [r[0] for r in sorted(drafted.rows(), key=lambda r: (not (r[1] or 0) > 0, str(r[0])))]
+sources = D.trace_sources(res.steps)
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
 src = c1.selectbox("Trace", sources, format_func=lambda x: D.display(D.root(), Path(x)), key="trace_src")
 steps = res.steps.filter(pl.col("source") == src)

@@ -373,3 +373,24 @@ def test_warm_up_fills_the_pages_caches(small_dir, tmp_path, monkeypatch):
         at.switch_page(f"views/{page}.py").run()
         assert_clean(at)
         assert not at.error, [e.value for e in at.error]
+
+
+def test_the_dashboard_never_imports_torch(small_dir, tmp_path):
+    """Every page, in a fresh interpreter: neither torch nor transformers may be loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        f"os.environ[{ROOT_ENV!r}] = {str(small_dir)!r}\n"
+        f"os.environ['SPECDEC_CACHE_DIR'] = {str(tmp_path)!r}\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({str(APP_PATH)!r}, default_timeout=120).run()\n"
+        f"for p in {list(PAGES)!r}:\n"
+        "    at.switch_page(f'views/{p}.py').run()\n"
+        "    assert not at.exception, p\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "[]"

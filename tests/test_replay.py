@@ -427,7 +427,7 @@ def test_sample_traces_are_valid_small_and_labelled():
 
 @pytest.mark.skipif(not _sample_files(), reason="sample traces not generated")
 def test_sample_traces_replay_as_the_manifest_says():
-    """Replays two committed traces with the models they were made with (the bundled pair)."""
+    """Replays a committed trace with the models it was made with (the bundled pair)."""
     from specdec_diag.decoder.models import ModelLoadError, default_pair_dirs, load_pair
 
     manifest = json.loads((SAMPLES.parent / ".meta" / "traces.json").read_text())
@@ -437,7 +437,7 @@ def test_sample_traces_replay_as_the_manifest_says():
         pair = load_pair()
     except ModelLoadError as exc:  # pragma: no cover - depends on the assets
         pytest.skip(str(exc))
-    for name in ("healthy-greedy", "fault-drop-bonus"):
+    for name in ("fault-drop-bonus",):  # its tokens are the reference's: also a clean-agreement check
         path = next(p for p in _sample_files() if p.name.startswith(name + "."))
         res = _replay(path, pair)
         want = manifest["files"][path.name]["replay"]

@@ -126,10 +126,10 @@ def _render(r: Any, show: int) -> None:
                 where += f", trace line {d.line})" if d.line else ")"
             body = Text()
             body.append(f"{where}, position {_fmt(d.position)}: {d.kind} [{d.code}]\n", style="bold")
-            body.append(d.message + "\n")
+            body.append(d.message)
             c = r.first_context
             if c and (c.get("recorded_token") is not None or c.get("reference_token") is not None):
-                body.append("context: ", style="dim")
+                body.append("\ncontext: ", style="dim")
                 body.append(repr(c["before_text"][-160:]) + "\n")
                 body.append("recorded:  ", style="dim")
                 body.append(f"{c['recorded_token']} {c['recorded_text']!r}\n", style="red")

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=Path, default=None, help="target dir (default: the bundled pair)")
     ap.add_argument("--draft", type=Path, default=None)
     ap.add_argument("--gamma", type=int, default=4)
-    ap.add_argument("--prompts", type=int, default=6)
+    ap.add_argument("--prompts", type=int, default=5)
     ap.add_argument("--prompt-tokens", type=int, default=96)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
@@ -119,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from specdec_diag.assets import heldout_prompts
-    from specdec_diag.decoder.models import load_pair
+    from specdec_diag.decoder.models import ModelLoadError, load_pair
 
-    pair = load_pair(args.target, args.draft)
+    try:
+        pair = load_pair(args.target, args.draft)
+    except ModelLoadError as exc:
+        sys.exit(f"error: {exc}")
     prompts = heldout_prompts(pair.tokenizer, args.prompts, args.prompt_tokens)
     costs = forward_costs(pair, prompts[0], args.gamma, reps=30)
 

@@ -8,10 +8,15 @@ Python standard library's own source (present on every machine with this Python,
 Steps: collect the corpus (sorted, tests / site-packages / codec tables excluded, a fixed list of files held
 out) -> byte-level BPE tokenizer -> TARGET (deep and narrow Llama) trained on next-token loss -> DRAFT
 (one narrow layer) distilled from the target (KL to the target's softened distribution + a little hard-label
-loss) -> weights saved as float16 safetensors -> held-out agreement / greedy acceptance measured and written
-to train_meta.json. Checkpoints are written every --ckpt-every steps; rerunning with the same --out resumes.
+loss) -> optional ON-POLICY stage (--onpolicy-steps > 0): the target's own greedy continuations of prompts
+from the training files, the draft fine-tuned on them with forward KL to the target at every position ->
+weights saved as float16 safetensors -> held-out agreement / greedy acceptance measured and written to
+train_meta.json. Checkpoints are written every --ckpt-every steps; rerunning with the same --out resumes.
 
-    .venv/bin/python scripts/train_pair.py --seed 0 --out specdec_diag/assets/pair
+    .venv/bin/python scripts/train_pair.py --seed 0 --out specdec_diag/assets/pair --onpolicy-steps 400
+    # only the on-policy stage, on top of a shipped pair (target and draft reused, written to OUT):
+    .venv/bin/python scripts/train_pair.py --seed 0 --out OUT --target-from specdec_diag/assets/pair/target \
+        --draft-from specdec_diag/assets/pair/draft --onpolicy-steps 400
 """
 
 from __future__ import annotations
@@ -146,6 +151,87 @@ def train(name: str, model, data: torch.Tensor, args, steps: int, lr: float, ckp
 
 
 @torch.inference_mode()
+def onpolicy_sequences(target, tok, data: torch.Tensor, args, seed: int) -> torch.Tensor:
+    """The target's greedy continuations (what the draft must predict at decode time, repetitive loops
+    included) of --onpolicy-seqs prompts: random --prompt-tokens windows of the TRAINING stream (the
+    held-out files are not in ``data``), windows spanning a file boundary (bos/eos) skipped. Batched,
+    equal-length prompts (no padding), KV cache; returns [seqs, prompt + new] token ids."""
+    g = torch.Generator().manual_seed(seed)
+    P, N, specials = args.prompt_tokens, args.new_tokens, {tok.bos_token_id, tok.eos_token_id}
+    prompts: list[torch.Tensor] = []
+    while len(prompts) < args.onpolicy_seqs:
+        s = int(torch.randint(0, data.numel() - P, (1,), generator=g))
+        w = data[s : s + P]
+        if not specials & set(w.tolist()):
+            prompts.append(w)
+    x = torch.stack(prompts)
+    out = []
+    for i in range(0, len(x), args.onpolicy_gen_batch):
+        b = x[i : i + args.onpolicy_gen_batch]
+        out.append(target.generate(b, attention_mask=torch.ones_like(b), do_sample=False, max_new_tokens=N,
+                                   min_new_tokens=N, pad_token_id=tok.pad_token_id))
+        log(f"onpolicy: generated {min(i + len(b), len(x))}/{len(x)} target-greedy continuations")
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def teacher_logprobs(target, seqs: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    """Target log-probabilities at every position of ``seqs`` (float16 to halve the memory)."""
+    return torch.cat([F.log_softmax(target(input_ids=seqs[i : i + chunk, :-1]).logits, -1).to(torch.float16)
+                      for i in range(0, len(seqs), chunk)])
+
+
+def train_onpolicy(draft, seqs: torch.Tensor, t_logp: torch.Tensor, args, ckpt: Path, seed: int) -> list[dict]:
+    """Fine-tune the draft on the on-policy sequences: forward KL(target || draft) at every position, the
+    generated part weighted 1 and the prompt part (corpus text, which guards against forgetting)
+    --onpolicy-prompt-weight. Resumable like train(): the batch order is replayed from the seed."""
+    opt = torch.optim.AdamW(draft.parameters(), lr=args.onpolicy_lr, betas=(0.9, 0.95), weight_decay=0.1)
+    start, history = 0, []
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        draft.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start, history = state["step"], state["history"]
+        log(f"onpolicy: resumed at step {start}")
+    g = torch.Generator().manual_seed(seed)
+    order = [torch.randint(0, len(seqs), (args.batch,), generator=g) for _ in range(args.onpolicy_steps)]
+    P, steps = args.prompt_tokens, args.onpolicy_steps
+    w = torch.ones(seqs.shape[1] - 1)
+    w[: P - 1] = args.onpolicy_prompt_weight  # positions < P-1 predict prompt tokens
+    gen_pos = slice(P - 1, None)
+    draft.train()
+    t0, run_kl, run_acc = time.perf_counter(), 0.0, 0.0
+    for step in range(start, steps):
+        idx = order[step]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, args.onpolicy_lr, min(args.warmup, steps // 10 + 1))
+        lp = F.log_softmax(draft(input_ids=seqs[idx, :-1]).logits, -1)
+        tl = t_logp[idx].float()
+        kl = (tl.exp() * (tl - lp)).sum(-1)  # [batch, positions]
+        loss = (kl * w).sum() / (w.sum() * len(idx))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(draft.parameters(), 1.0)
+        opt.step()
+        run_kl += kl[:, gen_pos].mean().item()
+        run_acc += (lp[:, gen_pos].argmax(-1) == tl[:, gen_pos].argmax(-1)).float().mean().item()
+        if (step + 1) % args.log_every == 0 or step + 1 == steps:
+            n = (step % args.log_every) + 1
+            rec = {"step": step + 1, "kl_generated": round(run_kl / n, 4), "top1_generated": round(run_acc / n, 4),
+                   "loss": round(loss.item(), 4), "s": round(time.perf_counter() - t0, 1)}
+            history.append(rec)
+            log(f"onpolicy {rec}")
+            run_kl = run_acc = 0.0
+        if (step + 1) % args.ckpt_every == 0 or step + 1 == steps:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": draft.state_dict(), "opt": opt.state_dict(), "step": step + 1,
+                        "history": history}, tmp)
+            tmp.replace(ckpt)
+    draft.eval()
+    return history
+
+
+@torch.inference_mode()
 def evaluate(target, draft, tok, held_texts: list[str], args) -> dict:
     """Held-out figures: cross-entropy of both models, teacher-forced top-1 agreement on held-out text,
     and the greedy acceptance rate at gamma = --eval-gamma on target-greedy continuations of held-out
@@ -193,24 +279,34 @@ def save_fp16(model, tok, out: Path) -> None:
 def write_readme(out: Path, meta: dict) -> None:
     """pair/README.md: what the two directories are and the figures from train_meta.json."""
     t, d, ev = meta["target"], meta["draft"], meta["eval"]
+    o = d.get("onpolicy")
+    onpolicy_row = "" if not o else (
+        f"| draft/, then on-policy | {d['layers']} x {d['hidden']} | {d['params']} | +{o['steps']} | "
+        f"KL {o['history'][-1]['kl_generated']} |\n")
+    before = meta.get("eval_before_onpolicy")
+    onpolicy_note = "" if not o else (
+        f"\nOn-policy stage: the draft was fine-tuned for {o['steps']} steps on {o['seqs']} target-greedy "
+        f"continuations ({o['new_tokens']} tokens after {o['prompt_tokens']}-token prompts from the training files), "
+        f"forward KL to the target at every position"
+        + (f"; greedy acceptance before it: {before['greedy_acceptance_rate']}." if before else ".") + "\n")
     (out / "README.md").write_text(f"""# Bundled target/draft pair
 
 Trained from scratch by `scripts/train_pair.py` (seed {meta['seed']}) on the Python {meta['corpus']['python']}
 standard library source ({meta['corpus']['files']} files, {meta['corpus']['tokens']} tokens); see
 docs/model-pair.md. Loaded by default by `specdec-diag decode` (specdec_diag/decoder/models.py).
 
-| | layers x hidden | params | steps | final train CE |
+| | layers x hidden | params | steps | final train CE (on-policy: KL) |
 |---|---|---:|---:|---:|
 | target/ | {t['layers']} x {t['hidden']} | {t['params']} | {t['steps']} | {t['history'][-1]['ce']} |
 | draft/ (distilled) | {d['layers']} x {d['hidden']} | {d['params']} | {d['steps']} | {d['history'][-1]['ce']} |
-
+{onpolicy_row}
 Tokenizer: byte-level BPE, {meta['tokenizer']['vocab_size']} tokens, identical in both directories.
 Weights: float16 safetensors. Held-out files: {', '.join(meta['corpus']['held_out'])}.
 Held-out CE target {ev['target_ce']} / draft {ev['draft_ce']}; teacher-forced top-1 agreement
 {ev['top1_agreement_heldout_text']}; greedy acceptance at gamma = {ev['gamma']} on {ev['prompts']} held-out
 prompts x {ev['new_tokens']} tokens: {ev['greedy_acceptance_rate']} (mean acceptance length
 {ev['mean_acceptance_length']}). Full record: train_meta.json.
-""")
+{onpolicy_note}""")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +333,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hard-weight", type=float, default=0.1, help="weight of the hard-label loss for the draft")
     ap.add_argument("--target-from", type=Path, default=None,
                     help="reuse the target dir of an earlier run with the same seed/target knobs; train only the draft")
+    ap.add_argument("--draft-from", type=Path, default=None,
+                    help="start from the draft dir of an earlier run (skips the off-policy draft distillation)")
+    ap.add_argument("--onpolicy-steps", type=int, default=0,
+                    help="on-policy stage: draft fine-tuning steps on target-greedy continuations (0 = off)")
+    ap.add_argument("--onpolicy-seqs", type=int, default=384,
+                    help="on-policy stage: target-greedy continuations (prompts from the training files)")
+    ap.add_argument("--onpolicy-lr", type=float, default=2e-3)
+    ap.add_argument("--onpolicy-prompt-weight", type=float, default=0.25,
+                    help="KL weight of the prompt (corpus) positions relative to the generated ones")
+    ap.add_argument("--onpolicy-gen-batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1,
                     help="1 is fastest on a shared 2-core machine (2 OpenMP threads stall when descheduled)")
     ap.add_argument("--log-every", type=int, default=25)
@@ -269,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
         from transformers import PreTrainedTokenizerFast
 
         tok = PreTrainedTokenizerFast.from_pretrained(tok_dir)
+    elif args.target_from is not None:
+        # the earlier run's tokenizer: BPE training is deterministic, so this is what retraining would give
+        from transformers import PreTrainedTokenizerFast
+
+        tok = PreTrainedTokenizerFast.from_pretrained(args.target_from)
     else:
         tok = train_tokenizer(texts, args.vocab, tok_dir)
     data = encode_corpus(tok, texts)
@@ -305,9 +416,49 @@ def main(argv: list[str] | None = None) -> int:
     # Distil against the weights that ship (float16-rounded), so the draft matches what the decoder loads.
     target.to(torch.float16).to(torch.float32)
     t0 = time.perf_counter()
-    hist_d = train("draft", draft, data, args, args.draft_steps, args.draft_lr, work / "draft.pt", teacher=target,
-                   seed=args.seed + 20)
-    t_draft = time.perf_counter() - t0
+    prev_d = None
+    if args.draft_from is not None:
+        from transformers import AutoModelForCausalLM
+
+        prev_d = json.loads((args.draft_from.parent / "train_meta.json").read_text())
+        draft = AutoModelForCausalLM.from_pretrained(args.draft_from, local_files_only=True, dtype=torch.float32)
+        for k, v in (("layers", draft.config.num_hidden_layers), ("hidden", draft.config.hidden_size)):
+            if prev_d["draft"][k] != v:
+                sys.exit(f"{args.draft_from}: draft {k} {v} disagrees with its train_meta.json")
+        hist_d, t_draft = prev_d["draft"]["history"], prev_d["draft"]["train_seconds"]
+        args.draft_steps, args.draft_lr = prev_d["draft"]["steps"], prev_d["draft"]["lr"]
+        args.draft_layers, args.draft_hidden = prev_d["draft"]["layers"], prev_d["draft"]["hidden"]
+        args.draft_heads, args.draft_inter = prev_d["draft"]["heads"], prev_d["draft"]["intermediate"]
+        args.temperature, args.hard_weight = (prev_d["draft"]["distillation"][k] for k in ("temperature", "hard_weight"))
+        n_d = sum(p.numel() for p in draft.parameters())
+        log(f"draft loaded from {args.draft_from} ({prev_d['draft']['steps']} off-policy steps)")
+    else:
+        hist_d = train("draft", draft, data, args, args.draft_steps, args.draft_lr, work / "draft.pt",
+                       teacher=target, seed=args.seed + 20)
+        t_draft = time.perf_counter() - t0
+    onpolicy = None
+    if args.onpolicy_steps > 0:
+        t0 = time.perf_counter()
+        seq_file = work / "onpolicy_seqs.pt"
+        if seq_file.exists():
+            seqs = torch.load(seq_file)
+        else:
+            seqs = onpolicy_sequences(target, tok, data, args, seed=args.seed + 30)
+            torch.save(seqs, seq_file)
+        t_gen = time.perf_counter() - t0
+        t_logp = teacher_logprobs(target, seqs)
+        t_teacher = time.perf_counter() - t0 - t_gen
+        log(f"onpolicy: {tuple(seqs.shape)} sequences in {t_gen:.0f} s, teacher log-probs in {t_teacher:.0f} s")
+        draft.to(torch.float16).to(torch.float32)  # start from the weights that shipped
+        hist_o = train_onpolicy(draft, seqs, t_logp, args, work / "onpolicy.pt", seed=args.seed + 40)
+        del t_logp
+        onpolicy = {"method": "DistillSpec-style: forward KL(target || draft) on target-greedy continuations",
+                    "prompts_from": "training files only (random windows of the training stream, no bos/eos)",
+                    "seqs": args.onpolicy_seqs, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
+                    "steps": args.onpolicy_steps, "batch": args.batch, "lr": args.onpolicy_lr,
+                    "prompt_weight": args.onpolicy_prompt_weight, "history": hist_o,
+                    "generate_seconds": round(t_gen, 1), "teacher_seconds": round(t_teacher, 1),
+                    "train_seconds": round(time.perf_counter() - t0, 1)}
 
     for role, model in (("target", target), ("draft", draft)):
         model.generation_config.pad_token_id = tok.pad_token_id
@@ -334,12 +485,17 @@ def main(argv: list[str] | None = None) -> int:
                   "heads": args.draft_heads, "intermediate": args.draft_inter, "params": n_d,
                   "steps": args.draft_steps, "lr": args.draft_lr, "history": hist_d,
                   "distillation": {"temperature": args.temperature, "hard_weight": args.hard_weight},
-                  "train_seconds": round(t_draft, 1)},
+                  "train_seconds": round(t_draft, 1), "onpolicy": onpolicy},
         "training": {"block": args.block, "batch": args.batch, "warmup": args.warmup, "optimizer": "AdamW",
                      "threads": args.threads, "torch": torch.__version__, "weights_dtype": "float16"},
         "eval": ev,
         "total_seconds": round(time.perf_counter() - t_all, 1),
     }
+    if prev_d is not None:  # keep the record of the runs this one builds on
+        meta["eval_before_onpolicy"] = prev_d.get("eval_before_onpolicy", prev_d["eval"])
+        meta["produced_by"] = prev_d.get("produced_by", [])
+        meta["produced_by"].append({"command": meta["command"], "total_seconds": meta["total_seconds"],
+                                    "note": "reused the target and draft of the run above; on-policy stage only"})
     (out / "train_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     write_readme(out, meta)
     shutil.rmtree(work)

@@ -14,7 +14,6 @@ differences): see :func:`aggregation_rows`. Empty tables and nulls give ``None``
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +87,12 @@ def _spec_steps(steps: pl.DataFrame) -> pl.DataFrame:
     return steps.filter(pl.col("gamma_drafted") >= 1)
 
 
+def _ordered_sum(e: pl.Expr) -> pl.Expr:
+    """Sum adding in row order (0.0 when empty), as a Python loop does: polars' own sum adds pairwise,
+    which differs in the last bits."""
+    return e.sum()
+
+
 def _has_spec(windows: pl.DataFrame) -> pl.Expr:
     return pl.any_horizontal([pl.col(c).is_not_null() for c in SPEC_COLUMNS if c in windows.columns])
 
@@ -113,7 +118,7 @@ def aggregation_rows(windows: pl.DataFrame) -> pl.DataFrame:
     )
     parts: list[pl.DataFrame] = []
     for _, g in w.group_by("source", maintain_order=True):
-        kinds = set(g["window"].to_list())
+        kinds = set(g["window"].unique().to_list())
         kind = next((k for k in WINDOW_PRECEDENCE if k in kinds), None)
         if kind is None:  # unknown window labels: take them as they are
             parts.append(g)
@@ -257,20 +262,24 @@ def per_position_acceptance(table: pl.DataFrame) -> list[float | None] | None:
     )
     if rows.height == 0:
         return None
-    lists = rows["per_position_acceptance"].to_list()
-    weights = rows["_drafts"].to_list()
-    if any(w is None for w in weights):  # no weight for some window: plain mean of window values
-        weights = [1.0] * len(lists)
-    kmax = max(len(x) for x in lists)
+    # column-wise (logs have ~10^6 windows); cum_sum().last() adds in row order like a Python loop, so
+    # the floats are bit-identical to the per-row definition (tests/test_analysis_fast.py)
+    pp_col = pl.col("per_position_acceptance")
+    if rows["_drafts"].null_count():  # no weight for some window: plain mean of window values
+        rows = rows.with_columns(pl.lit(1.0, pl.Float64).alias("_drafts"))
+    w = pl.col("_drafts")
+    kmax = int(rows.select(pp_col.list.len().max()).item())
+    exprs = []
+    for j in range(kmax):
+        x = pp_col.list.get(j, null_on_oob=True)
+        valid = x.is_not_null() & x.is_not_nan()  # a NaN entry is unknown, not zero
+        beyond = pp_col.list.len() <= j  # beyond this window's k: nothing accepted there
+        exprs += [_ordered_sum((w * x).filter(valid)).alias(f"n{j}"),
+                  _ordered_sum(w.filter(valid | beyond)).alias(f"d{j}")]
+    agg = rows.select(exprs).row(0) if exprs else ()
     out: list[float | None] = []
     for j in range(kmax):
-        num = den = 0.0
-        for x, w in zip(lists, weights, strict=True):
-            if j >= len(x):  # beyond this window's k: nothing accepted there
-                den += w
-            elif x[j] is not None and not math.isnan(x[j]):  # a NaN entry is unknown, not zero
-                num += w * x[j]
-                den += w
+        num, den = agg[2 * j], agg[2 * j + 1]
         out.append(num / den if den > 0 else None)
     while out and out[-1] is None:  # trailing positions no window reported (all NaN): not positions
         out.pop()
@@ -311,12 +320,14 @@ def draft_length(table: pl.DataFrame) -> int | None:
         col = table.filter(pl.col("gamma_requested") > 0)["gamma_requested"] if table.height else None
         return None if col is None or col.len() == 0 else int(col.mode().sort()[-1])
     rows = aggregation_rows(table)
-    ks = [k for k in rows["k"].drop_nulls().to_list() if k > 0] if rows.height else []  # k = 0: baseline runs
-    if not ks:
-        ks = [len(x) for x in rows["per_position_acceptance"].drop_nulls().to_list() if len(x)] if rows.height else []
-    if ks:
-        counts = Counter(ks)
-        return int(max(counts, key=lambda v: (counts[v], v)))
+    if rows.height:
+        ks = rows["k"].filter(rows["k"] > 0)  # k = 0: baseline runs
+        if ks.len() == 0:
+            ks = rows["per_position_acceptance"].list.len().drop_nulls()
+            ks = ks.filter(ks > 0)
+        if ks.len():  # the most common; ties go to the larger k
+            vc = ks.rename("v").value_counts(name="n").sort(["n", "v"], descending=True)
+            return int(vc["v"][0])
     dt, nd = _sum(rows, "draft_tokens"), _sum(rows, "_drafts")
     r = _div(dt, nd)
     return None if r is None else round(r)
@@ -362,13 +373,19 @@ def alpha_mle(table: pl.DataFrame) -> float | None:
     rows = aggregation_rows(table).filter(
         pl.col("per_position_acceptance").is_not_null() & pl.col("_drafts").is_not_null()
     )
-    acc = rej = 0.0
-    for pp, d, a in zip(rows["per_position_acceptance"].to_list(), rows["_drafts"].to_list(),
-                        rows["accepted_tokens"].to_list(), strict=True):
-        if not pp or d is None or any(x is None or math.isnan(x) for x in pp):
-            continue
-        acc += a if a is not None else d * sum(pp)
-        rej += d * (1.0 - pp[-1])
+    if rows.height == 0:
+        return None
+    pp_col, d = pl.col("per_position_acceptance"), pl.col("_drafts")
+    kmax = int(rows.select(pp_col.list.len().max()).item() or 0)
+    total = pl.lit(0.0)  # sum(pp) left to right, as Python's sum() adds
+    for j in range(kmax):
+        total = total + pp_col.list.get(j, null_on_oob=True).fill_null(0.0)
+    bad = pp_col.list.eval(pl.element().is_null() | pl.element().is_nan()).list.any()
+    ok = (pp_col.list.len() > 0) & ~bad.fill_null(True)
+    acc_t = pl.when(pl.col("accepted_tokens").is_not_null()).then(pl.col("accepted_tokens").cast(pl.Float64)) \
+        .otherwise(d * total)
+    rej_t = d * (1.0 - pp_col.list.last())
+    acc, rej = rows.select(_ordered_sum(acc_t.filter(ok)), _ordered_sum(rej_t.filter(ok))).row(0)
     return alpha_mle_counts(acc, rej) if acc + rej > 0 else None
 
 
@@ -601,7 +618,9 @@ def summarize(result: Any) -> dict[str, Any]:
     if alpha is not None and k:
         speed["expected_mal"] = theory.expected_tokens_per_step(alpha, k)
 
-    engines = (windows["engine"].to_list() if windows.height else []) or (["specdec-diag"] if steps.height else [])
+    # distinct values in first-seen order (not a 10^6-item list)
+    engines = (windows["engine"].drop_nulls().unique(maintain_order=True).to_list() if windows.height
+               else ["specdec-diag"] if steps.height else [])
     times = windows["time"].drop_nulls() if windows.height else None
     t0 = times.min() if times is not None and times.len() else None
     t1 = times.max() if times is not None and times.len() else None
@@ -636,7 +655,7 @@ def summarize(result: Any) -> dict[str, Any]:
         "duration_s": (t1 - t0).total_seconds() if t0 is not None and t1 is not None else None,
         "basis": "trace steps" if use_steps else "windows",
         "windows_used": rows.height,
-        "window_kinds": dict(Counter(rows["window"].to_list())) if rows.height else {},
+        "window_kinds": dict(rows.group_by("window", maintain_order=True).len().iter_rows()) if rows.height else {},
         "steps": spec_steps.height,
     }
     summary = _round(summary)

@@ -73,6 +73,12 @@ _THR = (
     rf"(?:, GPU KV cache usage: (?P<kv>{_NUM})%)?"
 )
 
+# _THR split for speed (see _anchored): the body anchored at its marker, the engine read from the
+# text right before it; a line the split misses goes through _THR itself.
+M_THR_BODY = "Avg prompt throughput: "
+_THR_BODY = "^" + M_THR_BODY + _THR.split(M_THR_BODY, 1)[1]
+_THR_ENG = r"(Engine \d+|\d+ Engines Aggregated): $"
+
 #: keys of the V1 line we understand; a line with any other key is an unknown variant (key/value parse).
 _KNOWN_V1_KEYS = {
     "Draft acceptance rate", "Mean acceptance length", "Accepted throughput", "Drafted throughput",
@@ -201,8 +207,9 @@ def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
 
 def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """V1 ``SpecDecoding metrics:`` (variants B-E, windowed counts) plus unknown suffixes."""
-    df = df.with_columns(pl.col("text").str.extract_groups(_V1_E).alias("_g")).unnest("_g")
-    fast = df.filter(pl.col("acc").is_not_null()).with_columns(pl.lit(None, dtype=pl.Utf8).alias("ar_c"))
+    df = df.with_columns(_anchored(M_V1, _V1_E).alias("_g")).unnest("_g")
+    fast = df.filter(pl.col("acc").is_not_null()).with_columns(
+        pl.col("pp").str.strip_suffix(", "), pl.lit(None, dtype=pl.Utf8).alias("ar_c"))
     slow = df.filter(pl.col("acc").is_null())
     if slow.height:
         slow = slow.drop("mal", "acc_tps", "draft_tps", "acc", "draft", "pp", "ar_e")
@@ -290,14 +297,24 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
 _KV_ITEM = re.compile(r"([A-Za-z][A-Za-z _\-/()]*?):\s*(-?[\d.]+|nan)\s*(%|tokens/s|tokens)?(?=,|$)")
 
 
-# Variant E (current vLLM) without optional parts: a simpler pattern runs ~40 % faster than the
-# generic one on a big log; lines it does not match go through the generic pattern.
+# Variant E (current vLLM) without optional parts, anchored at the marker (see _anchored) and
+# one-pass (``pp`` keeps a trailing ", ", stripped after): ~2x faster than the same pattern searched
+# unanchored, which is ~40 % faster than the generic one. Lines it misses go through the generic one.
 _V1_E = (
-    r"SpecDecoding metrics: Mean acceptance length: (?P<mal>[0-9.]+), Accepted throughput: (?P<acc_tps>[0-9.]+) "
+    r"^SpecDecoding metrics: Mean acceptance length: (?P<mal>[0-9.]+), Accepted throughput: (?P<acc_tps>[0-9.]+) "
     r"tokens/s, Drafted throughput: (?P<draft_tps>[0-9.]+) tokens/s, Accepted: (?P<acc>[0-9]+) tokens, "
-    r"Drafted: (?P<draft>[0-9]+) tokens, Per-position acceptance rate: (?P<pp>[0-9]\.[0-9]+(?:, [0-9]\.[0-9]+)*), "
-    r"Avg Draft acceptance rate: (?P<ar_e>[0-9.]+)%\s*$"
+    r"Drafted: (?P<draft>[0-9]+) tokens, Per-position acceptance rate: (?P<pp>(?:[0-9]\.[0-9]+, )+)"
+    r"Avg Draft acceptance rate: (?P<ar_e>[0-9.]+)%[ \t\r\n]*$"
 )
+
+
+def _anchored(marker: str, pattern: str) -> pl.Expr:
+    """``extract_groups`` of a ``^``-anchored ``pattern`` on the text from the first ``marker`` on.
+    Rust's regex runs an anchored one-pass pattern with its one-pass DFA instead of the backtracker:
+    about half the cost per line. The caller sends misses through the unanchored pattern, so the
+    result is the same (a miss only costs time)."""
+    text = pl.col("text")
+    return text.str.slice(text.str.find(marker, literal=True).fill_null(0)).str.extract_groups(pattern)
 
 
 def _parse_v1_kv(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -408,7 +425,16 @@ def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.
 
 def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Periodic stats lines: the context the rules need (batch, queue, KV usage, generation speed)."""
-    df = df.with_columns(pl.col("text").str.extract_groups(_THR).alias("_g")).unnest("_g")
+    text = pl.col("text")
+    at = text.str.find(M_THR_BODY, literal=True).fill_null(0)
+    df = df.with_columns(
+        _anchored(M_THR_BODY, _THR_BODY).alias("_g"),
+        text.str.slice(0, at).str.extract(_THR_ENG, 1).alias("eng"),
+    ).unnest("_g")
+    miss = pl.col("wait").is_null()
+    if df.select(miss.any()).item():  # rare: a damaged line or an odd repetition, so the generic pattern
+        df = pl.concat([df.filter(~miss), df.filter(miss).select("line", "text", "time", "proc").with_columns(
+            text.str.extract_groups(_THR).alias("_g")).unnest("_g")], how="diagonal_relaxed")
     ok = df.filter(pl.col("wait").is_not_null())
     v0 = (pl.col("wk") == "Pending") | pl.col("swap").is_not_null()
     win = ok.select(

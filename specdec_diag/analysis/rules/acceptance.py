@@ -373,20 +373,21 @@ def change_point(values: list[float], weights: list[float], min_seg: int) -> tup
     n = len(values)
     if n < 2 * min_seg:
         return None
-    cw = [0.0]
-    cv = [0.0]
-    for v, w in zip(values, weights, strict=True):
-        cw.append(cw[-1] + w)
-        cv.append(cv[-1] + v * w)
-    best = None
-    for t in range(min_seg, n - min_seg + 1):
-        wb, wa = cw[t], cw[n] - cw[t]
-        if wb <= 0 or wa <= 0:
-            continue
-        b, a = cv[t] / wb, (cv[n] - cv[t]) / wa
-        if best is None or b - a > best[1] - best[2]:
-            best = (t, b, a)
-    return best
+    # column-wise; cum_sum adds in order, as the running sums of a Python loop do (same floats)
+    f = pl.DataFrame({"v": values, "w": weights}, schema={"v": pl.Float64, "w": pl.Float64})
+    f = f.select(cw=pl.col("w").cum_sum(), cv=(pl.col("v") * pl.col("w")).cum_sum())
+    f = pl.concat([pl.DataFrame({"cw": [0.0], "cv": [0.0]}), f]).with_row_index("t")
+    tw, tv = f["cw"][n], f["cv"][n]
+    c = f.slice(min_seg, n - 2 * min_seg + 1).filter((pl.col("cw") > 0) & ((tw - pl.col("cw")) > 0)).select(
+        "t", b=pl.col("cv") / pl.col("cw"), a=(tv - pl.col("cv")) / (tw - pl.col("cw")))
+    if c.height == 0:
+        return None
+    c = c.with_columns(d=pl.col("b") - pl.col("a"))
+    if not math.isnan(c["d"][0]):  # (a NaN first candidate is never beaten: a Python loop keeps it)
+        c = c.filter(pl.col("d").is_not_nan())
+        c = c.slice(int(c["d"].arg_max()), 1)  # the first t of the largest drop
+    t, b, a = c.row(0)[:3]
+    return int(t), b, a
 
 
 def _series(u: Unit, ctx: Context) -> tuple[list[float], list[float], pl.DataFrame] | None:
@@ -395,22 +396,17 @@ def _series(u: Unit, ctx: Context) -> tuple[list[float], list[float], pl.DataFra
         t = timeline(u.frame)
         if t.is_empty():
             return None
-        vals, ws, keep = [], [], []
-        for i, r in enumerate(t.iter_rows(named=True)):
-            v = r["acceptance_rate"]
-            if v is None and r["accepted_tokens"] is not None and r["draft_tokens"]:
-                v = r["accepted_tokens"] / r["draft_tokens"]
-            if v is None and r["mean_acceptance_length"] is not None and r["k"]:
-                v = (r["mean_acceptance_length"] - 1.0) / r["k"]
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                continue
-            w = r["draft_tokens"] or r["num_drafts"] or 1
-            if not w:
-                continue
-            vals.append(float(v))
-            ws.append(float(w))
-            keep.append(i)
-        return vals, ws, t[keep]
+        # the rate, else accepted / drafted, else (MAL - 1) / k; weight drafted tokens, else drafts, else 1
+        dt, nd, k = pl.col("draft_tokens"), pl.col("num_drafts"), pl.col("k")
+        v = (pl.when(pl.col("acceptance_rate").is_not_null()).then(pl.col("acceptance_rate"))
+             .when(pl.col("accepted_tokens").is_not_null() & dt.is_not_null() & (dt != 0))
+             .then(pl.col("accepted_tokens") / dt)
+             .when(pl.col("mean_acceptance_length").is_not_null() & k.is_not_null() & (k != 0))
+             .then((pl.col("mean_acceptance_length") - 1.0) / k))
+        w = pl.when(dt.is_not_null() & (dt != 0)).then(dt).when(nd.is_not_null() & (nd != 0)).then(nd).otherwise(1)
+        t = t.with_columns(v.cast(pl.Float64).alias("_v"), w.cast(pl.Float64).alias("_w"))
+        t = t.filter(pl.col("_v").is_not_null() & pl.col("_v").is_not_nan())
+        return t["_v"].to_list(), t["_w"].to_list(), t.drop("_v", "_w")
     # traces: one point per request, in order. Blocks of steps inside a request are not used: one
     # hard prompt (a greedy loop the draft cannot follow) is not a collapse, and within one long
     # request time and context length move together (ACCEPTANCE_DECAY_CONTEXT's territory)

@@ -118,9 +118,11 @@ def locations(rows: pl.DataFrame | Iterable[tuple[str, int]] | None, cap: int = 
     if isinstance(rows, pl.DataFrame):
         if rows.is_empty() or "source" not in rows.columns:
             return [], 0
-        pairs: Iterable[tuple[Any, Any]] = rows.select("source", "line").iter_rows()
-    else:
-        pairs = rows
+        # distinct pairs in first-seen order, column-wise: a finding may cite 10^5 windows
+        u = rows.select(pl.col("source").cast(pl.Utf8), pl.col("line").cast(pl.Int64)).filter(
+            pl.col("source").is_not_null()).unique(maintain_order=True)
+        return [{"path": p, "line": ln} for p, ln in u.head(cap).iter_rows()], max(0, u.height - cap)
+    pairs = rows
     seen: dict[tuple[str, int | None], None] = {}
     for path, line in pairs:
         if path is None:
@@ -351,6 +353,7 @@ def window_acceptance(df: pl.DataFrame) -> Acceptance:
     """Acceptance over windows (one engine's, or any set), via the shared metric definitions."""
     from specdec_diag.analysis import metrics, theory
 
+    df = metrics.aggregation_rows(df)  # once: every metric below takes the aggregated rows as they are
     k = metrics.draft_length(df)
     mal = metrics.mean_acceptance_length(df)
     alpha = metrics.alpha_mle(df)

@@ -620,11 +620,11 @@ class PinnedAcceptanceLength(Rule):
                          & (pl.col("num_drafts").is_null() | (pl.col("num_drafts") >= 4)))
             if g.height < 2 * th.min_windows:
                 continue
-            mals = g["mean_acceptance_length"].to_list()
-            ks = g["k"].to_list()
-            low = [abs(m - 1.0) < 0.005 for m in mals]
-            high = [abs(m - (k + 1)) < 0.005 for m, k in zip(mals, ks, strict=True)]
-            pinned = [a or b for a, b in zip(low, high, strict=True)]
+            mal = pl.col("mean_acceptance_length")
+            flags = g.select(low=(mal - 1.0).abs() < 0.005, high=(mal - (pl.col("k") + 1)).abs() < 0.005)
+            n_low, n_high = int(flags["low"].sum()), int(flags["high"].sum())
+            pinned_s = flags["low"] | flags["high"]
+            n_pinned = int(pinned_s.sum())
             defs = {"pinned_mal": "mean acceptance length (bonus included) of the pinned windows: exactly 1 "
                                   "or exactly k+1",
                     "mal_before": "mean MAL of the earlier unpinned windows",
@@ -632,21 +632,25 @@ class PinnedAcceptanceLength(Rule):
                     "exactly k+1"}
             # (a) nearly every window at exactly 1 or exactly k+1 (TRT-LLM PR #5146), with k+1 among them
             # (all at exactly 1.00 is a drafter that never hits: DRAFTER_BROKEN's case)
-            if sum(pinned) >= 0.9 * len(pinned) and sum(high) >= th.min_windows:
+            k0 = int(g["k"][0])
+            if n_pinned >= 0.9 * g.height and n_high >= th.min_windows:
                 out.append(self.finding(
-                    ctx, f"Mean acceptance length is exactly 1 or exactly k+1 = {ks[0] + 1} in {sum(pinned)} of "
-                         f"{len(pinned)} windows", {"windows_at_1": sum(low), "windows_at_k_plus_1": sum(high),
-                                                    "windows": len(pinned), "k": ks[0], "definitions": defs},
-                    _PIN_REC, g.filter(pl.Series(pinned)), score=1.0))
+                    ctx, f"Mean acceptance length is exactly 1 or exactly k+1 = {k0 + 1} in {n_pinned} of "
+                         f"{g.height} windows", {"windows_at_1": n_low, "windows_at_k_plus_1": n_high,
+                                                 "windows": g.height, "k": k0, "definitions": defs},
+                    _PIN_REC, g.filter(pinned_s), score=1.0))
+                continue
+            if n_pinned == 0:
                 continue
             # (b) the first pinned run that follows at least min_windows normal windows
-            i = 0
+            mals, ks, pinned = g["mean_acceptance_length"].to_list(), g["k"].to_list(), pinned_s.to_list()
+            i = seen_pinned = 0  # pinned windows before i
             while i < len(pinned):
                 if pinned[i]:
                     j = i
                     while j < len(pinned) and pinned[j] and abs(mals[j] - mals[i]) < 0.005:
                         j += 1
-                    normal_before = sum(1 for x in pinned[:i] if not x)
+                    normal_before = i - seen_pinned
                     if j - i >= th.min_windows and normal_before >= th.min_windows:
                         sub = g.slice(i, j - i)
                         out.append(self.finding(
@@ -658,6 +662,7 @@ class PinnedAcceptanceLength(Rule):
                              / max(normal_before, 1), "definitions": defs},
                             _PIN_REC, sub, score=1.0))
                         break
+                    seen_pinned += j - i
                     i = j
                 else:
                     i += 1

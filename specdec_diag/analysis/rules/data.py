@@ -249,16 +249,14 @@ def _identical_run(g: pl.DataFrame, need: int) -> pl.DataFrame | None:
     rows = g.filter(pl.col("draft_tokens").fill_null(0) > 0)
     if rows.height < need:
         return None
-    keys = [tuple(str(r[c]) for c in cols) for r in rows.iter_rows(named=True)]
-    best = (0, 0)
-    i = 0
-    while i < len(keys):
-        j = i
-        while j < len(keys) and keys[j] == keys[i]:
-            j += 1
-        if j - i > best[1] - best[0]:
-            best = (i, j)
-        i = j
+    # runs of equal keys, column-wise; equal as their str() is (NaN equals NaN, -0.0 differs from 0.0),
+    # hence the sign-of-zero flags next to the per-position list
+    pp = pl.col("per_position_acceptance")
+    neg0 = pp.list.eval((pl.element() == 0.0) & ((1.0 / pl.element()) < 0)).alias("_neg0")
+    runs = (rows.select(pl.struct(*cols[:3], pp, neg0).rle_id().alias("r")).with_row_index("i")
+            .group_by("r", maintain_order=True).agg(pl.col("i").first(), pl.len().alias("n")))
+    top = runs.row(int(runs["n"].arg_max()), named=True)  # the first of the longest
+    best = (top["i"], top["i"] + top["n"])
     if best[1] - best[0] >= need:
         return rows.slice(best[0], best[1] - best[0])
     return None

@@ -1,9 +1,11 @@
 """Analysis speed on a large log: ``metrics.summarize``, ``run_rules`` and ``report.build_report``, the
-working tree against a reference git revision (default HEAD), on the same window table, in the same run.
+working tree against a reference git revision (default: the per-row version before the column-wise
+rewrite), on the same window table, in the same run.
 
     .venv/bin/python benchmarks/analysis.py                   # 1 GB vLLM V1 log, ~1.09 M windows
     .venv/bin/python benchmarks/analysis.py --size-mb 200     # ~220 k windows
     .venv/bin/python benchmarks/analysis.py --ref none        # working tree only
+    .venv/bin/python benchmarks/analysis.py --ref HEAD        # against the last commit
 
 The log comes from benchmarks/ingest.py's generator (git-ignored under benchmarks/_data, made once) and
 is ingested once; its tables are written to parquet so both contenders read the same frames. Each
@@ -24,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "_data"
 TABLES = ("windows", "steps", "inputs", "malformed", "configs")
+#: the last commit before metrics and rules went column-wise (the per-row Python version)
+BEFORE = "36f3106"
 
 
 def prepare(size_mb: int) -> Path:
@@ -91,7 +95,7 @@ def spawn(pkg_root: Path, data: Path, dump: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=1024)
-    ap.add_argument("--ref", default="HEAD", help="git revision to compare with, or 'none'")
+    ap.add_argument("--ref", default=BEFORE, help="git revision to compare with, or 'none'")
     ap.add_argument("--child", type=Path)
     ap.add_argument("--dump", type=Path)
     args = ap.parse_args()

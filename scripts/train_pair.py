@@ -380,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         from transformers import PreTrainedTokenizerFast
 
         tok = PreTrainedTokenizerFast.from_pretrained(args.target_from)
+        for k in ("is_local", "local_files_only"):  # load-time flags; keep tokenizer_config.json byte-identical
+            tok.init_kwargs.pop(k, None)
     else:
         tok = train_tokenizer(texts, args.vocab, tok_dir)
     data = encode_corpus(tok, texts)
@@ -495,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
         meta["eval_before_onpolicy"] = prev_d.get("eval_before_onpolicy", prev_d["eval"])
         meta["produced_by"] = prev_d.get("produced_by", [])
         meta["produced_by"].append({"command": meta["command"], "total_seconds": meta["total_seconds"],
-                                    "note": "reused the target and draft of the run above; on-policy stage only"})
+                                    "note": "reused the target and draft of the runs above (--target-from, --draft-from); "
+                                            "on-policy stage only"})
+        meta["total_seconds_note"] = "this run only: the on-policy stage on top of the pair of the runs above"
     (out / "train_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     write_readme(out, meta)
     shutil.rmtree(work)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -21,7 +21,7 @@ N = 20_000
 
 def _frame(seed: int, weights: bool = True) -> pl.DataFrame:
     rng = random.Random(seed)
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = []
     prev = None
     for i in range(N):
@@ -231,3 +231,21 @@ def test_change_point_edge_cases() -> None:
     assert data._identical_run(g, 2) is None and _identical_ref(g, 2) is None
     assert data._identical_run(g.with_columns(pl.lit([0.5, float("nan")]).alias("per_position_acceptance")),
                                4).height == 4
+
+
+def test_window_groups_and_timeline_equal_group_by_and_sort() -> None:
+    from specdec_diag.ingest.base import IngestResult
+
+    w = _frame(7).with_columns(pl.col("engine_id").fill_null(""))
+    e = IngestResult.empty()
+    ctx = base.Context(IngestResult(w, e.steps, e.inputs, e.malformed, e.configs))
+    shuffled = w.sample(fraction=1.0, shuffle=True, seed=7).with_columns(  # not runs: the group_by path
+        pl.when(pl.col("line") % 13 == 0).then(None).otherwise(pl.col("time")).alias("time"))
+    for df in (ctx.windows, ctx.spec_windows, shuffled, ctx.windows.with_columns(pl.lit(5).alias("line"))):
+        got = ctx.window_groups(df)
+        ref = [((str(k[0]), str(k[1] or "")), g) for k, g in df.group_by(["source", "engine_id"],
+                                                                          maintain_order=True)]
+        assert [k for k, _ in got] == [k for k, _ in ref] and len(got) == 4
+        for (_, a), (_, b) in zip(got, ref, strict=True):
+            assert a.equals(b)
+            assert base.timeline(a).equals(metrics.aggregation_rows(a).sort(["time", "line"], nulls_last=True))

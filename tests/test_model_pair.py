@@ -93,8 +93,8 @@ def test_shapes_make_the_draft_cheap(pair):
     assert meta["target"]["layers"] == t.num_hidden_layers and meta["draft"]["layers"] == d.num_hidden_layers
     assert meta["target"]["hidden"] == t.hidden_size and meta["draft"]["hidden"] == d.hidden_size
     assert meta["corpus"]["held_out"] == list(HELD_OUT)
-    # the figure the training run measured (0.585 for the shipped pair; see docs/model-pair.md)
-    assert meta["eval"]["greedy_acceptance_rate"] >= 0.55
+    # the figure the training run measured (0.806 after the on-policy stage; see docs/model-pair.md)
+    assert meta["eval"]["greedy_acceptance_rate"] >= 0.6
 
 
 def _agreement(target, draft, ids: list[int]) -> float:
@@ -113,6 +113,30 @@ def test_draft_agrees_with_target_on_heldout_text(pair, snippet):
     torch.manual_seed(0)
     random_draft = type(draft)(draft.config).eval()
     assert _agreement(target, random_draft, snippet) < 0.1
+
+
+def test_greedy_acceptance_on_heldout_prompts(pair):
+    """The goal the pair is held to: greedy acceptance >= 0.6 at gamma = 4 on held-out prompts (one per
+    held-out file, 64 target-greedy tokens each). Greedy verification accepts the leading run of draft
+    tokens equal to the target's greedy ones, so one draft forward over the target's path gives it."""
+    (target, tok), draft = pair["target"], pair["draft"][0]
+    gamma, new = 4, 64
+    drafted = accepted = 0
+    for p in heldout_prompts(tok, n=len(HELD_OUT), length=96):
+        ids = list(p)
+        with torch.inference_mode():
+            seq = target.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                  do_sample=False, max_new_tokens=new, min_new_tokens=new,
+                                  pad_token_id=tok.pad_token_id)
+            guess = draft(input_ids=seq).logits[0, len(ids) - 1 : -1].argmax(-1)
+        match = (guess == seq[0, len(ids):]).tolist()
+        i = 0
+        while i < new:
+            k = min(gamma, new - i - 1)
+            n = next((j for j in range(k) if not match[i + j]), k)
+            drafted, accepted, i = drafted + k, accepted + n, i + n + 1
+    rate = accepted / drafted
+    assert rate >= 0.6, f"greedy acceptance at gamma = 4 is {rate:.3f} < 0.6 (the pair regressed)"
 
 
 def test_both_models_learned_heldout_code(pair, snippet):
@@ -147,3 +171,60 @@ def test_wheel_ships_the_assets():
     files = [str(p.relative_to(REPO)) for p in PAIR_DIR.rglob("*") if p.is_file()]
     r = subprocess.run(["git", "check-ignore", *files], cwd=REPO, capture_output=True, text=True)
     assert r.stdout.strip() == "", f"git-ignored (so left out of the wheel): {r.stdout}"
+
+
+def _train_pair_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_pair", REPO / "scripts" / "train_pair.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_onpolicy_stage_on_tiny_models():
+    """The on-policy stage of scripts/train_pair.py: prompts are windows of the given (training) stream
+    that avoid file boundaries, continuations are exactly the target's greedy ones (checked against an
+    independent batch-1 greedy loop), and fine-tuning lowers the draft's KL to the target on them."""
+    from types import SimpleNamespace
+
+    tp = _train_pair_module()
+    torch.manual_seed(0)
+    tok = SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    target = tp.llama(64, 2, 32, 2, 64, tok, 128).eval()
+    draft = tp.llama(64, 1, 32, 2, 64, tok, 128).eval()
+    g = torch.Generator().manual_seed(1)
+    data = torch.randint(4, 64, (2000,), generator=g)
+    data[::50] = 1  # file boundaries that prompts must not span
+    args = SimpleNamespace(onpolicy_seqs=6, prompt_tokens=8, new_tokens=6, onpolicy_gen_batch=4, batch=4,
+                           onpolicy_steps=30, onpolicy_lr=1e-2, warmup=3, onpolicy_prompt_weight=0.25,
+                           log_every=10, ckpt_every=1000)
+    seqs = tp.onpolicy_sequences(target, tok, data, args, seed=0)
+    assert seqs.shape == (6, 14)
+    stream = data.tolist()
+    for s in seqs:
+        p = s[:8].tolist()
+        assert 1 not in p and 2 not in p
+        assert any(stream[i : i + 8] == p for i in range(len(stream) - 8))
+        ids = p[:]
+        with torch.inference_mode():
+            for _ in range(6):  # plain greedy, no cache, batch 1: the reference
+                ids.append(int(target(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
+        assert s.tolist() == ids
+    assert torch.equal(tp.onpolicy_sequences(target, tok, data, args, seed=0), seqs)  # seeded
+
+    t_logp = tp.teacher_logprobs(target, seqs, chunk=4)
+
+    def kl():
+        with torch.inference_mode():
+            lp = torch.log_softmax(draft(input_ids=seqs[:, :-1]).logits, -1)
+        tl = t_logp.float()
+        return (tl.exp() * (tl - lp)).sum(-1)[:, 7:].mean().item()
+
+    before = kl()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        hist = tp.train_onpolicy(draft, seqs, t_logp, args, Path(d) / "op.pt", seed=0)
+    assert len(hist) == 3 and not draft.training
+    assert kl() < 0.5 * before, (before, kl())

@@ -90,7 +90,7 @@ def _spec_steps(steps: pl.DataFrame) -> pl.DataFrame:
 def _ordered_sum(e: pl.Expr) -> pl.Expr:
     """Sum adding in row order (0.0 when empty), as a Python loop does: polars' own sum adds pairwise,
     which differs in the last bits."""
-    return e.sum()
+    return e.cum_sum().last().fill_null(0.0)
 
 
 def _has_spec(windows: pl.DataFrame) -> pl.Expr:

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from specdec_diag.ingest.base import STEPS_SCHEMA, IngestResult, Parsed, empty
@@ -379,7 +380,9 @@ def parse_file(path: Path, display: str, *, sources: list[ModuleType] | None = N
         nonlocal pending, pending_bytes
         if not pending:
             return
-        marked = pl.concat(pending)
+        # one contiguous buffer: polars string kernels pay per chunk (the regexes are set up per chunk),
+        # and a batch gathered from many pieces has ~100 chunks; rechunking halves the parse time
+        marked = pl.concat(pending, rechunk=True)
         pending, pending_bytes = [], 0
         for mod in line_sources:
             mine = marked.filter(pl.col("text").str.contains(_marker_regex(mod.MARKERS)))
@@ -422,7 +425,7 @@ def _chunk_marked(chunk: bytes, first_line: int, markers: str) -> tuple[pl.DataF
     """The marker lines of one piece (numbered from ``first_line``) and its line count. The CSV
     reader splits and filters in one fused query; if its row count disagrees with the newline count
     the exact split is used instead."""
-    n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") or not chunk else 1)
+    n_lines = _count_newlines(chunk) + (0 if chunk.endswith(b"\n") or not chunk else 1)
     if not markers or not chunk:
         return pl.DataFrame(schema={"line": pl.Int64, "text": pl.Utf8}), n_lines
     last = first_line + n_lines - 1
@@ -439,9 +442,21 @@ def _chunk_marked(chunk: bytes, first_line: int, markers: str) -> tuple[pl.DataF
     return _compact(df.filter(pl.col("text").str.contains(markers))), df.height
 
 
+_NL_BLOCK = 1 << 18
+
+
+def _count_newlines(chunk: bytes) -> int:
+    """``chunk.count(b"\\n")``, ~3x faster: CPython counts byte by byte, numpy compares cache-sized
+    blocks with SIMD (bytes.count was ~10 % of a whole scan of a production log)."""
+    if len(chunk) < _NL_BLOCK:
+        return chunk.count(b"\n")
+    a = np.frombuffer(chunk, np.uint8)
+    return sum(int(np.count_nonzero(a[i : i + _NL_BLOCK] == 10)) for i in range(0, len(a), _NL_BLOCK))
+
+
 def _compact(sel: pl.DataFrame) -> pl.DataFrame:
     """Copy the kept lines out of the piece: polars strings are views into the piece's buffers, so
-    a few kept lines would otherwise pin all 32 MB of every piece read (1 GB log -> 1 GB RSS)."""
+    a few kept lines would otherwise pin the whole of every piece read (1 GB log -> 1 GB RSS)."""
     return sel.select(pl.col("line").cast(pl.Int64), pl.concat_str([pl.col("text").fill_null(""), pl.lit("")]))
 
 

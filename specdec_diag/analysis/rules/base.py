@@ -217,10 +217,19 @@ class Context:
             return self.memo["spec_groups"]
         if df.is_empty():
             return []
-        out = []
-        for key, g in df.group_by(["source", "engine_id"], maintain_order=True):
-            out.append(((str(key[0]), str(key[1] or "")), g))
-        return out
+        # the windows are sorted by (source, engine_id): groups are then runs, and slices of a run cost
+        # nothing where group_by copies every column (lists too) of 10^6 rows
+        runs = df.select(pl.struct("source", "engine_id").rle().alias("r")).unnest("r")
+        keys = runs["value"].struct.unnest()
+        if keys.n_unique() == runs.height:
+            out, start = [], 0
+            for n, src, eng in zip(runs["len"].to_list(), keys["source"].to_list(), keys["engine_id"].to_list(),
+                                   strict=True):
+                out.append(((str(src), str(eng or "")), df.slice(start, n)))
+                start += n
+            return out
+        return [((str(key[0]), str(key[1] or "")), g)
+                for key, g in df.group_by(["source", "engine_id"], maintain_order=True)]
 
     # --- trace steps ---------------------------------------------------------------------------------
     @cached_property
@@ -383,6 +392,11 @@ def timeline(df: pl.DataFrame) -> pl.DataFrame:
 
     rows = metrics.aggregation_rows(df)
     if rows.is_empty():
+        return rows
+    t, ln = pl.col("time"), pl.col("line")
+    ordered = rows.select(t.is_not_null().all() & ln.is_not_null().all()
+                          & ((t > t.shift()) | ((t == t.shift()) & (ln > ln.shift()))).slice(1).all()).item()
+    if ordered:  # strictly increasing already (the Context sorts windows so): the sort would keep it
         return rows
     return rows.sort(["time", "line"], nulls_last=True)
 

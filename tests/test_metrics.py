@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -205,7 +205,7 @@ def test_empty_and_null_tables_give_none():
 
 
 def test_summarize_windows_and_steps():
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     w = windows(engine=["vllm", "vllm"], k=[3, 3], num_drafts=[10, 30], draft_tokens=[30, 90],
                 accepted_tokens=[15, 30], per_position_acceptance=[[0.8, 0.5, 0.2], [0.5, 0.3, 0.2]],
                 time=[t0, t0.replace(second=10)], gen_tps=[100.0, 0.0])

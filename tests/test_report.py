@@ -6,7 +6,7 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -19,7 +19,7 @@ from specdec_diag.ingest.base import STEPS_SCHEMA, IngestResult
 from specdec_diag.schema import CONTRACT_WINDOW_COLUMNS, INPUT_SCHEMA, REPORT_SCHEMA, conform_windows
 
 runner = CliRunner()
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def result(n: int = 6) -> IngestResult:

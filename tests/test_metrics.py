@@ -309,3 +309,18 @@ def test_mixed_log_and_trace_alpha_covers_the_same_records(tmp_path):
     assert s["draft_tokens"] == 416 and s["accepted_tokens"] == 159
     # log: 150 accepted, 100 drafts x (1 - 0.15) early stops; trace: 9 accepted, 3 early stops
     assert s["alpha_mle"] == pytest.approx((150 + 9) / (150 + 9 + 85 + 3), abs=1e-6)
+
+
+def test_nan_mean_acceptance_length_without_counts_does_not_crash() -> None:
+    """A window whose MAL is NaN and which carries no draft count must not poison the draft estimate."""
+    from specdec_diag.schema import conform_windows
+
+    w = conform_windows(pl.DataFrame({
+        "source": ["a", "a"], "line": [1, 2], "window": ["interval", "interval"], "engine": ["vllm", "vllm"],
+        "accepted_tokens": [10, 12], "mean_acceptance_length": [float("nan"), 2.0],
+    }))
+    r = IngestResult.empty()
+    r.windows = w
+    s = m.summarize(r)
+    assert s["num_drafts"] == 12  # only the second window's 12 / (2.0 - 1) is estimable
+    assert s["mean_acceptance_length"] == 2.0

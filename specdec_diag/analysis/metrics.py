@@ -141,7 +141,7 @@ def _with_drafts(w: pl.DataFrame) -> pl.DataFrame:
         return w.with_columns(pl.lit(None, dtype=pl.Float64).alias("_drafts"))
     mal = pl.col("mean_acceptance_length")
     est_k = pl.when(pl.col("k") > 0).then(pl.col("draft_tokens").cast(pl.Float64) / pl.col("k"))
-    est_mal = pl.when(mal > 1.0).then(pl.col("accepted_tokens").cast(pl.Float64) / (mal - 1.0))
+    est_mal = pl.when((mal > 1.0) & mal.is_not_nan()).then(pl.col("accepted_tokens").cast(pl.Float64) / (mal - 1.0))
     return w.with_columns(
         pl.coalesce(pl.col("num_drafts").cast(pl.Float64), est_k, est_mal).alias("_drafts")
     )

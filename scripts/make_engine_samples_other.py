@@ -150,10 +150,22 @@ def sglang_run(
     return out
 
 
+def _family_dir(out: Path, family: str) -> Path:
+    """The (created) output directory of one engine family."""
+    d = out / family
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _write_line_files(d: Path, files: dict[str, list[str]]) -> None:
+    """Write each sample as its lines joined by newlines, with a final newline."""
+    for name, lines in files.items():
+        (d / name).write_text("\n".join(lines) + "\n")
+
+
 def write_sglang(out: Path) -> None:
     rng = random.Random(101)
-    d = out / "sglang"
-    d.mkdir(parents=True, exist_ok=True)
+    d = _family_dir(out, "sglang")
     files = {
         # EAGLE3 chain, accept len ~2.8 of max 4: healthy. Rate printed with the bonus (version A).
         "healthy_eagle3.log": sglang_run(
@@ -194,8 +206,7 @@ def write_sglang(out: Path) -> None:
             ),
         ),
     }
-    for name, lines in files.items():
-        (d / name).write_text("\n".join(lines) + "\n")
+    _write_line_files(d, files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,8 +333,7 @@ def speculative_example(n_predict: int, n_drafted: int, n_accept: int, speed: fl
 
 def write_llamacpp(out: Path) -> None:
     rng = random.Random(202)
-    d = out / "llamacpp"
-    d.mkdir(parents=True, exist_ok=True)
+    d = _family_dir(out, "llamacpp")
     files = {
         "healthy_server.log": llama_server(rng, requests=8, k=4, pos_p=[0.85, 0.8, 0.75, 0.7]),
         # multi-step drafting bug: positions after the first are almost never accepted
@@ -345,8 +355,7 @@ def write_llamacpp(out: Path) -> None:
         # draft far from the target: 5 % acceptance, slower than plain decoding
         "unhealthy_speculative_low_accept.txt": speculative_example(420, 2240, 140, 3.9),
     }
-    for name, lines in files.items():
-        (d / name).write_text("\n".join(lines) + "\n")
+    _write_line_files(d, files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,8 +419,7 @@ def vllm_scrapes(
 
 def write_prometheus(out: Path) -> None:
     rng = random.Random(303)
-    d = out / "prometheus"
-    d.mkdir(parents=True, exist_ok=True)
+    d = _family_dir(out, "prometheus")
     files = {
         "healthy_vllm_v1_scrapes.prom": vllm_scrapes(rng, n=6, k=3, pos_p=[0.8, 0.7, 0.6], drafts_per=900),
         "unhealthy_vllm_v1_position_cliff.prom": vllm_scrapes(
@@ -475,8 +483,7 @@ def write_prometheus(out: Path) -> None:
             "tgi_queue_size 0",
         ]
     files["healthy_tgi_medusa.prom"] = tgi
-    for name, lines in files.items():
-        (d / name).write_text("\n".join(lines) + "\n")
+    _write_line_files(d, files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,8 +538,7 @@ def trt_iterations(
 
 def write_trtllm(out: Path) -> None:
     rng = random.Random(404)
-    d = out / "trtllm"
-    d.mkdir(parents=True, exist_ok=True)
+    d = _family_dir(out, "trtllm")
     healthy = trt_iterations(rng, n=120, k=3, p=0.75, draft_ms=2.0, target_ms=14.0)
     (d / "healthy_iteration_stats.jsonl").write_text("\n".join(json.dumps(o) for o in healthy) + "\n")
     pinned = trt_iterations(rng, n=80, k=4, p=0.0, draft_ms=2.5, target_ms=15.0, pinned=True)

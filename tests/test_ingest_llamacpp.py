@@ -7,18 +7,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _helpers import marker_lines, sample_files
 
 from specdec_diag.ingest import llamacpp
+from specdec_diag.ingest._textparse import lines_from_texts
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
 
 FIX = Path(__file__).parent / "fixtures" / "llamacpp"
 
 
 def lines_of(path: Path) -> pl.DataFrame:
-    """The frame the scan hands to parse(): 1-based line numbers, only lines with a marker."""
-    texts = path.read_text().splitlines()
-    df = pl.DataFrame({"line": pl.Series(range(1, len(texts) + 1), dtype=pl.Int64), "text": texts})
-    return df.filter(pl.col("text").str.contains_any(list(llamacpp.MARKERS)))
+    return marker_lines(path, llamacpp.MARKERS)
 
 
 def parse(name: str):
@@ -165,9 +164,8 @@ def test_scan_end_to_end():
 
 
 def test_samples_parse_cleanly():
-    d = Path(__file__).parents[1] / "sample_logs" / "engines" / "llamacpp"
     got = {}
-    for f in sorted(x for x in d.iterdir() if x.is_file() and x.suffix != ".md" and not x.name.startswith(".")):
+    for f in sample_files("llamacpp"):
         p = llamacpp.parse(lines_of(f), str(f))
         assert p.malformed.height == 0, f
         got[f.stem] = p
@@ -240,7 +238,7 @@ def test_fuzzed_lines_never_raise():
     @settings(max_examples=60, deadline=None)
     @given(st.lists(line, min_size=1, max_size=10))
     def run(texts):
-        p = llamacpp.parse(pl.DataFrame({"line": range(1, len(texts) + 1), "text": texts}), "fuzz.log")
+        p = llamacpp.parse(lines_from_texts(texts), "fuzz.log")
         assert dict(p.windows.schema) == WINDOW_SCHEMA
         llamacpp.finalize(p.windows)
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _helpers import parse_samples
 
 from specdec_diag.ingest import prometheus
+from specdec_diag.ingest._textparse import lines_from_texts
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
 
 FIX = Path(__file__).parent / "fixtures" / "prometheus"
@@ -153,7 +155,7 @@ def test_never_raises(text):
         "vllm:spec_decode_num_drafts_total 0",
         "sglang:spec_accept_rate nan",
     ]
-    p = prometheus.parse(pl.DataFrame({"line": range(1, len(lines) + 1), "text": lines}), "junk.prom")
+    p = prometheus.parse(lines_from_texts(lines), "junk.prom")
     assert dict(p.windows.schema) == WINDOW_SCHEMA
     prometheus.finalize(p.windows)
 
@@ -178,13 +180,7 @@ def test_overlapping_files_with_the_same_labels_are_not_differenced(tmp_path):
 
 
 def test_samples_parse_cleanly():
-    d = Path(__file__).parents[1] / "sample_logs" / "engines" / "prometheus"
-    got = {}
-    for f in sorted(x for x in d.iterdir() if x.is_file() and x.suffix != ".md" and not x.name.startswith(".")):
-        assert prometheus.detect(f.read_text()), f
-        p = prometheus.parse_file(f, str(f))
-        assert p.malformed.height == 0, f
-        got[f.stem] = p.windows
+    got = parse_samples(prometheus, "prometheus")
     iv = got["healthy_vllm_v1_scrapes"].filter(pl.col("window") == "interval")
     assert iv.height == 5 and iv["num_drafts"].to_list() == [900] * 5
     assert iv["accepted_tps"].to_list() == pytest.approx((iv["accepted_tokens"] / 15).to_list())
@@ -232,7 +228,7 @@ def test_fuzzed_scrapes_never_raise():
     @settings(max_examples=60, deadline=None)
     @given(st.lists(sample | seps, min_size=1, max_size=25))
     def run(texts):
-        p = prometheus.parse(pl.DataFrame({"line": range(1, len(texts) + 1), "text": texts}), "fuzz.prom")
+        p = prometheus.parse(lines_from_texts(texts), "fuzz.prom")
         assert dict(p.windows.schema) == WINDOW_SCHEMA
         prometheus.finalize(pl.concat([p.windows, p.windows.with_columns(pl.lit("b").alias("source"))]))
 

@@ -8,18 +8,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _helpers import load_script, marker_lines
 
 from specdec_diag.ingest import sglang
+from specdec_diag.ingest._textparse import lines_from_texts
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA
 
 FIX = Path(__file__).parent / "fixtures" / "sglang"
 
 
 def lines_of(path: Path, markers: tuple[str, ...] = sglang.MARKERS) -> pl.DataFrame:
-    """The frame the scan hands to parse(): 1-based line numbers, only lines with a marker."""
-    texts = path.read_text().splitlines()
-    df = pl.DataFrame({"line": pl.Series(range(1, len(texts) + 1), dtype=pl.Int64), "text": texts})
-    return df.filter(pl.col("text").str.contains_any(list(markers)))
+    return marker_lines(path, markers)
 
 
 def parse(name: str):
@@ -175,13 +174,7 @@ SAMPLES = Path(__file__).parents[1] / "sample_logs" / "engines"
 
 def test_sample_generator_is_deterministic(tmp_path):
     """The committed samples are exactly what scripts/make_engine_samples_other.py writes."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "make_engine_samples_other", Path(__file__).parents[1] / "scripts" / "make_engine_samples_other.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("make_engine_samples_other")
     assert mod.main(["x", str(tmp_path)]) == 0
     for family in ("sglang", "llamacpp", "prometheus", "trtllm"):
         made = sorted(p.name for p in (tmp_path / family).iterdir())
@@ -258,7 +251,7 @@ def test_fuzzed_lines_never_raise():
     @given(st.lists(line, min_size=1, max_size=8), st.integers(0, 200))
     def run(texts, cut):
         texts = [t[: len(t) - cut % (len(t) + 1)] if i % 2 else t for i, t in enumerate(texts)]
-        p = sglang.parse(pl.DataFrame({"line": range(1, len(texts) + 1), "text": texts}), "fuzz.log")
+        p = sglang.parse(lines_from_texts(texts), "fuzz.log")
         assert dict(p.windows.schema) == WINDOW_SCHEMA
         rates = p.windows["acceptance_rate"].drop_nulls()
         assert rates.is_empty() or (rates.min() >= 0 and rates.max() <= 1)

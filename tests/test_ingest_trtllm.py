@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _helpers import parse_samples
 
 from specdec_diag.ingest import trtllm
 from specdec_diag.ingest._textparse import lines_frame
@@ -202,13 +203,7 @@ def test_fuzzed_records_never_raise(tmp_path):
 
 
 def test_samples_parse_cleanly():
-    d = Path(__file__).parents[1] / "sample_logs" / "engines" / "trtllm"
-    got = {}
-    for f in sorted(x for x in d.iterdir() if x.is_file() and x.suffix != ".md" and not x.name.startswith(".")):
-        assert trtllm.detect(f.read_text()), f
-        p = trtllm.parse_file(f, str(f))
-        assert p.malformed.height == 0, f
-        got[f.stem] = p.windows
+    got = parse_samples(trtllm, "trtllm")
     pinned = got["unhealthy_pinned_acceptance_length"]["mean_acceptance_length"].unique().sort().to_list()
     assert pinned == [1.0, 5.0]  # k = 4: exactly 1 or k + 1
     costly = got["unhealthy_draft_too_expensive"]

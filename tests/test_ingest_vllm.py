@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _helpers import load_script
 
 from specdec_diag.ingest import scan, vllm
 from specdec_diag.ingest._textparse import lines_from_texts
@@ -233,12 +234,7 @@ SAMPLES = Path(__file__).parent.parent / "sample_logs" / "engines" / "vllm"
 
 
 def test_sample_logs_match_their_generator_and_parse_cleanly():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "make_engine_samples", Path(__file__).parent.parent / "scripts" / "make_engine_samples.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("make_engine_samples")
     built = mod.build()
     assert sorted(built) == sorted(p.name for p in SAMPLES.iterdir() if p.name != "README.md")
     for name, lines in built.items():

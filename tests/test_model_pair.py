@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _helpers import load_script
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -173,22 +174,13 @@ def test_wheel_ships_the_assets():
     assert r.stdout.strip() == "", f"git-ignored (so left out of the wheel): {r.stdout}"
 
 
-def _train_pair_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_pair", REPO / "scripts" / "train_pair.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_onpolicy_stage_on_tiny_models():
     """The on-policy stage of scripts/train_pair.py: prompts are windows of the given (training) stream
     that avoid file boundaries, continuations are exactly the target's greedy ones (checked against an
     independent batch-1 greedy loop), and fine-tuning lowers the draft's KL to the target on them."""
     from types import SimpleNamespace
 
-    tp = _train_pair_module()
+    tp = load_script("train_pair")
     torch.manual_seed(0)
     tok = SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=0)
     target = tp.llama(64, 2, 32, 2, 64, tok, 128).eval()

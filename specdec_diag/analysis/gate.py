@@ -23,11 +23,6 @@ import polars as pl
 from specdec_diag.analysis import metrics
 from specdec_diag.schema import REPORT_SCHEMA, conform_windows
 
-try:  # Python >= 3.11; on 3.10 the tomli backport has the same API
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[no-redef]
-
 FAIL_ON = ("error", "warning", "never")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DATA = 0, 1, 2, 3
 
@@ -82,13 +77,10 @@ class GateConfig:
 def load_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read specdec-check.toml: the ``[check]`` values (type-checked, paths made relative to the
     file) and the raw ``[thresholds]`` table for the rules."""
+    from specdec_diag.analysis.rules.thresholds import read_toml
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GateError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GateError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, GateError)
     check = data.get("check", {})
     if not isinstance(check, dict):
         raise GateError(f"{path}: [check] must be a table")

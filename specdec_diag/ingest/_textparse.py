@@ -45,6 +45,13 @@ def lines_from_texts(texts: list[str]) -> pl.DataFrame:
     )
 
 
+def split_bad(df: pl.DataFrame, bad_when: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(good, bad)``: rows where ``bad_when`` holds go to ``bad`` (for :func:`malformed`), and every
+    row sharing a line number with a bad one leaves ``good`` - a line is either parsed or reported."""
+    bad = df.filter(bad_when)
+    return df.join(bad.select("line"), on="line", how="anti"), bad
+
+
 def malformed(df: pl.DataFrame, source: str, reason: str | pl.Expr) -> pl.DataFrame:
     """MALFORMED_SCHEMA rows for the lines of ``df`` (columns line, text), text cut to MAX_TEXT."""
     if df.height == 0:

@@ -29,6 +29,7 @@ from specdec_diag.ingest._textparse import (
     ratio,
     recompute_differences,
     rows_to_windows,
+    split_bad,
 )
 from specdec_diag.ingest.base import Parsed
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
@@ -113,6 +114,11 @@ def _float_list(expr: pl.Expr) -> pl.Expr:
     )
 
 
+def _unparsed(label: str, col: str) -> pl.Expr:
+    """The line prints ``label`` but its value did not parse into ``col``: a cut or garbled line."""
+    return pl.col("text").str.contains(label, literal=True) & pl.col(col).is_null()
+
+
 def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """llama-server per-request rows: the header, eval and draft-acceptance lines of one print_timings."""
     t = pl.col("text")
@@ -143,14 +149,14 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
     fill = ["slot", "task", "prompt_ms", "prompt_tps", "tpot_ms", "gen_tps", "pid"]
     ev = ev.with_columns([pl.col(c).forward_fill().over("grp") for c in fill])
     dr = ev.filter(pl.col("is_draft"))
-    bad = dr.filter(
+    dr, bad = split_bad(
+        dr,
         pl.col("accepted_tokens").is_null()
         | pl.col("draft_tokens").is_null()
         | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
-        | (t.str.contains("mean ", literal=True) & pl.col("mean_acceptance_length").is_null())
-        | (t.str.contains("per position = (", literal=True) & pl.col("per_position_acceptance").is_null())
+        | _unparsed("mean ", "mean_acceptance_length")
+        | _unparsed("per position = (", "per_position_acceptance"),
     )
-    dr = dr.join(bad.select("line"), on="line", how="anti")
     variant = (
         pl.when(pl.col("per_position_acceptance").is_not_null())
         .then(pl.lit("llamacpp-server-pos"))
@@ -193,8 +199,7 @@ def _steps(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
         t.str.extract(_STEP, 4).cast(pl.Int64, strict=False).alias("n"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
     )
-    bad = st.filter(pl.col("a").is_null() | pl.col("n").is_null() | (pl.col("a") > pl.col("n")))
-    st = st.join(bad.select("line"), on="line", how="anti")
+    st, bad = split_bad(st, pl.col("a").is_null() | pl.col("n").is_null() | (pl.col("a") > pl.col("n")))
     bad_m = malformed(bad, source, "per-step 'accepted A/N draft tokens' line does not parse (or A > N)")
     if st.height == 0:
         return pl.DataFrame(), bad_m
@@ -267,14 +272,14 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
         _float_list(g[13]).alias("per_position_acceptance"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
     )
-    bad = st.filter(
+    st, bad = split_bad(
+        st,
         pl.col("impl").is_null()
         | pl.col("accepted_tokens").is_null()
         | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
-        | (t.str.contains("#mean acc len", literal=True) & pl.col("mal_printed").is_null())
-        | (t.str.contains("#acc rate/pos", literal=True) & pl.col("per_position_acceptance").is_null())
+        | _unparsed("#mean acc len", "mal_printed")
+        | _unparsed("#acc rate/pos", "per_position_acceptance"),
     )
-    st = st.join(bad.select("line"), on="line", how="anti")
     cum = st.with_columns(
         pl.lit(source).alias("source"),
         pl.lit(ENGINE).alias("engine"),

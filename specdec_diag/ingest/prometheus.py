@@ -30,6 +30,7 @@ from specdec_diag.ingest._textparse import (
     ratio,
     recompute_differences,
     rows_to_windows,
+    split_bad,
 )
 from specdec_diag.ingest.base import Parsed
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
@@ -144,8 +145,7 @@ def _samples(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFra
     ).with_columns(
         pl.col("raw").str.replace(r"^\+?Inf$", "inf").cast(pl.Float64, strict=False).alias("value"),
     )
-    bad = rel.filter(pl.col("name").is_null() | pl.col("value").is_null())
-    rel = rel.join(bad.select("line"), on="line", how="anti")
+    rel, bad = split_bad(rel, pl.col("name").is_null() | pl.col("value").is_null())
     bad_m = malformed(bad, source, "not a Prometheus sample line (name{labels} value [timestamp])")
     rel = rel.with_columns(pl.col("name").str.replace(r"_total$", "").alias("name"))
     rel = rel.filter(~pl.col("name").str.ends_with("_created"))

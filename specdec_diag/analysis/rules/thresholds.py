@@ -150,16 +150,22 @@ class Thresholds:
     def from_toml(cls, path: str | Path) -> Thresholds:
         """Defaults overridden by the ``[thresholds]`` table of a TOML file (missing table: defaults)."""
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        data = read_toml(path)
         table = data.get("thresholds", {})
         if not isinstance(table, dict):
             raise ValueError(f"{path}: [thresholds] must be a table")
         return cls().with_overrides(table, where=str(path))
+
+
+def read_toml(path: Path, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """A TOML file as a dict; an unreadable or invalid file raises ``error`` with a one-line
+    ``path: message`` (shared by ``Thresholds.from_toml`` and the gate's ``load_config``)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML ({exc})") from None
 
 
 @cache

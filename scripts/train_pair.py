@@ -89,6 +89,13 @@ def batches(data: torch.Tensor, block: int, bsz: int, seed: int):
         yield x[:, :-1], x[:, 1:]
 
 
+def save_checkpoint(ckpt: Path, model, opt, step: int, history: list) -> None:
+    """Write a resumable checkpoint atomically (temp file + rename), so a crash never leaves half a file."""
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history}, tmp)
+    tmp.replace(ckpt)
+
+
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -142,10 +149,7 @@ def train(name: str, model, data: torch.Tensor, args, steps: int, lr: float, ckp
             log(f"{name} {rec}")
             run_loss = 0.0
         if (step + 1) % args.ckpt_every == 0 or step + 1 == steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
-                        "history": history}, tmp)
-            tmp.replace(ckpt)
+            save_checkpoint(ckpt, model, opt, step + 1, history)
     model.eval()
     return history
 
@@ -223,10 +227,7 @@ def train_onpolicy(draft, seqs: torch.Tensor, t_logp: torch.Tensor, args, ckpt: 
             log(f"onpolicy {rec}")
             run_kl = run_acc = 0.0
         if (step + 1) % args.ckpt_every == 0 or step + 1 == steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": draft.state_dict(), "opt": opt.state_dict(), "step": step + 1,
-                        "history": history}, tmp)
-            tmp.replace(ckpt)
+            save_checkpoint(ckpt, draft, opt, step + 1, history)
     draft.eval()
     return history
 

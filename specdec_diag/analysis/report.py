@@ -78,11 +78,9 @@ def inputs_json(inputs: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def run_findings(result: Any, thresholds: Any = None) -> list[dict[str, Any]]:
-    """H7's rules, ranked; an empty list only when the rule package is not installed yet."""
-    try:
-        from specdec_diag.analysis.rules import run_rules
-    except ImportError:
-        return []
+    """The diagnosis rules' findings, ranked, as report dicts (ARCHITECTURE.md §4 keys)."""
+    from specdec_diag.analysis.rules import run_rules
+
     out = []
     for f in run_rules(result, thresholds):
         d = f.to_dict() if hasattr(f, "to_dict") else dict(f)

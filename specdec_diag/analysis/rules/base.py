@@ -157,7 +157,6 @@ class Context:
 
     result: IngestResult
     thresholds: Thresholds = field(default_factory=Thresholds)
-    summary: dict[str, Any] | None = None
     #: per-run memo for derived numbers several rules share (acceptance per unit, ...)
     memo: dict[Any, Any] = field(default_factory=dict)
 
@@ -432,7 +431,7 @@ def run_rules(result: IngestResult, thresholds: Thresholds | None = None,
     if ignore is not None:
         drop = {c.upper() for c in ignore}
         codes = [c for c in codes if c not in drop]
-    ctx = Context(result, th, summary=_summary(result))
+    ctx = Context(result, th)
     findings: list[Finding] = []
     for code in codes:
         try:
@@ -459,19 +458,3 @@ def run_rules(result: IngestResult, thresholds: Thresholds | None = None,
                 f.title = f"{f.title} (consequence of {cause})"
                 break
     return ranked(findings)
-
-
-def _summary(result: IngestResult) -> dict[str, Any] | None:
-    """H6's ``metrics.summarize`` when present; rules must not depend on it being there."""
-    try:
-        from specdec_diag.analysis import metrics
-    except ImportError:
-        return None
-    fn = getattr(metrics, "summarize", None)
-    if fn is None:
-        return None
-    try:
-        out = fn(result)
-    except Exception:  # a summary problem must not hide the findings
-        return None
-    return out if isinstance(out, dict) else None

@@ -6,7 +6,7 @@ transformers, streamlit) happen inside the command so ``specdec-diag report`` ne
 
 from __future__ import annotations
 
-from specdec_diag.cli import check, dashboard, decode, ingest, replay, report  # noqa: F401  (registration)
+from specdec_diag.cli import capture, check, dashboard, decode, ingest, replay, report  # noqa: F401  (registration)
 from specdec_diag.cli._app import app
 
 

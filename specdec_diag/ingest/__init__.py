@@ -14,7 +14,7 @@ from types import ModuleType
 from specdec_diag.ingest.base import IngestResult, Parsed
 
 #: source modules in the order they are tried (order only affects row order, never results).
-SOURCE_NAMES = ("trace", "vllm", "sglang", "llamacpp", "prometheus", "trtllm")
+SOURCE_NAMES = ("trace", "vllm", "sglang", "llamacpp", "prometheus", "trtllm", "requests")
 
 SOURCES: list[ModuleType] = []
 UNAVAILABLE: dict[str, str] = {}

@@ -1,4 +1,5 @@
-"""Prometheus text-format snapshots of vLLM V0/V1, SGLang and TGI (log_formats.md §1.4, §2.4, §3.4, §5).
+"""Prometheus text-format snapshots of vLLM V0/V1, SGLang, TGI and llama-server
+(log_formats.md §1.4, §2.4, §3.4, §5; llama.cpp: its ``llamacpp:spec_decode_*`` counters).
 
 A file may hold one scrape (``metrics.prom``) or many concatenated scrapes. Scrapes are told apart by
 separator lines carrying a time (``# 2025-06-01T12:00:00Z``, ``=== 2025-06-01 12:00:00 ===``,
@@ -35,14 +36,14 @@ from specdec_diag.ingest._textparse import (
 from specdec_diag.ingest.base import Parsed
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
 
-VERSION = "2"  # bump when parsing changes: it is part of the scan cache key
+VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "prometheus"
 #: line mode (when ``detect`` missed the file) sees only these; whole files go through :func:`parse_file`.
-MARKERS = ("vllm:spec_decode", "sglang:spec_accept", "tgi_request_skipped_tokens")
-CUM_FORMATS = ("prometheus-vllm-v1", "prometheus-vllm-v0", "prometheus-tgi")
+MARKERS = ("vllm:spec_decode", "sglang:spec_accept", "tgi_request_skipped_tokens", "llamacpp:spec_decode")
+CUM_FORMATS = ("prometheus-vllm-v1", "prometheus-vllm-v0", "prometheus-tgi", "prometheus-llamacpp")
 
 _SAMPLE = r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+(-?\d+))?\s*$"
-_RELEVANT = r"^(?:vllm:|sglang:|tgi_)"
+_RELEVANT = r"^(?:vllm:|sglang:|tgi_|llamacpp:)"
 _ISO = r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:?\d{2}| ?UTC)?"
 _EPOCH = r"(?:time|ts|timestamp|scrape\w*)\s*[=:]\s*(\d{10}(?:\.\d+)?|\d{13})\b"
 
@@ -68,18 +69,24 @@ _METRICS = {
     "tgi_request_skipped_tokens_count": "tgi_count",
     "tgi_batch_current_size": "running",
     "tgi_queue_size": "waiting",
+    # llama-server (tools/server/server-task.cpp to_metrics): the vLLM V1 counter semantics
+    "llamacpp:spec_decode_num_drafts": "lc_drafts",
+    "llamacpp:spec_decode_num_draft_tokens": "draft",
+    "llamacpp:spec_decode_num_accepted_tokens": "acc",
+    "llamacpp:requests_processing": "running",
+    "llamacpp:requests_deferred": "waiting",
 }
-_PER_POS = "vllm:spec_decode_num_accepted_tokens_per_pos"
+_PER_POS = ("vllm:spec_decode_num_accepted_tokens_per_pos", "llamacpp:spec_decode_num_accepted_tokens_per_pos")
 _BUCKET = "tgi_request_skipped_tokens_bucket"
 
 
 def detect(sample: str) -> bool:
     """Text exposition format: TYPE/HELP comments or bare ``vllm:``/``sglang:``/``tgi_`` samples."""
-    if "# TYPE " in sample and any(p in sample for p in ("vllm:", "sglang:", "tgi_")):
+    if "# TYPE " in sample and any(p in sample for p in ("vllm:", "sglang:", "tgi_", "llamacpp:spec_decode")):
         return True
     for line in sample.splitlines()[:2000]:
         s = line.strip()
-        if s.startswith(("vllm:spec_decode", "sglang:spec_accept", "tgi_request_skipped_tokens")):
+        if s.startswith(MARKERS):
             parts = s.rsplit(maxsplit=2)
             if len(parts) >= 2:
                 try:
@@ -198,7 +205,7 @@ def _aggregate(rel: pl.DataFrame) -> pl.DataFrame:
     exprs = [pl.col("line").min(), pl.col("sep_time").first(), pl.col("ts").max().alias("ts")]
     for col, names in cols.items():
         exprs.append(pl.coalesce([_val(n) for n in names]).alias(col))
-    pp = pl.col("name") == _PER_POS
+    pp = pl.col("name").is_in(_PER_POS)
     bk = pl.col("name") == _BUCKET
     exprs += [
         pl.col("value").filter(pp).sort_by(pl.col("position").filter(pp)).alias("pp_counts"),
@@ -249,14 +256,15 @@ def _row(r: dict[str, Any], source: str) -> dict[str, Any] | None:
         "kv_usage": r["kv"] if r["kv"] is None or r["kv"] <= 1.0 else r["kv"] / 100,
         "gen_tps": r["gen_tps"],
     }
-    if r["v1_drafts"] is not None:
-        drafts, draft, acc = _int(r["v1_drafts"]), _int(r["draft"]), _int(r["acc"])
+    lc = r["lc_drafts"] is not None  # llama-server: same counters as vLLM V1 under its own names
+    if r["v1_drafts"] is not None or lc:
+        drafts, draft, acc = _int(r["lc_drafts" if lc else "v1_drafts"]), _int(r["draft"]), _int(r["acc"])
         counts = r["pp_counts"] or []
         pp = [c / drafts for c in counts] if drafts and counts else None
         return {
             **base,
-            "engine": "vllm",
-            "format": "prometheus-vllm-v1",
+            "engine": "llama.cpp" if lc else "vllm",
+            "format": "prometheus-llamacpp" if lc else "prometheus-vllm-v1",
             "window": "cumulative",
             "k": len(counts) or None,
             "num_drafts": drafts,
@@ -265,7 +273,7 @@ def _row(r: dict[str, Any], source: str) -> dict[str, Any] | None:
             "acceptance_rate": ratio(acc, draft),
             "mean_acceptance_length": None if ratio(acc, drafts) is None else 1 + acc / drafts,
             "per_position_acceptance": pp,
-            "definition_note": "vLLM V1 counters since server start (prefix acceptance)",
+            "definition_note": ("llama-server" if lc else "vLLM V1") + " counters since server start (prefix acceptance)",
         }
     if r["v0_emitted"] is not None or r["v0_eff"] is not None:
         draft, emitted, acc = _int(r["draft"]), _int(r["v0_emitted"]), _int(r["acc"])

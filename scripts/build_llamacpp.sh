@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Build llama.cpp (pinned: the tree vendored in the llama-cpp-python 0.3.36 sdist) and convert the
+# bundled draft pair to GGUF, into ${SPECDEC_CACHE:-~/.cache/specdec-diag}/llamacpp-0.3.36/.
+#
+# Usage: scripts/build_llamacpp.sh [PYTHON]   (PYTHON: the interpreter with numpy+torch, default .venv)
+#
+# Why this shape: the build takes minutes on a small machine, so the result is cached per machine and
+# reused when its stamp is present. Everything is built in a temporary sibling directory and renamed
+# into place as the last step, so an interrupted build is never mistaken for a finished one.
+# The only download is the sdist, through pip. Missing cmake/compilers: one line, exit 0 (the
+# llamacpp tests then skip with that reason) unless SPECDEC_REQUIRE_LLAMACPP=1.
+set -euo pipefail
+
+VERSION=0.3.36
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${1:-$HERE/.venv/bin/python}"
+CACHE="${SPECDEC_CACHE:-$HOME/.cache/specdec-diag}"
+DEST="$CACHE/llamacpp-$VERSION"
+STAMP="$DEST/BUILD_OK"
+JOBS="${SPECDEC_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+
+if [[ -f "$STAMP" ]]; then
+  echo "llama.cpp $VERSION: reusing $DEST"
+  exit 0
+fi
+
+missing=()
+for tool in cmake cc c++ tar; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if ((${#missing[@]})); then
+  echo "llama.cpp $VERSION not built: missing ${missing[*]} (install cmake and gcc/g++); llamacpp tests will skip." >&2
+  [[ "${SPECDEC_REQUIRE_LLAMACPP:-0}" == 1 ]] && exit 1
+  exit 0
+fi
+if ! "$PY" -c "import numpy, torch, safetensors" >/dev/null 2>&1; then
+  echo "llama.cpp $VERSION not built: $PY lacks numpy/torch/safetensors (run make install first)." >&2
+  exit 1
+fi
+
+mkdir -p "$CACHE"
+WORK="$(mktemp -d "$CACHE/.llamacpp-$VERSION.tmp.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+OUT="$WORK/out"
+mkdir -p "$OUT/bin" "$OUT/pair"
+t0=$(date +%s)
+
+# 1. the sdist (kept in the cache so a rebuild does not download again)
+SDIST_DIR="$CACHE/sdist"
+SDIST="$SDIST_DIR/llama_cpp_python-$VERSION.tar.gz"
+if [[ ! -f "$SDIST" ]]; then
+  mkdir -p "$SDIST_DIR"
+  "$PY" -m pip download -q --no-binary :all: --no-deps "llama-cpp-python==$VERSION" -d "$WORK/dl"
+  mv "$WORK/dl/llama_cpp_python-$VERSION.tar.gz" "$SDIST"
+fi
+tar xzf "$SDIST" -C "$WORK"
+SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
+
+# 2. static binaries (no rpath into the temp dir), native CPU code (the cache is per machine)
+cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+  -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DGGML_NATIVE="${SPECDEC_GGML_NATIVE:-ON}" >"$WORK/cmake.log" 2>&1 \
+  || { tail -30 "$WORK/cmake.log" >&2; exit 1; }
+cmake --build "$WORK/build" -j "$JOBS" --target llama-server llama-speculative llama-quantize \
+  >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log" >&2; exit 1; }
+for b in llama-server llama-speculative llama-quantize; do cp "$WORK/build/bin/$b" "$OUT/bin/"; done
+t1=$(date +%s)
+
+# 3. the bundled pair as GGUF: f32 (lossless from the fp16 safetensors) and a quantized target
+PAIR="$HERE/specdec_diag/assets/pair"
+for m in target draft; do
+  PYTHONPATH="$SRC:$SRC/gguf-py" "$PY" "$HERE/scripts/convert_pair_gguf.py" "$SRC" "$PAIR/$m" "$OUT/pair/$m.gguf" \
+    >"$WORK/convert-$m.log" 2>&1 || { tail -30 "$WORK/convert-$m.log" >&2; exit 1; }
+done
+for q in q8_0 q4_0; do
+  "$OUT/bin/llama-quantize" "$OUT/pair/target.gguf" "$OUT/pair/target-$q.gguf" "$q" \
+    >"$WORK/quantize-$q.log" 2>&1 || { tail -30 "$WORK/quantize-$q.log" >&2; exit 1; }
+done
+t2=$(date +%s)
+
+cp "$WORK"/*.log "$OUT/" 2>/dev/null || true
+cat >"$OUT/BUILD_OK" <<EOF
+version=$VERSION
+quants=q8_0,q4_0
+build_seconds=$((t1 - t0))
+convert_seconds=$((t2 - t1))
+built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+EOF
+rm -rf "$DEST"
+mv "$OUT" "$DEST"
+echo "llama.cpp $VERSION built in $((t1 - t0)) s, pair converted in $((t2 - t1)) s: $DEST"

@@ -21,7 +21,8 @@ from specdec_diag.cli._app import EXIT_CHECK_FAILED, EXIT_NO_DATA, EXIT_OK, EXIT
 
 @app.command()
 def replay(
-    trace: Path = typer.Argument(..., help="Trace file (specdec-trace@1 JSONL, .gz ok) written by `decode`."),
+    trace: Path = typer.Argument(..., help="Trace file (specdec-trace@1 JSONL, .gz ok) written by `decode`, "
+                                 "or a capture's requests.jsonl (production replay)."),
     target: Path | None = typer.Option(None, "--target", help="Target model dir (default: the header's path "
                                        "if present here, else the bundled pair)."),
     draft: Path | None = typer.Option(None, "--draft", help="Draft model dir (same default)."),
@@ -41,6 +42,14 @@ def replay(
     report where decisions, tokens or step structure disagree; then a what-if table over gamma.
 
     Exit 0: no divergence; 1: divergence found; 2: unreadable trace or unusable models; 3: no steps."""
+    from specdec_diag.capture.format import is_requests_file
+
+    cap = trace / "requests.jsonl" if trace.is_dir() else trace
+    if is_requests_file(cap):  # a `capture` output: production replay (cli/replay_requests.py)
+        from specdec_diag.cli.replay_requests import replay_capture
+
+        replay_capture(cap, target=target, device=device, dtype=dtype or "float32", z_crit=z_crit,
+                       show=show, as_json=as_json)
     from specdec_diag.schema import TraceError, read_trace
 
     try:

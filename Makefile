@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 SYSPY  ?= python3
 
-.PHONY: install run test lint bench browser-deps clean
+.PHONY: install run test lint bench browser-deps clean llamacpp
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(SYSPY) -m venv $(VENV)
@@ -26,7 +26,12 @@ browser-deps:
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install browser-deps
+# llama.cpp (pinned: the tree in the llama-cpp-python 0.3.36 sdist) and the bundled pair as GGUF, built
+# once per machine into ${SPECDEC_CACHE:-~/.cache/specdec-diag}/llamacpp-0.3.36 (tests/test_llamacpp_live.py).
+llamacpp: install
+	bash scripts/build_llamacpp.sh $(PY)
+
+test: install browser-deps llamacpp
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 

@@ -122,9 +122,11 @@ def _request(rec: dict[str, Any], model: Any, tok: Any, device: str, z_crit: flo
 
 def replay_requests(rf: RequestsFile, target: str | Path | None = None, *, device: str = "cpu",
                     dtype: str = "float32", z_crit: float = 4.0, tie_logp: float = TIE_LOGP,
-                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Re-score every request of a capture; returns the ``production-replay@1`` result."""
-    model, tok = load_target(target, device, dtype)
+                    progress: Callable[[int, int], None] | None = None,
+                    loaded: tuple[Any, Any] | None = None) -> dict[str, Any]:
+    """Re-score every request of a capture; returns the ``production-replay@1`` result.
+    ``loaded``: a (model, tokenizer) already in memory, instead of loading ``target``."""
+    model, tok = loaded if loaded is not None else load_target(target, device, dtype)
     results = []
     for i, rec in enumerate(rf.requests, 1):
         results.append(_request(rec, model, tok, device, z_crit, tie_logp))

@@ -1,0 +1,117 @@
+"""The llama.cpp build `make llamacpp` caches, and a bounded llama-server process around it.
+
+Used by the real-engine tests and by ``scripts/make_llamacpp_samples.py``: start ``llama-server`` on
+127.0.0.1 with a free port, wait for ``/health``, and always stop it (SIGTERM, then SIGKILL) so a
+failed test never leaves a server behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from specdec_diag.capture.client import http
+
+VERSION = "0.3.36"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SPECDEC_CACHE") or Path.home() / ".cache" / "specdec-diag") / f"llamacpp-{VERSION}"
+
+
+def build_problem() -> str | None:
+    """Why the build cannot exist here (missing tools), or None when it can be built."""
+    missing = [t for t in ("cmake", "cc", "c++") if shutil.which(t) is None]
+    return f"cannot build llama.cpp here: missing {', '.join(missing)}" if missing else None
+
+
+def built() -> bool:
+    return (cache_dir() / "BUILD_OK").is_file()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """``with LlamaServer(args, log) as srv: srv.url`` - one llama-server, killed on exit.
+
+    ``args`` are llama-server arguments after the binary (``-m``, ``-md``, ``--spec-*``); host, port
+    and ``--metrics`` are added. stdout+stderr go to ``log`` (the server log a report reads)."""
+
+    def __init__(self, args: list[str], log: Path, *, threads: int = 2, startup_s: float = 90.0):
+        self.args, self.log, self.threads, self.startup_s = list(args), Path(log), threads, startup_s
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> LlamaServer:
+        exe = cache_dir() / "bin" / "llama-server"
+        cmd = [str(exe), "--host", "127.0.0.1", "--port", str(self.port), "--metrics", "-t", str(self.threads),
+               "--no-webui", *self.args]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.log, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + self.startup_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.proc.returncode}; log: {self.tail()}")
+            try:
+                status, _ = http(self.url + "/health", timeout=2.0)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"llama-server not healthy after {self.startup_s:.0f} s; log: {self.tail()}")
+
+    def tail(self, n: int = 1500) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+        if getattr(self, "_fh", None) is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def pair_args(target: str = "target.gguf", draft: str | None = "draft.gguf", k: int = 4,
+              spec_type: str = "draft-simple", extra: list[str] | None = None) -> list[str]:
+    """Arguments serving the converted bundled pair (``pair/<target>`` and ``pair/<draft>``)."""
+    pair = cache_dir() / "pair"
+    args = ["-m", str(pair / target), "--spec-type", spec_type, "--spec-draft-n-max", str(k)]
+    if draft is not None:
+        args += ["-md", str(pair / draft)]
+    return args + list(extra or [])

@@ -1,0 +1,84 @@
+"""Regenerate sample_logs/engines/llamacpp/real/ from real llama-server runs (needs `make llamacpp`).
+
+    .venv/bin/python scripts/make_llamacpp_samples.py [OUT_DIR]   # default: sample_logs/engines/llamacpp/real
+
+Each scenario serves the bundled pair (GGUF, converted by scripts/build_llamacpp.sh), drives it with
+`specdec-diag capture` on held-out prompts sent as token ids, and keeps the server log, the capture
+(requests.jsonl) and the two /metrics scrapes (metrics.prom). Machine paths are replaced by
+``<cache>`` so the files do not depend on where the cache lives. Timings differ run to run; token ids
+and counters are deterministic for a given build (greedy, one thread pool per server).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from specdec_diag.capture import llamacpp as lc
+from specdec_diag.capture.client import capture
+from specdec_diag.capture.engines import Sampling
+from specdec_diag.capture.prompts import Prompt
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "sample_logs" / "engines" / "llamacpp" / "real"
+
+#: name -> (server arguments, prompts, n_predict, concurrency, what a correct diagnosis raises)
+SCENARIOS = {
+    "healthy_draft_k4": (lc.pair_args(k=4, extra=["-c", "1024", "-np", "1"]), 3, 64, 1, "-"),
+    "position_cliff_k16": (lc.pair_args(k=16, extra=["-c", "1024", "-np", "1", "--spec-draft-p-min", "0"]),
+                           3, 64, 1, "K_TOO_LARGE / POSITION_CLIFF"),
+    "ngram_low_acceptance": (lc.pair_args(draft=None, k=4, spec_type="ngram-simple",
+                                          extra=["-c", "1024", "-np", "1"]), 3, 64, 1, "LOW_ACCEPTANCE"),
+    "parallel_slots_np4": (lc.pair_args(k=4, extra=["-c", "4096", "-np", "4"]), 8, 64, 4, "-"),
+    "quantized_target_q4_0": (lc.pair_args(target="target-q4_0.gguf", k=4, extra=["-c", "1024", "-np", "1"]),
+                              3, 64, 1, "- (report); `replay` finds the divergences"),
+}
+
+
+def prompts(n: int) -> list[Prompt]:
+    from transformers import AutoTokenizer
+
+    from specdec_diag.assets import PAIR_DIR, heldout_prompts
+
+    tok = AutoTokenizer.from_pretrained(PAIR_DIR / "target", local_files_only=True)
+    base = heldout_prompts(tok, n=6, length=32)
+    return [Prompt(tuple(p)) for p in (base * 2)[:n]]
+
+
+def _scrub(path: Path) -> None:
+    text = path.read_text(errors="replace").replace(str(lc.cache_dir()), "<cache>")
+    path.write_text(text.replace(str(Path.home()), "~"))
+
+
+def run(name: str, out: Path) -> None:
+    args, n, n_predict, conc, _ = SCENARIOS[name]
+    d = out / name
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "server.log"
+        with lc.LlamaServer(args, log) as srv:
+            summary = capture(srv.url, prompts(n), Path(tmp) / "cap", concurrency=conc,
+                              sampling=Sampling(n_predict=n_predict, ignore_eos=True))
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        for f in [log, *(Path(tmp) / "cap").iterdir()]:
+            shutil.copy(f, d / f.name)
+    for f in d.iterdir():
+        _scrub(f)
+    print(f"{name}: {summary['ok']} requests, drafted {summary['draft_tokens']}, accepted {summary['accepted_tokens']}")
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUT
+    if not lc.built():
+        print(f"llama.cpp not built ({lc.cache_dir()}): run `make llamacpp`", file=sys.stderr)
+        return 2
+    for name in SCENARIOS:
+        run(name, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -7,6 +7,7 @@ string, and our tokenizer (ByteLevel, GPT-2 split regex) is not in its table. ll
 that pre-tokenizer is ``gpt-2`` (``gpt2`` is refused at load time). We name it here, at conversion
 time, instead of editing the vendored converter or our assets — after checking that the tokenizer
 really uses the GPT-2 regex, so a different tokenizer fails loudly instead of being mislabelled.
+No sentencepiece is needed (see the note in :func:`main`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ def main(argv: list[str]) -> None:
     from conversion.base import TextModel  # noqa: PLC0415
 
     TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+    # The Llama converter tries a SentencePiece vocab first and falls back to BPE on FileNotFoundError
+    # (no tokenizer.model), but it imports sentencepiece before looking; without that package the
+    # import error ends the conversion. Take the path the converter takes when sentencepiece is there.
+    sp_vocab = TextModel._create_vocab_sentencepiece
+
+    def _sentencepiece_or_missing(self):
+        if not (self.dir_model / "tokenizer.model").is_file():
+            raise FileNotFoundError(f"File not found: {self.dir_model / 'tokenizer.model'}")
+        return sp_vocab(self)
+
+    TextModel._create_vocab_sentencepiece = _sentencepiece_or_missing
     sys.argv = ["convert_hf_to_gguf.py", str(hf_dir), "--outtype", "f32", "--outfile", str(out)]
     convert.main()
 

@@ -218,3 +218,38 @@ def test_prometheus_llamacpp_two_scrapes(tmp_path: Path):
     assert (s["num_drafts"], s["draft_tokens"], s["accepted_tokens"], s["k"]) == (25, 100, 30, 4)
     assert s["acceptance_rate"] == pytest.approx(0.3)
     assert s["per_position_acceptance"] == pytest.approx([15 / 25, 6 / 25, 5 / 25, 4 / 25])
+
+
+def test_requests_source_windows_per_engine(tmp_path: Path):
+    """The ingest source turns each engine's normalised counters into request windows."""
+    from specdec_diag.analysis.metrics import summarize
+    from specdec_diag.ingest import scan
+
+    sg = engines.read_response("sglang", "sglang", SGLANG_RESPONSE)
+    header = {"type": "header", "schema": REQUESTS_SCHEMA, "engine": "sglang", "api": "sglang", "k": 3,
+              "sampling": {"temperature": 0.0}}
+    rec = {"type": "request", "index": 0, "status": "ok", "prompt_token_ids": [1, 2, 3],
+           "sampling": {"temperature": 0.0}, **sg}
+    (tmp_path / "requests.jsonl").write_text(json.dumps(header) + "\n" + json.dumps(rec) + "\n")
+    res = scan([tmp_path], use_cache=False)
+    w = res.windows.row(0, named=True)
+    assert (w["engine"], w["window"], w["request"], w["num_drafts"], w["accepted_tokens"]) == ("sglang", "request", "0", 2, 4)
+    assert w["mean_acceptance_length"] == pytest.approx(3.0)  # SGLang's own completion_tokens / spec_verify_ct
+    assert w["context_len"] == 9
+    cfg = dict(res.configs.select("key", "value").iter_rows())
+    assert cfg["num_speculative_tokens"] == "3" and cfg["engine"] == "sglang"
+    assert summarize(res)["mean_acceptance_length"] == pytest.approx(3.0)
+
+
+def test_cli_capture_exit_codes(fake_vllm: str, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from specdec_diag.cli import app
+
+    (tmp_path / "p.jsonl").write_text("[1, 2]\n[9]\n")
+    r = CliRunner().invoke(app, ["capture", fake_vllm, "--prompts", str(tmp_path / "p.jsonl"),
+                                 "--out", str(tmp_path / "o"), "--n-predict", "4"])
+    assert r.exit_code == 1 and "1/2 requests" in r.output  # one failed request: recorded, exit 1
+    r = CliRunner().invoke(app, ["capture", "http://127.0.0.1:9", "--prompts", str(tmp_path / "p.jsonl"),
+                                 "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 2

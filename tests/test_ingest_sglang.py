@@ -1,5 +1,5 @@
 """SGLang decode/prefill lines: every documented variant, with numbers checked by hand against the
-definitions in log_formats.md §3 (accept len = 1 + accepted/verify step; accept rate A = al/N,
+definitions in docs/log-formats.md §3 (accept len = 1 + accepted/verify step; accept rate A = al/N,
 B = (al-1)/(N-1), jax = al/num_steps)."""
 
 from __future__ import annotations

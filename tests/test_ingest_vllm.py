@@ -1,5 +1,5 @@
 """vLLM sources: one fixture per format variant, with numbers worked out by hand from the printed
-lines (log_formats.md §1-2, §8), and the identities the conversions must satisfy."""
+lines (docs/log-formats.md §1-2, §8), and the identities the conversions must satisfy."""
 
 from __future__ import annotations
 

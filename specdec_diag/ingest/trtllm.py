@@ -1,5 +1,5 @@
 """TensorRT-LLM iteration statistics (``specDecodingStats``) and per-request perf metrics
-(log_formats.md §6, tooling_anchors.md §1.6).
+(docs/log-formats.md §6).
 
 Accepted layouts: JSON Lines, one JSON array (one line or pretty-printed), a stream of pretty-printed
 objects, and log lines with a prefix before the object (``[TensorRT-LLM][INFO] {...}``). Each iteration

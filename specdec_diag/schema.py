@@ -82,17 +82,24 @@ class TraceError(ValueError):
 @dataclass
 class Trace:
     """A trace read from disk. ``dropped`` lists ``(line, reason)`` of lines that were not whole
-    (a crashed run's truncated last line); everything whole before it is kept."""
+    (a crashed run's truncated last line); everything whole before it is kept. ``step_lines[i]`` is
+    the 1-based file line of ``steps[i]`` (empty for a trace built in memory), so a reader that
+    reports a step never re-reads the file to find it."""
 
     path: str
     header: dict[str, Any]
     steps: list[dict[str, Any]]
     summary: dict[str, Any] | None
     dropped: list[tuple[int, str]] = field(default_factory=list)
+    step_lines: list[int] = field(default_factory=list)
 
     @property
     def lossy(self) -> bool:
         return bool(self.header.get("rule", {}).get("lossy", False))
+
+    def step_line(self, i: int) -> int | None:
+        """The file line of step ``i``; None when the trace was not read from a file."""
+        return self.step_lines[i] if 0 <= i < len(self.step_lines) else None
 
     def steps_frame(self) -> pl.DataFrame:
         return steps_to_frame(self.steps)
@@ -178,6 +185,7 @@ def read_trace(path: str | Path) -> Trace:
         raise TraceError(path, None, "empty trace: no header record")
     header: dict[str, Any] | None = None
     steps: list[dict[str, Any]] = []
+    step_lines: list[int] = []
     summary: dict[str, Any] | None = None
     dropped: list[tuple[int, str]] = []
     last = len(records) - 1
@@ -205,6 +213,7 @@ def read_trace(path: str | Path) -> Trace:
                     continue
                 raise TraceError(path, no, why)
             steps.append(rec)
+            step_lines.append(no)
         elif kind == "summary":
             if summary is not None:
                 raise TraceError(path, no, "second summary record")
@@ -217,7 +226,7 @@ def read_trace(path: str | Path) -> Trace:
         else:
             raise TraceError(path, no, f"unknown record type {kind!r}")
     assert header is not None
-    return Trace(str(path), header, steps, summary, dropped)
+    return Trace(str(path), header, steps, summary, dropped, step_lines)
 
 
 def steps_to_frame(steps: Iterable[dict[str, Any]]) -> pl.DataFrame:
@@ -260,7 +269,7 @@ def json_default(o: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Normalised window table (ARCHITECTURE.md §3): one row per metrics record of any source.
+# Normalised window table (docs/architecture.md §3): one row per metrics record of any source.
 # ---------------------------------------------------------------------------------------------
 
 #: column -> (dtype, meaning). The first block is the contract; the second block adds context that
@@ -304,6 +313,10 @@ WINDOW_COLUMNS: dict[str, tuple[Any, str]] = {
 
 WINDOW_SCHEMA: dict[str, Any] = {name: dtype for name, (dtype, _) in WINDOW_COLUMNS.items()}
 CONTRACT_WINDOW_COLUMNS = tuple(list(WINDOW_COLUMNS)[: list(WINDOW_COLUMNS).index("cuda_graph") + 1])
+#: columns whose presence makes a window row a speculative-decoding record (not just engine context)
+SPEC_COLUMNS = ("num_drafts", "draft_tokens", "accepted_tokens", "acceptance_rate", "mean_acceptance_length")
+#: the token/step counts a window adds up; cumulative sources difference exactly these
+COUNTER_COLUMNS = ("num_drafts", "draft_tokens", "accepted_tokens", "emitted_tokens")
 
 
 def empty_windows() -> pl.DataFrame:

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.ingest.base import STEPS_SCHEMA, Parsed
+from specdec_diag.ingest.base import STEPS_SCHEMA, Parsed, Source
 from specdec_diag.schema import (
     CONFIG_SCHEMA,
     HEADER_REQUIRED,
@@ -33,7 +33,6 @@ from specdec_diag.schema import (
 FAMILY = "trace"
 ENGINE = "specdec-diag"
 FORMAT = TRACE_SCHEMA
-MARKERS: tuple[str, ...] = ()  # whole-file source: never fed marker lines
 
 #: header keys never turned into configs (the fault label, bulky or private fields).
 _HIDDEN = {"type", "schema", "fault", "fault_params", "prompts", "prompt_token_ids", "versions"}
@@ -43,10 +42,6 @@ def detect(sample: str) -> bool:
     return f'"{TRACE_SCHEMA}"' in sample and '"header"' in sample
 
 
-def parse(lines: pl.DataFrame, source: str) -> Parsed:  # noqa: ARG001 - protocol; traces are whole files
-    return Parsed()
-
-
 def parse_file(path: Path, source: str) -> Parsed:
     """Read a trace with :func:`schema.read_trace`; if it is invalid, keep every valid step and
     report each bad line."""
@@ -54,8 +49,7 @@ def parse_file(path: Path, source: str) -> Parsed:
     try:
         trace = read_trace(path)
         header, dropped = trace.header, trace.dropped
-        step_lines = _step_lines(path)
-        steps = list(zip(step_lines, trace.steps, strict=False))
+        steps = list(zip(trace.step_lines, trace.steps, strict=True))
         for no, why in dropped:
             malformed.append({"source": source, "line": no, "reason": why, "text": ""})
     except TraceError as exc:
@@ -76,10 +70,6 @@ def parse_file(path: Path, source: str) -> Parsed:
     hdr = {**header, "source": source}
     return Parsed(windows=request_windows(frame, header, source), malformed=mal, configs=header_configs(header, source),
                   steps=frame, headers=[hdr])
-
-
-def _step_lines(path: Path) -> list[int]:
-    return [no for no, rec, err in iter_trace_records(path) if rec is not None and rec.get("type") == "step"]
 
 
 def _salvage(path: Path) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
@@ -195,3 +185,6 @@ def header_configs(header: dict[str, Any], source: str) -> pl.DataFrame:
          "key": [k for k, _ in rows], "value": [v for _, v in rows]},
         schema=CONFIG_SCHEMA,
     )
+
+
+SOURCE = Source(family=FAMILY, markers=(), detect=detect, parse_file=parse_file)

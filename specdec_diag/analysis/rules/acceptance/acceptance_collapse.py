@@ -67,7 +67,7 @@ class AcceptanceCollapse(Rule):
     name = "acceptance collapse"
     severity = "warning"
     thresholds = ("collapse_relative_drop", "collapse_absolute_drop", "min_windows")
-    problems = ("P10", "P12", "P18")
+    problems = (10, 12, 18)
     # in one long request time and context grow together: a drop at a context size is the better story
     explained_by = CORRECTNESS_CAUSES + ("ACCEPTANCE_DECAY_CONTEXT",)
 

@@ -37,7 +37,7 @@ class AcceptanceDecayContext(Rule):
     name = "acceptance decays with context"
     severity = "warning"
     thresholds = ("decay_relative_drop", "decay_bins", "sharp_drop_share", "min_draft_tokens")
-    problems = ("P06", "P22")
+    problems = (6, 22)
     explained_by = CORRECTNESS_CAUSES
 
     def check(self, ctx: Context) -> list[Finding]:

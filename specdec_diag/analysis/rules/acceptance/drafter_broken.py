@@ -34,7 +34,7 @@ class DrafterBroken(Rule):
     name = "drafter broken"
     severity = "error"
     thresholds = ("min_draft_tokens", "broken_acceptance_rate", "broken_mal")
-    problems = ("P03", "P04")
+    problems = (3, 4)
     explained_by = ("PINNED_ACCEPTANCE_LENGTH", "VERIFIER_MISMATCH", "KV_ROLLBACK")
 
     def check(self, ctx: Context) -> list[Finding]:
@@ -54,7 +54,7 @@ class DrafterBroken(Rule):
                   "definitions": ACCEPTANCE_DEFINITIONS}
             if a.draft_tokens is None and a.mal is not None and abs(a.mal - 1.0) < 0.005:
                 # verify steps ran (the engine printed an accept length) but nothing was accepted; an
-                # adaptive gate that switched drafting off looks the same (P16), so say so
+                # adaptive gate that switched drafting off looks the same (problem 16, docs/problems.md#p16), so say so
                 ev["note"] = ("MAL exactly 1.00 without draft counts: drafts verified and all rejected, or an "
                               "adaptive gate bypassing the drafter")
             out.append(self.finding(

@@ -42,7 +42,8 @@ class KTooLarge(Rule):
     severity = "warning"
     thresholds = ("tail_position_rate", "tail_positions", "keep_position_rate", "min_gain",
                   "assumed_cost_ratio", "min_draft_tokens")
-    problems = ("P08", "decoder_anchors §1.4")
+    problems = (8,)
+    theory = ("1.4",)
     explained_by = CORRECTNESS_CAUSES + ("POSITION_CLIFF", "DRAFTER_BROKEN")
 
     def check(self, ctx: Context) -> list[Finding]:

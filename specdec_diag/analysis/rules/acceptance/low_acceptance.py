@@ -25,7 +25,7 @@ class LowAcceptance(Rule):
 
     **Example.** alpha = 0.31 (AR 24 %, MAL 1.9 at k = 4); conditional rates 0.33, 0.30, 0.31, 0.29.
 
-    **Fix.** Use a drafter trained for this target (same fine-tune, chat template, language; P19),
+    **Fix.** Use a drafter trained for this target (same fine-tune, chat template, language; problem 19 in docs/problems.md#p19),
     check the sampling parameters sent to the drafter, or lower k so fewer drafts are wasted.
     """
 
@@ -33,7 +33,7 @@ class LowAcceptance(Rule):
     name = "low acceptance"
     severity = "warning"
     thresholds = ("min_draft_tokens", "low_alpha", "broken_acceptance_rate", "broken_mal")
-    problems = ("P19", "P09", "P12", "P13")
+    problems = (19, 9, 12, 13)
     explained_by = CORRECTNESS_CAUSES + ("DRAFTER_BROKEN", "POSITION_CLIFF")
 
     def check(self, ctx: Context) -> list[Finding]:

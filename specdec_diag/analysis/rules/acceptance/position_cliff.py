@@ -33,7 +33,8 @@ class PositionCliff(Rule):
     name = "per-position cliff"
     severity = "error"
     thresholds = ("cliff_first_position", "cliff_conditional", "cliff_zero", "min_position_trials")
-    problems = ("P07", "P06", "decoder_anchors §1.10")
+    problems = (7, 6)
+    theory = ("1.10",)
     explained_by = ("KV_ROLLBACK", "STRUCTURE_VIOLATION", "PINNED_ACCEPTANCE_LENGTH")
 
     def check(self, ctx: Context) -> list[Finding]:

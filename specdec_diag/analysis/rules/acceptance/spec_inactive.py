@@ -40,7 +40,7 @@ class SpecInactive(Rule):
     name = "speculation inactive"
     severity = "warning"
     thresholds = ("min_windows",)
-    problems = ("P16", "P21")
+    problems = (16, 21)
 
     def check(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds

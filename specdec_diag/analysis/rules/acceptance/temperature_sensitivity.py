@@ -32,7 +32,7 @@ class TemperatureSensitivity(Rule):
     name = "temperature sensitivity"
     severity = "warning"
     thresholds = ("temperature_gap", "min_draft_tokens")
-    problems = ("P05",)
+    problems = (5,)
     explained_by = CORRECTNESS_CAUSES
 
     def check(self, ctx: Context) -> list[Finding]:

@@ -36,7 +36,8 @@ class LossyAcceptance(Rule):
     code = "LOSSY_ACCEPTANCE"
     name = "lossy acceptance rule"
     severity = "warning"
-    problems = ("P09", "decoder_anchors §1.8")
+    problems = (9,)
+    theory = ("1.8",)
 
     def check(self, ctx: Context) -> list[Finding]:
         out = []

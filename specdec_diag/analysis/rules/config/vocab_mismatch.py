@@ -42,7 +42,8 @@ class VocabMismatch(Rule):
     code = "VOCAB_MISMATCH"
     name = "vocabulary mismatch"
     severity = "error"
-    problems = ("P04", "decoder_anchors §5.5")
+    problems = (4,)
+    theory = ("5.5",)
 
     def check(self, ctx: Context) -> list[Finding]:
         out = []

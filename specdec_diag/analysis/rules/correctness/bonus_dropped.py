@@ -33,7 +33,7 @@ class BonusDropped(Rule):
     code = "BONUS_DROPPED"
     name = "bonus token dropped"
     severity = "error"
-    problems = ("decoder_anchors §5.4",)
+    theory = ("5.4",)
 
     def check(self, ctx: Context) -> list[Finding]:
         out = []

@@ -34,7 +34,8 @@ class KvRollback(Rule):
     code = "KV_ROLLBACK"
     name = "KV cache not rolled back"
     severity = "error"
-    problems = ("P10", "decoder_anchors §5.1", "decoder_anchors §5.2")
+    problems = (10,)
+    theory = ("5.1", "5.2")
 
     def check(self, ctx: Context) -> list[Finding]:
         out = []

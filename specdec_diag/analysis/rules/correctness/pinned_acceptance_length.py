@@ -41,7 +41,7 @@ class PinnedAcceptanceLength(Rule):
     name = "acceptance length pinned"
     severity = "error"
     thresholds = ("min_windows",)
-    problems = ("P10",)
+    problems = (10,)
 
     def check(self, ctx: Context) -> list[Finding]:
         out = []

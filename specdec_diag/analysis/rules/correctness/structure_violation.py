@@ -35,7 +35,8 @@ class StructureViolation(Rule):
     code = "STRUCTURE_VIOLATION"
     name = "step structure violated"
     severity = "error"
-    problems = ("P10", "decoder_anchors §6")
+    problems = (10,)
+    theory = ("6",)
 
     def check(self, ctx: Context) -> list[Finding]:
         out = []

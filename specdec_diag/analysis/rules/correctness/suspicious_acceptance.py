@@ -29,8 +29,8 @@ class SuspiciousAcceptance(Rule):
     windows were sampled at temperature > 0, otherwise a warning).
 
     **Why it matters.** A skipped or short-circuited verifier makes decoding look excellent (MAL =
-    gamma + 1) while emitting draft-model text (vLLM/TGI/TensorRT-LLM gibberish reports, P10). Near-100 %
-    acceptance can also come from over-strict draft gating (llama.cpp p_accept, P15), so the logs-only
+    gamma + 1) while emitting draft-model text (vLLM/TGI/TensorRT-LLM gibberish reports, problem 10 in docs/problems.md#p10). Near-100 %
+    acceptance can also come from over-strict draft gating (llama.cpp p_accept, problem 15 in docs/problems.md#p15), so the logs-only
     form stays a warning.
 
     **Evidence.** ``acceptance_rate``, ``expected_accepted`` / ``observed_accepted`` with ``z`` (traces),
@@ -48,7 +48,7 @@ class SuspiciousAcceptance(Rule):
     name = "acceptance impossibly high"
     severity = "error"
     thresholds = ("suspicious_acceptance", "suspicious_z", "min_draft_tokens", "min_steps")
-    problems = ("P10", "P15")
+    problems = (10, 15)
 
     def check(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds

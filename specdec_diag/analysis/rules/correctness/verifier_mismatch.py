@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
+
+import polars as pl
 
 from specdec_diag.analysis.rules.base import Context, Finding, Rule
 
@@ -49,107 +52,29 @@ class VerifierMismatch(Rule):
     name = "verifier decisions inconsistent"
     severity = "error"
     thresholds = ("suspicious_z", "min_steps")
-    problems = ("P10", "decoder_anchors §5.6", "decoder_anchors §1.1")
+    problems = (10,)
+    theory = ("5.6", "1.1")
 
     def check(self, ctx: Context) -> list[Finding]:
         out = []
         th = ctx.thresholds
         for src, steps in ctx.step_groups():
             rule = steps["rule_name"][0]
-            lenience = _lenience(ctx.headers.get(src, {}))
+            tally = _replay(steps, rule, _lenience(ctx.headers.get(src, {})))
             ev: dict[str, Any] = {"rule": rule}
-            bad: list[tuple[str, int]] = []
-            g_flag = g_tok = s_flag = 0
-            g_checked = s_checked = 0
-            weights: list[float] = []
-            implied = recorded = var_mpq = 0.0
-            n_mpq = 0
-            for r in steps.iter_rows(named=True):
-                p, q = r["p"] or [], r["q"] or []
-                drafts, flags = r["draft_token_ids"] or [], r["accept_flags"] or []
-                argmax = r.get("argmax_p")
-                row_bad = False
-                if rule == "greedy" and argmax:
-                    for i, d in enumerate(drafts):
-                        if i < len(argmax) and argmax[i] is not None:
-                            g_checked += 1
-                            if bool(flags[i]) != (d == argmax[i]):
-                                g_flag += 1
-                                row_bad = True
-                    n, em = r["n_accepted"], r["emitted_token_ids"] or []
-                    if len(em) == n + 1 and n < len(argmax) and argmax[n] is not None and em[n] != argmax[n]:
-                        g_tok += 1
-                        row_bad = True
-                elif rule in ("sampling", "lenient") and r.get("uniforms"):
-                    u = r["uniforms"]
-                    scale = lenience if rule == "lenient" else 1.0
-                    for i in range(min(len(flags), len(u), len(p), len(q))):
-                        if _bad(p[i]) or _bad(q[i]) or _bad(u[i]):
-                            continue
-                        lhs, rhs = u[i] * scale * q[i], p[i]
-                        if abs(lhs - rhs) <= _TIE * max(abs(lhs), abs(rhs), 1e-30):
-                            continue
-                        s_checked += 1
-                        if bool(flags[i]) != (lhs < rhs):
-                            s_flag += 1
-                            row_bad = True
-                if rule not in (None, "greedy"):
-                    mpq = r.get("min_pq") or [None] * len(p)
-                    for pi, qi, mi in zip(p, q, mpq, strict=False):
-                        if not _bad(pi) and not _bad(qi) and qi > 0:
-                            weights.append(min(pi / qi, _CLIP))
-                            if not _bad(mi):
-                                implied += min(1.0, pi / qi)
-                                recorded += mi
-                                var_mpq += mi * (1.0 - mi)
-                                n_mpq += 1
-                if row_bad:
-                    bad.append((src, r["line"]))
-            problems = []
-            if g_flag or g_tok:
-                ev.update(greedy_flag_mismatches=g_flag, greedy_token_mismatches=g_tok,
-                          greedy_positions_checked=g_checked)
-                problems.append(f"{g_flag + g_tok} greedy decisions disagree with the target argmax")
-            if s_flag:
-                ev.update(sampling_flag_mismatches=s_flag, sampling_positions_checked=s_checked)
-                problems.append(f"{s_flag} of {s_checked} accept flags disagree with r < p/q")
+            bad = [(src, ln) for ln in tally.bad_lines]
+            problems = _decision_problems(tally, ev)
             score = (len(bad) / steps.height) if bad else 0.0
-            if len(weights) >= th.min_steps:
-                m = sum(weights) / len(weights)
-                var = sum((w - m) ** 2 for w in weights) / max(len(weights) - 1, 1)
-                z = (m - 1.0) / math.sqrt(var / len(weights)) if var > 0 else (math.inf if m > 1 else 0.0)
-                if m > 1.0 and z >= th.suspicious_z:
-                    ev.update(importance_weight_mean=m, importance_weight_z=z, positions=len(weights))
-                    problems.append(f"mean clipped p/q = {m:.2f} > 1 (z = {z:.1f}): q is not the "
-                                    "distribution the drafts were sampled from")
-                    score = max(score, min(1.0, m - 1.0))
-                    if not bad:
-                        bad = [(src, ln) for ln in steps["line"].to_list()]
-            if n_mpq >= th.min_steps and var_mpq > 0:
-                # E_{x~q}[min(1, p(x)/q(x))] = sum_x min(p, q): per position the implied acceptance
-                # probability must average to the recorded overlap min_pq
-                z2 = (implied - recorded) / math.sqrt(var_mpq)
-                if abs(z2) >= th.suspicious_z:
-                    ev.update(implied_acceptance=implied / n_mpq, recorded_overlap=recorded / n_mpq,
-                              overlap_z=z2, overlap_positions=n_mpq)
-                    problems.append(f"acceptance implied by the recorded p/q ({implied / n_mpq:.2f}) differs from "
-                                    f"the recorded overlap sum min(p, q) ({recorded / n_mpq:.2f}), z = {z2:.1f}")
-                    score = max(score, min(1.0, abs(implied - recorded) / n_mpq))
+            for found, s in (_weight_problem(tally, ev, th.min_steps, th.suspicious_z),
+                             _overlap_problem(tally, ev, th.min_steps, th.suspicious_z)):
+                if found:
+                    problems.append(found)
+                    score = max(score, s)
                     if not bad:
                         bad = [(src, ln) for ln in steps["line"].to_list()]
             if not problems:
                 continue
-            ev["definitions"] = {
-                "greedy_flag_mismatches": "positions where accept flag != (draft == argmax_p)",
-                "greedy_token_mismatches": "steps whose verifier token != argmax_p at position n",
-                "sampling_flag_mismatches": "positions where accept flag != (r * l * q < p), l = lenience (1)",
-                "importance_weight_mean": "mean of min(p/q, 10) over drafted positions; <= 1 when drafts "
-                                          "are sampled from the recorded q",
-                "importance_weight_z": "(mean - 1) / standard error",
-                "implied_acceptance": "mean of min(1, p/q) over drafted positions (recorded p, q)",
-                "recorded_overlap": "mean of the recorded min_pq = sum_x min(p(x), q(x)) at those positions",
-                "overlap_z": "(sum implied - sum recorded) / sqrt(sum min_pq (1 - min_pq)); the two agree in "
-                             "expectation when the drafts were sampled from the recorded q"}
+            ev["definitions"] = _DEFINITIONS
             out.append(self.finding(
                 ctx, "Verifier inconsistent with its own recorded numbers: " + "; ".join(problems), ev,
                 "Compute q from the processed draft logits (same temperature/top-k/top-p as the target), "
@@ -157,6 +82,142 @@ class VerifierMismatch(Rule):
                 "trace with `specdec-diag replay` against reference models.",
                 bad, score=score))
         return out
+
+
+_DEFINITIONS = {
+    "greedy_flag_mismatches": "positions where accept flag != (draft == argmax_p)",
+    "greedy_token_mismatches": "steps whose verifier token != argmax_p at position n",
+    "sampling_flag_mismatches": "positions where accept flag != (r * l * q < p), l = lenience (1)",
+    "importance_weight_mean": "mean of min(p/q, 10) over drafted positions; <= 1 when drafts "
+                              "are sampled from the recorded q",
+    "importance_weight_z": "(mean - 1) / standard error",
+    "implied_acceptance": "mean of min(1, p/q) over drafted positions (recorded p, q)",
+    "recorded_overlap": "mean of the recorded min_pq = sum_x min(p(x), q(x)) at those positions",
+    "overlap_z": "(sum implied - sum recorded) / sqrt(sum min_pq (1 - min_pq)); the two agree in "
+                 "expectation when the drafts were sampled from the recorded q"}
+
+
+@dataclass
+class _Tally:
+    """What replaying one trace's recorded numbers found, position by position."""
+
+    g_flag: int = 0
+    g_tok: int = 0
+    g_checked: int = 0
+    s_flag: int = 0
+    s_checked: int = 0
+    weights: list[float] = field(default_factory=list)
+    implied: float = 0.0
+    recorded: float = 0.0
+    var_mpq: float = 0.0
+    n_mpq: int = 0
+    bad_lines: list[int] = field(default_factory=list)
+
+
+def _replay(steps: pl.DataFrame, rule: str | None, lenience: float) -> _Tally:
+    """Replay every step's decisions under its rule and collect the p/q statistics."""
+    t = _Tally()
+    for r in steps.iter_rows(named=True):
+        row_bad = False
+        if rule == "greedy" and r.get("argmax_p"):
+            row_bad = _greedy_row(r, t)
+        elif rule in ("sampling", "lenient") and r.get("uniforms"):
+            row_bad = _sampling_row(r, lenience if rule == "lenient" else 1.0, t)
+        if rule not in (None, "greedy"):
+            _weights_row(r, t)
+        if row_bad:
+            t.bad_lines.append(r["line"])
+    return t
+
+
+def _greedy_row(r: dict[str, Any], t: _Tally) -> bool:
+    """Greedy: each flag is ``draft == argmax p``, the verifier token is the argmax at position n."""
+    drafts, flags, argmax = r["draft_token_ids"] or [], r["accept_flags"] or [], r["argmax_p"]
+    row_bad = False
+    for i, d in enumerate(drafts):
+        if i < len(argmax) and argmax[i] is not None:
+            t.g_checked += 1
+            if bool(flags[i]) != (d == argmax[i]):
+                t.g_flag += 1
+                row_bad = True
+    n, em = r["n_accepted"], r["emitted_token_ids"] or []
+    if len(em) == n + 1 and n < len(argmax) and argmax[n] is not None and em[n] != argmax[n]:
+        t.g_tok += 1
+        row_bad = True
+    return row_bad
+
+
+def _sampling_row(r: dict[str, Any], scale: float, t: _Tally) -> bool:
+    """Sampling (lenient: ``scale`` = lenience): each flag is ``r * scale * q < p``; ties skipped."""
+    p, q, flags, u = r["p"] or [], r["q"] or [], r["accept_flags"] or [], r["uniforms"]
+    row_bad = False
+    for i in range(min(len(flags), len(u), len(p), len(q))):
+        if _bad(p[i]) or _bad(q[i]) or _bad(u[i]):
+            continue
+        lhs, rhs = u[i] * scale * q[i], p[i]
+        if abs(lhs - rhs) <= _TIE * max(abs(lhs), abs(rhs), 1e-30):
+            continue
+        t.s_checked += 1
+        if bool(flags[i]) != (lhs < rhs):
+            t.s_flag += 1
+            row_bad = True
+    return row_bad
+
+
+def _weights_row(r: dict[str, Any], t: _Tally) -> None:
+    """Clipped importance weights p/q and, where ``min_pq`` is recorded, implied vs recorded overlap."""
+    p, q = r["p"] or [], r["q"] or []
+    mpq = r.get("min_pq") or [None] * len(p)
+    for pi, qi, mi in zip(p, q, mpq, strict=False):
+        if not _bad(pi) and not _bad(qi) and qi > 0:
+            t.weights.append(min(pi / qi, _CLIP))
+            if not _bad(mi):
+                t.implied += min(1.0, pi / qi)
+                t.recorded += mi
+                t.var_mpq += mi * (1.0 - mi)
+                t.n_mpq += 1
+
+
+def _decision_problems(t: _Tally, ev: dict[str, Any]) -> list[str]:
+    """Accept decisions or verifier tokens that disagree with the rule (evidence added to ``ev``)."""
+    problems = []
+    if t.g_flag or t.g_tok:
+        ev.update(greedy_flag_mismatches=t.g_flag, greedy_token_mismatches=t.g_tok,
+                  greedy_positions_checked=t.g_checked)
+        problems.append(f"{t.g_flag + t.g_tok} greedy decisions disagree with the target argmax")
+    if t.s_flag:
+        ev.update(sampling_flag_mismatches=t.s_flag, sampling_positions_checked=t.s_checked)
+        problems.append(f"{t.s_flag} of {t.s_checked} accept flags disagree with r < p/q")
+    return problems
+
+
+def _weight_problem(t: _Tally, ev: dict[str, Any], min_steps: int, z_min: float) -> tuple[str | None, float]:
+    """``E_q[min(p/q, 10)] <= 1`` when the drafts were sampled from q: a mean clearly above 1 is not."""
+    if len(t.weights) < min_steps:
+        return None, 0.0
+    w = t.weights
+    m = sum(w) / len(w)
+    var = sum((x - m) ** 2 for x in w) / max(len(w) - 1, 1)
+    z = (m - 1.0) / math.sqrt(var / len(w)) if var > 0 else (math.inf if m > 1 else 0.0)
+    if not (m > 1.0 and z >= z_min):
+        return None, 0.0
+    ev.update(importance_weight_mean=m, importance_weight_z=z, positions=len(w))
+    return (f"mean clipped p/q = {m:.2f} > 1 (z = {z:.1f}): q is not the distribution the drafts were "
+            "sampled from"), min(1.0, m - 1.0)
+
+
+def _overlap_problem(t: _Tally, ev: dict[str, Any], min_steps: int, z_min: float) -> tuple[str | None, float]:
+    """E_{x~q}[min(1, p(x)/q(x))] = sum_x min(p, q): per position the implied acceptance probability
+    must average to the recorded overlap min_pq."""
+    if t.n_mpq < min_steps or t.var_mpq <= 0:
+        return None, 0.0
+    z2 = (t.implied - t.recorded) / math.sqrt(t.var_mpq)
+    if not abs(z2) >= z_min:
+        return None, 0.0
+    n = t.n_mpq
+    ev.update(implied_acceptance=t.implied / n, recorded_overlap=t.recorded / n, overlap_z=z2, overlap_positions=n)
+    return (f"acceptance implied by the recorded p/q ({t.implied / n:.2f}) differs from the recorded overlap "
+            f"sum min(p, q) ({t.recorded / n:.2f}), z = {z2:.1f}"), min(1.0, abs(t.implied - t.recorded) / n)
 
 
 def _lenience(h: dict[str, Any]) -> float:

@@ -37,7 +37,7 @@ class BenchmarkArtifact(Rule):
     severity = "warning"
     thresholds = ("min_draft_tokens", "idle_gen_tps", "idle_share", "identical_windows",
                   "min_request_draft_tokens", "min_windows")
-    problems = ("P17", "P09")
+    problems = (17, 9)
     explained_by = ("SPEC_INACTIVE", "PINNED_ACCEPTANCE_LENGTH")
 
     def check(self, ctx: Context) -> list[Finding]:

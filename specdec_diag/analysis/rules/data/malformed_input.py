@@ -31,7 +31,7 @@ class MalformedInput(Rule):
     name = "malformed input"
     severity = "warning"
     thresholds = ("malformed_error_share", "max_locations")
-    problems = ("P09", "P17")
+    problems = (9, 17)
 
     def check(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds

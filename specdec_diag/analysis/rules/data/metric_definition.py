@@ -17,7 +17,7 @@ class MetricDefinition(Rule):
     cumulative counters, llama.cpp lifetime statistics, ...), and - where a prefix acceptance rate
     and k are known - the gap between that rate and Leviathan's per-token alpha.
 
-    **Why it matters.** The same word means different numbers across engines (P09: "27 % is too low"
+    **Why it matters.** The same word means different numbers across engines (problem 9 in docs/problems.md#p09: "27 % is too low"
     with MAL 2.9 at k = 7; "accept length > k" in SGLang because it counts the target's own token; V0
     counters are cumulative). Comparing raw "acceptance rates" across engines or k is meaningless.
 
@@ -32,7 +32,7 @@ class MetricDefinition(Rule):
     code = "METRIC_DEFINITION"
     name = "metric definition note"
     severity = "info"
-    problems = ("P09",)
+    problems = (9,)
 
     def check(self, ctx: Context) -> list[Finding]:
         out = []

@@ -33,7 +33,7 @@ class CapacityQueueing(Rule):
     name = "capacity / queueing"
     severity = "warning"
     thresholds = ("kv_full", "queue_share", "ttft_tpot_ratio", "min_windows")
-    problems = ("P20", "P01")
+    problems = (20, 1)
 
     def check(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds

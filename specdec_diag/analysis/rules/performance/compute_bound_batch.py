@@ -15,7 +15,7 @@ class ComputeBoundBatch(Rule):
 
     **Why it matters.** Speculation turns idle compute of a memory-bound decode into accepted tokens.
     At large batches the target is compute-bound and the ``k`` extra verify positions per request cost
-    real time (Leviathan Thm 3.11; vLLM blog 1.4-1.8x slowdowns at high QPS; P01: vllm #19254,
+    real time (Leviathan Thm 3.11; vLLM blog 1.4-1.8x slowdowns at high QPS; problem 1 in docs/problems.md#p01: vllm #19254,
     ArcticInference #185 maintainer: "high-concurrency scenarios leave less compute for verifying").
 
     **Evidence.** ``median_running``, ``max_running``, ``windows_at_or_above``, ``windows``,
@@ -31,7 +31,8 @@ class ComputeBoundBatch(Rule):
     name = "compute-bound batch"
     severity = "warning"
     thresholds = ("large_batch", "compute_bound_share", "min_windows")
-    problems = ("P01", "P18", "decoder_anchors §5.8")
+    problems = (1, 18)
+    theory = ("5.8",)
 
     def check(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds

@@ -36,7 +36,8 @@ class DraftTooExpensive(Rule):
     name = "draft too expensive"
     severity = "warning"
     thresholds = ("min_speedup", "draft_share", "assumed_cost_ratio", "min_steps")
-    problems = ("P14", "decoder_anchors §1.4", "decoder_anchors §5.9")
+    problems = (14,)
+    theory = ("1.4", "5.9")
     # a step that is structurally broken makes alpha and the step cost meaningless: fix that first
     explained_by = ("KV_ROLLBACK", "STRUCTURE_VIOLATION", "PINNED_ACCEPTANCE_LENGTH", "BONUS_DROPPED",
                     "SEQUENTIAL_VERIFY")

@@ -32,7 +32,7 @@ class NoCudaGraph(Rule):
     name = "no CUDA graphs"
     severity = "warning"
     thresholds = ("no_graph_share", "min_windows")
-    problems = ("P02",)
+    problems = (2,)
 
     def check(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds

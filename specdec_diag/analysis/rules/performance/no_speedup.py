@@ -19,7 +19,7 @@ class NoSpeedup(Rule):
     by the predicted speed-up ``S(alpha, gamma, c)`` from its own acceptance and measured cost ratio.
 
     **Why it matters.** Speculation trades extra compute for fewer sequential target steps; when the
-    trade does not pay, users get a slower server with more memory pressure (P01 vllm #8439: 61.8 vs
+    trade does not pay, users get a slower server with more memory pressure (problem 1 in docs/problems.md#p01, vllm #8439: 61.8 vs
     69.8 tok/s; koboldcpp #2262; llama.cpp #25908). The other findings (draft cost, batch size, cuda
     graphs, low acceptance) say why.
 
@@ -36,7 +36,8 @@ class NoSpeedup(Rule):
     severity = "warning"
     thresholds = ("no_speedup_ratio", "idle_gen_tps", "min_windows", "min_steps", "broken_acceptance_rate",
                   "broken_mal")
-    problems = ("P01", "P14", "P22", "decoder_anchors §1.4")
+    problems = (1, 14, 22)
+    theory = ("1.4",)
 
     def check(self, ctx: Context) -> list[Finding]:
         from specdec_diag.analysis import metrics

@@ -23,7 +23,7 @@ class SequentialVerify(Rule):
 
     **Why it matters.** Theorem 3.8's speed-up assumes the ``gamma + 1`` verify positions cost one
     target forward (memory-bound). Verifying one position at a time makes every step cost up to
-    ``gamma + 1`` target runs and speculation slower than plain decoding (decoder_anchors §5.7;
+    ``gamma + 1`` target runs and speculation slower than plain decoding (docs/theory.md §5.7;
     llama.cpp #3649: ``T1 < TN < N*T1`` when it works).
 
     **Evidence.** ``steps_multi_forward``, ``mean_target_forwards``, ``forwards_equal_gamma_plus_1``,
@@ -40,7 +40,8 @@ class SequentialVerify(Rule):
     name = "sequential verification"
     severity = "error"
     thresholds = ("sequential_forwards_share", "sequential_marginal_cost", "sequential_baseline_cost", "min_steps")
-    problems = ("P14", "P22", "decoder_anchors §5.7")
+    problems = (14, 22)
+    theory = ("5.7",)
 
     def check(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds

@@ -25,8 +25,9 @@ class LowAcceptance(Rule):
 
     **Example.** alpha = 0.31 (AR 24 %, MAL 1.9 at k = 4); conditional rates 0.33, 0.30, 0.31, 0.29.
 
-    **Fix.** Use a drafter trained for this target (same fine-tune, chat template, language; problem 19 in docs/problems.md#p19),
-    check the sampling parameters sent to the drafter, or lower k so fewer drafts are wasted.
+    **Fix.** Use a drafter trained for this target (same fine-tune, chat template, language; problem 19 in
+    docs/problems.md#p19), check the sampling parameters sent to the drafter, or lower k so fewer drafts are
+    wasted.
     """
 
     code = "LOW_ACCEPTANCE"

@@ -28,10 +28,10 @@ class SuspiciousAcceptance(Rule):
     On engine logs: acceptance rate >= 99 % sustained over many drafted tokens (an error when the
     windows were sampled at temperature > 0, otherwise a warning).
 
-    **Why it matters.** A skipped or short-circuited verifier makes decoding look excellent (MAL =
-    gamma + 1) while emitting draft-model text (vLLM/TGI/TensorRT-LLM gibberish reports, problem 10 in docs/problems.md#p10). Near-100 %
-    acceptance can also come from over-strict draft gating (llama.cpp p_accept, problem 15 in docs/problems.md#p15), so the logs-only
-    form stays a warning.
+    **Why it matters.** A skipped or short-circuited verifier makes decoding look excellent (MAL = gamma + 1)
+    while emitting draft-model text (vLLM/TGI/TensorRT-LLM gibberish reports, problem 10 in
+    docs/problems.md#p10). Near-100 % acceptance can also come from over-strict draft gating (llama.cpp
+    p_accept, problem 15 in docs/problems.md#p15), so the logs-only form stays a warning.
 
     **Evidence.** ``acceptance_rate``, ``expected_accepted`` / ``observed_accepted`` with ``z`` (traces),
     ``accepted_not_argmax`` (greedy), ``draft_tokens``, ``temperature``.

@@ -17,9 +17,10 @@ class MetricDefinition(Rule):
     cumulative counters, llama.cpp lifetime statistics, ...), and - where a prefix acceptance rate
     and k are known - the gap between that rate and Leviathan's per-token alpha.
 
-    **Why it matters.** The same word means different numbers across engines (problem 9 in docs/problems.md#p09: "27 % is too low"
-    with MAL 2.9 at k = 7; "accept length > k" in SGLang because it counts the target's own token; V0
-    counters are cumulative). Comparing raw "acceptance rates" across engines or k is meaningless.
+    **Why it matters.** The same word means different numbers across engines (problem 9 in
+    docs/problems.md#p09: "27 % is too low" with MAL 2.9 at k = 7; "accept length > k" in SGLang because it
+    counts the target's own token; V0 counters are cumulative). Comparing raw "acceptance rates" across
+    engines or k is meaningless.
 
     **Evidence.** ``note`` (the conversion) and ``windows`` it applies to; or ``acceptance_rate`` vs
     ``alpha_estimate`` with ``k`` and ``mean_acceptance_length``.

@@ -13,10 +13,10 @@ class ComputeBoundBatch(Rule):
     **What it detects.** Speculative windows whose running-request count is at least ``large_batch``
     in at least ``compute_bound_share`` of the windows.
 
-    **Why it matters.** Speculation turns idle compute of a memory-bound decode into accepted tokens.
-    At large batches the target is compute-bound and the ``k`` extra verify positions per request cost
-    real time (Leviathan Thm 3.11; vLLM blog 1.4-1.8x slowdowns at high QPS; problem 1 in docs/problems.md#p01: vllm #19254,
-    ArcticInference #185 maintainer: "high-concurrency scenarios leave less compute for verifying").
+    **Why it matters.** Speculation turns idle compute of a memory-bound decode into accepted tokens. At large
+    batches the target is compute-bound and the ``k`` extra verify positions per request cost real time
+    (Leviathan Thm 3.11; vLLM blog 1.4-1.8x slowdowns at high QPS; problem 1 in docs/problems.md#p01:
+    vllm #19254, ArcticInference #185 maintainer: "high-concurrency scenarios leave less compute for verifying").
 
     **Evidence.** ``median_running``, ``max_running``, ``windows_at_or_above``, ``windows``,
     ``acceptance_rate``.

@@ -18,10 +18,10 @@ class NoSpeedup(Rule):
     (``gen_tps`` above ``idle_gen_tps``), by median, per engine. A trace without a baseline is judged
     by the predicted speed-up ``S(alpha, gamma, c)`` from its own acceptance and measured cost ratio.
 
-    **Why it matters.** Speculation trades extra compute for fewer sequential target steps; when the
-    trade does not pay, users get a slower server with more memory pressure (problem 1 in docs/problems.md#p01, vllm #8439: 61.8 vs
-    69.8 tok/s; koboldcpp #2262; llama.cpp #25908). The other findings (draft cost, batch size, cuda
-    graphs, low acceptance) say why.
+    **Why it matters.** Speculation trades extra compute for fewer sequential target steps; when the trade
+    does not pay, users get a slower server with more memory pressure (problem 1 in docs/problems.md#p01,
+    vllm #8439: 61.8 vs 69.8 tok/s; koboldcpp #2262; llama.cpp #25908). The other findings (draft cost, batch size,
+    cuda graphs, low acceptance) say why.
 
     **Evidence.** ``speculative_tps``, ``baseline_tps``, ``speedup`` (their ratio), the sources compared.
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import polars as pl
-
 from specdec_diag.analysis import theory
 from specdec_diag.analysis.rules.base import Context, Finding, Rule, insufficient, label, step_acceptance
+from specdec_diag.analysis.rules.performance._helpers import timed_rows
 
 
 class DraftTooExpensive(Rule):
@@ -48,7 +47,7 @@ class DraftTooExpensive(Rule):
         th = ctx.thresholds
         out = []
         for src, s in ctx.step_groups():
-            timed = s.filter(pl.col("draft_ms").is_not_null() & pl.col("verify_ms").is_not_null())
+            timed = timed_rows(s)
             if timed.height < th.min_steps:
                 if timed.height:
                     out.append(insufficient(self, ctx, "timed_steps", timed.height, th.min_steps, timed))
@@ -89,7 +88,7 @@ class DraftTooExpensive(Rule):
         th = ctx.thresholds
         out = []
         for (src, _eng), g in ctx.window_groups():
-            t = g.filter(pl.col("draft_ms").is_not_null() & pl.col("verify_ms").is_not_null())
+            t = timed_rows(g)
             if t.height < th.min_windows:
                 continue
             d, v = float(t["draft_ms"].sum()), float(t["verify_ms"].sum())

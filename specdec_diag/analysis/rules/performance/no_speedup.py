@@ -6,6 +6,7 @@ import polars as pl
 
 from specdec_diag.analysis import theory
 from specdec_diag.analysis.rules.base import Context, Finding, Rule, label, step_acceptance
+from specdec_diag.analysis.rules.performance._helpers import timed_rows
 
 
 class NoSpeedup(Rule):
@@ -75,7 +76,7 @@ class NoSpeedup(Rule):
         th = ctx.thresholds
         out = []
         for src, s in ctx.step_groups():
-            timed = s.filter(pl.col("draft_ms").is_not_null() & pl.col("verify_ms").is_not_null())
+            timed = timed_rows(s)
             if timed.height < th.min_steps:
                 continue
             c = metrics.cost_ratio(timed)

@@ -348,3 +348,37 @@ INPUT_SCHEMA: dict[str, Any] = {
     "path": pl.Utf8, "format": pl.Utf8, "engine": pl.Utf8, "lines": pl.Int64, "records": pl.Int64,
     "malformed": pl.Int64, "fingerprint": pl.Utf8, "error": pl.Utf8,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a trace header: the one definition of each fact the analysis asks of it.
+# ---------------------------------------------------------------------------------------------
+
+#: header ``mode`` values of a plain autoregressive (no speculation) trace, lower case
+BASELINE_MODES = ("baseline", "ar", "autoregressive", "plain", "no-spec", "nospec")
+
+
+def trace_is_baseline(header: dict[str, Any]) -> bool:
+    """A plain autoregressive trace (``specdec-diag decode --baseline``): its ``mode`` names the
+    baseline. Its steps are the reference speed, never judged as speculation."""
+    return str(header.get("mode", "")).lower() in BASELINE_MODES
+
+
+def trace_rule_name(header: dict[str, Any]) -> str | None:
+    """Name of the acceptance rule in a header (``rule.name``, or ``rule`` given as a string)."""
+    rule = header.get("rule")
+    if isinstance(rule, dict):
+        return rule.get("name")
+    return rule if isinstance(rule, str) else None
+
+
+def trace_temperature(header: dict[str, Any]) -> float | None:
+    """Sampling temperature of a trace, None when unknown. Greedy decoding (rule ``greedy``, or
+    ``sampling.do_sample`` false) is temperature 0 whatever ``sampling.temperature`` says: the
+    decoder records the sampling parameters it was given, not the ones the greedy rule used."""
+    samp = header.get("sampling")
+    samp = samp if isinstance(samp, dict) else {}
+    if trace_rule_name(header) == "greedy" or samp.get("do_sample") is False:
+        return 0.0
+    t = samp.get("temperature")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None

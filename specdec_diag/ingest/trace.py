@@ -27,6 +27,7 @@ from specdec_diag.schema import (
     iter_trace_records,
     read_trace,
     steps_to_frame,
+    trace_temperature,
     validate_step,
 )
 
@@ -121,7 +122,7 @@ def request_windows(steps: pl.DataFrame, header: dict[str, Any], source: str) ->
     )
     nd = pl.col("num_drafts").cast(pl.Float64)
     pp = pl.concat_list([pl.col(f"_p{j}").cast(pl.Float64) / nd for j in range(kmax)]) if kmax else pl.lit(None)
-    temp = (header.get("sampling") or {}).get("temperature")
+    temp = trace_temperature(header)
     created = _created(header)
     return g.select(
         pl.lit(source).alias("source"), pl.col("line"), pl.lit(ENGINE).alias("engine"), pl.lit(FORMAT).alias("format"),
@@ -132,7 +133,7 @@ def request_windows(steps: pl.DataFrame, header: dict[str, Any], source: str) ->
         .alias("acceptance_rate"),
         pl.when(nd > 0).then(1.0 + pl.col("accepted_tokens") / nd).alias("mean_acceptance_length"),
         pl.when(nd > 0).then(pp).alias("per_position_acceptance"),
-        pl.lit(float(temp) if isinstance(temp, (int, float)) else None, dtype=pl.Float64).alias("temperature"),
+        pl.lit(temp, dtype=pl.Float64).alias("temperature"),
         pl.col("context_len"), pl.col("request").cast(pl.Utf8),
         pl.col("draft_ms"), pl.col("verify_ms"), pl.col("overhead_ms"), pl.col("target_forwards"),
     )

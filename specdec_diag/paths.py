@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -93,12 +94,39 @@ def outside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> str |
     return None
 
 
+class Confiner:
+    """:func:`outside` for the many files of one walk, at about one ``lstat`` per file: the root's and
+    each directory's real path are resolved once, and a file that is not itself a link has the real
+    path of its directory plus its name (a full :func:`outside` check for links and anything odd)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = real(root)
+        self._dirs: dict[str, bool] = {}
+
+    def outside(self, path: str | os.PathLike[str]) -> str | None:
+        s = os.fspath(path)  # strings, not Path objects: this runs per file on every dashboard rerun
+        head, name = os.path.split(s)
+        if os.path.isabs(s) and name not in ("", ".", ".."):
+            try:
+                link = stat.S_ISLNK(os.lstat(s).st_mode)
+            except (OSError, ValueError):
+                link = True  # missing or odd: the full check below says why
+            if not link:
+                ok = self._dirs.get(head)
+                if ok is None:
+                    ok = self._dirs[head] = outside(head, self.root) is None
+                if ok:
+                    return None
+        return outside(s, self.root)
+
+
 def partition(files: Iterable[Path], root: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """(files whose real path lies in ``root``, [(file, reason)] for the others), order kept."""
     kept: list[Path] = []
     refused: list[tuple[Path, str]] = []
+    check = Confiner(root)
     for f in files:
-        why = outside(f, root)
+        why = check.outside(f)
         if why is None:
             kept.append(f)
         else:

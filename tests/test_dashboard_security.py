@@ -114,6 +114,13 @@ def test_partition_and_confine(root, outside):
     assert paths.confine(inner, root) == (root / "engines" / "sglang.log").resolve()
     with pytest.raises(paths.Refused, match="outside"):
         paths.confine(root / "engines" / ".." / ".." / "outside" / "secret.log", root)
+    # the per-walk fast path (one lstat per file) agrees with the full check
+    (root / "dirlink").symlink_to(outside, target_is_directory=True)
+    check = paths.Confiner(root)
+    for p in (inner, root / "link.log", root / "dirlink" / "secret.log", root / "engines" / "..",
+              root / "..", root / "engines" / "v1_a.log", root / "missing.log", f"{root}/engines/../../outside/secret.log"):
+        assert (check.outside(p) is None) == (paths.outside(p, root) is None), p
+    assert check.outside(root / "dirlink" / "secret.log") is not None and check.outside(root / "..") is not None
 
 
 # --- row 3: an edited cached report ----------------------------------------------------------

@@ -137,8 +137,9 @@ def listing(path: Path, root: Path | None = None) -> Listing:
     kept: list[Path] = []
     errors: list[str] = []
     refused: list[str] = []
+    check = paths.Confiner(root or path)
     for f, err in sorted(iter_files([path]), key=lambda t: str(t[0])):
-        why = paths.outside(f, root or path)
+        why = check.outside(f)
         if why is not None:
             refused.append(why)
             h.update(f"{f}\0refused\n".encode())

@@ -177,10 +177,10 @@ def tokenizer_file(header: dict[str, Any], root: Path) -> tuple[Path | None, str
             continue
         if f.is_file():
             return f, f"tokens decoded with `{f.relative_to(real(root))}`"
-    note = " (the tokenizer path in the trace lies outside the dashboard's directory: refused)" if refused else ""
+    note = "; the path it names lies outside the dashboard's directory: refused" if refused else ""
     bundled = bundled_tokenizer(header)
     if bundled is not None:
-        return bundled, "tokens decoded with the bundled tokenizer (the trace is of the bundled model pair)" + note
+        return bundled, f"tokens decoded with the bundled tokenizer (the trace is of the bundled model pair{note})"
     if refused:
         return None, "the tokenizer path in the trace lies outside the dashboard's directory: refused; token ids shown"
     return None, "tokenizer files not found locally: token ids shown"

@@ -14,6 +14,8 @@ import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,20 @@ import polars as pl
 
 TRACE_SCHEMA = "specdec-trace@1"
 REPORT_SCHEMA = "specdec-diag/report@1"
+
+
+class ExitCode(IntEnum):
+    """Exit status of every command, part of the contract (docs/architecture.md §4): CI scripts
+    branch on it."""
+
+    OK = 0
+    FAILED = 1
+    """a check failed: the CI gate, or a replayed trace diverged"""
+    USAGE = 2
+    """bad arguments or config, missing or unreadable input"""
+    NO_DATA = 3
+    """not enough speculative-decoding data to judge"""
+
 
 # ---------------------------------------------------------------------------------------------
 # Trace: JSON Lines, one object per line, "type" first: header, step..., summary.
@@ -250,17 +266,36 @@ def write_parquet_atomic(df: pl.DataFrame, out: str | Path) -> Path:
     return out
 
 
+def jsonable(v: Any) -> Any:
+    """Recursively make a value JSON-safe: NaN/inf -> None, datetimes -> ISO, tuples -> lists,
+    numpy/torch scalars and arrays -> Python numbers and lists. The one converter every writer uses."""
+    if isinstance(v, float):
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, (str, bytes)):
+        return v
+    if hasattr(v, "tolist"):  # numpy / torch scalars and arrays
+        return jsonable(v.tolist())
+    if hasattr(v, "item"):  # other one-value containers
+        return jsonable(v.item())
+    return v
+
+
 def json_default(o: Any) -> Any:
-    """``json.dumps`` default that turns NaN-bearing / numpy values into JSON-safe ones."""
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    """``json.dumps`` default: :func:`jsonable` for what the encoder cannot write itself."""
+    v = jsonable(o)
+    if v is o:
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return v
 
 
 # ---------------------------------------------------------------------------------------------
-# Normalised window table (ARCHITECTURE.md §3): one row per metrics record of any source.
+# Normalised window table (docs/architecture.md §3): one row per metrics record of any source.
 # ---------------------------------------------------------------------------------------------
 
 #: column -> (dtype, meaning). The first block is the contract; the second block adds context that

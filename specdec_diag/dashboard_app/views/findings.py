@@ -9,8 +9,8 @@ import polars as pl
 import streamlit as st
 
 import specdec_diag
-from specdec_diag.analysis.report import evidence_items, loc_str
 from specdec_diag.dashboard_app import data as D
+from specdec_diag.render.text import evidence_items, loc_str
 from specdec_diag.schema import open_text
 
 loaded = D.current()

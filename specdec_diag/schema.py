@@ -15,7 +15,6 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +22,6 @@ import polars as pl
 
 TRACE_SCHEMA = "specdec-trace@1"
 REPORT_SCHEMA = "specdec-diag/report@1"
-
-
-class ExitCode(IntEnum):
-    """Exit status of every command, part of the contract (docs/architecture.md §4): CI scripts
-    branch on it."""
-
-    OK = 0
-    FAILED = 1
-    """a check failed: the CI gate, or a replayed trace diverged"""
-    USAGE = 2
-    """bad arguments or config, missing or unreadable input"""
-    NO_DATA = 3
-    """not enough speculative-decoding data to judge"""
 
 
 # ---------------------------------------------------------------------------------------------

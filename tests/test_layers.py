@@ -16,7 +16,7 @@ PKG = ROOT / "specdec_diag"
 #: third-party (and stdlib) packages that belong to presentation or to the decoder, not to analysis
 NOT_IN_ANALYSIS = {"rich", "plotly", "streamlit", "torch", "transformers", "xml", "typer"}
 #: our packages, lowest first: a module may import its own layer or a lower one, never a higher one
-LAYERS = [("schema",), ("ingest",), ("analysis",), ("render",), ("cli", "dashboard_app")]
+LAYERS = [("schema", "exit_codes"), ("ingest",), ("analysis",), ("render",), ("cli", "dashboard_app")]
 
 
 def imports(path: Path) -> list[tuple[int, str, list[str]]]:
@@ -58,6 +58,17 @@ def test_importing_analysis_loads_no_presentation_and_no_torch():
         f"print(sorted(set({sorted(NOT_IN_ANALYSIS)!r}) & {{m.split('.')[0] for m in sys.modules}}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_cli_start_up_loads_no_library():
+    """Commands import the library when they run: `specdec-diag --help` loads neither polars nor
+    analysis (exit codes come from the standard-library-only exit_codes module)."""
+    code = ("import sys, specdec_diag.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('polars', 'torch', 'plotly') "
+            "or m.startswith(('specdec_diag.analysis', 'specdec_diag.ingest'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

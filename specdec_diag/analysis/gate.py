@@ -1,5 +1,5 @@
 """The CI gate: absolute floors (acceptance rate, MAL), a noise-aware comparison against a baseline
-report, and a fail-on-findings policy. Exit codes (:class:`specdec_diag.schema.ExitCode`): 0 pass,
+report, and a fail-on-findings policy. Exit codes (:class:`specdec_diag.exit_codes.ExitCode`): 0 pass,
 1 failed, 2 usage/unreadable, 3 not enough data to judge. How a verdict is shown (terminal, JUnit,
 GitHub annotations) lives in :mod:`specdec_diag.render`.
 
@@ -24,8 +24,9 @@ from specdec_diag.analysis import metrics
 from specdec_diag.analysis.report import build_report, has_data
 from specdec_diag.analysis.rules import Thresholds
 from specdec_diag.analysis.rules.thresholds import read_toml
+from specdec_diag.exit_codes import ExitCode
 from specdec_diag.ingest.base import IngestResult
-from specdec_diag.schema import REPORT_SCHEMA, ExitCode, conform_windows
+from specdec_diag.schema import REPORT_SCHEMA, conform_windows
 
 #: finding severities that fail the build under each ``fail_on`` policy
 FAIL_SEVERITIES: dict[str, tuple[str, ...]] = {"error": ("error",), "warning": ("error", "warning"), "never": ()}

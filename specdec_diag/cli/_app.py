@@ -6,10 +6,10 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from specdec_diag.schema import ExitCode
+from specdec_diag.exit_codes import ExitCode
 
 # Names kept for cli/decode.py and cli/replay.py until they import ExitCode themselves; the codes
-# are defined once, in specdec_diag.schema.ExitCode (docs/architecture.md §4).
+# are defined once, in specdec_diag.exit_codes.ExitCode (docs/architecture.md §4).
 EXIT_OK = ExitCode.OK
 EXIT_CHECK_FAILED = ExitCode.FAILED
 EXIT_USAGE = ExitCode.USAGE

@@ -9,15 +9,17 @@ flags override it. Under GitHub Actions it also prints annotations and writes th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from specdec_diag.analysis import gate
-from specdec_diag.analysis.rules import Thresholds
 from specdec_diag.cli._app import app, console, err_console, fail
 from specdec_diag.cli.report import find_config, input_errors, load_inputs, write_output
-from specdec_diag.schema import ExitCode
+from specdec_diag.exit_codes import ExitCode
+
+if TYPE_CHECKING:  # the library is imported inside the command: `specdec-diag --help` stays instant
+    from specdec_diag.analysis.gate import GateConfig
+    from specdec_diag.analysis.rules import Thresholds
 
 
 @app.command()
@@ -39,6 +41,7 @@ def check(
     no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse everything; ignore the Parquet cache."),
 ) -> None:
     """Gate CI on speculative-decoding acceptance: thresholds, a baseline, and error findings."""
+    from specdec_diag.analysis import gate
     from specdec_diag.render.github import emit_github
     from specdec_diag.render.json_report import render_json
     from specdec_diag.render.junit import render_gate_junit
@@ -69,9 +72,12 @@ def check(
 
 
 def _settings(cfg_path: Path | None, flags: dict[str, Any]
-              ) -> tuple[gate.GateConfig, Thresholds | None, dict[str, Any] | None]:
+              ) -> tuple[GateConfig, Thresholds | None, dict[str, Any] | None]:
     """The gate config ([check] of the config file, overridden by the flags that were given), the
     rules' thresholds and the loaded baseline report; a bad value is a usage error (exit 2)."""
+    from specdec_diag.analysis import gate
+    from specdec_diag.analysis.rules import Thresholds
+
     values: dict[str, Any] = {}
     thresholds = None
     try:

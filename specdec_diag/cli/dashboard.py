@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from specdec_diag.cli._app import app, console, fail
-from specdec_diag.schema import ExitCode
+from specdec_diag.exit_codes import ExitCode
 
 
 def streamlit_command(app_path: Path, host: str, port: int) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from specdec_diag.cli._app import app, console, fail
-from specdec_diag.schema import ExitCode
+from specdec_diag.exit_codes import ExitCode
 
 #: total input size above which a progress bar is shown (smaller scans finish before it would draw).
 PROGRESS_MIN_BYTES = 50 * 1024 * 1024

@@ -7,14 +7,17 @@ piped. Exit codes: 0 ok, 2 missing or unreadable input / bad config, 3 no specul
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from specdec_diag.analysis.rules import Thresholds
 from specdec_diag.cli._app import app, console, err_console, fail
-from specdec_diag.ingest.base import IngestResult
+from specdec_diag.exit_codes import ExitCode
 from specdec_diag.render import FORMATS
-from specdec_diag.schema import ExitCode
+
+if TYPE_CHECKING:  # the library is imported inside the commands: `specdec-diag --help` stays instant
+    from specdec_diag.analysis.rules import Thresholds
+    from specdec_diag.ingest.base import IngestResult
 
 DEFAULT_CONFIG = "specdec-check.toml"
 
@@ -33,6 +36,8 @@ def load_thresholds(config: Path | None) -> Thresholds | None:
     """The rules' thresholds from the config's [thresholds] table (defaults without a config)."""
     if config is None:
         return None
+    from specdec_diag.analysis.rules import Thresholds
+
     try:
         return Thresholds.from_toml(config)
     except ValueError as exc:

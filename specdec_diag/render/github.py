@@ -7,8 +7,8 @@ import os
 from typing import Any
 
 from specdec_diag.analysis.gate import GateResult
+from specdec_diag.exit_codes import ExitCode
 from specdec_diag.render.text import fmt_check
-from specdec_diag.schema import ExitCode
 
 #: GitHub caps the step summary at 1 MiB
 STEP_SUMMARY_LIMIT = 1_000_000

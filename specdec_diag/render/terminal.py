@@ -12,9 +12,9 @@ from rich.text import Text
 
 from specdec_diag.analysis.gate import GateResult
 from specdec_diag.analysis.report import INPUT_KEYS
+from specdec_diag.exit_codes import ExitCode
 from specdec_diag.ingest.base import IngestResult
 from specdec_diag.render.text import evidence_items, fmt, loc_str, pct, summary_rows
-from specdec_diag.schema import ExitCode
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 CHECK_STYLE = {"pass": "green", "fail": "bold red", "insufficient": "yellow"}

@@ -206,3 +206,23 @@ def test_report_and_check_never_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_one_json_converter_for_every_writer():
+    """schema.jsonable: NaN/inf -> null, dates -> ISO, tuples and numpy values -> plain JSON; the
+    json.dumps default built on it still refuses what it cannot convert."""
+    import numpy as np
+
+    from specdec_diag.schema import json_default, jsonable
+
+    got = jsonable({"a": (1, float("nan")), "b": np.float32(0.5), "c": np.arange(3), "d": T0, 4: float("-inf")})
+    assert got == {"a": [1, None], "b": 0.5, "c": [0, 1, 2], "d": "2026-03-01T12:00:00+00:00", "4": None}
+    assert json.dumps({"n": np.int64(7)}, default=json_default) == '{"n": 7}'
+    with pytest.raises(TypeError, match="set"):
+        json.dumps({1, 2}, default=json_default)
+
+
+def test_exit_codes_are_the_documented_contract():
+    from specdec_diag.exit_codes import ExitCode
+
+    assert [(c.name, int(c)) for c in ExitCode] == [("OK", 0), ("FAILED", 1), ("USAGE", 2), ("NO_DATA", 3)]

@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import polars as pl
 
 TRACE_SCHEMA = "specdec-trace@1"
 REPORT_SCHEMA = "specdec-diag/report@1"
+
 
 # ---------------------------------------------------------------------------------------------
 # Trace: JSON Lines, one object per line, "type" first: header, step..., summary.
@@ -259,13 +261,32 @@ def write_parquet_atomic(df: pl.DataFrame, out: str | Path) -> Path:
     return out
 
 
+def jsonable(v: Any) -> Any:
+    """Recursively make a value JSON-safe: NaN/inf -> None, datetimes -> ISO, tuples -> lists,
+    numpy/torch scalars and arrays -> Python numbers and lists. The one converter every writer uses."""
+    if isinstance(v, float):
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, (str, bytes)):
+        return v
+    if hasattr(v, "tolist"):  # numpy / torch scalars and arrays
+        return jsonable(v.tolist())
+    if hasattr(v, "item"):  # other one-value containers
+        return jsonable(v.item())
+    return v
+
+
 def json_default(o: Any) -> Any:
-    """``json.dumps`` default that turns NaN-bearing / numpy values into JSON-safe ones."""
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    """``json.dumps`` default: :func:`jsonable` for what the encoder cannot write itself."""
+    v = jsonable(o)
+    if v is o:
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return v
 
 
 # ---------------------------------------------------------------------------------------------

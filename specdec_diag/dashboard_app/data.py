@@ -269,11 +269,11 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
     the content fingerprint and the analysis code, so re-opening a directory is instant. On large
     inputs (``background`` None: more than BACKGROUND_ROWS rows) the rules run in a thread."""
     from specdec_diag.analysis import metrics
-    from specdec_diag.analysis.report import inputs_json, jsonable
+    from specdec_diag.analysis.report import inputs_json
     from specdec_diag.dashboard_app.guard import cached_report
     from specdec_diag.ingest import scan
     from specdec_diag.ingest.scan import default_cache_dir
-    from specdec_diag.schema import REPORT_SCHEMA
+    from specdec_diag.schema import REPORT_SCHEMA, jsonable
 
     t0 = time.perf_counter()
     cache_dir = default_cache_dir([path])
@@ -424,7 +424,7 @@ def _bucket_groups(df: pl.DataFrame, keys: list[str], max_points: int, first: tu
 
 def bucket(df: pl.DataFrame, max_points: int, weight: str | None = None) -> pl.DataFrame:
     """One series (columns x, y, and ``weight``) in at most ``max_points`` buckets: the rule of
-    :func:`analysis.report.downsample` (tested against it), done in polars because a 1 GB log has a
+    :func:`render.charts.downsample` (tested against it), done in polars because a 1 GB log has a
     million windows."""
     d = df.select("x", "y", (pl.col(weight) if weight else pl.lit(1.0)).cast(pl.Float64).alias("w"),
                   pl.lit(0).alias("_k"))
@@ -467,8 +467,8 @@ def acceptance_series(key: str, _result: Any, max_points: int = MAX_POINTS) -> t
     """Acceptance rate over time, one series per (engine_id, file): the engine's per-window
     accepted/drafted (bonus excluded), interval/request windows only (cumulative totals are not a
     time series). Trace steps give one series per trace over step index. Long series are bucketed
-    (draft-weighted, by analysis.report.downsample)."""
-    from specdec_diag.analysis.report import downsample
+    (draft-weighted, by render.charts.downsample)."""
+    from specdec_diag.render.charts import downsample
 
     frames: list[pl.DataFrame] = []
     notes: list[str] = []

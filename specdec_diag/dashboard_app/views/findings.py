@@ -8,9 +8,9 @@ import polars as pl
 import streamlit as st
 
 import specdec_diag
-from specdec_diag.analysis.report import evidence_items, loc_str
 from specdec_diag.dashboard_app import data as D
 from specdec_diag.dashboard_app.guard import CODE, log_line
+from specdec_diag.render.text import evidence_items, loc_str
 
 loaded = D.current()
 DOCS = Path(specdec_diag.__file__).resolve().parent.parent / "docs" / "rules"

@@ -13,6 +13,7 @@ peak-RSS bound. ``manifest.json`` is the same table for people; the test reads t
 
     python scripts/make_bad_inputs.py            # rewrite tests/fixtures/bad/ and its manifest
     python scripts/make_bad_inputs.py --check    # exit 1 if the committed files differ
+    python scripts/make_bad_inputs.py --status DUMP   # markdown table from a BADINPUT_DUMP file
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Case:
     malformed_lines: tuple[int, ...] = ()  # each must appear as a malformed row (ingest --out)
     invariants: tuple[str, ...] = ()       # named checks on the report JSON (see the test)
     max_rss_mb: int | None = None
-    timeout_s: int = 60
+    timeout_s: int = 120
     runtime: bool = False          # built by build_runtime(), not committed
     issue: str = ""
 
@@ -135,18 +136,21 @@ def vllm_windows_in(lines: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def _truncated_gz() -> tuple[bytes, int]:
+def _truncated_gz() -> tuple[bytes, int, int]:
+    """The damaged file, the windows in its readable whole lines, and the first line not read whole
+    (the line a warning must name: "where it broke")."""
     blob = gzip_bytes(vllm_text().encode())
     cut = blob[: int(len(blob) * 0.6)]
-    return cut, vllm_windows_in(complete_lines(gunzip_prefix(cut)))
+    lines = complete_lines(gunzip_prefix(cut))
+    return cut, vllm_windows_in(lines), len(lines) + 1
 
 
-def _corrupt_gz() -> tuple[bytes, int]:
+def _corrupt_gz() -> tuple[bytes, int, int]:
     blob = bytearray(gzip_bytes(vllm_text().encode()))
     mid = len(blob) // 2
     blob[mid : mid + 32] = b"\xff" * 32  # an invalid deflate block in the middle of the stream
-    prefix = gunzip_prefix(bytes(blob))
-    return bytes(blob), vllm_windows_in(complete_lines(prefix))
+    lines = complete_lines(gunzip_prefix(bytes(blob)))
+    return bytes(blob), vllm_windows_in(lines), len(lines) + 1
 
 
 def _nan_metrics() -> tuple[str, int]:
@@ -245,8 +249,8 @@ def committed_cases() -> list[tuple[Case, bytes | str]]:
     """Every committed case with its file content."""
     v = vllm_text()
     tr = trace_lines()
-    trunc_gz, trunc_kept = _truncated_gz()
-    corrupt_gz, corrupt_kept = _corrupt_gz()
+    trunc_gz, trunc_kept, trunc_line = _truncated_gz()
+    corrupt_gz, corrupt_kept, corrupt_line = _corrupt_gz()
     nan_text, nan_line = _nan_metrics()
     prom_nan, prom_nan_lines = _prom_nan_inf()
     big_text, big_line = _prom_replace("vllm:spec_decode_num_draft_tokens_total", 2, "99999999999999999999999")
@@ -255,7 +259,8 @@ def committed_cases() -> list[tuple[Case, bytes | str]]:
     trunc_trace = "\n".join(tr) + "\n" + step_line[: len(step_line) // 2]  # crashed writer: half a line
     trace_gz = gzip_bytes(("\n".join(tr) + "\n").encode())
     trace_gz_cut = trace_gz[: int(len(trace_gz) * 0.85)]
-    trace_gz_kept = sum(1 for t in complete_lines(gunzip_prefix(trace_gz_cut))[1:] if '"type": "step"' in t)
+    trace_gz_lines = complete_lines(gunzip_prefix(trace_gz_cut))
+    trace_gz_kept = sum(1 for t in trace_gz_lines[1:] if '"type": "step"' in t)
     header9 = json.loads(tr[0]) | {"schema": "specdec-trace@9"}
     schema9 = "\n".join([json.dumps(header9), *tr[1:]]) + "\n"
     rng = random.Random(15)
@@ -270,9 +275,9 @@ def committed_cases() -> list[tuple[Case, bytes | str]]:
         (c("nul_bytes", "nul_bytes.log", "a 512-byte zero-filled block between lines, NULs inside lines",
            windows=VLLM_WINDOWS, names_path=False, issue="15"), _nul_bytes()),
         (c("truncated_gz", "truncated.log.gz", "the vLLM sample gzipped, cut at 60 % of its bytes",
-           windows=trunc_kept, message="gzip", issue="15, 16 row 8"), trunc_gz),
+           windows=trunc_kept, line=trunc_line, message="gzip", issue="15, 16 row 8"), trunc_gz),
         (c("corrupt_gz", "corrupt.log.gz", "the vLLM sample gzipped, 32 bytes in the middle overwritten",
-           windows=corrupt_kept, message="gzip", issue="15, 16 row 8"), corrupt_gz),
+           windows=corrupt_kept, line=corrupt_line, message="gzip", issue="15, 16 row 8"), corrupt_gz),
         (c("not_gzip", "not_gzip.jsonl.gz", "a plain-text trace named .gz", ALL_COMMANDS, default_exit=2,
            message="not gzip data", issue="15"), "\n".join(tr) + "\n"),
         (c("utf16le_bom", "utf16le_bom.log", "the vLLM sample as UTF-16 LE with a BOM",
@@ -309,7 +314,8 @@ def committed_cases() -> list[tuple[Case, bytes | str]]:
            ALL_COMMANDS, steps=TRACE_STEPS, windows=1, names_path=False, malformed_lines=(TRACE_STEPS + 2,),
            timeout_s=180, issue="15"), trunc_trace),
         (c("trace_truncated_gz", "truncated_trace.jsonl.gz", "a gzipped trace cut at 85 % of its bytes",
-           ALL_COMMANDS, steps=trace_gz_kept, windows=1 if trace_gz_kept else 0, message="gzip",
+           ALL_COMMANDS, steps=trace_gz_kept, windows=1 if trace_gz_kept else 0, line=len(trace_gz_lines) + 1,
+           message="gzip",
            exit={"replay": 0 if trace_gz_kept else 2}, timeout_s=180, issue="15, 16 row 8"), trace_gz_cut),
     ]
 
@@ -416,7 +422,51 @@ def generate(out: Path = OUT) -> dict[str, bytes]:
     return files
 
 
+def _expected(c: Case, cmd: str) -> str:
+    exp = [f"exit {c.exit_for(cmd)}"]
+    if c.windows and cmd != "replay":
+        exp.append(f"≥ {c.windows} windows")
+    if c.steps and cmd in ("ingest", "dashboard"):
+        exp.append(f"≥ {c.steps} steps")
+    if c.malformed_lines and cmd in ("ingest", "dashboard"):
+        exp.append(f"malformed line(s) {', '.join(map(str, c.malformed_lines))}")
+    if c.names_path and not (cmd == "dashboard" and c.exit_for(cmd) == 3):
+        exp.append("names path" + (f":{c.line}" if c.line else ""))
+    if c.message:
+        exp.append(f"`{c.message}`")
+    if c.invariants and cmd != "replay":
+        exp.append(" & ".join(c.invariants))
+    if c.max_rss_mb:
+        exp.append(f"RSS < {c.max_rss_mb} MB, < {c.timeout_s} s")
+    return "; ".join(exp)
+
+
+def status_table(dump: Path) -> str:
+    """Case x command: what happened (the test's $BADINPUT_DUMP lines) against what is expected; a
+    pair is marked FAIL while it is listed in the test's TODAY table."""
+    cases = {c.id: c for c in all_cases()}
+    today = (REPO / "tests" / "test_bad_inputs.py").read_text(encoding="utf-8")
+    out = ["| case | command | today: exit · records (windows/steps) · stderr | expected | status |", "|---|---|---|---|---|"]
+    for r in (json.loads(ln) for ln in dump.read_text(encoding="utf-8").splitlines() if ln.strip()):
+        c = cases[r["case"]]
+        if r["timed_out"]:
+            got = f"killed at {c.timeout_s} s"
+        else:
+            rec = "-" if r["windows"] is None else f"{r['windows']}" + (f"/{r['steps']}" if r["steps"] is not None else "")
+            msg = r["stderr"].replace("|", "\\|").replace("/tmp/pytest-of-root/", "…/")[:160]
+            got = f"{r['exit']} · {rec} · " + ("**traceback** " if r["traceback"] else "") + (f"`{msg}`" if msg else "(silent)")
+            got += f" · malformed {r['malformed'][:4]}" if r["malformed"] else ""
+            got += f" · {r['rss_mb']} MB" if r.get("rss_mb") else ""
+        listed = f'("{r["case"]}", "{r["command"]}")' in today
+        out.append(f"| {r['case']} | {r['command']} | {got} | {_expected(c, r['command'])} | "
+                   f"{'**FAIL** (xfail)' if listed else 'ok'} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str]) -> int:
+    if "--status" in argv:
+        sys.stdout.write(status_table(Path(argv[argv.index("--status") + 1])))
+        return 0
     files = generate()
     if "--check" in argv:
         bad = [n for n, b in files.items() if not (OUT / n).is_file() or (OUT / n).read_bytes() != b]

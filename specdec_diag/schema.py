@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import polars as pl
 
 TRACE_SCHEMA = "specdec-trace@1"
 REPORT_SCHEMA = "specdec-diag/report@1"
+
 
 # ---------------------------------------------------------------------------------------------
 # Trace: JSON Lines, one object per line, "type" first: header, step..., summary.
@@ -82,17 +84,24 @@ class TraceError(ValueError):
 @dataclass
 class Trace:
     """A trace read from disk. ``dropped`` lists ``(line, reason)`` of lines that were not whole
-    (a crashed run's truncated last line); everything whole before it is kept."""
+    (a crashed run's truncated last line); everything whole before it is kept. ``step_lines[i]`` is
+    the 1-based file line of ``steps[i]`` (empty for a trace built in memory), so a reader that
+    reports a step never re-reads the file to find it."""
 
     path: str
     header: dict[str, Any]
     steps: list[dict[str, Any]]
     summary: dict[str, Any] | None
     dropped: list[tuple[int, str]] = field(default_factory=list)
+    step_lines: list[int] = field(default_factory=list)
 
     @property
     def lossy(self) -> bool:
         return bool(self.header.get("rule", {}).get("lossy", False))
+
+    def step_line(self, i: int) -> int | None:
+        """The file line of step ``i``; None when the trace was not read from a file."""
+        return self.step_lines[i] if 0 <= i < len(self.step_lines) else None
 
     def steps_frame(self) -> pl.DataFrame:
         return steps_to_frame(self.steps)
@@ -178,6 +187,7 @@ def read_trace(path: str | Path) -> Trace:
         raise TraceError(path, None, "empty trace: no header record")
     header: dict[str, Any] | None = None
     steps: list[dict[str, Any]] = []
+    step_lines: list[int] = []
     summary: dict[str, Any] | None = None
     dropped: list[tuple[int, str]] = []
     last = len(records) - 1
@@ -205,6 +215,7 @@ def read_trace(path: str | Path) -> Trace:
                     continue
                 raise TraceError(path, no, why)
             steps.append(rec)
+            step_lines.append(no)
         elif kind == "summary":
             if summary is not None:
                 raise TraceError(path, no, "second summary record")
@@ -217,7 +228,7 @@ def read_trace(path: str | Path) -> Trace:
         else:
             raise TraceError(path, no, f"unknown record type {kind!r}")
     assert header is not None
-    return Trace(str(path), header, steps, summary, dropped)
+    return Trace(str(path), header, steps, summary, dropped, step_lines)
 
 
 def steps_to_frame(steps: Iterable[dict[str, Any]]) -> pl.DataFrame:
@@ -250,17 +261,36 @@ def write_parquet_atomic(df: pl.DataFrame, out: str | Path) -> Path:
     return out
 
 
+def jsonable(v: Any) -> Any:
+    """Recursively make a value JSON-safe: NaN/inf -> None, datetimes -> ISO, tuples -> lists,
+    numpy/torch scalars and arrays -> Python numbers and lists. The one converter every writer uses."""
+    if isinstance(v, float):
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, (str, bytes)):
+        return v
+    if hasattr(v, "tolist"):  # numpy / torch scalars and arrays
+        return jsonable(v.tolist())
+    if hasattr(v, "item"):  # other one-value containers
+        return jsonable(v.item())
+    return v
+
+
 def json_default(o: Any) -> Any:
-    """``json.dumps`` default that turns NaN-bearing / numpy values into JSON-safe ones."""
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    """``json.dumps`` default: :func:`jsonable` for what the encoder cannot write itself."""
+    v = jsonable(o)
+    if v is o:
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return v
 
 
 # ---------------------------------------------------------------------------------------------
-# Normalised window table (ARCHITECTURE.md §3): one row per metrics record of any source.
+# Normalised window table (docs/architecture.md §3): one row per metrics record of any source.
 # ---------------------------------------------------------------------------------------------
 
 #: column -> (dtype, meaning). The first block is the contract; the second block adds context that
@@ -304,6 +334,10 @@ WINDOW_COLUMNS: dict[str, tuple[Any, str]] = {
 
 WINDOW_SCHEMA: dict[str, Any] = {name: dtype for name, (dtype, _) in WINDOW_COLUMNS.items()}
 CONTRACT_WINDOW_COLUMNS = tuple(list(WINDOW_COLUMNS)[: list(WINDOW_COLUMNS).index("cuda_graph") + 1])
+#: columns whose presence makes a window row a speculative-decoding record (not just engine context)
+SPEC_COLUMNS = ("num_drafts", "draft_tokens", "accepted_tokens", "acceptance_rate", "mean_acceptance_length")
+#: the token/step counts a window adds up; cumulative sources difference exactly these
+COUNTER_COLUMNS = ("num_drafts", "draft_tokens", "accepted_tokens", "emitted_tokens")
 
 
 def empty_windows() -> pl.DataFrame:
@@ -335,3 +369,37 @@ INPUT_SCHEMA: dict[str, Any] = {
     "path": pl.Utf8, "format": pl.Utf8, "engine": pl.Utf8, "lines": pl.Int64, "records": pl.Int64,
     "malformed": pl.Int64, "fingerprint": pl.Utf8, "error": pl.Utf8,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a trace header: the one definition of each fact the analysis asks of it.
+# ---------------------------------------------------------------------------------------------
+
+#: header ``mode`` values of a plain autoregressive (no speculation) trace, lower case
+BASELINE_MODES = ("baseline", "ar", "autoregressive", "plain", "no-spec", "nospec")
+
+
+def trace_is_baseline(header: dict[str, Any]) -> bool:
+    """A plain autoregressive trace (``specdec-diag decode --baseline``): its ``mode`` names the
+    baseline. Its steps are the reference speed, never judged as speculation."""
+    return str(header.get("mode", "")).lower() in BASELINE_MODES
+
+
+def trace_rule_name(header: dict[str, Any]) -> str | None:
+    """Name of the acceptance rule in a header (``rule.name``, or ``rule`` given as a string)."""
+    rule = header.get("rule")
+    if isinstance(rule, dict):
+        return rule.get("name")
+    return rule if isinstance(rule, str) else None
+
+
+def trace_temperature(header: dict[str, Any]) -> float | None:
+    """Sampling temperature of a trace, None when unknown. Greedy decoding (rule ``greedy``, or
+    ``sampling.do_sample`` false) is temperature 0 whatever ``sampling.temperature`` says: the
+    decoder records the sampling parameters it was given, not the ones the greedy rule used."""
+    samp = header.get("sampling")
+    samp = samp if isinstance(samp, dict) else {}
+    if trace_rule_name(header) == "greedy" or samp.get("do_sample") is False:
+        return 0.0
+    t = samp.get("temperature")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None

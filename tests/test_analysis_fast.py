@@ -13,7 +13,10 @@ import polars as pl
 import pytest
 
 from specdec_diag.analysis import metrics
-from specdec_diag.analysis.rules import acceptance, base, data
+from specdec_diag.analysis.rules import base
+from specdec_diag.analysis.rules.acceptance._helpers import Unit, change_point
+from specdec_diag.analysis.rules.acceptance.acceptance_collapse import series
+from specdec_diag.analysis.rules.data.benchmark_artifact import identical_run
 from specdec_diag.schema import conform_windows
 
 N = 20_000
@@ -203,13 +206,13 @@ def test_rule_helpers_equal_per_row_definitions() -> None:
     w = _frame(5).sort("line")
     for _, g in w.group_by(["source", "engine_id"], maintain_order=True):
         t = base.timeline(g)
-        vals, ws, kept = acceptance._series(acceptance.Unit("u", "windows", g, None), None)
+        vals, ws, kept = series(Unit("u", "windows", g, None), None)
         rv, rw, rk = _series_ref(t)
         assert _same(vals, rv) and _same(ws, rw) and kept.equals(rk)
         for seg in (1, 3, 500):
-            assert _same(acceptance.change_point(vals, ws, seg), _change_point_ref(vals, ws, seg))
+            assert _same(change_point(vals, ws, seg), _change_point_ref(vals, ws, seg))
         for need in (2, 3, 4):
-            got, ref = data._identical_run(g, need), _identical_ref(g, need)
+            got, ref = identical_run(g, need), _identical_ref(g, need)
             assert (got is None and ref is None) or got.equals(ref)
         for cap in (0, 20, 10**6):
             pairs = {(s, ln): None for s, ln in g.select("source", "line").iter_rows()}
@@ -224,12 +227,12 @@ def test_change_point_edge_cases() -> None:
         vals = [rng.choice((rng.random(), 0.0, 1.0)) for _ in range(n)]
         ws = [rng.choice((0.0, 1.0, rng.uniform(0, 50))) for _ in range(n)]
         seg = rng.randint(1, 6)
-        assert _same(acceptance.change_point(vals, ws, seg), _change_point_ref(vals, ws, seg))
+        assert _same(change_point(vals, ws, seg), _change_point_ref(vals, ws, seg))
     # an identical run of windows whose lists differ only in the sign of a zero is no run
     g = pl.DataFrame({"source": ["a"] * 4, "line": [1, 2, 3, 4], "num_drafts": [5] * 4, "draft_tokens": [15] * 4,
                       "accepted_tokens": [3] * 4, "per_position_acceptance": [[0.5, 0.0], [0.5, -0.0]] * 2})
-    assert data._identical_run(g, 2) is None and _identical_ref(g, 2) is None
-    assert data._identical_run(g.with_columns(pl.lit([0.5, float("nan")]).alias("per_position_acceptance")),
+    assert identical_run(g, 2) is None and _identical_ref(g, 2) is None
+    assert identical_run(g.with_columns(pl.lit([0.5, float("nan")]).alias("per_position_acceptance")),
                                4).height == 4
 
 

@@ -305,8 +305,8 @@ def test_cli_rejects_a_missing_directory(tmp_path):
 
 @pytest.mark.parametrize("n, max_points", [(10, 20), (5000, 2000), (4001, 7)])
 def test_bucket_agrees_with_the_report_downsampler(n, max_points):
-    from specdec_diag.analysis.report import downsample
     from specdec_diag.dashboard_app.data import bucket
+    from specdec_diag.render.charts import downsample
 
     rng = random.Random(n)
     xs = [float(i) for i in range(n)]

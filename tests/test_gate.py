@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from specdec_diag.analysis import gate
 from specdec_diag.cli import app
+from specdec_diag.render import github
 from specdec_diag.schema import conform_windows
 
 runner = CliRunner()
@@ -123,15 +124,15 @@ def test_github_annotations_escape_and_summary(tmp_path):
         {"code": "DRAFTER_BROKEN", "severity": "error", "title": "50% of drafts: broken\nreally",
          "recommendation": "check weights", "locations": [{"path": "logs/a,b:c.log", "line": 12}]}]}
     res = gate.GateResult([gate.Check("acceptance_rate", "fail", "0.4 < 0.5")], rep)
-    ann = gate.github_annotations(res)
+    ann = github.github_annotations(res)
     assert ann[0].startswith("::error title=specdec-diag check acceptance_rate::0.4 < 0.5")
     assert ann[1].startswith("::error file=logs/a%2Cb%3Ac.log,line=12,title=DRAFTER_BROKEN::50%25 of drafts")
     assert "%0A" in ann[1] and "\n" not in ann[1]
     summary = tmp_path / "summary.md"
     printed = []
-    assert gate.emit_github(res, printed.append, {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert github.emit_github(res, printed.append, {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
     assert printed == ann and "FAILED" in summary.read_text()
-    assert not gate.emit_github(res, printed.append, {})
+    assert not github.emit_github(res, printed.append, {})
 
 
 # ---- the command ----------------------------------------------------------------------------------

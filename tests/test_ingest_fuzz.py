@@ -13,15 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specdec_diag.ingest import SOURCES, scan
-from specdec_diag.ingest.base import Parsed
-from specdec_diag.ingest.scan import lines_frame
+from specdec_diag.ingest.base import NO_OPTIONS, Parsed
+from specdec_diag.ingest.reading import chunk_marked, lines_frame, marker_regex
 from specdec_diag.schema import WINDOW_SCHEMA
 
 FIX = Path(__file__).parent / "fixtures"
 REAL_LINES = [ln for p in sorted(FIX.rglob("*")) if p.is_file() and p.suffix in (".log", ".txt", ".prom", ".jsonl")
               for ln in p.read_text(errors="replace").splitlines() if ln.strip()][:400]
-LINE_SOURCES = [m for m in SOURCES if getattr(m, "MARKERS", ())]
-ALL_MARKERS = sorted({mk for m in LINE_SOURCES for mk in m.MARKERS})
+LINE_SOURCES = [s for s in SOURCES if s.reads_lines]
+ALL_MARKERS = sorted({mk for s in LINE_SOURCES for mk in s.markers})
 # SPECDEC_FUZZ_EXAMPLES=400 for a deeper run; 30 keeps CI fast
 FUZZ = settings(max_examples=int(os.environ.get("SPECDEC_FUZZ_EXAMPLES", "30")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -59,11 +59,12 @@ def _check(p: Parsed) -> None:
 @given(st.lists(mangled(), min_size=1, max_size=25))
 def test_line_parsers_never_crash(texts):
     df = _frame(texts)
-    for mod in LINE_SOURCES:
-        mine = df.filter(pl.col("text").str.contains_any(list(mod.MARKERS)))
-        _check(mod.parse(mine, "fuzz.log"))
-        if hasattr(mod, "finalize"):
-            mod.finalize(mod.parse(mine, "fuzz.log").windows)
+    for src in LINE_SOURCES:
+        mine = df.filter(pl.col("text").str.contains_any(list(src.markers)))
+        p = src.parse(mine, "fuzz.log", NO_OPTIONS)
+        _check(p)
+        if src.finalize is not None:
+            src.finalize(p.windows)
 
 
 @FUZZ
@@ -72,9 +73,9 @@ def test_whole_file_parsers_and_scan_never_crash(blob, texts):
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "fuzz.jsonl"
         p.write_bytes(blob + "\n".join(texts).encode("utf-8", errors="replace"))
-        for mod in SOURCES:
-            if hasattr(mod, "parse_file"):
-                _check(mod.parse_file(p, str(p)))
+        for src in SOURCES:
+            if src.parse_file is not None:
+                _check(src.parse_file(p, str(p)))
         res = scan([p], use_cache=False)
         assert res.inputs.height == 1 and res.inputs["error"][0] is None
 
@@ -94,13 +95,11 @@ def test_line_numbers_are_exact(blob):
 def test_fast_reader_agrees_with_exact_reader(parts, eol):
     """The fused CSV split + filter must number and select lines exactly like the plain split (or
     notice it cannot, and fall back)."""
-    from specdec_diag.ingest.scan import _chunk_marked, _marker_regex
-
     blob = eol.join(parts)
-    rx = _marker_regex(ALL_MARKERS)
+    rx = marker_regex(ALL_MARKERS)
     exact = lines_frame(blob, 7)
     want = exact.filter(pl.col("text").str.contains(rx))
-    got, n = _chunk_marked(blob, 7, rx)
+    got, n = chunk_marked(blob, 7, rx)
     assert n == exact.height
     assert got["line"].to_list() == want["line"].to_list()
     assert got["text"].str.strip_chars_end("\r").to_list() == want["text"].str.strip_chars_end("\r").to_list()

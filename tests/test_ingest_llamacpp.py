@@ -1,5 +1,5 @@
 """llama.cpp: example summaries, llama-server per-request lines (three variants), per-step lines and
-cumulative statistics; expected numbers worked out by hand from log_formats.md §4."""
+cumulative statistics; expected numbers worked out by hand from docs/log-formats.md §4."""
 
 from __future__ import annotations
 

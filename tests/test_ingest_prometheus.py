@@ -1,6 +1,6 @@
 """Prometheus snapshots: vLLM V1/V0 counters, SGLang gauges, TGI histogram; snapshot splitting,
 differences (within and across files), counter resets. Expected numbers are worked out by hand
-from the counter definitions in log_formats.md §1.4, §2.4, §3.4, §5."""
+from the counter definitions in docs/log-formats.md §1.4, §2.4, §3.4, §5."""
 
 from __future__ import annotations
 

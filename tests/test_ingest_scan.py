@@ -3,6 +3,7 @@ Parquet cache (reuse, rebuild on change, corrupt entries, atomic writes) and the
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import importlib
 import os
@@ -19,6 +20,7 @@ from specdec_diag.ingest import SOURCES, scan, vllm
 from specdec_diag.schema import INPUT_SCHEMA
 
 S = importlib.import_module("specdec_diag.ingest.scan")  # the module (the package exports the function)
+R = importlib.import_module("specdec_diag.ingest.reading")
 FIX = Path(__file__).parent / "fixtures" / "vllm"
 
 
@@ -85,7 +87,7 @@ def test_marker_batches_do_not_change_results(tmp_path, monkeypatch):
 
 def test_lines_frame_numbers_match_python_splitlines():
     blob = b"a\n\nb\x1fc\r\n\xff\xfe junk\nlast no newline"
-    df = S.lines_frame(blob, 1)
+    df = R.lines_frame(blob, 1)
     assert df["line"].to_list() == [1, 2, 3, 4, 5]
     assert df["text"][3].endswith(" junk") and df["text"][4] == "last no newline"
 
@@ -105,7 +107,7 @@ def test_bad_files_never_abort(tmp_path, monkeypatch):
     (d / "denied.log").write_text("whatever\n")
     real = S.read_sample
 
-    def deny(path, n=S.SAMPLE_BYTES):
+    def deny(path, n=R.SAMPLE_BYTES):
         if path.name == "denied.log":
             raise PermissionError(13, "Permission denied")
         return real(path, n)
@@ -132,8 +134,7 @@ def test_parser_crash_becomes_malformed_row(tmp_path, monkeypatch):
     def boom(lines, source, **kw):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(vllm, "parse", boom)
-    res = scan([p], use_cache=False, sources=[vllm])
+    res = scan([p], use_cache=False, sources=[dataclasses.replace(vllm.SOURCE, parse=boom)])
     assert res.windows.height == 0
     assert "internal error in the vllm parser" in res.malformed["reason"][0]
 
@@ -219,8 +220,6 @@ def test_fingerprint_is_stable_and_content_keyed(logs):
 
 
 def test_mixed_engines_in_one_file(tmp_path):
-    if not any(getattr(m, "FAMILY", "") == "sglang" for m in SOURCES):
-        pytest.skip("sglang source not available")
     p = tmp_path / "compose.log"
     p.write_text(
         (FIX / "v1_b.log").read_text()
@@ -273,3 +272,29 @@ def test_cache_is_keyed_by_parser_code(logs, tmp_path, monkeypatch):
     monkeypatch.setattr(S, "code_key", lambda sources: real(sources) + "-edited")
     again = scan([logs], cache_dir=cache)
     assert len(calls) == 2 and again.fingerprint != first.fingerprint
+
+
+def test_code_key_covers_every_ingest_module():
+    """The cache key hashes every module of the package (a new or split parser module included)
+    and the schema module, so an edit anywhere in the parsing code misses old cache entries."""
+    from specdec_diag.ingest import cache
+
+    pkg = Path(cache.__file__).parent
+    hashed = {f.resolve() for f in cache.code_files()}
+    assert {f.resolve() for f in pkg.glob("*.py")} <= hashed
+    assert Path(importlib.import_module("specdec_diag.schema").__file__).resolve() in hashed
+
+
+def test_registry_lists_every_source_module():
+    """Every module that exports a SOURCE is in the explicit registry, once, under its family."""
+    pkg = Path(S.__file__).parent
+    exported = []
+    for f in sorted(pkg.glob("*.py")):
+        mod = importlib.import_module(f"specdec_diag.ingest.{f.stem}")
+        if hasattr(mod, "SOURCE"):
+            exported.append(mod.SOURCE)
+    assert sorted(s.family for s in exported) == sorted(s.family for s in SOURCES)
+    assert len({s.family for s in SOURCES}) == len(SOURCES)
+    for src in SOURCES:
+        assert src.parse is not None or src.parse_file is not None, src.family
+        assert bool(src.markers) == (src.parse is not None), src.family

@@ -1,5 +1,5 @@
 """SGLang decode/prefill lines: every documented variant, with numbers checked by hand against the
-definitions in log_formats.md §3 (accept len = 1 + accepted/verify step; accept rate A = al/N,
+definitions in docs/log-formats.md §3 (accept len = 1 + accepted/verify step; accept rate A = al/N,
 B = (al-1)/(N-1), jax = al/num_steps)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from _helpers import load_script, marker_lines
 
 from specdec_diag.ingest import sglang
 from specdec_diag.ingest._textparse import lines_from_texts
+from specdec_diag.ingest.definitions import fit_accept_rate_definition
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA
 
 FIX = Path(__file__).parent / "fixtures" / "sglang"
@@ -117,13 +118,13 @@ def test_malformed_lines_are_reported_with_line_numbers():
 def test_definition_fit_needs_numbers_not_guesses():
     # with only accept len 1.00 / rate 0.00 any N fits version B: k must stay unknown
     df = pl.DataFrame({"al": [1.0, 1.0], "ar": [0.0, 0.0]})
-    assert sglang._fit_definition(df, None, False) == ("B", None)
+    assert fit_accept_rate_definition(df, None, False) == ("B", None)
     # numbers that fit neither definition
     df = pl.DataFrame({"al": [2.0, 3.0], "ar": [0.9, 0.1]})
-    assert sglang._fit_definition(df, None, False) == ("unknown", None)
+    assert fit_accept_rate_definition(df, None, False) == ("unknown", None)
     # version A with N = 6 (floor 1/6)
     df = pl.DataFrame({"al": [1.0, 3.0, 4.2], "ar": [0.17, 0.5, 0.7]})
-    assert sglang._fit_definition(df, None, False) == ("A", 6)
+    assert fit_accept_rate_definition(df, None, False) == ("A", 6)
 
 
 def test_detect():

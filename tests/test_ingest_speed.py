@@ -12,7 +12,7 @@ import pytest
 
 from specdec_diag.ingest import scan, vllm
 
-S = importlib.import_module("specdec_diag.ingest.scan")  # the module (the package exports the function)
+R = importlib.import_module("specdec_diag.ingest.reading")  # the reader module
 
 PRE = "(APIServer pid=1) INFO 09-15 11:00:10 [loggers.py:123] "
 SPEC = ("SpecDecoding metrics: Mean acceptance length: 2.50, Accepted throughput: 10.00 tokens/s, Drafted "
@@ -100,7 +100,7 @@ def test_plain_reader_cuts_exactly_at_line_ends(tmp_path, seed, chunk):
     g = tmp_path / "x.log.gz"
     g.write_bytes(gzip.compress(blob))
     for f in (p, g):  # the seek reader (plain) and the carrying one (gz) cut at different places
-        pieces = list(S.iter_chunks(f, chunk))
+        pieces = list(R.iter_chunks(f, chunk))
         assert b"".join(pieces) == blob
         assert all(x.endswith(b"\n") for x in pieces[:-1]) and all(pieces)
         assert len(pieces) >= min(len(blob) // (chunk + 3000), 50)  # pieces stay near the asked size
@@ -113,7 +113,7 @@ def test_scan_line_numbers_match_a_plain_split(tmp_path):
     texts = blob.decode("utf-8", "replace").split("\n")[:-1]
     want_spec = [i + 1 for i, t in enumerate(texts) if vllm.M_V1 in t]
     want_thr = [i + 1 for i, t in enumerate(texts) if vllm.M_THR in t]
-    for chunk in (150, 4096, S.CHUNK_BYTES):
+    for chunk in (150, 4096, R.CHUNK_BYTES):
         res = scan([p], use_cache=False, chunk_bytes=chunk)
         w = res.windows
         assert w.filter(pl.col("format").str.starts_with("vllm-v1-spec"))["line"].to_list() == want_spec
@@ -121,8 +121,8 @@ def test_scan_line_numbers_match_a_plain_split(tmp_path):
         assert res.inputs["lines"].to_list() == [len(texts)]
 
 
-@pytest.mark.parametrize("size", [0, 1, S._NL_BLOCK - 1, S._NL_BLOCK, S._NL_BLOCK + 1, 3 * S._NL_BLOCK + 17])
+@pytest.mark.parametrize("size", [0, 1, R._NL_BLOCK - 1, R._NL_BLOCK, R._NL_BLOCK + 1, 3 * R._NL_BLOCK + 17])
 def test_newline_count_matches_bytes_count(size):
     rng = random.Random(size)
     blob = bytes(rng.choice(b"\nab\r\x00\xff") for _ in range(size))
-    assert S._count_newlines(blob) == blob.count(b"\n")
+    assert R._count_newlines(blob) == blob.count(b"\n")

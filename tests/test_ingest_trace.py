@@ -127,3 +127,19 @@ def test_gzipped_trace(tmp_path):
     gz.write_bytes(gzip.compress(plain.read_bytes()))
     a, b = scan([plain], use_cache=False), scan([gz], use_cache=False)
     assert b.steps.height == 5 and b.windows.drop("source").equals(a.windows.drop("source"))
+
+
+def test_read_trace_keeps_each_steps_line(tmp_path):
+    """Blank lines and a dropped truncated last line must not shift the recorded step lines: readers
+    (ingest, replay) report a step's line from the Trace instead of re-reading the file."""
+    from specdec_diag.schema import read_trace
+
+    p = tmp_path / "gaps.jsonl"
+    p.write_text(json.dumps(header()) + "\n\n" + json.dumps(STEPS[0]) + "\n\n\n" + json.dumps(STEPS[1]) + "\n"
+                 + json.dumps(STEPS[2]) + "\n" + '{"type": "step", "step": 3, "requ')
+    tr = read_trace(p)
+    assert tr.step_lines == [3, 6, 7] and len(tr.steps) == 3
+    assert [tr.step_line(i) for i in (0, 2, 3, -1)] == [3, 7, None, None]
+    assert tr.dropped and tr.dropped[0][0] == 8
+    res = scan([p], use_cache=False)
+    assert res.steps["line"].to_list() == [3, 6, 7]

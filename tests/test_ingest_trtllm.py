@@ -1,5 +1,5 @@
 """TensorRT-LLM iteration stats and per-request perf metrics in every layout we accept; numbers
-checked by hand against SpecDecodingStats (log_formats.md §6): acceptance length =
+checked by hand against SpecDecodingStats (docs/log-formats.md §6): acceptance length =
 (accepted + requests with drafts) / requests."""
 
 from __future__ import annotations

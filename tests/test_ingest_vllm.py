@@ -1,5 +1,5 @@
 """vLLM sources: one fixture per format variant, with numbers worked out by hand from the printed
-lines (log_formats.md §1-2, §8), and the identities the conversions must satisfy."""
+lines (docs/log-formats.md §1-2, §8), and the identities the conversions must satisfy."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _scan(tmp_path: Path, name: str, mtime: dt.datetime | None = None):
     if mtime is not None:
         ts = mtime.timestamp()
         os.utime(dst, (ts, ts))
-    return scan([dst], use_cache=False, sources=[vllm])
+    return scan([dst], use_cache=False, sources=[vllm.SOURCE])
 
 
 def _rows(res, **filters) -> list[dict]:
@@ -239,7 +239,7 @@ def test_sample_logs_match_their_generator_and_parse_cleanly():
     assert sorted(built) == sorted(p.name for p in SAMPLES.iterdir() if p.name != "README.md")
     for name, lines in built.items():
         assert (SAMPLES / name).read_text() == "\n".join(lines) + "\n", f"{name} is stale: rerun the script"
-    res = scan([SAMPLES], use_cache=False, sources=[vllm])
+    res = scan([SAMPLES], use_cache=False, sources=[vllm.SOURCE])
     assert res.malformed.height == 0 and res.inputs["records"].min() > 0
     iv = res.windows.filter(pl.col("window").is_in(["interval", "run"]) & pl.col("draft_tokens").is_not_null())
     ar = {Path(s).name: a for s, a in iv.group_by("source").agg(

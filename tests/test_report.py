@@ -1,4 +1,5 @@
-"""The report: exactly the §4 contract, JSON-safe, and renderers that carry the same facts."""
+"""The report: exactly the §4 contract (analysis.report), JSON-safe, and renderers (render/) that
+carry the same facts."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from specdec_diag.analysis import report as R
 from specdec_diag.cli import app
 from specdec_diag.ingest.base import STEPS_SCHEMA, IngestResult
+from specdec_diag.render import charts, figures, html_report, junit, markdown_report, terminal
 from specdec_diag.schema import CONTRACT_WINDOW_COLUMNS, INPUT_SCHEMA, REPORT_SCHEMA, conform_windows
 
 runner = CliRunner()
@@ -77,19 +79,19 @@ def test_empty_result_report():
     rep = R.build_report(IngestResult.empty())
     assert rep["windows"] == [] and rep["inputs"] == [] and not R.has_data(rep)
     json.dumps(rep, allow_nan=False)
-    assert "No data to chart" in R.render_html(rep)
+    assert "No data to chart" in html_report.render_html(rep)
 
 
 def test_html_is_one_offline_file_with_all_charts():
     rep = R.build_report(with_steps(result()))
     rep["findings"] = [FINDING]
-    page = R.render_html(rep)
+    page = html_report.render_html(rep)
     assert page.count("<html") == 1
     assert not re.search(r"<script[^>]+src=", page) and not re.search(r"<link[^>]+href=['\"]?http", page)
     from plotly.offline import get_plotlyjs
 
     assert page.count(get_plotlyjs()[:40]) == 1                                  # bundle inlined...
-    assert page.count('Plotly.newPlot') == len(R.figures(rep)) == 5                # ...once, five charts
+    assert page.count('Plotly.newPlot') == len(figures.figures(rep)) == 5                # ...once, five charts
     assert len(page) > 3_000_000
     assert "&lt;never&gt;" in page and "<never>" not in page                       # escaped
     for title in ("Acceptance rate over time", "Per-position acceptance", "Accepted length per step",
@@ -101,29 +103,29 @@ def test_downsample_keeps_the_pooled_rate():
     xs = list(range(10_000))
     ys = [0.2 if i % 2 else 0.8 for i in xs]
     ws = [1.0 if i % 2 else 3.0 for i in xs]
-    dx, dy = R.downsample(xs, ys, ws, max_points=1000)
+    dx, dy = charts.downsample(xs, ys, ws, max_points=1000)
     assert len(dx) == 1000 and dx[0] == 0 and dx[1] == 10
     assert dy[0] == pytest.approx((5 * 0.8 * 3 + 5 * 0.2) / 20)
-    assert R.downsample(xs[:5], ys[:5], ws[:5]) == (xs[:5], ys[:5])
+    assert charts.downsample(xs[:5], ys[:5], ws[:5]) == (xs[:5], ys[:5])
 
 
 def test_long_series_are_downsampled_in_the_html():
     rep = R.build_report(result(4000))
-    fig = R.figures(rep)[0][1]
-    assert len(fig.data[0].x) <= R.MAX_POINTS
+    fig = figures.figures(rep)[0][1]
+    assert len(fig.data[0].x) <= charts.MAX_POINTS
 
 
 def test_accepted_length_distribution_from_per_position():
-    d, basis = R.accepted_length_distribution({"per_position_acceptance": [0.7, 0.5, 0.3]})
+    d, basis = charts.accepted_length_distribution({"per_position_acceptance": [0.7, 0.5, 0.3]})
     assert basis.startswith("derived") and d == pytest.approx({0: 0.3, 1: 0.2, 2: 0.2, 3: 0.3})
-    d, basis = R.accepted_length_distribution({"accepted_length_histogram": {"0": 1, "3": 3}})
+    d, basis = charts.accepted_length_distribution({"accepted_length_histogram": {"0": 1, "3": 3}})
     assert basis == "trace steps" and d == {0: 0.25, 3: 0.75}
 
 
 def test_junit_one_case_per_rule_with_failures_for_errors():
     rep = R.build_report(result())
     rep["findings"] = [FINDING, WARN]
-    root = ET.fromstring(R.render_junit(rep, [{"name": "acceptance_rate", "status": "insufficient",
+    root = ET.fromstring(junit.render_junit(rep, [{"name": "acceptance_rate", "status": "insufficient",
                                                "message": "need 500 draft tokens"}]))
     cases = {c.get("name"): c for c in root.iter("testcase")}
     assert cases["DRAFTER_BROKEN"].find("failure") is not None
@@ -132,7 +134,7 @@ def test_junit_one_case_per_rule_with_failures_for_errors():
     assert cases["acceptance_rate"].find("skipped") is not None
     suite = root.find("testsuite")
     assert suite.get("failures") == "1" and int(suite.get("tests")) == len(cases) and suite.get("skipped") == "1"
-    strict = ET.fromstring(R.render_junit(rep, fail_severities=("error", "warning")))  # check --fail-on warning
+    strict = ET.fromstring(junit.render_junit(rep, fail_severities=("error", "warning")))  # check --fail-on warning
     assert {c.get("name") for c in strict.iter("testcase") if c.find("failure") is not None} == {
         "DRAFTER_BROKEN", "K_TOO_LARGE"}
 
@@ -140,10 +142,10 @@ def test_junit_one_case_per_rule_with_failures_for_errors():
 def test_markdown_and_terminal_carry_the_numbers_and_findings():
     rep = R.build_report(result())
     rep["findings"] = [FINDING, WARN]
-    md = R.render_markdown(rep)
+    md = markdown_report.render_markdown(rep)
     assert "| acceptance rate | 50.0 % |" in md and "[ERROR] `DRAFTER_BROKEN`" in md and "`a.log:3`" in md
     buf = Console(record=True, width=140, file=io.StringIO())
-    R.render_terminal(rep, buf)
+    terminal.render_terminal(rep, buf)
     out = buf.export_text()
     assert "DRAFTER_BROKEN" in out and "check the draft weights" in out and "50.0 %" in out
     assert out.index("DRAFTER_BROKEN") < out.index("K_TOO_LARGE")
@@ -204,3 +206,23 @@ def test_report_and_check_never_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_one_json_converter_for_every_writer():
+    """schema.jsonable: NaN/inf -> null, dates -> ISO, tuples and numpy values -> plain JSON; the
+    json.dumps default built on it still refuses what it cannot convert."""
+    import numpy as np
+
+    from specdec_diag.schema import json_default, jsonable
+
+    got = jsonable({"a": (1, float("nan")), "b": np.float32(0.5), "c": np.arange(3), "d": T0, 4: float("-inf")})
+    assert got == {"a": [1, None], "b": 0.5, "c": [0, 1, 2], "d": "2026-03-01T12:00:00+00:00", "4": None}
+    assert json.dumps({"n": np.int64(7)}, default=json_default) == '{"n": 7}'
+    with pytest.raises(TypeError, match="set"):
+        json.dumps({1, 2}, default=json_default)
+
+
+def test_exit_codes_are_the_documented_contract():
+    from specdec_diag.exit_codes import ExitCode
+
+    assert [(c.name, int(c)) for c in ExitCode] == [("OK", 0), ("FAILED", 1), ("USAGE", 2), ("NO_DATA", 3)]

@@ -16,8 +16,8 @@ from cases import LOGS, corrupt_structure  # noqa: E402
 from synth import Spec, make_trace, write_trace  # noqa: E402
 
 from specdec_diag.analysis.rules import run_rules  # noqa: E402
-from specdec_diag.analysis.rules.acceptance import change_point  # noqa: E402
-from specdec_diag.analysis.rules.performance import _fit  # noqa: E402
+from specdec_diag.analysis.rules.acceptance._helpers import change_point  # noqa: E402
+from specdec_diag.analysis.rules.performance.sequential_verify import verify_fit  # noqa: E402
 from specdec_diag.ingest import scan  # noqa: E402
 
 
@@ -158,10 +158,10 @@ def test_change_point_and_verify_fit():
     g = [1, 2, 3, 4, 5, 6] * 5
     seq = pl.DataFrame({"gamma_drafted": g, "verify_ms": [10.0 * (x + 1) for x in g]})
     par = pl.DataFrame({"gamma_drafted": g, "verify_ms": [10.0 + 0.3 * (x + 1) for x in g]})
-    assert _fit(seq)["marginal_cost"] == pytest.approx(1.0)
-    assert _fit(par)["marginal_cost"] == pytest.approx(0.3 / 10.3)
-    assert _fit(pl.DataFrame({"gamma_drafted": [4] * 9, "verify_ms": [1.0] * 9})) is None
-    assert math.isfinite(_fit(seq)["slope_ms"])
+    assert verify_fit(seq)["marginal_cost"] == pytest.approx(1.0)
+    assert verify_fit(par)["marginal_cost"] == pytest.approx(0.3 / 10.3)
+    assert verify_fit(pl.DataFrame({"gamma_drafted": [4] * 9, "verify_ms": [1.0] * 9})) is None
+    assert math.isfinite(verify_fit(seq)["slope_ms"])
 
 
 def test_hidden_sequential_verify_caught_against_the_baseline(tmp_path):

@@ -1,3 +1,4 @@
-"""Analysis: metric definitions (metrics), Leviathan theory (theory), diagnosis rules (rules), the
-report (report) and the CI gate (gate). Never imports torch; submodules are imported on use so the
-dashboard can take metrics without pulling in the renderers."""
+"""Analysis computes and decides: metric definitions (metrics), Leviathan theory (theory), diagnosis
+rules (rules), the report dict (report) and the CI gate's checks (gate). It never presents (that is
+:mod:`specdec_diag.render`) and never imports torch, rich, plotly, streamlit or xml
+(tests/test_layers.py)."""

@@ -1,6 +1,7 @@
 """The CI gate: absolute floors (acceptance rate, MAL), a noise-aware comparison against a baseline
-report, and a fail-on-findings policy. Exit codes: 0 pass, 1 failed, 2 usage/unreadable, 3 not enough
-data to judge.
+report, and a fail-on-findings policy. Exit codes (:class:`specdec_diag.exit_codes.ExitCode`): 0 pass,
+1 failed, 2 usage/unreadable, 3 not enough data to judge. How a verdict is shown (terminal, JUnit,
+GitHub annotations) lives in :mod:`specdec_diag.render`.
 
 Acceptance is a ratio of counts whose window-to-window spread comes from the workload mix, not from
 token-level coin flips, so the baseline comparison treats *windows* as the unit: the pooled
@@ -13,7 +14,6 @@ run-to-run noise passes and a real regression does not.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,16 @@ from typing import Any
 import polars as pl
 
 from specdec_diag.analysis import metrics
+from specdec_diag.analysis.report import build_report, has_data
+from specdec_diag.analysis.rules import Thresholds
+from specdec_diag.analysis.rules.thresholds import read_toml
+from specdec_diag.exit_codes import ExitCode
+from specdec_diag.ingest.base import IngestResult
 from specdec_diag.schema import REPORT_SCHEMA, conform_windows
 
-FAIL_ON = ("error", "warning", "never")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DATA = 0, 1, 2, 3
+#: finding severities that fail the build under each ``fail_on`` policy
+FAIL_SEVERITIES: dict[str, tuple[str, ...]] = {"error": ("error",), "warning": ("error", "warning"), "never": ()}
+FAIL_ON = tuple(FAIL_SEVERITIES)
 
 
 class GateError(ValueError):
@@ -77,8 +83,6 @@ class GateConfig:
 def load_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read specdec-check.toml: the ``[check]`` values (type-checked, paths made relative to the
     file) and the raw ``[thresholds]`` table for the rules."""
-    from specdec_diag.analysis.rules.thresholds import read_toml
-
     path = Path(path)
     data = read_toml(path, GateError)
     check = data.get("check", {})
@@ -232,35 +236,25 @@ class Check:
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
 
-    def junit_case(self) -> dict[str, Any]:
-        text = self.message + "".join(f"\n  {k}: {_fmt(v)}" for k, v in self.evidence.items())
-        return {"name": self.name, "status": self.status, "message": self.message, "text": text}
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return str(v)
-
 
 @dataclass
 class GateResult:
+    """The checks of one gate run and the report they judged."""
+
     checks: list[Check]
     report: dict[str, Any]
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if any(c.status == "fail" for c in self.checks):
-            return EXIT_FAILED
+            return ExitCode.FAILED
         if any(c.status == "insufficient" for c in self.checks):
-            return EXIT_NO_DATA
-        return EXIT_OK
+            return ExitCode.NO_DATA
+        return ExitCode.OK
 
     @property
     def passed(self) -> bool:
-        return self.exit_code == EXIT_OK
+        return self.exit_code == ExitCode.OK
 
 
 def _floor_check(name: str, value: float | None, floor: float, summary: dict[str, Any], cfg: GateConfig,
@@ -311,7 +305,7 @@ def baseline_check(cur_units: pl.DataFrame, baseline: dict[str, Any], cfg: GateC
 
 
 def findings_check(report: dict[str, Any], fail_on: str) -> Check:
-    sev = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[fail_on]
+    sev = FAIL_SEVERITIES[fail_on]
     hits = [f for f in report["findings"] if f["severity"] in sev]
     counts = {s: sum(f["severity"] == s for f in report["findings"]) for s in ("error", "warning", "info")}
     ev: dict[str, Any] = {**counts, "fail_on": fail_on, "codes": sorted({f["code"] for f in hits})}
@@ -322,11 +316,9 @@ def findings_check(report: dict[str, Any], fail_on: str) -> Check:
                  else "findings do not fail the build (fail_on = never)", ev)
 
 
-def run_gate(result: Any, cfg: GateConfig, thresholds: Any = None, baseline: dict[str, Any] | None = None,
-             report: dict[str, Any] | None = None) -> GateResult:
+def run_gate(result: IngestResult, cfg: GateConfig, thresholds: Thresholds | None = None,
+             baseline: dict[str, Any] | None = None, report: dict[str, Any] | None = None) -> GateResult:
     """All checks for one ingest result. ``baseline`` is a loaded report (see :func:`load_baseline`)."""
-    from specdec_diag.analysis.report import build_report, has_data
-
     cfg.validate()
     report = report or build_report(result, thresholds)
     s = report["summary"]
@@ -348,79 +340,11 @@ def run_gate(result: Any, cfg: GateConfig, thresholds: Any = None, baseline: dic
     return GateResult(checks, report)
 
 
-# ---------------------------------------------------------------------------------------------
-# CI output
-# ---------------------------------------------------------------------------------------------
-
-
-def _esc_data(s: str) -> str:
-    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _esc_prop(s: str) -> str:
-    return _esc_data(s).replace(":", "%3A").replace(",", "%2C")
-
-
-def github_annotations(gate: GateResult, limit: int = 50) -> list[str]:
-    """GitHub workflow commands: one per finding location (error/warning/notice by severity) and one
-    ``::error`` per failed gate check. Capped: GitHub shows only a few per step anyway."""
-    cmd = {"error": "error", "warning": "warning", "info": "notice"}
-    out = []
-    for c in gate.checks:
-        if c.status == "fail":
-            out.append(f"::error title={_esc_prop('specdec-diag check ' + c.name)}::{_esc_data(c.message)}")
-    for f in gate.report["findings"]:
-        for loc in f.get("locations") or []:
-            props = [f"file={_esc_prop(str(loc.get('path')))}"]
-            if loc.get("line") is not None:
-                props.append(f"line={int(loc['line'])}")
-            props.append(f"title={_esc_prop(f['code'])}")
-            out.append(f"::{cmd.get(f['severity'], 'notice')} {','.join(props)}::"
-                       f"{_esc_data(f['title'] + ' — ' + (f.get('recommendation') or ''))}")
-    return out[:limit]
-
-
-def step_summary_markdown(gate: GateResult) -> str:
-    """Markdown for $GITHUB_STEP_SUMMARY: the verdict, the checks, the key numbers and the findings."""
-    icon = {"pass": "✅", "fail": "❌", "insufficient": "⚠️"}
-    verdict = {EXIT_OK: "passed", EXIT_FAILED: "FAILED", EXIT_NO_DATA: "not enough data"}[gate.exit_code]
-    s = gate.report["summary"]
-    lines = [f"## specdec-diag check: {verdict}", "", "| check | status | detail |", "|---|---|---|"]
-    for c in gate.checks:
-        lines.append(f"| {c.name} | {icon[c.status]} {c.status} | {c.message.replace('|', '/')} |")
-    lines += ["", "| metric | value |", "|---|---|"]
-    for key in ("engine", "k", "draft_tokens", "acceptance_rate", "mean_acceptance_length", "alpha_mle"):
-        v = s.get(key)
-        lines.append(f"| {key} | {_fmt(v) if v is not None else '-'} |")
-    fs = gate.report["findings"]
-    if fs:
-        lines += ["", "| severity | code | title |", "|---|---|---|"]
-        for f in fs[:30]:
-            lines.append(f"| {f['severity']} | `{f['code']}` | {f['title'].replace('|', '/')} |")
-    return "\n".join(lines) + "\n"
-
-
-def emit_github(gate: GateResult, echo: Any = print, env: dict[str, str] | None = None) -> bool:
-    """When running under GitHub Actions, print annotations and append the step summary."""
-    env = dict(os.environ) if env is None else env
-    if env.get("GITHUB_ACTIONS") != "true":
-        return False
-    for line in github_annotations(gate):
-        echo(line)
-    path = env.get("GITHUB_STEP_SUMMARY")
-    if path:
-        text = step_summary_markdown(gate)
-        if len(text.encode()) < 1_000_000:  # GitHub caps the summary at 1 MiB
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(text)
-    return True
-
-
 def insufficient_note(checks: list[Check]) -> str:
     """One line naming what was missing, for the exit-3 message."""
     return "; ".join(c.message for c in checks if c.status == "insufficient")
 
 
-__all__ = ["GateConfig", "GateError", "GateResult", "Check", "load_config", "load_baseline", "acceptance_units",
-           "pooled_rate", "median_mad", "bootstrap_diff", "baseline_check", "run_gate", "github_annotations",
-           "step_summary_markdown", "emit_github"]
+__all__ = ["FAIL_ON", "FAIL_SEVERITIES", "GateConfig", "GateError", "GateResult", "Check", "load_config",
+           "load_baseline", "acceptance_units", "pooled_rate", "median_mad", "bootstrap_diff", "baseline_check",
+           "findings_check", "run_gate", "insufficient_note"]

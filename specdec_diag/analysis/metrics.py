@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from specdec_diag.analysis import theory
+from specdec_diag.schema import trace_is_baseline
 
 #: kinds of window rows, in order of preference when one source has several (see aggregation_rows)
 WINDOW_PRECEDENCE = ("interval", "request", "run", "cumulative")
@@ -28,7 +29,6 @@ WINDOW_PRECEDENCE = ("interval", "request", "run", "cumulative")
 SPEC_COLUMNS = ("num_drafts", "draft_tokens", "accepted_tokens", "acceptance_rate", "mean_acceptance_length")
 #: trace header / config keys that carry a plain autoregressive baseline (ms per emitted token)
 BASELINE_KEYS = ("baseline_ms_per_token", "ar_ms_per_token")
-_AR_MODES = ("ar", "autoregressive", "baseline")
 
 
 @dataclass(frozen=True)
@@ -531,8 +531,7 @@ def baseline_ms_per_token(result: Any) -> float | None:
                 continue
             if f > 0:
                 return f
-    ar_sources = [h.get("source") for h in getattr(result, "headers", []) or []
-                  if str(h.get("mode", "")).lower() in _AR_MODES]
+    ar_sources = [h.get("source") for h in getattr(result, "headers", []) or [] if trace_is_baseline(h)]
     steps = getattr(result, "steps", None)
     if ar_sources and steps is not None and steps.height:
         ar = steps.filter(pl.col("source").is_in(ar_sources))
@@ -550,7 +549,7 @@ def achieved_speedup(result: Any) -> float | None:
     steps = getattr(result, "steps", None)
     if base is None or steps is None or steps.height == 0:
         return None
-    ar_sources = {h.get("source") for h in result.headers if str(h.get("mode", "")).lower() in _AR_MODES}
+    ar_sources = {h.get("source") for h in result.headers if trace_is_baseline(h)}
     spec = steps.filter(~pl.col("source").is_in(list(ar_sources))) if ar_sources else steps
     g = goodput(spec)
     return None if not g else base * g / 1000.0

@@ -6,11 +6,14 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-# Exit codes shared by every command (ARCHITECTURE.md §4).
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_USAGE = 2
-EXIT_NO_DATA = 3
+from specdec_diag.exit_codes import ExitCode
+
+# Names kept for cli/decode.py and cli/replay.py until they import ExitCode themselves; the codes
+# are defined once, in specdec_diag.exit_codes.ExitCode (docs/architecture.md §4).
+EXIT_OK = ExitCode.OK
+EXIT_CHECK_FAILED = ExitCode.FAILED
+EXIT_USAGE = ExitCode.USAGE
+EXIT_NO_DATA = ExitCode.NO_DATA
 
 app = typer.Typer(
     name="specdec-diag",
@@ -24,7 +27,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+def fail(message: str, code: int = ExitCode.USAGE) -> typer.Exit:
     """Print a one-line error to stderr and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)

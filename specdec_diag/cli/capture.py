@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-from specdec_diag.cli._app import EXIT_CHECK_FAILED, EXIT_USAGE, app, console, err_console, fail
+from specdec_diag.cli._app import app, console, err_console, fail
+from specdec_diag.exit_codes import ExitCode
 
 
 @app.command()
@@ -68,10 +69,10 @@ def capture(
                                   engine=engine, model=model, timeout=timeout, scrape=not no_metrics,
                                   progress=lambda done, n: bar.update(task, completed=done))
     except CaptureError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
+        raise fail(str(exc), ExitCode.USAGE) from None
     acc, drafted = summary.get("accepted_tokens"), summary.get("draft_tokens")
     rate = f", acceptance {acc / drafted:.3f} ({acc}/{drafted})" if acc is not None and drafted else ""
     console.print(f"{summary['ok']}/{summary['requests']} requests, {summary['output_tokens']} tokens in "
                   f"{summary['wall_s']:.1f} s{rate} -> {out / 'requests.jsonl'}", highlight=False)
     if summary["errors"]:
-        raise typer.Exit(EXIT_CHECK_FAILED)
+        raise typer.Exit(ExitCode.FAILED)

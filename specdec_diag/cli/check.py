@@ -9,11 +9,17 @@ flags override it. Under GitHub Actions it also prints annotations and writes th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from specdec_diag.cli._app import EXIT_USAGE, app, console, err_console, fail
+from specdec_diag.cli._app import app, console, err_console, fail
 from specdec_diag.cli.report import find_config, input_errors, load_inputs, write_output
+from specdec_diag.exit_codes import ExitCode
+
+if TYPE_CHECKING:  # the library is imported inside the command: `specdec-diag --help` stays instant
+    from specdec_diag.analysis.gate import GateConfig
+    from specdec_diag.analysis.rules import Thresholds
 
 
 @app.command()
@@ -36,71 +42,55 @@ def check(
 ) -> None:
     """Gate CI on speculative-decoding acceptance: thresholds, a baseline, and error findings."""
     from specdec_diag.analysis import gate
-    from specdec_diag.analysis.report import render_json, render_junit
+    from specdec_diag.render.github import emit_github
+    from specdec_diag.render.json_report import render_json
+    from specdec_diag.render.junit import render_gate_junit
+    from specdec_diag.render.terminal import print_check
 
-    cfg_path = find_config(config)
-    values: dict = {}
-    thresholds = None
-    try:
-        if cfg_path is not None:
-            values, th_table = gate.load_config(cfg_path)
-            if th_table:
-                from specdec_diag.analysis.rules import Thresholds
-
-                thresholds = Thresholds().with_overrides(th_table, where=str(cfg_path))
-        flags = {"min_acceptance": min_acceptance, "min_mal": min_mal, "max_drop": max_drop, "fail_on": fail_on,
-                 "baseline": str(baseline) if baseline else None, "junit": str(junit) if junit else None}
-        values.update({k: v for k, v in flags.items() if v is not None})
-        cfg = gate.GateConfig(**values).validate("check" if cfg_path is None else str(cfg_path))
-        base = gate.load_baseline(cfg.baseline) if cfg.baseline else None
-    except (gate.GateError, ValueError) as exc:
-        raise fail(str(exc)) from None
-
+    flags = {"min_acceptance": min_acceptance, "min_mal": min_mal, "max_drop": max_drop, "fail_on": fail_on,
+             "baseline": str(baseline) if baseline else None, "junit": str(junit) if junit else None}
+    cfg, thresholds, base = _settings(find_config(config), flags)
     result = load_inputs(paths, no_cache)
     errors = input_errors(result)
     for line in errors:
         err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
     outcome = gate.run_gate(result, cfg, thresholds, base)
 
-    _print(outcome, cfg)
+    print_check(outcome, console)
     if cfg.junit:
-        cases = [c.junit_case() for c in outcome.checks if c.name != "findings"]
-        failing = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[cfg.fail_on]
-        write_output(render_junit(outcome.report, cases, suite="specdec-diag check", fail_severities=failing),
-                     Path(cfg.junit))
+        write_output(render_gate_junit(outcome, cfg.fail_on), Path(cfg.junit))
     if write_report:
         write_output(render_json(outcome.report), write_report)
-    gate.emit_github(outcome, echo=typer.echo)
+    emit_github(outcome, echo=typer.echo)
     if errors:
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     code = outcome.exit_code
-    if code == gate.EXIT_NO_DATA:
+    if code == ExitCode.NO_DATA:
         err_console.print(f"not enough data: {gate.insufficient_note(outcome.checks)}", highlight=False,
                           soft_wrap=True)
     raise typer.Exit(code)
 
 
-def _print(outcome, cfg) -> None:
-    from rich.table import Table
-    from rich.text import Text
+def _settings(cfg_path: Path | None, flags: dict[str, Any]
+              ) -> tuple[GateConfig, Thresholds | None, dict[str, Any] | None]:
+    """The gate config ([check] of the config file, overridden by the flags that were given), the
+    rules' thresholds and the loaded baseline report; a bad value is a usage error (exit 2)."""
+    from specdec_diag.analysis import gate
+    from specdec_diag.analysis.rules import Thresholds
 
-    style = {"pass": "green", "fail": "bold red", "insufficient": "yellow"}
-    t = Table(title="specdec-diag check", title_justify="left", show_edge=False)
-    t.add_column("check", style="bold")
-    t.add_column("status")
-    t.add_column("detail", overflow="fold")
-    for c in outcome.checks:
-        t.add_row(c.name, Text(c.status, style=style[c.status]), c.message)
-    console.print(t)
-    shown = [f for f in outcome.report["findings"] if f["severity"] in ("error", "warning")]
-    for f in shown[:20]:
-        loc = (f.get("locations") or [{}])[0]
-        where = f" ({loc.get('path')}:{loc.get('line')})" if loc.get("path") else ""
-        console.print(Text(f"  {f['severity'].upper():<7} {f['code']}: {f['title']}{where}",
-                           style="red" if f["severity"] == "error" else "yellow"), overflow="fold")
-    verdict = {0: ("PASSED", "bold green"), 1: ("FAILED", "bold red"), 3: ("NOT ENOUGH DATA", "bold yellow")}
-    text, st = verdict[outcome.exit_code]
-    console.print(Text(text, style=st))
+    values: dict[str, Any] = {}
+    thresholds = None
+    try:
+        if cfg_path is not None:
+            values, th_table = gate.load_config(cfg_path)
+            if th_table:
+                thresholds = Thresholds().with_overrides(th_table, where=str(cfg_path))
+        values.update({k: v for k, v in flags.items() if v is not None})
+        cfg = gate.GateConfig(**values).validate("check" if cfg_path is None else str(cfg_path))
+        base = gate.load_baseline(cfg.baseline) if cfg.baseline else None
+    except (gate.GateError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    return cfg, thresholds, base
 
 
 __all__ = ["check"]

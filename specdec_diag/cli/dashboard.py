@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from specdec_diag.cli._app import EXIT_OK, EXIT_USAGE, app, console, fail
+from specdec_diag.cli._app import app, console, fail
+from specdec_diag.exit_codes import ExitCode
 
 
 def streamlit_command(app_path: Path, host: str, port: int) -> list[str]:
@@ -34,15 +35,15 @@ def dashboard(
     """Browse a log directory in the dashboard (Overview, Acceptance, Bottlenecks, Findings, Trace explorer,
     Compare)."""
     if not logdir.exists():
-        raise fail(f"{logdir}: no such directory", EXIT_USAGE)
+        raise fail(f"{logdir}: no such directory", ExitCode.USAGE)
     if not logdir.is_dir():
-        raise fail(f"{logdir}: not a directory (the dashboard opens a directory of logs)", EXIT_USAGE)
+        raise fail(f"{logdir}: not a directory (the dashboard opens a directory of logs)", ExitCode.USAGE)
     if not 0 < port < 65536:
-        raise fail(f"--port {port}: not a valid port", EXIT_USAGE)
+        raise fail(f"--port {port}: not a valid port", ExitCode.USAGE)
     try:
         import streamlit  # noqa: F401
     except ImportError:
-        raise fail("streamlit is not installed (pip install specdec-diag)", EXIT_USAGE) from None
+        raise fail("streamlit is not installed (pip install specdec-diag)", ExitCode.USAGE) from None
     from specdec_diag.dashboard_app import APP_PATH, ROOT_ENV
 
     env = dict(os.environ)
@@ -54,5 +55,5 @@ def dashboard(
     try:
         rc = subprocess.call(streamlit_command(APP_PATH, host, port), env=env)
     except KeyboardInterrupt:
-        rc = EXIT_OK
+        rc = ExitCode.OK
     raise typer.Exit(rc)

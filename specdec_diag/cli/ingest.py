@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from specdec_diag.cli._app import EXIT_NO_DATA, app, console, fail
+from specdec_diag.cli._app import app, console, fail
+from specdec_diag.exit_codes import ExitCode
 
 #: total input size above which a progress bar is shown (smaller scans finish before it would draw).
 PROGRESS_MIN_BYTES = 50 * 1024 * 1024
@@ -24,10 +25,10 @@ def ingest(
 ) -> None:
     """Parse engine logs, bench outputs, metrics dumps and specdec traces into normalised tables."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
 
     from specdec_diag.ingest import scan
     from specdec_diag.ingest.scan import iter_files
+    from specdec_diag.render.terminal import print_ingest
     from specdec_diag.schema import write_parquet_atomic
 
     for p in paths:
@@ -53,16 +54,7 @@ def ingest(
     else:
         res = scan(paths, use_cache=not no_cache, cache_dir=cache_dir)
 
-    table = Table(title="ingested", show_lines=False)
-    for col, just in (("file", "left"), ("format", "left"), ("lines", "right"), ("records", "right"),
-                      ("malformed", "right"), ("error", "left")):
-        table.add_column(col, justify=just, overflow="fold")
-    for row in res.inputs.iter_rows(named=True):
-        table.add_row(row["path"], (row["format"] or "-").replace(",", "\n"), str(row["lines"] or 0),
-                      str(row["records"] or 0), str(row["malformed"] or 0), row["error"] or "")
-    console.print(table)
-    console.print(f"{res.windows.height} windows, {res.steps.height} trace steps, {res.configs.height} config "
-                  f"facts, {res.malformed.height} malformed lines; fingerprint {res.fingerprint}", highlight=False)
+    print_ingest(res, console)
 
     if out is not None:
         try:
@@ -73,4 +65,4 @@ def ingest(
         console.print(f"wrote {out}/{{windows,steps,malformed,configs,inputs}}.parquet", highlight=False)
 
     if res.windows.height == 0 and res.steps.height == 0:
-        raise fail("no speculative-decoding records found in " + ", ".join(str(p) for p in paths), EXIT_NO_DATA)
+        raise fail("no speculative-decoding records found in " + ", ".join(str(p) for p in paths), ExitCode.NO_DATA)

@@ -15,7 +15,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from specdec_diag.cli._app import EXIT_CHECK_FAILED, EXIT_NO_DATA, EXIT_OK, EXIT_USAGE, console, fail
+from specdec_diag.cli._app import console, fail
+from specdec_diag.exit_codes import ExitCode
 
 
 def replay_capture(path: Path, *, target: Path | None, device: str, dtype: str, z_crit: float, show: int,
@@ -27,11 +28,11 @@ def replay_capture(path: Path, *, target: Path | None, device: str, dtype: str, 
     try:
         rf = read_requests(path)
     except RequestsFileError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
+        raise fail(str(exc), ExitCode.USAGE) from None
     try:
         import torch  # noqa: F401  (the decoder extra)
     except ImportError:
-        raise fail("replay needs the decoder extra: pip install 'specdec-diag[decoder]'", EXIT_USAGE) from None
+        raise fail("replay needs the decoder extra: pip install 'specdec-diag[decoder]'", ExitCode.USAGE) from None
     from transformers.utils import logging as hf_logging
 
     from specdec_diag.decoder.models import ModelLoadError
@@ -41,15 +42,15 @@ def replay_capture(path: Path, *, target: Path | None, device: str, dtype: str, 
     try:
         result = replay_requests(rf, target, device=device, dtype=dtype, z_crit=z_crit)
     except (ModelLoadError, ValueError, OSError, RuntimeError) as exc:
-        raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, EXIT_USAGE) from None
+        raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, ExitCode.USAGE) from None
     t = result["totals"]
     if as_json:
         sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
     else:
         render(result, show)
     if t["requests"] == t["skipped"]:
-        raise typer.Exit(EXIT_NO_DATA)
-    raise typer.Exit(EXIT_OK if t["verdict"] == "ok" else EXIT_CHECK_FAILED)
+        raise typer.Exit(ExitCode.NO_DATA)
+    raise typer.Exit(ExitCode.OK if t["verdict"] == "ok" else ExitCode.FAILED)
 
 
 def _p(x: float) -> str:

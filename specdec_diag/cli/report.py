@@ -7,13 +7,18 @@ piped. Exit codes: 0 ok, 2 missing or unreadable input / bad config, 3 no specul
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from specdec_diag.cli._app import EXIT_NO_DATA, EXIT_USAGE, app, console, err_console, fail
+from specdec_diag.cli._app import app, console, err_console, fail
+from specdec_diag.exit_codes import ExitCode
+from specdec_diag.render import FORMATS
 
-FORMATS = ("terminal", "markdown", "html", "json", "junit")
+if TYPE_CHECKING:  # the library is imported inside the commands: `specdec-diag --help` stays instant
+    from specdec_diag.analysis.rules import Thresholds
+    from specdec_diag.ingest.base import IngestResult
+
 DEFAULT_CONFIG = "specdec-check.toml"
 
 
@@ -27,21 +32,19 @@ def find_config(config: Path | None) -> Path | None:
     return default if default.is_file() else None
 
 
-def load_thresholds(config: Path | None) -> Any:
+def load_thresholds(config: Path | None) -> Thresholds | None:
     """The rules' thresholds from the config's [thresholds] table (defaults without a config)."""
     if config is None:
         return None
-    try:
-        from specdec_diag.analysis.rules import Thresholds
-    except ImportError:
-        return None
+    from specdec_diag.analysis.rules import Thresholds
+
     try:
         return Thresholds.from_toml(config)
     except ValueError as exc:
         raise fail(str(exc)) from None
 
 
-def load_inputs(paths: list[Path], no_cache: bool) -> Any:
+def load_inputs(paths: list[Path], no_cache: bool) -> IngestResult:
     """Scan PATHs (files or directories, .gz transparently) with a progress bar on a terminal.
     A missing PATH is a usage error (exit 2) before any work is done."""
     for p in paths:
@@ -63,7 +66,7 @@ def load_inputs(paths: list[Path], no_cache: bool) -> Any:
         return scan(paths, use_cache=not no_cache, progress=progress)
 
 
-def input_errors(result: Any) -> list[str]:
+def input_errors(result: IngestResult) -> list[str]:
     """One ``path: error`` line per input that could not be read."""
     inputs = result.inputs
     if inputs.height == 0 or "error" not in inputs.columns:
@@ -89,15 +92,15 @@ def write_output(text: str, out: Path | None) -> None:
 @app.command()
 def report(
     paths: list[Path] = typer.Argument(..., help="Log files, traces or directories (recursive; .gz read transparently)."),
-    format: str = typer.Option("terminal", "--format", "-f",
-                               help="terminal | markdown | html | json | junit"),
+    format: str = typer.Option("terminal", "--format", "-f", help=" | ".join(FORMATS)),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the report to this file instead of stdout."),
     config: Path | None = typer.Option(None, "--config", "-c",
                                          help="TOML with a [thresholds] table (default: ./specdec-check.toml)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse everything; ignore the Parquet cache."),
 ) -> None:
     """Diagnose speculative decoding in logs and traces: metrics, ranked findings, charts (html)."""
-    from specdec_diag.analysis.report import build_report, has_data, render
+    from specdec_diag.analysis.report import build_report, has_data
+    from specdec_diag.render import render
 
     if format not in FORMATS:
         raise fail(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -120,9 +123,9 @@ def report(
     else:
         write_output(render(rep, format) or "", out)
     if errors:
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     if not has_data(rep):
         err_console.print(f"no speculative-decoding records found in {len(rep['inputs'])} input file(s): "
                           "need metrics lines with drafts (vLLM SpecDecoding, SGLang accept len, ...) "
                           "or trace steps", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_NO_DATA)
+        raise typer.Exit(ExitCode.NO_DATA)

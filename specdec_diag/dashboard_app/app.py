@@ -27,9 +27,11 @@ st.session_state["loaded"] = None
 st.session_state["load_error"] = None
 try:
     path = D.resolve(root, text)
-    st.session_state["loaded"] = D.load(path)
+    st.session_state["loaded"] = D.load(path, root)
 except D.PathError as exc:
     st.session_state["load_error"] = str(exc)
+except Exception as exc:  # noqa: BLE001 - whatever was typed: one line in the page, never a traceback
+    st.session_state["load_error"] = f"{text[:60]!r}: cannot be opened: {type(exc).__name__}"
 
 loaded = st.session_state["loaded"]
 with st.sidebar:
@@ -39,6 +41,12 @@ with st.sidebar:
                    f"· {s.get('steps') or 0:,} trace steps · loaded in {loaded.load_s:.1f} s")
         if loaded.errors:
             st.warning(f"{len(loaded.errors)} path(s) could not be read: {loaded.errors[0]}")
+        if loaded.refused:  # links whose real path leaves the root: listed, never read
+            st.warning(f"{len(loaded.refused)} file(s) refused, outside the root: {loaded.refused[0]}")
+            with st.expander("refused files"):
+                st.code("\n".join(loaded.refused), language=None)
+        for note in loaded.notes:
+            st.warning(note)
     elif st.session_state["load_error"]:
         st.error(st.session_state["load_error"])
 

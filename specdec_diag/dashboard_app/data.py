@@ -29,6 +29,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from specdec_diag import paths
 from specdec_diag.dashboard_app import ROOT_ENV
 
 #: points per chart series; longer series are bucketed (draft-weighted), see bucket()
@@ -59,17 +60,16 @@ def start_root() -> Path:
 
 
 def resolve(root: Path, text: str) -> Path:
-    """``text`` (relative to ``root``, or absolute) as a path inside ``root``. Raises PathError for
-    ``..`` escapes, links pointing outside, and paths that do not exist."""
-    text = (text or "").strip() or "."
-    cand = Path(text).expanduser()
-    p = (cand if cand.is_absolute() else root / cand).resolve()
-    if p != root and root not in p.parents:
-        raise PathError(f"{text}: outside the directory the dashboard was started on ({root}); "
-                        "only it and its subdirectories can be opened")
-    if not p.exists():
-        raise PathError(f"{text}: no such directory or file under {root}")
-    return p
+    """``text`` (relative to ``root``, or absolute) as a real path inside ``root``. Raises PathError,
+    one line, for ``..`` escapes, links pointing outside, paths that do not exist, and names the OS
+    cannot take (NUL byte, too long, link loop, unknown ``~user``): see :func:`paths.user_path`."""
+    try:
+        return paths.user_path(root, text)
+    except paths.Refused as exc:
+        msg = str(exc)
+        if ": outside the directory" in msg:
+            msg += "; only it and its subdirectories can be opened"
+        raise PathError(msg) from None
 
 
 def display(root: Path, p: Path) -> str:
@@ -82,7 +82,8 @@ def display(root: Path, p: Path) -> str:
 
 
 def choices(root: Path, limit: int = 400) -> list[str]:
-    """Subdirectories and log files under ``root`` (relative, sorted), for the Compare pickers."""
+    """Subdirectories and log files under ``root`` (relative, sorted), for the Compare pickers; files
+    whose real path leaves the root are not offered."""
     from specdec_diag.ingest.scan import wanted
 
     dirs_with_logs: set[Path] = set()
@@ -90,7 +91,7 @@ def choices(root: Path, limit: int = 400) -> list[str]:
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         base = Path(dirpath)
-        hits = [base / f for f in sorted(files) if wanted(f)]
+        hits = paths.partition([base / f for f in sorted(files) if wanted(f)], root)[0]
         if hits:
             files_.extend(hits)
             p = base
@@ -113,15 +114,36 @@ def trace_sources(steps: pl.DataFrame) -> list[str]:
                                                       str(r[0])))]
 
 
-def dir_key(path: Path) -> tuple[str, int, int, list[str]]:
-    """(key, files, bytes, listing errors) for what a scan of ``path`` would read: blake2b over the
-    sorted (path, size, mtime_ns) triples. Cheap (stat only), so every rerun can check it."""
+@dataclass
+class Listing:
+    """What a scan of a directory may read: the files whose real path lies inside the root, and
+    those it may not (``refused``, one line each), with a key that changes when either changes."""
+
+    key: str
+    files: list[Path]
+    bytes: int
+    errors: list[str]
+    refused: list[str]
+
+
+def listing(path: Path, root: Path | None = None) -> Listing:
+    """The files under ``path`` a scan would read, each confined to ``root`` (default ``path``):
+    blake2b over the sorted (path, size, mtime_ns) triples, plus errors and refusals. Cheap (stat
+    only), so every rerun can check it."""
     from specdec_diag.ingest.scan import iter_files
 
     h = hashlib.blake2b(digest_size=16)
-    n = total = 0
+    total = 0
+    kept: list[Path] = []
     errors: list[str] = []
+    refused: list[str] = []
+    check = paths.Confiner(root or path)
     for f, err in sorted(iter_files([path]), key=lambda t: str(t[0])):
+        why = check.outside(f)
+        if why is not None:
+            refused.append(why)
+            h.update(f"{f}\0refused\n".encode())
+            continue
         if err is not None:
             errors.append(f"{f}: {err}")
             h.update(f"{f}\0{err}\n".encode())
@@ -131,10 +153,16 @@ def dir_key(path: Path) -> tuple[str, int, int, list[str]]:
         except OSError as exc:
             errors.append(f"{f}: {exc.strerror or exc}")
             continue
-        n += 1
+        kept.append(f)
         total += st_.st_size
         h.update(f"{f}\0{st_.st_size}\0{st_.st_mtime_ns}\n".encode())
-    return h.hexdigest(), n, total, errors
+    return Listing(h.hexdigest(), kept, total, errors, refused)
+
+
+def dir_key(path: Path, root: Path | None = None) -> tuple[str, int, int, list[str]]:
+    """(key, files, bytes, listing errors) of :func:`listing`."""
+    lst = listing(path, root)
+    return lst.key, len(lst.files), lst.bytes, lst.errors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +182,8 @@ class Loaded:
     report: dict[str, Any]
     load_s: float
     errors: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # files whose real path leaves the root: not read
+    notes: list[str] = field(default_factory=list)    # e.g. a cached report that failed validation
     findings_error: str | None = None
     rules_s: float | None = None
     warmed: threading.Event = field(default_factory=threading.Event)
@@ -229,35 +259,35 @@ def _run_rules(loaded: Loaded, target: Path | None) -> None:
     _write_report(target, loaded.report)
 
 
-def ingest(path: Path, key: str, files: int, nbytes: int, errors: list[str],
-           progress: Any = None, background: bool | None = None) -> Loaded:
-    """Scan and analyse ``path`` (no Streamlit calls; the benchmark and tests use it directly).
+def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | None = None) -> Loaded:
+    """Scan and analyse the files of ``lst`` (those under ``path`` whose real path lies in the root;
+    no Streamlit calls, so tests use it directly).
 
     The report is :func:`analysis.report.build_report`'s inputs, summary and findings (the same
     functions) without its ``windows`` list, which the pages read from the tables instead (turning a
     million windows into dicts costs seconds). It is cached as JSON beside the ingest cache, keyed by
     the content fingerprint and the analysis code, so re-opening a directory is instant. On large
     inputs (``background`` None: more than BACKGROUND_ROWS rows) the rules run in a thread."""
-    import json
-
     from specdec_diag.analysis import metrics
-    from specdec_diag.analysis.report import inputs_json, jsonable
+    from specdec_diag.analysis.report import inputs_json
+    from specdec_diag.dashboard_app.guard import cached_report
     from specdec_diag.ingest import scan
     from specdec_diag.ingest.scan import default_cache_dir
-    from specdec_diag.schema import REPORT_SCHEMA
+    from specdec_diag.schema import REPORT_SCHEMA, jsonable
 
     t0 = time.perf_counter()
-    result = scan([path], progress=progress)
-    target = _report_cache(result, default_cache_dir([path]))
-    try:
-        report = json.loads(target.read_text()) if target is not None else None
-    except (OSError, ValueError):
-        report = None
+    cache_dir = default_cache_dir([path])
+    # the listed files, not ``path``: a file the listing refused (a link out of the root) is never read
+    result = scan(lst.files, cache_dir=cache_dir, use_cache=cache_dir is not None, progress=progress)
+    target = _report_cache(result, cache_dir)
+    inputs = inputs_json(result.inputs)
+    report, note = cached_report(target, inputs)
+    meta = {"errors": lst.errors, "refused": lst.refused, "notes": [note] if note else []}
     if report is not None:
-        return Loaded(path, key, files, nbytes, result, report, time.perf_counter() - t0, errors)
-    report = {"schema": REPORT_SCHEMA, "inputs": inputs_json(result.inputs),
+        return Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, time.perf_counter() - t0, **meta)
+    report = {"schema": REPORT_SCHEMA, "inputs": inputs,
               "summary": jsonable(metrics.summarize(result)), "windows": [], "findings": None}
-    loaded = Loaded(path, key, files, nbytes, result, report, 0.0, errors)
+    loaded = Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, 0.0, **meta)
     if background is None:
         background = max(result.windows.height, result.steps.height) > BACKGROUND_ROWS
     if background:
@@ -287,13 +317,17 @@ def findings(loaded: Loaded) -> list[dict[str, Any]] | None:
     return f
 
 
-def load(path: Path) -> Loaded:
+def load(path: Path, root_: Path | None = None) -> Loaded:
     """The loaded directory, from the store when its key is unchanged, else ingested now with a
-    progress bar. Raises PathError with a one-line message for empty or unreadable directories."""
-    key, files, nbytes, errors = dir_key(path)
+    progress bar; only files whose real path lies in ``root_`` (default: the dashboard's root) are
+    read. Raises PathError with a one-line message for empty or unreadable directories."""
+    lst = listing(path, root_ or root())
+    key, files, nbytes, errors = lst.key, len(lst.files), lst.bytes, lst.errors
     if files == 0:
         if errors:
             raise PathError(f"{path}: cannot be read: {errors[0]}")
+        if lst.refused:
+            raise PathError(f"{path}: no readable log files; {len(lst.refused)} refused: {lst.refused[0]}")
         raise PathError(f"{path}: no log files here (looked for *.log, *.txt, *.jsonl, *.json, *.prom, "
                         "optionally .gz, in all subdirectories)")
     store, lock = _store()
@@ -314,10 +348,11 @@ def load(path: Path) -> Loaded:
                              f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB")
 
         try:
-            loaded = ingest(path, key, files, nbytes, errors, tick)
+            loaded = ingest(path, lst, tick)
         except Exception as exc:  # noqa: BLE001 - one line in the page, never a traceback
             status.update(label="Loading failed", state="error")
-            raise PathError(f"{path}: could not be analysed: {type(exc).__name__}: {exc}") from None
+            first = (str(exc).splitlines() or [""])[0]
+            raise PathError(f"{path}: could not be analysed: {type(exc).__name__}: {first}") from None
         status.update(label=f"Loaded {files} file(s) in {loaded.load_s:.1f} s", state="complete",
                       expanded=False)
     with lock:
@@ -389,7 +424,7 @@ def _bucket_groups(df: pl.DataFrame, keys: list[str], max_points: int, first: tu
 
 def bucket(df: pl.DataFrame, max_points: int, weight: str | None = None) -> pl.DataFrame:
     """One series (columns x, y, and ``weight``) in at most ``max_points`` buckets: the rule of
-    :func:`analysis.report.downsample` (tested against it), done in polars because a 1 GB log has a
+    :func:`render.charts.downsample` (tested against it), done in polars because a 1 GB log has a
     million windows."""
     d = df.select("x", "y", (pl.col(weight) if weight else pl.lit(1.0)).cast(pl.Float64).alias("w"),
                   pl.lit(0).alias("_k"))
@@ -432,8 +467,8 @@ def acceptance_series(key: str, _result: Any, max_points: int = MAX_POINTS) -> t
     """Acceptance rate over time, one series per (engine_id, file): the engine's per-window
     accepted/drafted (bonus excluded), interval/request windows only (cumulative totals are not a
     time series). Trace steps give one series per trace over step index. Long series are bucketed
-    (draft-weighted, by analysis.report.downsample)."""
-    from specdec_diag.analysis.report import downsample
+    (draft-weighted, by render.charts.downsample)."""
+    from specdec_diag.render.charts import downsample
 
     frames: list[pl.DataFrame] = []
     notes: list[str] = []
@@ -622,25 +657,6 @@ def warm(loaded: Loaded) -> None:
 # ---------------------------------------------------------------------------------------------
 # tokenizer (the tokenizers package only: never transformers / torch)
 # ---------------------------------------------------------------------------------------------
-
-
-def tokenizer_file(header: dict[str, Any]) -> Path | None:
-    """A local ``tokenizer.json`` named by a trace header (tokenizer, then target model path)."""
-    cands = []
-    tok = header.get("tokenizer") or {}
-    if isinstance(tok, dict):
-        cands += [tok.get("path"), tok.get("name_or_path")]
-    models = header.get("models") or {}
-    if isinstance(models, dict):
-        cands += [(models.get(k) or {}).get("path") for k in ("target", "draft") if isinstance(models.get(k), dict)]
-    for c in cands:
-        if not c:
-            continue
-        p = Path(str(c)).expanduser()
-        f = p if p.name == "tokenizer.json" else p / "tokenizer.json"
-        if f.is_file():
-            return f
-    return None
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

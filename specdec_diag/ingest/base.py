@@ -1,26 +1,22 @@
-"""The shapes every ingest source produces and the scan returns. Ingest never judges: it only turns
-lines into rows of the tables defined in :mod:`specdec_diag.schema`.
+"""The shapes every ingest source produces and the scan returns, and the :class:`Source` record each
+source module exports. Ingest never judges: it only turns lines into rows of the tables defined in
+:mod:`specdec_diag.schema`.
 
-Source module protocol (one module per source family under ``specdec_diag/ingest/``)::
-
-    FAMILY: str                      # "vllm", "sglang", "llama.cpp", "prometheus", "trtllm", "trace"
-    MARKERS: tuple[str, ...]         # literal substrings; lines with none of them are never parsed
-    def detect(sample: str) -> bool  # sample: the first 64 KiB of the file's text
-    def parse(lines: pl.DataFrame, source: str) -> Parsed
-        # lines: columns line (Int64, 1-based) and text (Utf8), already filtered to MARKERS
-    # optional, for whole-file formats (JSON documents, our traces):
-    def parse_file(path: Path, source: str) -> Parsed
-    # optional, cross-file post-processing of this family's windows (e.g. snapshot differences):
-    def finalize(windows: pl.DataFrame) -> pl.DataFrame
+One module per source family under ``specdec_diag/ingest/``; each ends with ``SOURCE = Source(...)``
+and the registry (``specdec_diag/ingest/__init__.py``) lists them explicitly. The scan calls only
+what a :class:`Source` declares: no attribute probing, no signature inspection.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from specdec_diag.ingest.timestamps import YearAnchor
 from specdec_diag.schema import (
     CONFIG_SCHEMA,
     INPUT_SCHEMA,
@@ -72,3 +68,44 @@ class IngestResult:
     def empty(cls) -> IngestResult:
         return cls(empty_windows(), empty(STEPS_SCHEMA), empty(INPUT_SCHEMA), empty(MALFORMED_SCHEMA),
                    empty(CONFIG_SCHEMA))
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """Per-file facts a line parser may use. ``year_anchor``: where the missing year of ``MM-DD``
+    timestamps comes from (see :mod:`specdec_diag.ingest.timestamps`)."""
+
+    year_anchor: YearAnchor | None = None
+
+
+#: the options of a file with nothing to offer (tests, direct calls)
+NO_OPTIONS = ParseOptions()
+
+
+#: ``parse(lines, source, options)``: lines has columns ``line`` (Int64, 1-based) and ``text`` (Utf8),
+#: already filtered to the source's markers.
+LineParser = Callable[[pl.DataFrame, str, ParseOptions], Parsed]
+#: ``parse_file(path, source)``: whole-file formats (JSON documents, our traces).
+FileParser = Callable[[Path, str], Parsed]
+#: ``finalize(windows)``: cross-file post-processing of this family's windows (e.g. snapshot differences).
+Finalizer = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source family as the scan sees it.
+
+    ``detect(sample)`` looks at the first 64 KiB of a file's text. A source with ``parse_file`` takes
+    a file whose sample it detects whole; otherwise the lines containing any of its ``markers`` go to
+    ``parse``. ``finalize`` runs once over this family's windows of all files (idempotent)."""
+
+    family: str
+    markers: tuple[str, ...]
+    detect: Callable[[str], bool]
+    parse: LineParser | None = None
+    parse_file: FileParser | None = None
+    finalize: Finalizer | None = None
+
+    @property
+    def reads_lines(self) -> bool:
+        return self.parse is not None and bool(self.markers)

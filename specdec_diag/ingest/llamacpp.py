@@ -1,6 +1,6 @@
 """llama.cpp: the ``speculative`` / ``speculative-simple`` / ``lookup`` example summaries, llama-server
 per-request ``draft acceptance`` lines (three variants), the cumulative ``statistics <impl>:`` lines
-of common/speculative.cpp, and per-step ``accepted A/N draft tokens`` lines (log_formats.md §4).
+of common/speculative.cpp, and per-step ``accepted A/N draft tokens`` lines (docs/log-formats.md §4).
 
 llama-server timestamps are time since server start, not wall time, so ``time`` stays null; rows
 keep their line order. ``statistics`` lines are totals over the server's lifetime: they are kept as
@@ -10,7 +10,6 @@ keep their line order. ``statistics`` lines are totals over the server's lifetim
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import polars as pl
 
@@ -19,22 +18,19 @@ from specdec_diag.ingest._textparse import (
     as_int,
     concat,
     configs,
-    differences,
     extract,
     finite,
-    lines_frame,
     malformed,
     malformed_rows,
     norm_lines,
     ratio,
-    recompute_differences,
     rows_to_windows,
     split_bad,
 )
-from specdec_diag.ingest.base import Parsed
+from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
+from specdec_diag.ingest.counters import differences, recompute_differences
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
-VERSION = "4"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "llama.cpp"
 ENGINE = "llama.cpp"
 MARKERS = (
@@ -383,7 +379,7 @@ def _startup(lines: pl.DataFrame, source: str) -> pl.DataFrame:
     return configs(rows, source, ENGINE) if rows else pl.DataFrame(schema=CONFIG_SCHEMA)
 
 
-def parse(lines: pl.DataFrame, source: str) -> Parsed:
+def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) -> Parsed:
     lines = norm_lines(lines)
     req, bad_r = _requests(lines, source)
     agg, bad_s = _steps(lines, source)
@@ -404,5 +400,4 @@ def finalize(windows: pl.DataFrame) -> pl.DataFrame:
     return recompute_differences(windows, (STAT_FORMAT,), keys=("source", "engine_id"))
 
 
-def parse_path(path: str | Path) -> Parsed:
-    return parse(lines_frame(path), str(path))
+SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, finalize=finalize)

@@ -1,5 +1,5 @@
-"""Prometheus text-format snapshots of vLLM V0/V1, SGLang, TGI and llama-server
-(log_formats.md §1.4, §2.4, §3.4, §5; llama.cpp: its ``llamacpp:spec_decode_*`` counters).
+"""Prometheus text-format snapshots of vLLM V0/V1, SGLang, TGI (docs/log-formats.md §1.4, §2.4, §3.4, §5)
+and llama-server (its ``llamacpp:spec_decode_*`` counters, vLLM V1 semantics; docs/capture.md).
 
 A file may hold one scrape (``metrics.prom``) or many concatenated scrapes. Scrapes are told apart by
 separator lines carrying a time (``# 2025-06-01T12:00:00Z``, ``=== 2025-06-01 12:00:00 ===``,
@@ -21,22 +21,20 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.ingest import sglang as _sglang
 from specdec_diag.ingest._textparse import (
     concat,
-    differences,
     lines_frame,
     malformed,
     norm_lines,
     ratio,
-    recompute_differences,
     rows_to_windows,
     split_bad,
 )
-from specdec_diag.ingest.base import Parsed
+from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
+from specdec_diag.ingest.counters import differences, recompute_differences
+from specdec_diag.ingest.definitions import fit_accept_rate_definition
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
 
-VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "prometheus"
 #: line mode (when ``detect`` missed the file) sees only these; whole files go through :func:`parse_file`.
 MARKERS = ("vllm:spec_decode", "sglang:spec_accept", "tgi_request_skipped_tokens", "llamacpp:spec_decode")
@@ -246,6 +244,7 @@ def _infer_v0_k(draft: float | None, emitted: float | None, eff: float | None) -
 
 
 def _row(r: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """One snapshot of one engine as a window row (None when it carries no speculative metric)."""
     base = {
         "source": source,
         "line": r["line"],
@@ -256,84 +255,12 @@ def _row(r: dict[str, Any], source: str) -> dict[str, Any] | None:
         "kv_usage": r["kv"] if r["kv"] is None or r["kv"] <= 1.0 else r["kv"] / 100,
         "gen_tps": r["gen_tps"],
     }
-    lc = r["lc_drafts"] is not None  # llama-server: same counters as vLLM V1 under its own names
-    if r["v1_drafts"] is not None or lc:
-        drafts, draft, acc = _int(r["lc_drafts" if lc else "v1_drafts"]), _int(r["draft"]), _int(r["acc"])
-        counts = r["pp_counts"] or []
-        pp = [c / drafts for c in counts] if drafts and counts else None
-        return {
-            **base,
-            "engine": "llama.cpp" if lc else "vllm",
-            "format": "prometheus-llamacpp" if lc else "prometheus-vllm-v1",
-            "window": "cumulative",
-            "k": len(counts) or None,
-            "num_drafts": drafts,
-            "draft_tokens": draft,
-            "accepted_tokens": acc,
-            "acceptance_rate": ratio(acc, draft),
-            "mean_acceptance_length": None if ratio(acc, drafts) is None else 1 + acc / drafts,
-            "per_position_acceptance": pp,
-            "definition_note": ("llama-server" if lc else "vLLM V1") + " counters since server start (prefix acceptance)",
-        }
+    if r["v1_drafts"] is not None or r["lc_drafts"] is not None:
+        return _vllm_v1_row(r, base)
     if r["v0_emitted"] is not None or r["v0_eff"] is not None:
-        draft, emitted, acc = _int(r["draft"]), _int(r["v0_emitted"]), _int(r["acc"])
-        k = _infer_v0_k(draft, emitted, r["v0_eff"])
-        row = {
-            **base,
-            "engine": "vllm",
-            "format": "prometheus-vllm-v0",
-            "window": "cumulative",
-            "k": k,
-            "draft_tokens": draft,
-            "emitted_tokens": emitted,
-        }
-        if k and draft is not None and emitted is not None:
-            drafts = draft // k
-            prefix = emitted - drafts
-            row.update(
-                num_drafts=drafts,
-                accepted_tokens=prefix,
-                acceptance_rate=ratio(prefix, draft),
-                mean_acceptance_length=ratio(emitted, drafts),
-                definition_note=f"vLLM V0 counts non-prefix accepts: accepted = emitted - drafts "
-                f"(prefix), k={k} inferred from the efficiency gauge",
-            )
-        else:
-            row.update(
-                accepted_tokens=acc,
-                acceptance_rate=ratio(acc, draft),
-                definition_note="vLLM V0 non-prefix acceptance (k unknown, not converted): "
-                "an upper bound of the prefix acceptance rate",
-            )
-        return row
+        return _vllm_v0_row(r, base)
     if r["tgi_count"] is not None:
-        count, ssum = _int(r["tgi_count"]), r["tgi_sum"]
-        les, bcounts = r["b_le"] or [], r["b_counts"] or []
-        finite_le = [le for le in les if le is not None and math.isfinite(le)]
-        k = int(max(finite_le)) - 1 if finite_le and max(finite_le) >= 2 else None
-        pp = None
-        if k and count:
-            cum = dict(zip(les, bcounts, strict=False))
-            if all(float(j) in cum for j in range(k)):
-                pp = [max(0.0, min(1.0, (count - cum[float(j)]) / count)) for j in range(k)]
-        acc = _int(ssum)
-        return {
-            **base,
-            "engine": "tgi",
-            "format": "prometheus-tgi",
-            "window": "cumulative",
-            "k": k,
-            "engine_id": r["engine_id"] or "tgi",
-            "num_drafts": count,
-            "accepted_tokens": acc,
-            "draft_tokens": count * k if k and count is not None else None,
-            "emitted_tokens": None if acc is None or count is None else acc + count,
-            "acceptance_rate": ratio(acc, count * k if k and count is not None else None),
-            "mean_acceptance_length": None if ratio(acc, count) is None else 1 + acc / count,
-            "per_position_acceptance": pp,
-            "definition_note": "TGI skipped_tokens = accepted tokens per step; k inferred from the "
-            "histogram buckets, drafted = steps x k (assumes every step drafts k)",
-        }
+        return _tgi_row(r, base)
     if r["sg_al"] is not None:
         return {
             **base,
@@ -346,6 +273,90 @@ def _row(r: dict[str, Any], source: str) -> dict[str, Any] | None:
     return None
 
 
+def _vllm_v1_row(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    lc = r["lc_drafts"] is not None  # llama-server: the same counters under its own names
+    drafts, draft, acc = _int(r["lc_drafts" if lc else "v1_drafts"]), _int(r["draft"]), _int(r["acc"])
+    counts = r["pp_counts"] or []
+    pp = [c / drafts for c in counts] if drafts and counts else None
+    return {
+        **base,
+        "engine": "llama.cpp" if lc else "vllm",
+        "format": "prometheus-llamacpp" if lc else "prometheus-vllm-v1",
+        "window": "cumulative",
+        "k": len(counts) or None,
+        "num_drafts": drafts,
+        "draft_tokens": draft,
+        "accepted_tokens": acc,
+        "acceptance_rate": ratio(acc, draft),
+        "mean_acceptance_length": None if ratio(acc, drafts) is None else 1 + acc / drafts,
+        "per_position_acceptance": pp,
+        "definition_note": ("llama-server" if lc else "vLLM V1") + " counters since server start (prefix acceptance)",
+    }
+
+
+def _vllm_v0_row(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    draft, emitted, acc = _int(r["draft"]), _int(r["v0_emitted"]), _int(r["acc"])
+    k = _infer_v0_k(draft, emitted, r["v0_eff"])
+    row = {
+        **base,
+        "engine": "vllm",
+        "format": "prometheus-vllm-v0",
+        "window": "cumulative",
+        "k": k,
+        "draft_tokens": draft,
+        "emitted_tokens": emitted,
+    }
+    if k and draft is not None and emitted is not None:
+        drafts = draft // k
+        prefix = emitted - drafts
+        row.update(
+            num_drafts=drafts,
+            accepted_tokens=prefix,
+            acceptance_rate=ratio(prefix, draft),
+            mean_acceptance_length=ratio(emitted, drafts),
+            definition_note=f"vLLM V0 counts non-prefix accepts: accepted = emitted - drafts "
+            f"(prefix), k={k} inferred from the efficiency gauge",
+        )
+    else:
+        row.update(
+            accepted_tokens=acc,
+            acceptance_rate=ratio(acc, draft),
+            definition_note="vLLM V0 non-prefix acceptance (k unknown, not converted): "
+            "an upper bound of the prefix acceptance rate",
+        )
+    return row
+
+
+def _tgi_row(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    count, ssum = _int(r["tgi_count"]), r["tgi_sum"]
+    les, bcounts = r["b_le"] or [], r["b_counts"] or []
+    finite_le = [le for le in les if le is not None and math.isfinite(le)]
+    k = int(max(finite_le)) - 1 if finite_le and max(finite_le) >= 2 else None
+    pp = None
+    if k and count:
+        cum = dict(zip(les, bcounts, strict=False))
+        if all(float(j) in cum for j in range(k)):
+            pp = [max(0.0, min(1.0, (count - cum[float(j)]) / count)) for j in range(k)]
+    acc = _int(ssum)
+    return {
+        **base,
+        "engine": "tgi",
+        "format": "prometheus-tgi",
+        "window": "cumulative",
+        "k": k,
+        "engine_id": r["engine_id"] or "tgi",
+        "num_drafts": count,
+        "accepted_tokens": acc,
+        "draft_tokens": count * k if k and count is not None else None,
+        "emitted_tokens": None if acc is None or count is None else acc + count,
+        "acceptance_rate": ratio(acc, count * k if k and count is not None else None),
+        "mean_acceptance_length": None if ratio(acc, count) is None else 1 + acc / count,
+        "per_position_acceptance": pp,
+        "definition_note": "TGI skipped_tokens = accepted tokens per step; k inferred from the "
+        "histogram buckets, drafted = steps x k (assumes every step drafts k)",
+    }
+
+
 def _sglang_rates(rows: list[dict[str, Any]]) -> None:
     """Convert SGLang's accept-rate gauge like its log lines (bonus-including definitions detected)."""
     sg = [r for r in rows if r["format"] == "prometheus-sglang"]
@@ -355,7 +366,7 @@ def _sglang_rates(rows: list[dict[str, Any]]) -> None:
         {"al": [r["mean_acceptance_length"] for r in sg], "ar": [r["_ar"] for r in sg]},
         schema={"al": pl.Float64, "ar": pl.Float64},
     )
-    version, n = _sglang._fit_definition(frame, None, False)
+    version, n = fit_accept_rate_definition(frame, None, False)
     for r in sg:
         al = r["mean_acceptance_length"]
         if n and al is not None and math.isfinite(al):
@@ -371,7 +382,7 @@ def _sglang_rates(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def parse(lines: pl.DataFrame, source: str) -> Parsed:
+def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) -> Parsed:
     rel, bad = _samples(lines, source)
     if rel.height == 0:
         return Parsed(malformed=bad)
@@ -396,5 +407,4 @@ def finalize(windows: pl.DataFrame) -> pl.DataFrame:
     return recompute_differences(windows, CUM_FORMATS)
 
 
-def parse_path(path: str | Path) -> Parsed:
-    return parse(lines_frame(path), str(path))
+SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, parse_file=parse_file, finalize=finalize)

@@ -19,9 +19,8 @@ import polars as pl
 
 from specdec_diag.capture.format import REQUESTS_SCHEMA, RequestsFileError, read_requests
 from specdec_diag.ingest._textparse import configs, malformed_rows, ratio, rows_to_windows
-from specdec_diag.ingest.base import Parsed
+from specdec_diag.ingest.base import Parsed, Source
 
-VERSION = "1"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "requests"
 FORMAT = REQUESTS_SCHEMA
 MARKERS: tuple[str, ...] = ()  # whole-file source: never fed marker lines
@@ -30,10 +29,6 @@ MARKERS: tuple[str, ...] = ()  # whole-file source: never fed marker lines
 def detect(sample: str) -> bool:
     first = sample.split("\n", 1)[0]
     return f'"{REQUESTS_SCHEMA}"' in first and '"header"' in first
-
-
-def parse(lines: pl.DataFrame, source: str) -> Parsed:  # noqa: ARG001 - protocol; whole-file source
-    return Parsed()
 
 
 def _time(s: Any) -> datetime | None:
@@ -113,3 +108,6 @@ def parse_file(path: Path, source: str) -> Parsed:
         rows.append(request_row(rec, line, rf.header, source))
     return Parsed(windows=rows_to_windows(rows), malformed=malformed_rows(bad, source),
                   configs=header_configs(rf.header, source))
+
+
+SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse_file=parse_file)

@@ -1,5 +1,5 @@
 """SGLang scheduler logs: ``Decode batch`` / ``Prefill batch`` lines and the speculative settings
-printed at startup (log_formats.md §3).
+printed at startup (docs/log-formats.md §3).
 
 SGLang's ``accept len`` already is the mean acceptance length (bonus included). Its ``accept rate``
 changed meaning between builds: version A (Oct 2025 - early 2026) divides the bonus-including count
@@ -12,7 +12,6 @@ from the numbers themselves (``ar = al/N`` vs ``ar = (al-1)/(N-1)``) and every r
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import polars as pl
 
@@ -22,14 +21,13 @@ from specdec_diag.ingest._textparse import (
     concat,
     configs,
     extract,
-    lines_frame,
     malformed,
     norm_lines,
 )
-from specdec_diag.ingest.base import Parsed
+from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
+from specdec_diag.ingest.definitions import fit_accept_rate_definition
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
-VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "sglang"
 ENGINE = "sglang"
 MARKERS = (
@@ -184,45 +182,8 @@ def _bad_reason(required: tuple[str, ...]) -> pl.Expr:
 
 
 # ---------------------------------------------------------------------------------------------
-# accept-rate definition
+# accept-rate definition (the fit itself: :mod:`specdec_diag.ingest.definitions`)
 # ---------------------------------------------------------------------------------------------
-
-_TOL = 0.011  # accept rate printed with 2 decimals; accept len too: allow both roundings
-
-
-def _fit_definition(dec: pl.DataFrame, n_cfg: int | None, jax: bool) -> tuple[str | None, int | None]:
-    """Which accept-rate definition the lines follow, and N. Version A: ar = al/N; B: ar = (al-1)/(N-1);
-    jax: ar = al/N with N = num_steps. Returns (version, N); N None when the numbers cannot tell."""
-    pts = dec.filter(
-        pl.col("al").is_not_null()
-        & pl.col("ar").is_not_null()
-        & pl.col("al").is_finite()
-        & pl.col("ar").is_finite()
-    )
-    if pts.height == 0:
-        return None, None
-    cands = range(1 if jax else 2, 65)
-    exprs = []
-    for n in cands:
-        exprs.append((pl.col("ar") - pl.col("al") / n).abs().mean().alias(f"A{n}"))
-        if n >= 2 and not jax:
-            exprs.append((pl.col("ar") - (pl.col("al") - 1) / (n - 1)).abs().mean().alias(f"B{n}"))
-    errs = pts.select(exprs).row(0, named=True)
-    if n_cfg is not None:
-        fit = {k: v for k, v in errs.items() if int(k[1:]) == n_cfg and v is not None and v <= _TOL}
-        if fit:
-            best = min(fit, key=lambda k: fit[k])
-            return ("jax" if jax else best[0]), n_cfg
-    best_err = min(v for v in errs.values() if v is not None)
-    if best_err > _TOL:
-        return "unknown", None
-    near = [k for k, v in errs.items() if v is not None and v <= best_err + 0.002]
-    versions = {k[0] for k in near}
-    if len(versions) > 1:
-        return "unknown", None
-    version = "jax" if jax else versions.pop()
-    ns = {int(k[1:]) for k in near}
-    return version, (ns.pop() if len(ns) == 1 else None)
 
 
 def _convert(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
@@ -233,7 +194,7 @@ def _convert(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
     chain = topk in (None, 1)
     n_cfg = n_tok if n_tok is not None else (steps + 1 if steps is not None and chain else None)
     jax = bool(dec["has_cache_miss"].any())
-    version, n = _fit_definition(dec, steps if jax else n_cfg, jax)
+    version, n = fit_accept_rate_definition(dec, steps if jax else n_cfg, jax)
     # k: draft tokens verified per step. Chains: num_steps (= N-1); trees: N-1 verified nodes.
     k: int | None = None
     if version == "jax":
@@ -282,17 +243,9 @@ def _convert(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def parse(lines: pl.DataFrame, source: str) -> Parsed:
-    """Decode lines -> interval rows; prefill lines -> queue/context rows; ServerArgs -> configs."""
-    text = pl.col("text")
-    lines = norm_lines(lines)
-    cfg = _config_rows(lines, source)
-    is_dec = text.str.contains(r"Decode batch(?: \[\d+\])?[.,] ")
-    is_pre = text.str.contains(r"Prefill batch(?: \[\d+\])?[.,] ")
-    batch = _fields(lines.filter(is_dec | is_pre))
-    dec = batch.filter(is_dec)
-    pre = batch.filter(~is_dec)
-    bad_dec = dec.with_columns(_bad_reason(("running_reqs",)).alias("reason"))
+def _split_bad(batch: pl.DataFrame, is_dec: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``(decode, prefill, bad)``: batch lines with a missing or unreadable field go to ``bad``."""
+    bad_dec = batch.filter(is_dec).with_columns(_bad_reason(("running_reqs",)).alias("reason"))
     # a decode line must also reach its throughput or queue field, or it was cut
     bad_dec = bad_dec.with_columns(
         pl.when(pl.col("reason").is_null() & pl.col("gen_tps").is_null() & pl.col("waiting_reqs").is_null())
@@ -300,13 +253,15 @@ def parse(lines: pl.DataFrame, source: str) -> Parsed:
         .otherwise(pl.col("reason"))
         .alias("reason")
     )
-    bad_pre = pre.with_columns(_bad_reason(("running_reqs",)).alias("reason"))
+    bad_pre = batch.filter(~is_dec).with_columns(_bad_reason(("running_reqs",)).alias("reason"))
     bad = pl.concat(
         [bad_dec.filter(pl.col("reason").is_not_null()), bad_pre.filter(pl.col("reason").is_not_null())]
     )
-    dec = bad_dec.filter(pl.col("reason").is_null())
-    pre = bad_pre.filter(pl.col("reason").is_null())
+    return bad_dec.filter(pl.col("reason").is_null()), bad_pre.filter(pl.col("reason").is_null()), bad
 
+
+def _decode_rows(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
+    """Decode lines as interval rows: accept len is the mean acceptance length, the rate converted."""
     # "accept len: nan" is the engine's own number, not a bad line: keep the row, drop the value
     nan_al = pl.col("al").is_nan().fill_null(False)
     dec = dec.with_columns(
@@ -320,31 +275,40 @@ def parse(lines: pl.DataFrame, source: str) -> Parsed:
         .alias("definition_note")
     )
     graph_tag = pl.col("text").str.extract(r"\b(cpu|npu) graph:", 1)
+    return dec.with_columns(
+        pl.lit("interval").alias("window"),
+        pl.when(~pl.col("has_al"))
+        .then(pl.lit("sglang-decode"))
+        .when(pl.col("_variant") == "")
+        .then(pl.lit("sglang-decode-al"))
+        .otherwise(pl.lit("sglang-decode-") + pl.col("_variant"))
+        .alias("format"),
+        pl.col("al").alias("mean_acceptance_length"),
+        pl.coalesce("usage", "full_usage").alias("kv_usage"),
+        pl.when(pl.col("running_reqs") > 0)
+        .then(pl.coalesce("tokens", "full_tokens") // pl.col("running_reqs"))
+        .alias("context_len"),
+        pl.concat_str(
+            [pl.col("definition_note"), pl.lit("graph flag is ") + graph_tag + pl.lit(" graph")],
+            separator="; ",
+            ignore_nulls=True,
+        )
+        .replace("", None)
+        .alias("definition_note"),
+    )
+
+
+def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) -> Parsed:
+    """Decode lines -> interval rows; prefill lines -> queue/context rows; ServerArgs -> configs."""
+    text = pl.col("text")
+    lines = norm_lines(lines)
+    cfg = _config_rows(lines, source)
+    is_dec = text.str.contains(r"Decode batch(?: \[\d+\])?[.,] ")
+    is_pre = text.str.contains(r"Prefill batch(?: \[\d+\])?[.,] ")
+    dec, pre, bad = _split_bad(_fields(lines.filter(is_dec | is_pre)), is_dec)
     frames = []
     if dec.height:
-        frames.append(
-            dec.with_columns(
-                pl.lit("interval").alias("window"),
-                pl.when(~pl.col("has_al"))
-                .then(pl.lit("sglang-decode"))
-                .when(pl.col("_variant") == "")
-                .then(pl.lit("sglang-decode-al"))
-                .otherwise(pl.lit("sglang-decode-") + pl.col("_variant"))
-                .alias("format"),
-                pl.col("al").alias("mean_acceptance_length"),
-                pl.coalesce("usage", "full_usage").alias("kv_usage"),
-                pl.when(pl.col("running_reqs") > 0)
-                .then(pl.coalesce("tokens", "full_tokens") // pl.col("running_reqs"))
-                .alias("context_len"),
-                pl.concat_str(
-                    [pl.col("definition_note"), pl.lit("graph flag is ") + graph_tag + pl.lit(" graph")],
-                    separator="; ",
-                    ignore_nulls=True,
-                )
-                .replace("", None)
-                .alias("definition_note"),
-            )
-        )
+        frames.append(_decode_rows(dec, cfg))
     if pre.height:
         frames.append(
             pre.with_columns(
@@ -374,6 +338,4 @@ def parse(lines: pl.DataFrame, source: str) -> Parsed:
     )
 
 
-def parse_path(path: str | Path) -> Parsed:
-    """Parse a whole file (tests and one-off use; the scan calls :func:`parse` with filtered lines)."""
-    return parse(lines_frame(path), str(path))
+SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse)

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.ingest.base import STEPS_SCHEMA, Parsed
+from specdec_diag.ingest.base import STEPS_SCHEMA, Parsed, Source
 from specdec_diag.schema import (
     CONFIG_SCHEMA,
     HEADER_REQUIRED,
@@ -27,13 +27,13 @@ from specdec_diag.schema import (
     iter_trace_records,
     read_trace,
     steps_to_frame,
+    trace_temperature,
     validate_step,
 )
 
 FAMILY = "trace"
 ENGINE = "specdec-diag"
 FORMAT = TRACE_SCHEMA
-MARKERS: tuple[str, ...] = ()  # whole-file source: never fed marker lines
 
 #: header keys never turned into configs (the fault label, bulky or private fields).
 _HIDDEN = {"type", "schema", "fault", "fault_params", "prompts", "prompt_token_ids", "versions"}
@@ -43,10 +43,6 @@ def detect(sample: str) -> bool:
     return f'"{TRACE_SCHEMA}"' in sample and '"header"' in sample
 
 
-def parse(lines: pl.DataFrame, source: str) -> Parsed:  # noqa: ARG001 - protocol; traces are whole files
-    return Parsed()
-
-
 def parse_file(path: Path, source: str) -> Parsed:
     """Read a trace with :func:`schema.read_trace`; if it is invalid, keep every valid step and
     report each bad line."""
@@ -54,8 +50,7 @@ def parse_file(path: Path, source: str) -> Parsed:
     try:
         trace = read_trace(path)
         header, dropped = trace.header, trace.dropped
-        step_lines = _step_lines(path)
-        steps = list(zip(step_lines, trace.steps, strict=False))
+        steps = list(zip(trace.step_lines, trace.steps, strict=True))
         for no, why in dropped:
             malformed.append({"source": source, "line": no, "reason": why, "text": ""})
     except TraceError as exc:
@@ -76,10 +71,6 @@ def parse_file(path: Path, source: str) -> Parsed:
     hdr = {**header, "source": source}
     return Parsed(windows=request_windows(frame, header, source), malformed=mal, configs=header_configs(header, source),
                   steps=frame, headers=[hdr])
-
-
-def _step_lines(path: Path) -> list[int]:
-    return [no for no, rec, err in iter_trace_records(path) if rec is not None and rec.get("type") == "step"]
 
 
 def _salvage(path: Path) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
@@ -131,7 +122,7 @@ def request_windows(steps: pl.DataFrame, header: dict[str, Any], source: str) ->
     )
     nd = pl.col("num_drafts").cast(pl.Float64)
     pp = pl.concat_list([pl.col(f"_p{j}").cast(pl.Float64) / nd for j in range(kmax)]) if kmax else pl.lit(None)
-    temp = (header.get("sampling") or {}).get("temperature")
+    temp = trace_temperature(header)
     created = _created(header)
     return g.select(
         pl.lit(source).alias("source"), pl.col("line"), pl.lit(ENGINE).alias("engine"), pl.lit(FORMAT).alias("format"),
@@ -142,7 +133,7 @@ def request_windows(steps: pl.DataFrame, header: dict[str, Any], source: str) ->
         .alias("acceptance_rate"),
         pl.when(nd > 0).then(1.0 + pl.col("accepted_tokens") / nd).alias("mean_acceptance_length"),
         pl.when(nd > 0).then(pp).alias("per_position_acceptance"),
-        pl.lit(float(temp) if isinstance(temp, (int, float)) else None, dtype=pl.Float64).alias("temperature"),
+        pl.lit(temp, dtype=pl.Float64).alias("temperature"),
         pl.col("context_len"), pl.col("request").cast(pl.Utf8),
         pl.col("draft_ms"), pl.col("verify_ms"), pl.col("overhead_ms"), pl.col("target_forwards"),
     )
@@ -195,3 +186,6 @@ def header_configs(header: dict[str, Any], source: str) -> pl.DataFrame:
          "key": [k for k, _ in rows], "value": [v for _, v in rows]},
         schema=CONFIG_SCHEMA,
     )
+
+
+SOURCE = Source(family=FAMILY, markers=(), detect=detect, parse_file=parse_file)

@@ -1,5 +1,5 @@
 """TensorRT-LLM iteration statistics (``specDecodingStats``) and per-request perf metrics
-(log_formats.md §6, tooling_anchors.md §1.6).
+(docs/log-formats.md §6).
 
 Accepted layouts: JSON Lines, one JSON array (one line or pretty-printed), a stream of pretty-printed
 objects, and log lines with a prefix before the object (``[TensorRT-LLM][INFO] {...}``). Each iteration
@@ -27,10 +27,9 @@ from specdec_diag.ingest._textparse import (
     ratio,
     rows_to_windows,
 )
-from specdec_diag.ingest.base import Parsed
+from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.schema import MALFORMED_SCHEMA, open_text
 
-VERSION = "3"  # bump when parsing changes: it is part of the scan cache key
 FAMILY = "trtllm"
 ENGINE = "trtllm"
 MARKERS = (
@@ -217,7 +216,7 @@ def _decode_line(text: str) -> tuple[list[Any] | None, str | None]:
     return (val if isinstance(val, list) else [val]), None
 
 
-def parse(lines: pl.DataFrame, source: str) -> Parsed:
+def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) -> Parsed:
     """Line mode: each marker line holding a whole JSON value (optionally after a log prefix)."""
     t = pl.col("text")
     cand = norm_lines(lines).filter(t.str.contains(r'\{\s*"') | t.str.contains(r"^\s*\[\s*[\{\]\"]"))
@@ -312,5 +311,4 @@ def parse_file(path: Path, source: str) -> Parsed:
     return parse(lines_from_texts(text.splitlines()), source)
 
 
-def parse_path(path: str | Path) -> Parsed:
-    return parse_file(Path(path), str(path))
+SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, parse_file=parse_file)

@@ -1,10 +1,10 @@
 """vLLM: V0 ``Speculative metrics:`` (cumulative), V1 ``SpecDecoding metrics:`` variants A-E
 (windowed), the ``Engine NNN:`` / ``N Engines Aggregated:`` / V0 throughput lines, startup lines
 naming the speculative configuration, the ``vllm bench serve`` summary and the output of
-``examples/offline_inference/spec_decode.py``. Formats and meanings: reference log_formats.md §1-2.
+``examples/offline_inference/spec_decode.py``. Formats and meanings: docs/log-formats.md §1-2.
 
 Line records are parsed with vectorised polars regexes (the bulk of a big log); only the rare
-startup lines and multi-line summary blocks go through Python.
+startup lines and multi-line summary blocks go through Python (:mod:`specdec_diag.ingest.vllm_blocks`).
 """
 
 from __future__ import annotations
@@ -14,26 +14,18 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.ingest.base import Parsed
+from specdec_diag.ingest._textparse import malformed, malformed_rows, norm_lines, ratio_expr
+from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
+from specdec_diag.ingest.counters import differences
 from specdec_diag.ingest.timestamps import ISO_PATTERN, YearAnchor, iso_time, month_day_time
-from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA
+from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, ENGINE, parse_blocks, parse_configs
+from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
 
 FAMILY = "vllm"
-ENGINE = "vllm"
 
 M_V1 = "SpecDecoding metrics:"
 M_V0 = "Speculative metrics:"
 M_THR = "Avg generation throughput:"
-CONFIG_MARKERS = ("Configuring SpecDecodeWorker", "speculative_config", "acceptance_method")
-BLOCK_MARKERS = (
-    # vllm bench serve summary
-    "Serving Benchmark Result", "Speculative Decoding-", "Acceptance rate (%):", "Acceptance length:",
-    "Drafts:", "Draft tokens:", "Accepted tokens:", "Per-position acceptance (%):", "Position ",
-    "Output token throughput (tok/s):", "Mean TTFT (ms):", "Mean TPOT (ms):",
-    # examples/offline_inference/spec_decode.py
-    "total_num_output_tokens:", "num_drafts:", "num_draft_tokens:", "num_accepted_tokens:",
-    "mean acceptance length:", "acceptance at token ",
-)
 MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, *CONFIG_MARKERS, *BLOCK_MARKERS)
 
 _CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
@@ -93,13 +85,13 @@ def detect(sample: str) -> bool:
     return re.search(r"(?:INFO|WARNING) \d{2}-\d{2} \d{2}:\d{2}:\d{2} \[?[\w.]+\.py:\d+\]? ", sample) is not None
 
 
-def parse(lines: pl.DataFrame, source: str, *, year_anchor: YearAnchor | None = None) -> Parsed:
+def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) -> Parsed:
     """Turn marker lines (columns ``line``, ``text``) into windows, configs and malformed rows."""
-    lines = lines.select(pl.col("line").cast(pl.Int64), pl.col("text").fill_null(""))
+    lines = norm_lines(lines)
     if lines.height and lines["text"].str.contains("\x1b", literal=True).any():
         lines = lines.with_columns(pl.col("text").str.replace_all(_ANSI, ""))
     windows: list[pl.DataFrame] = []
-    malformed: list[pl.DataFrame] = []
+    bad: list[pl.DataFrame] = []
 
     is_v1 = pl.col("text").str.contains(M_V1, literal=True)
     is_v0 = pl.col("text").str.contains(M_V0, literal=True)
@@ -107,25 +99,24 @@ def parse(lines: pl.DataFrame, source: str, *, year_anchor: YearAnchor | None = 
     lines = lines.with_columns(pl.when(is_v1).then(1).when(is_v0).then(2).when(is_thr).then(3).otherwise(0)
                                .cast(pl.Int8).alias("_kind"))
     v1, v0, thr, rest = (lines.filter(pl.col("_kind") == i).drop("_kind") for i in (1, 2, 3, 0))
-    lines = lines.drop("_kind")
     for part, fn in ((v1, _parse_v1), (v0, _parse_speculative), (thr, _parse_throughput)):
         if part.height:
-            w, bad = fn(_with_header(part, year_anchor, bracket=fn is _parse_speculative), source)
+            w, b = fn(_with_header(part, options.year_anchor, bracket=fn is _parse_speculative), source)
             windows.append(w)
-            malformed.append(bad)
+            bad.append(b)
 
     # startup lines and summary blocks are rare: look for them only among the other lines
-    configs = _parse_configs(rest.filter(pl.col("text").str.contains(_CFG_RX)), source)
-    bw, bbad = _parse_blocks(rest.filter(pl.col("text").str.contains(_BLOCK_RX)), source)
+    configs = parse_configs(rest.filter(pl.col("text").str.contains(_CFG_RX)), source)
+    bw, bbad = parse_blocks(rest.filter(pl.col("text").str.contains(_BLOCK_RX)), source)
     windows.append(bw)
-    malformed.append(bbad)
+    bad.append(bbad)
 
     out_w = pl.concat([w for w in windows if w.height], how="diagonal_relaxed") if any(
         w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
     if "_eng" in out_w.columns and "_proc" in out_w.columns:
         out_w = _attach_engine(out_w.sort("line"))
-    out_m = pl.concat([m.select(list(MALFORMED_SCHEMA)) for m in malformed if m.height]) if any(
-        m.height for m in malformed) else pl.DataFrame(schema=MALFORMED_SCHEMA)
+    out_m = pl.concat([m.select(list(MALFORMED_SCHEMA)) for m in bad if m.height]) if any(
+        m.height for m in bad) else pl.DataFrame(schema=MALFORMED_SCHEMA)
     return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
                   configs=configs)
 
@@ -184,15 +175,6 @@ def _base(df: pl.DataFrame, source: str, fmt: pl.Expr | str, window: str,
     ]
 
 
-def _bad(df: pl.DataFrame, source: str, reason: str | pl.Expr) -> pl.DataFrame:
-    return df.select(
-        pl.lit(source).alias("source"),
-        pl.col("line"),
-        (reason if isinstance(reason, pl.Expr) else pl.lit(reason)).alias("reason"),
-        pl.col("text").str.slice(0, 300).alias("text"),
-    )
-
-
 def _f(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.Float64, strict=False)
 
@@ -201,25 +183,9 @@ def _i(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.Int64, strict=False)
 
 
-def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
-    return pl.when(den > 0).then(num.cast(pl.Float64) / den.cast(pl.Float64)).otherwise(None)
-
-
-def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """V1 ``SpecDecoding metrics:`` (variants B-E, windowed counts) plus unknown suffixes."""
-    df = df.with_columns(_anchored(M_V1, _V1_E).alias("_g")).unnest("_g")
-    fast = df.filter(pl.col("acc").is_not_null()).with_columns(
-        pl.col("pp").str.strip_suffix(", "), pl.lit(None, dtype=pl.Utf8).alias("ar_c"))
-    slow = df.filter(pl.col("acc").is_null())
-    if slow.height:
-        slow = slow.drop("mal", "acc_tps", "draft_tps", "acc", "draft", "pp", "ar_e")
-        slow = slow.with_columns(pl.col("text").str.extract_groups(_V1).alias("_g")).unnest("_g")
-        df = pl.concat([fast, slow], how="diagonal_relaxed") if fast.height else slow
-    else:
-        df = fast
-    ok = df.filter(pl.col("acc").is_not_null())
-    rest = df.filter(pl.col("acc").is_null())
-
+def _v1_numbers(ok: pl.DataFrame) -> pl.DataFrame:
+    """Typed counts of matched V1 lines, their variant (B-E), k and num_drafts (not printed: exact as
+    drafted/k for fixed-k drafters, else inferred from the rounded mean acceptance length)."""
     ok = ok.with_columns(
         _i("acc").alias("acc"), _i("draft").alias("draft"), _f("mal").alias("mal"),
         _f("ar_c").alias("ar_c"), _f("ar_e").alias("ar_e"),
@@ -254,9 +220,26 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
         .when(fits(pl.col("nd_mal"))).then(pl.lit("num_drafts inferred from the rounded mean acceptance length "
                                                   "(approximate)"))
         .otherwise(None).alias("note"),
-        # identities of log_formats §2.3: printed rate = accepted/drafted; 1 + sum(per-position) = MAL.
+        # identities of docs/log-formats.md §2.3: printed rate = accepted/drafted; 1 + sum(per-position) = MAL.
         pl.coalesce("ar_c", "ar_e").alias("ar_printed"),
     )
+    return ok
+
+
+def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """V1 ``SpecDecoding metrics:`` (variants B-E, windowed counts) plus unknown suffixes."""
+    df = df.with_columns(_anchored(M_V1, _V1_E).alias("_g")).unnest("_g")
+    fast = df.filter(pl.col("acc").is_not_null()).with_columns(
+        pl.col("pp").str.strip_suffix(", "), pl.lit(None, dtype=pl.Utf8).alias("ar_c"))
+    slow = df.filter(pl.col("acc").is_null())
+    if slow.height:
+        slow = slow.drop("mal", "acc_tps", "draft_tps", "acc", "draft", "pp", "ar_e")
+        slow = slow.with_columns(pl.col("text").str.extract_groups(_V1).alias("_g")).unnest("_g")
+        df = pl.concat([fast, slow], how="diagonal_relaxed") if fast.height else slow
+    else:
+        df = fast
+    ok = _v1_numbers(df.filter(pl.col("acc").is_not_null()))
+    rest = df.filter(pl.col("acc").is_null())
     rate_bad = (pl.col("ar_printed").is_not_null() & (pl.col("draft") > 0)
                 & ((pl.col("ar_printed") - 100.0 * pl.col("acc") / pl.col("draft")).abs() > 0.051))
     pp_bad = (pl.col("ppl").is_not_null() & pl.col("mal").is_not_null()
@@ -269,7 +252,7 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
                                   "(line cut short?)"))
         .otherwise(None).alias("why")
     )
-    bad = [_bad(ok.filter(pl.col("why").is_not_null()), source, pl.col("why"))]
+    bad = [malformed(ok.filter(pl.col("why").is_not_null()), source, pl.col("why"))]
     ok = ok.filter(pl.col("why").is_null())
     win = ok.select(
         *_base(ok, source, pl.concat_str([pl.lit("vllm-v1-specdecoding-"), pl.col("variant")]), "interval"),
@@ -278,8 +261,8 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
         pl.col("draft").alias("draft_tokens"),
         pl.col("acc").alias("accepted_tokens"),
         (pl.col("acc") + pl.col("nd")).alias("emitted_tokens"),
-        _ratio(pl.col("acc"), pl.col("draft")).alias("acceptance_rate"),
-        pl.coalesce(pl.col("mal"), 1.0 + _ratio(pl.col("acc"), pl.col("nd"))).alias("mean_acceptance_length"),
+        ratio_expr(pl.col("acc"), pl.col("draft")).alias("acceptance_rate"),
+        pl.coalesce(pl.col("mal"), 1.0 + ratio_expr(pl.col("acc"), pl.col("nd"))).alias("mean_acceptance_length"),
         pl.col("ppl").alias("per_position_acceptance"),
         _f("acc_tps").alias("accepted_tps"),
         _f("draft_tps").alias("drafted_tps"),
@@ -321,15 +304,14 @@ def _parse_v1_kv(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
     """Lines whose suffix is not a known variant: parse ``key: value`` pairs. A line whose keys are all
     known is a damaged known variant (malformed); one with an unknown key is a new variant."""
     rows: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
+    bad: list[tuple[int, str, str]] = []
     for rec in df.iter_rows(named=True):
         text = rec["text"].rstrip()
         body = text.split(M_V1, 1)[1]
         pairs = {k.strip(): (v, unit) for k, v, unit in _KV_ITEM.findall(body)}
         unknown = [k for k in pairs if k not in _KNOWN_V1_KEYS]
         if not pairs or not unknown:
-            bad.append({"source": source, "line": rec["line"], "text": text[:300],
-                        "reason": "SpecDecoding metrics line does not match any known variant"})
+            bad.append((rec["line"], "SpecDecoding metrics line does not match any known variant", text))
             continue
 
         def num(*names: str, pairs: dict[str, tuple[str, str]] = pairs) -> float | None:
@@ -365,8 +347,7 @@ def _parse_v1_kv(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
         rows.append(row)
     w = pl.DataFrame(rows, schema_overrides={"time": pl.Datetime("us", "UTC")}) if rows else pl.DataFrame(
         schema=WINDOW_SCHEMA)
-    b = pl.DataFrame(bad, schema=MALFORMED_SCHEMA) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
-    return w, b
+    return w, malformed_rows(bad, source) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
 
 
 def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -388,7 +369,7 @@ def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.
         .otherwise(None)
     )
     v0 = v0.with_columns(why.alias("why"))
-    bad = [_bad(v0.filter(pl.col("why").is_not_null()), source, pl.col("why"))]
+    bad = [malformed(v0.filter(pl.col("why").is_not_null()), source, pl.col("why"))]
     v0 = v0.filter(pl.col("why").is_null())
     prefix_acc = pl.col("emit") - pl.col("nd")
     win = v0.select(
@@ -396,8 +377,8 @@ def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.
                .otherwise(pl.lit("vllm-v0-spec-metrics")), "cumulative"),
         pl.col("k"), pl.col("nd").alias("num_drafts"), pl.col("draft").alias("draft_tokens"),
         prefix_acc.alias("accepted_tokens"), pl.col("emit").alias("emitted_tokens"),
-        _ratio(prefix_acc, pl.col("draft")).alias("acceptance_rate"),
-        _ratio(pl.col("emit"), pl.col("nd")).alias("mean_acceptance_length"),
+        ratio_expr(prefix_acc, pl.col("draft")).alias("acceptance_rate"),
+        ratio_expr(pl.col("emit"), pl.col("nd")).alias("mean_acceptance_length"),
         pl.concat_str([
             pl.lit("vLLM V0 counts accepted drafts at any position (engine: accepted="), pl.col("acc").cast(pl.Utf8),
             pl.lit(", rate="), pl.col("ar").cast(pl.Utf8).fill_null("nan"),
@@ -411,14 +392,14 @@ def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.
         ok = a.filter(pl.col("acc").is_not_null()).with_columns(_i("acc").alias("acc"), _i("draft").alias("draft"))
         ok = ok.with_columns(pl.when(pl.col("acc") > pl.col("draft"))
                              .then(pl.lit("accepted tokens exceed drafted tokens")).alias("why"))
-        bad.append(_bad(ok.filter(pl.col("why").is_not_null()), source, pl.col("why")))
+        bad.append(malformed(ok.filter(pl.col("why").is_not_null()), source, pl.col("why")))
         ok = ok.filter(pl.col("why").is_null())
         wins.append(ok.select(
             *_base(ok, source, "vllm-v1-specdecoding-A", "interval"),
             pl.col("draft").alias("draft_tokens"), pl.col("acc").alias("accepted_tokens"),
-            _ratio(pl.col("acc"), pl.col("draft")).alias("acceptance_rate"),
+            ratio_expr(pl.col("acc"), pl.col("draft")).alias("acceptance_rate"),
         ))
-        bad.append(_bad(a.filter(pl.col("acc").is_null()), source,
+        bad.append(malformed(a.filter(pl.col("acc").is_null()), source,
                         "Speculative metrics line does not match the V0 or V1-A format"))
     return pl.concat(wins, how="diagonal_relaxed"), pl.concat(bad)
 
@@ -448,165 +429,7 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
         (_f("kv") / 100.0).round(6).alias("kv_usage"),  # printed with one decimal: exact after rounding
         pl.col("proc").alias("_proc"), pl.col("eng").alias("_eng"),
     )
-    return win, _bad(df.filter(pl.col("wait").is_null()), source, "throughput line does not match the known format")
-
-
-# ---------------------------------------------------------------------------------------------
-# startup configuration (rare lines: Python)
-# ---------------------------------------------------------------------------------------------
-
-_CLASS = re.compile(r"Configuring SpecDecodeWorker with (proposer|sampler)=<class '([\w.]+)'>")
-_SPEC_KV = re.compile(
-    r"['\"]?(method|model|draft_model|num_speculative_tokens|num_spec_tokens|acceptance_method|"
-    r"spec_decoding_acceptance_method|draft_tensor_parallel_size|prompt_lookup_max|prompt_lookup_min)['\"]?"
-    r"\s*[:=]\s*['\"]?([^'\",)}\s]+)"
-)
-_SAMPLER_METHOD = {"TypicalAcceptanceSampler": "typical_acceptance_sampler", "RejectionSampler": "rejection_sampler"}
-_KEY_ALIASES = {"num_spec_tokens": "num_speculative_tokens", "spec_decoding_acceptance_method": "acceptance_method"}
-
-
-def _parse_configs(df: pl.DataFrame, source: str) -> pl.DataFrame:
-    """Facts about the speculative setup. Keys (stable, used by the rules): proposer, sampler,
-    acceptance_method, method, draft_model, num_speculative_tokens, prompt_lookup_min/max."""
-    rows: list[dict[str, Any]] = []
-    for line, text in df.select("line", "text").iter_rows():
-        for kind, cls in _CLASS.findall(text):
-            short = cls.rsplit(".", 1)[-1]
-            rows.append({"key": kind, "value": short, "line": line})
-            if kind == "sampler" and short in _SAMPLER_METHOD:
-                rows.append({"key": "acceptance_method", "value": _SAMPLER_METHOD[short], "line": line})
-        spec = _speculative_part(text)
-        if spec is None:
-            continue
-        seen: set[str] = set()
-        for key, value in _SPEC_KV.findall(spec):
-            key = _KEY_ALIASES.get(key, key)
-            if key == "model":
-                key = "draft_model"
-            if key in seen or value in ("None", "null"):
-                continue
-            seen.add(key)
-            rows.append({"key": key, "value": value, "line": line})
-    if not rows:
-        return pl.DataFrame(schema=CONFIG_SCHEMA)
-    return pl.DataFrame(rows).select(
-        pl.lit(source).alias("source"), pl.col("line").cast(pl.Int64), pl.lit(ENGINE).alias("engine"),
-        pl.col("key"), pl.col("value"),
-    )
-
-
-def _speculative_part(text: str) -> str | None:
-    """The speculative section of a config line (``speculative_config=SpeculativeConfig(...)``, a
-    ``'speculative_config': {...}`` dict, or a bare ``--spec-decoding-acceptance-method`` value)."""
-    i = text.find("speculative_config")
-    if i < 0:
-        return text if "acceptance_method" in text else None
-    seg = text[i:]
-    opens = [p for p in (seg.find("("), seg.find("{")) if p >= 0]
-    if not opens:
-        return None
-    start = min(opens)
-    depth = 0
-    for j in range(start, len(seg)):
-        ch = seg[j]
-        if ch in "({":
-            depth += 1
-        elif ch in ")}":
-            depth -= 1
-            if depth == 0:
-                return seg[start : j + 1]
-    return seg[start:]
-
-
-# ---------------------------------------------------------------------------------------------
-# multi-line summaries: `vllm bench serve` and the offline spec_decode.py example (rare: Python)
-# ---------------------------------------------------------------------------------------------
-
-_KV_LINE = re.compile(r"^\s*(?P<key>[A-Za-z][^:]*?)\s*:\s*(?P<val>-?\d+(?:\.\d+)?|nan|inf)?\s*$")
-_POS_LINE = re.compile(r"^\s*Position (\d+)\s*:\s*(\d+(?:\.\d+)?|nan)\s*$")
-_ACC_AT = re.compile(r"^\s*acceptance at token (\d+)\s*:\s*(\d+(?:\.\d+)?|nan)\s*$")
-_BLOCK_GAP = 12  # marker lines further apart than this belong to different summaries
-
-
-def _parse_blocks(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    rows: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
-    block: list[tuple[int, str]] = []
-    for line, text in df.select("line", "text").iter_rows():
-        if block and line - block[-1][0] > _BLOCK_GAP:
-            _close_block(block, source, rows, bad)
-            block = []
-        block.append((line, text))
-    if block:
-        _close_block(block, source, rows, bad)
-    w = pl.DataFrame(rows) if rows else pl.DataFrame(schema=WINDOW_SCHEMA)
-    b = pl.DataFrame(bad, schema=MALFORMED_SCHEMA) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
-    return w, b
-
-
-def _close_block(block: list[tuple[int, str]], source: str, rows: list[dict[str, Any]],
-                 bad: list[dict[str, Any]]) -> None:
-    vals: dict[str, float] = {}
-    pos: dict[int, float] = {}
-    first_spec: tuple[int, str] | None = None
-    kind = None
-    for line, text in block:
-        if "Speculative Decoding-" in text:
-            kind, first_spec = "bench", (line, text)
-            continue
-        if "total_num_output_tokens:" in text or ("num_drafts:" in text and kind is None):
-            kind = kind or "offline"
-            first_spec = first_spec or (line, text)
-        m = _POS_LINE.match(text) or _ACC_AT.match(text)
-        if m:
-            try:
-                pos[int(m[1])] = float(m[2])
-            except ValueError:
-                pass
-            continue
-        m = _KV_LINE.match(text)
-        if m and m["val"] is not None:
-            vals[m["key"].strip()] = float(m["val"])
-            if first_spec is None and m["key"].strip() in ("Drafts", "Acceptance rate (%)"):
-                first_spec = (line, text)
-    if kind is None:
-        if "Drafts" in vals or "Acceptance length" in vals:
-            kind = "bench"  # the header line was cut off
-        else:
-            return  # generic words ("Position ", "Drafts:") outside a summary: not ours
-    if kind == "bench":
-        drafts, dtok, atok = vals.get("Drafts"), vals.get("Draft tokens"), vals.get("Accepted tokens")
-        mal = vals.get("Acceptance length")
-        scale = 100.0
-        fmt = "vllm-bench-serve"
-    else:
-        drafts, dtok, atok = vals.get("num_drafts"), vals.get("num_draft_tokens"), vals.get("num_accepted_tokens")
-        mal = vals.get("mean acceptance length")
-        scale = 1.0
-        fmt = "vllm-offline-spec-decode"
-    line0, text0 = first_spec or block[0]
-    if drafts is None or dtok is None or atok is None:
-        bad.append({"source": source, "line": line0, "text": text0[:300],
-                    "reason": f"{fmt} summary lacks drafts / draft tokens / accepted tokens"})
-        return
-    if atok > dtok:
-        bad.append({"source": source, "line": line0, "text": text0[:300],
-                    "reason": f"{fmt} summary: accepted tokens exceed draft tokens"})
-        return
-    pp = [round(pos[i] / scale, 8) for i in sorted(pos)] if pos and sorted(pos) == list(range(len(pos))) else None
-    k = len(pp) if pp else (round(dtok / drafts) if drafts else None)
-    rows.append({
-        "source": source, "line": line0, "engine": ENGINE, "format": fmt, "window": "run",
-        "k": k, "num_drafts": int(drafts), "draft_tokens": int(dtok), "accepted_tokens": int(atok),
-        "emitted_tokens": int(atok + drafts),
-        "acceptance_rate": atok / dtok if dtok else None,
-        "mean_acceptance_length": mal if mal is not None else (1 + atok / drafts if drafts else None),
-        "per_position_acceptance": pp,
-        "gen_tps": vals.get("Output token throughput (tok/s)"),
-        "ttft_ms": vals.get("Mean TTFT (ms)"), "tpot_ms": vals.get("Mean TPOT (ms)"),
-        "definition_note": ("bench serve numbers are deltas of the server's /metrics counters over the run "
-                            "(include any other traffic on the server)") if kind == "bench" else None,
-    })
+    return win, malformed(df.filter(pl.col("wait").is_null()), source, "throughput line does not match the known format")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,40 +466,32 @@ def _repair_engines(w: pl.DataFrame) -> pl.DataFrame:
     return w.with_columns(engine_id)
 
 
+def _v0_note(_own: str | None, first: bool, reset: bool) -> str:
+    """The note of a V0 interval row (replaces the cumulative row's note, which quotes the engine's numbers)."""
+    when = (" (first record: counts since server start)" if first
+            else " (counters went down: server restart, counts since it)" if reset else "")
+    return f"difference of vLLM V0 cumulative counters{when}; accepted_tokens = emitted - num_drafts (prefix acceptance)"
+
+
 def finalize(windows: pl.DataFrame) -> pl.DataFrame:
     """Per file: attach each V1 SpecDecoding window to the engine of the throughput line logged just
     before it by the same process, and turn V0 cumulative counters into per-window differences (a
-    counter going down means the server restarted: that window counts from zero)."""
+    counter going down means the server restarted: that window counts from zero; the first line
+    counts since server start)."""
     if windows.height == 0:
         return windows
     w = _repair_engines(windows)
-    is_cum = (pl.col("window") == "cumulative") & pl.col("format").str.starts_with("vllm-v0-spec")
-    cum = w.filter(is_cum)
+    cum = w.filter((pl.col("window") == "cumulative") & pl.col("format").str.starts_with("vllm-v0-spec"))
     if not cum.height:
         return w
-    key = [pl.col("source"), pl.col("engine_id").fill_null("")]
-    cols = ("num_drafts", "draft_tokens", "accepted_tokens", "emitted_tokens")
-    cum = cum.with_row_index("_r").with_columns(**{f"_p_{c}": pl.col(c).shift(1).over(key) for c in cols})
-    restart = pl.lit(False)
-    for c in cols:
-        restart = restart | (pl.col(c) < pl.col(f"_p_{c}"))
-    first = pl.col("_p_draft_tokens").is_null()
-    cum = cum.with_columns(restart.fill_null(False).alias("_restart"), first.alias("_first"))
-    d = {c: pl.when(pl.col("_first") | pl.col("_restart")).then(pl.col(c)).otherwise(pl.col(c) - pl.col(f"_p_{c}"))
-         for c in cols}
-    iv = cum.with_columns(**d).with_columns(
-        pl.lit("interval").alias("window"),
-        _ratio(pl.col("accepted_tokens"), pl.col("draft_tokens")).alias("acceptance_rate"),
-        _ratio(pl.col("emitted_tokens"), pl.col("num_drafts")).alias("mean_acceptance_length"),
-        pl.concat_str([
-            pl.lit("difference of vLLM V0 cumulative counters"),
-            pl.when(pl.col("_first")).then(pl.lit(" (first record: counts since server start)"))
-            .when(pl.col("_restart")).then(pl.lit(" (counters went down: server restart, counts since it)"))
-            .otherwise(pl.lit("")),
-            pl.lit("; accepted_tokens = emitted - num_drafts (prefix acceptance)"),
-        ]).alias("definition_note"),
-    ).select(w.columns)
+    iv = differences(cum, ("source", "engine_id"), since_start=True, time_rates=False, note=_v0_note)
+    # V0 defines the mean acceptance length from its emitted counter (as the cumulative rows do)
+    iv = iv.with_columns(ratio_expr(pl.col("emitted_tokens"), pl.col("num_drafts")).alias("mean_acceptance_length"))
+    iv = iv.select(w.columns).cast(dict(w.schema))
     # each interval row goes right after its cumulative row (V0 logs are small: a sort is fine here)
     out = pl.concat([w.with_columns(pl.lit(0, dtype=pl.Int8).alias("_k")),
                      iv.with_columns(pl.lit(1, dtype=pl.Int8).alias("_k"))])
     return out.sort("source", "line", "_k", maintain_order=True).drop("_k")
+
+
+SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, finalize=finalize)

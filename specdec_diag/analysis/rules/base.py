@@ -1,7 +1,8 @@
-"""The rule machinery: findings, rules, the registry, the shared context and :func:`run_rules`.
+"""The rule machinery: findings, the :class:`Rule` base class and the shared :class:`Context`.
 
-A rule is a class with a stable ``code`` (ARCHITECTURE.md §5), a default severity, the thresholds it
-reads and the user problems it comes from; its docstring is its documentation page. ``check(ctx)``
+A rule is a class with a stable ``code`` (docs/architecture.md §5), a default severity, the thresholds
+it reads and the user problems it comes from; its docstring is its documentation page. It lives in
+``rules/<family>/<code in snake case>.py``, and its family is that package. ``check(ctx)``
 returns findings; a rule that cannot judge returns nothing or an info "not enough data" note made by
 :func:`insufficient`, never a guess. Rules only read tables: they never import torch, and never read a
 trace header's ``fault`` (that is the answer key of the sample traces).
@@ -20,10 +21,12 @@ import polars as pl
 
 from specdec_diag.analysis.rules.thresholds import Thresholds
 from specdec_diag.ingest.base import IngestResult
+from specdec_diag.schema import trace_is_baseline, trace_rule_name, trace_temperature
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+_PACKAGE = __name__.rpartition(".")[0]  # specdec_diag.analysis.rules
 
 
 @dataclass
@@ -41,7 +44,7 @@ class Finding:
     score: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """The report-contract shape (ARCHITECTURE.md §4) plus ``score``."""
+        """The report-contract shape (docs/architecture.md §4) plus ``score``."""
         return {"code": self.code, "severity": self.severity, "title": self.title,
                 "evidence": _jsonable(self.evidence), "recommendation": self.recommendation,
                 "locations": list(self.locations), "score": round(float(self.score), 6)}
@@ -68,14 +71,22 @@ class Rule:
     code: ClassVar[str]
     name: ClassVar[str]
     severity: ClassVar[Severity] = "warning"
-    family: ClassVar[str] = ""
     #: Threshold fields this rule reads (documented on its page).
     thresholds: ClassVar[tuple[str, ...]] = ()
-    #: user_problems.md entries (P01..P22) and decoder_anchors.md sections the rule comes from.
-    problems: ClassVar[tuple[str, ...]] = ()
+    #: Numbers of the user problems (docs/problems.md, ``#p07`` = problem 7) the rule answers.
+    problems: ClassVar[tuple[int, ...]] = ()
+    #: Sections of docs/theory.md the rule's reasoning rests on (``"5.7"``).
+    theory: ClassVar[tuple[str, ...]] = ()
     #: Codes that, when they fire on the same source as an error, explain this rule's symptom: the
     #: finding is then kept but demoted to info with ``evidence['explained_by']``.
     explained_by: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def family(self) -> str:
+        """The package the rule's module lives in (``rules/acceptance/low_acceptance.py``: acceptance),
+        so a rule's family and its place on disk cannot disagree."""
+        package = type(self).__module__.rpartition(".")[0]
+        return package.removeprefix(_PACKAGE + ".") if package.startswith(_PACKAGE + ".") else ""
 
     @property
     def doc(self) -> str:
@@ -97,17 +108,6 @@ class Rule:
         if more:
             evidence = {**evidence, "more_locations": more}
         return Finding(self.code, severity or self.severity, title, evidence, recommendation, locs, score)
-
-
-RULES: dict[str, Rule] = {}
-
-
-def register(cls: type[Rule]) -> type[Rule]:
-    """Class decorator: add one instance to :data:`RULES` under its (unique, stable) code."""
-    if cls.code in RULES:
-        raise ValueError(f"rule code {cls.code} registered twice")
-    RULES[cls.code] = cls()
-    return cls
 
 
 def locations(rows: pl.DataFrame | Iterable[tuple[str, int]] | None, cap: int = 20
@@ -146,10 +146,6 @@ def insufficient(rule: Rule, ctx: Context, what: str, have: Any, need: Any,
 # ---------------------------------------------------------------------------------------------
 # Context: the ingest result plus derived tables every rule shares (computed once, lazily).
 # ---------------------------------------------------------------------------------------------
-
-SPEC_COLS = ("num_drafts", "draft_tokens", "accepted_tokens", "acceptance_rate", "mean_acceptance_length",
-             "per_position_acceptance")
-
 
 @dataclass
 class Context:
@@ -246,8 +242,8 @@ class Context:
         meta = []
         for src in s["source"].unique().to_list():
             h = self.headers.get(src, {})
-            meta.append({"source": src, "temperature": header_temperature(h),
-                         "rule_name": header_rule_name(h), "baseline": header_is_baseline(h)})
+            meta.append({"source": src, "temperature": trace_temperature(h),
+                         "rule_name": trace_rule_name(h), "baseline": trace_is_baseline(h)})
         m = pl.DataFrame(meta, schema={"source": pl.Utf8, "temperature": pl.Float64, "rule_name": pl.Utf8,
                                        "baseline": pl.Boolean})
         s = s.with_columns(pl.col("request").fill_null(0)).join(m, on="source", how="left")
@@ -286,29 +282,6 @@ def label(source: str, engine_id: str = "") -> str:
     engine/rank key when there is one."""
     name = source.replace("\\", "/").rsplit("/", 1)[-1]
     return f"{name} [{engine_id}]" if engine_id else name
-
-
-def header_temperature(h: dict[str, Any]) -> float | None:
-    """Temperature recorded in a trace header (``sampling.temperature``); greedy rule means 0."""
-    rule = h.get("rule") or {}
-    if isinstance(rule, dict) and rule.get("name") == "greedy":
-        return 0.0
-    samp = h.get("sampling") or {}
-    t = samp.get("temperature") if isinstance(samp, dict) else None
-    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
-
-
-def header_rule_name(h: dict[str, Any]) -> str | None:
-    rule = h.get("rule")
-    if isinstance(rule, dict):
-        return rule.get("name")
-    return rule if isinstance(rule, str) else None
-
-
-def header_is_baseline(h: dict[str, Any]) -> bool:
-    """A plain autoregressive (no speculation) trace: ``mode`` names the baseline."""
-    mode = str(h.get("mode", "")).lower()
-    return mode in {"baseline", "ar", "autoregressive", "plain", "no-spec", "nospec"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,59 +375,4 @@ def timeline(df: pl.DataFrame) -> pl.DataFrame:
 
 def ranked(findings: list[Finding]) -> list[Finding]:
     """Errors before warnings before info; within a severity by score (impact), then code."""
-    return sorted(findings, key=lambda f: (_RANK.get(f.severity, 9), -float(f.score or 0.0), f.code))
-
-
-def run_rules(result: IngestResult, thresholds: Thresholds | None = None,
-              select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
-              strict: bool = False) -> list[Finding]:
-    """Run the registered rules (all, or the codes in ``select``, minus ``ignore``) over one ingest
-    result and return the findings ranked, principal bottleneck first.
-
-    A finding whose rule lists an ``explained_by`` code that fired, at least as severe, on the same
-    sources is demoted to info and says which code explains it (a leaked KV cache also lowers
-    acceptance; the report should lead with the cause).
-
-    A rule that crashes on unexpected data does not take the report down: unless ``strict`` (tests),
-    its exception becomes an info finding naming the rule, so the other findings still arrive."""
-    from specdec_diag.analysis.rules import load_all
-
-    load_all()
-    th = thresholds or Thresholds()
-    codes = list(RULES)
-    if select is not None:
-        wanted = {c.upper() for c in select}
-        unknown = wanted - set(RULES)
-        if unknown:
-            raise ValueError(f"unknown rule code(s): {', '.join(sorted(unknown))}")
-        codes = [c for c in codes if c in wanted]
-    if ignore is not None:
-        drop = {c.upper() for c in ignore}
-        codes = [c for c in codes if c not in drop]
-    ctx = Context(result, th)
-    findings: list[Finding] = []
-    for code in codes:
-        try:
-            findings.extend(RULES[code].check(ctx))
-        except Exception as exc:
-            if strict:
-                raise
-            findings.append(Finding(
-                code, "info", f"{code}: rule could not run on this input ({type(exc).__name__}: {exc})",
-                {"internal_error": f"{type(exc).__name__}: {exc}"},
-                "Please report this with the input file; the other findings are unaffected."))
-    fired: dict[tuple[str, int], set[str]] = {}  # (code, severity rank) -> sources
-    for f in findings:
-        fired.setdefault((f.code, _RANK[f.severity]), set()).update(f.sources)
-    for f in findings:
-        if f.severity == "info":
-            continue
-        for cause in RULES[f.code].explained_by:
-            # the cause must be at least as severe as the symptom and cover all of its sources
-            srcs = set().union(*(fired.get((cause, r), set()) for r in range(_RANK[f.severity] + 1)))
-            if srcs and f.sources and f.sources <= srcs:
-                f.evidence = {**f.evidence, "explained_by": cause, "original_severity": f.severity}
-                f.severity = "info"
-                f.title = f"{f.title} (consequence of {cause})"
-                break
-    return ranked(findings)
+    return sorted(findings, key=lambda f: (SEVERITY_RANK.get(f.severity, 9), -float(f.score or 0.0), f.code))

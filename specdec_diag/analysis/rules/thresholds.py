@@ -26,12 +26,14 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10 with the tomli bac
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Numbers that decide when a rule fires. Defaults come from user_problems.md and decoder_anchors.md."""
+    """Numbers that decide when a rule fires. Defaults come from the user problems (docs/problems.md) and the
+    theory (docs/theory.md)."""
 
     # --- how much data a rule needs before it judges -------------------------------------------------
     min_draft_tokens: int = 500
-    """Draft tokens a group (file + engine, or trace request set) needs before acceptance is judged (P03:
-    '>= 500 drafted tokens'); below it a rule emits at most an info 'not enough data' note."""
+    """Draft tokens a group (file + engine, or trace request set) needs before acceptance is judged (problem
+    3, docs/problems.md#p03: '>= 500 drafted tokens'); below it a rule emits at most an info 'not enough data'
+    note."""
     min_steps: int = 20
     """Speculative steps a trace needs before step statistics (timings, regressions, rates) are judged."""
     min_windows: int = 3
@@ -41,12 +43,14 @@ class Thresholds:
 
     # --- acceptance level ----------------------------------------------------------------------------
     broken_acceptance_rate: float = 0.05
-    """Acceptance rate (accepted/drafted) below which the drafter is called broken (P03: AR < 5 %)."""
+    """Acceptance rate (accepted/drafted) below which the drafter is called broken (problem 3,
+    docs/problems.md#p03: AR < 5 %)."""
     broken_mal: float = 1.10
-    """Mean acceptance length below which the drafter is called broken (P03: MAL < 1.10)."""
+    """Mean acceptance length below which the drafter is called broken (problem 3, docs/problems.md#p03: MAL <
+    1.10)."""
     low_alpha: float = 0.40
     """Leviathan alpha (per-token acceptance probability, estimated) below which acceptance is low
-    (P19: drafter/target mismatch typically shows 30-55 % AR)."""
+    (problem 19, docs/problems.md#p19: drafter/target mismatch typically shows 30-55 % AR)."""
     suspicious_acceptance: float = 0.99
     """Acceptance rate at or above which acceptance is 'about 100 %' (verifier bypassed?)."""
     suspicious_z: float = 4.0
@@ -55,17 +59,20 @@ class Thresholds:
 
     # --- per-position shape --------------------------------------------------------------------------
     cliff_first_position: float = 0.30
-    """Position-0 acceptance a draft needs before a later zero is called a cliff (P07: pp[0] > 0.3)."""
+    """Position-0 acceptance a draft needs before a later zero is called a cliff (problem 7,
+    docs/problems.md#p07: pp[0] > 0.3)."""
     cliff_conditional: float = 0.10
     """Conditional rate pp[j]/pp[j-1] below which position j is a cliff (healthy ones are roughly flat)."""
     cliff_zero: float = 0.02
     """Per-position rate counted as 'about zero' at a cliff."""
     tail_position_rate: float = 0.10
-    """Per-position rate under which a tail position 'rarely accepts' (P08: tail pp < 0.1)."""
+    """Per-position rate under which a tail position 'rarely accepts' (problem 8, docs/problems.md#p08: tail
+    pp < 0.1)."""
     tail_positions: int = 2
     """Tail positions below ``tail_position_rate`` needed before K_TOO_LARGE considers a smaller gamma."""
     keep_position_rate: float = 0.20
-    """Per-position rate a position needs to be worth drafting (P08: last position with pp >= 0.2)."""
+    """Per-position rate a position needs to be worth drafting (problem 8, docs/problems.md#p08: last position
+    with pp >= 0.2)."""
     min_gain: float = 0.05
     """Predicted relative speed-up a smaller gamma must bring before K_TOO_LARGE fires."""
     assumed_cost_ratio: float = 0.05
@@ -73,18 +80,21 @@ class Thresholds:
 
     # --- change over time, context, temperature ------------------------------------------------------
     collapse_relative_drop: float = 0.50
-    """Relative drop of acceptance after a change point that counts as a collapse (P10: 61 % -> 0.9 %)."""
+    """Relative drop of acceptance after a change point that counts as a collapse (problem 10,
+    docs/problems.md#p10: 61 % -> 0.9 %)."""
     collapse_absolute_drop: float = 0.15
     """Absolute drop (acceptance-rate points) a collapse also needs, so low rates do not trip it."""
     decay_relative_drop: float = 0.30
-    """Relative drop from the shortest- to the longest-context bin that counts as decay (P06)."""
+    """Relative drop from the shortest- to the longest-context bin that counts as decay (problem 6,
+    docs/problems.md#p06)."""
     decay_bins: int = 4
     """Context-length bins used for the decay regression."""
     sharp_drop_share: float = 0.60
-    """Share of the total decay in one adjacent-bin step that makes it a 'sharp drop at a size' (window bug)."""
+    """Share of the total decay in one adjacent-bin step that makes it a 'sharp drop at a size' (window
+    bug)."""
     temperature_gap: float = 0.15
     """Acceptance-rate gap between greedy (T < 0.3) and sampled (T >= 0.7) traffic that counts as
-    temperature sensitivity (P05)."""
+    temperature sensitivity (problem 5, docs/problems.md#p05)."""
 
     # --- speed ---------------------------------------------------------------------------------------
     no_speedup_ratio: float = 1.0
@@ -104,27 +114,31 @@ class Thresholds:
     about 1; healthy batched verify on the sample CPU pair: about 0.2; timing noise and slow faulty
     steps reach 0.8, hence the margin)."""
     large_batch: int = 32
-    """Running requests at or above which the target is likely compute-bound (P01: batch 16-32)."""
+    """Running requests at or above which the target is likely compute-bound (problem 1, docs/problems.md#p01:
+    batch 16-32)."""
     compute_bound_share: float = 0.50
     """Share of speculative windows at or above ``large_batch`` before COMPUTE_BOUND_BATCH fires."""
     kv_full: float = 0.90
-    """KV-cache usage (fraction) counted as full (P20: usage > 90 %)."""
+    """KV-cache usage (fraction) counted as full (problem 20, docs/problems.md#p20: usage > 90 %)."""
     queue_share: float = 0.30
     """Share of windows with waiting requests (or full KV) before CAPACITY_QUEUEING fires."""
     ttft_tpot_ratio: float = 100.0
-    """TTFT / TPOT above which requests spend their time queued, not decoding (P20)."""
+    """TTFT / TPOT above which requests spend their time queued, not decoding (problem 20,
+    docs/problems.md#p20)."""
     no_graph_share: float = 0.05
     """Share of speculative decode windows without CUDA graphs before NO_CUDA_GRAPH fires."""
 
     # --- data quality --------------------------------------------------------------------------------
     idle_gen_tps: float = 1.0
-    """Generation throughput (tok/s) under which a window is idle (P17/SGLang 0.39 tok/s first window)."""
+    """Generation throughput (tok/s) under which a window is idle (problem 17, docs/problems.md#p17: SGLang
+    0.39 tok/s first window)."""
     idle_share: float = 0.25
     """Share of idle or draft-less windows before BENCHMARK_ARTIFACT reports them."""
     min_request_draft_tokens: int = 50
-    """Draft tokens a per-request record needs to be meaningful (P17: < ~50)."""
+    """Draft tokens a per-request record needs to be meaningful (problem 17, docs/problems.md#p17: < ~50)."""
     identical_windows: int = 3
-    """Identical consecutive non-trivial windows (same counts and per-position rates) that suggest repeated prompts."""
+    """Identical consecutive non-trivial windows (same counts and per-position rates) that suggest repeated
+    prompts."""
     malformed_error_share: float = 0.50
     """Share of a file's records that were malformed above which MALFORMED_INPUT is an error."""
     max_locations: int = 20

@@ -9,8 +9,8 @@ import polars as pl
 import streamlit as st
 
 from specdec_diag.analysis import theory
-from specdec_diag.analysis.report import accepted_length_distribution
 from specdec_diag.dashboard_app import data as D
+from specdec_diag.render.charts import accepted_length_distribution
 
 loaded = D.current()
 s = loaded.summary

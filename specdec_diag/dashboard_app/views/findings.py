@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import polars as pl
 import streamlit as st
 
 import specdec_diag
-from specdec_diag.analysis.report import evidence_items, loc_str
 from specdec_diag.dashboard_app import data as D
-from specdec_diag.schema import open_text
+from specdec_diag.dashboard_app.guard import CODE, log_line
+from specdec_diag.render.text import evidence_items, loc_str
 
 loaded = D.current()
 DOCS = Path(specdec_diag.__file__).resolve().parent.parent / "docs" / "rules"
@@ -32,16 +31,6 @@ def rule_docs() -> dict[str, str]:
         return {code: r.doc for code, r in load_all().items()}
     except Exception:  # noqa: BLE001 - docs are optional here
         return {}
-
-
-def log_line(path: str, line: int) -> str | None:
-    """The text of one line of a log (gz transparently), or None when it cannot be read."""
-    try:
-        with open_text(path) as fh:
-            text = next(itertools.islice(fh, line - 1, None), None)
-    except OSError:
-        return None
-    return None if text is None else text.rstrip("\n")[:400]
 
 
 def short(s: str) -> str:
@@ -80,9 +69,10 @@ for i, f in enumerate(findings):
                 shown = []
                 for x in locs[:10]:
                     if x.get("line") is not None and x.get("path"):
-                        shown.append(f"{short(loc_str(x))}: {log_line(x['path'], int(x['line'])) or '(unreadable)'}")
+                        # every path against the root: a location (from an edited cache, say) may name any file
+                        shown.append(f"{short(loc_str(x))}: {log_line(D.root(), str(x['path']), x['line'])}")
                 st.code("\n".join(shown) or "(no line numbers)", language=None)
-        doc_file = DOCS / f"{f['code']}.md"
+        doc_file = DOCS / f"{f['code'] if CODE.fullmatch(str(f['code'])) else '_'}.md"  # a code never walks out of DOCS
         with st.expander(f"docs/rules/{f['code']}.md"):
             if doc_file.is_file():
                 st.markdown(doc_file.read_text(encoding="utf-8", errors="replace"))

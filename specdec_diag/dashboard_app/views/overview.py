@@ -78,7 +78,7 @@ else:
     st.markdown("No findings.")
 
 st.subheader("All numbers")
-from specdec_diag.analysis.report import summary_rows  # noqa: E402 - the report's own labels and definitions
+from specdec_diag.render.text import summary_rows  # noqa: E402 - the report's own labels and definitions
 
 st.dataframe(pl.DataFrame(summary_rows(s), schema=["metric", "value", "definition"], orient="row"),
              hide_index=True, width="stretch")

@@ -11,6 +11,7 @@ import polars as pl
 import streamlit as st
 
 from specdec_diag.dashboard_app import data as D
+from specdec_diag.dashboard_app.guard import tokenizer_file
 
 loaded = D.current()
 res = loaded.result
@@ -33,7 +34,7 @@ per_page = int(c3.selectbox("Steps per page", [10, 20, 50], index=1, key="trace_
 pages = max(1, -(-rs.height // per_page))
 page = int(c4.number_input(f"Page (of {pages})", 1, pages, 1, key="trace_page"))
 
-tok_file = D.tokenizer_file(header)
+tok_file, tok_note = tokenizer_file(header, D.root())  # never a path outside the root (bar the bundled one)
 tok = D.load_tokenizer(str(tok_file)) if tok_file else None
 rule = header.get("rule") or {}
 samp = header.get("sampling") or {}
@@ -41,7 +42,7 @@ st.caption(
     f"rule: **{rule.get('name', D.DASH)}**{' (lossy)' if rule.get('lossy') else ''} · γ policy: "
     f"{(header.get('gamma_policy') or {}).get('name', D.DASH)} · temperature {samp.get('temperature', D.DASH)}"
     f"{'' if samp.get('do_sample', True) else ' (greedy)'} · "
-    + (f"tokens decoded with `{tok_file}`" if tok is not None else "tokenizer files not found locally: token ids shown")
+    + (tok_note if tok is not None or tok_file is None else f"{tok_note}, but it did not load: token ids shown")
 )
 
 # context = prompt + everything emitted by earlier steps of this request

@@ -1,0 +1,112 @@
+"""ACCEPTANCE_COLLAPSE: Acceptance drops sharply mid-run and stays down."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from specdec_diag.analysis.rules.acceptance._helpers import CORRECTNESS_CAUSES, Unit, change_point, units
+from specdec_diag.analysis.rules.base import Context, Finding, Rule, timeline
+
+
+def series(u: Unit, ctx: Context) -> tuple[list[float], list[float], pl.DataFrame] | None:
+    """Acceptance over time: per window (rate, else (MAL-1)/k) or per block of trace steps."""
+    if u.kind == "windows":
+        t = timeline(u.frame)
+        if t.is_empty():
+            return None
+        # the rate, else accepted / drafted, else (MAL - 1) / k; weight drafted tokens, else drafts, else 1
+        dt, nd, k = pl.col("draft_tokens"), pl.col("num_drafts"), pl.col("k")
+        v = (pl.when(pl.col("acceptance_rate").is_not_null()).then(pl.col("acceptance_rate"))
+             .when(pl.col("accepted_tokens").is_not_null() & dt.is_not_null() & (dt != 0))
+             .then(pl.col("accepted_tokens") / dt)
+             .when(pl.col("mean_acceptance_length").is_not_null() & k.is_not_null() & (k != 0))
+             .then((pl.col("mean_acceptance_length") - 1.0) / k))
+        w = pl.when(dt.is_not_null() & (dt != 0)).then(dt).when(nd.is_not_null() & (nd != 0)).then(nd).otherwise(1)
+        t = t.with_columns(v.cast(pl.Float64).alias("_v"), w.cast(pl.Float64).alias("_w"))
+        t = t.filter(pl.col("_v").is_not_null() & pl.col("_v").is_not_nan())
+        return t["_v"].to_list(), t["_w"].to_list(), t.drop("_v", "_w")
+    # traces: one point per request, in order. Blocks of steps inside a request are not used: one
+    # hard prompt (a greedy loop the draft cannot follow) is not a collapse, and within one long
+    # request time and context length move together (ACCEPTANCE_DECAY_CONTEXT's territory)
+    g = u.frame.group_by("request", maintain_order=True).agg(
+        pl.col("n_accepted").sum().alias("a"), pl.col("gamma_drafted").sum().alias("d"),
+        pl.col("line").min().alias("line"), pl.col("source").first().alias("source"))
+    g = g.filter(pl.col("d") > 0).sort("request")
+    vals = (g["a"] / g["d"]).to_list()
+    ws = g["d"].cast(pl.Float64).to_list()
+    return vals, ws, g
+
+
+class AcceptanceCollapse(Rule):
+    """Acceptance drops sharply mid-run and stays down.
+
+    **What it detects.** A change point in one engine's acceptance timeline (its interval rows, or the
+    differences of cumulative counters) or across a trace's requests: the draft-weighted mean after the
+    split is at least ``collapse_relative_drop`` lower than before, at least ``collapse_absolute_drop``
+    lower in absolute terms, significant (two-proportion z >= 3 where draft counts exist), with
+    ``min_windows`` windows (or requests) on each side. One hard prompt inside a trace is not a collapse.
+
+    **Why it matters.** A drafter does not get worse by itself mid-run. A sustained collapse follows a
+    state corruption (draft KV, hidden-state transfer in PD mode, a bad batch-expansion path) or a
+    traffic change; vLLM #36872 (61 % → 0.9 % while output degraded), vllm-ascend #13523 (gradual fall
+    to 0), vLLM PR #52816 (window collapsing to 0.057, 0.000, ...).
+
+    **Evidence.** ``before`` / ``after`` mean acceptance, ``relative_drop``, ``windows_before`` /
+    ``windows_after``, ``change_at`` (the first collapsed window's line and time).
+
+    **Example.** Acceptance 0.58 over 12 windows, then 0.04 over 9 windows from line 1,204.
+
+    **Fix.** Check outputs around the change point for garbage; compare with speculation off at T=0;
+    restart to see if it recovers (state corruption) and look for what changed (traffic, a PD transfer,
+    batch size crossing a threshold).
+    """
+
+    code = "ACCEPTANCE_COLLAPSE"
+    name = "acceptance collapse"
+    severity = "warning"
+    thresholds = ("collapse_relative_drop", "collapse_absolute_drop", "min_windows")
+    problems = (10, 12, 18)
+    # in one long request time and context grow together: a drop at a context size is the better story
+    explained_by = CORRECTNESS_CAUSES + ("ACCEPTANCE_DECAY_CONTEXT",)
+
+    def check(self, ctx: Context) -> list[Finding]:
+        th = ctx.thresholds
+        out = []
+        for u in units(ctx):
+            ser = series(u, ctx)
+            if not ser:
+                continue
+            vals, ws, rows = ser
+            cp = change_point(vals, ws, th.min_windows)
+            if not cp:
+                continue
+            t, before, after = cp
+            drop = before - after
+            if drop < th.collapse_absolute_drop or after > before * (1 - th.collapse_relative_drop):
+                continue
+            n1, n2 = sum(ws[:t]), sum(ws[t:])
+            pool = (before * n1 + after * n2) / (n1 + n2)
+            counted = any(w > 1 for w in ws)  # weights are draft counts (else one per window: no test)
+            z = ((before - after) / math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2))
+                 if counted and 0 < pool < 1 else None)
+            if z is not None and z < 3.0:
+                continue
+            first = rows.row(t, named=True)
+            ev = {"before": before, "after": after, "relative_drop": drop / before if before else None,
+                  "windows_before": t, "windows_after": len(vals) - t,
+                  "change_at": {"line": first["line"], "time": str(first.get("time")) if first.get("time")
+                                else None},
+                  "z": z, "unit": "windows" if u.kind == "windows" else "requests of the trace",
+                  "definitions": {"before": "draft-weighted acceptance rate before the change point",
+                                  "after": "draft-weighted acceptance rate from the change point on",
+                                  "relative_drop": "(before - after) / before",
+                                  "z": "two-proportion z of before vs after (draft counts; null without counts)"}}
+            out.append(self.finding(
+                ctx, f"Acceptance collapsed in {u.label}: {before:.2f} → {after:.2f} from line {first['line']}",
+                ev,
+                "Inspect outputs after the change point for garbage; A/B with speculation off at T=0; check "
+                "for state corruption (draft KV, PD hidden-state transfer) or a traffic change.",
+                rows.slice(t), score=drop / before if before else 0.0))
+        return out

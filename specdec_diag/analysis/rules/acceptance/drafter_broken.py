@@ -1,0 +1,69 @@
+"""DRAFTER_BROKEN: Drafted tokens are many but almost none are accepted: the drafter is broken or
+mismatched."""
+
+from __future__ import annotations
+
+from specdec_diag.analysis.rules.acceptance._helpers import enough_drafts, fmt, pct, units
+from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Rule, insufficient
+
+
+class DrafterBroken(Rule):
+    """Drafted tokens are many but almost none are accepted: the drafter is broken or mismatched.
+
+    **What it detects.** A unit (one engine's windows or one trace) with at least
+    ``min_draft_tokens`` drafted whose acceptance rate is below ``broken_acceptance_rate`` or whose
+    mean acceptance length is below ``broken_mal``.
+
+    **Why it matters.** With acceptance near zero every step pays for ``k`` drafts and a ``k+1``-token
+    verify and gets one token: speculation is pure overhead. The causes seen in practice are bugs, not
+    workload: the drafter's ``lm_head`` overwritten with the target's (vllm-ascend #11374), an engine
+    build from an early PR commit (vllm #41789), a converted checkpoint whose MTP layer is unusable
+    (vllm #43455), a drafter trained for another serving path (speculators #613).
+
+    **Evidence.** ``draft_tokens``, ``accepted_tokens``, ``acceptance_rate``, ``mean_acceptance_length``,
+    ``k``, ``per_position_acceptance`` (the first positions).
+
+    **Example.** ``Drafted: 21,504 tokens, Accepted: 42, MAL 1.03, per-position 0.021, 0.001, 0.000``.
+
+    **Fix.** Check the drafter checkpoint and format (native vs converted), that its ``lm_head`` /
+    embeddings are its own, its quantisation vs the target's, the engine build; verify the pair offline
+    with ``specdec-diag decode`` on the same prompts.
+    """
+
+    code = "DRAFTER_BROKEN"
+    name = "drafter broken"
+    severity = "error"
+    thresholds = ("min_draft_tokens", "broken_acceptance_rate", "broken_mal")
+    problems = (3, 4)
+    explained_by = ("PINNED_ACCEPTANCE_LENGTH", "VERIFIER_MISMATCH", "KV_ROLLBACK")
+
+    def check(self, ctx: Context) -> list[Finding]:
+        th = ctx.thresholds
+        out = []
+        for u in units(ctx):
+            a = u.acc
+            low_rate = a.rate is not None and a.rate < th.broken_acceptance_rate
+            low_mal = a.mal is not None and a.mal < th.broken_mal
+            if not (low_rate or low_mal):
+                continue
+            if not enough_drafts(u, ctx):
+                out.append(insufficient(self, ctx, "draft_tokens", a.draft_tokens or 0, th.min_draft_tokens,
+                                        u.frame))
+                continue
+            ev = {**a.evidence(), "per_position_acceptance": (a.per_position or [])[:4],
+                  "definitions": ACCEPTANCE_DEFINITIONS}
+            if a.draft_tokens is None and a.mal is not None and abs(a.mal - 1.0) < 0.005:
+                # verify steps ran (the engine printed an accept length) but nothing was accepted; an
+                # adaptive gate that switched drafting off looks the same (problem 16, docs/problems.md#p16), so say so
+                ev["note"] = ("MAL exactly 1.00 without draft counts: drafts verified and all rejected, or an "
+                              "adaptive gate bypassing the drafter")
+            out.append(self.finding(
+                ctx, f"Drafter broken or mismatched in {u.label}: acceptance "
+                     f"{pct(a.rate)}, mean acceptance length {fmt(a.mal)} over "
+                     + (f"{fmt(a.draft_tokens, 0)} drafted tokens" if a.draft_tokens is not None
+                        else f"{u.frame.height} windows"), ev,
+                "Check the drafter: its own lm_head/embeddings (not the target's), checkpoint format "
+                "(native vs converted), quantisation matching the target, engine build; reproduce offline "
+                "with `specdec-diag decode` on the same prompts.",
+                u.frame, score=1.0 - (a.mal or 1.0) / ((a.k or 1) + 1)))
+        return out

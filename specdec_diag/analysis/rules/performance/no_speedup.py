@@ -1,0 +1,139 @@
+"""NO_SPEEDUP: Speculation is no faster (or slower) than decoding without it."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from specdec_diag.analysis import theory
+from specdec_diag.analysis.rules.base import Context, Finding, Rule, label, step_acceptance
+from specdec_diag.analysis.rules.performance._helpers import timed_rows
+
+
+class NoSpeedup(Rule):
+    """Speculation is no faster (or slower) than decoding without it.
+
+    **What it detects.** A plain-decoding baseline in the same input - a baseline-mode trace (or a
+    baseline time per token in a trace header), or engine logs without any speculative record next to
+    logs with them - and a speculative run whose tokens per second are at most
+    ``no_speedup_ratio`` times the baseline's. Engine logs are compared on windows that generated
+    (``gen_tps`` above ``idle_gen_tps``), by median, per engine. A trace without a baseline is judged
+    by the predicted speed-up ``S(alpha, gamma, c)`` from its own acceptance and measured cost ratio.
+
+    **Why it matters.** Speculation trades extra compute for fewer sequential target steps; when the trade
+    does not pay, users get a slower server with more memory pressure (problem 1 in docs/problems.md#p01,
+    vllm #8439: 61.8 vs 69.8 tok/s; koboldcpp #2262; llama.cpp #25908). The other findings (draft cost, batch size,
+    cuda graphs, low acceptance) say why.
+
+    **Evidence.** ``speculative_tps``, ``baseline_tps``, ``speedup`` (their ratio), the sources compared.
+
+    **Example.** speculative 61.8 tok/s vs baseline 69.8 tok/s: 0.89x.
+
+    **Fix.** Read the accompanying findings; typical knobs: lower k, disable speculation above a batch
+    size (vLLM ``disable_by_batch_size``), a cheaper drafter, or no speculation for this workload.
+    """
+
+    code = "NO_SPEEDUP"
+    name = "no speed-up"
+    severity = "warning"
+    thresholds = ("no_speedup_ratio", "idle_gen_tps", "min_windows", "min_steps", "broken_acceptance_rate",
+                  "broken_mal")
+    problems = (1, 14, 22)
+    theory = ("1.4",)
+
+    def check(self, ctx: Context) -> list[Finding]:
+        from specdec_diag.analysis import metrics
+
+        th = ctx.thresholds
+        out = []
+        base_ms = metrics.baseline_ms_per_token(ctx.result)
+        if base_ms:
+            base_tps = 1000.0 / base_ms
+            for src, s in ctx.step_groups():
+                full = ctx.steps.filter(pl.col("source") == src)
+                tps = metrics.goodput(full)
+                if not tps:
+                    continue
+                ratio = tps / base_tps
+                if ratio <= th.no_speedup_ratio:
+                    out.append(self.finding(
+                        ctx, f"Speculation in {label(src)} is {ratio:.2f}x the baseline speed "
+                             f"({tps:.1f} vs {base_tps:.1f} tok/s)",
+                        {"speculative_tps": tps, "baseline_tps": base_tps, "speedup": ratio,
+                         "definitions": {"speculative_tps": metrics.METRICS["goodput"].definition,
+                                         "baseline_tps": "1000 / baseline ms per token (baseline trace or "
+                                                         "header)", "speedup": "speculative_tps / baseline_tps"}},
+                        _REC, s, score=1.0 - ratio))
+        else:
+            out.extend(self._predicted(ctx))
+        out.extend(self._logs(ctx))
+        return out
+
+    def _predicted(self, ctx: Context) -> list[Finding]:
+        """No baseline in the input: Leviathan's S(alpha, gamma, c) from the trace's own alpha and
+        measured c is the best available estimate of the speed-up."""
+        from specdec_diag.analysis import metrics
+
+        th = ctx.thresholds
+        out = []
+        for src, s in ctx.step_groups():
+            timed = timed_rows(s)
+            if timed.height < th.min_steps:
+                continue
+            c = metrics.cost_ratio(timed)
+            acc = step_acceptance(timed)
+            if c is None or acc.alpha is None or not acc.k:
+                continue
+            if (acc.rate or 0.0) < th.broken_acceptance_rate or (acc.mal or 1.0) < th.broken_mal:
+                continue  # nothing is accepted: DRAFTER_BROKEN / PINNED_ACCEPTANCE_LENGTH say why
+            pred = theory.speedup(acc.alpha, acc.k, c)
+            if pred > th.no_speedup_ratio:
+                continue
+            out.append(self.finding(
+                ctx, f"Speculation in {label(src)} is predicted no faster than plain decoding: S = {pred:.2f}x "
+                     f"(alpha {acc.alpha:.2f}, gamma {acc.k}, c = {c:.2f}); no baseline in the input to measure",
+                {"predicted_speedup": pred, "alpha_estimate": acc.alpha, "gamma": acc.k, "cost_ratio": c,
+                 "basis": "predicted (no baseline trace in the input)",
+                 "definitions": {"predicted_speedup": "Leviathan Thm 3.8 S(alpha, gamma, c)",
+                                 "cost_ratio": metrics.METRICS["c"].definition}},
+                _REC + " Record a baseline (`specdec-diag decode --baseline`) to measure it.", timed,
+                score=1.0 - pred))
+        return out
+
+    def _logs(self, ctx: Context) -> list[Finding]:
+        th = ctx.thresholds
+        w = ctx.windows
+        if w.is_empty() or w["gen_tps"].null_count() == w.height:
+            return []
+        spec_src = set(ctx.spec_windows["source"].unique().to_list()) if ctx.spec_windows.height else set()
+        busy = w.filter(pl.col("gen_tps") > th.idle_gen_tps)
+        out = []
+        for eng in busy["engine"].unique().to_list():
+            e = busy.filter(pl.col("engine") == eng)
+            spec = e.filter(pl.col("source").is_in(list(spec_src)))
+            base = e.filter(~pl.col("source").is_in(list(spec_src)))
+            if spec.height < th.min_windows or base.height < th.min_windows:
+                continue
+            st, bt = float(spec["gen_tps"].median()), float(base["gen_tps"].median())
+            ratio = st / bt if bt else None
+            if ratio is None or ratio > th.no_speedup_ratio:
+                continue
+            ev = {"speculative_tps": st, "baseline_tps": bt, "speedup": ratio,
+                  "speculative_sources": sorted(spec["source"].unique().to_list()),
+                  "baseline_sources": sorted(base["source"].unique().to_list()),
+                  "definitions": {"speculative_tps": "median generation throughput of busy windows in logs with "
+                                                     "speculative records",
+                                  "baseline_tps": "same for logs of the same engine without speculative records",
+                                  "speedup": "speculative_tps / baseline_tps"}}
+            for col in ("running_reqs",):
+                if spec[col].null_count() < spec.height and base[col].null_count() < base.height:
+                    ev["median_running_speculative"] = float(spec[col].median())
+                    ev["median_running_baseline"] = float(base[col].median())
+            out.append(self.finding(
+                ctx, f"{eng}: speculative runs generate {st:.1f} tok/s vs {bt:.1f} tok/s without speculation "
+                     f"({ratio:.2f}x)", ev, _REC, spec, score=1.0 - ratio))
+        return out
+
+
+_REC = ("See the other findings for the cause; typical knobs: lower k, disable speculation above a batch size "
+        "(vLLM speculative_config disable_by_batch_size / SGLang batch gate), a cheaper drafter, CUDA graphs "
+        "for the served batch sizes - or no speculation for this workload.")

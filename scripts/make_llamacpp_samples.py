@@ -70,6 +70,28 @@ def run(name: str, out: Path) -> None:
     print(f"{name}: {summary['ok']} requests, drafted {summary['draft_tokens']}, accepted {summary['accepted_tokens']}")
 
 
+def run_speculative_example(out: Path) -> None:
+    """The `llama-speculative` example on one held-out prompt (its summary block is what ingest reads)."""
+    import subprocess
+
+    from transformers import AutoTokenizer
+
+    from specdec_diag.assets import PAIR_DIR, heldout_prompts
+
+    tok = AutoTokenizer.from_pretrained(PAIR_DIR / "target", local_files_only=True)
+    text = tok.decode(heldout_prompts(tok, n=1, length=48)[0])
+    pair = lc.cache_dir() / "pair"
+    cmd = [str(lc.cache_dir() / "bin" / "llama-speculative"), "-m", str(pair / "target.gguf"), "-md",
+           str(pair / "draft.gguf"), "--spec-draft-n-max", "4", "-n", "128", "--temp", "0", "-t", "1",
+           "-c", "1024", "--seed", "0", "-p", text]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    d = out / "speculative_example_k4"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "llama-speculative.txt").write_text(res.stdout + res.stderr)
+    _scrub(d / "llama-speculative.txt")
+    print(f"speculative_example_k4: exit {res.returncode}")
+
+
 def main(argv: list[str]) -> int:
     out = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUT
     if not lc.built():
@@ -77,6 +99,7 @@ def main(argv: list[str]) -> int:
         return 2
     for name in SCENARIOS:
         run(name, out)
+    run_speculative_example(out)
     return 0
 
 

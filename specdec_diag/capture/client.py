@@ -103,9 +103,24 @@ def scrape_metrics(base: str, out_dir: Path, first: bool) -> str | None:
     return METRICS_FILE
 
 
+def _llamacpp_tokenize(base: str, p: Prompt, timeout: float) -> Prompt:
+    """Text -> ids with llama-server's ``/tokenize`` (special tokens as ``/completion`` would add them),
+    so the capture records the exact ids; the text is kept. On failure the text is sent as is."""
+    try:
+        status, raw = http(base + "/tokenize", {"content": p.prompt, "add_special": True}, timeout=timeout)
+        ids = json.loads(raw).get("tokens") if status == 200 else None
+    except (OSError, ValueError):
+        ids = None
+    if isinstance(ids, list) and ids and all(isinstance(t, int) for t in ids):
+        return Prompt(tuple(ids), p.prompt if isinstance(p.prompt, str) else p.text)
+    return p
+
+
 def _one(base: str, api: str, engine: str, i: int, p: Prompt, s: engines.Sampling, model: str | None,
          timeout: float) -> dict[str, Any]:
     seed = None if s.seed is None else s.seed + i
+    if api == "llamacpp" and isinstance(p.prompt, str):  # record the ids: the server tokenizes for us
+        p = _llamacpp_tokenize(base, p, timeout)
     body = engines.build_body(api, p.prompt, s, model=model, seed=seed)
     rec: dict[str, Any] = {
         "type": "request", "index": i, "status": "ok", "error": None,

@@ -47,7 +47,9 @@ class LlamaServer:
     ``args`` are llama-server arguments after the binary (``-m``, ``-md``, ``--spec-*``); host, port
     and ``--metrics`` are added. stdout+stderr go to ``log`` (the server log a report reads)."""
 
-    def __init__(self, args: list[str], log: Path, *, threads: int = 2, startup_s: float = 90.0):
+    #: one thread: llama.cpp's workers spin-wait, and on a shared 2-core machine two of them ran 100x
+    #: slower than one (measured: 2-3 tokens/s at -t 2 vs 200 at -t 1 for the bundled pair)
+    def __init__(self, args: list[str], log: Path, *, threads: int = 1, startup_s: float = 90.0):
         self.args, self.log, self.threads, self.startup_s = list(args), Path(log), threads, startup_s
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -132,6 +132,8 @@ def _pp_difference(prev: dict[str, Any] | None, cur: dict[str, Any], whole: bool
         return None
     if whole:
         return list(pc)
+    if prev is not None and prev["num_drafts"] == 0:  # nothing drafted before: every count was 0
+        return list(pc)  # (llama-server exports the per-position series only after its first draft)
     pp = prev["per_position_acceptance"] if prev is not None else None
     if pp is None or cur["num_drafts"] is None or prev["num_drafts"] is None:
         return None

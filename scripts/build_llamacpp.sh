@@ -3,6 +3,7 @@
 # bundled draft pair to GGUF, into ${SPECDEC_CACHE:-~/.cache/specdec-diag}/llamacpp-0.3.36/.
 #
 # Usage: scripts/build_llamacpp.sh [PYTHON]   (PYTHON: the interpreter with numpy+torch, default .venv)
+#        scripts/build_llamacpp.sh --config   (print the build options the stamp must record)
 #
 # Why this shape: the build takes minutes on a small machine, so the result is cached per machine and
 # reused when its stamp is present. Everything is built in a temporary sibling directory and renamed
@@ -18,8 +19,20 @@ CACHE="${SPECDEC_CACHE:-$HOME/.cache/specdec-diag}"
 DEST="$CACHE/llamacpp-$VERSION"
 STAMP="$DEST/BUILD_OK"
 JOBS="${SPECDEC_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+# Portable x86-64 (AVX2/FMA/F16C) instead of -march=native: a native build on a CPU that reports AMX
+# emits AMX tile instructions for the quantized types, and where the kernel does not grant AMX state
+# (containers, VMs) llama-server dies with SIGILL on the q8_0/q4_0 target. The options are recorded in
+# the stamp: a build made with other options is rebuilt, not reused.
+CMAKE_OPTS=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
+  -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+  -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+if [[ "$(uname -m)" != x86_64 ]]; then
+  CMAKE_OPTS=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF)
+fi
+CONFIG="${CMAKE_OPTS[*]}"
+if [[ "${1:-}" == "--config" ]]; then echo "$CONFIG"; exit 0; fi
 
-if [[ -f "$STAMP" ]]; then
+if [[ -f "$STAMP" ]] && grep -qxF "config=$CONFIG" "$STAMP"; then
   echo "llama.cpp $VERSION: reusing $DEST"
   exit 0
 fi
@@ -54,9 +67,8 @@ fi
 tar xzf "$SDIST" -C "$WORK"
 SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
 
-# 2. static binaries (no rpath into the temp dir), native CPU code (the cache is per machine)
-cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
-  -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DGGML_NATIVE="${SPECDEC_GGML_NATIVE:-ON}" >"$WORK/cmake.log" 2>&1 \
+# 2. static binaries (no rpath into the temp dir)
+cmake -S "$SRC" -B "$WORK/build" "${CMAKE_OPTS[@]}" >"$WORK/cmake.log" 2>&1 \
   || { tail -30 "$WORK/cmake.log" >&2; exit 1; }
 cmake --build "$WORK/build" -j "$JOBS" --target llama-server llama-speculative llama-quantize \
   >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log" >&2; exit 1; }
@@ -79,6 +91,7 @@ cp "$WORK"/*.log "$OUT/" 2>/dev/null || true
 cat >"$OUT/BUILD_OK" <<EOF
 version=$VERSION
 quants=q8_0,q4_0
+config=$CONFIG
 build_seconds=$((t1 - t0))
 convert_seconds=$((t2 - t1))
 built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -21,19 +21,33 @@ def _run(env_extra: dict[str, str], path: str | None = None) -> subprocess.Compl
                           capture_output=True, text=True, timeout=60)
 
 
+def _config() -> str:
+    r = subprocess.run(["bash", str(SCRIPT), "--config"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "-DLLAMA_CURL=OFF" in r.stdout
+    return r.stdout.strip()
+
+
 def test_stamp_is_reused(tmp_path: Path):
     dest = tmp_path / "llamacpp-0.3.36"
     dest.mkdir()
-    (dest / "BUILD_OK").write_text("version=0.3.36\n")
+    (dest / "BUILD_OK").write_text(f"version=0.3.36\nconfig={_config()}\n")
     r = _run({"SPECDEC_CACHE": str(tmp_path)})
     assert r.returncode == 0 and "reusing" in r.stdout
+
+
+def test_stamp_of_other_options_is_not_reused(tmp_path: Path):
+    dest = tmp_path / "llamacpp-0.3.36"
+    dest.mkdir()
+    (dest / "BUILD_OK").write_text("version=0.3.36\nconfig=-DGGML_NATIVE=ON\n")
+    r = _run({"SPECDEC_CACHE": str(tmp_path)}, path=_bin_without(tmp_path, "cmake"))
+    assert "reusing" not in r.stdout and "missing cmake" in r.stderr  # went on to (try to) build
 
 
 def _bin_without(tmp_path: Path, missing: str) -> str:
     """A PATH with the few tools the script needs before its check, minus ``missing``."""
     b = tmp_path / "bin"
     b.mkdir()
-    for tool in ("dirname", "nproc", "tar", "cc", "c++", "cmake", "mktemp", "rm", "mkdir"):
+    for tool in ("dirname", "nproc", "uname", "grep", "tar", "cc", "c++", "cmake", "mktemp", "rm", "mkdir"):
         src = shutil.which(tool)
         if src and tool != missing:
             (b / tool).symlink_to(src)

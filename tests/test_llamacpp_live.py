@@ -95,7 +95,10 @@ def metrics_delta(prom: Path) -> dict:
 
 
 def assert_report_matches_metrics(summary: dict, delta: dict) -> None:
-    """`report` on the capture directory gives the server's own numbers (6-digit rounding)."""
+    """`report` on the capture directory gives the server's own numbers (6-digit rounding), counted
+    once although requests.jsonl describes the same traffic."""
+    assert (summary["num_drafts"], summary["draft_tokens"], summary["accepted_tokens"]) == (
+        delta["drafts"], delta["draft"], delta["accepted"])
     assert summary["acceptance_rate"] == pytest.approx(delta["accepted"] / delta["draft"], abs=1e-6)
     assert summary["mean_acceptance_length"] == pytest.approx(1 + delta["accepted"] / delta["drafts"], abs=1e-6)
     assert summary["per_position_acceptance"] == pytest.approx(delta["per_pos"], abs=1e-6)

@@ -47,6 +47,16 @@ MARKERS = (
     "draft tokens",
     "vocab must match",
     "vocab type must match",
+    "loading model '",
+    "loading draft model '",
+    "n_slots = ",
+)
+#: llama-server startup lines -> config keys (the rules share target_model / draft_model with traces)
+_STARTUP = (
+    (r"load_model: loading model '([^']+)'", "target_model"),
+    (r"loading draft model '([^']+)'", "draft_model"),
+    (r"initializing, n_slots = (\d+)", "n_slots"),
+    (r"n_ctx_slot = (\d+)", "n_ctx_slot"),
 )
 _DETECT = (
     "slot print_timing",
@@ -376,6 +386,8 @@ def _startup(lines: pl.DataFrame, source: str) -> pl.DataFrame:
         | t.str.contains("vocab type must match", literal=True)
     )
     rows = [(ln, "startup_error", text.strip()[:300]) for ln, text in err.select("line", "text").iter_rows()]
+    for ln, text in lines.filter(t.str.contains("loading model '|loading draft model '|n_slots = ")).iter_rows():
+        rows += [(ln, key, m.group(1)) for pat, key in _STARTUP if (m := re.search(pat, text))]
     return configs(rows, source, ENGINE) if rows else pl.DataFrame(schema=CONFIG_SCHEMA)
 
 

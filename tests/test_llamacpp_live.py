@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from specdec_diag.capture import llamacpp as lc
 from specdec_diag.cli import app
 
-pytestmark = [pytest.mark.llamacpp, pytest.mark.timeout(900)]
+# func_only: a first run may build llama.cpp in the fixture (minutes); each test itself is bounded
+pytestmark = [pytest.mark.llamacpp, pytest.mark.timeout(600, func_only=True)]
 ROOT = Path(__file__).resolve().parents[1]
 N_PREDICT = 48
 runner = CliRunner()
@@ -59,7 +60,7 @@ def prompts(hf_target, tmp_path_factory) -> tuple[list[list[int]], Path]:
 
 def capture(url: str, prompts_file: Path, out: Path, *extra: str, n_predict: int = N_PREDICT) -> list[dict]:
     res = runner.invoke(app, ["capture", url, "--prompts", str(prompts_file), "--out", str(out),
-                              "--n-predict", str(n_predict), "--ignore-eos", *extra])
+                              "--n-predict", str(n_predict), "--ignore-eos", "--timeout", "120", *extra])
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in (out / "requests.jsonl").read_text().splitlines()]
     assert lines[0]["engine"] == "llama.cpp" and lines[-1]["type"] == "summary"

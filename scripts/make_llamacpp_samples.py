@@ -24,16 +24,21 @@ from specdec_diag.capture.prompts import Prompt
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "sample_logs" / "engines" / "llamacpp" / "real"
 
-#: name -> (server arguments, prompts, n_predict, concurrency, what a correct diagnosis raises)
+#: name -> (server arguments, prompts, n_predict, concurrency, temperature, what a correct diagnosis raises)
 SCENARIOS = {
-    "healthy_draft_k4": (lc.pair_args(k=4, extra=["-c", "1024", "-np", "1"]), 3, 64, 1, "-"),
-    "position_cliff_k16": (lc.pair_args(k=16, extra=["-c", "1024", "-np", "1", "--spec-draft-p-min", "0"]),
-                           3, 64, 1, "K_TOO_LARGE / POSITION_CLIFF"),
+    "healthy_draft_k4": (lc.pair_args(k=4, extra=["-c", "1024", "-np", "1"]), 3, 64, 1, 0.0, "-"),
+    "synth_rates_k4": (lc.pair_args(k=4, extra=["-c", "1024", "-np", "1", "--spec-draft-p-min", "0",
+                                                "--spec-synth-rates", "0.8,0.6,0.4,0.2"]), 3, 160, 1, 0.0,
+                       "- (per-position acceptance ~ 0.8, 0.6, 0.4, 0.2 as configured)"),
+    "k_too_large_k16": (lc.pair_args(k=16, extra=["-c", "1024", "-np", "1", "--spec-draft-p-min", "0"]),
+                        3, 64, 1, 0.0, "K_TOO_LARGE"),
     "ngram_low_acceptance": (lc.pair_args(draft=None, k=4, spec_type="ngram-simple",
-                                          extra=["-c", "1024", "-np", "1"]), 3, 64, 1, "LOW_ACCEPTANCE"),
-    "parallel_slots_np4": (lc.pair_args(k=4, extra=["-c", "4096", "-np", "4"]), 8, 64, 4, "-"),
+                                          extra=["-c", "1024", "-np", "1", "--spec-ngram-simple-size-n", "1",
+                                                 "--spec-ngram-simple-size-m", "4"]), 3, 200, 1, 0.4,
+                             "LOW_ACCEPTANCE"),
+    "parallel_slots_np4": (lc.pair_args(k=4, extra=["-c", "4096", "-np", "4"]), 8, 64, 4, 0.0, "-"),
     "quantized_target_q4_0": (lc.pair_args(target="target-q4_0.gguf", k=4, extra=["-c", "1024", "-np", "1"]),
-                              3, 64, 1, "- (report); `replay` finds the divergences"),
+                              3, 64, 1, 0.0, "- (report); `replay` finds where outputs diverge"),
 }
 
 
@@ -52,14 +57,32 @@ def _scrub(path: Path) -> None:
     path.write_text(text.replace(str(Path.home()), "~"))
 
 
-def run(name: str, out: Path) -> None:
-    args, n, n_predict, conc, _ = SCENARIOS[name]
+README = """# Real llama-server captures
+
+Every file under this directory comes from a **real run** of llama-server (llama.cpp as vendored in
+llama-cpp-python 0.3.36, built by `make llamacpp`) serving the bundled pair converted to GGUF,
+driven by `specdec-diag capture` with held-out prompts sent as token ids. Regenerate with
+`.venv/bin/python scripts/make_llamacpp_samples.py` (machine paths become `<cache>`; timings change
+run to run, tokens and counters do not). The files one level up (`../*.log`, `../*.txt`) are
+**hand-written** by `scripts/make_engine_samples_other.py` for cases no run here shows (a drafter that
+stops drafting, a vocabulary mismatch, other llama.cpp log variants).
+
+Each scenario directory holds `server.log` (llama-server's own log), `requests.jsonl`
+(`specdec-requests@1`, docs/capture.md) and `metrics.prom` (`/metrics` before and after).
+
+| scenario | server flags (beyond `-m target.gguf`) | requests | drafted | accepted | acceptance | a correct diagnosis raises |
+|---|---|---|---|---|---|---|
+"""
+
+
+def run(name: str, out: Path) -> str:
+    args, n, n_predict, conc, temp, _ = SCENARIOS[name]
     d = out / name
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
         with lc.LlamaServer(args, log) as srv:
             summary = capture(srv.url, prompts(n), Path(tmp) / "cap", concurrency=conc,
-                              sampling=Sampling(n_predict=n_predict, ignore_eos=True))
+                              sampling=Sampling(n_predict=n_predict, temperature=temp, ignore_eos=True))
         if d.exists():
             shutil.rmtree(d)
         d.mkdir(parents=True)
@@ -67,7 +90,11 @@ def run(name: str, out: Path) -> None:
             shutil.copy(f, d / f.name)
     for f in d.iterdir():
         _scrub(f)
-    print(f"{name}: {summary['ok']} requests, drafted {summary['draft_tokens']}, accepted {summary['accepted_tokens']}")
+    drafted, acc = summary["draft_tokens"], summary["accepted_tokens"]
+    print(f"{name}: {summary['ok']} requests, drafted {drafted}, accepted {acc}")
+    flags = " ".join(a.replace(str(lc.cache_dir()), "<cache>") for a in args[2:])
+    rate = f"{acc / drafted:.3f}" if drafted else "-"
+    return f"| `{name}/` | `{flags}` | {summary['ok']} | {drafted} | {acc} | {rate} | {SCENARIOS[name][5]} |\n"
 
 
 def run_speculative_example(out: Path) -> None:
@@ -97,9 +124,11 @@ def main(argv: list[str]) -> int:
     if not lc.built():
         print(f"llama.cpp not built ({lc.cache_dir()}): run `make llamacpp`", file=sys.stderr)
         return 2
-    for name in SCENARIOS:
-        run(name, out)
+    rows = [run(name, out) for name in SCENARIOS]
     run_speculative_example(out)
+    rows.append("| `speculative_example_k4/` | `llama-speculative -md draft.gguf --spec-draft-n-max 4 -n 128` "
+                "| 1 | see file | see file | see file | - |\n")
+    (out / "README.md").write_text(README + "".join(rows))
     return 0
 
 

@@ -48,8 +48,8 @@ def prompts(n: int) -> list[Prompt]:
     from specdec_diag.assets import PAIR_DIR, heldout_prompts
 
     tok = AutoTokenizer.from_pretrained(PAIR_DIR / "target", local_files_only=True)
-    base = heldout_prompts(tok, n=6, length=32)
-    return [Prompt(tuple(p)) for p in (base * 2)[:n]]
+    base = heldout_prompts(tok, n=3, length=32)  # the prompts tests/test_llamacpp_live.py sends
+    return [Prompt(tuple(p)) for p in (base * 3)[:n]]
 
 
 def _scrub(path: Path) -> None:
@@ -68,7 +68,10 @@ run to run, tokens and counters do not). The files one level up (`../*.log`, `..
 stops drafting, a vocabulary mismatch, other llama.cpp log variants).
 
 Each scenario directory holds `server.log` (llama-server's own log), `requests.jsonl`
-(`specdec-requests@1`, docs/capture.md) and `metrics.prom` (`/metrics` before and after).
+(`specdec-requests@1`, docs/capture.md) and `metrics.prom` (`/metrics` before and after). The log
+and the metrics describe the same traffic: rates agree, but a report of a whole scenario directory
+adds the log's per-request counts to the metrics' (twice the drafted tokens); report the capture
+files alone for the server's exact counts.
 
 | scenario | server flags (beyond `-m target.gguf`) | requests | drafted | accepted | acceptance | a correct diagnosis raises |
 |---|---|---|---|---|---|---|

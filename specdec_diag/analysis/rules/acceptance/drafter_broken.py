@@ -3,8 +3,23 @@ mismatched."""
 
 from __future__ import annotations
 
-from specdec_diag.analysis.rules.acceptance._helpers import enough_drafts, fmt, pct, units
-from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Rule, insufficient
+from specdec_diag.analysis.rules.acceptance._helpers import (
+    enough_drafts,
+    fmt,
+    gated_off,
+    pct,
+    rate_interval,
+    unit_sample,
+    units,
+)
+from specdec_diag.analysis.rules.base import (
+    ACCEPTANCE_DEFINITIONS,
+    Context,
+    Finding,
+    Need,
+    Rule,
+    insufficient,
+)
 
 
 class DrafterBroken(Rule):
@@ -34,6 +49,8 @@ class DrafterBroken(Rule):
     name = "drafter broken"
     severity = "error"
     thresholds = ("min_draft_tokens", "broken_acceptance_rate", "broken_mal")
+    needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens of one engine or trace"),
+             Need("windows", "2 * min_windows", "windows, where the engine prints no draft counts (SGLang)"))
     problems = (3, 4)
     explained_by = ("PINNED_ACCEPTANCE_LENGTH", "VERIFIER_MISMATCH", "KV_ROLLBACK")
 
@@ -44,8 +61,8 @@ class DrafterBroken(Rule):
             a = u.acc
             low_rate = a.rate is not None and a.rate < th.broken_acceptance_rate
             low_mal = a.mal is not None and a.mal < th.broken_mal
-            if not (low_rate or low_mal):
-                continue
+            if not (low_rate or low_mal) or (u.kind == "windows" and gated_off(u.frame, ctx)):
+                continue  # (gated off: nothing was drafted, SPEC_INACTIVE's finding)
             if not enough_drafts(u, ctx):
                 out.append(insufficient(self, ctx, "draft_tokens", a.draft_tokens or 0, th.min_draft_tokens,
                                         u.frame))
@@ -65,5 +82,6 @@ class DrafterBroken(Rule):
                 "Check the drafter: its own lm_head/embeddings (not the target's), checkpoint format "
                 "(native vs converted), quantisation matching the target, engine build; reproduce offline "
                 "with `specdec-diag decode` on the same prompts.",
-                u.frame, score=1.0 - (a.mal or 1.0) / ((a.k or 1) + 1)))
+                u.frame, score=1.0 - (a.mal or 1.0) / ((a.k or 1) + 1), sample=unit_sample(self, ctx, u),
+                interval=rate_interval(a)))
         return out

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, label
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label
 
 
 class NoCudaGraph(Rule):
     """Decode batches run without CUDA graphs while speculating.
 
     **What it detects.** Speculative windows with ``cuda_graph`` false (SGLang ``cuda graph: False``)
-    in at least ``no_graph_share`` of one engine's speculative windows. Shows the running batch sizes
+    in at least ``no_graph_share`` of one engine's speculative windows. The flag is printed by the
+    engine, not estimated, so ``min_explicit_windows`` windows (one) are enough: a pasted excerpt of two
+    decode lines at batch 48 without graphs is the whole story. Shows the running batch sizes
     with and without graphs and the configured ``cuda_graph_max_bs`` when the startup line is present.
 
     **Why it matters.** Drafting is many small kernels; without graphs launch overhead dominates. SGLang
@@ -31,7 +33,8 @@ class NoCudaGraph(Rule):
     code = "NO_CUDA_GRAPH"
     name = "no CUDA graphs"
     severity = "warning"
-    thresholds = ("no_graph_share", "min_windows")
+    thresholds = ("no_graph_share", "min_explicit_windows")
+    needs = (Need("windows", "min_explicit_windows", "speculative decode windows printing cuda graph: False"),)
     problems = (2,)
 
     def check(self, ctx: Context) -> list[Finding]:
@@ -39,10 +42,8 @@ class NoCudaGraph(Rule):
         out = []
         for (src, eng), g in ctx.window_groups():
             f = g.filter(pl.col("cuda_graph").is_not_null())
-            if f.height < th.min_windows:
-                continue
             off = f.filter(~pl.col("cuda_graph"))
-            if off.is_empty() or off.height / f.height < th.no_graph_share:
+            if off.height < th.min_explicit_windows or off.height / f.height < th.no_graph_share:
                 continue
             on = f.filter(pl.col("cuda_graph"))
             cfg = ctx.configs.filter((pl.col("source") == src) & (pl.col("key") == "cuda_graph_max_bs"))
@@ -59,5 +60,5 @@ class NoCudaGraph(Rule):
                 ctx, f"{off.height} of {f.height} speculative decode windows ran without CUDA graphs in {unit_name}", ev,
                 "Raise SGLang --cuda-graph-max-bs (or vLLM capture sizes; drop enforce_eager) to cover the served "
                 "batch sizes" + (f" (at least {need})" if need else "") + ".",
-                off, score=0.5 * off.height / f.height))
+                off, score=0.5 * off.height / f.height, sample=self.sample(ctx, "windows", off.height, explicit=True)))
         return out

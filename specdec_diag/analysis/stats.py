@@ -30,7 +30,9 @@ def wilson(successes: float, trials: float, z: float = Z95) -> tuple[float, floa
     denom = 1.0 + z2 / trials
     centre = (p + z2 / (2.0 * trials)) / denom
     half = z * math.sqrt(p * (1.0 - p) / trials + z2 / (4.0 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    # exact ends: an all-or-nothing count keeps its own end (float rounding must not exclude it)
+    return (0.0 if p <= 0.0 else min(lo, p)), (1.0 if p >= 1.0 else max(hi, p))
 
 
 @dataclass(frozen=True)

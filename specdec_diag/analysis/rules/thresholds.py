@@ -142,6 +142,15 @@ class Thresholds:
     no_graph_share: float = 0.05
     """Share of speculative decode windows without CUDA graphs before NO_CUDA_GRAPH fires."""
 
+    # --- generated text ------------------------------------------------------------------------------
+    degenerate_repeats: int = 10
+    """Consecutive repeats of one token or word, or of an n-gram of up to ``degenerate_max_period`` items, that
+    make a logged output degenerate (a list of ten equal numbers is rare prose; 25 x 'the' is a stuck decoder)."""
+    degenerate_max_period: int = 8
+    """Longest repeated unit, in tokens or words, looked for (characters: twice this)."""
+    degenerate_char_run: int = 32
+    """Characters a looping character pattern must cover ('!' x 32; layout runs such as '-----' excluded)."""
+
     # --- data quality --------------------------------------------------------------------------------
     idle_gen_tps: float = 1.0
     """Generation throughput (tok/s) under which a window is idle (problem 17, docs/problems.md#p17: SGLang

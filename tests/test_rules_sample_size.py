@@ -181,3 +181,14 @@ def test_a_cliff_on_few_drafts_is_a_note():
     assert cliff and all(f.severity == "info" for f in cliff)
     assert cliff[0].evidence["sample"]["size"] < Thresholds().min_position_trials
     assert "K_TOO_LARGE" in _codes(fs)
+
+
+@pytest.mark.parametrize("flag,fires", [("disable_cuda_graph=True", True), ("disable_cuda_graph=False", False)])
+def test_graphs_disabled_at_launch_is_explicit(tmp_path, flag, fires):
+    p = tmp_path / "launch.log"
+    p.write_text("[2025-11-03 09:00:00] server_args=ServerArgs(model_path='Qwen/Qwen3-8B', speculative_algorithm="
+                 f"'EAGLE3', speculative_num_steps=3, speculative_num_draft_tokens=4, {flag}, cuda_graph_max_bs=32)\n")
+    found = [f for f in run_rules(scan([p], use_cache=False), strict=True) if f.code == "NO_CUDA_GRAPH"]
+    assert bool(found) == fires
+    if fires:
+        assert found[0].severity == "warning" and found[0].evidence["sample"]["explicit"] is True

@@ -159,7 +159,7 @@ class Need:
         return float(factor or 1) * float(getattr(th, name.strip()))
 
     def describe(self, th: Thresholds) -> str:
-        src = f" (`{self.minimum}`)" if isinstance(self.minimum, str) else " (explicit evidence)"
+        src = f" (`{self.minimum}`)" if isinstance(self.minimum, str) else ""
         return f"at least {self.value(th):g} {self.unit}{src}: {self.what}"
 
 

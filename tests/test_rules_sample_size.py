@@ -192,3 +192,31 @@ def test_graphs_disabled_at_launch_is_explicit(tmp_path, flag, fires):
     assert bool(found) == fires
     if fires:
         assert found[0].severity == "warning" and found[0].evidence["sample"]["explicit"] is True
+
+
+def _one_window(tmp_path, drafts: int, pp: list[float]) -> Path:
+    from make_logs import _vllm_window
+
+    p = tmp_path / f"one_{drafts}.log"
+    p.write_text("\n".join(_vllm_window(10, drafts, pp)) + "\n", encoding="utf-8")
+    return p
+
+
+def test_thousands_of_drafts_at_zero_acceptance_is_broken_on_one_window(tmp_path):
+    fs = run_rules(scan([_one_window(tmp_path, 7168, [0.005, 0.0008, 0.0])], use_cache=False), strict=True)
+    f = next(f for f in fs if f.code == "DRAFTER_BROKEN")
+    assert f.severity == "error" and f.evidence["sample"]["size"] == 21504
+    assert f.evidence["interval"]["high"] < Thresholds().broken_acceptance_rate
+
+
+def test_a_rate_whose_interval_crosses_the_threshold_is_a_warning(tmp_path):
+    fs = run_rules(scan([_one_window(tmp_path, 200, [0.08, 0.03, 0.01])], use_cache=False), strict=True)
+    f = next(f for f in fs if f.code == "DRAFTER_BROKEN")
+    assert f.severity == "warning" and "likely" in f.title
+    assert f.evidence["interval"]["low"] < Thresholds().broken_acceptance_rate <= f.evidence["interval"]["high"]
+
+
+def test_too_few_drafts_is_a_note_in_the_right_unit(tmp_path):
+    fs = run_rules(scan([_one_window(tmp_path, 50, [0.005, 0.0, 0.0])], use_cache=False), strict=True)
+    f = next(f for f in fs if f.code == "DRAFTER_BROKEN")
+    assert f.severity == "info" and f.evidence["sample"] == {"unit": "draft_tokens", "size": 150.0, "minimum": 500.0}

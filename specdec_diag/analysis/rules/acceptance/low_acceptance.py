@@ -67,8 +67,8 @@ class LowAcceptance(Rule):
                     a.mal is not None and a.mal < th.broken_mal):
                 continue
             if not enough_drafts(u, ctx):
-                out.append(insufficient(self, ctx, "draft_tokens", a.draft_tokens or 0, th.min_draft_tokens,
-                                        u.frame))
+                s = unit_sample(self, ctx, u)
+                out.append(insufficient(self, ctx, s.unit, s.size, s.minimum, u.frame))
                 continue
             cond = metrics.conditional_per_position(a.per_position)
             exp_mal = theory.expected_tokens_per_step(th.low_alpha, a.k) if a.k else None

@@ -30,8 +30,9 @@ class KTooLarge(Rule):
     ``tail_position_rate``, and the measured per-position profile predicts a faster step at a smaller
     k: expected tokens per step at k' is ``1 + sum(pp[:k'])`` (exact from the data, over the positions
     actually drafted), the step costs ``k' c + V(k')`` target forwards (Leviathan Thm 3.8 has
-    ``V = 1``); the best k' must beat the configured k by ``min_gain``. ``c`` is measured on traces
-    and ``assumed_cost_ratio`` otherwise.
+    ``V = 1``); the best k' must beat the configured k by ``min_gain``. ``c`` is measured on traces and
+    on engine windows that carry draft and verify times (TensorRT-LLM iteration statistics), and is
+    ``assumed_cost_ratio`` otherwise (``cost_ratio_source`` says which).
 
     **Verification is not free in k.** At batch b each verify forward carries ``b (k + 1)`` tokens;
     once that passes what one weight read can feed (the roofline ridge point), every extra draft
@@ -74,8 +75,6 @@ class KTooLarge(Rule):
     explained_by = CORRECTNESS_CAUSES + ("POSITION_CLIFF", "DRAFTER_BROKEN")
 
     def check(self, ctx: Context) -> list[Finding]:
-        from specdec_diag.analysis import metrics
-
         th = ctx.thresholds
         out = []
         for u in units(ctx):
@@ -94,7 +93,7 @@ class KTooLarge(Rule):
                 tail += 1
             if tail < th.tail_positions:
                 continue
-            c = metrics.cost_ratio(u.frame) if u.kind == "steps" else None
+            c, c_source = draft_cost(u)
             assumed = c is None
             c = th.assumed_cost_ratio if c is None else c
             vcost, vinfo = verify_cost_model(ctx, u)
@@ -109,7 +108,8 @@ class KTooLarge(Rule):
                    else (None, None))
             ev = {"k": k, "per_position_acceptance": pp, "tail_positions_below": tail,
                   "recommended_k": best, "last_position_above_keep_rate": keep, "predicted_gain": gain,
-                  "cost_ratio": c, "cost_ratio_assumed": assumed, **vinfo,
+                  "cost_ratio": c, "cost_ratio_assumed": assumed,
+                  "cost_ratio_source": c_source or "assumed (assumed_cost_ratio)", **vinfo,
                   "verify_cost_at_k": vcost(k), "verify_cost_at_recommended_k": vcost(best),
                   "alpha_estimate": u.acc.alpha, "optimal_gamma_iid": opt[0],
                   "definitions": {
@@ -129,6 +129,24 @@ class KTooLarge(Rule):
                 "--draft-max) or use a dynamic-k policy.",
                 u.frame, score=gain, sample=unit_sample(self, ctx, u), interval=rate_interval(u.acc)))
         return out
+
+
+def draft_cost(u: Unit) -> tuple[float | None, str | None]:
+    """The draft cost ratio c where the input measures it: trace steps (draft ms per drafted token
+    over verify ms per step), or engine windows that carry draft and verify times (TensorRT-LLM
+    iteration statistics, draft overhead): ``sum(draft_ms) / (k sum(verify_ms))``."""
+    from specdec_diag.analysis import metrics
+
+    if u.kind == "steps":
+        c = metrics.cost_ratio(u.frame)
+        return c, ("measured: trace draft_ms / verify_ms" if c is not None else None)
+    if "draft_ms" not in u.frame.columns or not u.acc.k:
+        return None, None
+    t = u.frame.filter(pl.col("draft_ms").is_not_null() & pl.col("verify_ms").is_not_null())
+    v = float(t["verify_ms"].sum()) if t.height else 0.0
+    if v <= 0:
+        return None, None
+    return float(t["draft_ms"].sum()) / (u.acc.k * v), f"measured: draft_ms / (k verify_ms) over {t.height} windows"
 
 
 def verify_cost_model(ctx: Context, u: Unit) -> tuple[Callable[[int], float], dict[str, Any]]:

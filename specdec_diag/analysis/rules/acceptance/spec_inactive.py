@@ -6,6 +6,7 @@ import polars as pl
 
 from specdec_diag.analysis.rules.acceptance._helpers import gated_off
 from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label
+from specdec_diag.analysis.stats import interval
 
 SPEC_CONFIG_KEYS = ("num_speculative_tokens", "draft_model", "method", "proposer", "speculative_algorithm",
                     "speculative_num_steps", "speculative_num_draft_tokens", "speculative_draft_model_path",
@@ -79,7 +80,8 @@ class SpecInactive(Rule):
                 ev.update(requests=req.height, requests_without_drafts=req_none)
                 out.append(self.finding(
                     ctx, f"Speculation stopped in {unit_name}: {req_none} of {req.height} requests drafted nothing",
-                    ev, _REC, first_none, score=req_none / req.height, sample=self.sample(ctx, "requests", req.height)))
+                    ev, _REC, first_none, score=req_none / req.height, sample=self.sample(ctx, "requests", req.height),
+                    interval=interval("share of requests without drafts", req_none, req.height)))
         out.extend(self._config_only(ctx))
         for src in {s for s in ctx.steps["source"].unique().to_list()} if ctx.steps.height else ():
             h = ctx.headers.get(src, {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label
+from specdec_diag.analysis.stats import interval
 
 
 class NoCudaGraph(Rule):
@@ -63,7 +64,8 @@ class NoCudaGraph(Rule):
                 ctx, f"{off.height} of {f.height} speculative decode windows ran without CUDA graphs in {unit_name}", ev,
                 "Raise SGLang --cuda-graph-max-bs (or vLLM capture sizes; drop enforce_eager) to cover the served "
                 "batch sizes" + (f" (at least {need})" if need else "") + ".",
-                off, score=0.5 * off.height / f.height, sample=self.sample(ctx, "windows", off.height, explicit=True)))
+                off, score=0.5 * off.height / f.height, sample=self.sample(ctx, "windows", off.height, explicit=True),
+                interval=interval("share of speculative windows without graphs", off.height, f.height)))
         out.extend(self._config(ctx, {f.locations[0]["path"] for f in out if f.locations}))
         return out
 

@@ -37,15 +37,27 @@ class Loop:
 
 def longest_loop(seq: list[Any] | str, max_period: int) -> tuple[int, int, int] | None:
     """(period, start, length) of the longest stretch where ``seq[i] == seq[i + period]`` holds for
-    every i, over periods 1..max_period; length counts the whole stretch (first period included)."""
+    every i, over periods 1..max_period; length counts the whole stretch (first period included).
+    Vectorised (numpy compares whole shifted copies), so a long log of responses stays cheap."""
+    import numpy as np
+
+    if isinstance(seq, str):
+        codes = np.frombuffer(seq.encode("utf-32-le"), dtype=np.uint32)
+    else:
+        index: dict[Any, int] = {}
+        codes = np.fromiter((index.setdefault(x, len(index)) for x in seq), dtype=np.int64, count=len(seq))
     best: tuple[int, int, int] | None = None
-    n = len(seq)
+    n = len(codes)
     for p in range(1, min(max_period, n // 2) + 1):
-        run = 0
-        for i in range(n - p):
-            run = run + 1 if seq[i] == seq[i + p] else 0
-            if run and (best is None or run + p > best[2]):
-                best = (p, i - run + 1, run + p)
+        eq = np.concatenate(([0], (codes[:-p] == codes[p:]).astype(np.int8), [0]))
+        edges = np.diff(eq)
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        if not starts.size:
+            continue
+        i = int(np.argmax(ends - starts))
+        run = int(ends[i] - starts[i])
+        if best is None or run + p > best[2]:
+            best = (p, int(starts[i]), run + p)
     return best
 
 

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from specdec_diag.analysis import theory
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, insufficient, label, step_acceptance
+from specdec_diag.analysis.rules.base import (
+    Context,
+    Finding,
+    Need,
+    Rule,
+    insufficient,
+    label,
+    step_acceptance,
+)
 from specdec_diag.analysis.rules.performance._helpers import timed_rows
 
 
@@ -35,6 +43,8 @@ class DraftTooExpensive(Rule):
     name = "draft too expensive"
     severity = "warning"
     thresholds = ("min_speedup", "draft_share", "assumed_cost_ratio", "min_steps")
+    needs = (Need("steps", "min_steps", "timed trace steps"),
+             Need("windows", "min_windows", "engine windows with draft and verify times"))
     problems = (14,)
     theory = ("1.4", "5.9")
     # a step that is structurally broken makes alpha and the step cost meaningless: fix that first
@@ -80,7 +90,7 @@ class DraftTooExpensive(Rule):
                      f"predicted speed-up {s_now:.2f}x at alpha {acc.alpha:.2f}", ev,
                 f"Use a smaller/faster drafter (EAGLE/MTP head, n-gram) on the same device under CUDA graphs; "
                 f"at this c the best gamma is {g_opt} (S = {s_opt:.2f}x).",
-                timed, score=max(0.0, 1.0 - s_now / max(s_cheap, 1e-9))))
+                timed, score=max(0.0, 1.0 - s_now / max(s_cheap, 1e-9)), sample=self.sample(ctx, "steps", timed.height)))
         out.extend(self._windows(ctx))
         return out
 
@@ -101,5 +111,5 @@ class DraftTooExpensive(Rule):
                 {"draft_ms": d, "verify_ms": v, "overhead_ms": o, "draft_share": share,
                  "definitions": {"draft_share": "draft_ms / (draft + verify + overhead ms) over the windows"}},
                 "Use a cheaper drafter or lower gamma; check the drafter runs under CUDA graphs and on-device.",
-                t, score=share))
+                t, score=share, sample=self.sample(ctx, "windows", t.height)))
         return out

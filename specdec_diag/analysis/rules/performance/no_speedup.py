@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from specdec_diag.analysis import theory
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, label, step_acceptance
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label, step_acceptance
 from specdec_diag.analysis.rules.performance._helpers import timed_rows
 
 
@@ -37,6 +37,9 @@ class NoSpeedup(Rule):
     severity = "warning"
     thresholds = ("no_speedup_ratio", "idle_gen_tps", "min_windows", "min_steps", "broken_acceptance_rate",
                   "broken_mal")
+    needs = (Need("steps", "min_steps", "timed trace steps"),
+             Need("windows", "min_windows", "windows with and without speculation"),
+             Need("runs", 1, "a measured baseline and a speculative run"))
     problems = (1, 14, 22)
     theory = ("1.4",)
 
@@ -62,7 +65,7 @@ class NoSpeedup(Rule):
                          "definitions": {"speculative_tps": metrics.METRICS["goodput"].definition,
                                          "baseline_tps": "1000 / baseline ms per token (baseline trace or "
                                                          "header)", "speedup": "speculative_tps / baseline_tps"}},
-                        _REC, s, score=1.0 - ratio))
+                        _REC, s, score=1.0 - ratio, sample=self.sample(ctx, "runs", 1)))
         else:
             out.extend(self._predicted(ctx))
         out.extend(self._logs(ctx))
@@ -96,7 +99,7 @@ class NoSpeedup(Rule):
                  "definitions": {"predicted_speedup": "Leviathan Thm 3.8 S(alpha, gamma, c)",
                                  "cost_ratio": metrics.METRICS["c"].definition}},
                 _REC + " Record a baseline (`specdec-diag decode --baseline`) to measure it.", timed,
-                score=1.0 - pred))
+                score=1.0 - pred, sample=self.sample(ctx, "steps", timed.height)))
         return out
 
     def _logs(self, ctx: Context) -> list[Finding]:
@@ -130,7 +133,8 @@ class NoSpeedup(Rule):
                     ev["median_running_baseline"] = float(base[col].median())
             out.append(self.finding(
                 ctx, f"{eng}: speculative runs generate {st:.1f} tok/s vs {bt:.1f} tok/s without speculation "
-                     f"({ratio:.2f}x)", ev, _REC, spec, score=1.0 - ratio))
+                     f"({ratio:.2f}x)", ev, _REC, spec, score=1.0 - ratio,
+                sample=self.sample(ctx, "windows", min(spec.height, base.height))))
         return out
 
 

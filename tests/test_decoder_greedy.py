@@ -11,8 +11,8 @@ from conftest import EOS_ID, random_prompts
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # 2 shared cores: threads only contend
 
-from specdec_diag.decoder.acceptance import Rule  # noqa: E402
 from specdec_diag.decoder.speculative import DecodeConfig, generate  # noqa: E402
+from specdec_diag.decoder.verification import AcceptanceRule  # noqa: E402
 from specdec_diag.schema import read_trace, trace_to_parquet  # noqa: E402
 
 MAX_NEW = 16
@@ -134,7 +134,7 @@ def test_trace_round_trip_jsonl_parquet(tiny_pair, tmp_path):
     import polars as pl
 
     path = tmp_path / "t.jsonl"
-    cfg = DecodeConfig(gamma=3, rule=Rule("sampling"), max_new_tokens=12, seed=7)
+    cfg = DecodeConfig(gamma=3, rule=AcceptanceRule("sampling"), max_new_tokens=12, seed=7)
     res = generate(tiny_pair, PROMPTS[:3], cfg, trace=str(path))
     lines = path.read_text().splitlines()
     assert [json.loads(x)["type"] for x in (lines[0], lines[-1])] == ["header", "summary"]

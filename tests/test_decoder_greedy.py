@@ -1,5 +1,5 @@
 """Greedy speculative decoding must reproduce the target's own greedy decode token for token, and
-every step must satisfy the structural invariants (decoder_anchors §6)."""
+every step must satisfy the structural invariants (docs/theory.md §6)."""
 
 from __future__ import annotations
 

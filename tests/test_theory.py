@@ -1,4 +1,4 @@
-"""Theory against the published numbers (decoder_anchors.md §1.3-1.5) and its own identities."""
+"""Theory against the published numbers (docs/theory.md §1.3-1.5) and its own identities."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from specdec_diag.analysis import theory as t
 
-# Eq. 1 table (decoder_anchors.md §1.3): alpha -> {gamma: E[tokens per step]}, and the 1/(1-alpha) limit.
+# Eq. 1 table (docs/theory.md §1.3): alpha -> {gamma: E[tokens per step]}, and the 1/(1-alpha) limit.
 EQ1 = {
     0.5: {1: 1.50, 2: 1.75, 3: 1.875, 4: 1.938, 5: 1.969, 7: 1.992, 10: 1.999},
     0.6: {1: 1.60, 2: 1.96, 3: 2.176, 4: 2.306, 5: 2.383, 7: 2.458, 10: 2.491},
@@ -81,7 +81,7 @@ def test_corollary_3_9_gamma1_bound():
 
 
 def test_vllm_rate_example():
-    # alpha = 0.8, gamma = 5: vLLM draft acceptance rate 0.538, MAL 3.69 (decoder_anchors §1.10)
+    # alpha = 0.8, gamma = 5: vLLM draft acceptance rate 0.538, MAL 3.69 (docs/theory.md §1.10)
     assert t.expected_acceptance_rate_vllm(0.8, 5) == pytest.approx(0.538, abs=5e-4)
     assert t.expected_tokens_per_step(0.8, 5) == pytest.approx(3.69, abs=5e-3)
     assert t.alpha_from_acceptance_rate(0.537856, 5) == pytest.approx(0.8, abs=1e-5)
@@ -127,3 +127,9 @@ def test_predicted_vs_achieved():
     assert up["c_assumed_zero"] and up["predicted"] == pytest.approx(3.68928) and up["ratio"] is None
     assert up["optimal_gamma"] is None
     assert t.predicted_vs_achieved(None, 5, 0.1, 1.5)["predicted"] is None
+
+
+def test_speedup_with_measured_verify_cost():
+    # c_v = 1 is Theorem 3.8; a verify forward costing c_v target steps divides the step cost by it
+    assert t.speedup(0.8, 4, 0.05, c_v=1.0) == t.speedup(0.8, 4, 0.05)
+    assert t.speedup(0.8, 4, 0.0, c_v=2.0) == pytest.approx(t.expected_tokens_per_step(0.8, 4) / 2)

@@ -151,3 +151,20 @@ def test_slow_draft(tiny_pair, healthy):
 
     assert per_token(res) > 2 * per_token(healthy)
     assert res.tokens == healthy.tokens and res.summary["acceptance_rate"] == healthy.summary["acceptance_rate"]
+
+
+def test_faults_are_hooks_not_branches():
+    """Each fault is one Hooks subclass overriding the hook where its bug lives; the step never
+    asks which fault is active."""
+    import inspect
+
+    from specdec_diag.decoder import faults, speculative
+
+    src = inspect.getsource(speculative)
+    assert ".is_(" not in src and "fault.name" not in src and "nan_at" not in src
+    hooks = {m for m in vars(faults.Hooks) if not m.startswith("_")} - {"spec"}
+    for name in FAULTS:
+        cls = type(Fault(name).hooks())
+        own = {m for m in vars(cls) if not m.startswith("_")} - {"spec"}
+        assert cls.spec.name == name and own and own <= hooks, (name, own)
+    assert type(Fault().hooks()) is faults.Hooks

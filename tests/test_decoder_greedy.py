@@ -165,3 +165,12 @@ def test_summary_definitions_from_steps(tiny_pair):
     assert s["per_position_acceptance"] == sorted(s["per_position_acceptance"], reverse=True)
     assert s["outputs"][0]["text"] == tiny_pair.tokenizer.decode(res.tokens[0])
     assert 0 < s["trace_ms_total"] < 0.05 * s["wall_s"] * 1e3 + 5
+
+
+def test_trim_cuts_after_eos_and_at_the_budget():
+    from specdec_diag.decoder.speculative import trim
+
+    assert trim([5, 6, 2, 7], 2, 10) == ([5, 6, 2], "eos", True)
+    assert trim([5, 6, 2], 2, 10) == ([5, 6, 2], "none", True)  # EOS last: nothing cut
+    assert trim([5, 6, 7], None, 2) == ([5, 6], "max_length", False)
+    assert trim([5, 2, 7], 2, 1) == ([5], "max_length", True)

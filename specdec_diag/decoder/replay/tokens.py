@@ -36,9 +36,10 @@ def verifier_check(ref: Reference, s: RecordedStep, f: Forward, n_ref: int) -> T
         if rec_tok is not None and rec_tok != tok and float(f.logits[pos].max() - f.logits[pos, rec_tok]) < ref.logit_tol:
             out.token, out.near_tie = rec_tok, True
         return out
-    if vf.needs_residual(rule, bonus) and f.q_full is None:
+    residual = vf.needs_residual(rule, bonus)
+    if residual and f.q_full is None:
         return _support_only(ref, s, f, pos, rec_tok)  # the residual needs the draft's full q
-    dist = vf.verifier_distribution(f.p[pos], f.q_full[pos] if f.q_full is not None else None, rule, bonus)
+    dist = vf.verifier_distribution(f.p[pos], f.q_full[pos] if residual else None, rule, bonus)
     norm = dist / dist.sum().clamp(min=1e-30)
     out = TokenCheck(None)
     u = ref.uniforms(s)
@@ -55,7 +56,7 @@ def verifier_check(ref: Reference, s: RecordedStep, f: Forward, n_ref: int) -> T
     if rec_tok is not None:
         out.prob = float(norm[rec_tok])
         # zero residual mass only counts when p is clearly below q (not rounding)
-        clear = not vf.needs_residual(rule, bonus) or float(f.p[pos, rec_tok]) < float(
+        clear = not residual or float(f.p[pos, rec_tok]) < float(
             f.q_full[pos, rec_tok]) * (1 - 10 * ref.logit_tol) - 1e-12
         if out.prob <= 0.0 and clear:
             s.add("out_of_support", f"position {pos}: token {rec_tok} has probability 0 under the "

@@ -180,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     base = read_trace(traces["baseline-greedy"]) if "baseline-greedy" in traces else None
     for name, path in traces.items():
-        r = replay_trace(path, pair)
-        wi = what_if(read_trace(path).steps, base.steps if base is not None and name != "baseline-greedy" else None)
+        tr = read_trace(path)
+        r = replay_trace(tr, pair)  # replay checks; the what-if (analysis) explains
+        wi = what_if(tr.steps, base.steps if base is not None and name != "baseline-greedy" else None)
         entry = manifest["files"][path.name]
         first = r.first
         entry["replay"] = {

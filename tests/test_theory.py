@@ -195,3 +195,9 @@ def test_k_too_large_says_when_the_batch_is_unknown(tmp_path):
     p.write_text("\n".join(ln for ln in p.read_text().splitlines() if "SpecDecoding" in ln) + "\n")
     f = next(f for f in run_rules(scan([p], use_cache=False)) if f.code == "K_TOO_LARGE")
     assert "batch unknown" in f.evidence["verify_cost_source"]
+
+
+def test_speedup_with_measured_verify_cost():
+    # c_v = 1 is Theorem 3.8; a verify forward costing c_v target steps divides the step cost by it
+    assert t.speedup(0.8, 4, 0.05, c_v=1.0) == t.speedup(0.8, 4, 0.05)
+    assert t.speedup(0.8, 4, 0.0, c_v=2.0) == pytest.approx(t.expected_tokens_per_step(0.8, 4) / 2)

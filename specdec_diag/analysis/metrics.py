@@ -587,7 +587,7 @@ def _round(x: Any, nd: int = 6) -> Any:
 
 
 def summarize(result: Any) -> dict[str, Any]:
-    """The report's "summary" object (ARCHITECTURE.md §4) for an ``IngestResult``.
+    """The report's "summary" object (docs/architecture.md §4) for an ``IngestResult``.
 
     Counts and rates come from the window table when it has speculative rows, else from trace steps;
     step-only quantities (alpha_mle from events, alpha_tv, c, the time breakdown, the histogram) come

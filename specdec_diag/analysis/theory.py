@@ -53,14 +53,15 @@ def expected_accepted_per_step(alpha: float, gamma: int) -> float:
     return expected_tokens_per_step(alpha, gamma) - 1.0
 
 
-def speedup(alpha: float, gamma: int, c: float) -> float:
+def speedup(alpha: float, gamma: int, c: float, c_v: float = 1.0) -> float:
     """Theorem 3.8: S = (1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + 1)).
 
     One step costs gamma draft runs (c each, in target-run units) plus one target run, and yields
     Eq. 1 tokens. Assumes verification of gamma+1 tokens costs one target run (memory-bound)."""
+    # c_v: a measured verify cost in target runs (> 1 when compute-bound) replaces that 1
     if c < 0 or math.isnan(c):
         raise ValueError(f"c must be >= 0, got {c}")
-    return expected_tokens_per_step(alpha, gamma) / (gamma * c + 1.0)
+    return speedup_with_verify_cost(expected_tokens_per_step(alpha, gamma), gamma, c, c_v)
 
 
 def ops_factor(alpha: float, gamma: int, c_hat: float) -> float:

@@ -50,11 +50,11 @@ def decode(
     """Decode prompts with a traced speculative (or baseline) decoder and summarise acceptance."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from specdec_diag.decoder.acceptance import Rule, SamplingConfig
     from specdec_diag.decoder.faults import Fault
     from specdec_diag.decoder.models import ModelLoadError, load_pair
     from specdec_diag.decoder.speculative import DecodeConfig, generate
     from specdec_diag.decoder.tracing import export_parquet
+    from specdec_diag.decoder.verification import AcceptanceRule, SamplingConfig
 
     prompts = _read_prompts(prompt, prompts_file)
     if not prompts:
@@ -65,7 +65,7 @@ def decode(
             raise ValueError("--fault-after-step applies to --fault nan-verifier only")
         fparams = {"after_step": after_step} if after_step is not None else {}
         cfg = DecodeConfig(
-            gamma=gamma, rule=Rule(rule, params), policy=policy, threshold=threshold,
+            gamma=gamma, rule=AcceptanceRule(rule, params), policy=policy, threshold=threshold,
             sampling=SamplingConfig(temperature, top_k, top_p), max_new_tokens=max_new_tokens, seed=seed,
             baseline=baseline, fault=Fault(fault, fparams), stop_at_eos=not no_eos,
         )

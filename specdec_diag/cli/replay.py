@@ -1,7 +1,8 @@
 """`specdec-diag replay`: re-verify a trace with the reference models and predict other gammas.
 
-Thin: argument parsing and rendering only; the work is
-:func:`specdec_diag.decoder.replay.replay_trace`. torch is imported inside the command.
+Thin: argument parsing and rendering only. The checks are
+:func:`specdec_diag.decoder.replay.replay_trace`; the what-if over gamma is
+:func:`specdec_diag.analysis.whatif.what_if`, computed once here. torch is imported inside the command.
 """
 
 from __future__ import annotations
@@ -56,14 +57,16 @@ def replay(
         raise fail("replay needs the decoder extra: pip install 'specdec-diag[decoder]'", EXIT_USAGE) from None
     from transformers.utils import logging as hf_logging
 
+    from specdec_diag.analysis.whatif import what_if
     from specdec_diag.decoder.models import ModelLoadError
-    from specdec_diag.decoder.replay import replay_trace, what_if
+    from specdec_diag.decoder.replay import replay_trace
+    from specdec_diag.decoder.tracing import clean
 
     hf_logging.disable_progress_bar()  # keep the terminal (and --json stdout) clean
     try:
         if as_json or not sys.stderr.isatty():
             result = replay_trace(tr, target=target, draft=draft, device=device, dtype=dtype,
-                                  use_draft=not no_draft, z_crit=z_crit, baseline=base)
+                                  use_draft=not no_draft, z_crit=z_crit)
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -71,18 +74,19 @@ def replay(
                           transient=True, console=console) as prog:
                 task = prog.add_task("replay", total=len(tr.steps))
                 result = replay_trace(tr, target=target, draft=draft, device=device, dtype=dtype,
-                                      use_draft=not no_draft, z_crit=z_crit, baseline=base,
+                                      use_draft=not no_draft, z_crit=z_crit,
                                       progress=lambda i, n: prog.update(task, completed=i))
     except TraceError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     except (ModelLoadError, ValueError, OSError, RuntimeError) as exc:
         raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, EXIT_USAGE) from None
-    if max_gamma:
-        result.what_if = what_if(tr.steps, base.steps if base else None, max_gamma=max_gamma)
+    wi = what_if(tr.steps, base.steps if base else None, max_gamma=max_gamma)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), default=str, allow_nan=False) + "\n")
+        doc = {**result.to_dict(), "what_if": clean(wi.to_dict()) if wi else None}
+        sys.stdout.write(json.dumps(doc, default=str, allow_nan=False) + "\n")
     else:
         _render(result, show)
+        _render_what_if(wi)
     raise typer.Exit(EXIT_CHECK_FAILED if result.diverged else EXIT_OK)
 
 
@@ -149,7 +153,6 @@ def _render(r: Any, show: int) -> None:
         for d in r.divergences[:show]:
             lst.add_row(_fmt(d.step), _fmt(d.position), d.kind, _fmt(d.recorded), _fmt(d.reference), d.message)
         console.print(lst)
-    _render_what_if(r.what_if)
 
 
 def _render_what_if(w: Any) -> None:

@@ -36,11 +36,14 @@ class Timer:
 
 
 def clean(v: Any) -> Any:
-    """Replace non-finite floats by None, recursively through lists."""
+    """Replace non-finite floats by None, recursively through lists, tuples (as lists) and dict
+    values: JSON has no NaN (trace records, replay results)."""
     if isinstance(v, float):
         return v if math.isfinite(v) else None
-    if isinstance(v, list):
+    if isinstance(v, (list, tuple)):
         return [clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: clean(x) for k, x in v.items()}
     return v
 
 

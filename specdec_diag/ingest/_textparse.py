@@ -33,8 +33,18 @@ def norm_lines(lines: pl.DataFrame) -> pl.DataFrame:
 def lines_frame(path: str | Path) -> pl.DataFrame:
     """Read a file as the ``line``/``text`` frame the scan hands to ``parse`` (tests, ``parse_file``)."""
     with open_text(path) as fh:
-        texts = fh.read().splitlines()
+        texts = split_lines(fh.read())
     return lines_from_texts(texts)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as the scan numbers them: split at newlines only (text mode already turned CRLF and CR
+    into one). ``str.splitlines`` would also split at \x1c-\x1e, \x85, U+2028 ..., and one such
+    byte in a junk line would shift the line number of every record after it."""
+    texts = text.split("\n")
+    if texts and texts[-1] == "":
+        texts.pop()
+    return texts
 
 
 def lines_from_texts(texts: list[str]) -> pl.DataFrame:
@@ -142,7 +152,8 @@ ORDER_REASON = "accepted tokens exceed drafted tokens"
 
 def value_problem(raw: Any, label: str, *, count: bool = False) -> str | None:
     """Why ``raw`` (a printed number, or a JSON value) is not a usable value of ``label``: not a
-    number, nan/inf, negative, or for a count not whole or beyond int64. None when fine or absent."""
+    number, nan/inf, negative, beyond int64 (no count, rate or duration of ours gets there), or for a
+    count not whole. None when fine or absent."""
     if raw is None:
         return None
     if isinstance(raw, bool):
@@ -155,8 +166,10 @@ def value_problem(raw: Any, label: str, *, count: bool = False) -> str | None:
         return f"{label} is {str(raw)[:40]} (not a finite number)"
     if v < 0:
         return f"{label} is negative ({str(raw)[:40]})"
-    if count and (v > INT64_MAX or v != int(v)):
-        return f"{label} is not a count within int64 ({str(raw)[:40]})"
+    if v > INT64_MAX:
+        return f"{label} is beyond the int64 range ({str(raw)[:40]})"
+    if count and v != int(v):
+        return f"{label} is not a whole count ({str(raw)[:40]})"
     return None
 
 
@@ -171,9 +184,10 @@ def value_problem_expr(col: str, label: str, *, count: bool = False) -> pl.Expr:
         .when(v.is_null()).then(shown + pl.lit(" (not a number)"))
         .when(~v.is_finite()).then(shown + pl.lit(" (not a finite number)"))
         .when(v < 0).then(shown + pl.lit(" (negative)"))
+        .when(v > float(INT64_MAX)).then(shown + pl.lit(" (beyond the int64 range)"))
     )
     if count:
-        why = why.when((v > float(INT64_MAX)) | (v != v.floor())).then(shown + pl.lit(" (not a count within int64)"))
+        why = why.when(v != v.floor()).then(shown + pl.lit(" (not a whole count)"))
     return why.otherwise(pl.lit(None, dtype=pl.Utf8))
 
 
@@ -197,10 +211,12 @@ def window_problem() -> pl.Expr:
             pl.format(ORDER_REASON + " ({} > {})", "accepted_tokens", "draft_tokens"))
     ]
     checks += [pl.when(pl.col(c) < 0).then(pl.lit(f"negative {c}")) for c in _COUNT_COLS]
-    checks += [pl.when(~pl.col(c).is_finite()).then(pl.lit(f"{c} is not a finite number")) for c in _FLOAT_COLS]
+    checks += [pl.when(~pl.col(c).is_finite()).then(pl.lit(f"{c} is not a finite number"))
+               .when(pl.col(c) < 0).then(pl.lit(f"negative {c}"))
+               .when(pl.col(c) > float(INT64_MAX)).then(pl.lit(f"{c} beyond the int64 range")) for c in _FLOAT_COLS]
     pp = pl.col("per_position_acceptance")
-    checks.append(pl.when(pp.list.eval(~pl.element().is_finite()).list.any())
-                  .then(pl.lit("a per-position acceptance value is not a finite number")))
+    checks.append(pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0)).list.any())
+                  .then(pl.lit("a per-position acceptance value is nan, infinite or negative")))
     return first_problem(*checks)
 
 

@@ -147,7 +147,12 @@ def _samples(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFra
     ).with_columns(
         pl.col("raw").str.replace(r"^\+?Inf$", "inf").cast(pl.Float64, strict=False).alias("value"),
     )
-    rel = rel.with_columns(_sample_problem().alias("_why"))
+    # a file whose samples carry timestamps: one without is cut (its value may be the timestamp)
+    stamped = rel.height > 2 and rel.select(pl.col("ts").is_not_null().mean()).item() >= 0.9
+    rel = rel.with_columns(
+        pl.when(pl.lit(stamped) & pl.col("ts").is_null() & pl.col("name").is_not_null())
+        .then(pl.lit("sample without the timestamp every other sample carries (cut?)"))
+        .otherwise(_sample_problem()).alias("_why"))
     rel, bad = split_bad(rel, pl.col("_why").is_not_null())
     bad_m = malformed(bad, source, pl.col("_why"))
     rel = rel.drop("_why")

@@ -40,7 +40,9 @@ MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, *CONFIG_MARKERS, *BLOCK_MARKERS)
 
 _CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
 _BLOCK_RX = "|".join(re.escape(m) for m in BLOCK_MARKERS)
-_NUM = r"(?:\d+(?:\.\d+)?|nan)"
+# any printed token where a number belongs (nan, NaN, -inf, 1e400, 12x3 ...): the value checks name
+# what is wrong with it, where a narrower pattern would skip an optional field and leave a silent null
+_NUM = r"(?:[-+]?[\w.]*)"
 _ANSI = r"\x1b\[[0-9;?]*[A-Za-z]"
 
 # The vLLM logger prefix: optional process tag, level, MM-DD HH:MM:SS, file:line (bracketed in V1).
@@ -308,7 +310,7 @@ def _v1_value_problem() -> pl.Expr:
     return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in _V1_VALUES), pp)
 
 
-_KV_ITEM = re.compile(r"([A-Za-z][A-Za-z _\-/()]*?):\s*(-?[\d.]+|nan)\s*(%|tokens/s|tokens)?(?=,|$)")
+_KV_ITEM = re.compile(r"([A-Za-z][A-Za-z _\-/()]*?):\s*([-+]?[\w.]+)\s*(%|tokens/s|tokens)?(?=,|$)")
 
 
 # Variant E (current vLLM) without optional parts, anchored at the marker (see _anchored) and

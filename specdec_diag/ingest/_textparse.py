@@ -153,23 +153,24 @@ ORDER_REASON = "accepted tokens exceed drafted tokens"
 def value_problem(raw: Any, label: str, *, count: bool = False) -> str | None:
     """Why ``raw`` (a printed number, or a JSON value) is not a usable value of ``label``: not a
     number, nan/inf, negative, beyond int64 (no count, rate or duration of ours gets there), or for a
-    count not whole. None when fine or absent."""
+    count not whole. None when fine or absent. Worded like :func:`value_problem_expr`."""
     if raw is None:
         return None
+    shown = f"{label} is {str(raw).strip()[:40]}"
     if isinstance(raw, bool):
-        return f"{label} is not a number ({raw})"
+        return f"{shown} (not a number)"
     try:
         v = float(raw) if not isinstance(raw, int) else raw
     except (TypeError, ValueError, OverflowError):
-        return f"{label} is not a number ({str(raw)[:40]})"
+        return f"{shown} (not a number)"
     if isinstance(v, float) and not math.isfinite(v):
-        return f"{label} is {str(raw)[:40]} (not a finite number)"
+        return f"{shown} (not a finite number)"
     if v < 0:
-        return f"{label} is negative ({str(raw)[:40]})"
+        return f"{shown} (negative)"
     if v > INT64_MAX:
-        return f"{label} is beyond the int64 range ({str(raw)[:40]})"
+        return f"{shown} (beyond the int64 range)"
     if count and v != int(v):
-        return f"{label} is not a whole count ({str(raw)[:40]})"
+        return f"{shown} (not a whole count)"
     return None
 
 
@@ -204,19 +205,21 @@ def counts_problem(accepted: Any, drafted: Any) -> str | None:
 
 
 def window_problem() -> pl.Expr:
-    """Why a window row breaks the invariants of the window table (null when it does not): a count
-    that is negative, a float that is nan/inf (per-position values included), accepted > drafted."""
+    """Why a window row breaks the invariants of the window table (null when it does not): accepted >
+    drafted, an acceptance rate above 1, a negative count, a float that is nan/inf/negative/beyond
+    int64, a per-position value that is not a fraction."""
     checks: list[pl.Expr] = [
         pl.when(pl.col("accepted_tokens") > pl.col("draft_tokens")).then(
             pl.format(ORDER_REASON + " ({} > {})", "accepted_tokens", "draft_tokens"))
     ]
+    checks.append(pl.when(pl.col("acceptance_rate") > 1).then(pl.lit("acceptance_rate above 1")))
     checks += [pl.when(pl.col(c) < 0).then(pl.lit(f"negative {c}")) for c in _COUNT_COLS]
     checks += [pl.when(~pl.col(c).is_finite()).then(pl.lit(f"{c} is not a finite number"))
                .when(pl.col(c) < 0).then(pl.lit(f"negative {c}"))
                .when(pl.col(c) > float(INT64_MAX)).then(pl.lit(f"{c} beyond the int64 range")) for c in _FLOAT_COLS]
     pp = pl.col("per_position_acceptance")
-    checks.append(pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0)).list.any())
-                  .then(pl.lit("a per-position acceptance value is nan, infinite or negative")))
+    checks.append(pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0) | (pl.element() > 1)).list.any())
+                  .then(pl.lit("a per-position acceptance value is not a fraction (nan, infinite, < 0 or > 1)")))
     return first_problem(*checks)
 
 

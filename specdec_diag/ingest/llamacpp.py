@@ -146,8 +146,9 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
         # "print_timing" header right before the draft line (two SLT_INF calls)
     ).with_columns(pl.col("task").forward_fill().rle_id().alias("grp"))
     # an eval line with a nan/inf/negative value is malformed at its own line; its values are not used
-    timing = ["prompt_ms", "prompt_tps", "tpot_ms", "gen_tps"]
-    ev = ev.with_columns(first_problem(*(value_problem_expr(c, c) for c in timing)).alias("_why"))
+    timing = {"prompt_ms": "prompt eval time", "prompt_tps": "prompt eval tokens per second",
+              "tpot_ms": "eval ms per token", "gen_tps": "eval tokens per second"}
+    ev = ev.with_columns(first_problem(*(value_problem_expr(c, lbl) for c, lbl in timing.items())).alias("_why"))
     bad_ev = ev.filter(pl.col("_why").is_not_null())
     ev = ev.with_columns([pl.when(pl.col("_why").is_null()).then(pl.col(c)) for c in timing])
     fill = ["slot", "task", *timing, "pid"]
@@ -204,8 +205,8 @@ def _draft_value_problem() -> pl.Expr:
     return first_problem(
         value_problem_expr("rate", "draft acceptance rate"),
         value_problem_expr("mean_acceptance_length", "mean acceptance length"),
-        pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0)).list.any())
-        .then(pl.lit("acceptance rate per position has a nan/inf/negative value")),
+        pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0) | (pl.element() > 1)).list.any())
+        .then(pl.lit("acceptance rate per position is not a fraction (nan, inf, < 0 or > 1)")),
     )
 
 
@@ -306,12 +307,14 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
         )
         .then(pl.lit("statistics line does not parse (cut?) or accepts more than it drafted"))
         .otherwise(first_problem(
-            pl.when(g[5].is_not_null() & pl.col("num_drafts").is_null()).then(pl.lit("#gen drafts beyond int64")),
-            pl.when(g[7].is_not_null() & pl.col("draft_tokens").is_null()).then(pl.lit("#gen tokens beyond int64")),
+            pl.when(g[5].is_not_null() & pl.col("num_drafts").is_null())
+            .then(pl.lit("#gen drafts is beyond the int64 range")),
+            pl.when(g[7].is_not_null() & pl.col("draft_tokens").is_null())
+            .then(pl.lit("#gen tokens is beyond the int64 range")),
             value_problem_expr("draft_ms", "dur(g)"),
             value_problem_expr("mal_printed", "#mean acc len"),
-            pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0)).list.any())
-            .then(pl.lit("#acc rate/pos has a nan/inf/negative value")),
+            pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0) | (pl.element() > 1)).list.any())
+            .then(pl.lit("#acc rate/pos is not a fraction (nan, inf, < 0 or > 1)")),
         ))
         .alias("_why")
     )

@@ -290,6 +290,7 @@ def _scan_document(text: str, source: str) -> Parsed | None:
 
 #: a line whose first character opens a JSON value: where a document or a record resumes after junk
 _VALUE_START = re.compile(r"\n[ \t]*[\[{]")
+_OBJ_START = re.compile(r"\n[ \t]*\{")
 
 
 def _values(text: str, pos: int, in_array: bool, line_of: Any, source: str, rows: list, bad: list) -> None:
@@ -318,7 +319,13 @@ def _values(text: str, pos: int, in_array: bool, line_of: Any, source: str, rows
         here = pos - (text.rfind("\n", 0, pos) + 1)
         if val is None:
             bad.append((line_of(pos), "truncated or invalid JSON value", text[pos : pos + 300]))
-            want = "\n" + " " * (here if col is None else col) + "{"
+            if col is None:  # no value read yet: the next line opening an object, at any indentation
+                m = _OBJ_START.search(text, pos)
+                if m is None:
+                    break
+                pos = m.end() - 1
+                continue
+            want = "\n" + " " * col + "{"
             nxt = text.find(want, pos)
             if nxt < 0:
                 break

@@ -154,19 +154,7 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
     fill = ["slot", "task", *timing, "pid"]
     ev = ev.with_columns([pl.col(c).forward_fill().over("grp") for c in fill])
     dr = ev.filter(pl.col("is_draft"))
-    dr = dr.with_columns(
-        pl.when(
-            pl.col("accepted_tokens").is_null()
-            | pl.col("draft_tokens").is_null()
-            | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
-            | _unparsed("mean ", "mean_acceptance_length")
-            | _unparsed("per position = (", "per_position_acceptance")
-        )
-        .then(pl.lit("draft acceptance line does not parse (cut?) or accepts more than it drafted"))
-        .otherwise(_draft_value_problem())
-        .alias("_why")
-    )
-    dr, bad = split_bad(dr, pl.col("_why").is_not_null())
+    dr, bad = split_bad(dr.with_columns(_draft_problem().alias("_why")), pl.col("_why").is_not_null())
     variant = (
         pl.when(pl.col("per_position_acceptance").is_not_null())
         .then(pl.lit("llamacpp-server-pos"))
@@ -199,10 +187,19 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
         source, pl.col("_why"))
 
 
-def _draft_value_problem() -> pl.Expr:
-    """nan/inf/negative in a draft-acceptance line's rate, mean length or per-position values."""
+def _draft_problem() -> pl.Expr:
+    """Why a draft-acceptance line is malformed: it does not parse (cut?), accepts more than it
+    drafted, or its rate, mean length or per-position values are nan/inf/negative/not fractions."""
     pp = pl.col("per_position_acceptance")
+    unparsed = (
+        pl.col("accepted_tokens").is_null()
+        | pl.col("draft_tokens").is_null()
+        | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
+        | _unparsed("mean ", "mean_acceptance_length")
+        | _unparsed("per position = (", "per_position_acceptance")
+    )
     return first_problem(
+        pl.when(unparsed).then(pl.lit("draft acceptance line does not parse (cut?) or accepts more than it drafted")),
         value_problem_expr("rate", "draft acceptance rate"),
         value_problem_expr("mean_acceptance_length", "mean acceptance length"),
         pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0) | (pl.element() > 1)).list.any())

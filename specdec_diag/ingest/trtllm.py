@@ -331,7 +331,8 @@ def _values(text: str, pos: int, in_array: bool, line_of: Any, source: str, rows
                 break
             pos = nxt + len(want) - 1
             continue
-        col = here if col is None else col
+        if col is None and isinstance(val, (dict, list)):  # records set the indentation, stray strings not
+            col = here
         ln = line_of(pos)
         for v in val if isinstance(val, list) else [val]:
             _record(v, ln, source, rows, bad, text[pos : min(end, pos + 300)])

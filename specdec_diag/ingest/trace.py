@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.ingest._textparse import value_problem
+from specdec_diag.ingest._textparse import reject_windows, value_problem
 from specdec_diag.ingest.base import STEPS_SCHEMA, Parsed, Source
 from specdec_diag.schema import (
     CONFIG_SCHEMA,
@@ -26,6 +26,7 @@ from specdec_diag.schema import (
     TRACE_SCHEMA,
     WINDOW_SCHEMA,
     TraceError,
+    conform_windows,
     iter_trace_records,
     read_trace,
     steps_to_frame,
@@ -103,8 +104,9 @@ def parse_file(path: Path, source: str) -> Parsed:
         pl.lit(source).alias("source"), pl.Series("line", [no for no, _ in steps], dtype=pl.Int64)
     ).select(list(STEPS_SCHEMA))
     hdr = {**header, "source": source}
-    return Parsed(windows=request_windows(frame, header, source), malformed=mal, configs=header_configs(header, source),
-                  steps=frame, headers=[hdr])
+    windows, net = reject_windows(conform_windows(request_windows(frame, header, source)), source)
+    return Parsed(windows=windows, malformed=pl.concat([mal, net]) if net.height else mal,
+                  configs=header_configs(header, source), steps=frame, headers=[hdr])
 
 
 def _salvage(path: Path) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:

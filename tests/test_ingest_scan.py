@@ -105,14 +105,14 @@ def test_bad_files_never_abort(tmp_path, monkeypatch):
     (d / "corrupt.log.gz").write_bytes(gzip.compress(b"abc\n" * 1000)[:-20])
     (d / "link.log").symlink_to(d / "missing-target.log")
     (d / "denied.log").write_text("whatever\n")
-    real = S.read_sample
+    real = S.InputFile.sniff
 
-    def deny(path, n=R.SAMPLE_BYTES):
-        if path.name == "denied.log":
+    def deny(self, n=R.SAMPLE_BYTES):
+        if self.path.name == "denied.log":
             raise PermissionError(13, "Permission denied")
-        return real(path, n)
+        return real(self, n)
 
-    monkeypatch.setattr(S, "read_sample", deny)
+    monkeypatch.setattr(S.InputFile, "sniff", deny)
     res = scan([d], use_cache=False)
     by = {Path(r["path"]).name: r for r in res.inputs.to_dicts()}
     assert set(by) == {"good.log", "empty.log", "binary.log", "latin1.log", "huge_line.log", "broken.gz.log",

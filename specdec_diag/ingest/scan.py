@@ -13,9 +13,8 @@ the cache :mod:`specdec_diag.ingest.cache`, the sources :mod:`specdec_diag.inges
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import zlib
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,17 +32,16 @@ from specdec_diag.ingest.cache import (
 )
 from specdec_diag.ingest.reading import (
     CHUNK_BYTES,
-    chunk_marked,
-    iter_chunks,
+    count_lines,
     iter_files,
     marker_regex,
-    open_binary,
     os_reason,
-    read_sample,
+    read_marked,
     wanted,
 )
 from specdec_diag.ingest.registry import SOURCES
 from specdec_diag.ingest.timestamps import anchor_from
+from specdec_diag.inputs import InputError, InputFile
 from specdec_diag.schema import (
     CONFIG_SCHEMA,
     INPUT_SCHEMA,
@@ -86,58 +84,48 @@ def _tagged(p: Parsed, family: str) -> Parsed:
 
 def parse_file(path: Path, display: str, *, sources: Sequence[Source] = SOURCES,
                chunk_bytes: int = CHUNK_BYTES, on_bytes: Callable[[int], None] | None = None) -> FileResult:
-    """Parse one file with every source that recognises it. Never raises for bad input."""
+    """Parse one file with every source that recognises it. Never raises for bad input: what could
+    not be read is the input's ``error`` (what was read before damage is kept)."""
     info: dict[str, Any] = {"path": display, "format": None, "engine": None, "lines": 0, "records": 0,
                             "malformed": 0, "fingerprint": None, "error": None}
+    f = InputFile(path)
     try:
         st = path.stat()
-        if not path.is_file():
-            raise IsADirectoryError(f"not a regular file: {path}")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(path, "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
         info["fingerprint"] = file_fingerprint(path, st)
-        sample = read_sample(path)
-    except (OSError, EOFError, zlib.error) as exc:
+        sample = f.sniff()
+    except (InputError, OSError) as exc:
         info["error"] = os_reason(exc)
         return _assemble(info, [], [])
     detected = [s for s in sources if _safe_detect(s, sample)]
     whole = [s for s in detected if s.parse_file is not None]
     if whole:
-        parts = _parse_whole(path, display, whole, info)
+        parts = _parse_whole(f, display, whole, info)
         if on_bytes:
             on_bytes(st.st_size)
         return _assemble(info, parts, [s.family for s in detected])
     batches = _LineBatches(display, [s for s in sources if s.reads_lines], detected,
                            ParseOptions(year_anchor=anchor_from(sample, st.st_mtime)))
-    n = 0
-    try:
-        for chunk in iter_chunks(path, chunk_bytes):
-            chunk_len = len(chunk)
-            sel, lines = chunk_marked(chunk, n + 1, batches.all_markers)
-            n += lines
-            del chunk
-            batches.add(sel)
-            if on_bytes:
-                on_bytes(chunk_len)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        info["error"] = os_reason(exc)  # keep what was read before the damage
-    info["lines"] = n
+    got = read_marked(f, batches.all_markers, batches.add, chunk_bytes=chunk_bytes, on_bytes=on_bytes,
+                      display=display)
+    info["lines"], info["error"] = got.lines, got.error
     batches.flush()
+    if got.dropped:
+        batches.parts.append(Parsed(malformed=pl.DataFrame(got.dropped, schema=MALFORMED_SCHEMA)))
     return _assemble(info, batches.parts, [s.family for s in batches.used])
 
 
-def _parse_whole(path: Path, display: str, whole: list[Source], info: dict[str, Any]) -> list[Parsed]:
+def _parse_whole(f: InputFile, display: str, whole: list[Source], info: dict[str, Any]) -> list[Parsed]:
     """Whole-file sources read the file themselves; the scan only counts its lines."""
     parts: list[Parsed] = []
     for src in whole:
         assert src.parse_file is not None
         try:
-            parts.append(_tagged(src.parse_file(path, display), src.family))
+            parts.append(_tagged(src.parse_file(f.path, display), src.family))
         except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
             parts.append(Parsed(malformed=_crash(display, 1, src, exc)))
-    try:
-        with open_binary(path) as fh:
-            info["lines"] = sum(b.count(b"\n") for b in iter(lambda: fh.read(1 << 20), b""))
-    except (OSError, EOFError, zlib.error) as exc:
-        info["error"] = os_reason(exc)
+    info["lines"], info["error"] = count_lines(f)
     return parts
 
 

@@ -304,26 +304,36 @@ class InputFile:
             raise InputError(self.path, "not gzip data")
         return GzipSalvage(raw) if magic else raw
 
-    def sniff(self, n: int = SAMPLE_BYTES) -> str:
+    def sniff(self, n: int = SAMPLE_BYTES, head: bytes | None = None) -> str:
         """Decide encoding and line endings from the head; return the head as text (what source
-        detectors and year anchors look at). Damage inside the head is left for :meth:`pieces`."""
-        fh = self._open_raw()
-        try:
-            head = _read_upto(fh, n)
-        finally:
-            fh.close()
+        detectors and year anchors look at). ``head``: the stored bytes when the caller already read
+        them (plain files only). Damage inside the head is left for :meth:`pieces`."""
+        if head is None:
+            fh = self._open_raw()
+            try:
+                head = _read_upto(fh, n)
+            finally:
+                fh.close()
+        else:
+            head = head[:n]
         try:
             self.encoding, self.skip, self.encoding_name = _sniff_encoding(head)
         except ValueError as exc:
             raise InputError(self.path, str(exc)) from None
-        body = head[self.skip :]
-        if self.encoding:
-            body = codecs.decode(body, self.encoding, "replace").encode("utf-8", "replace")
-        self.cr = _bare_cr(body)
-        if self.cr:
-            body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        body = self.decode(head, sniffing=True)
         self.sample_bytes = body
         return body.decode("utf-8", errors="replace")
+
+    def decode(self, raw: bytes, sniffing: bool = False) -> bytes:
+        """A whole (small, plain) file's stored bytes as the UTF-8 the pieces would deliver."""
+        body = raw[self.skip :]
+        if self.encoding:
+            body = codecs.decode(body, self.encoding, "replace").encode("utf-8", "replace")
+        if sniffing:
+            self.cr = _bare_cr(body)
+        if self.cr:
+            body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return body
 
     def _open_text(self):
         fh = self._open_raw()

@@ -81,6 +81,11 @@ class ParseOptions:
 #: the options of a file with nothing to offer (tests, direct calls)
 NO_OPTIONS = ParseOptions()
 
+#: Batched parsing of small files (``Source.batchable``): file ``i`` of a batch has its lines numbered
+#: ``i * LINE_STRIDE + line``, and ``source`` is a placeholder; the scan maps rows back to each file.
+#: A single file's lines are below the stride, so ``line // LINE_STRIDE`` is 0 outside batches.
+LINE_STRIDE = 1 << 32
+
 
 #: ``parse(lines, source, options)``: lines has columns ``line`` (Int64, 1-based) and ``text`` (Utf8),
 #: already filtered to the source's markers.
@@ -105,6 +110,10 @@ class Source:
     parse: LineParser | None = None
     parse_file: FileParser | None = None
     finalize: Finalizer | None = None
+    #: ``parse`` may be handed the marker lines of many small files at once (see :data:`LINE_STRIDE`).
+    #: Set it only when every piece of cross-line state in ``parse`` is keyed by the file as well,
+    #: ``line // LINE_STRIDE``; otherwise small files are parsed one by one (correct, slower).
+    batchable: bool = False
 
     @property
     def reads_lines(self) -> bool:

@@ -22,6 +22,7 @@ pieces the ingest scan reads). See docs/ingest.md "Reading".
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -95,7 +96,9 @@ def reason(exc: BaseException) -> str:
     if isinstance(exc, PermissionError):
         return "permission denied"
     if isinstance(exc, FileNotFoundError):
-        return "no such file or directory (or a broken symbolic link)"
+        return "no such file or directory"
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "symbolic link loop"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__

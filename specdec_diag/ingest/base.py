@@ -63,6 +63,15 @@ class IngestResult:
     configs: pl.DataFrame      # CONFIG_SCHEMA: startup / header facts
     headers: list[dict[str, Any]] = field(default_factory=list)
     fingerprint: str = ""      # content fingerprint of all inputs (cache key for the dashboard)
+    #: ``path: message`` per input read only in part (gzip damage): its lines before the damage are
+    #: in the tables. Every command prints these as warnings, in this wording.
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        """``path: message`` per input that could not be read at all (the inputs' ``error``)."""
+        bad = self.inputs.filter(pl.col("error").is_not_null()) if self.inputs.height else self.inputs
+        return [f"{p}: {e}" for p, e in zip(bad["path"].to_list(), bad["error"].to_list(), strict=True)]
 
     @classmethod
     def empty(cls) -> IngestResult:

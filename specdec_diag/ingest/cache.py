@@ -96,6 +96,7 @@ class FileResult:
     configs: pl.DataFrame
     steps: pl.DataFrame
     headers: list[dict[str, Any]] = field(default_factory=list)
+    warning: str | None = None  # the file was read up to damage (never cached)
 
 
 class Cache:

@@ -5,6 +5,7 @@ numbers. Nothing here knows a log format; the sources (via :mod:`specdec_diag.in
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -52,12 +53,12 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]
                         yield Path(root) / name, None
             for e in errors:
                 yield Path(e.filename or p), f"cannot list directory: {e.strerror or e}"
-        elif p.is_symlink() and not p.exists():
-            yield p, "broken symbolic link"
-        elif p.exists():
-            yield p, None
         else:
-            yield p, "no such file or directory"
+            try:
+                p.stat()
+                yield p, None
+            except OSError as exc:
+                yield p, "broken symbolic link" if p.is_symlink() and exc.errno == errno.ENOENT else reason(exc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +99,8 @@ class MarkedLines:
 
     lines: int = 0
     dropped: list[dict] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None     # nothing could be read
+    warning: str | None = None   # read up to damage: the lines before it are kept
 
 
 def read_marked(f: InputFile, markers: str, add: Callable[[pl.DataFrame], None], *,
@@ -128,7 +130,10 @@ def read_marked(f: InputFile, markers: str, add: Callable[[pl.DataFrame], None],
             if on_bytes:
                 on_bytes(size)
     except Damage as dmg:
-        out.error = dmg.message(out.lines)
+        if out.lines:
+            out.warning = dmg.message(out.lines)
+        else:
+            out.error = dmg.message(0)
         if dmg.marked:
             out.dropped.append({"source": display, "line": out.lines + 1, "reason": "line cut by gzip damage: "
                                 "not parsed", "text": dmg.fragment[:200].decode("utf-8", errors="replace")})
@@ -149,17 +154,17 @@ def _drop_long(sel: pl.DataFrame, display: str, dropped: list[dict]) -> pl.DataF
     return sel.filter(~long)
 
 
-def count_lines(f: InputFile) -> tuple[int, str | None]:
-    """Line count of a sniffed file (whole-file sources parse it themselves) and the read error."""
-    n = 0
+def count_lines(f: InputFile) -> MarkedLines:
+    """Line count of a sniffed file (whole-file sources parse it themselves) and how the read ended."""
+    out = MarkedLines()
     try:
         for piece in f.pieces(CHUNK_BYTES):
-            n += 1 if isinstance(piece, Overlong) else _count_newlines(piece) + (not piece.endswith(b"\n"))
+            out.lines += 1 if isinstance(piece, Overlong) else _count_newlines(piece) + (not piece.endswith(b"\n"))
     except Damage as dmg:
-        return n, dmg.message(n)
+        out.warning, out.error = (dmg.message(out.lines), None) if out.lines else (None, dmg.message(0))
     except (InputError, OSError) as exc:
-        return n, reason(exc)
-    return n, None
+        out.error = reason(exc)
+    return out
 
 
 def lines_frame(chunk: bytes, first_line: int) -> pl.DataFrame:

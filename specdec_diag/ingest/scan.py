@@ -106,7 +106,10 @@ def parse_file(path: Path, display: str, *, sources: Sequence[Source] = SOURCES,
         parts = _parse_whole(f, display, whole, info)
         if on_bytes:
             on_bytes(st.st_size)
-        return _assemble(info, parts, [s.family for s in detected])
+        warning = info.pop("_warning")
+        res = _assemble(info, parts, [s.family for s in detected])
+        res.warning = warning
+        return res
     batches = _LineBatches(display, [s for s in sources if s.reads_lines], detected,
                            ParseOptions(year_anchor=anchor_from(sample, st.st_mtime)))
     got = read_marked(f, batches.all_markers, batches.add, chunk_bytes=chunk_bytes, on_bytes=on_bytes,
@@ -115,7 +118,9 @@ def parse_file(path: Path, display: str, *, sources: Sequence[Source] = SOURCES,
     batches.flush()
     if got.dropped:
         batches.parts.append(Parsed(malformed=pl.DataFrame(got.dropped, schema=MALFORMED_SCHEMA)))
-    return _assemble(info, batches.parts, [s.family for s in batches.used])
+    res = _assemble(info, batches.parts, [s.family for s in batches.used])
+    res.warning = got.warning
+    return res
 
 
 def _parse_whole(f: InputFile, display: str, whole: list[Source], info: dict[str, Any]) -> list[Parsed]:
@@ -127,7 +132,8 @@ def _parse_whole(f: InputFile, display: str, whole: list[Source], info: dict[str
             parts.append(_tagged(src.parse_file(f.path, display), src.family))
         except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
             parts.append(Parsed(malformed=_crash(display, 1, src, exc)))
-    info["lines"], info["error"] = count_lines(f)
+    got = count_lines(f)
+    info["lines"], info["error"], info["_warning"] = got.lines, got.error, got.warning
     return parts
 
 
@@ -291,7 +297,8 @@ class _Run:
 
     def keep(self, i: int, res: FileResult) -> None:
         self.results[i] = res
-        if self.cache is not None and res.input.get("error") is None and res.input.get("fingerprint"):
+        if (self.cache is not None and res.input.get("error") is None and res.warning is None
+                and res.input.get("fingerprint")):
             self.cache.store(res.input["path"], res.input["fingerprint"], self.key, res)
 
     def flush(self) -> None:
@@ -366,7 +373,8 @@ def combine(results: list[FileResult], sources: Sequence[Source], code: str = ""
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{CACHE_VERSION}|{code}".encode())
     for r in sorted(results, key=lambda r: r.input["path"]):
-        h.update(f"{r.input['path']}\0{r.input.get('fingerprint')}\0{r.input.get('error')}\n".encode())
+        h.update(f"{r.input['path']}\0{r.input.get('fingerprint')}\0{r.input.get('error')}"
+                 f"{'' if r.warning is None else chr(0) + r.warning}\n".encode())
     return IngestResult(
         windows=out_w,
         steps=cat("steps", STEPS_SCHEMA),
@@ -375,6 +383,7 @@ def combine(results: list[FileResult], sources: Sequence[Source], code: str = ""
         configs=cat("configs", CONFIG_SCHEMA),
         headers=[hd for r in results for hd in r.headers],
         fingerprint=h.hexdigest(),
+        warnings=[f"{r.input['path']}: {r.warning}" for r in results if r.warning],
     )
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.ingest.base import LINE_STRIDE, STEPS_SCHEMA, Parsed, ParseOptions, Source, empty
-from specdec_diag.ingest.cache import FileResult, file_fingerprint
+from specdec_diag.ingest.base import LINE_STRIDE, NO_OPTIONS, STEPS_SCHEMA, Parsed, ParseOptions, Source
+from specdec_diag.ingest.cache import FileResult, empty_table, file_fingerprint
 from specdec_diag.ingest.reading import chunk_marked, marker_regex
-from specdec_diag.ingest.timestamps import anchor_from
+from specdec_diag.ingest.timestamps import _ISO_RE, anchor_from
 from specdec_diag.inputs import InputError, InputFile
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA
 
@@ -31,33 +31,44 @@ SMALL_BYTES = 256 * 1024
 BATCH_BYTES = 16 * 1024 * 1024
 BATCH_FILES = 4096
 _PLACEHOLDER = "\0batch"
+ISO_PATTERN = _ISO_RE.pattern
 _WSCHEMA = {**WINDOW_SCHEMA, "_family": pl.Utf8}
 _TABLES = {"windows": _WSCHEMA, "malformed": MALFORMED_SCHEMA, "configs": CONFIG_SCHEMA, "steps": STEPS_SCHEMA}
 
 
 @dataclass
 class SmallFile:
-    """One small file read whole: its UTF-8 text (newline-terminated), what the scan needs to know."""
+    """One small file read whole: its UTF-8 text (newline-terminated), what the scan needs to know.
+    ``options`` is set when its batch is parsed (the year anchors of a batch are found in one query)."""
 
     path: Path
     display: str
     fingerprint: str
     text: bytes
     lines: int
-    options: ParseOptions
+    sample: str
+    mtime: float
     detected: list[Source]
+    options: ParseOptions = NO_OPTIONS
 
 
 def is_small(path: Path, size: int) -> bool:
     return size <= SMALL_BYTES and not path.name.lower().endswith(".gz")
 
 
-def prepare(path: Path, display: str, st: os.stat_result, sources: Sequence[Source],
-            detect) -> SmallFile | None:
+def read_small(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def prepare(path: Path, display: str, st: os.stat_result, sources: Sequence[Source], detect,
+            raw: bytes | None = None, fingerprint: str | None = None) -> SmallFile | None:
     """Read a small file for a batch; None when it must take the per-file path instead (a
     whole-file source recognises it, or it cannot be read: that path reports why)."""
     try:
-        raw = path.read_bytes()
+        raw = path.read_bytes() if raw is None else raw
         f = InputFile(path)
         sample = f.sniff(head=raw)
         text = f.decode(raw)
@@ -70,12 +81,22 @@ def prepare(path: Path, display: str, st: os.stat_result, sources: Sequence[Sour
     if text and not text.endswith(b"\n"):
         text += b"\n"
         lines += 1
-    return SmallFile(path, display, file_fingerprint(path, st, raw), text, lines,
-                     ParseOptions(year_anchor=anchor_from(sample, st.st_mtime)), detected)
+    return SmallFile(path, display, fingerprint or file_fingerprint(path, st, raw), text, lines, sample,
+                     st.st_mtime, detected)
+
+
+def _set_anchors(files: list[SmallFile]) -> None:
+    """Each file's year anchor, as :func:`anchor_from` gives it, with the search for the first ISO
+    date of every sample done in one polars query (Python's ``re`` took 0.4 ms a file for it)."""
+    first = pl.Series([f.sample for f in files], dtype=pl.Utf8).str.extract(f"({ISO_PATTERN})", 1).to_list()
+    for f, m in zip(files, first, strict=True):
+        f.options = ParseOptions(year_anchor=anchor_from(m or "", f.mtime))
+        f.sample = ""
 
 
 def parse_batch(files: list[SmallFile], sources: Sequence[Source], crash) -> list[FileResult]:
     """Parse a batch of small files; one :class:`FileResult` per file, in order."""
+    _set_anchors(files)
     line_sources = [s for s in sources if s.reads_lines]
     markers = marker_regex({mk for s in line_sources for mk in s.markers})
     marked, n = chunk_marked(b"".join(f.text for f in files), 1, markers)
@@ -158,9 +179,9 @@ def _split(frames: dict[str, list[pl.DataFrame]], displays: list[str]) -> dict[s
 
 def _result(i: int, f: SmallFile, tables: dict[str, dict[int, pl.DataFrame]], families: list[str]) -> FileResult:
     got: dict[str, Any] = {t: tables[t].get(i) for t in _TABLES}
-    for t, schema in _TABLES.items():
+    for t in _TABLES:
         if got[t] is None:
-            got[t] = empty(schema)
+            got[t] = empty_table(t)
     w = got["windows"]
     formats = sorted({x for x in w["format"].to_list() if x is not None}) if w.height else []
     engines = sorted({x for x in w["engine"].to_list() if x is not None}) if w.height else []

@@ -84,6 +84,15 @@ def default_cache_dir(paths: list[Path]) -> Path | None:
 _TABLES = {"windows": {**WINDOW_SCHEMA, "_family": pl.Utf8}, "malformed": MALFORMED_SCHEMA,
            "configs": CONFIG_SCHEMA, "steps": STEPS_SCHEMA}
 _MAGIC = b"specdec-cache-1\n"
+_EMPTY: dict[str, pl.DataFrame] = {}
+
+
+def empty_table(name: str) -> pl.DataFrame:
+    """A shared empty frame of one of the per-file tables (building one costs ~0.3 ms; a scan of
+    20,000 small files needs 60,000 of them). Frames are immutable, so sharing is safe."""
+    if name not in _EMPTY:
+        _EMPTY[name] = pl.DataFrame(schema=_TABLES[name])
+    return _EMPTY[name]
 
 
 @dataclass
@@ -140,9 +149,9 @@ def _encode(display: str, fp: str, sources: str, res: FileResult) -> bytes:
     body, where = bytearray(), {}
     for name in _TABLES:
         df = getattr(res, name)
-        if df.height:
+        if df.height:  # IPC streams: ~5x cheaper than IPC files or Parquet for the many tiny tables
             buf = io.BytesIO()
-            df.write_ipc(buf, compression="lz4")
+            df.write_ipc_stream(buf, compression="lz4" if df.height > 10_000 else "uncompressed")
             where[name] = [len(body), buf.tell()]
             body += buf.getbuffer()
     meta = {"path": display, "fingerprint": fp, "code": f"{CACHE_VERSION}|{sources}", "input": res.input,
@@ -166,12 +175,12 @@ def _decode(blob: bytes, display: str, fp: str, sources: str) -> FileResult | No
     for name, schema in _TABLES.items():
         if name in meta["tables"]:
             off, size = meta["tables"][name]
-            df = pl.read_ipc(io.BytesIO(body[off : off + size]))
+            df = pl.read_ipc_stream(io.BytesIO(body[off : off + size]))
             if list(df.columns) != list(schema):
                 return None
             tables[name] = df
         else:
-            tables[name] = pl.DataFrame(schema=schema)
+            tables[name] = empty_table(name)
     return FileResult(meta["input"], tables["windows"], tables["malformed"], tables["configs"], tables["steps"],
                       meta.get("headers", []))
 
@@ -186,7 +195,7 @@ def code_files() -> list[Path]:
 def code_key(sources: list[Source]) -> str:
     """Hash of the parsing code in use (the sources' families plus :func:`code_files`): a cache entry
     written by other parser code is never reused, without anyone remembering to bump a version."""
-    h = hashlib.blake2b(CACHE_VERSION.encode(), digest_size=10)
+    h = hashlib.blake2b(f"{CACHE_VERSION}|polars {pl.__version__}".encode(), digest_size=10)
     for src in sources:
         h.update(src.family.encode() + b"\0")
     for f in code_files():

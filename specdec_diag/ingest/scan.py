@@ -23,7 +23,15 @@ from typing import Any
 import polars as pl
 
 from specdec_diag.ingest.base import STEPS_SCHEMA, IngestResult, Parsed, ParseOptions, Source, empty
-from specdec_diag.ingest.batch import BATCH_BYTES, BATCH_FILES, SmallFile, is_small, parse_batch, prepare
+from specdec_diag.ingest.batch import (
+    BATCH_BYTES,
+    BATCH_FILES,
+    SmallFile,
+    is_small,
+    parse_batch,
+    prepare,
+    read_small,
+)
 from specdec_diag.ingest.cache import (
     CACHE_VERSION,
     Cache,
@@ -266,17 +274,21 @@ class _Run:
             self.results[i] = _assemble(info, [], [])
             return
         size = st.st_size if st is not None else 0
+        small = st is not None and stat.S_ISREG(st.st_mode) and is_small(f, size)
+        raw = read_small(f) if small else None  # small files are read once: fingerprint, sample, text
+        fp = None
         if self.cache is not None and self.read and st is not None:
             try:
-                hit = self.cache.load(display, file_fingerprint(f, st), self.key)
+                fp = file_fingerprint(f, st, raw)
+                hit = self.cache.load(display, fp, self.key)
             except OSError:
                 hit = None
             if hit is not None:
                 self.results[i] = hit
                 self.tick(display, size)
                 return
-        if st is not None and stat.S_ISREG(st.st_mode) and is_small(f, size):
-            sf = prepare(f, display, st, self.sources, _safe_detect)
+        if raw is not None:
+            sf = prepare(f, display, st, self.sources, _safe_detect, raw, fp)  # type: ignore[arg-type]
             if sf is not None:
                 self.pending.append((i, sf, size))
                 self.pending_bytes += len(sf.text)

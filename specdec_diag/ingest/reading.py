@@ -1,6 +1,7 @@
-"""Finding and reading input files: the directory walk, gzip-transparent reads in bounded pieces
-cut on line boundaries, and the fused polars query that keeps a piece's marker lines with exact line
-numbers. Nothing here knows a log format; the sources (via :mod:`specdec_diag.ingest.scan`) do.
+"""Finding and reading input files: the directory walk, a file's marker lines from the pieces the
+input layer (:mod:`specdec_diag.inputs`: gzip salvage, decoding, line endings, the 1 MiB line cap)
+delivers, through the fused polars query that keeps a piece's marker lines with exact line numbers.
+Nothing here knows a log format; the sources (via :mod:`specdec_diag.ingest.scan`) do.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""Walk paths, read each file (gz transparently, in bounded chunks on line boundaries), run every
-source that recognises it, and cache each file's tables as Parquet keyed by a content fingerprint.
+"""Walk paths, read each file (through the input layer, in bounded pieces on line boundaries; small
+files in batches, :mod:`specdec_diag.ingest.batch`), run every source that recognises it, and cache
+each file's tables in one validated entry keyed by a content fingerprint.
 
 Per file: a whole-file source (one with ``parse_file``, e.g. our traces) whose ``detect`` matches
 the head takes the file. Otherwise the file is read as lines; the lines containing any source's
 markers are kept and every source whose markers occur (or whose ``detect`` matched) parses its own
 lines. Container logs interleave engines, so several sources may contribute to one file.
 
-Nothing here aborts a scan: unreadable files, broken links, corrupt gzip and parser crashes become
-an ``error`` in the inputs table or a malformed row. Reading is :mod:`specdec_diag.ingest.reading`,
+Nothing here aborts a scan: unreadable files, broken links and parser crashes become an ``error``
+in the inputs table or a malformed row; a file read up to gzip damage keeps what was read and
+becomes a warning (``IngestResult.warnings``). Reading is :mod:`specdec_diag.ingest.reading`,
 the cache :mod:`specdec_diag.ingest.cache`, the sources :mod:`specdec_diag.ingest.registry`.
 """
 

@@ -407,3 +407,32 @@ def test_many_small_files_throughput(tmp_path):
     warm = time.process_time() - t
     assert again.windows.equals(res.windows)
     assert 2000 / cold > 300 and 2000 / warm > 300, (cold, warm)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 16 row 1, the scan's share: a parser that raises loses only the line it raises on
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_parser_crash_loses_only_its_line(tmp_path, good, monkeypatch, small):
+    """A parser raising on one line (as vLLM did on a `nan` line) used to erase every record of the
+    batch and report line 1; the scan now bisects to the line, in the batch path and the per-file one."""
+    from specdec_diag.ingest import batch as B
+
+    if not small:
+        monkeypatch.setattr(B, "SMALL_BYTES", 0)
+    lines = list(good[1])
+    lines.insert(40, lines[41].replace("Accepted: ", "Accepted: BOOM "))
+    p = write(tmp_path / "x.log", lines)
+
+    def fragile(df, source, options):
+        if df["text"].str.contains("BOOM", literal=True).any():
+            raise ValueError("cannot cast")
+        return vllm.SOURCE.parse(df, source, options)
+
+    res = scan(p, use_cache=False, sources=[dataclasses.replace(vllm.SOURCE, parse=fragile)])
+    assert res.malformed.select("line").to_series().to_list() == [41]
+    assert "internal error in the vllm parser: ValueError: cannot cast" in res.malformed["reason"][0]
+    ref = scan(good[0], use_cache=False)
+    assert res.windows.height == ref.windows.height

@@ -94,8 +94,9 @@ def _set_anchors(files: list[SmallFile]) -> None:
         f.sample = ""
 
 
-def parse_batch(files: list[SmallFile], sources: Sequence[Source], crash) -> list[FileResult]:
-    """Parse a batch of small files; one :class:`FileResult` per file, in order."""
+def parse_batch(files: list[SmallFile], sources: Sequence[Source], call) -> list[FileResult]:
+    """Parse a batch of small files; one :class:`FileResult` per file, in order. ``call(src, lines,
+    display, options)`` runs one source's parse and returns its parts (the scan's crash-guarded one)."""
     _set_anchors(files)
     line_sources = [s for s in sources if s.reads_lines]
     markers = marker_regex({mk for s in line_sources for mk in s.markers})
@@ -120,12 +121,12 @@ def parse_batch(files: list[SmallFile], sources: Sequence[Source], crash) -> lis
         for i in mine["_file"].unique().to_list():
             if src.family not in used[i]:
                 used[i].append(src.family)
-        parts.extend(_parse_source(src, mine, files, crash))
+        parts.extend(_parse_source(src, mine, files, call))
     tables = _split({t: [getattr(p, t) for p in parts] for t in _TABLES}, [f.display for f in files])
     return [_result(i, f, tables, used[i]) for i, f in enumerate(files)]
 
 
-def _parse_source(src: Source, mine: pl.DataFrame, files: list[SmallFile], crash) -> list[Parsed]:
+def _parse_source(src: Source, mine: pl.DataFrame, files: list[SmallFile], call) -> list[Parsed]:
     """One source over its lines of the batch: in one call per year anchor if it is batchable,
     else file by file (its own numbering and name, rows renumbered after)."""
     assert src.parse is not None
@@ -136,27 +137,18 @@ def _parse_source(src: Source, mine: pl.DataFrame, files: list[SmallFile], crash
         groups = mine.with_columns(group.gather(mine["_file"]).alias("_o"))
         for (_,), part in groups.partition_by("_o", as_dict=True).items():
             opts = files[int(part["_file"][0])].options
-            out.append(_call(src, part.drop("_file", "_o"), _PLACEHOLDER, opts, crash))
+            out.extend(call(src, part.drop("_file", "_o"), _PLACEHOLDER, opts))
         return out
     for (i,), part in mine.partition_by("_file", as_dict=True).items():
         base = int(i) * LINE_STRIDE
         local = part.drop("_file").with_columns(pl.col("line") - base)
-        p = _call(src, local, files[int(i)].display, files[int(i)].options, crash)
-        for t in _TABLES:
-            df = getattr(p, t)
-            if df.height and "line" in df.columns:
-                setattr(p, t, df.with_columns(pl.col("line") + base))
-        out.append(p)
+        for p in call(src, local, files[int(i)].display, files[int(i)].options):
+            for t in _TABLES:
+                df = getattr(p, t)
+                if df.height and "line" in df.columns:
+                    setattr(p, t, df.with_columns(pl.col("line") + base))
+            out.append(p)
     return out
-
-
-def _call(src: Source, lines: pl.DataFrame, display: str, opts: ParseOptions, crash) -> Parsed:
-    try:
-        p = src.parse(lines, display, opts)  # type: ignore[misc]
-        p.windows = p.windows.with_columns(pl.lit(src.family).alias("_family"))
-        return p
-    except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
-        return Parsed(malformed=crash(display, int(lines["line"][0]), src, exc))
 
 
 def _split(frames: dict[str, list[pl.DataFrame]], displays: list[str]) -> dict[str, dict[int, pl.DataFrame]]:

@@ -94,6 +94,29 @@ def _tagged(p: Parsed, family: str) -> Parsed:
     return p
 
 
+#: lines a crashing parser may be narrowed down to before the rest of its batch is given up
+CRASH_LINES = 16
+
+
+def parse_guarded(src: Source, lines: pl.DataFrame, display: str, options: ParseOptions,
+                  budget: list[int] | None = None) -> list[Parsed]:
+    """``src.parse`` on ``lines``; if it raises, the lines are bisected so that only the line(s) it
+    raises on become malformed rows (at their own line numbers) and the rest is parsed: one bad
+    line must not erase a batch. After :data:`CRASH_LINES` such lines the remaining segment becomes
+    one row (a parser that fails on everything must not cost n parses)."""
+    assert src.parse is not None
+    budget = [CRASH_LINES] if budget is None else budget
+    try:
+        return [_tagged(src.parse(lines, display, options), src.family)]
+    except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
+        if lines.height <= 1 or budget[0] <= 0:
+            budget[0] -= 1
+            return [Parsed(malformed=_crash(display, int(lines["line"][0]), src, exc))]
+    mid = lines.height // 2
+    return (parse_guarded(src, lines.slice(0, mid), display, options, budget)
+            + parse_guarded(src, lines.slice(mid), display, options, budget))
+
+
 def parse_file(path: Path, display: str, *, sources: Sequence[Source] = SOURCES,
                chunk_bytes: int = CHUNK_BYTES, on_bytes: Callable[[int], None] | None = None) -> FileResult:
     """Parse one file with every source that recognises it. Never raises for bad input: what could
@@ -184,11 +207,7 @@ class _LineBatches:
                 continue
             if src not in self.used:
                 self.used.append(src)
-            assert src.parse is not None
-            try:
-                self.parts.append(_tagged(src.parse(mine, self.display, self.options), src.family))
-            except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
-                self.parts.append(Parsed(malformed=_crash(self.display, int(mine["line"][0]), src, exc)))
+            self.parts.extend(parse_guarded(src, mine, self.display, self.options))
 
 
 def _assemble(info: dict[str, Any], parts: list[Parsed], families: list[str]) -> FileResult:
@@ -321,7 +340,7 @@ class _Run:
             return
         batch, self.pending, self.pending_bytes = self.pending, [], 0
         try:
-            got = parse_batch([sf for _, sf, _ in batch], self.sources, _crash)
+            got = parse_batch([sf for _, sf, _ in batch], self.sources, parse_guarded)
         except Exception:  # noqa: BLE001 - never lose a file to the fast path: the per-file path is always right
             got = [parse_file(sf.path, sf.display, sources=self.sources, chunk_bytes=self.chunk_bytes)
                    for _, sf, _ in batch]

@@ -15,7 +15,6 @@ the cache :mod:`specdec_diag.ingest.cache`, the sources :mod:`specdec_diag.inges
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
@@ -35,13 +34,13 @@ from specdec_diag.ingest.batch import (
     read_small,
 )
 from specdec_diag.ingest.cache import (
-    CACHE_VERSION,
     Cache,
     FileResult,
     code_key,
     default_cache_dir,
     file_fingerprint,
 )
+from specdec_diag.ingest.combine import Combiner
 from specdec_diag.ingest.reading import (
     CHUNK_BYTES,
     count_lines,
@@ -59,8 +58,6 @@ from specdec_diag.schema import (
     INPUT_SCHEMA,
     MALFORMED_SCHEMA,
     WINDOW_SCHEMA,
-    conform_windows,
-    empty_windows,
 )
 
 __all__ = ["FLUSH_BYTES", "Progress", "code_key", "combine", "default_cache_dir", "iter_files", "parse_file",
@@ -266,7 +263,7 @@ def scan(paths: str | Path | Iterable[str | Path], *, cache_dir: Path | str | No
     for i, ((f, err), st) in enumerate(zip(files, stats, strict=True)):
         run.file(i, f, err, st)
     run.flush()
-    return combine(run.results, sources, source_key)
+    return run.combined.finish(_crash)
 
 
 class _Run:
@@ -276,7 +273,9 @@ class _Run:
                  progress: Progress | None):
         self.cache, self.read, self.key, self.sources = cache, read, key, sources
         self.chunk_bytes, self.progress = chunk_bytes, progress
-        self.results: list[FileResult] = []
+        self.results: list[FileResult | None] = []  # by file position; None once handed to ``combined``
+        self.combined = Combiner(sources, key)
+        self.next = 0  # the first file not yet handed over (handed over in file order)
         self.pending: list[tuple[int, SmallFile, int]] = []
         self.pending_bytes = 0
         self.total = self.done = 0
@@ -288,11 +287,11 @@ class _Run:
 
     def file(self, i: int, f: Path, err: str | None, st: os.stat_result | None) -> None:
         display = str(f)
-        self.results.append(None)  # type: ignore[arg-type] - filled below or by flush()
+        self.results.append(None)  # filled below or by flush()
         if err is not None:
             info = {k: None for k in INPUT_SCHEMA} | {"path": display, "error": err, "lines": 0, "records": 0,
                                                      "malformed": 0}
-            self.results[i] = _assemble(info, [], [])
+            self.done_with(i, _assemble(info, [], []))
             return
         size = st.st_size if st is not None else 0
         small = st is not None and stat.S_ISREG(st.st_mode) and is_small(f, size)
@@ -305,7 +304,7 @@ class _Run:
             except OSError:
                 hit = None
             if hit is not None:
-                self.results[i] = hit
+                self.done_with(i, hit)
                 self.tick(display, size)
                 return
         if raw is not None:
@@ -328,11 +327,20 @@ class _Run:
         self.keep(i, res)
         self.tick(display, size)
 
-    def keep(self, i: int, res: FileResult) -> None:
+    def done_with(self, i: int, res: FileResult) -> None:
+        """Record file ``i``'s result; hand over every result whose predecessors are all done."""
         self.results[i] = res
+        while self.next < len(self.results) and self.results[self.next] is not None:
+            self.combined.add(self.results[self.next])  # type: ignore[arg-type]
+            self.results[self.next] = None
+            self.next += 1
+
+    def keep(self, i: int, res: FileResult) -> None:
+        """A freshly parsed result: cached (before it is handed over and loses its rows), then recorded."""
         if (self.cache is not None and res.input.get("error") is None and res.warning is None
                 and res.input.get("fingerprint")):
             self.cache.store(res.input["path"], res.input["fingerprint"], self.key, res)
+        self.done_with(i, res)
 
     def flush(self) -> None:
         """Parse the waiting small files as one batch (file by file if the batch cannot be read)."""
@@ -349,75 +357,12 @@ class _Run:
         self.tick(batch[-1][1].display, sum(size for _, _, size in batch))
 
 
-_SMALL_TABLE = 10_000
-
-
 def combine(results: list[FileResult], sources: Sequence[Source], code: str = "") -> IngestResult:
     """Concatenate per-file results and run each family's ``finalize`` over its own windows."""
-    if not results:
-        return IngestResult.empty()
-    # group each file's windows by family without concatenating everything first: on a 1 GB log the
-    # window table is a few hundred MB and every full copy shows in the peak RSS
-    by_family: dict[str, list[pl.DataFrame]] = {}
-    run: list[pl.DataFrame] = []  # consecutive small tables, grouped in one go (20,000 files: not 20,000 ops)
-
-    def group(w: pl.DataFrame) -> None:
-        fam_col = w["_family"]
-        if fam_col.n_unique() == 1:
-            by_family.setdefault(str(fam_col[0]), []).append(w.drop("_family"))
-        else:
-            for (fam,), part in w.partition_by("_family", as_dict=True, include_key=False).items():
-                by_family.setdefault(str(fam), []).append(part)
-
+    c = Combiner(sources, code)
     for r in results:
-        w = r.windows
-        if not w.height:
-            continue
-        if w.height < _SMALL_TABLE:
-            run.append(w)
-        else:
-            if run:
-                group(pl.concat(run, rechunk=False))
-                run = []
-            group(w)
-        r.windows = w.clear()  # the result no longer holds the rows
-    if run:
-        group(pl.concat(run, rechunk=False))
-    finals: list[pl.DataFrame] = []
-    fams = {s.family: s for s in sources}
-    extra_mal: list[pl.DataFrame] = []
-    for fam, frames in by_family.items():
-        part = pl.concat(frames, rechunk=False)
-        del frames[:]
-        src = fams.get(fam)
-        if src is not None and src.finalize is not None:
-            try:
-                part = src.finalize(part)
-            except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
-                extra_mal.append(_crash(str(part["source"][0]), int(part["line"][0]), src, exc))
-        finals.append(conform_windows(part))
-    out_w = pl.concat(finals, rechunk=False) if finals else empty_windows()
-
-    def cat(name: str, schema: dict[str, Any], extra: list[pl.DataFrame] | None = None) -> pl.DataFrame:
-        frames = [getattr(r, name) for r in results if getattr(r, name).height] + (extra or [])
-        return pl.concat(frames) if frames else empty(schema)
-
-    inputs = pl.DataFrame([r.input for r in results], schema=INPUT_SCHEMA, orient="row")
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{CACHE_VERSION}|{code}".encode())
-    for r in sorted(results, key=lambda r: r.input["path"]):
-        h.update(f"{r.input['path']}\0{r.input.get('fingerprint')}\0{r.input.get('error')}"
-                 f"{'' if r.warning is None else chr(0) + r.warning}\n".encode())
-    return IngestResult(
-        windows=out_w,
-        steps=cat("steps", STEPS_SCHEMA),
-        inputs=inputs,
-        malformed=cat("malformed", MALFORMED_SCHEMA, extra_mal),
-        configs=cat("configs", CONFIG_SCHEMA),
-        headers=[hd for r in results for hd in r.headers],
-        fingerprint=h.hexdigest(),
-        warnings=[f"{r.input['path']}: {r.warning}" for r in results if r.warning],
-    )
+        c.add(r)
+    return c.finish(_crash)
 
 
 def scan_one(path: str | Path, **kwargs: Any) -> IngestResult:

@@ -139,7 +139,10 @@ def read_marked(f: InputFile, markers: str, add: Callable[[pl.DataFrame], None],
             out.dropped.append({"source": display, "line": out.lines + 1, "reason": "line cut by gzip damage: "
                                 "not parsed", "text": dmg.fragment[:200].decode("utf-8", errors="replace")})
     except (InputError, OSError) as exc:
-        out.error = reason(exc)
+        if out.lines:  # e.g. an I/O error mid-file: what was read is kept
+            out.warning = f"read error after line {out.lines}: {reason(exc)}"
+        else:
+            out.error = reason(exc)
     return out
 
 

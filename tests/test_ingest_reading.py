@@ -436,3 +436,15 @@ def test_parser_crash_loses_only_its_line(tmp_path, good, monkeypatch, small):
     assert "internal error in the vllm parser: ValueError: cannot cast" in res.malformed["reason"][0]
     ref = scan(good[0], use_cache=False)
     assert res.windows.height == ref.windows.height
+
+
+def test_progress_callback_per_batch_and_cli_flag(tmp_path):
+    """The library reports progress after every file or batch (bytes done of the total); the CLI
+    draws it on stderr when asked (or on a terminal for big inputs)."""
+    d = _many(tmp_path, 40)
+    seen: list[tuple[int, int]] = []
+    scan(d, use_cache=False, progress=lambda path, done, total: seen.append((done, total)))
+    total = sum(f.stat().st_size for f in d.rglob("*.log"))
+    assert seen and seen[-1] == (total, total) and [a for a, _ in seen] == sorted(a for a, _ in seen)
+    r = runner.invoke(app, ["ingest", str(d), "--no-cache", "--progress"])
+    assert r.exit_code == 0, r.output

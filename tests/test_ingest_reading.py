@@ -201,7 +201,8 @@ def test_damage_warning_reaches_the_cli_in_the_same_words(tmp_path):
 
 
 def test_truncated_gzip_trace_is_a_warning(tmp_path):
-    """Our traces are read whole by their own parser; the scan still says where the gzip broke."""
+    """Our traces are read whole by their own parser (which opens the path itself): it is handed the
+    complete lines before the break, and the scan says where the gzip broke."""
     src = ROOT / "sample_logs" / "traces" / "healthy-sampling.jsonl.gz"
     data = src.read_bytes()
     p = tmp_path / "t.jsonl.gz"
@@ -209,6 +210,11 @@ def test_truncated_gzip_trace_is_a_warning(tmp_path):
     res = scan(p, use_cache=False)
     assert len(res.warnings) == 1 and "gzip data truncated after line" in res.warnings[0]
     assert res.inputs["error"][0] is None
+    n = int(res.warnings[0].rsplit(" ", 1)[1])
+    full = scan(src, use_cache=False)
+    # the trace parser gets the complete lines before the break: every step on them is kept
+    assert res.steps["line"].to_list() == [x for x in full.steps["line"].to_list() if x <= n] != []
+    assert 0 < res.windows.height <= full.windows.height
 
 
 # ---------------------------------------------------------------------------------------------

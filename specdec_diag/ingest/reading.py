@@ -10,6 +10,7 @@ import errno
 import io
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,21 @@ def _drop_long(sel: pl.DataFrame, display: str, dropped: list[dict]) -> pl.DataF
     for row in sel.filter(long).iter_rows(named=True):
         dropped.append(_long_row(display, row["line"], len(row["text"].encode()), row["text"]))
     return sel.filter(~long)
+
+
+def clean_copy(f: InputFile) -> Path:
+    """A plain UTF-8 temp copy of a sniffed file's complete lines (decoded, bare CRs as newlines,
+    lines over 1 MiB empty, nothing after gzip damage), for whole-file parsers that open paths
+    themselves. Named like the file without ``.gz``; the caller deletes it."""
+    stem = f.path.name[:-3] if f.path.name.lower().endswith(".gz") else f.path.name
+    fd, name = tempfile.mkstemp(prefix="specdec-", suffix="-" + stem[-60:])
+    with os.fdopen(fd, "wb") as out:
+        try:
+            for piece in f.pieces(CHUNK_BYTES):
+                out.write(b"\n" if isinstance(piece, Overlong) else piece)
+        except (Damage, InputError, OSError):
+            pass  # keep what was read: the caller reports the damage
+    return Path(name)
 
 
 def count_lines(f: InputFile) -> MarkedLines:

@@ -43,6 +43,7 @@ from specdec_diag.ingest.cache import (
 from specdec_diag.ingest.combine import Combiner
 from specdec_diag.ingest.reading import (
     CHUNK_BYTES,
+    clean_copy,
     count_lines,
     iter_files,
     marker_regex,
@@ -154,16 +155,23 @@ def parse_file(path: Path, display: str, *, sources: Sequence[Source] = SOURCES,
 
 
 def _parse_whole(f: InputFile, display: str, whole: list[Source], info: dict[str, Any]) -> list[Parsed]:
-    """Whole-file sources read the file themselves; the scan only counts its lines."""
-    parts: list[Parsed] = []
-    for src in whole:
-        assert src.parse_file is not None
-        try:
-            parts.append(_tagged(src.parse_file(f.path, display), src.family))
-        except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
-            parts.append(Parsed(malformed=_crash(display, 1, src, exc)))
+    """Whole-file sources read the file themselves; the scan counts its lines and says how the read
+    ended. A file the input layer had to repair (gzip damage, another encoding, bare CRs) is handed
+    to them as a clean UTF-8 copy of its complete lines, so they see what every other reader sees."""
     got = count_lines(f)
     info["lines"], info["error"], info["_warning"] = got.lines, got.error, got.warning
+    copy = clean_copy(f) if (got.warning or f.encoding or f.cr) and got.error is None else None
+    parts: list[Parsed] = []
+    try:
+        for src in whole:
+            assert src.parse_file is not None
+            try:
+                parts.append(_tagged(src.parse_file(copy or f.path, display), src.family))
+            except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
+                parts.append(Parsed(malformed=_crash(display, 1, src, exc)))
+    finally:
+        if copy is not None:
+            copy.unlink(missing_ok=True)
     return parts
 
 

@@ -63,6 +63,15 @@ class IngestResult:
     configs: pl.DataFrame      # CONFIG_SCHEMA: startup / header facts
     headers: list[dict[str, Any]] = field(default_factory=list)
     fingerprint: str = ""      # content fingerprint of all inputs (cache key for the dashboard)
+    #: ``path: message`` per input read only in part (gzip damage): its lines before the damage are
+    #: in the tables. Every command prints these as warnings, in this wording.
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        """``path: message`` per input that could not be read at all (the inputs' ``error``)."""
+        bad = self.inputs.filter(pl.col("error").is_not_null()) if self.inputs.height else self.inputs
+        return [f"{p}: {e}" for p, e in zip(bad["path"].to_list(), bad["error"].to_list(), strict=True)]
 
     @classmethod
     def empty(cls) -> IngestResult:
@@ -80,6 +89,11 @@ class ParseOptions:
 
 #: the options of a file with nothing to offer (tests, direct calls)
 NO_OPTIONS = ParseOptions()
+
+#: Batched parsing of small files (``Source.batchable``): file ``i`` of a batch has its lines numbered
+#: ``i * LINE_STRIDE + line``, and ``source`` is a placeholder; the scan maps rows back to each file.
+#: A single file's lines are below the stride, so ``line // LINE_STRIDE`` is 0 outside batches.
+LINE_STRIDE = 1 << 32
 
 
 #: ``parse(lines, source, options)``: lines has columns ``line`` (Int64, 1-based) and ``text`` (Utf8),
@@ -105,6 +119,10 @@ class Source:
     parse: LineParser | None = None
     parse_file: FileParser | None = None
     finalize: Finalizer | None = None
+    #: ``parse`` may be handed the marker lines of many small files at once (see :data:`LINE_STRIDE`).
+    #: Set it only when every piece of cross-line state in ``parse`` is keyed by the file as well,
+    #: ``line // LINE_STRIDE``; otherwise small files are parsed one by one (correct, slower).
+    batchable: bool = False
 
     @property
     def reads_lines(self) -> bool:

@@ -25,7 +25,7 @@ from specdec_diag.ingest._textparse import (
     value_problem,
     value_problem_expr,
 )
-from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
+from specdec_diag.ingest.base import LINE_STRIDE, NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.timestamps import ISO_PATTERN, YearAnchor, iso_time, month_day_time
 from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, ENGINE, parse_blocks, parse_configs
 from specdec_diag.ingest.vllm_finalize import finalize
@@ -145,7 +145,7 @@ def _attach_engine(w: pl.DataFrame) -> pl.DataFrame:
     before it (vLLM logs the two together). Rows in line order; helper columns _proc/_eng dropped."""
     spec = pl.col("format").str.starts_with("vllm-v1-specdecoding")
     last = (pl.when(pl.col("format") == "vllm-v1-throughput").then(pl.col("_eng")).otherwise(None)
-            .forward_fill().over(pl.col("_proc").fill_null("")))
+            .forward_fill().over(pl.col("_proc").fill_null(""), pl.col("line") // LINE_STRIDE))
     return w.with_columns(
         pl.when(spec & last.is_not_null())
         .then(pl.concat_str([pl.col("_proc"), last], separator=" ", ignore_nulls=True))
@@ -494,4 +494,4 @@ def _throughput_value_problem() -> pl.Expr:
         ("kv", "GPU KV cache usage", False))))
 
 
-SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, finalize=finalize)
+SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, finalize=finalize, batchable=True)

@@ -9,6 +9,7 @@ what a :class:`Source` declares: no attribute probing, no signature inspection.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,10 @@ def empty(schema: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
+#: an input error that starts with the line it concerns
+_LINE_ERROR = re.compile(r"\d+: ")
+
+
 @dataclass
 class Parsed:
     """What one source parser returns for one file (or one chunk of it)."""
@@ -47,6 +52,7 @@ class Parsed:
     configs: pl.DataFrame = field(default_factory=lambda: empty(CONFIG_SCHEMA))
     steps: pl.DataFrame = field(default_factory=lambda: empty(STEPS_SCHEMA))
     headers: list[dict[str, Any]] = field(default_factory=list)  # trace headers, each with "source"
+    error: str | None = None  # the file as a whole cannot be read by this source (e.g. another schema)
 
     def __post_init__(self) -> None:
         self.windows = conform_windows(self.windows)
@@ -69,9 +75,11 @@ class IngestResult:
 
     @property
     def errors(self) -> list[str]:
-        """``path: message`` per input that could not be read at all (the inputs' ``error``)."""
+        """``path: message`` per input that could not be read at all (the inputs' ``error``); an error
+        that names its line (``"12: …"``) reads ``path:12: message``."""
         bad = self.inputs.filter(pl.col("error").is_not_null()) if self.inputs.height else self.inputs
-        return [f"{p}: {e}" for p, e in zip(bad["path"].to_list(), bad["error"].to_list(), strict=True)]
+        return [f"{p}:{e}" if _LINE_ERROR.match(e) else f"{p}: {e}"
+                for p, e in zip(bad["path"].to_list(), bad["error"].to_list(), strict=True)]
 
     @classmethod
     def empty(cls) -> IngestResult:

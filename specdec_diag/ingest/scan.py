@@ -172,6 +172,7 @@ def _parse_whole(f: InputFile, display: str, whole: list[Source], info: dict[str
     finally:
         if copy is not None:
             copy.unlink(missing_ok=True)
+    info["error"] = info["error"] or next((p.error for p in parts if p.error), None)
     return parts
 
 

@@ -98,7 +98,9 @@ def parse_file(path: Path, source: str) -> Parsed:
     malformed.sort(key=lambda m: m["line"] or 0)
     mal = pl.DataFrame(malformed, schema=MALFORMED_SCHEMA) if malformed else pl.DataFrame(schema=MALFORMED_SCHEMA)
     if header is None:
-        return Parsed(malformed=mal)
+        # a trace of another schema version is unreadable as a whole: say so as the file's error
+        other = next((m["reason"] for m in malformed if m["reason"].startswith("unsupported trace schema")), None)
+        return Parsed(malformed=mal, error=f"1: {other}" if other else None)
     frame = steps_to_frame([s for _, s in steps])
     frame = frame.with_columns(
         pl.lit(source).alias("source"), pl.Series("line", [no for no, _ in steps], dtype=pl.Int64)

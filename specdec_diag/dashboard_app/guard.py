@@ -12,7 +12,6 @@ import functools
 import itertools
 import json
 import re
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,7 @@ def cached_report(target: Path | None, inputs: list[dict[str, Any]]) -> tuple[di
 def log_line(root: Path, path: str, line: Any) -> str:
     """Line ``line`` of the log at ``path`` (gz transparently), read only when the path's real path
     lies inside ``root``; otherwise, or when unreadable, a parenthesised note saying so."""
-    from specdec_diag.schema import open_text
+    from specdec_diag.inputs import InputError, open_text_lines
 
     try:
         rp = confine(path, root)
@@ -110,12 +109,11 @@ def log_line(root: Path, path: str, line: Any) -> str:
         return f"(refused: {exc})"
     if not isinstance(line, int) or isinstance(line, bool) or line < 1:
         return "(no such line)"
-    try:
-        with open_text(rp) as fh:
-            text = next(itertools.islice(fh, line - 1, None), None)
-    except (OSError, EOFError, ValueError, zlib.error):
+    try:  # the input layer numbers lines as ingest does (gzip, UTF-16, bare-CR files alike)
+        text = next(itertools.islice(open_text_lines(rp, long_lines="skip"), line - 1, None), None)
+    except (InputError, OSError):
         return "(unreadable)"
-    return "(no such line)" if text is None else text.rstrip("\n")[:LINE_CHARS]
+    return "(no such line)" if text is None else text[:LINE_CHARS]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ REPORT_SCHEMA = "specdec-diag/report@2"
 REPORT_KEYS = ("schema", "inputs", "runs", "comparisons", "findings", "fleet")
 #: the run facts every run object carries, in order (docs/runs.md)
 RUN_KEYS = ("id", "host", "engine", "version", "model", "method", "k", "speculative", "tag", "engine_id",
-            "start", "end", "windows", "steps", "sources", "first_line", "last_line", "split")
+            "start", "end", "window_count", "steps", "sources", "first_line", "last_line", "split")
 #: run statuses, worst first
 STATUSES = ("error", "warning", "ok", "no data")
 INPUT_KEYS = ("path", "format", "engine", "lines", "records", "malformed")
@@ -99,7 +99,7 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
         found = run_rules(sub, th, facts=facts.get(rid)) + regressed.get(rid, [])
         fjson = [finding_json(f) for f in ranked(found)]
         summary = jsonable(metrics.summarize(sub))
-        entry = {k: row[k] for k in RUN_KEYS}
+        entry = {k: row["windows" if k == "window_count" else k] for k in RUN_KEYS}
         entry.update({"status": run_status(summary, fjson), "summary": summary, "findings": fjson})
         if windows:
             entry["windows"] = windows_json(sub.windows)

@@ -11,7 +11,8 @@ module sits between ingest and the rest of analysis. It reads only the ingest ta
 * **restarts** inside one process tag: a startup banner (configuration lines after metrics lines),
   cumulative counters going down, a time gap longer than :data:`GAP`, or the draft length k changing.
 
-Each run gets a readable, stable id ``host/file#engine[:tag]@start`` (host = the file's directory).
+Each run gets a readable, stable id ``host/file#engine[:tag]@start`` (host = the file's directory; tag
+``p1e0`` = pid 1, engine 0; ``dp1`` = DP rank 1).
 :func:`segment` returns a :class:`Runs` with the one-row-per-run table and :meth:`Runs.split`, the
 per-run ``IngestResult`` every later step (summary, rules, comparisons) works on.
 """
@@ -342,7 +343,7 @@ def _run_id(r: dict[str, Any], engine: str | None) -> str:
     ``L<first line>``."""
     p = PurePath(r["stream"])
     host = p.parent.name or "."
-    tag = r["tag"].replace(" ", "").replace("=", "")
+    tag = _short_tag(r["tag"])
     eng = (engine or "unknown") + (f":{tag}" if tag else "")
     if r["start"] is not None:
         at = r["start"].strftime("%Y-%m-%dT%H:%M:%S")
@@ -351,6 +352,15 @@ def _run_id(r: dict[str, Any], engine: str | None) -> str:
     else:
         at = "file"
     return f"{host}/{p.name}#{eng}@{at}"
+
+
+def _short_tag(tag: str) -> str:
+    """``pid=1 Engine 000`` -> ``p1e0``, ``DP1`` -> ``dp1``, ``engine=0`` -> ``e0`` (ids stay short)."""
+    out = []
+    for part in _PROC.findall(tag):
+        num = int(re.sub(r"\D", "", part) or 0)
+        out.append(("p" if part.startswith("pid") else "dp" if part.startswith("DP") else "e") + str(num))
+    return "".join(out)
 
 
 def _config_runs(conf: pl.DataFrame, table: pl.DataFrame, rows: list[dict[str, Any]],

@@ -143,7 +143,9 @@ def regressions(table: pl.DataFrame, parts: dict[str, IngestResult], th: Thresho
     bootstrap interval of the difference lies below zero."""
     comps: list[dict[str, Any]] = []
     found: dict[str, list[Finding]] = {}
-    spec = table.filter(pl.col("speculative") & pl.col("start").is_not_null()).sort("start")
+    # our traces are experiments (fault injections, sampling settings), not deployments over time
+    spec = table.filter(pl.col("speculative") & pl.col("start").is_not_null()
+                        & (pl.col("engine") != "specdec-diag")).sort("start")
     for key, g in spec.group_by(list(CONFIG_KEYS), maintain_order=True):
         if g.height < 2:
             continue

@@ -96,7 +96,8 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
     for row in table.iter_rows(named=True):
         rid = row["id"]
         sub = parts[rid]
-        found = run_rules(sub, th, facts=facts.get(rid)) + regressed.get(rid, [])
+        found = run_rules(sub, th, facts=facts.get(rid))
+        found += _explained(regressed.get(rid, []), found)
         fjson = [finding_json(f) for f in ranked(found)]
         summary = jsonable(metrics.summarize(sub))
         entry = {k: row["windows" if k == "window_count" else k] for k in RUN_KEYS}
@@ -112,6 +113,18 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
         "findings": fleet_findings(out_runs),
         "fleet": fleet_rollup(out_runs),
     }
+
+
+def _explained(extra: list[Finding], found: list[Finding]) -> list[Finding]:
+    """Regression findings of a run that already has an error: demoted to info, naming the error
+    (a broken verifier also lowers acceptance; the report leads with the cause)."""
+    cause = next((f.code for f in found if f.severity == "error"), None)
+    if cause is None:
+        return extra
+    for f in extra:
+        f.evidence = {**f.evidence, "explained_by": cause, "original_severity": f.severity}
+        f.severity, f.title = "info", f"{f.title} (consequence of {cause})"
+    return extra
 
 
 def fleet_findings(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

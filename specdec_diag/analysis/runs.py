@@ -304,7 +304,7 @@ def _facts(conf: pl.DataFrame | None, r: dict[str, Any], headers: dict[str, dict
     engine = "specdec-diag" if is_trace else r["engine"] or (conf["engine"][0] if conf is not None and conf.height
                                                              else None)
     model = next((kv[k] for k in MODEL_KEYS if kv.get(k)), None)
-    if model is None and r["engine_id"] and any(f.startswith("prometheus") for f in r["formats"]):
+    if model is None and r["engine_id"] and any((f or "").startswith("prometheus") for f in r["formats"]):
         model = r["engine_id"].split(" engine=")[0].split(" DP")[0].strip() or None
         model = None if model == engine else model
     if model and model.startswith("/"):

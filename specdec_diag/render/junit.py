@@ -25,7 +25,8 @@ def rule_codes(findings: Iterable[dict[str, Any]]) -> list[str]:
 def check_case(c: Check) -> dict[str, Any]:
     """A gate check as an ``extra_cases`` entry of :func:`render_junit`; its numbers go in the text."""
     text = c.message + "".join(f"\n  {k}: {fmt_check(v)}" for k, v in c.evidence.items())
-    return {"name": c.name, "status": c.status, "message": c.message, "text": text}
+    name = f"{c.name} [{c.run}]" if getattr(c, "run", None) else c.name
+    return {"name": name, "status": c.status, "message": c.message, "text": text}
 
 
 def render_gate_junit(outcome: GateResult, fail_on: str) -> str:

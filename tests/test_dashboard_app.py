@@ -17,7 +17,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from specdec_diag.analysis import metrics, theory  # noqa: E402
-from specdec_diag.analysis.report import build_report  # noqa: E402
+from specdec_diag.analysis.report import pooled_report as build_report  # noqa: E402
 from specdec_diag.dashboard_app import APP_PATH, ROOT_ENV  # noqa: E402
 from specdec_diag.ingest import scan  # noqa: E402
 

@@ -73,12 +73,13 @@ def finding_json(f: Finding) -> dict[str, Any]:
     return jsonable({k: d.get(k) for k in FINDING_KEYS})
 
 
-def run_status(summary: dict[str, Any], findings: list[dict[str, Any]]) -> str:
-    """error / warning (the worst finding), else ok, or "no data" without speculative numbers."""
+def run_status(summary: dict[str, Any], findings: list[dict[str, Any]], baseline: bool = False) -> str:
+    """error / warning (the worst finding), else ok, or "no data" without speculative numbers (a run
+    without speculation that logged throughput, a baseline, is ok)."""
     for sev in ("error", "warning"):
         if any(f["severity"] == sev for f in findings):
             return sev
-    return "ok" if summary.get("windows_used") or summary.get("steps") else "no data"
+    return "ok" if summary.get("windows_used") or summary.get("steps") or baseline else "no data"
 
 
 def build_report(result: IngestResult, thresholds: Thresholds | None = None, windows: bool = False,
@@ -101,7 +102,8 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
         fjson = [finding_json(f) for f in ranked(found)]
         summary = jsonable(metrics.summarize(sub))
         entry = {k: row["windows" if k == "window_count" else k] for k in RUN_KEYS}
-        entry.update({"status": run_status(summary, fjson), "summary": summary, "findings": fjson})
+        baseline = not row["speculative"] and bool(row["windows"] or row["steps"])
+        entry.update({"status": run_status(summary, fjson, baseline), "summary": summary, "findings": fjson})
         if windows:
             entry["windows"] = windows_json(sub.windows)
         out_runs.append(jsonable(entry))
@@ -125,6 +127,15 @@ def _explained(extra: list[Finding], found: list[Finding]) -> list[Finding]:
         f.evidence = {**f.evidence, "explained_by": cause, "original_severity": f.severity}
         f.severity, f.title = "info", f"{f.title} (consequence of {cause})"
     return extra
+
+
+def pooled_report(result: IngestResult, thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """The pooled ``report@1`` shape (schema, inputs, summary, windows, findings over all inputs as one):
+    what the dashboard's per-directory cache still holds; new code should use :func:`build_report`."""
+    from specdec_diag.schema import REPORT_SCHEMA as REPORT_V1
+
+    return {"schema": REPORT_V1, "inputs": inputs_json(result.inputs), "summary": jsonable(metrics.summarize(result)),
+            "windows": windows_json(result.windows), "findings": run_findings(result, thresholds)}
 
 
 def fleet_findings(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -182,5 +193,5 @@ def has_data(report: dict[str, Any]) -> bool:
 
 
 __all__ = ["REPORT_SCHEMA", "REPORT_KEYS", "INPUT_KEYS", "FINDING_KEYS", "RUN_KEYS", "STATUSES", "windows_json",
-           "inputs_json", "run_findings", "finding_json", "run_status", "build_report", "fleet_findings",
+           "inputs_json", "run_findings", "pooled_report", "finding_json", "run_status", "build_report", "fleet_findings",
            "fleet_rollup", "run_rank", "has_data"]

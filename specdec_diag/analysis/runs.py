@@ -188,18 +188,21 @@ def _tag_rows(windows: pl.DataFrame, order: pl.DataFrame, banners: pl.DataFrame,
     w = w.sort("stream", "tag", "_rank", "line")
     part = ["stream", "tag"]
     single = pl.col("tag").n_unique().over("stream") == 1
-    prev_banner = pl.col("banner").shift().over(part)
-    k_prev = pl.col("k").forward_fill().shift().over([*part, "format"])
-    cum = pl.col("window") == "cumulative"
-    d_prev = pl.col("draft_tokens").shift().over([*part, "format", "window"])
-    n_prev = pl.col("num_drafts").shift().over([*part, "format", "window"])
     is_trace = pl.col("source").is_in(list(trace_sources))
     first = pl.int_range(pl.len()).over(part) == 0
+    banner = (single & ~is_trace & ~first & pl.col("banner").is_not_null()
+              & (pl.col("banner") != pl.col("banner").shift().over(part).fill_null("")))
+    # the window-level signals compare rows within one banner's stretch: a banner already cut there
+    w = w.with_columns(banner.alias("_bsplit")).with_columns(pl.col("_bsplit").cum_sum().over(part).alias("_bseg"))
+    seg = [*part, "_bseg"]
+    k_prev = pl.col("k").forward_fill().shift().over([*seg, "format"])
+    cum = pl.col("window") == "cumulative"
+    d_prev = pl.col("draft_tokens").shift().over([*seg, "format", "window"])
+    n_prev = pl.col("num_drafts").shift().over([*seg, "format", "window"])
     reason = (
         pl.when(first).then(pl.lit("start"))
         .when(is_trace).then(pl.lit(None, pl.Utf8))
-        .when(single & pl.col("banner").is_not_null() & (pl.col("banner") != prev_banner.fill_null("")))
-        .then(pl.lit("startup banner"))
+        .when(pl.col("_bsplit")).then(pl.lit("startup banner"))
         .when(pl.col("k").is_not_null() & k_prev.is_not_null() & (pl.col("k") != k_prev)).then(pl.lit("k changed"))
         .when(cum & ((pl.col("draft_tokens") < d_prev) | (pl.col("num_drafts") < n_prev)))
         .then(pl.lit("counters reset"))

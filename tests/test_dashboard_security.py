@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from test_dashboard_app import WORDS, write_tokenizer, write_trace  # noqa: E402
 
 from specdec_diag import paths  # noqa: E402
-from specdec_diag.analysis.report import build_report  # noqa: E402
+from specdec_diag.analysis.report import pooled_report as build_report  # noqa: E402  (the dashboard pools per directory)
 from specdec_diag.dashboard_app import APP_PATH, ROOT_ENV, guard  # noqa: E402
 from specdec_diag.ingest import scan  # noqa: E402
 

@@ -176,7 +176,7 @@ def _tag_rows(windows: pl.DataFrame, order: pl.DataFrame, banners: pl.DataFrame,
     w = windows.select("source", "line", "time", "engine", "engine_id", "k", "format", "window", "draft_tokens",
                        "num_drafts", "acceptance_rate", "mean_acceptance_length").with_row_index("_w")
     w = w.join(order, on="source", how="left").with_columns(
-        pl.col("engine_id").fill_null("").map_elements(proc_tag, return_dtype=pl.Utf8).alias("tag"))
+        pl.col("engine_id").fill_null("").str.extract_all(_PROC.pattern).list.join(" ").alias("tag"))
     bl = banners.select("source", pl.col("banner").alias("_b")).unique().sort("_b")
     if bl.height:
         w = w.sort("line").join_asof(bl.sort("_b"), left_on="line", right_on="_b", by="source",

@@ -185,7 +185,7 @@ def run_rank(run: dict[str, Any]) -> tuple[Any, ...]:
 def has_data(report: dict[str, Any]) -> bool:
     """Whether the report saw any speculative-decoding numbers at all (else: exit 3); reads @2 (any
     run) and the pooled @1 shape."""
-    if "runs" in report:
+    if "summary" not in report and isinstance(report.get("runs"), list):
         return any((r.get("summary") or {}).get("windows_used") or (r.get("summary") or {}).get("steps")
                    for r in report["runs"])
     s = report.get("summary") or {}

@@ -124,3 +124,14 @@ def test_check_on_the_fleet_names_the_broken_run_and_select_limits_it():
     flat = re.sub(r"[\s│┃]", "", r.output)  # the table folds long cells
     assert r.exit_code == 1 and "DRAFTER_BROKENinhost-c/vllm.log#vllm:p1e0@2026-03-14T09:00:15" in flat, r.output
     assert runner.invoke(app, ["check", str(FLEET), "--no-cache", "--select", "host-[abd]/*"]).exit_code == 0
+
+
+def test_a_rotated_file_opening_with_a_specdecoding_line_stays_in_its_run(tmp_path):
+    """vLLM prints ``Engine 000`` on throughput lines only: a file cut after one starts with a
+    SpecDecoding line tagged ``pid=1`` alone; it is still the same process."""
+    mf = _vllm_run()
+    lines = mf.vllm_run(1, mf.T0, 3, 0.8, 20)
+    mf.write(tmp_path / "h" / "vllm-2026-03-13.log", lines[:12])   # ends on a throughput line
+    mf.write(tmp_path / "h" / "vllm-2026-03-14.log", lines[12:])   # opens with its SpecDecoding line
+    runs = segment(scan([tmp_path], use_cache=False))
+    assert runs.table.height == 1 and runs.table["windows"][0] == 40 and runs.table["tag"][0] == "pid=1 Engine 000"

@@ -10,6 +10,8 @@ again later and the CI gate reads a previous report as its baseline.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
@@ -93,20 +95,18 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
     pairs = speculation_pairs(table, parts, th)
     facts = {p["run"]: {"measured_speedup": p} for p in pairs if p["fair"]}
     history, regressed = regressions(table, parts, th)
-    out_runs = []
-    for row in table.iter_rows(named=True):
-        rid = row["id"]
-        sub = parts[rid]
-        found = run_rules(sub, th, facts=facts.get(rid))
-        found += _explained(regressed.get(rid, []), found)
-        fjson = [finding_json(f) for f in ranked(found)]
-        summary = jsonable(metrics.summarize(sub))
-        entry = {k: row["windows" if k == "window_count" else k] for k in RUN_KEYS}
-        baseline = not row["speculative"] and bool(row["windows"] or row["steps"])
-        entry.update({"status": run_status(summary, fjson, baseline), "summary": summary, "findings": fjson})
-        if windows:
-            entry["windows"] = windows_json(sub.windows)
-        out_runs.append(jsonable(entry))
+    rows = list(table.iter_rows(named=True))
+
+    def one(row: dict[str, Any]) -> dict[str, Any]:
+        return _run_entry(row, parts[row["id"]], th, facts.get(row["id"]), regressed.get(row["id"], []), windows)
+
+    # runs are independent and polars releases the GIL while it computes: a fleet is judged in parallel
+    workers = min(8, os.cpu_count() or 1, len(rows))
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="specdec-run") as pool:
+            out_runs = list(pool.map(one, rows))
+    else:
+        out_runs = [one(r) for r in rows]
     return {
         "schema": REPORT_SCHEMA,
         "inputs": inputs_json(result.inputs),
@@ -115,6 +115,21 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
         "findings": fleet_findings(out_runs),
         "fleet": fleet_rollup(out_runs),
     }
+
+
+def _run_entry(row: dict[str, Any], sub: IngestResult, th: Thresholds, facts: dict[str, Any] | None,
+               regressed: list[Finding], windows: bool) -> dict[str, Any]:
+    """One run of the report: its facts, status, summary, ranked findings (and windows)."""
+    found = run_rules(sub, th, facts=facts)
+    found += _explained(regressed, found)
+    fjson = [finding_json(f) for f in ranked(found)]
+    summary = jsonable(metrics.summarize(sub))
+    entry = {k: row["windows" if k == "window_count" else k] for k in RUN_KEYS}
+    baseline = not row["speculative"] and bool(row["windows"] or row["steps"])
+    entry.update({"status": run_status(summary, fjson, baseline), "summary": summary, "findings": fjson})
+    if windows:
+        entry["windows"] = windows_json(sub.windows)
+    return jsonable(entry)
 
 
 def _explained(extra: list[Finding], found: list[Finding]) -> list[Finding]:

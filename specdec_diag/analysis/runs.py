@@ -177,6 +177,7 @@ def _tag_rows(windows: pl.DataFrame, order: pl.DataFrame, banners: pl.DataFrame,
                        "num_drafts", "acceptance_rate", "mean_acceptance_length").with_row_index("_w")
     w = w.join(order, on="source", how="left").with_columns(
         pl.col("engine_id").fill_null("").str.extract_all(_PROC.pattern).list.join(" ").alias("tag"))
+    w = _merge_partial_tags(w)
     bl = banners.select("source", pl.col("banner").alias("_b")).unique().sort("_b")
     if bl.height:
         w = w.sort("line").join_asof(bl.sort("_b"), left_on="line", right_on="_b", by="source",
@@ -211,6 +212,28 @@ def _tag_rows(windows: pl.DataFrame, order: pl.DataFrame, banners: pl.DataFrame,
     )
     w = w.with_columns(reason.alias("split"))
     return w.with_columns(pl.col("split").is_not_null().cum_sum().over(part).alias("_seg"))
+
+
+def _merge_partial_tags(w: pl.DataFrame) -> pl.DataFrame:
+    """A tag that is part of exactly one fuller tag of its stream is that process: vLLM prints
+    ``Engine 000`` on throughput lines only, so a file that opens with a SpecDecoding line tags it
+    ``pid=1`` alone."""
+    pairs = w.select("stream", "tag").unique()
+    if pairs.height == pairs["stream"].n_unique():
+        return w
+    mapping: dict[tuple[str, str], str] = {}
+    for (stream,), g in pairs.group_by(["stream"]):
+        tags = [t for t in g["tag"].to_list() if t is not None]
+        for t in tags:
+            parts = set(t.split(" ")) if t else set()
+            fuller = [u for u in tags if u != t and parts < set(u.split(" "))]
+            if len(fuller) == 1:
+                mapping[(stream, t)] = fuller[0]
+    if not mapping:
+        return w
+    m = pl.DataFrame([(s, t, u) for (s, t), u in mapping.items()], schema=["stream", "tag", "_full"], orient="row")
+    return w.join(m, on=["stream", "tag"], how="left").with_columns(
+        pl.coalesce("_full", "tag").alias("tag")).drop("_full")
 
 
 def segment(result: IngestResult) -> Runs:

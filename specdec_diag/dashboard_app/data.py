@@ -222,6 +222,9 @@ def _analysis_version() -> str:
 #: above this many window rows (or trace steps) the diagnosis rules run in a background thread, so
 #: the pages render from the summary first and the findings arrive when ready
 BACKGROUND_ROWS = 100_000
+#: ... or above this many runs (each run is judged on its own: a fleet's diagnosis takes a while), so the
+#: Overview shows the runs table at once and their statuses when the rules finish
+BACKGROUND_RUNS = 20
 
 
 def _report_cache(result: Any, cache_root: Path | None) -> Path | None:
@@ -296,7 +299,8 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
               "summary": jsonable(metrics.summarize(result)), "windows": [], "findings": None}
     loaded = Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, 0.0, **meta)
     if background is None:
-        background = max(result.windows.height, result.steps.height) > BACKGROUND_ROWS
+        background = (max(result.windows.height, result.steps.height) > BACKGROUND_ROWS
+                      or meta["runs"].table.height > BACKGROUND_RUNS)
     if background:
         threading.Thread(target=_run_rules, args=(loaded, target), name="specdec-rules", daemon=True).start()
     else:

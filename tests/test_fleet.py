@@ -135,3 +135,13 @@ def test_a_rotated_file_opening_with_a_specdecoding_line_stays_in_its_run(tmp_pa
     mf.write(tmp_path / "h" / "vllm-2026-03-14.log", lines[12:])   # opens with its SpecDecoding line
     runs = segment(scan([tmp_path], use_cache=False))
     assert runs.table.height == 1 and runs.table["windows"][0] == 40 and runs.table["tag"][0] == "pid=1 Engine 000"
+
+
+def test_cli_ingest_shows_and_writes_the_runs_table(tmp_path):
+    import polars as pl
+
+    r = CliRunner().invoke(app, ["ingest", str(FLEET), "--runs", "--no-cache", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "runs (7)" in r.output and "startup banner" in r.output
+    table = pl.read_parquet(tmp_path / "runs.parquet")
+    assert table.height == 7 and table.filter(pl.col("id").str.starts_with("host-d/"))["k"].sort().to_list() == [3, 5]

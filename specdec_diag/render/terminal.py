@@ -14,7 +14,7 @@ from specdec_diag.analysis.gate import GateResult
 from specdec_diag.exit_codes import ExitCode
 from specdec_diag.ingest.base import IngestResult
 from specdec_diag.render.fleet import FLEET_COLUMNS, comparison_rows, fleet_row, ordered_runs, status_line
-from specdec_diag.render.text import evidence_items, loc_str, pct, summary_rows
+from specdec_diag.render.text import evidence_items, fmt, loc_str, pct, summary_rows
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 CHECK_STYLE = {"pass": "green", "fail": "bold red", "insufficient": "yellow"}
@@ -152,4 +152,15 @@ def print_ingest(res: IngestResult, console: Any) -> None:
                   f"facts, {res.malformed.height} malformed lines; fingerprint {res.fingerprint}", highlight=False)
 
 
-__all__ = ["render_terminal", "print_check", "print_ingest"]
+def print_runs(table: Any, console: Any) -> None:
+    """The runs table (docs/runs.md): one row per run with its configuration, extent and why it starts."""
+    t = Table(title=f"runs ({table.height})", show_lines=False)
+    cols = ("id", "engine", "model", "method", "k", "speculative", "windows", "steps", "split")
+    for col in cols:
+        t.add_column(col, overflow="fold", justify="right" if col in ("k", "windows", "steps") else "left")
+    for row in table.iter_rows(named=True):
+        t.add_row(*(fmt(row[c]) for c in cols))
+    console.print(t)
+
+
+__all__ = ["render_terminal", "print_fleet", "print_check", "print_ingest", "print_runs"]

@@ -142,7 +142,10 @@ def test_cli_ingest_shows_and_writes_the_runs_table(tmp_path):
 
     r = CliRunner().invoke(app, ["ingest", str(FLEET), "--runs", "--no-cache", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    flat = re.sub(r"[\s│┃]", "", r.output)  # the table folds long cells at 80 columns
-    assert "runs(7)" in flat and "startupbanner" in flat
+    lines = r.output.splitlines()
+    head = next(i for i, ln in enumerate(lines) if "runs (7)" in ln)
+    body = lines[head + 2:head + 9]                                     # one line per run at 80 columns
+    assert [ln.split()[0][:6] for ln in body] == ["host-a", "host-b", "host-c", "host-d", "host-d", "host-e", "host-f"]
+    assert "startup" in body[4]
     table = pl.read_parquet(tmp_path / "runs.parquet")
     assert table.height == 7 and table.filter(pl.col("id").str.starts_with("host-d/"))["k"].sort().to_list() == [3, 5]

@@ -153,13 +153,19 @@ def print_ingest(res: IngestResult, console: Any) -> None:
 
 
 def print_runs(table: Any, console: Any) -> None:
-    """The runs table (docs/runs.md): one row per run with its configuration, extent and why it starts."""
-    t = Table(title=f"runs ({table.height})", show_lines=False)
-    cols = ("id", "engine", "model", "method", "k", "speculative", "windows", "steps", "split")
-    for col in cols:
-        t.add_column(col, overflow="fold", justify="right" if col in ("k", "windows", "steps") else "left")
+    """The runs table (docs/runs.md): one line per run — its configuration, size and why it starts;
+    long ids lose their middle to fit the console."""
+    t = Table(title=f"runs ({table.height})", box=None, padding=(0, 1), collapse_padding=True, header_style="bold")
+    widths = {"engine": 7, "model": 12, "method": 8, "k": 3, "spec": 4, "windows": 7, "split": 14}
+    width = getattr(console, "width", 100) or 100
+    longest = max((len(i) for i in table["id"].to_list()), default=10)
+    widths = {"id": max(20, min(longest, width - sum(widths.values()) - 2 * len(widths) - 2)), **widths}
+    for col, w in widths.items():
+        t.add_column(col, width=w, no_wrap=True, overflow="ellipsis",
+                     justify="right" if col in ("k", "windows") else "left")
     for row in table.iter_rows(named=True):
-        t.add_row(*(fmt(row[c]) for c in cols))
+        t.add_row(middle_ellipsis(row["id"], widths["id"] - 1), fmt(row["engine"]), fmt(row["model"]),
+                  fmt(row["method"]), fmt(row["k"]), fmt(row["speculative"]), fmt(row["windows"]), row["split"])
     console.print(t)
 
 

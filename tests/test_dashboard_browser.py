@@ -202,7 +202,7 @@ def test_fleet_overview_and_run_selector(server, browser):
     box.send_keys("fleet", Keys.ENTER)
     deadline = time.time() + 90
     while time.time() < deadline:
-        labels = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]'))
+        labels = texts(browser, '[data-testid="stMetric"]')
         if "Runs" in labels and "7" in labels:
             break
         time.sleep(0.5)
@@ -217,12 +217,26 @@ def test_fleet_overview_and_run_selector(server, browser):
     select.send_keys("host-c", Keys.ENTER)
     deadline = time.time() + 60
     while time.time() < deadline:
-        text = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'))
+        text = texts(browser, '[data-testid="stCaptionContainer"]')
         if "run `host-c/vllm.log" in text or "run host-c/vllm.log" in text:
             break
         time.sleep(0.5)
     else:
         raise AssertionError("the run selector did not scope the Overview")
-    alerts = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAlert"]'))
+    alerts = texts(browser, '[data-testid="stAlert"]')
     assert "Drafter broken" in alerts or "DRAFTER_BROKEN" in alerts, alerts
     assert browser.save_screenshot(str(SHOTS / "fleet-run.png"))
+
+
+def texts(drv, selector: str) -> str:
+    """The text of every element matching ``selector``; elements a rerun replaced meanwhile are skipped."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    out = []
+    for e in drv.find_elements(By.CSS_SELECTOR, selector):
+        try:
+            out.append(e.text)
+        except StaleElementReferenceException:
+            continue
+    return " ".join(out)

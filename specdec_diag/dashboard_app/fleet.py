@@ -135,14 +135,14 @@ def runs_frame(loaded: D.Loaded) -> pl.DataFrame:
         s = r.get("summary") or {}
         w = worst_finding(r)
         rows.append({"run": r["id"], "status": next((e.get("status") for e in entries if e["id"] == r["id"]), None),
-                     "engine": r.get("engine"), "model": r.get("model"), "method": r.get("method"), "k": r.get("k"),
-                     "speculative": r.get("speculative"), "acceptance": s.get("acceptance_rate"),
+                     "acceptance": s.get("acceptance_rate"), "acceptance over time": spark.get(r["id"], []),
                      "MAL": s.get("mean_acceptance_length"), "tok/s": throughput(s),
-                     "windows": r.get("window_count"), "worst finding": f"{w['code']}: {w['title']}" if w else None,
-                     "acceptance over time": spark.get(r["id"], [])})
-    schema = {"run": pl.Utf8, "status": pl.Utf8, "engine": pl.Utf8, "model": pl.Utf8, "method": pl.Utf8, "k": pl.Int64,
-              "speculative": pl.Boolean, "acceptance": pl.Float64, "MAL": pl.Float64, "tok/s": pl.Float64,
-              "windows": pl.Int64, "worst finding": pl.Utf8, "acceptance over time": pl.List(pl.Float64)}
+                     "worst finding": f"{w['code']}: {w['title']}" if w else None, "engine": r.get("engine"),
+                     "model": r.get("model"), "method": r.get("method"), "k": r.get("k") if r.get("speculative") else None,
+                     "speculative": r.get("speculative"), "windows": r.get("window_count")})
+    schema = {"run": pl.Utf8, "status": pl.Utf8, "acceptance": pl.Float64, "acceptance over time": pl.List(pl.Float64),
+              "MAL": pl.Float64, "tok/s": pl.Float64, "worst finding": pl.Utf8, "engine": pl.Utf8, "model": pl.Utf8,
+              "method": pl.Utf8, "k": pl.Int64, "speculative": pl.Boolean, "windows": pl.Int64}
     return pl.DataFrame(rows, schema=schema)
 
 

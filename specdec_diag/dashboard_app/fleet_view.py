@@ -13,7 +13,7 @@ import streamlit as st
 from specdec_diag.dashboard_app import data as D
 from specdec_diag.dashboard_app import fleet as F
 
-STATUS_ICON = {"error": "🔴", "warning": "🟠", "ok": "🟢", "no data": "⚪"}
+STATUS_ICON = {"error": ":red[●]", "warning": ":orange[●]", "ok": ":green[●]", "no data": ":gray[○]"}
 
 
 def render_fleet(loaded: D.Loaded) -> None:

@@ -37,8 +37,9 @@ def github_annotations(gate: GateResult, limit: int = 50) -> list[str]:
             if loc.get("line") is not None:
                 props.append(f"line={int(loc['line'])}")
             props.append(f"title={_esc_prop(f['code'])}")
+            run = f"[{f['run']}] " if f.get("run") else ""
             out.append(f"::{cmd.get(f['severity'], 'notice')} {','.join(props)}::"
-                       f"{_esc_data(f['title'] + ' — ' + (f.get('recommendation') or ''))}")
+                       f"{_esc_data(run + f['title'] + ' — ' + (f.get('recommendation') or ''))}")
     return out[:limit]
 
 

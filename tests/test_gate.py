@@ -321,3 +321,24 @@ def test_select_limits_the_gate_and_failures_name_the_run(tmp_path):
     assert invoke([str(d), "--min-acceptance", "0.5", "--select", "a/*"]).exit_code == 0
     r = invoke([str(d), "--select", "nosuch/*"])
     assert r.exit_code == 2 and "matches no run" in r.output
+
+
+def test_fleet_baseline_prefers_the_same_deployment(tmp_path):
+    """Each run meets its own deployment's baseline run when the baseline has it (not the pool of every
+    run with the same engine, method and k, which would mix in a broken replica)."""
+    d = tmp_path / "fleet"
+    for host, alpha in (("a", 0.7), ("b", 0.2)):
+        (d / host).mkdir(parents=True)
+        write_vllm_log(d / host / "vllm.log", alpha, seed=ord(host))
+    base = tmp_path / "base.json"
+    assert invoke([str(d), "--write-report", str(base), "--fail-on", "never"]).exit_code in (0, 1)
+    write_vllm_log(d / "a" / "vllm.log", 0.7, seed=99)  # host a again, same quality
+    r = invoke([str(d), "--baseline", str(base), "--fail-on", "never", "--select", "a/*"])
+    assert r.exit_code == 0, r.output
+    data = gate.load_baseline(base)
+    run = next(x for x in data["baseline_runs"] if x["id"].startswith("a/"))
+    from specdec_diag.analysis import baseline as B
+
+    matched, _ = B.match({"id": run["id"].split("@")[0] + "@later", "engine": run["engine"], "method": run["method"],
+                          "k": run["k"], "model": None}, data)
+    assert [m["id"] for m in matched] == [run["id"]]

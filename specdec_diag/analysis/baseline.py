@@ -103,12 +103,15 @@ def _check_window(where: str, w: Any) -> None:
 
 def match(run: dict[str, Any], baseline: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     """The baseline runs comparable with ``run`` (same engine, method and k; same model when both
-    name one) and, when there are none, why."""
+    name one) — of those, the same deployment's runs (id up to ``@start``) when there are any — and,
+    when there are none, why."""
     key = tuple(run.get(k) for k in MATCH_KEYS)
     found = [b for b in baseline["baseline_runs"] if b["windows"] and tuple(b.get(k) for k in MATCH_KEYS) == key
              and (run.get("model") is None or b.get("model") is None or run.get("model") == b.get("model"))]
     if found:
-        return found, ""
+        # the same deployment (host/file#engine:tag, start time aside) when the baseline has it
+        same = [b for b in found if str(b.get("id") or "").split("@")[0] == str(run.get("id") or "").split("@")[0]]
+        return same or found, ""
     have = sorted({f"{b.get('engine')}/{b.get('method')}/k={b.get('k')}" for b in baseline["baseline_runs"]})
     return [], (f"no baseline run with engine {key[0]}, method {key[1]}, k={key[2]} (baseline has: "
                 f"{', '.join(have) or 'no runs'})")

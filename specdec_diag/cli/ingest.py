@@ -1,5 +1,6 @@
-"""`specdec-diag ingest PATH... [--out DIR] [--no-cache]`: parse logs and traces into the normalised
-tables, optionally write them as Parquet, and show what was found per file."""
+"""`specdec-diag ingest PATH... [--out DIR] [--runs] [--no-cache]`: parse logs and traces into the
+normalised tables, optionally write them (and the runs table, docs/runs.md) as Parquet, and show what
+was found per file (and, with ``--runs``, per run)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def ingest(
                                           "in the scanned directory, else $XDG_CACHE_HOME/specdec-diag)."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr "
                                          "(default: on a terminal, for large or many inputs)."),
+    runs: bool = typer.Option(False, "--runs", help="Also show the runs the inputs hold (one engine process with "
+                              "one configuration each, docs/runs.md)."),
 ) -> None:
     """Parse engine logs, bench outputs, metrics dumps and specdec traces into normalised tables."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -62,14 +65,24 @@ def ingest(
         res = scan(paths, **opts)
 
     print_ingest(res, console)
+    table = None
+    if runs or out is not None:
+        from specdec_diag.analysis.runs import segment
+
+        table = segment(res).table
+    if runs:
+        from specdec_diag.render.terminal import print_runs
+
+        print_runs(table, console)
 
     if out is not None:
         try:
             for name in ("windows", "steps", "malformed", "configs", "inputs"):
                 write_parquet_atomic(getattr(res, name), out / f"{name}.parquet")
+            write_parquet_atomic(table, out / "runs.parquet")
         except OSError as exc:
             raise fail(f"{out}: cannot write output: {exc.strerror or exc}") from None
-        console.print(f"wrote {out}/{{windows,steps,malformed,configs,inputs}}.parquet", highlight=False)
+        console.print(f"wrote {out}/{{windows,steps,malformed,configs,inputs,runs}}.parquet", highlight=False)
 
     for line in res.errors:
         err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)

@@ -1,4 +1,5 @@
-"""`specdec-diag report PATH...`: ingest logs and traces, run the diagnosis, render the report.
+"""`specdec-diag report PATH...`: ingest logs and traces, cut them into runs, diagnose each run,
+compare runs, render the report (report@2, docs/report.md).
 
 Progress and errors go to stderr, the report to stdout (or --out), so json/junit/markdown can be
 piped. Exit codes: 0 ok, 2 missing or unreadable input / bad config, 3 no speculative-decoding data.
@@ -97,8 +98,11 @@ def report(
     config: Path | None = typer.Option(None, "--config", "-c",
                                          help="TOML with a [thresholds] table (default: ./specdec-check.toml)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse everything; ignore the Parquet cache."),
+    windows: bool = typer.Option(False, "--windows",
+                                 help="Include every run's window rows in the report (json/html; large)."),
 ) -> None:
-    """Diagnose speculative decoding in logs and traces: metrics, ranked findings, charts (html)."""
+    """Diagnose speculative decoding in logs and traces, run by run: a fleet table (worst first), the
+    comparisons between runs, each run's metrics and ranked findings, charts (html)."""
     from specdec_diag.analysis.report import build_report, has_data
     from specdec_diag.render import render
 
@@ -109,7 +113,7 @@ def report(
     errors = input_errors(result)
     for line in errors:
         err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
-    rep = build_report(result, thresholds)
+    rep = build_report(result, thresholds, windows=windows)
     if format == "terminal" and out is None:
         render(rep, "terminal", console)
     elif format == "terminal":

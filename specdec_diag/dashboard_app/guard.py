@@ -71,10 +71,41 @@ def report_problem(report: Any, inputs: list[dict[str, Any]]) -> str | None:
     if not isinstance(findings, list):
         return "findings is not a list"
     paths = {str(i.get("path")) for i in inputs}
+    why = _runs_problem(report, paths)
+    if why:
+        return why
+    ids = {r["id"] for r in report.get("runs") or []}
     for f in findings:
         why = _finding_problem(f, paths)
         if why:
             return why
+        if "run" in f and f["run"] not in ids:
+            return f"finding {f['code']}: run {str(f['run'])[:60]!r} is not one of the report's runs"
+    return None
+
+
+def _runs_problem(report: dict[str, Any], paths: set[str]) -> str | None:
+    """The run-by-run part (runs, comparisons, fleet): the shapes the pages read, sources among the
+    files just scanned, every run's findings valid."""
+    from specdec_diag.analysis.report import STATUSES
+
+    runs = report.get("runs")
+    if runs is None:
+        return None
+    if not isinstance(runs, list) or not isinstance(report.get("comparisons"), list) \
+            or not isinstance(report.get("fleet"), dict):
+        return "runs, comparisons or fleet of the wrong type"
+    for r in runs:
+        if not isinstance(r, dict) or not isinstance(r.get("id"), str) or not isinstance(r.get("summary"), dict):
+            return "a run without an id or summary"
+        if r.get("status") not in STATUSES or not isinstance(r.get("findings"), list):
+            return f"run {r['id'][:60]!r}: status or findings of the wrong type"
+        if not isinstance(r.get("sources"), list) or not set(map(str, r["sources"])) <= paths:
+            return f"run {r['id'][:60]!r}: its sources are not the files just scanned"
+        for f in r["findings"]:
+            why = _finding_problem(f, paths)
+            if why:
+                return f"run {r['id'][:60]!r}: {why}"
     return None
 
 

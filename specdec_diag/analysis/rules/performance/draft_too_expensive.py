@@ -72,13 +72,16 @@ class DraftTooExpensive(Rule):
             s_cheap = theory.optimal_gamma(acc.alpha, th.assumed_cost_ratio)[1]
             g_opt, s_opt = theory.optimal_gamma(acc.alpha, c)
             share = tb.get("draft_share", 0.0)
+            measured = (ctx.memo.get("measured_speedup") or {}).get("speedup")
+            s_judged = measured if measured is not None else s_now  # a measured pair beats the model
             # blame the drafter only when speculation does not pay, and either a cheap drafter would make
             # it pay at this alpha or drafting dominates the step
-            if not (s_now < th.min_speedup and (s_cheap >= th.min_speedup or share >= th.draft_share)):
+            if not (s_judged < th.min_speedup and (s_cheap >= th.min_speedup or share >= th.draft_share)):
                 continue
             ev = {"cost_ratio": c, "alpha_estimate": acc.alpha, "gamma": k, "predicted_speedup": s_now,
                   "predicted_speedup_cheap_draft": s_cheap, "optimal_gamma": g_opt,
                   "optimal_speedup": s_opt, "draft_share": share, "steps": timed.height,
+                  "measured_speedup": measured,
                   "definitions": {
                       "cost_ratio": metrics.METRICS["c"].definition,
                       "alpha_estimate": "censored-geometric MLE of Leviathan alpha",

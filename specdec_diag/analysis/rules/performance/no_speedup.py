@@ -47,6 +47,9 @@ class NoSpeedup(Rule):
         from specdec_diag.analysis import metrics
 
         th = ctx.thresholds
+        measured = ctx.memo.get("measured_speedup")
+        if measured:  # a load-matched run without speculation was measured: that, not a model, decides
+            return self._measured(ctx, measured)
         out = []
         base_ms = metrics.baseline_ms_per_token(ctx.result)
         if base_ms:
@@ -70,6 +73,20 @@ class NoSpeedup(Rule):
             out.extend(self._predicted(ctx))
         out.extend(self._logs(ctx))
         return out
+
+    def _measured(self, ctx: Context, m: dict) -> list[Finding]:
+        """This run against the paired run without speculation (same model, matched load)."""
+        ratio = m["speedup"]
+        if ratio is None or ratio > ctx.thresholds.no_speedup_ratio:
+            return []
+        rows = ctx.spec_windows if ctx.spec_windows.height else ctx.spec_steps
+        ev = {"speculative_tps": m.get("speculative_tps"), "baseline_tps": m.get("baseline_tps"), "speedup": ratio,
+              "basis": "measured", "baseline_run": m.get("baseline_run"), "load": m.get("load"),
+              "definitions": {"speedup": "speculative_tps / baseline_tps, generation throughput at matched load",
+                              "baseline_run": "the run of the same model without speculation it is paired with"}}
+        return [self.finding(ctx, f"Measured speed-up {ratio:.2f}x against {m.get('baseline_run')} "
+                                  f"({m.get('speculative_tps') or 0:.1f} vs {m.get('baseline_tps') or 0:.1f} tok/s)",
+                             ev, _REC, rows, score=1.0 - ratio)]
 
     def _predicted(self, ctx: Context) -> list[Finding]:
         """No baseline in the input: Leviathan's S(alpha, gamma, c) from the trace's own alpha and

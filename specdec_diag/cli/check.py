@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from specdec_diag.cli._app import app, console, err_console, fail
-from specdec_diag.cli.report import find_config, input_errors, load_inputs, write_output
+from specdec_diag.cli.report import find_config, load_inputs, write_output
 from specdec_diag.exit_codes import ExitCode
 
 if TYPE_CHECKING:  # the library is imported inside the command: `specdec-diag --help` stays instant
@@ -39,7 +39,7 @@ def check(
     fail_on: str | None = typer.Option(None, "--fail-on", help="error | warning | never (default error)."),
     write_report: Path | None = typer.Option(None, "--write-report",
                                              help="Also save the report JSON (the next run's baseline)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse everything; ignore the Parquet cache."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse every file and rewrite its cache entry."),
     select: str | None = typer.Option(None, "--select", help="Judge only the runs whose id matches this glob "
                                       "(e.g. 'host-b/*' or '*#vllm*'); ids are listed by `report`."),
 ) -> None:
@@ -55,9 +55,7 @@ def check(
              "baseline": str(baseline) if baseline else None, "junit": str(junit) if junit else None}
     cfg, thresholds, base = _settings(find_config(config), flags)
     result = load_inputs(paths, no_cache)
-    errors = input_errors(result)
-    for line in errors:
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    errors = result.errors
     try:
         outcome = gate.run_gate(result, cfg, thresholds, base, select=select, windows=write_report is not None)
     except gate.GateError as exc:

@@ -292,7 +292,9 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
     target = _report_cache(result, cache_dir)
     inputs = inputs_json(result.inputs)
     report, note = cached_report(target, inputs)
-    meta = {"errors": lst.errors, "refused": lst.refused, "notes": [note] if note else [], "runs": segment(result)}
+    # unreadable inputs and inputs read only up to damage: the same lines the CLI prints
+    meta = {"errors": [*lst.errors, *result.errors], "refused": lst.refused,
+            "notes": [*([note] if note else []), *result.warnings], "runs": segment(result)}
     if report is not None:
         return Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, time.perf_counter() - t0, **meta)
     report = {"schema": REPORT_SCHEMA, "inputs": inputs,

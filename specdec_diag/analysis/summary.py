@@ -64,13 +64,15 @@ def _first_or_join(values: list[Any]) -> str | None:
     return None if not vals else ", ".join(str(v) for v in vals)
 
 
-def _round(x: Any, nd: int = 6) -> Any:
+def round_floats(x: Any, nd: int = 6) -> Any:
+    """Round every float to ``nd`` places (non-finite -> None) through lists and dict values: report
+    numbers are stable across platforms. Apply after :func:`specdec_diag.schema.jsonable`."""
     if isinstance(x, float):
         return None if math.isnan(x) or math.isinf(x) else round(x, nd)
     if isinstance(x, list):
-        return [_round(v, nd) for v in x]
+        return [round_floats(v, nd) for v in x]
     if isinstance(x, dict):
-        return {k: _round(v, nd) for k, v in x.items()}
+        return {k: round_floats(v, nd) for k, v in x.items()}
     return x
 
 
@@ -174,6 +176,6 @@ def summarize(result: IngestResult) -> dict[str, Any]:
         "window_kinds": dict(rows.group_by("window", maintain_order=True).len().iter_rows()) if rows.height else {},
         "steps": spec_steps.height,
     }
-    summary = _round(summary)
+    summary = round_floats(summary)
     summary["definitions"] = _definitions()
     return summary

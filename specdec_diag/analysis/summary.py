@@ -10,28 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from specdec_diag.analysis import metric_functions as mf
 from specdec_diag.analysis import theory
 from specdec_diag.analysis.aggregation import _div, _spec_steps, aggregation_rows
-from specdec_diag.analysis.metric_functions import (
-    acceptance_rate,
-    accepted_length_histogram,
-    accepted_tokens,
-    achieved_speedup,
-    alpha_mle,
-    alpha_tv,
-    conditional_per_position,
-    cost_ratio,
-    draft_length,
-    draft_tokens,
-    emitted_tokens,
-    goodput,
-    mean_acceptance_length,
-    num_drafts,
-    per_position_acceptance,
-    sampling_sources,
-    time_breakdown,
-    tokens_per_step,
-)
 from specdec_diag.analysis.metric_registry import METRICS
 
 if TYPE_CHECKING:
@@ -80,11 +61,11 @@ def _alphas(result: IngestResult, rows: pl.DataFrame, spec_steps: pl.DataFrame, 
             mal: float | None, k: int | None) -> tuple[float | None, float | None, float | None]:
     """alpha_tv (sampling-verified traces only), alpha_mle and alpha_from_mal."""
     steps = result.steps
-    a_tv = alpha_tv(spec_steps.filter(pl.col("source").is_in(sampling_sources(result)))) if steps.height else None
+    a_tv = mf.alpha_tv(spec_steps.filter(pl.col("source").is_in(mf.sampling_sources(result)))) if steps.height else None
     # the MLE from events when every aggregated row comes from a trace; else from the windows, so it
     # covers the same records as the acceptance rate next to it
     trace_only = spec_steps.height > 0 and set(rows["source"].to_list()) <= set(steps["source"].to_list())
-    a_mle = alpha_mle(spec_steps) if trace_only or use_steps else alpha_mle(rows)
+    a_mle = mf.alpha_mle(spec_steps) if trace_only or use_steps else mf.alpha_mle(rows)
     a_mal = theory.alpha_from_mal(mal, k) if mal is not None and k else None
     return a_tv, a_mle, a_mal
 
@@ -94,7 +75,7 @@ def _speedup(result: IngestResult, alphas: tuple[float | None, ...], k: int | No
     """Predicted vs achieved speed-up, from the first alpha available (tv > mle > from MAL)."""
     alpha, basis = next(((a, b) for a, b in zip(alphas, ("alpha_tv", "alpha_mle", "alpha_from_mal"), strict=True)
                          if a is not None), (None, None))
-    speed = theory.predicted_vs_achieved(alpha, k, c, achieved_speedup(result))
+    speed = theory.predicted_vs_achieved(alpha, k, c, mf.achieved_speedup(result))
     speed["alpha_basis"] = basis
     if alpha is not None and k:
         speed["expected_mal"] = theory.expected_tokens_per_step(alpha, k)
@@ -136,38 +117,38 @@ def summarize(result: IngestResult) -> dict[str, Any]:
     table = steps if use_steps else rows
     spec_steps = _spec_steps(steps) if steps.height else steps
 
-    k = draft_length(table)
-    mal = mean_acceptance_length(table)
-    pp = per_position_acceptance(table)
+    k = mf.draft_length(table)
+    mal = mf.mean_acceptance_length(table)
+    pp = mf.per_position_acceptance(table)
     a_tv, a_mle, a_mal = alphas = _alphas(result, rows, spec_steps, use_steps, mal, k)
-    c = cost_ratio(steps) if steps.height else None
+    c = mf.cost_ratio(steps) if steps.height else None
     span = _span(windows, steps)
     nd_raw = rows["num_drafts"] if rows.height else None
 
     summary: dict[str, Any] = {
         "engine": span["engine"],
         "k": k,
-        "num_drafts": (nd := num_drafts(table)),
+        "num_drafts": (nd := mf.num_drafts(table)),
         "num_drafts_estimated": bool(nd is not None and nd_raw is not None and nd_raw.null_count() > 0
                                      and not use_steps),
-        "draft_tokens": draft_tokens(table),
-        "accepted_tokens": accepted_tokens(table),
-        "emitted_tokens": emitted_tokens(table),
-        "acceptance_rate": acceptance_rate(table),
+        "draft_tokens": mf.draft_tokens(table),
+        "accepted_tokens": mf.accepted_tokens(table),
+        "emitted_tokens": mf.emitted_tokens(table),
+        "acceptance_rate": mf.acceptance_rate(table),
         "mean_acceptance_length": mal,
         "per_position_acceptance": pp,
-        "conditional_per_position": conditional_per_position(pp),
+        "conditional_per_position": mf.conditional_per_position(pp),
         "system_efficiency": _div(mal, None if k is None else k + 1),
-        "tokens_per_step": tokens_per_step(table),
+        "tokens_per_step": mf.tokens_per_step(table),
         "alpha_mle": a_mle,
         "alpha_tv": a_tv,
         "alpha_from_mal": a_mal,
         "c": c,
         "speedup": _speedup(result, alphas, k, c),
-        "goodput": goodput(spec_steps) if spec_steps.height else None,
-        "tokens_per_s": goodput(windows) if windows.height else None,
-        "time_breakdown": time_breakdown(steps) if steps.height else time_breakdown(rows),
-        "accepted_length_histogram": {str(n): v for n, v in accepted_length_histogram(steps).items()} or None,
+        "goodput": mf.goodput(spec_steps) if spec_steps.height else None,
+        "tokens_per_s": mf.goodput(windows) if windows.height else None,
+        "time_breakdown": mf.time_breakdown(steps) if steps.height else mf.time_breakdown(rows),
+        "accepted_length_histogram": {str(n): v for n, v in mf.accepted_length_histogram(steps).items()} or None,
         "time_start": span["time_start"],
         "time_end": span["time_end"],
         "duration_s": span["duration_s"],

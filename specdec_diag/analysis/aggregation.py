@@ -10,10 +10,10 @@ import math
 
 import polars as pl
 
+from specdec_diag.schema import SPEC_COLUMNS
+
 #: kinds of window rows, in order of preference when one source has several (see aggregation_rows)
 WINDOW_PRECEDENCE = ("interval", "request", "run", "cumulative")
-#: columns whose presence makes a window row a speculative-decoding record
-SPEC_COLUMNS = ("num_drafts", "draft_tokens", "accepted_tokens", "acceptance_rate", "mean_acceptance_length")
 
 
 def _is_steps(df: pl.DataFrame) -> bool:

@@ -4,7 +4,7 @@ result and what-if tables. The commands in cli/ only wire arguments to the libra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,8 +12,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+if TYPE_CHECKING:
+    from specdec_diag.analysis.whatif import WhatIf
+    from specdec_diag.decoder.replay.result import ReplayResult
+    from specdec_diag.decoder.speculative import GenerateResult
 
-def decode_summary(console: Console, res: Any, trace: Path | None, parquet: Path | None) -> None:
+
+def decode_summary(console: Console, res: GenerateResult, trace: Path | None, parquet: Path | None) -> None:
     """The summary table of a ``decode`` run, then each request's text and the files written."""
     s, h = res.summary, res.header
     mode = h["mode"] + (f" (fault: {h['fault']})" if h.get("fault") else "")
@@ -60,7 +65,7 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
-def replay_result(console: Console, r: Any, show: int, kinds_meaning: dict[str, tuple[str, ...]]) -> None:
+def replay_result(console: Console, r: ReplayResult, show: int, kinds_meaning: dict[str, tuple[str, ...]]) -> None:
     """A ``replay`` result: counts, the first divergence in context, divergences by kind and the first
     ``show`` of them; ``kinds_meaning`` is the decoder's ``KINDS`` (kind -> (.., code, meaning))."""
     console.print(f"[bold]replay[/] {r.path}  [dim]{r.mode}[/]", highlight=False)
@@ -117,7 +122,7 @@ def replay_result(console: Console, r: Any, show: int, kinds_meaning: dict[str, 
         console.print(lst)
 
 
-def what_if_table(console: Console, w: Any) -> None:
+def what_if_table(console: Console, w: WhatIf | None) -> None:
     """The what-if over gamma (analysis.whatif.WhatIf), or a note for a baseline trace."""
     if w is None:
         console.print("[dim]what-if: no speculative steps (baseline trace)[/]")

@@ -11,7 +11,6 @@ trace header's ``fault`` (that is the answer key of the sample traces).
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,8 +20,9 @@ import polars as pl
 
 from specdec_diag.analysis.rules.thresholds import Thresholds
 from specdec_diag.analysis.stats import Sample, sample_definitions
+from specdec_diag.analysis.summary import round_floats
 from specdec_diag.ingest.base import IngestResult
-from specdec_diag.schema import trace_is_baseline, trace_rule_name, trace_temperature
+from specdec_diag.schema import jsonable, trace_is_baseline, trace_rule_name, trace_temperature
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
@@ -56,13 +56,8 @@ class Finding:
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, float):
-        return None if math.isnan(v) or math.isinf(v) else round(v, 6)
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
+    """Evidence as JSON: the one converter (schema.jsonable), then floats rounded to 6 places."""
+    return round_floats(jsonable(v))
 
 
 class Rule:

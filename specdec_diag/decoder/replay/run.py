@@ -12,7 +12,7 @@ from specdec_diag.decoder.replay.reference import Reference
 from specdec_diag.decoder.replay.result import Divergence, ReplayResult, StepVerdict
 from specdec_diag.decoder.replay.structure import RecordedStep, check_structure
 from specdec_diag.decoder.replay.tokens import check_emitted, verifier_check
-from specdec_diag.schema import Trace, TraceError, iter_trace_records, read_trace
+from specdec_diag.schema import Trace, TraceError, read_trace
 
 
 def replay_step(ref: Reference, s: RecordedStep) -> StepVerdict:
@@ -48,13 +48,6 @@ def prompt_ids(header: dict[str, Any]) -> list[list[int]]:
             raise ValueError(f"trace header prompt {i} has no token id list")
         out.append(ids)
     return out
-
-
-def _step_lines(path: str) -> list[int]:
-    try:
-        return [no for no, rec, _ in iter_trace_records(path) if rec is not None and rec.get("type") == "step"]
-    except OSError:
-        return []
 
 
 def _model_entry(header: dict[str, Any], role: str) -> dict[str, Any]:
@@ -159,7 +152,6 @@ class _Walk:
 
     def __init__(self, trace: Trace, prompts: list[list[int]], vocab: int):
         self.trace, self.prompts, self.vocab = trace, prompts, vocab
-        self.lines = _step_lines(trace.path) if Path(trace.path).exists() else []
         self.contexts: dict[int, list[int]] = {}
         self.generated: dict[int, int] = defaultdict(int)
         self.prev: dict[int, dict[str, Any]] = {}
@@ -167,7 +159,7 @@ class _Walk:
 
     def step(self, i: int, rec: dict[str, Any]) -> RecordedStep:
         req = rec.get("request") or 0
-        line = self.lines[i] if i < len(self.lines) else None
+        line = self.trace.step_line(i)
         if req >= len(self.prompts):
             raise TraceError(self.trace.path, line, f"step {rec['step']} belongs to request {req} but the header "
                              f"has {len(self.prompts)} prompts")

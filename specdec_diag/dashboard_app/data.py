@@ -24,13 +24,16 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import streamlit as st
 
 from specdec_diag import paths
 from specdec_diag.dashboard_app import ROOT_ENV
+
+if TYPE_CHECKING:
+    from specdec_diag.ingest.base import IngestResult
 
 #: loaded directories kept in memory at once
 STORE_ENTRIES = 4
@@ -176,7 +179,7 @@ class Loaded:
     key: str
     files: int
     bytes: int
-    result: Any                     # specdec_diag.ingest.IngestResult
+    result: IngestResult
     report: dict[str, Any]
     load_s: float
     errors: list[str] = field(default_factory=list)
@@ -227,7 +230,7 @@ BACKGROUND_ROWS = 100_000
 BACKGROUND_RUNS = 20
 
 
-def _report_cache(result: Any, cache_root: Path | None) -> Path | None:
+def _report_cache(result: IngestResult, cache_root: Path | None) -> Path | None:
     if cache_root is None or not result.fingerprint:
         return None
     return cache_root / "dashboard" / f"report-{result.fingerprint}-{_analysis_version()}.json"

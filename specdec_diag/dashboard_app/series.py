@@ -5,10 +5,15 @@ ingest result passed as an ``_underscore`` argument that is not hashed (docs/das
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import streamlit as st
+
+from specdec_diag.schema import trace_temperature
+
+if TYPE_CHECKING:
+    from specdec_diag.ingest.base import IngestResult
 
 #: points per chart series; longer series are bucketed (draft-weighted), see bucket()
 MAX_POINTS = 2000
@@ -76,7 +81,7 @@ def _series_frame(name: str, xs: list[Any], ys: list[Any], axis: str) -> pl.Data
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def acceptance_series(key: str, _result: Any, max_points: int = MAX_POINTS) -> tuple[pl.DataFrame, list[str]]:
+def acceptance_series(key: str, _result: IngestResult, max_points: int = MAX_POINTS) -> tuple[pl.DataFrame, list[str]]:
     """Acceptance rate over time, one series per (engine_id, file): the engine's per-window
     accepted/drafted (bonus excluded), interval/request windows only (cumulative totals are not a
     time series). Trace steps give one series per trace over step index. Long series are bucketed
@@ -119,19 +124,13 @@ def acceptance_series(key: str, _result: Any, max_points: int = MAX_POINTS) -> t
 SPLITS = ("file", "engine / process", "temperature", "context length", "request")
 
 
-def _trace_temperatures(result: Any) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for h in result.headers or []:
-        samp = h.get("sampling") or {}
-        t = samp.get("temperature")
-        if samp.get("do_sample") is False:
-            t = 0.0
-        out[str(h.get("source"))] = t
-    return out
+def _trace_temperatures(result: IngestResult) -> dict[str, float | None]:
+    """Each trace's sampling temperature (greedy = 0), by source: one definition, schema's."""
+    return {str(h.get("source")): trace_temperature(h) for h in result.headers or []}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def split_table(key: str, _result: Any, by: str, buckets: int = 8) -> pl.DataFrame:
+def split_table(key: str, _result: IngestResult, by: str, buckets: int = 8) -> pl.DataFrame:
     """Acceptance split by a category; each group's numbers come from analysis.metrics on the
     group's own rows (windows and trace steps kept apart: their definitions match, their units don't)."""
     from specdec_diag.analysis import metrics
@@ -192,7 +191,7 @@ ENGINE_COLUMNS = ("running_reqs", "waiting_reqs", "kv_usage", "gen_tps")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def engine_context(key: str, _result: Any, max_points: int = MAX_POINTS) -> tuple[pl.DataFrame, pl.DataFrame]:
+def engine_context(key: str, _result: IngestResult, max_points: int = MAX_POINTS) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Batch, queue, KV usage and throughput over time per (engine_id, file), bucketed to
     ``max_points``; and per file the share of windows that ran under CUDA graphs."""
 

@@ -11,7 +11,8 @@ Modes are interleaved round by round so that load from other processes hits all 
 figure is the median over rounds. CPU time (process_time) is reported next to wall time because on a
 shared machine it is the steadier of the two. Also measured: the cost ratio c = draft forward / target
 forward (one token, warm cache) and c_v = verify forward over gamma + 1 tokens / one-token forward, and
-the Leviathan prediction S = (1 - a^(g+1)) / ((1 - a)(g c + c_v)) from the measured acceptance a.
+the Leviathan prediction S = (1 - a^(g+1)) / ((1 - a)(g c + c_v)) (``analysis.theory.speedup``) from the
+measured acceptance a.
 
     .venv/bin/python benchmarks/decoder.py                       # print the table
     .venv/bin/python benchmarks/decoder.py --doc docs/decoder-benchmark.md   # and write it into the doc
@@ -99,10 +100,6 @@ def forward_costs(pair, prompt: list[int], gamma: int, reps: int) -> dict[str, f
             "c": med["draft_1"] / med["target_1"], "c_v": med["target_v"] / med["target_1"]}
 
 
-def leviathan(alpha: float, gamma: int, c: float, c_v: float = 1.0) -> float:
-    return (1 - alpha ** (gamma + 1)) / ((1 - alpha) * (gamma * c + c_v))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", type=Path, default=None, help="target dir (default: the bundled pair)")
@@ -118,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    from specdec_diag.analysis import theory
     from specdec_diag.assets import heldout_prompts
     from specdec_diag.decoder.models import ModelLoadError, load_pair
 
@@ -180,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                                                           "overhead_ms_total", "trace_ms_total")},
         "spec_wall_s_last": spec_summary["wall_s"],
         **costs,
-        "leviathan_S": leviathan(alpha, args.gamma, costs["c"]),
-        "predicted_S_with_c_v": leviathan(alpha, args.gamma, costs["c"], costs["c_v"]),
+        "leviathan_S": theory.speedup(alpha, args.gamma, costs["c"]),
+        "predicted_S_with_c_v": theory.speedup(alpha, args.gamma, costs["c"], costs["c_v"]),
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                     "python": platform.python_version()},
         "command": "python benchmarks/decoder.py " + " ".join(argv if argv is not None else sys.argv[1:]),

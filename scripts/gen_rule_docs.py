@@ -61,6 +61,17 @@ def page(code: str) -> str:
            "| severity | family | source |", "|---|---|---|",
            f"| {rule.severity} | {rule.family} | [`{src}`](../../{src}) (`{type(rule).__name__}`) |", "",
            body, ""]
+    if rule.needs:
+        out += ["## Evidence needed", "",
+                "The documented minimum sample (`Rule.needs`): below it the rule abstains or emits an info "
+                "\"too little data\" note, never a warning or an error. Every finding states its sample in "
+                "`evidence.sample` (unit, size, minimum; `explicit` for a fact the engine printed) and, where it "
+                "judges a proportion, its 95 % Wilson interval in `evidence.interval`.", "",
+                "| unit | minimum | what is counted |", "|---|---|---|"]
+        for need in rule.needs:
+            src = f" (`{need.minimum}`)" if isinstance(need.minimum, str) else ""
+            out.append(f"| {need.unit} | {need.value(defaults):g}{src} | {need.what} |")
+        out.append("")
     if rule.thresholds:
         out += ["## Thresholds", "",
                 "Set in `specdec_diag/analysis/rules/thresholds.py`; override in a TOML `[thresholds]` table.", "",
@@ -110,15 +121,20 @@ def index() -> str:
             "A finding carries `code`, `severity`, `title`, `evidence` (numbers plus `definitions` of each), "
             "`recommendation` (which flag or knob), `locations` (file and line of the windows or steps it came "
             "from, at most `max_locations`, the rest counted in `evidence['more_locations']`) and `score` "
-            "(estimated impact, used for ranking). A rule that cannot judge emits nothing or an info "
-            "\"not enough data\" note. When a correctness error explains a symptom on the same input (a "
+            "(estimated impact, used for ranking). Every finding states the evidence it rests on in "
+            "`evidence.sample` (unit counted, size, the rule's documented minimum) and, where it judges a "
+            "proportion, a 95 % Wilson interval in `evidence.interval`; a rule page lists its minimums under "
+            "\"Evidence needed\". A rule that cannot judge emits nothing or an info \"not enough data\" note: "
+            "below its minimum a rule never emits a warning or an error. When a correctness error explains a symptom on the same input (a "
             "leaked KV cache lowers acceptance) the symptom is kept as info with `evidence['explained_by']`.",
             "",
             "## Adding a rule", "",
             "1. Write `specdec_diag/analysis/rules/<family>/<code in snake case>.py` (families: `acceptance`, "
             "`performance`, `correctness`, `config`, `data`; the family is the package, helpers the family "
             "shares live in its `_helpers.py`): one `Rule` subclass with a stable `code`, `severity`, the "
-            "`thresholds` it reads (new ones go in `thresholds.py` with a docstring), the `problems` "
+            "`thresholds` it reads (new ones go in `thresholds.py` with a docstring), the evidence it `needs` "
+            "(`Need(unit, minimum, what)`: its documented minimum sample; pass `sample=` and, for a proportion, "
+            "`interval=` to `self.finding`), the `problems` "
             "(docs/problems.md numbers) and `theory` (docs/theory.md sections) it comes from.",
             "2. Import it in `specdec_diag/analysis/rules/registry.py` and add it to `RULE_CLASSES` (a test "
             "checks the registry against the files on disk).",

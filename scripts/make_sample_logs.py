@@ -107,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from specdec_diag.decoder.acceptance import Rule, SamplingConfig
+    from specdec_diag.analysis.whatif import what_if
     from specdec_diag.decoder.faults import Fault
     from specdec_diag.decoder.models import ModelLoadError, default_pair_dirs, load_pair
     from specdec_diag.decoder.replay import replay_trace
     from specdec_diag.decoder.speculative import DecodeConfig, generate
+    from specdec_diag.decoder.verification import AcceptanceRule, SamplingConfig
     from specdec_diag.schema import read_trace
 
     hf_logging.disable_progress_bar()
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and name not in args.only:
             continue
         kw = dict(kw)
-        cfg = DecodeConfig(gamma=args.gamma, rule=Rule(kw.pop("rule", "greedy")),
+        cfg = DecodeConfig(gamma=args.gamma, rule=AcceptanceRule(kw.pop("rule", "greedy")),
                            sampling=SamplingConfig(temperature=kw.pop("temperature", 1.0), top_k=kw.pop("top_k", 0)),
                            max_new_tokens=args.max_new_tokens, seed=args.seed, baseline=kw.pop("baseline", False),
                            fault=Fault(kw.pop("fault", None),
@@ -179,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     base = read_trace(traces["baseline-greedy"]) if "baseline-greedy" in traces else None
     for name, path in traces.items():
-        r = replay_trace(path, pair, baseline=base if name != "baseline-greedy" else None)
+        tr = read_trace(path)
+        r = replay_trace(tr, pair)  # replay checks; the what-if (analysis) explains
+        wi = what_if(tr.steps, base.steps if base is not None and name != "baseline-greedy" else None)
         entry = manifest["files"][path.name]
         first = r.first
         entry["replay"] = {
@@ -187,10 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             "by_kind": r.by_kind, "near_ties": r.near_ties,
             "first": None if first is None else {"step": first.step, "position": first.position,
                                                  "kind": first.kind, "code": first.code},
-            "what_if_best_gamma": r.what_if.best_gamma if r.what_if else None,
-            "what_if_speedup_used": next((row.speedup for row in r.what_if.rows if row.used), None)
-            if r.what_if else None,
-            "measured_speedup": r.what_if.measured_speedup if r.what_if else None,
+            "what_if_best_gamma": wi.best_gamma if wi else None,
+            "what_if_speedup_used": next((row.speedup for row in wi.rows if row.used), None) if wi else None,
+            "measured_speedup": wi.measured_speedup if wi else None,
         }
         print(f"replay {path.name:36s} diverged={r.diverged!s:5} codes={','.join(r.codes) or '-'} "
               f"first={(first.step, first.position, first.kind) if first else None}", flush=True)

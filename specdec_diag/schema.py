@@ -20,6 +20,8 @@ from typing import Any
 
 import polars as pl
 
+from specdec_diag.inputs import InputError, open_text_lines
+
 TRACE_SCHEMA = "specdec-trace@1"
 REPORT_SCHEMA = "specdec-diag/report@1"
 
@@ -156,9 +158,12 @@ def validate_step(rec: dict[str, Any]) -> str | None:
 
 def iter_trace_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """Yield ``(line_no, record, error)`` for each non-blank line; record is None when the line is
-    not a JSON object."""
-    with open_text(path) as fh:
-        for no, raw in enumerate(fh, start=1):
+    not a JSON object. Read through the one input layer (gzip, encodings, line endings): damage after
+    some lines becomes one last bad record (a crashed run's cut line); damage before any is a
+    :class:`TraceError`."""
+    no = 0
+    try:
+        for no, raw in enumerate(open_text_lines(path, long_lines="skip"), start=1):
             if not raw.strip():
                 continue
             try:
@@ -170,6 +175,10 @@ def iter_trace_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any] |
                 yield no, None, "not a trace record (a JSON object with a 'type' field)"
                 continue
             yield no, rec, None
+    except InputError as exc:
+        if no == 0:
+            raise TraceError(path, exc.line, exc.message) from None
+        yield no + 1, None, exc.message
 
 
 def read_trace(path: str | Path) -> Trace:

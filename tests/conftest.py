@@ -137,7 +137,7 @@ def tiny_gpt2_pair(tmp_path_factory):
 
 
 def trace_invariant_violations(records: list[dict], faults_ok: bool = False) -> list[str]:
-    """Every structural invariant of decoder_anchors §6, checked independently of the decoder:
+    """Every structural invariant of docs/theory.md §6, checked independently of the decoder:
     returns one message per violated (step, rule)."""
     from specdec_diag.schema import validate_step
 

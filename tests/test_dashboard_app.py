@@ -17,7 +17,8 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from specdec_diag.analysis import metrics, theory  # noqa: E402
-from specdec_diag.analysis.report import build_report  # noqa: E402
+from specdec_diag.analysis.report import build_report as build_runs_report  # noqa: E402
+from specdec_diag.analysis.report import pooled_report as build_report  # noqa: E402
 from specdec_diag.dashboard_app import APP_PATH, ROOT_ENV  # noqa: E402
 from specdec_diag.ingest import scan  # noqa: E402
 
@@ -135,11 +136,54 @@ def small_report(small_dir) -> dict:
     return build_report(scan([small_dir], use_cache=False))
 
 
-def test_overview_shows_the_report_numbers(small_dir, small_report, monkeypatch):
+def test_overview_opens_on_the_fleet(small_dir, monkeypatch):
+    """The whole directory: counts by status and one table row per run, no pooled number; the run
+    selector lists every run (worst first) and scopes the Overview to the run's own numbers."""
+    rep = build_runs_report(scan([small_dir], use_cache=False))
     at = app_on(small_dir, monkeypatch)
     assert_clean(at)
-    check_overview(at, small_report)
-    assert small_report["summary"]["acceptance_rate"] is not None
+    shown = metrics_by_label(at)
+    assert shown["Runs"] == str(len(rep["runs"])) and "Acceptance rate" not in shown
+    for status, n in rep["fleet"]["by_status"].items():
+        assert shown[next(k for k in shown if k.endswith(status))] == str(n)
+    table = at.dataframe[0].value
+    assert len(table) == len(rep["runs"]) and set(table["run"]) == {r["id"] for r in rep["runs"]}
+    assert "acceptance over time" in table.columns
+    sel = next(s for s in at.selectbox if s.label == "Run")
+    assert sel.value == "whole directory (fleet)" and set(rep["fleet"]["worst_first"]) <= set(sel.options)
+    for run in rep["runs"]:
+        if not run["summary"].get("windows_used"):
+            continue
+        sel = next(s for s in at.selectbox if s.label == "Run")
+        sel.set_value(run["id"]).run()
+        assert_clean(at)
+        check_overview(at, {"summary": run["summary"], "findings": run["findings"]})
+        assert at.session_state["loaded"].result.windows.height == run["window_count"]
+
+
+def test_run_selector_scopes_the_other_pages(small_dir, monkeypatch):
+    rep = build_runs_report(scan([small_dir], use_cache=False))
+    trace = next(r for r in rep["runs"] if r["engine"] == "specdec-diag")
+    at = app_on(small_dir, monkeypatch)
+    next(s for s in at.selectbox if s.label == "Run").set_value(trace["id"]).run()
+    at.switch_page("views/findings.py").run()
+    assert_clean(at)
+    assert all(str(f.get("run")) == trace["id"] for f in at.session_state["loaded"].report["findings"])
+    at.switch_page("views/bottlenecks.py").run()
+    assert_clean(at)
+    assert metrics_by_label(at)["Draft cost ratio c"] == num(trace["summary"]["c"], 3)
+
+
+def test_overview_filters_the_runs_table(monkeypatch):
+    at = app_on(SAMPLE / "fleet", monkeypatch)
+    assert_clean(at)
+    assert len(at.dataframe[0].value) == 7
+    at.multiselect(key="fleet_engine").set_value(["sglang"]).run()
+    assert set(at.dataframe[0].value["engine"]) == {"sglang"} and len(at.dataframe[0].value) == 2
+    at.multiselect(key="fleet_engine").set_value([]).run()
+    at.multiselect(key="fleet_status").set_value(["error"]).run()
+    assert list(at.dataframe[0].value["run"]) == ["host-c/vllm.log#vllm:p1e0@2026-03-14T09:00:15"]
+    assert any("DRAFTER_BROKEN" in m.value and "host-c" in m.value for m in at.markdown)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -272,10 +316,16 @@ def test_long_series_are_downsampled():
 @pytest.mark.skipif(not any(SAMPLE.rglob("*.*")), reason="sample_logs/ is empty")
 def test_sample_logs_every_page(monkeypatch):
     # the reference report fills the ingest cache (its own dir, see _cache_env), so the app's scan is quick
-    report = build_report(scan([SAMPLE]))
+    report = build_runs_report(scan([SAMPLE]))
     at = app_on(SAMPLE, monkeypatch)
     assert_clean(at)
-    check_overview(at, report)
+    loaded = at.session_state["loaded"]
+    for _ in range(600):  # a fleet of > BACKGROUND_RUNS runs is diagnosed in a background thread
+        if loaded.report.get("findings") is not None:
+            break
+        time.sleep(0.2)
+    at.run()
+    assert metrics_by_label(at)["Runs"] == str(len(report["runs"])) and len(at.dataframe[0].value) == len(report["runs"])
     at.session_state["cmp_a"] = at.session_state["cmp_b"] = "."  # the directory with itself: no second analysis
     for page in PAGES:
         at.switch_page(f"views/{page}.py").run()
@@ -329,29 +379,30 @@ def test_large_inputs_render_before_the_rules_finish(small_dir, tmp_path, monkey
     d = tmp_path / "big"
     shutil.copytree(small_dir / "engines", d)
     release = threading.Event()
-    real = report_mod.run_findings
+    real = report_mod.build_report
 
-    def slow(result, thresholds=None):
+    def slow(result, *args, **kw):
         release.wait(30)
-        return real(result, thresholds)
+        return real(result, *args, **kw)
 
-    monkeypatch.setattr(report_mod, "run_findings", slow)
+    monkeypatch.setattr(report_mod, "build_report", slow)
     monkeypatch.setattr(D, "BACKGROUND_ROWS", 0)
     at = app_on(d, monkeypatch)
     assert_clean(at)
-    assert any("still running" in i.value for i in at.info), [i.value for i in at.info]
-    assert metrics_by_label(at)["Acceptance rate"] != "—"
+    assert any("Running the diagnosis rules" in i.value for i in at.info), [i.value for i in at.info]
+    assert metrics_by_label(at)["Runs"] == "2" and len(at.dataframe[0].value) == 2  # the runs, before the rules
     release.set()
-    expect = build_report(scan([d], use_cache=False))["findings"]
+    expect = real(scan([d], use_cache=False))["findings"]
     for _ in range(100):
         at.run()
-        if not any("still running" in i.value for i in at.info):
+        if not any("Running the diagnosis rules" in i.value for i in at.info):
             break
         time.sleep(0.2)
     assert_clean(at)
+    assert at.session_state["loaded"].report["findings"] == expect
     top = expect[0]
     if top["severity"] in ("error", "warning"):
-        assert top["title"] in [e.value for e in (*at.error, *at.warning)][0]
+        assert any(top["title"] in m.value for m in at.markdown)
 
 
 def test_warm_up_fills_the_pages_caches(small_dir, tmp_path, monkeypatch):

@@ -187,3 +187,56 @@ def test_sidebar_navigation_and_escape_message(server, browser):
     else:
         raise AssertionError("no message for a ../ escape")
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+
+
+def test_fleet_overview_and_run_selector(server, browser):
+    """The Overview of sample_logs/fleet: counts by status and the runs table; choosing the broken
+    replica in the sidebar's run selector scopes the Overview to it (screenshots of both)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server)
+    wait_rendered(browser, '[data-testid="stMetric"]', 5)
+    box = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] input[type="text"]')
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("fleet", Keys.ENTER)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        labels = texts(browser, '[data-testid="stMetric"]')
+        if "Runs" in labels and "7" in labels:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"no fleet overview: {labels!r}")
+    wait_rendered(browser, '[data-testid="stDataFrame"]', 1)
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SHOTS / "fleet.png"))
+    select = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSelectbox"] input')
+    select.click()
+    select.send_keys("host-c", Keys.ENTER)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        text = texts(browser, '[data-testid="stCaptionContainer"]')
+        if "run `host-c/vllm.log" in text or "run host-c/vllm.log" in text:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the run selector did not scope the Overview")
+    alerts = texts(browser, '[data-testid="stAlert"]')
+    assert "Drafter broken" in alerts or "DRAFTER_BROKEN" in alerts, alerts
+    assert browser.save_screenshot(str(SHOTS / "fleet-run.png"))
+
+
+def texts(drv, selector: str) -> str:
+    """The text of every element matching ``selector``; elements a rerun replaced meanwhile are skipped."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    out = []
+    for e in drv.find_elements(By.CSS_SELECTOR, selector):
+        try:
+            out.append(e.text)
+        except StaleElementReferenceException:
+            continue
+    return " ".join(out)

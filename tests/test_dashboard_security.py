@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from test_dashboard_app import WORDS, write_tokenizer, write_trace  # noqa: E402
 
 from specdec_diag import paths  # noqa: E402
-from specdec_diag.analysis.report import build_report  # noqa: E402
+from specdec_diag.analysis.report import pooled_report as build_report  # noqa: E402  (the dashboard pools per directory)
 from specdec_diag.dashboard_app import APP_PATH, ROOT_ENV, guard  # noqa: E402
 from specdec_diag.ingest import scan  # noqa: E402
 
@@ -154,7 +154,9 @@ def test_edited_cached_report_is_validated_and_recomputed(root, outside, monkeyp
     assert_clean(at)
     notes = [w.value for w in at.warning if "cached report" in w.value]
     assert notes and "failed validation" in notes[0] and "recomputed" in notes[0], [w.value for w in at.warning]
-    expect = build_report(scan(sorted((root / "engines").iterdir()), use_cache=False))["findings"]
+    from specdec_diag.analysis.report import build_report as build_runs_report
+
+    expect = build_runs_report(scan(sorted((root / "engines").iterdir()), use_cache=False))["findings"]
     assert at.session_state["loaded"].report["findings"] == expect
     at = _show_all_lines(at)
     assert_clean(at)

@@ -11,9 +11,9 @@ from conftest import random_prompts
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from specdec_diag.decoder.acceptance import Rule  # noqa: E402
 from specdec_diag.decoder.faults import FAULTS, Fault  # noqa: E402
 from specdec_diag.decoder.speculative import DecodeConfig, generate  # noqa: E402
+from specdec_diag.decoder.verification import AcceptanceRule  # noqa: E402
 from specdec_diag.schema import STEP_FIELDS, validate_step  # noqa: E402
 
 PROMPTS = random_prompts(4, seed=9, min_len=3)
@@ -99,8 +99,8 @@ def test_drop_bonus(tiny_pair, healthy):
 
 
 def test_raw_draft_probs_changes_q_only_under_sampling(tiny_pair, healthy):
-    sc = dict(rule=Rule("sampling"))
-    from specdec_diag.decoder.acceptance import SamplingConfig
+    sc = dict(rule=AcceptanceRule("sampling"))
+    from specdec_diag.decoder.verification import SamplingConfig
 
     sc["sampling"] = SamplingConfig(temperature=0.6, top_k=8)
     ok = run(tiny_pair, None, seed=5, **sc)
@@ -121,7 +121,7 @@ def test_position_shift(tiny_pair, healthy):
 
 @pytest.mark.parametrize("rule", ["greedy", "sampling"])
 def test_nan_verifier_pins_acceptance(tiny_pair, rule):
-    res = run(tiny_pair, "nan-verifier", PROMPTS[:2], rule=Rule(rule), params={"after_step": 3}, max_new=24)
+    res = run(tiny_pair, "nan-verifier", PROMPTS[:2], rule=AcceptanceRule(rule), params={"after_step": 3}, max_new=24)
     late = [s for s in res.steps if s["step"] >= 3]
     for s in res.steps:
         if s["step"] < 3:
@@ -135,7 +135,7 @@ def test_nan_verifier_pins_acceptance(tiny_pair, rule):
         assert all(s["n_accepted"] == 0 for s in late)  # NaN comparisons are false: MAL exactly 1
     else:
         assert sum(s["n_accepted"] == 0 for s in late) >= 0.9 * len(late)
-    both = run(tiny_pair, "nan-verifier", PROMPTS[:2], rule=Rule(rule), params={"after_step": 3, "draft_too": 1},
+    both = run(tiny_pair, "nan-verifier", PROMPTS[:2], rule=AcceptanceRule(rule), params={"after_step": 3, "draft_too": 1},
                max_new=16)
     late = [s for s in both.steps if s["step"] >= 3 and s["gamma_drafted"]]
     want = (lambda s: s["n_accepted"] == s["gamma_drafted"]) if rule == "greedy" else (lambda s: s["n_accepted"] == 0)
@@ -151,3 +151,20 @@ def test_slow_draft(tiny_pair, healthy):
 
     assert per_token(res) > 2 * per_token(healthy)
     assert res.tokens == healthy.tokens and res.summary["acceptance_rate"] == healthy.summary["acceptance_rate"]
+
+
+def test_faults_are_hooks_not_branches():
+    """Each fault is one Hooks subclass overriding the hook where its bug lives; the step never
+    asks which fault is active."""
+    import inspect
+
+    from specdec_diag.decoder import faults, speculative
+
+    src = inspect.getsource(speculative)
+    assert ".is_(" not in src and "fault.name" not in src and "nan_at" not in src
+    hooks = {m for m in vars(faults.Hooks) if not m.startswith("_")} - {"spec"}
+    for name in FAULTS:
+        cls = type(Fault(name).hooks())
+        own = {m for m in vars(cls) if not m.startswith("_")} - {"spec"}
+        assert cls.spec.name == name and own and own <= hooks, (name, own)
+    assert type(Fault().hooks()) is faults.Hooks

@@ -1,5 +1,5 @@
 """Greedy speculative decoding must reproduce the target's own greedy decode token for token, and
-every step must satisfy the structural invariants (decoder_anchors §6)."""
+every step must satisfy the structural invariants (docs/theory.md §6)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from conftest import EOS_ID, random_prompts
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # 2 shared cores: threads only contend
 
-from specdec_diag.decoder.acceptance import Rule  # noqa: E402
 from specdec_diag.decoder.speculative import DecodeConfig, generate  # noqa: E402
+from specdec_diag.decoder.verification import AcceptanceRule  # noqa: E402
 from specdec_diag.schema import read_trace, trace_to_parquet  # noqa: E402
 
 MAX_NEW = 16
@@ -134,7 +134,7 @@ def test_trace_round_trip_jsonl_parquet(tiny_pair, tmp_path):
     import polars as pl
 
     path = tmp_path / "t.jsonl"
-    cfg = DecodeConfig(gamma=3, rule=Rule("sampling"), max_new_tokens=12, seed=7)
+    cfg = DecodeConfig(gamma=3, rule=AcceptanceRule("sampling"), max_new_tokens=12, seed=7)
     res = generate(tiny_pair, PROMPTS[:3], cfg, trace=str(path))
     lines = path.read_text().splitlines()
     assert [json.loads(x)["type"] for x in (lines[0], lines[-1])] == ["header", "summary"]
@@ -165,3 +165,12 @@ def test_summary_definitions_from_steps(tiny_pair):
     assert s["per_position_acceptance"] == sorted(s["per_position_acceptance"], reverse=True)
     assert s["outputs"][0]["text"] == tiny_pair.tokenizer.decode(res.tokens[0])
     assert 0 < s["trace_ms_total"] < 0.05 * s["wall_s"] * 1e3 + 5
+
+
+def test_trim_cuts_after_eos_and_at_the_budget():
+    from specdec_diag.decoder.speculative import trim
+
+    assert trim([5, 6, 2, 7], 2, 10) == ([5, 6, 2], "eos", True)
+    assert trim([5, 6, 2], 2, 10) == ([5, 6, 2], "none", True)  # EOS last: nothing cut
+    assert trim([5, 6, 7], None, 2) == ([5, 6], "max_length", False)
+    assert trim([5, 2, 7], 2, 1) == ([5], "max_length", True)

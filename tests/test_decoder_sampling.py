@@ -12,8 +12,10 @@ from conftest import VOCAB
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # 2 shared cores: threads only contend
 
-from specdec_diag.decoder.acceptance import (  # noqa: E402
-    Rule,
+from specdec_diag.decoder.faults import Fault  # noqa: E402
+from specdec_diag.decoder.speculative import DecodeConfig, generate  # noqa: E402
+from specdec_diag.decoder.verification import (  # noqa: E402
+    AcceptanceRule,
     SamplingConfig,
     plain_probs,
     process_logits,
@@ -21,8 +23,6 @@ from specdec_diag.decoder.acceptance import (  # noqa: E402
     sample_from,
     verify,
 )
-from specdec_diag.decoder.faults import Fault  # noqa: E402
-from specdec_diag.decoder.speculative import DecodeConfig, generate  # noqa: E402
 
 SC = SamplingConfig(temperature=0.6, top_k=8)
 
@@ -92,7 +92,7 @@ def _one_step_first_tokens(q_for_verifier: str, n_samples: int = 3000) -> tuple[
     counts = torch.zeros(v, dtype=torch.long)
     drafts = torch.multinomial(q[0], n_samples, replacement=True, generator=g)
     us = torch.rand(n_samples, 2, generator=g)
-    rule = Rule("sampling")
+    rule = AcceptanceRule("sampling")
     for i in range(n_samples):
         d = drafts[i : i + 1]
         res = verify(p_logits, d, q_used, us[i], rule, SC)
@@ -131,7 +131,7 @@ def exact_target_marginals(pair, prompt: list[int], sc: SamplingConfig) -> tuple
 def test_generate_sampling_matches_target_distribution(tiny_pair, fault, expect_exact, invariants):
     prompt = tiny_pair.tokenizer("w3 w17 w40")["input_ids"]
     n = 300  # healthy chi2 <= ~12 at df 7-11; the fault gives 34-95 (threshold ~26-35)
-    cfg = DecodeConfig(gamma=3, rule=Rule("sampling"), sampling=SC, max_new_tokens=3, seed=1234,
+    cfg = DecodeConfig(gamma=3, rule=AcceptanceRule("sampling"), sampling=SC, max_new_tokens=3, seed=1234,
                        stop_at_eos=False, fault=Fault(fault))
     res = generate(tiny_pair, [prompt] * n, cfg)
     assert invariants(res.records) == []
@@ -148,7 +148,7 @@ def test_uniforms_make_verify_replayable(tiny_pair):
     """Re-running verify() with the recorded uniforms and recomputed logits reproduces each step."""
     from transformers import DynamicCache
 
-    cfg = DecodeConfig(gamma=3, rule=Rule("sampling"), sampling=SC, max_new_tokens=10, seed=3)
+    cfg = DecodeConfig(gamma=3, rule=AcceptanceRule("sampling"), sampling=SC, max_new_tokens=10, seed=3)
     res = generate(tiny_pair, ["w5 w6 w7"], cfg)
     seq = res.header["prompt_token_ids"][0]
     for s in res.steps:
@@ -167,11 +167,11 @@ def test_uniforms_make_verify_replayable(tiny_pair):
 def test_lossy_rules_are_labelled_and_accept_more(tiny_pair):
     sc = SamplingConfig(temperature=1.0)
     prompts = ["w1 w2", "w9 w8 w7", "w30"] * 3
-    base = generate(tiny_pair, prompts, DecodeConfig(gamma=4, rule=Rule("sampling"), sampling=sc,
+    base = generate(tiny_pair, prompts, DecodeConfig(gamma=4, rule=AcceptanceRule("sampling"), sampling=sc,
                                                      max_new_tokens=12, seed=2))
-    len_ = generate(tiny_pair, prompts, DecodeConfig(gamma=4, rule=Rule("lenient", {"lenience": 0.2}),
+    len_ = generate(tiny_pair, prompts, DecodeConfig(gamma=4, rule=AcceptanceRule("lenient", {"lenience": 0.2}),
                                                      sampling=sc, max_new_tokens=12, seed=2))
-    typ = generate(tiny_pair, prompts, DecodeConfig(gamma=4, rule=Rule("typical"), sampling=sc,
+    typ = generate(tiny_pair, prompts, DecodeConfig(gamma=4, rule=AcceptanceRule("typical"), sampling=sc,
                                                     max_new_tokens=12, seed=2))
     assert base.header["rule"]["lossy"] is False
     assert len_.header["rule"]["lossy"] is True and typ.header["rule"]["lossy"] is True
@@ -193,5 +193,5 @@ def test_typical_rule_threshold_by_hand():
     thr = torch.minimum(torch.tensor(0.09), 0.3 * torch.exp(-h))
     drafts = torch.tensor([1, 2])  # a low-probability token at the confident spot, uniform spot
     q = torch.full((2, 4), 0.25)
-    v = verify(logits, drafts, q, torch.zeros(3), Rule("typical"), SamplingConfig())
+    v = verify(logits, drafts, q, torch.zeros(3), AcceptanceRule("typical"), SamplingConfig())
     assert v.accept_flags.tolist() == [bool(p[0, 1] > thr[0]), bool(p[1, 2] > thr[1])] == [False, True]

@@ -49,7 +49,7 @@ def write_vllm_log(path: Path, alpha: float, windows: int = 30, seed: int = 0, k
 def baseline_report(tmp: Path, alpha: float = 0.7, seed: int = 100, windows: int = 30) -> Path:
     log = write_vllm_log(tmp / f"base-{seed}.log", alpha, windows=windows, seed=seed)
     out = tmp / f"base-{seed}.json"
-    r = runner.invoke(app, ["report", str(log), "--format", "json", "--out", str(out), "--no-cache"])
+    r = runner.invoke(app, ["report", str(log), "--format", "json", "--windows", "--out", str(out), "--no-cache"])
     assert r.exit_code == 0, r.output
     return out
 
@@ -198,7 +198,7 @@ def test_usage_errors_give_2(tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"schema": "something-else"}))
     r = invoke([str(cur), "--baseline", str(other)])
-    assert r.exit_code == 2 and "is not a specdec-diag/report@1 report" in r.output
+    assert r.exit_code == 2 and "is not a specdec-diag/report@2 (or @1) report" in r.output
     assert "Traceback" not in r.output
 
 
@@ -249,5 +249,96 @@ def test_write_report_makes_the_next_baseline(tmp_path):
     cur = write_vllm_log(tmp_path / "cur.log", 0.7, seed=5)
     out = tmp_path / "next.json"
     assert invoke([str(cur), "--write-report", str(out)]).exit_code == 0
-    assert gate.load_baseline(out)["schema"] == "specdec-diag/report@1"
+    assert gate.load_baseline(out)["schema"] == "specdec-diag/report@2"
     assert invoke([str(cur), "--baseline", str(out)]).exit_code == 0  # identical run: difference 0
+
+
+# ---- issue 16 row 10: baselines are matched by engine + method + k, and validated ----------------
+
+
+def _baseline_with(tmp: Path, **changes) -> Path:
+    """A valid @2 baseline (from a real report) with the first run's fields / first window changed."""
+    data = json.loads(baseline_report(tmp, 0.7, seed=100).read_text())
+    run = data["runs"][0]
+    for key, value in changes.items():
+        if key.startswith("w_"):
+            run["windows"][0][key[2:]] = value
+        else:
+            run[key] = value
+    out = tmp / "edited.json"
+    out.write_text(json.dumps(data))
+    return out
+
+
+@pytest.mark.parametrize("change, why", [({"engine": "sglang"}, "engine vllm"), ({"k": 4}, "k=3"),
+                                         ({"engine": "specdec-diag", "method": "draft_model"}, "engine vllm")])
+def test_baseline_from_another_engine_or_k_is_refused_with_a_reason(tmp_path, change, why):
+    base = _baseline_with(tmp_path, **change)
+    cur = write_vllm_log(tmp_path / "cur.log", 0.55, seed=5)  # a real drop: would fail if compared
+    r = invoke([str(cur), "--baseline", str(base)])
+    assert r.exit_code == 3, r.output
+    assert "baseline refused" in r.output and why in r.output
+
+
+@pytest.mark.parametrize("change, msg", [({"w_draft_tokens": "9000"}, "draft_tokens must be a non-negative integer"),
+                                        ({"w_accepted_tokens": -1}, "accepted_tokens must be a non-negative"),
+                                        ({"w_acceptance_rate": 1.5}, "acceptance_rate must be a fraction"),
+                                        ({"w_accepted_tokens": 10**9}, "accepted_tokens 1000000000 > draft_tokens"),
+                                        ({"k": "3"}, "k must be a non-negative integer")])
+def test_invalid_baseline_fields_are_rejected(tmp_path, change, msg):
+    base = _baseline_with(tmp_path, **change)
+    cur = write_vllm_log(tmp_path / "cur.log", 0.7, seed=5)
+    r = invoke([str(cur), "--baseline", str(base)])
+    assert r.exit_code == 2 and msg in r.output, r.output
+
+
+def test_nan_count_in_baseline_is_rejected(tmp_path):
+    base = baseline_report(tmp_path, 0.7, seed=100)
+    lines = base.read_text().splitlines()
+    i = next(n for n, ln in enumerate(lines) if ln.lstrip().startswith('{"source"'))  # the first window row
+    lines[i] = lines[i].replace('"accepted_tokens": ', '"accepted_tokens": NaN, "x": ', 1)
+    base.write_text("\n".join(lines))
+    r = invoke([str(write_vllm_log(tmp_path / "cur.log", 0.7, seed=5)), "--baseline", str(base)])
+    assert r.exit_code == 2 and "accepted_tokens must be a non-negative integer" in r.output, r.output
+
+
+def test_baseline_without_windows_is_refused(tmp_path):
+    log = write_vllm_log(tmp_path / "b.log", 0.7, seed=100)
+    out = tmp_path / "b.json"
+    assert runner.invoke(app, ["report", str(log), "--format", "json", "--out", str(out), "--no-cache"]).exit_code == 0
+    r = invoke([str(write_vllm_log(tmp_path / "cur.log", 0.7, seed=5)), "--baseline", str(out)])
+    assert r.exit_code == 2 and "baseline report has no windows" in r.output
+
+
+def test_select_limits_the_gate_and_failures_name_the_run(tmp_path):
+    d = tmp_path / "fleet"
+    (d / "a").mkdir(parents=True)
+    (d / "b").mkdir()
+    write_vllm_log(d / "a" / "good.log", 0.7, seed=5)
+    write_vllm_log(d / "b" / "bad.log", 0.3, seed=6)
+    r = invoke([str(d), "--min-acceptance", "0.5"])
+    assert r.exit_code == 1 and "b/bad.log#vllm" in r.output and "< minimum" in r.output
+    assert invoke([str(d), "--min-acceptance", "0.5", "--select", "a/*"]).exit_code == 0
+    r = invoke([str(d), "--select", "nosuch/*"])
+    assert r.exit_code == 2 and "matches no run" in r.output
+
+
+def test_fleet_baseline_prefers_the_same_deployment(tmp_path):
+    """Each run meets its own deployment's baseline run when the baseline has it (not the pool of every
+    run with the same engine, method and k, which would mix in a broken replica)."""
+    d = tmp_path / "fleet"
+    for host, alpha in (("a", 0.7), ("b", 0.2)):
+        (d / host).mkdir(parents=True)
+        write_vllm_log(d / host / "vllm.log", alpha, seed=ord(host))
+    base = tmp_path / "base.json"
+    assert invoke([str(d), "--write-report", str(base), "--fail-on", "never"]).exit_code in (0, 1)
+    write_vllm_log(d / "a" / "vllm.log", 0.7, seed=99)  # host a again, same quality
+    r = invoke([str(d), "--baseline", str(base), "--fail-on", "never", "--select", "a/*"])
+    assert r.exit_code == 0, r.output
+    data = gate.load_baseline(base)
+    run = next(x for x in data["baseline_runs"] if x["id"].startswith("a/"))
+    from specdec_diag.analysis import baseline as B
+
+    matched, _ = B.match({"id": run["id"].split("@")[0] + "@later", "engine": run["engine"], "method": run["method"],
+                          "k": run["k"], "model": None}, data)
+    assert [m["id"] for m in matched] == [run["id"]]

@@ -253,3 +253,56 @@ def test_separator_time_forms(sep, iso):
     ]
     p = prometheus.parse(pl.DataFrame({"line": range(1, 5), "text": lines}), "t.prom")
     assert p.windows["time"][0].isoformat() == iso
+
+
+def _replace_value(text: str, prefix: str, nth: int, value: str) -> tuple[str, int]:
+    """``text`` with the value of the ``nth`` sample starting with ``prefix`` replaced; and its line."""
+    lines = text.splitlines()
+    hits = [i for i, t in enumerate(lines) if t.startswith(prefix)]
+    i = hits[nth]
+    lines[i] = lines[i].rsplit(" ", 1)[0] + " " + value
+    return "\n".join(lines) + "\n", i + 1
+
+
+@pytest.mark.parametrize("value,why", [("NaN", "not a finite number"), ("+Inf", "not a finite number"),
+                                       ("-Inf", "not a finite number"), ("-5", "negative"),
+                                       ("99999999999999999999999", "beyond the int64 range")])
+@pytest.mark.parametrize("metric", ["vllm:spec_decode_num_draft_tokens_total",
+                                    "vllm:spec_decode_num_accepted_tokens_per_pos_total"])
+def test_unusable_sample_values_are_malformed_at_their_line(value, why, metric):
+    """Issue 16 row 11: NaN/+-Inf and integers beyond int64 became nulls silently (and a NaN
+    per-position count a 0.0 rate). Each is a malformed line now; nothing shows NaN or 0.0 for it."""
+    text, no = _replace_value((FIX / "vllm_v1_two_scrapes.prom").read_text(), metric, 1, value)
+    p = prometheus.parse(lines_from_texts(text.splitlines()), "x.prom")
+    assert p.malformed.select("line").to_series().to_list() == [no]
+    assert why in p.malformed["reason"][0]
+    w = p.windows
+    assert w.height == 3  # two scrapes and their interval: the bad sample only loses its own value
+    pp = [v for lst in w["per_position_acceptance"].drop_nulls().to_list() for v in lst]
+    assert all(0.0 < v <= 1.0 for v in pp)  # a NaN position never becomes 0.0
+    assert (w["accepted_tokens"].fill_null(0) <= w["draft_tokens"].fill_null(2**62)).all()
+
+
+def test_accepted_beyond_drafted_is_rejected_with_its_line():
+    """Issue 16 row 11: accepted 3144 > drafted 3000 was shown beside an acceptance rate. The accepted
+    sample is malformed at its line; no window shows accepted > drafted."""
+    text, no = _replace_value((FIX / "vllm_v1_two_scrapes.prom").read_text(),
+                              "vllm:spec_decode_num_accepted_tokens_total", 0, "3144.0")
+    p = prometheus.parse(lines_from_texts(text.splitlines()), "x.prom")
+    assert p.malformed.select("line", "reason").rows() == [(no, "accepted tokens exceed drafted tokens (3144 > 3000)")]
+    w = p.windows
+    assert w.filter(pl.col("accepted_tokens") > pl.col("draft_tokens")).height == 0
+    first = w.filter(pl.col("window") == "cumulative").sort("line").row(0, named=True)
+    assert first["accepted_tokens"] is None and first["acceptance_rate"] is None
+
+
+def test_interval_breaking_accepted_le_drafted_is_never_shown():
+    """Two scrapes whose differences accept more than they draft: the interval is malformed (parse)
+    and left out (finalize over files)."""
+    text = (FIX / "vllm_v1_two_scrapes.prom").read_text()
+    text, _ = _replace_value(text, "vllm:spec_decode_num_accepted_tokens_total", 1, "2999.0")
+    text, _ = _replace_value(text, "vllm:spec_decode_num_draft_tokens_total", 1, "3001.0")
+    p = prometheus.parse(lines_from_texts(text.splitlines()), "x.prom")
+    assert p.windows.filter(pl.col("window") == "interval").height == 0
+    assert "accepted tokens exceed drafted tokens" in p.malformed["reason"][0]
+    assert prometheus.finalize(p.windows).filter(pl.col("window") == "interval").height == 0

@@ -105,14 +105,14 @@ def test_bad_files_never_abort(tmp_path, monkeypatch):
     (d / "corrupt.log.gz").write_bytes(gzip.compress(b"abc\n" * 1000)[:-20])
     (d / "link.log").symlink_to(d / "missing-target.log")
     (d / "denied.log").write_text("whatever\n")
-    real = S.read_sample
+    real = S.InputFile.sniff
 
-    def deny(path, n=R.SAMPLE_BYTES):
-        if path.name == "denied.log":
+    def deny(self, n=R.SAMPLE_BYTES, head=None):
+        if self.path.name == "denied.log":
             raise PermissionError(13, "Permission denied")
-        return real(path, n)
+        return real(self, n, head)
 
-    monkeypatch.setattr(S, "read_sample", deny)
+    monkeypatch.setattr(S.InputFile, "sniff", deny)
     res = scan([d], use_cache=False)
     by = {Path(r["path"]).name: r for r in res.inputs.to_dicts()}
     assert set(by) == {"good.log", "empty.log", "binary.log", "latin1.log", "huge_line.log", "broken.gz.log",
@@ -140,14 +140,20 @@ def test_parser_crash_becomes_malformed_row(tmp_path, monkeypatch):
 
 
 def _count_parses(monkeypatch) -> list[str]:
+    """Files parsed (not served from the cache), whether one by one or in a batch of small files."""
     calls: list[str] = []
-    real = S.parse_file
+    real, real_batch = S.parse_file, S.parse_batch
 
     def counting(path, display, **kw):
         calls.append(display)
         return real(path, display, **kw)
 
+    def counting_batch(files, *a, **kw):
+        calls.extend(f.display for f in files)
+        return real_batch(files, *a, **kw)
+
     monkeypatch.setattr(S, "parse_file", counting)
+    monkeypatch.setattr(S, "parse_batch", counting_batch)
     return calls
 
 
@@ -157,8 +163,7 @@ def test_cache_reuse_rebuild_and_corruption(logs, tmp_path, monkeypatch):
     first = scan([logs], cache_dir=cache)
     assert len(calls) == 2
     entries = sorted(p.name for p in cache.iterdir())
-    assert len([e for e in entries if e.endswith(".json")]) == 2
-    assert not [e for e in entries if e.endswith(".tmp")]          # atomic: no temp files left behind
+    assert len(entries) == 2 and all(e.endswith(".sdc") for e in entries)  # one file per input, no temp files
 
     second = scan([logs], cache_dir=cache)
     assert len(calls) == 2                                          # unchanged: nothing re-parsed
@@ -171,10 +176,12 @@ def test_cache_reuse_rebuild_and_corruption(logs, tmp_path, monkeypatch):
     assert calls[2:] == [str(a)]
     assert third.windows.height == first.windows.height + 2
     assert third.fingerprint != first.fingerprint
-    assert len(list(cache.glob("*.json"))) == 2                     # the stale entry was pruned
+    assert len(list(cache.iterdir())) == 2                          # the stale entry was replaced
 
-    for f in cache.glob("*.windows.parquet"):
-        f.write_bytes(b"PAR1 garbage")                              # corrupt -> ignored and rebuilt
+    for f in cache.glob("*.sdc"):                                   # corrupt -> ignored and rebuilt
+        blob = bytearray(f.read_bytes())
+        blob[-10] ^= 0xFF
+        f.write_bytes(bytes(blob))
     fourth = scan([logs], cache_dir=cache)
     assert len(calls) == 5
     assert fourth.windows.equals(third.windows)
@@ -182,11 +189,12 @@ def test_cache_reuse_rebuild_and_corruption(logs, tmp_path, monkeypatch):
     assert len(calls) == 5 and fifth.windows.equals(third.windows)
 
 
-def test_entry_without_manifest_is_a_miss(logs, tmp_path, monkeypatch):
+def test_truncated_or_foreign_entry_is_a_miss(logs, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     scan([logs], cache_dir=cache)
-    for f in cache.glob("*.json"):
-        f.unlink()                                   # a writer died before its last rename
+    a, b = sorted(cache.glob("*.sdc"))
+    a.write_bytes(a.read_bytes()[:-5])               # cut short
+    b.write_bytes(b"PAR1 not an entry")              # foreign bytes
     calls = _count_parses(monkeypatch)
     scan([logs], cache_dir=cache)
     assert len(calls) == 2
@@ -209,7 +217,7 @@ def test_default_cache_dir(logs, tmp_path, monkeypatch):
     monkeypatch.setenv("SPECDEC_CACHE_DIR", str(tmp_path / "env-cache"))
     assert S.default_cache_dir([logs]) == tmp_path / "env-cache"
     scan([logs])
-    assert list((tmp_path / "env-cache").glob("*.json"))
+    assert list((tmp_path / "env-cache").glob("*.sdc"))
 
 
 def test_fingerprint_is_stable_and_content_keyed(logs):
@@ -253,7 +261,7 @@ def test_cli_ingest_writes_tables(logs, tmp_path):
         assert (out / f"{name}.parquet").exists()
     w = pl.read_parquet(out / "windows.parquet")
     assert w.height == n
-    assert not (logs / ".specdec-cache").exists()
+    assert len(list((logs / ".specdec-cache").glob("*.sdc"))) == 2  # --no-cache rewrites the entries
 
 
 def test_cli_exit_codes(tmp_path):

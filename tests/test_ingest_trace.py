@@ -106,6 +106,7 @@ def test_bad_header_gives_malformed_not_abort(tmp_path):
 
 def test_detect_only_our_schema():
     assert trace.detect(json.dumps(header()))
+    assert trace.detect(json.dumps(header(schema="specdec-trace@2")))  # ours, another version
     assert not trace.detect('{"type": "header", "schema": "other@1"}')
     assert not vllm.detect(json.dumps(header()))
 
@@ -143,3 +144,38 @@ def test_read_trace_keeps_each_steps_line(tmp_path):
     assert tr.dropped and tr.dropped[0][0] == 8
     res = scan([p], use_cache=False)
     assert res.steps["line"].to_list() == [3, 6, 7]
+
+
+def test_another_schema_version_is_named_not_silently_skipped(tmp_path):
+    """Issue 15: a trace of another version is detected as ours and answered in one line at line 1."""
+    p = write(tmp_path / "v9.jsonl", [header(schema="specdec-trace@9"), *STEPS])
+    assert trace.detect(p.read_text())
+    res = scan([p], use_cache=False)
+    assert res.windows.height == 0 and res.steps.height == 0
+    assert res.malformed.select("line", "reason").rows() == [
+        (1, "unsupported trace schema 'specdec-trace@9' (this version reads @1)")]
+    assert trace.unsupported_schema("specdec-trace@9").endswith("(this version reads @1)")
+
+
+def test_truncated_middle_line_keeps_every_whole_record(tmp_path):
+    """Issue 15: a JSON line cut in the middle of a trace: the steps before and after it are kept."""
+    cut = json.dumps(STEPS[2])[:40]
+    p = write(tmp_path / "cut.jsonl", [header(), *STEPS[:2]], tail=cut + "\n" + "".join(
+        json.dumps(r) + "\n" for r in STEPS[3:]))
+    res = scan([p], use_cache=False)
+    assert res.steps["line"].to_list() == [2, 3, 5, 6]
+    assert res.malformed["line"].to_list() == [4] and "not valid JSON" in res.malformed["reason"][0]
+
+
+@pytest.mark.parametrize("field,value", [("draft_ms", float("inf")), ("context_len", -3), ("n_accepted", 2**70),
+                                         ("draft_token_ids", [5, 2**70, 5])])
+def test_a_step_with_unusable_numbers_is_malformed_at_its_line(tmp_path, field, value):
+    """NaN/Infinity (which Python's JSON reads), negative or beyond-int64 numbers: that step alone is
+    malformed; its request keeps the other steps."""
+    p = tmp_path / "bad.jsonl"
+    bad = json.dumps(dict(STEPS[1], **{field: value}))
+    p.write_text("".join(json.dumps(r) + "\n" for r in [header(), STEPS[0]]) + bad + "\n"
+                 + "".join(json.dumps(r) + "\n" for r in STEPS[2:]))
+    res = scan([p], use_cache=False)
+    assert res.malformed["line"].to_list() == [3] and field in res.malformed["reason"][0]
+    assert res.steps["line"].to_list() == [2, 4, 5, 6]

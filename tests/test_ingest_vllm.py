@@ -271,3 +271,60 @@ def test_year_anchors_and_iso_times():
     assert iso.select(iso_time(pl.col("s")).alias("t"))["t"].to_list() == [
         dt.datetime(2025, 6, 6, 14, 20, 34, 123456, tzinfo=UTC), dt.datetime(2025, 6, 6, 12, 20, 34, tzinfo=UTC),
         dt.datetime(2025, 6, 6, 14, 20, 34, tzinfo=UTC), None]
+
+
+_NAN_E = ("SpecDecoding metrics: Mean acceptance length: nan, Accepted throughput: 0.00 tokens/s, Drafted "
+          "throughput: 0.00 tokens/s, Accepted: 0 tokens, Drafted: 0 tokens, Per-position acceptance rate: nan, "
+          "nan, nan, Avg Draft acceptance rate: nan%")
+
+
+@pytest.mark.parametrize("body,why", [
+    (_NAN_E, "Mean acceptance length is nan"),  # what vLLM prints for an interval without drafts
+    (_NAN_E.replace("Accepted: 0", "Accepted: 99999999999999999999999"), "Accepted is 99999999999999999999999"),
+    ("SpecDecoding metrics: Draft acceptance rate: 40.0%, Mean acceptance length: 1.60, Accepted: "
+     "99999999999999999999999 tokens, Drafted: 150 tokens, Per-position acceptance rate: 0.400, 0.200",
+     "Accepted is 99999999999999999999999"),
+    ("SpecDecoding metrics: Draft acceptance rate: inf%, Accepted: 250 tokens, Drafted: 400 tokens",
+     "Draft acceptance rate is inf"),
+    ("Speculative metrics: Draft acceptance rate: 0.6, System efficiency: 0.5, Number of speculative tokens: 5, "
+     "Number of accepted tokens: 300, Number of draft tokens: 99999999999999999999999, Number of emitted "
+     "tokens: 300.", "Number of draft tokens is 99999999999999999999999"),
+    ("Engine 000: Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: NaN tokens/s, Running: 1 "
+     "reqs, Waiting: 0 reqs, GPU KV cache usage: 1.0%", "Avg generation throughput is NaN"),
+    ("Engine 000: Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: 9.0 tokens/s, Running: 1 "
+     "reqs, Waiting: 0 reqs, GPU KV cache usage: -inf%", "GPU KV cache usage is -inf"),
+    ("SpecDecoding metrics: Mystery tokens: nan, Accepted: 5 tokens", "Mystery tokens is nan"),
+])
+def test_one_bad_line_costs_only_itself(tmp_path, body, why):
+    """Issue 16 row 1: one line with nan/inf/huge values in a good log made the whole batch fail
+    (0 of 60 records, one malformed row at line 1). Now: that line malformed at its own number."""
+    lines = (SAMPLES / "v1_healthy_eagle.log").read_text().splitlines()
+    good = scan([SAMPLES / "v1_healthy_eagle.log"], use_cache=False).windows.height
+    at = len(lines) // 2
+    prefix = ("INFO 03-14 09:01:00 metrics.py:367] " if body.startswith("Speculative")  # V0: no brackets
+              else "2026-03-14T09:01:00.000000000Z (APIServer pid=1) INFO 03-14 09:01:00 [loggers.py:123] ")
+    lines.insert(at, prefix + body)
+    p = tmp_path / "one_bad.log"
+    p.write_text("\n".join(lines) + "\n")
+    res = scan([p], use_cache=False)
+    assert res.windows.height == good
+    assert res.malformed["line"].to_list() == [at + 1]
+    assert why in res.malformed["reason"][0]
+
+
+def test_v0_nan_rate_before_the_first_draft_is_not_malformed(tmp_path):
+    """V0 prints rate and efficiency as nan until the first draft: quoted only, the line still counts."""
+    res = scan([SAMPLES / "v0_spec_inactive.log"], use_cache=False)
+    assert res.malformed.height == 0 and res.windows.height > 0
+
+
+def test_a_nan_in_a_bench_summary_is_malformed_at_its_line_not_zero(tmp_path):
+    text = (FIX / "bench_serve.txt").read_text()
+    pos = next(ln for ln in text.splitlines() if ln.strip().startswith("Position 1"))
+    p = tmp_path / "bench.txt"
+    p.write_text(text.replace(pos, pos.split(":")[0] + ": nan"))
+    res = scan([p], use_cache=False, sources=[vllm.SOURCE])
+    no = text.splitlines().index(pos) + 1
+    assert res.malformed.select("line").to_series().to_list() == [no]
+    assert "position 1" in res.malformed["reason"][0]
+    assert res.windows.filter(pl.col("format") == "vllm-bench-serve").height == 0

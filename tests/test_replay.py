@@ -24,11 +24,11 @@ PROMPTS = random_prompts(3, seed=1, min_len=3)
 
 def _decode(pair, path, *, rule="greedy", fault=None, gamma=4, max_new=30, temperature=0.8, top_k=0,
             baseline=False, seed=0, prompts=PROMPTS):
-    from specdec_diag.decoder.acceptance import Rule, SamplingConfig
     from specdec_diag.decoder.faults import Fault
     from specdec_diag.decoder.speculative import DecodeConfig, generate
+    from specdec_diag.decoder.verification import AcceptanceRule, SamplingConfig
 
-    cfg = DecodeConfig(gamma=gamma, rule=Rule(rule), sampling=SamplingConfig(temperature=temperature, top_k=top_k),
+    cfg = DecodeConfig(gamma=gamma, rule=AcceptanceRule(rule), sampling=SamplingConfig(temperature=temperature, top_k=top_k),
                        max_new_tokens=max_new, seed=seed, fault=Fault(fault), baseline=baseline)
     generate(pair, prompts, cfg, trace=str(path))
     return read_trace(path)
@@ -123,12 +123,13 @@ def test_sampling_without_uniforms_uses_the_statistical_test(traces, tiny_pair):
 
 
 def test_baseline_trace_replays_and_feeds_what_if(traces, tiny_pair):
+    from specdec_diag.analysis.whatif import what_if
+
     base = traces["baseline"]
     assert all(s["gamma_drafted"] == 0 for s in base.steps)
     res = _replay(base, tiny_pair)
-    assert not res.diverged and res.what_if is None
-    res2 = _replay(traces["greedy"], tiny_pair, baseline=base)
-    w = res2.what_if
+    assert not res.diverged and what_if(base.steps) is None
+    w = what_if(traces["greedy"].steps, base.steps)
     assert w.t_ar_source.startswith("baseline")
     want = sum(s["draft_ms"] + s["verify_ms"] + s["overhead_ms"] for s in base.steps) / len(base.steps)
     assert w.t_ar_ms == pytest.approx(want)
@@ -259,76 +260,6 @@ def test_gpt2_pair_replays_clean(tiny_gpt2_pair, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# what-if: against Leviathan's closed forms (decoder_anchors 1.3 / 1.4)
-
-
-def _geometric_steps(alpha=0.8, gamma=4, total=10000, t=10.0, c=0.05):
-    counts = [round(total * alpha**j * (1 - alpha)) for j in range(gamma)]
-    counts.append(total - sum(counts))
-    steps = []
-    for n, cnt in enumerate(counts):
-        for _ in range(cnt):
-            steps.append({"gamma_drafted": gamma, "n_accepted": n, "trimmed_by": "none",
-                          "emitted_token_ids": [0] * (n + 1), "draft_ms": gamma * c * t, "verify_ms": t,
-                          "overhead_ms": 0.0})
-    return steps
-
-
-def test_what_if_matches_eq1_and_theorem_3_8():
-    from specdec_diag.decoder.replay import leviathan_speedup, what_if
-
-    w = what_if(_geometric_steps(), max_gamma=16)
-    assert w.alpha_mle == pytest.approx(0.8, abs=1e-3)
-    assert all(r == pytest.approx(0.8, abs=2e-3) for r in w.conditional_rates)
-    eq1 = {1: 1.80, 2: 2.44, 3: 2.952, 4: 3.362, 5: 3.689, 7: 4.161, 10: 4.571}  # anchors table
-    rows = {r.gamma: r for r in w.rows}
-    for g, want in eq1.items():
-        assert rows[g].tokens_per_step == pytest.approx(want, abs=6e-3)
-    assert w.c == pytest.approx(0.05)
-    for r in w.rows:
-        assert r.speedup == pytest.approx(r.leviathan_speedup, rel=1e-2)
-    # optimal gamma table: c = 0.05, alpha = 0.8 -> g* = 8, S = 3.09
-    assert w.best_gamma == 8 and rows[8].speedup == pytest.approx(3.09, abs=0.02)
-    assert leviathan_speedup(0.75, 7, 0.02) == pytest.approx(3.16, abs=0.01)  # Table 4 "Exp"
-
-
-def test_what_if_uses_measured_position_rates_and_extrapolates():
-    from specdec_diag.decoder.replay import what_if
-
-    # position cliff: position 1 accepts 60 %, later positions never
-    steps = []
-    for i in range(100):
-        n = 1 if i < 60 else 0
-        steps.append({"gamma_drafted": 4, "n_accepted": n, "trimmed_by": "none", "emitted_token_ids": [0] * (n + 1),
-                      "draft_ms": 1.0, "verify_ms": 5.0, "overhead_ms": 0.5})
-    w = what_if(steps)
-    assert w.conditional_rates[0] == pytest.approx(0.6) and w.conditional_rates[1] == 0.0
-    rows = {r.gamma: r for r in w.rows}
-    assert rows[1].tokens_per_step == pytest.approx(1.6)
-    assert rows[8].tokens_per_step == pytest.approx(1.6)  # nothing after the cliff
-    assert w.best_gamma == 1 and rows[4].used
-    assert w.t_ar_ms == pytest.approx(5.5)
-
-
-def test_what_if_fits_verify_cost_only_when_gamma_varies():
-    from specdec_diag.decoder.replay import what_if
-
-    def steps(gs):
-        return [{"gamma_drafted": g, "n_accepted": g // 2, "trimmed_by": "none", "emitted_token_ids": [0] * (g // 2 + 1),
-                 "draft_ms": 0.5 * g, "verify_ms": 2.0 + 0.5 * g, "overhead_ms": 0.25} for g in gs]
-
-    varied = what_if(steps([2, 4, 6] * 20))
-    assert varied.verify_ms_intercept == pytest.approx(2.0) and varied.verify_ms_per_token == pytest.approx(0.5)
-    assert varied.t_ar_ms == pytest.approx(2.0 + 0.5 + 0.25)
-    row3 = next(r for r in varied.rows if r.gamma == 3)
-    assert row3.step_ms == pytest.approx(3 * 0.5 + 2.0 + 0.5 * 3 + 0.25)
-    # constant gamma with two stray short steps: no slope is inferred from them
-    const = what_if(steps([4] * 40 + [1, 2]))
-    assert const.verify_ms_per_token == 0.0
-    assert const.verify_ms_intercept == pytest.approx(sum(2.0 + 0.5 * g for g in [4] * 40 + [1, 2]) / 42)
-
-
-# ------------------------------------------------------------------------------------------------
 # CLI
 
 
@@ -386,9 +317,13 @@ def test_token_outside_vocabulary_names_the_line(traces, tiny_pair):
 
 
 def test_result_json_is_finite(traces, tiny_pair):
+    from specdec_diag.analysis.whatif import what_if
+
     res = _replay(traces["nan-verifier"], tiny_pair)
-    text = json.dumps(res.to_dict(), allow_nan=False)
-    assert math.isfinite(json.loads(text)["what_if"]["alpha_mle"])
+    doc = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert "what_if" not in doc  # replay checks; the what-if is analysis (the CLI adds it)
+    assert doc["first_divergence"]["kind"] in {"nan_p", "token"}
+    assert math.isfinite(what_if(traces["nan-verifier"].steps).alpha_mle)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ from specdec_diag.analysis import report as R
 from specdec_diag.cli import app
 from specdec_diag.ingest.base import STEPS_SCHEMA, IngestResult
 from specdec_diag.render import charts, figures, html_report, junit, markdown_report, terminal
-from specdec_diag.schema import CONTRACT_WINDOW_COLUMNS, INPUT_SCHEMA, REPORT_SCHEMA, conform_windows
+from specdec_diag.schema import CONTRACT_WINDOW_COLUMNS, INPUT_SCHEMA, conform_windows
+
+REPORT_SCHEMA = R.REPORT_SCHEMA
+SCHEMA_FILE = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "report-2.schema.json"
 
 runner = CliRunner()
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -57,41 +60,71 @@ WARN = {"code": "K_TOO_LARGE", "severity": "warning", "title": "k too large", "e
         "recommendation": "use k=3", "locations": []}
 
 
+def with_findings(rep: dict, findings: list[dict]) -> dict:
+    """The report with its one run's findings replaced (and the fleet lists recomputed)."""
+    run = rep["runs"][0]
+    run["findings"] = findings
+    run["status"] = R.run_status(run["summary"], findings)
+    rep["findings"] = R.fleet_findings(rep["runs"])
+    rep["fleet"] = R.fleet_rollup(rep["runs"])
+    return rep
+
+
+def validate(rep: dict) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(json.loads(json.dumps(rep, allow_nan=False)), json.loads(SCHEMA_FILE.read_text()))
+
+
 def test_report_has_exactly_the_contract_keys_and_is_json_safe():
-    rep = R.build_report(result())
-    assert tuple(rep) == ("schema", "inputs", "summary", "windows", "findings")
-    assert rep["schema"] == REPORT_SCHEMA
+    rep = R.build_report(result(), windows=True)
+    assert tuple(rep) == R.REPORT_KEYS == ("schema", "inputs", "runs", "comparisons", "findings", "fleet")
+    assert rep["schema"] == REPORT_SCHEMA == "specdec-diag/report@2"
     assert set(rep["inputs"][0]) == {"path", "format", "engine", "lines", "records", "malformed"}
-    assert all(tuple(w) == CONTRACT_WINDOW_COLUMNS for w in rep["windows"])
+    (run,) = rep["runs"]
+    assert run["id"] == "./a.log#vllm:e0@2026-03-01T12:00:00" and run["k"] == 3 and run["window_count"] == 6
+    assert all(tuple(w) == CONTRACT_WINDOW_COLUMNS for w in run["windows"])
     for key in ("engine", "k", "num_drafts", "draft_tokens", "accepted_tokens", "acceptance_rate",
                 "mean_acceptance_length", "per_position_acceptance"):
-        assert key in rep["summary"]
+        assert key in run["summary"]
     text = json.dumps(rep, allow_nan=False)  # NaN became null, datetimes strings
     back = json.loads(text)
-    assert back["windows"][-1]["acceptance_rate"] is None
-    assert back["windows"][0]["time"] == "2026-03-01T12:00:00.000000+00:00"
-    assert back["summary"]["acceptance_rate"] == 0.5 and back["summary"]["mean_acceptance_length"] == 2.5
-    for f in rep["findings"]:  # whatever the rules found, in the contract shape
-        assert tuple(f) == R.FINDING_KEYS and f["severity"] in ("error", "warning", "info")
+    assert back["runs"][0]["windows"][-1]["acceptance_rate"] is None
+    assert back["runs"][0]["windows"][0]["time"] == "2026-03-01T12:00:00.000000+00:00"
+    s = back["runs"][0]["summary"]
+    assert s["acceptance_rate"] == 0.5 and s["mean_acceptance_length"] == 2.5
+    for f in rep["findings"]:  # whatever the rules found, in the contract shape, naming its run
+        assert tuple(f) == (*R.FINDING_KEYS, "run") and f["severity"] in ("error", "warning", "info")
+    validate(rep)
+    assert "windows" not in R.build_report(result())["runs"][0]  # windows are opt-in
+
+
+def test_schema_rejects_a_report_missing_a_run_field():
+    jsonschema = pytest.importorskip("jsonschema")
+    rep = json.loads(json.dumps(R.build_report(result()), allow_nan=False))
+    del rep["runs"][0]["k"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(rep, json.loads(SCHEMA_FILE.read_text()))
 
 
 def test_empty_result_report():
     rep = R.build_report(IngestResult.empty())
-    assert rep["windows"] == [] and rep["inputs"] == [] and not R.has_data(rep)
+    assert rep["runs"] == [] and rep["inputs"] == [] and not R.has_data(rep)
     json.dumps(rep, allow_nan=False)
-    assert "No data to chart" in html_report.render_html(rep)
+    validate(rep)
+    assert "0 runs" in html_report.render_html(rep)
 
 
 def test_html_is_one_offline_file_with_all_charts():
-    rep = R.build_report(with_steps(result()))
-    rep["findings"] = [FINDING]
+    rep = R.build_report(with_steps(result()), windows=True)
+    with_findings(rep, [FINDING])
     page = html_report.render_html(rep)
     assert page.count("<html") == 1
     assert not re.search(r"<script[^>]+src=", page) and not re.search(r"<link[^>]+href=['\"]?http", page)
     from plotly.offline import get_plotlyjs
 
-    assert page.count(get_plotlyjs()[:40]) == 1                                  # bundle inlined...
-    assert page.count('Plotly.newPlot') == len(figures.figures(rep)) == 5                # ...once, five charts
+    assert page.count(get_plotlyjs()[:40]) == 1                                  # bundle inlined once
+    n_charts = sum(len(figures.figures(r)) for r in rep["runs"])
+    assert page.count('Plotly.newPlot') == n_charts >= 5
     assert len(page) > 3_000_000
     assert "&lt;never&gt;" in page and "<never>" not in page                       # escaped
     for title in ("Acceptance rate over time", "Per-position acceptance", "Accepted length per step",
@@ -110,8 +143,8 @@ def test_downsample_keeps_the_pooled_rate():
 
 
 def test_long_series_are_downsampled_in_the_html():
-    rep = R.build_report(result(4000))
-    fig = figures.figures(rep)[0][1]
+    rep = R.build_report(result(4000), windows=True)
+    fig = figures.figures(rep["runs"][0])[0][1]
     assert len(fig.data[0].x) <= charts.MAX_POINTS
 
 
@@ -123,8 +156,7 @@ def test_accepted_length_distribution_from_per_position():
 
 
 def test_junit_one_case_per_rule_with_failures_for_errors():
-    rep = R.build_report(result())
-    rep["findings"] = [FINDING, WARN]
+    rep = with_findings(R.build_report(result()), [FINDING, WARN])
     root = ET.fromstring(junit.render_junit(rep, [{"name": "acceptance_rate", "status": "insufficient",
                                                "message": "need 500 draft tokens"}]))
     cases = {c.get("name"): c for c in root.iter("testcase")}
@@ -132,23 +164,41 @@ def test_junit_one_case_per_rule_with_failures_for_errors():
     assert "acceptance_rate: 0.001" in cases["DRAFTER_BROKEN"].find("failure").text
     assert cases["K_TOO_LARGE"].find("failure") is None and "k too large" in cases["K_TOO_LARGE"].find("system-out").text
     assert cases["acceptance_rate"].find("skipped") is not None
+    run_id = rep["runs"][0]["id"]
+    assert "DRAFTER_BROKEN" in cases[run_id].find("failure").get("message")       # one case per run
     suite = root.find("testsuite")
-    assert suite.get("failures") == "1" and int(suite.get("tests")) == len(cases) and suite.get("skipped") == "1"
+    assert suite.get("failures") == "2" and int(suite.get("tests")) == len(cases) and suite.get("skipped") == "1"
     strict = ET.fromstring(junit.render_junit(rep, fail_severities=("error", "warning")))  # check --fail-on warning
     assert {c.get("name") for c in strict.iter("testcase") if c.find("failure") is not None} == {
-        "DRAFTER_BROKEN", "K_TOO_LARGE"}
+        "DRAFTER_BROKEN", "K_TOO_LARGE", run_id}
 
 
 def test_markdown_and_terminal_carry_the_numbers_and_findings():
-    rep = R.build_report(result())
-    rep["findings"] = [FINDING, WARN]
+    rep = with_findings(R.build_report(result()), [FINDING, WARN])
     md = markdown_report.render_markdown(rep)
     assert "| acceptance rate | 50.0 % |" in md and "[ERROR] `DRAFTER_BROKEN`" in md and "`a.log:3`" in md
+    assert md.index("## Fleet") < md.index("## Run") and "| ./a.log#vllm:e0@2026-03-01T12:00:00 |" in md
     buf = Console(record=True, width=140, file=io.StringIO())
     terminal.render_terminal(rep, buf)
     out = buf.export_text()
     assert "DRAFTER_BROKEN" in out and "check the draft weights" in out and "50.0 %" in out
-    assert out.index("DRAFTER_BROKEN") < out.index("K_TOO_LARGE")
+    assert out.index("Fleet") < out.index("DRAFTER_BROKEN") < out.index("K_TOO_LARGE")
+
+
+def test_fleet_table_is_one_line_per_run_at_100_columns(tmp_path):
+    for n in range(3):
+        d = tmp_path / f"host-{n}" / "logs"
+        d.mkdir(parents=True)
+        (d / "a-very-long-file-name-for-a-replica.log").write_text(
+            "\n".join(VLLM_LINE.format(s=10 * i) for i in range(5)) + "\n")
+    r = runner.invoke(app, ["report", str(tmp_path), "--no-cache"], terminal_width=100)
+    assert r.exit_code == 0, r.output
+    buf = Console(record=True, width=100, file=io.StringIO())
+    from specdec_diag.ingest import scan
+
+    terminal.print_fleet(R.build_report(scan([tmp_path], use_cache=False)), buf)
+    lines = buf.export_text().splitlines()
+    assert len(lines) == 2 + 3 and all(len(ln) <= 100 for ln in lines)         # title, header, one per run
 
 
 # ---- the command ----------------------------------------------------------------------------------
@@ -164,7 +214,9 @@ def test_cli_report_formats(tmp_path):
     r = runner.invoke(app, ["report", str(log), "--format", "json", "--no-cache"])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
-    assert rep["summary"]["acceptance_rate"] == 0.5 and rep["summary"]["num_drafts"] == 500
+    validate(rep)
+    s = rep["runs"][0]["summary"]
+    assert s["acceptance_rate"] == 0.5 and s["num_drafts"] == 500
     for fmt in ("markdown", "html", "junit", "terminal"):
         out = tmp_path / f"r.{fmt}"
         r = runner.invoke(app, ["report", str(log), "-f", fmt, "-o", str(out), "--no-cache"])

@@ -1,6 +1,9 @@
-"""Theory against the published numbers (decoder_anchors.md §1.3-1.5) and its own identities."""
+"""Theory against the published numbers (docs/theory.md §1.3-1.5) and its own identities."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -8,7 +11,7 @@ from hypothesis import strategies as st
 
 from specdec_diag.analysis import theory as t
 
-# Eq. 1 table (decoder_anchors.md §1.3): alpha -> {gamma: E[tokens per step]}, and the 1/(1-alpha) limit.
+# Eq. 1 table (docs/theory.md §1.3): alpha -> {gamma: E[tokens per step]}, and the 1/(1-alpha) limit.
 EQ1 = {
     0.5: {1: 1.50, 2: 1.75, 3: 1.875, 4: 1.938, 5: 1.969, 7: 1.992, 10: 1.999},
     0.6: {1: 1.60, 2: 1.96, 3: 2.176, 4: 2.306, 5: 2.383, 7: 2.458, 10: 2.491},
@@ -81,7 +84,7 @@ def test_corollary_3_9_gamma1_bound():
 
 
 def test_vllm_rate_example():
-    # alpha = 0.8, gamma = 5: vLLM draft acceptance rate 0.538, MAL 3.69 (decoder_anchors §1.10)
+    # alpha = 0.8, gamma = 5: vLLM draft acceptance rate 0.538, MAL 3.69 (docs/theory.md §1.10)
     assert t.expected_acceptance_rate_vllm(0.8, 5) == pytest.approx(0.538, abs=5e-4)
     assert t.expected_tokens_per_step(0.8, 5) == pytest.approx(3.69, abs=5e-3)
     assert t.alpha_from_acceptance_rate(0.537856, 5) == pytest.approx(0.8, abs=1e-5)
@@ -127,3 +130,74 @@ def test_predicted_vs_achieved():
     assert up["c_assumed_zero"] and up["predicted"] == pytest.approx(3.68928) and up["ratio"] is None
     assert up["optimal_gamma"] is None
     assert t.predicted_vs_achieved(None, 5, 0.1, 1.5)["predicted"] is None
+
+
+# --- verification that is not free in gamma (issue 12, deliverable 4) ----------------------------------
+
+def test_verify_cost_roofline():
+    from specdec_diag.analysis.theory import verify_cost_roofline
+
+    assert verify_cost_roofline(4, 1, 256) == 1.0  # batch 1: Leviathan's free verify
+    assert verify_cost_roofline(8, 16, 256) == 1.0  # 144 tokens: still memory-bound
+    assert verify_cost_roofline(4, 64, 256) == pytest.approx(1.25)
+    assert verify_cost_roofline(8, 64, 256) == pytest.approx(2.25)
+    assert verify_cost_roofline(3, 512, 256) == pytest.approx(4.0)  # compute-bound already: k+1 times
+    with pytest.raises(ValueError):
+        verify_cost_roofline(2, 0, 256)
+
+
+def test_verify_cost_linear_and_optimum_moves_down_with_batch():
+    from specdec_diag.analysis.theory import (
+        optimal_gamma,
+        optimal_gamma_with_verify_cost,
+        verify_cost_linear,
+        verify_cost_roofline,
+    )
+
+    assert verify_cost_linear(0, 10.0, 1.0) == 1.0
+    assert verify_cost_linear(4, 10.0, 1.0) == pytest.approx(15.0 / 11.0)
+    g1, s1 = optimal_gamma_with_verify_cost(0.8, 0.05, lambda g: 1.0)
+    assert (g1, s1) == optimal_gamma(0.8, 0.05)  # free verify: Leviathan's optimum
+    g64, s64 = optimal_gamma_with_verify_cost(0.8, 0.05, lambda g: verify_cost_roofline(g, 64, 256))
+    g256, _ = optimal_gamma_with_verify_cost(0.8, 0.05, lambda g: verify_cost_roofline(g, 256, 256))
+    assert g256 <= g64 < g1 and s64 < s1
+
+
+def _k_log(tmp_path, running: int):
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "rules"))
+    from make_logs import _vllm_window
+
+    pp = [0.70, 0.45, 0.25, 0.12, 0.05, 0.012, 0.005, 0.001]
+    lines = [ln for t in range(10, 200, 10) for ln in _vllm_window(t, 400, pp, running=running)]
+    p = tmp_path / f"k_{running}.log"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+
+
+def test_k_too_large_uses_the_logged_batch(tmp_path):
+    from specdec_diag.analysis.rules import run_rules
+    from specdec_diag.ingest import scan
+
+    small = [f for f in run_rules(scan([_k_log(tmp_path, 4)], use_cache=False)) if f.code == "K_TOO_LARGE"]
+    big = [f for f in run_rules(scan([_k_log(tmp_path, 192)], use_cache=False)) if f.code == "K_TOO_LARGE"]
+    assert small and big
+    es, eb = small[0].evidence, big[0].evidence
+    assert es["verify_cost_at_k"] == 1.0 and "roofline" in es["verify_cost_source"]
+    assert eb["batch"] == 192 and eb["verify_cost_at_k"] > 1.0
+    assert eb["recommended_k"] < es["recommended_k"] and eb["predicted_gain"] > es["predicted_gain"]
+
+
+def test_k_too_large_says_when_the_batch_is_unknown(tmp_path):
+    from specdec_diag.analysis.rules import run_rules
+    from specdec_diag.ingest import scan
+
+    p = _k_log(tmp_path, 4)
+    p.write_text("\n".join(ln for ln in p.read_text().splitlines() if "SpecDecoding" in ln) + "\n")
+    f = next(f for f in run_rules(scan([p], use_cache=False)) if f.code == "K_TOO_LARGE")
+    assert "batch unknown" in f.evidence["verify_cost_source"]
+
+
+def test_speedup_with_measured_verify_cost():
+    # c_v = 1 is Theorem 3.8; a verify forward costing c_v target steps divides the step cost by it
+    assert t.speedup(0.8, 4, 0.05, c_v=1.0) == t.speedup(0.8, 4, 0.05)
+    assert t.speedup(0.8, 4, 0.0, c_v=2.0) == pytest.approx(t.expected_tokens_per_step(0.8, 4) / 2)

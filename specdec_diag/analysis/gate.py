@@ -13,20 +13,28 @@ run-to-run noise passes and a real regression does not.
 
 from __future__ import annotations
 
-import json
+import fnmatch
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis import metrics
+from specdec_diag.analysis import baseline as _baseline
 from specdec_diag.analysis.report import build_report, has_data
 from specdec_diag.analysis.rules import Thresholds
 from specdec_diag.analysis.rules.thresholds import read_toml
+from specdec_diag.analysis.runs import segment
+from specdec_diag.analysis.stats import (
+    acceptance_units,
+    bootstrap_diff,
+    bootstrap_rate,
+    median_mad,
+    pooled_rate,
+)
 from specdec_diag.exit_codes import ExitCode
 from specdec_diag.ingest.base import IngestResult
-from specdec_diag.schema import REPORT_SCHEMA, conform_windows
+from specdec_diag.schema import conform_windows
 
 #: finding severities that fail the build under each ``fail_on`` policy
 FAIL_SEVERITIES: dict[str, tuple[str, ...]] = {"error": ("error",), "warning": ("error", "warning"), "never": ()}
@@ -46,7 +54,8 @@ class GateConfig:
     min_mal: float | None = None
     """Fail when the mean acceptance length (1 + accepted/drafts, bonus included) is below this."""
     baseline: str | None = None
-    """A previous report JSON (``specdec-diag report --format json``) to compare acceptance against."""
+    """A previous report JSON (``report --windows --format json`` or ``check --write-report``) to compare
+    acceptance against, run by run: each current run meets the baseline runs of its engine, method and k."""
     max_drop: float = 0.03
     """Largest tolerated drop of the acceptance rate against the baseline, in absolute fraction points."""
     fail_on: str = "error"
@@ -113,113 +122,11 @@ def load_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
-    """A previous report JSON, checked to be one."""
-    path = Path(path)
+    """A previous report JSON, every field the comparison reads checked (:mod:`.baseline`)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GateError(f"{path}: cannot read baseline ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GateError(f"{path}:{exc.lineno}: baseline is not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or data.get("schema") != REPORT_SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise GateError(f"{path}:1: baseline is not a {REPORT_SCHEMA} report (schema {got!r}); "
-                        "write one with `specdec-diag report PATH --format json --out FILE`")
-    if not isinstance(data.get("windows"), list) or not isinstance(data.get("summary"), dict):
-        raise GateError(f"{path}:1: baseline report lacks its windows list or summary object")
-    return data
-
-
-# ---------------------------------------------------------------------------------------------
-# statistics
-# ---------------------------------------------------------------------------------------------
-
-
-def acceptance_units(windows: pl.DataFrame, steps: pl.DataFrame | None = None, block: int = 32) -> pl.DataFrame:
-    """Per-window (drafted, accepted) pairs: the aggregated window rows of :func:`metrics.aggregation_rows`.
-    Windows that logged only a rate count with weight = their drafts (x k), else 1. Without windows,
-    trace steps are cut into blocks of ``block`` steps per file."""
-    schema = {"drafted": pl.Float64, "accepted": pl.Float64}
-    rows = metrics.aggregation_rows(windows) if windows.height else windows
-    if rows.height:
-        weight = pl.coalesce(
-            pl.col("draft_tokens").cast(pl.Float64),
-            pl.col("_drafts") * pl.col("k").cast(pl.Float64),
-            pl.lit(1.0),
-        )
-        u = rows.select(
-            weight.alias("drafted"),
-            pl.coalesce(pl.col("accepted_tokens").cast(pl.Float64),
-                        pl.col("acceptance_rate") * weight).alias("accepted"),
-        ).filter(pl.col("accepted").is_not_null() & pl.col("accepted").is_not_nan() & (pl.col("drafted") > 0))
-        if u.height:
-            return u
-    if steps is not None and steps.height:
-        s = steps.filter(pl.col("gamma_drafted") >= 1)
-        if s.height:
-            return (
-                s.with_columns((pl.int_range(pl.len()).over("source") // block).alias("_blk"))
-                .group_by(["source", "_blk"], maintain_order=True)
-                .agg(pl.col("gamma_drafted").sum().cast(pl.Float64).alias("drafted"),
-                     pl.col("n_accepted").sum().cast(pl.Float64).alias("accepted"))
-                .select("drafted", "accepted")
-            )
-    return pl.DataFrame(schema=schema)
-
-
-def pooled_rate(units: pl.DataFrame) -> float | None:
-    d = units["drafted"].sum() if units.height else 0
-    return units["accepted"].sum() / d if d else None
-
-
-def median_mad(units: pl.DataFrame) -> tuple[float | None, float | None]:
-    """Median of per-window rates and their median absolute deviation (unscaled)."""
-    if units.height == 0:
-        return None, None
-    r = units["accepted"] / units["drafted"]
-    med = float(r.median())
-    return med, float((r - med).abs().median())
-
-
-def bootstrap_diff(cur: pl.DataFrame, base: pl.DataFrame, n: int = 2000, seed: int = 0,
-                   confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of pooled(cur) - pooled(base), resampling windows with replacement on each
-    side independently (a cluster bootstrap; deterministic for a seed)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    dc, ac = cur["drafted"].to_numpy(), cur["accepted"].to_numpy()
-    db, ab = base["drafted"].to_numpy(), base["accepted"].to_numpy()
-    out = np.empty(n)
-    chunk = max(1, 2_000_000 // max(len(dc), len(db)))
-    for lo in range(0, n, chunk):
-        m = min(chunk, n - lo)
-        ic = rng.integers(0, len(dc), (m, len(dc)))
-        ib = rng.integers(0, len(db), (m, len(db)))
-        out[lo:lo + m] = ac[ic].sum(1) / dc[ic].sum(1) - ab[ib].sum(1) / db[ib].sum(1)
-    tail = (1.0 - confidence) / 2.0
-    return float(np.quantile(out, tail)), float(np.quantile(out, 1.0 - tail))
-
-
-def bootstrap_rate(units: pl.DataFrame, n: int = 1000, seed: int = 0, confidence: float = 0.95
-                   ) -> tuple[float, float] | None:
-    """Percentile CI of the pooled acceptance rate over windows (for evidence)."""
-    import numpy as np
-
-    if units.height < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    d, a = units["drafted"].to_numpy(), units["accepted"].to_numpy()
-    chunk = max(1, 2_000_000 // len(d))
-    vals = []
-    for lo in range(0, n, chunk):
-        idx = rng.integers(0, len(d), (min(chunk, n - lo), len(d)))
-        vals.append(a[idx].sum(1) / d[idx].sum(1))
-    v = np.concatenate(vals)
-    tail = (1.0 - confidence) / 2.0
-    return float(np.quantile(v, tail)), float(np.quantile(v, 1.0 - tail))
+        return _baseline.load_baseline(path)
+    except _baseline.BaselineError as exc:
+        raise GateError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,6 +142,8 @@ class Check:
     status: str
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    run: str | None = None
+    """The run judged (set when the gate judged more than one run)."""
 
 
 @dataclass
@@ -276,11 +185,15 @@ def _floor_check(name: str, value: float | None, floor: float, summary: dict[str
                  f"{label} {value:.4f} {'>=' if ok else '<'} minimum {floor:.4f}", ev)
 
 
-def baseline_check(cur_units: pl.DataFrame, baseline: dict[str, Any], cfg: GateConfig, where: str) -> Check:
-    """Noise-aware comparison of acceptance against a baseline report's windows."""
-    rows = [{k: v for k, v in w.items() if k != "time"} for w in baseline["windows"] if isinstance(w, dict)]
-    bw = conform_windows(pl.DataFrame(rows, infer_schema_length=None)) if rows else conform_windows(pl.DataFrame())
-    base_units = acceptance_units(bw)
+def baseline_check(cur_units: pl.DataFrame, baseline: dict[str, Any], cfg: GateConfig, where: str,
+                   base_windows: pl.DataFrame | None = None) -> Check:
+    """Noise-aware comparison of acceptance against a baseline's windows (``base_windows``: the
+    matched baseline runs' windows; default: the ``windows`` of ``baseline``)."""
+    if base_windows is None:
+        rows = [{k: v for k, v in w.items() if k != "time"} for w in baseline["windows"] if isinstance(w, dict)]
+        base_windows = (conform_windows(pl.DataFrame(rows, infer_schema_length=None)) if rows
+                        else conform_windows(pl.DataFrame()))
+    base_units = acceptance_units(base_windows)
     ev: dict[str, Any] = {"baseline": where, "current_windows": cur_units.height, "baseline_windows": base_units.height,
                           "needed_windows": cfg.min_windows, "max_drop": cfg.max_drop}
     if cur_units.height < cfg.min_windows or base_units.height < cfg.min_windows:
@@ -305,39 +218,95 @@ def baseline_check(cur_units: pl.DataFrame, baseline: dict[str, Any], cfg: GateC
 
 
 def findings_check(report: dict[str, Any], fail_on: str) -> Check:
+    """Fail on findings at or above ``fail_on``; the message names the runs they belong to."""
     sev = FAIL_SEVERITIES[fail_on]
     hits = [f for f in report["findings"] if f["severity"] in sev]
     counts = {s: sum(f["severity"] == s for f in report["findings"]) for s in ("error", "warning", "info")}
-    ev: dict[str, Any] = {**counts, "fail_on": fail_on, "codes": sorted({f["code"] for f in hits})}
+    ev: dict[str, Any] = {**counts, "fail_on": fail_on, "codes": sorted({f["code"] for f in hits}),
+                          "runs": sorted({f["run"] for f in hits if f.get("run")})}
     if hits:
-        return Check("findings", "fail", f"{len(hits)} finding(s) at or above {fail_on}: "
-                     + ", ".join(ev["codes"]), ev)
+        where = "; ".join(f"{f['code']} in {f['run']}" if f.get("run") else f["code"] for f in hits[:5])
+        more = f" (+{len(hits) - 5} more)" if len(hits) > 5 else ""
+        return Check("findings", "fail", f"{len(hits)} finding(s) at or above {fail_on}: {where}{more}", ev)
     return Check("findings", "pass", f"no findings at or above {fail_on}" if fail_on != "never"
                  else "findings do not fail the build (fail_on = never)", ev)
 
 
+def select_runs(report: dict[str, Any], select: str | None) -> dict[str, Any]:
+    """The report restricted to the runs whose id matches the glob ``select`` (all when None)."""
+    if not select:
+        return report
+    runs = [r for r in report["runs"] if fnmatch.fnmatchcase(r["id"], select)]
+    if not runs:
+        ids = ", ".join(r["id"] for r in report["runs"][:5])
+        raise GateError(f"--select {select!r} matches no run (runs: {ids}{', ...' if len(report['runs']) > 5 else ''})")
+    keep = {r["id"] for r in runs}
+    return {**report, "runs": runs, "findings": [f for f in report["findings"] if f.get("run") in keep]}
+
+
 def run_gate(result: IngestResult, cfg: GateConfig, thresholds: Thresholds | None = None,
-             baseline: dict[str, Any] | None = None, report: dict[str, Any] | None = None) -> GateResult:
-    """All checks for one ingest result. ``baseline`` is a loaded report (see :func:`load_baseline`)."""
+             baseline: dict[str, Any] | None = None, report: dict[str, Any] | None = None,
+             select: str | None = None, windows: bool = False) -> GateResult:
+    """All checks, run by run. ``baseline`` is a loaded report (:func:`load_baseline`); ``select`` a
+    glob over run ids; ``windows`` keeps each run's windows in the report (for ``--write-report``)."""
     cfg.validate()
-    report = report or build_report(result, thresholds)
-    s = report["summary"]
-    units = acceptance_units(result.windows, result.steps)
+    runs = segment(result)
+    report = select_runs(report or build_report(result, thresholds, windows=windows, runs=runs), select)
+    parts = runs.split()
+    judged = [r for r in report["runs"] if (r["summary"].get("windows_used") or r["summary"].get("steps"))]
     checks: list[Check] = []
     if not has_data(report):
         checks.append(Check("data", "insufficient",
                             "no speculative-decoding records found (need metrics lines with drafts, or trace steps)",
-                            {"windows": len(report["windows"]), "inputs": len(report["inputs"])}))
-    if cfg.min_acceptance is not None:
-        checks.append(_floor_check("acceptance_rate", s.get("acceptance_rate"), cfg.min_acceptance, s, cfg, units,
-                                   "acceptance rate"))
-    if cfg.min_mal is not None:
-        checks.append(_floor_check("mean_acceptance_length", s.get("mean_acceptance_length"), cfg.min_mal, s, cfg,
-                                   units, "mean acceptance length"))
-    if baseline is not None:
-        checks.append(baseline_check(units, baseline, cfg, cfg.baseline or "baseline"))
+                            {"runs": len(report["runs"]), "inputs": len(report["inputs"])}))
+    many = len(judged) > 1
+    for run in judged:
+        checks += _run_checks(run, parts[run["id"]], cfg, baseline, many)
+    checks = _settle_insufficient(checks, many)
     checks.append(findings_check(report, cfg.fail_on))
     return GateResult(checks, report)
+
+
+def _run_checks(run: dict[str, Any], part: IngestResult, cfg: GateConfig, baseline: dict[str, Any] | None,
+                many: bool) -> list[Check]:
+    s = run["summary"]
+    units = acceptance_units(part.windows, part.steps)
+    out = []
+    label = f"{run['id']}: " if many else ""
+    if cfg.min_acceptance is not None:
+        out.append(_floor_check("acceptance_rate", s.get("acceptance_rate"), cfg.min_acceptance, s, cfg, units,
+                                f"{label}acceptance rate"))
+    if cfg.min_mal is not None:
+        out.append(_floor_check("mean_acceptance_length", s.get("mean_acceptance_length"), cfg.min_mal, s, cfg,
+                                units, f"{label}mean acceptance length"))
+    if baseline is not None:
+        matched, why = _baseline.match(run, baseline)
+        if matched:
+            c = baseline_check(units, baseline, cfg, cfg.baseline or "baseline", _baseline.windows_frame(matched))
+            c.message = label + c.message
+            c.evidence["baseline_runs"] = [b["id"] for b in matched]
+        else:
+            c = Check("baseline_acceptance", "insufficient", f"{label}baseline refused: {why}",
+                      {"baseline": cfg.baseline or "baseline", "refused": why})
+        out.append(c)
+    for c in out:
+        c.run = run["id"] if many else None
+        c.evidence.setdefault("run", run["id"])
+    return out
+
+
+def _settle_insufficient(checks: list[Check], many: bool) -> list[Check]:
+    """With several runs, a run too small to judge (or without a comparable baseline run) does not make
+    the whole gate inconclusive when others were judged: those checks become one skipped note."""
+    if not many:
+        return checks
+    judged = [c for c in checks if c.status != "insufficient" or c.name == "data"]
+    skipped = [c for c in checks if c.status == "insufficient" and c.name != "data"]
+    if not skipped or not any(c.status in ("pass", "fail") for c in judged):
+        return checks
+    note = Check("skipped", "pass", f"{len(skipped)} check(s) skipped: " + "; ".join(c.message for c in skipped[:5])
+                 + (" ..." if len(skipped) > 5 else ""), {"skipped": [c.message for c in skipped]})
+    return [*judged, note]
 
 
 def insufficient_note(checks: list[Check]) -> str:
@@ -347,4 +316,4 @@ def insufficient_note(checks: list[Check]) -> str:
 
 __all__ = ["FAIL_ON", "FAIL_SEVERITIES", "GateConfig", "GateError", "GateResult", "Check", "load_config",
            "load_baseline", "acceptance_units", "pooled_rate", "median_mad", "bootstrap_diff", "baseline_check",
-           "findings_check", "run_gate", "insufficient_note"]
+           "findings_check", "select_runs", "run_gate", "insufficient_note"]

@@ -9,6 +9,7 @@ No numpy/torch: the analysis side must stay light.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -23,6 +24,10 @@ __all__ = [
     "expected_per_position",
     "predicted_speedup_measured",
     "predicted_vs_achieved",
+    "verify_cost_roofline",
+    "verify_cost_linear",
+    "speedup_with_verify_cost",
+    "optimal_gamma_with_verify_cost",
 ]
 
 
@@ -48,14 +53,15 @@ def expected_accepted_per_step(alpha: float, gamma: int) -> float:
     return expected_tokens_per_step(alpha, gamma) - 1.0
 
 
-def speedup(alpha: float, gamma: int, c: float) -> float:
+def speedup(alpha: float, gamma: int, c: float, c_v: float = 1.0) -> float:
     """Theorem 3.8: S = (1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + 1)).
 
     One step costs gamma draft runs (c each, in target-run units) plus one target run, and yields
     Eq. 1 tokens. Assumes verification of gamma+1 tokens costs one target run (memory-bound)."""
+    # c_v: a measured verify cost in target runs (> 1 when compute-bound) replaces that 1
     if c < 0 or math.isnan(c):
         raise ValueError(f"c must be >= 0, got {c}")
-    return expected_tokens_per_step(alpha, gamma) / (gamma * c + 1.0)
+    return speedup_with_verify_cost(expected_tokens_per_step(alpha, gamma), gamma, c, c_v)
 
 
 def ops_factor(alpha: float, gamma: int, c_hat: float) -> float:
@@ -162,3 +168,48 @@ def predicted_vs_achieved(
     if achieved is not None and out["predicted"] > 0:
         out["ratio"] = achieved / out["predicted"]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification that is not free in gamma (batch > 1)
+# ---------------------------------------------------------------------------------------------
+
+
+def verify_cost_roofline(gamma: int, batch: float, saturation_tokens: float) -> float:
+    """Cost of verifying gamma + 1 tokens for each of ``batch`` requests, in plain decode steps (one
+    token per request) at the same batch, under a roofline: a forward costs the weight read until it
+    carries ``saturation_tokens`` tokens, then grows linearly with them,
+    ``max(1, b (gamma + 1) / N) / max(1, b / N)``. At batch 1 and small gamma this is 1 (Leviathan's
+    assumption, Thm 3.8); at batch 64 and N = 256, gamma = 4 costs 1.25 steps, gamma = 8 2.25."""
+    if gamma < 0 or batch <= 0 or saturation_tokens <= 0:
+        raise ValueError("gamma >= 0, batch > 0 and saturation_tokens > 0 required")
+    return max(1.0, batch * (gamma + 1) / saturation_tokens) / max(1.0, batch / saturation_tokens)
+
+
+def verify_cost_linear(gamma: int, intercept_ms: float, slope_ms: float) -> float:
+    """Cost of verifying gamma + 1 tokens from a measured fit ``verify_ms = a + b (gamma + 1)``, in
+    units of a one-token forward ``a + b`` (clamped at >= 1: more tokens never cost less)."""
+    one = intercept_ms + slope_ms
+    if one <= 0:
+        return 1.0
+    return max(1.0, (intercept_ms + slope_ms * (gamma + 1)) / one)
+
+
+def speedup_with_verify_cost(tokens_per_step: float, gamma: int, c: float, verify_cost: float) -> float:
+    """Theorem 3.8 with the verify forward costing ``verify_cost`` target forwards instead of one:
+    tokens per step over ``gamma c + verify_cost``."""
+    if c < 0 or verify_cost <= 0:
+        raise ValueError("c >= 0 and verify_cost > 0 required")
+    return tokens_per_step / (gamma * c + verify_cost)
+
+
+def optimal_gamma_with_verify_cost(alpha: float, c: float, verify_cost: Callable[[int], float],
+                                   max_gamma: int = 63) -> tuple[int, float]:
+    """:func:`optimal_gamma` with a verify cost that grows with gamma (``verify_cost(gamma)``, e.g.
+    :func:`verify_cost_roofline` at the served batch); ties go to the smaller gamma."""
+    best_g, best_s = 1, -1.0
+    for g in range(1, max_gamma + 1):
+        s = speedup_with_verify_cost(expected_tokens_per_step(alpha, g), g, c, verify_cost(g))
+        if s > best_s + 1e-12:
+            best_g, best_s = g, s
+    return best_g, best_s

@@ -1,7 +1,8 @@
 """`specdec-diag check PATH...`: the CI gate.
 
-Floors on acceptance rate and MAL, a noise-aware comparison with a baseline report, and failure on
-error findings. Exit 0 pass, 1 gate failed, 2 usage / unreadable input, 3 not enough data to judge
+Each run (docs/runs.md) is judged on its own: floors on acceptance rate and MAL, a noise-aware
+comparison with the baseline report's runs of the same engine, method and k, and failure on error
+findings; every failure names its run, and ``--select`` limits the gate to runs matching a glob. Exit 0 pass, 1 gate failed, 2 usage / unreadable input, 3 not enough data to judge
 (the message says how much was needed). Settings come from the [check] table of specdec-check.toml;
 flags override it. Under GitHub Actions it also prints annotations and writes the step summary.
 """
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from specdec_diag.cli._app import app, console, err_console, fail
-from specdec_diag.cli.report import find_config, input_errors, load_inputs, write_output
+from specdec_diag.cli.report import find_config, load_inputs, write_output
 from specdec_diag.exit_codes import ExitCode
 
 if TYPE_CHECKING:  # the library is imported inside the command: `specdec-diag --help` stays instant
@@ -38,9 +39,12 @@ def check(
     fail_on: str | None = typer.Option(None, "--fail-on", help="error | warning | never (default error)."),
     write_report: Path | None = typer.Option(None, "--write-report",
                                              help="Also save the report JSON (the next run's baseline)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse everything; ignore the Parquet cache."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse every file and rewrite its cache entry."),
+    select: str | None = typer.Option(None, "--select", help="Judge only the runs whose id matches this glob "
+                                      "(e.g. 'host-b/*' or '*#vllm*'); ids are listed by `report`."),
 ) -> None:
-    """Gate CI on speculative-decoding acceptance: thresholds, a baseline, and error findings."""
+    """Gate CI on speculative-decoding acceptance, run by run: thresholds, a baseline matched by
+    engine + method + k, and error findings; a failure names its run."""
     from specdec_diag.analysis import gate
     from specdec_diag.render.github import emit_github
     from specdec_diag.render.json_report import render_json
@@ -51,10 +55,11 @@ def check(
              "baseline": str(baseline) if baseline else None, "junit": str(junit) if junit else None}
     cfg, thresholds, base = _settings(find_config(config), flags)
     result = load_inputs(paths, no_cache)
-    errors = input_errors(result)
-    for line in errors:
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
-    outcome = gate.run_gate(result, cfg, thresholds, base)
+    errors = result.errors
+    try:
+        outcome = gate.run_gate(result, cfg, thresholds, base, select=select, windows=write_report is not None)
+    except gate.GateError as exc:
+        raise fail(str(exc)) from None
 
     print_check(outcome, console)
     if cfg.junit:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from specdec_diag.cli._app import EXIT_USAGE, app, console, fail
+from specdec_diag.cli._app import app, console, fail
+from specdec_diag.exit_codes import ExitCode
+from specdec_diag.render.replay_terminal import decode_summary
 
 
 def _read_prompts(prompt: list[str], prompts_file: Path | None) -> list[str]:
@@ -50,11 +52,11 @@ def decode(
     """Decode prompts with a traced speculative (or baseline) decoder and summarise acceptance."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from specdec_diag.decoder.acceptance import Rule, SamplingConfig
     from specdec_diag.decoder.faults import Fault
     from specdec_diag.decoder.models import ModelLoadError, load_pair
     from specdec_diag.decoder.speculative import DecodeConfig, generate
     from specdec_diag.decoder.tracing import export_parquet
+    from specdec_diag.decoder.verification import AcceptanceRule, SamplingConfig
 
     prompts = _read_prompts(prompt, prompts_file)
     if not prompts:
@@ -65,7 +67,7 @@ def decode(
             raise ValueError("--fault-after-step applies to --fault nan-verifier only")
         fparams = {"after_step": after_step} if after_step is not None else {}
         cfg = DecodeConfig(
-            gamma=gamma, rule=Rule(rule, params), policy=policy, threshold=threshold,
+            gamma=gamma, rule=AcceptanceRule(rule, params), policy=policy, threshold=threshold,
             sampling=SamplingConfig(temperature, top_k, top_p), max_new_tokens=max_new_tokens, seed=seed,
             baseline=baseline, fault=Fault(fault, fparams), stop_at_eos=not no_eos,
         )
@@ -74,7 +76,7 @@ def decode(
         GammaPolicy(policy, gamma, threshold)  # validate the name before loading models
         pair = load_pair(target, draft, device=device, dtype=dtype)
     except (ValueError, ModelLoadError) as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
+        raise fail(str(exc), ExitCode.USAGE) from None
 
     total = len(prompts) * max_new_tokens
     with Progress(TextColumn("[bold]decode"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
@@ -88,48 +90,7 @@ def decode(
             res = generate(pair, prompts, cfg, trace=str(trace) if trace else None, on_step=on_step,
                            warmup=True)
         except ValueError as exc:
-            raise fail(str(exc), EXIT_USAGE) from None
+            raise fail(str(exc), ExitCode.USAGE) from None
     if parquet is not None:
         export_parquet(res.records, parquet)
-    _render(res, trace, parquet)
-
-
-def _render(res, trace: Path | None, parquet: Path | None) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    s, h = res.summary, res.header
-    mode = h["mode"] + (f" (fault: {h['fault']})" if h.get("fault") else "")
-    rule = h["rule"]["name"] + (" [bold yellow]LOSSY[/]" if h["rule"]["lossy"] else " (lossless)")
-    t = Table(title=f"specdec-diag decode: {mode}, rule {rule}, gamma policy {h['gamma_policy']['name']}",
-              show_lines=False)
-    t.add_column("metric")
-    t.add_column("value", justify="right")
-    t.add_column("definition", style="dim")
-
-    def fmt(v, pct=False):
-        if v is None:
-            return "n/a"
-        return f"{100 * v:.1f} %" if pct else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-    t.add_row("tokens/s", fmt(s["tokens_per_s"]), "emitted tokens / wall time (prefill included)")
-    t.add_row("acceptance rate", fmt(s["acceptance_rate"], True), "accepted drafts / drafted tokens (bonus excluded)")
-    t.add_row("mean acceptance length", fmt(s["mean_acceptance_length"]),
-              "1 + accepted / steps: tokens per verify step, bonus included")
-    pp = " ".join(f"{x:.2f}" for x in s["per_position_acceptance"]) or "n/a"
-    t.add_row("per-position acceptance", pp, "share of steps drafting position j with n >= j")
-    t.add_row("steps / drafted / accepted / emitted",
-              f"{s['steps']} / {s['draft_tokens']} / {s['accepted_tokens']} / {s['emitted_tokens']}", "counts")
-    t.add_row("target forwards", str(s["target_forwards"]), "verifier passes (1 per step when healthy)")
-    t.add_row("draft / verify / other ms",
-              f"{s['draft_ms_total']:.1f} / {s['verify_ms_total']:.1f} / {s['overhead_ms_total']:.1f}",
-              "step time split; prefill excluded")
-    t.add_row("wall s", f"{s['wall_s']:.3f}", f"tracing {s['trace_ms_total']:.1f} ms")
-    console.print(t)
-    for o in s["outputs"]:
-        console.print(f"[bold]request {o['request']}[/] ({len(o['token_ids'])} tokens, {o['finished_by']}): "
-                      + escape(o["text"]), highlight=False, soft_wrap=True)
-    if trace:
-        console.print(f"trace: {trace}")
-    if parquet:
-        console.print(f"parquet: {parquet}")
+    decode_summary(console, res, trace, parquet)

@@ -1,4 +1,5 @@
-"""`specdec-diag report PATH...`: ingest logs and traces, run the diagnosis, render the report.
+"""`specdec-diag report PATH...`: ingest logs and traces, cut them into runs, diagnose each run,
+compare runs, render the report (report@2, docs/report.md).
 
 Progress and errors go to stderr, the report to stdout (or --out), so json/junit/markdown can be
 piped. Exit codes: 0 ok, 2 missing or unreadable input / bad config, 3 no speculative-decoding data.
@@ -46,33 +47,39 @@ def load_thresholds(config: Path | None) -> Thresholds | None:
 
 def load_inputs(paths: list[Path], no_cache: bool) -> IngestResult:
     """Scan PATHs (files or directories, .gz transparently) with a progress bar on a terminal.
-    A missing PATH is a usage error (exit 2) before any work is done."""
+    A missing PATH is a usage error (exit 2) before any work is done; ``no_cache`` re-parses every
+    file and rewrites its cache entry. Inputs that could not be read, and inputs read only up to
+    damage, are printed as ``error:`` / ``warning:`` lines (see :func:`print_input_problems`)."""
     for p in paths:
-        if not p.exists():
+        if not p.exists() and not p.is_symlink():  # a link loop or dangling link: the scan names it
             raise fail(f"{p}: no such file or directory")
     from specdec_diag.ingest import scan
 
+    opts = {"use_cache": True, "refresh": no_cache}
     if not err_console.is_terminal:
-        return scan(paths, use_cache=not no_cache)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        result = scan(paths, **opts)
+    else:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    with Progress(TextColumn("ingest"), BarColumn(), DownloadColumn(), TextColumn("{task.description}"),
-                  console=err_console, transient=True) as bar:
-        task = bar.add_task("", total=None)
+        with Progress(TextColumn("ingest"), BarColumn(), DownloadColumn(), TextColumn("{task.description}"),
+                      console=err_console, transient=True) as bar:
+            task = bar.add_task("", total=None)
 
-        def progress(path: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None, description=Path(path).name)
+            def progress(path: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total or None, description=Path(path).name)
 
-        return scan(paths, use_cache=not no_cache, progress=progress)
+            result = scan(paths, **opts, progress=progress)
+    print_input_problems(result)
+    return result
 
 
-def input_errors(result: IngestResult) -> list[str]:
-    """One ``path: error`` line per input that could not be read."""
-    inputs = result.inputs
-    if inputs.height == 0 or "error" not in inputs.columns:
-        return []
-    bad = inputs.filter(inputs["error"].is_not_null())
-    return [f"{p}: {e}" for p, e in zip(bad["path"].to_list(), bad["error"].to_list(), strict=True)]
+def print_input_problems(result: IngestResult) -> None:
+    """``error: path: message`` per unreadable input, ``warning: path: message`` per input read only
+    up to damage (its records before the damage are kept): the same lines in every command."""
+    for line in result.errors:
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    for line in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def write_output(text: str, out: Path | None) -> None:
@@ -96,9 +103,12 @@ def report(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the report to this file instead of stdout."),
     config: Path | None = typer.Option(None, "--config", "-c",
                                          help="TOML with a [thresholds] table (default: ./specdec-check.toml)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse everything; ignore the Parquet cache."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse every file and rewrite its cache entry."),
+    windows: bool = typer.Option(False, "--windows",
+                                 help="Include every run's window rows in the report (json/html; large)."),
 ) -> None:
-    """Diagnose speculative decoding in logs and traces: metrics, ranked findings, charts (html)."""
+    """Diagnose speculative decoding in logs and traces, run by run: a fleet table (worst first), the
+    comparisons between runs, each run's metrics and ranked findings, charts (html)."""
     from specdec_diag.analysis.report import build_report, has_data
     from specdec_diag.render import render
 
@@ -106,10 +116,8 @@ def report(
         raise fail(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
     thresholds = load_thresholds(find_config(config))
     result = load_inputs(paths, no_cache)
-    errors = input_errors(result)
-    for line in errors:
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
-    rep = build_report(result, thresholds)
+    errors = result.errors
+    rep = build_report(result, thresholds, windows=windows)
     if format == "terminal" and out is None:
         render(rep, "terminal", console)
     elif format == "terminal":

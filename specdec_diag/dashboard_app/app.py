@@ -10,6 +10,7 @@ import streamlit as st
 
 from specdec_diag.dashboard_app import PAGES_DIR
 from specdec_diag.dashboard_app import data as D
+from specdec_diag.dashboard_app import fleet as F
 
 st.set_page_config(page_title="specdec-diag", page_icon=":material/speed:", layout="wide", initial_sidebar_state="expanded")
 
@@ -49,6 +50,18 @@ with st.sidebar:
             st.warning(note)
     elif st.session_state["load_error"]:
         st.error(st.session_state["load_error"])
+
+# the run selector: every page shows the chosen run (or configuration); the Overview also the fleet
+st.session_state["directory"] = loaded
+if loaded is not None:
+    with st.sidebar:
+        opts = F.options(loaded)
+        if st.session_state.get("run") not in opts:
+            st.session_state["run"] = F.ALL
+        choice = st.selectbox("Run", opts, key="run",
+                              help="One engine process with one configuration (docs/runs.md), worst first; or "
+                                   "the runs of one configuration. Scopes every page; the Overview lists them all.")
+        st.session_state["loaded"] = F.scoped(loaded, choice)
 
 pages = [
     st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/dashboard:", default=True),

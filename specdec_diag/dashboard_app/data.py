@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import streamlit as st
@@ -32,8 +32,9 @@ import streamlit as st
 from specdec_diag import paths
 from specdec_diag.dashboard_app import ROOT_ENV
 
-#: points per chart series; longer series are bucketed (draft-weighted), see bucket()
-MAX_POINTS = 2000
+if TYPE_CHECKING:
+    from specdec_diag.ingest.base import IngestResult
+
 #: loaded directories kept in memory at once
 STORE_ENTRIES = 4
 DASH = "—"
@@ -178,7 +179,7 @@ class Loaded:
     key: str
     files: int
     bytes: int
-    result: Any                     # specdec_diag.ingest.IngestResult
+    result: IngestResult
     report: dict[str, Any]
     load_s: float
     errors: list[str] = field(default_factory=list)
@@ -187,6 +188,9 @@ class Loaded:
     findings_error: str | None = None
     rules_s: float | None = None
     warmed: threading.Event = field(default_factory=threading.Event)
+    runs: Any = None                # analysis.runs.Runs of ``result`` (docs/runs.md)
+    scopes: dict[str, Any] = field(default_factory=dict)  # run id / group -> scoped Loaded (fleet.scoped)
+    scope: str | None = None        # set on a scoped Loaded: the run id or configuration it shows
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -221,9 +225,12 @@ def _analysis_version() -> str:
 #: above this many window rows (or trace steps) the diagnosis rules run in a background thread, so
 #: the pages render from the summary first and the findings arrive when ready
 BACKGROUND_ROWS = 100_000
+#: ... or above this many runs (each run is judged on its own: a fleet's diagnosis takes a while), so the
+#: Overview shows the runs table at once and their statuses when the rules finish
+BACKGROUND_RUNS = 20
 
 
-def _report_cache(result: Any, cache_root: Path | None) -> Path | None:
+def _report_cache(result: IngestResult, cache_root: Path | None) -> Path | None:
     if cache_root is None or not result.fingerprint:
         return None
     return cache_root / "dashboard" / f"report-{result.fingerprint}-{_analysis_version()}.json"
@@ -244,18 +251,22 @@ def _write_report(target: Path | None, report: dict[str, Any]) -> None:
 
 
 def _run_rules(loaded: Loaded, target: Path | None) -> None:
-    """Fill ``loaded.report['findings']`` (once; readers only ever see None or the full list)."""
-    from specdec_diag.analysis.report import run_findings
+    """Fill ``loaded.report`` with the run-by-run diagnosis (once; readers only ever see None or the
+    full lists): ``findings`` (each naming its run), ``runs`` (each with summary and findings),
+    ``comparisons`` and ``fleet`` of :func:`analysis.report.build_report`."""
+    from specdec_diag.analysis.report import build_report
 
     t0 = time.perf_counter()
     try:
-        findings = run_findings(loaded.result)
+        rep = build_report(loaded.result, runs=loaded.runs)
     except Exception as exc:  # noqa: BLE001 - shown in the page as one line
         loaded.findings_error = f"the diagnosis rules failed: {type(exc).__name__}: {exc}"
+        loaded.report.update({"runs": [], "comparisons": [], "fleet": {}})
         loaded.report["findings"] = []
         return
     loaded.rules_s = time.perf_counter() - t0
-    loaded.report["findings"] = findings
+    loaded.report.update({k: rep[k] for k in ("runs", "comparisons", "fleet")})
+    loaded.report["findings"] = rep["findings"]  # last: its presence means the rest is there
     _write_report(target, loaded.report)
 
 
@@ -263,13 +274,15 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
     """Scan and analyse the files of ``lst`` (those under ``path`` whose real path lies in the root;
     no Streamlit calls, so tests use it directly).
 
-    The report is :func:`analysis.report.build_report`'s inputs, summary and findings (the same
-    functions) without its ``windows`` list, which the pages read from the tables instead (turning a
-    million windows into dicts costs seconds). It is cached as JSON beside the ingest cache, keyed by
+    The report holds the directory's inputs and pooled summary (the sidebar's totals) and, from
+    :func:`analysis.report.build_report`, the runs (each with its summary and findings), the
+    comparisons, the fleet rollup and every finding with its run; no ``windows`` list: the pages read
+    the tables instead (turning a million windows into dicts costs seconds). It is cached as JSON beside the ingest cache, keyed by
     the content fingerprint and the analysis code, so re-opening a directory is instant. On large
     inputs (``background`` None: more than BACKGROUND_ROWS rows) the rules run in a thread."""
     from specdec_diag.analysis import metrics
     from specdec_diag.analysis.report import inputs_json
+    from specdec_diag.analysis.runs import segment
     from specdec_diag.dashboard_app.guard import cached_report
     from specdec_diag.ingest import scan
     from specdec_diag.ingest.scan import default_cache_dir
@@ -282,14 +295,17 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
     target = _report_cache(result, cache_dir)
     inputs = inputs_json(result.inputs)
     report, note = cached_report(target, inputs)
-    meta = {"errors": lst.errors, "refused": lst.refused, "notes": [note] if note else []}
+    # unreadable inputs and inputs read only up to damage: the same lines the CLI prints
+    meta = {"errors": [*lst.errors, *result.errors], "refused": lst.refused,
+            "notes": [*([note] if note else []), *result.warnings], "runs": segment(result)}
     if report is not None:
         return Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, time.perf_counter() - t0, **meta)
     report = {"schema": REPORT_SCHEMA, "inputs": inputs,
               "summary": jsonable(metrics.summarize(result)), "windows": [], "findings": None}
     loaded = Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, 0.0, **meta)
     if background is None:
-        background = max(result.windows.height, result.steps.height) > BACKGROUND_ROWS
+        background = (max(result.windows.height, result.steps.height) > BACKGROUND_ROWS
+                      or meta["runs"].table.height > BACKGROUND_RUNS)
     if background:
         threading.Thread(target=_run_rules, args=(loaded, target), name="specdec-rules", daemon=True).start()
     else:
@@ -401,258 +417,19 @@ def definition(summary: dict[str, Any], name: str) -> str:
     return (summary.get("definitions") or {}).get(name, "")
 
 
-# ---------------------------------------------------------------------------------------------
-# derived frames (cached by key; the heavy object is an underscore argument, not hashed)
-# ---------------------------------------------------------------------------------------------
-
-
-SERIES_SCHEMA = {"series": pl.Utf8, "x": pl.Float64, "y": pl.Float64, "axis": pl.Utf8}
-
-
-def _bucket_groups(df: pl.DataFrame, keys: list[str], max_points: int, first: tuple[str, ...] = ()) -> pl.DataFrame:
-    """Per group of ``keys`` (rows already in order), at most ``max_points`` consecutive buckets: x of
-    the bucket's first row, y the w-weighted mean (plain mean when the weights sum to 0), ``_n`` rows."""
-    size = (pl.len().over(keys) + max_points - 1) // max_points
-    return (df.with_columns((pl.int_range(pl.len()).over(keys) // size).alias("_b"))
-            .group_by([*keys, "_b"], maintain_order=True)
-            .agg(pl.col("x").first(),
-                 pl.when(pl.col("w").sum() > 0).then((pl.col("y") * pl.col("w")).sum() / pl.col("w").sum())
-                 .otherwise(pl.col("y").mean()).alias("y"),
-                 *[pl.col(c).first() for c in first], pl.len().alias("_n"))
-            .drop("_b"))
-
-
-def bucket(df: pl.DataFrame, max_points: int, weight: str | None = None) -> pl.DataFrame:
-    """One series (columns x, y, and ``weight``) in at most ``max_points`` buckets: the rule of
-    :func:`render.charts.downsample` (tested against it), done in polars because a 1 GB log has a
-    million windows."""
-    d = df.select("x", "y", (pl.col(weight) if weight else pl.lit(1.0)).cast(pl.Float64).alias("w"),
-                  pl.lit(0).alias("_k"))
-    return _bucket_groups(d, ["_k"], max_points).select("x", "y")
-
-
-def _timed(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Rows in time order per series with ``x``: seconds since the series' first record when every
-    record has a time, else the record's index (files from different days share one axis), and
-    ``_t`` saying which."""
-    df = df.with_columns([pl.col(k).fill_null("") for k in keys]).sort([*keys, "time", "line"], nulls_last=True)
-    has_time = pl.col("time").null_count().over(keys) == 0
-    secs = (pl.col("time") - pl.col("time").min().over(keys)).dt.total_microseconds().cast(pl.Float64) / 1e6
-    idx = pl.int_range(pl.len()).over(keys).cast(pl.Float64)
-    return df.with_columns(pl.when(has_time).then(secs).otherwise(idx).alias("x"), has_time.alias("_t"))
-
-
-AXIS = {True: "seconds since the file's first record", False: "record # in the file (no timestamps)"}
-
-
-def _named(b: pl.DataFrame, extra: tuple[str, ...] = ()) -> pl.DataFrame:
-    """Bucketed rows with the series' display name and axis label."""
-    names = {(src, eid): f"{eid or eng or ''} · {Path(str(src)).name}"
-             for src, eid, eng in b.select("source", "engine_id", "engine").unique().rows()}
-    keys = pl.DataFrame({"source": [k[0] for k in names], "engine_id": [k[1] for k in names],
-                         "series": list(names.values())}, schema={"source": pl.Utf8, "engine_id": pl.Utf8,
-                                                                 "series": pl.Utf8})
-    return (b.join(keys, on=["source", "engine_id"], how="left", maintain_order="left")
-            .with_columns(pl.col("_t").replace_strict(AXIS, return_dtype=pl.Utf8).alias("axis"))
-            .select(*extra, *SERIES_SCHEMA))
-
-
-def _series_frame(name: str, xs: list[Any], ys: list[Any], axis: str) -> pl.DataFrame:
-    return pl.DataFrame({"series": [name] * len(xs), "x": xs, "y": ys, "axis": [axis] * len(xs)},
-                        schema=SERIES_SCHEMA)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def acceptance_series(key: str, _result: Any, max_points: int = MAX_POINTS) -> tuple[pl.DataFrame, list[str]]:
-    """Acceptance rate over time, one series per (engine_id, file): the engine's per-window
-    accepted/drafted (bonus excluded), interval/request windows only (cumulative totals are not a
-    time series). Trace steps give one series per trace over step index. Long series are bucketed
-    (draft-weighted, by render.charts.downsample)."""
-    from specdec_diag.render.charts import downsample
-
-    frames: list[pl.DataFrame] = []
-    notes: list[str] = []
-    w = _result.windows
-    if w.height:
-        w = w.filter(pl.col("acceptance_rate").is_not_null() & pl.col("window").fill_null("interval")
-                     .is_in(["interval", "request"]))
-    if w.height:
-        keys = ["source", "engine_id"]
-        d = _timed(w, keys).select(*keys, "engine", "x", "_t", pl.col("acceptance_rate").alias("y"),
-                                   pl.when(pl.col("draft_tokens") > 0).then(pl.col("draft_tokens"))
-                                   .otherwise(1).cast(pl.Float64).alias("w"))
-        b = _bucket_groups(d, keys, max_points, ("engine", "_t"))
-        counts = b.group_by(keys, maintain_order=True).agg(pl.col("_n").sum(), pl.len().alias("_m"))
-        for src, eid, n, m in counts.rows():
-            if m < n:
-                notes.append(f"{eid or ''} · {Path(str(src)).name}: {n:,} windows shown as {m:,} draft-weighted "
-                             "buckets")
-        frames.append(_named(b))
-    s = _result.steps
-    if s.height:
-        s = s.filter(pl.col("gamma_drafted") >= 1)
-        for (src,), g in s.group_by(["source"], maintain_order=True):
-            g = g.sort(["request", "step"], nulls_last=True)
-            xs = [float(i) for i in range(g.height)]
-            ys = (g["n_accepted"] / g["gamma_drafted"]).to_list()
-            ws = g["gamma_drafted"].cast(pl.Float64).to_list()
-            dx, dy = downsample(xs, ys, ws, min(max_points, max(1, g.height // 4)))
-            name = f"trace · {Path(str(src)).name}"
-            notes.append(f"{name}: {g.height:,} steps in {len(dx):,} draft-weighted buckets")
-            frames.append(_series_frame(name, dx, dy, "step # in the trace (requests in order)"))
-    return (pl.concat(frames) if frames else pl.DataFrame(schema=SERIES_SCHEMA)), notes
-
-
-SPLITS = ("file", "engine / process", "temperature", "context length", "request")
-
-
-def _trace_temperatures(result: Any) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for h in result.headers or []:
-        samp = h.get("sampling") or {}
-        t = samp.get("temperature")
-        if samp.get("do_sample") is False:
-            t = 0.0
-        out[str(h.get("source"))] = t
-    return out
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def split_table(key: str, _result: Any, by: str, buckets: int = 8) -> pl.DataFrame:
-    """Acceptance split by a category; each group's numbers come from analysis.metrics on the
-    group's own rows (windows and trace steps kept apart: their definitions match, their units don't)."""
-    from specdec_diag.analysis import metrics
-
-    rows: list[dict[str, Any]] = []
-
-    def add(kind: str, label: Any, table: pl.DataFrame) -> None:
-        rows.append({
-            "group": str(label), "from": kind,
-            "drafted tokens": metrics.draft_tokens(table),
-            "acceptance rate": metrics.acceptance_rate(table),
-            "mean acceptance length": metrics.mean_acceptance_length(table),
-        })
-
-    w = metrics.aggregation_rows(_result.windows)
-    s = _result.steps.filter(pl.col("gamma_drafted") >= 1) if _result.steps.height else _result.steps
-    if by == "file":
-        for (src,), g in w.group_by(["source"], maintain_order=True):
-            add("windows", src, g)
-        for (src,), g in s.group_by(["source"], maintain_order=True):
-            add("steps", src, g)
-    elif by == "engine / process":
-        for (eng, eid), g in w.group_by(["engine", "engine_id"], maintain_order=True):
-            add("windows", f"{eng} {eid or ''}".strip(), g)
-        if s.height:
-            add("steps", "specdec-diag traces", s)
-    elif by == "temperature":
-        for (t,), g in w.filter(pl.col("temperature").is_not_null()).group_by(["temperature"]):
-            add("windows", f"T={t:g}", g)
-        temps = _trace_temperatures(_result)
-        if s.height:
-            s2 = s.with_columns(pl.col("source").replace_strict(temps, default=None, return_dtype=pl.Float64)
-                                .alias("_t"))
-            for (t,), g in s2.group_by(["_t"]):
-                add("steps", "T=?" if t is None else f"T={t:g}", g.drop("_t"))
-    elif by == "context length":
-        for kind, table in (("windows", w.filter(pl.col("context_len").is_not_null())), ("steps", s)):
-            if table.height == 0:
-                continue
-            lo, hi = int(table["context_len"].min()), int(table["context_len"].max())
-            width = max(1, -(-(hi - lo + 1) // buckets))
-            t2 = table.with_columns(((pl.col("context_len") - lo) // width).alias("_b"))
-            for (b,), g in t2.sort("_b").group_by(["_b"], maintain_order=True):
-                a = lo + int(b) * width
-                add(kind, f"{a}–{a + width - 1}", g.drop("_b"))
-    elif by == "request":
-        for (r,), g in w.filter(pl.col("request").is_not_null()).group_by(["request"], maintain_order=True):
-            add("windows", r, g)
-        for (src, r), g in s.group_by(["source", "request"], maintain_order=True):
-            add("steps", f"{Path(str(src)).name} #{r}", g)
-    schema = {"group": pl.Utf8, "from": pl.Utf8, "drafted tokens": pl.Int64, "acceptance rate": pl.Float64,
-              "mean acceptance length": pl.Float64}
-    df = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    return df.filter(pl.col("drafted tokens").fill_null(0) > 0)
-
-
-ENGINE_COLUMNS = ("running_reqs", "waiting_reqs", "kv_usage", "gen_tps")
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def engine_context(key: str, _result: Any, max_points: int = MAX_POINTS) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Batch, queue, KV usage and throughput over time per (engine_id, file), bucketed to
-    ``max_points``; and per file the share of windows that ran under CUDA graphs."""
-
-    schema = {"metric": pl.Utf8, **SERIES_SCHEMA}
-    w = _result.windows
-    frames = []
-    graphs = pl.DataFrame(schema={"file": pl.Utf8, "windows": pl.Int64, "cuda graph share": pl.Float64})
-    if w.height == 0:
-        return pl.DataFrame(schema=schema), graphs
-    # one pass: buckets over each series' rows, each metric the mean of its non-null values in a bucket
-    keys = ["source", "engine_id"]
-    d = _timed(w.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in ENGINE_COLUMNS])), keys)
-    if d.height:
-        size = (pl.len().over(keys) + max_points - 1) // max_points
-        b = (d.with_columns((pl.int_range(pl.len()).over(keys) // size).alias("_b"))
-             .group_by([*keys, "_b"], maintain_order=True)
-             .agg(pl.col("x").first(), pl.col("engine").first(), pl.col("_t").first(),
-                  *[pl.col(c).cast(pl.Float64).mean() for c in ENGINE_COLUMNS]))
-        for c in ENGINE_COLUMNS:
-            part = b.filter(pl.col(c).is_not_null())
-            if part.height:
-                frames.append(_named(part.with_columns(pl.col(c).alias("y"), pl.lit(c).alias("metric")), ("metric",)))
-    cg = w.filter(pl.col("cuda_graph").is_not_null())
-    if cg.height:
-        graphs = (cg.group_by("source", maintain_order=True)
-                  .agg(pl.len().cast(pl.Int64).alias("windows"),
-                       pl.col("cuda_graph").cast(pl.Float64).mean().alias("cuda graph share"))
-                  .rename({"source": "file"}))
-    return (pl.concat(frames) if frames else pl.DataFrame(schema=schema)), graphs
-
-
-BLOCKS = 2000
-
-
-def blocks(units: pl.DataFrame) -> pl.DataFrame:
-    """Consecutive windows summed into at most BLOCKS blocks before resampling: a block bootstrap,
-    which also respects the autocorrelation of neighbouring windows and keeps a million-window log
-    to a fraction of a second."""
-    if units.height <= BLOCKS:
-        return units
-    size = -(-units.height // BLOCKS)
-    return (units.with_columns((pl.int_range(pl.len()) // size).alias("_b"))
-            .group_by("_b", maintain_order=True).agg(pl.col("drafted").sum(), pl.col("accepted").sum())
-            .select("drafted", "accepted"))
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def compare_noise(key_a: str, key_b: str, _a: Any, _b: Any) -> dict[str, Any]:
-    """Bootstrap intervals (analysis.gate) of each pooled acceptance rate and of their difference B - A."""
-    from specdec_diag.analysis import gate
-
-    ua = blocks(gate.acceptance_units(_a.result.windows, _a.result.steps))
-    ub = blocks(gate.acceptance_units(_b.result.windows, _b.result.steps))
-    out: dict[str, Any] = {"units_a": ua.height, "units_b": ub.height,
-                           "ci_a": gate.bootstrap_rate(ua), "ci_b": gate.bootstrap_rate(ub), "ci_diff": None}
-    if ua.height >= 2 and ub.height >= 2:
-        out["ci_diff"] = gate.bootstrap_diff(ub, ua)
-    return out
-
-
-def warm(loaded: Loaded) -> None:
-    """Compute the pages' default derived frames (same calls as the pages, so the same cache entries)
-    in a background thread for large inputs, so the first visit to each page is a cache hit."""
-    try:
-        acceptance_series(loaded.key, loaded.result)
-        split_table(loaded.key, loaded.result, SPLITS[0])
-        engine_context(loaded.key, loaded.result)
-        compare_noise(loaded.key, loaded.key, loaded, loaded)
-    except Exception:  # noqa: BLE001 - the page computes it again and shows any error itself
-        pass
-    finally:
-        loaded.warmed.set()
-
+# derived frames live in series.py; re-exported here, the pages' one namespace
+from specdec_diag.dashboard_app.series import (  # noqa: E402,F401
+    MAX_POINTS,
+    SERIES_SCHEMA,
+    SPLITS,
+    acceptance_series,
+    blocks,
+    bucket,
+    compare_noise,
+    engine_context,
+    split_table,
+    warm,
+)
 
 # ---------------------------------------------------------------------------------------------
 # tokenizer (the tokenizers package only: never transformers / torch)

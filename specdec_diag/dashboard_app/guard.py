@@ -12,7 +12,6 @@ import functools
 import itertools
 import json
 import re
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +71,41 @@ def report_problem(report: Any, inputs: list[dict[str, Any]]) -> str | None:
     if not isinstance(findings, list):
         return "findings is not a list"
     paths = {str(i.get("path")) for i in inputs}
+    why = _runs_problem(report, paths)
+    if why:
+        return why
+    ids = {r["id"] for r in report.get("runs") or []}
     for f in findings:
         why = _finding_problem(f, paths)
         if why:
             return why
+        if "run" in f and f["run"] not in ids:
+            return f"finding {f['code']}: run {str(f['run'])[:60]!r} is not one of the report's runs"
+    return None
+
+
+def _runs_problem(report: dict[str, Any], paths: set[str]) -> str | None:
+    """The run-by-run part (runs, comparisons, fleet): the shapes the pages read, sources among the
+    files just scanned, every run's findings valid."""
+    from specdec_diag.analysis.report import STATUSES
+
+    runs = report.get("runs")
+    if runs is None:
+        return None
+    if not isinstance(runs, list) or not isinstance(report.get("comparisons"), list) \
+            or not isinstance(report.get("fleet"), dict):
+        return "runs, comparisons or fleet of the wrong type"
+    for r in runs:
+        if not isinstance(r, dict) or not isinstance(r.get("id"), str) or not isinstance(r.get("summary"), dict):
+            return "a run without an id or summary"
+        if r.get("status") not in STATUSES or not isinstance(r.get("findings"), list):
+            return f"run {r['id'][:60]!r}: status or findings of the wrong type"
+        if not isinstance(r.get("sources"), list) or not set(map(str, r["sources"])) <= paths:
+            return f"run {r['id'][:60]!r}: its sources are not the files just scanned"
+        for f in r["findings"]:
+            why = _finding_problem(f, paths)
+            if why:
+                return f"run {r['id'][:60]!r}: {why}"
     return None
 
 
@@ -102,7 +132,7 @@ def cached_report(target: Path | None, inputs: list[dict[str, Any]]) -> tuple[di
 def log_line(root: Path, path: str, line: Any) -> str:
     """Line ``line`` of the log at ``path`` (gz transparently), read only when the path's real path
     lies inside ``root``; otherwise, or when unreadable, a parenthesised note saying so."""
-    from specdec_diag.schema import open_text
+    from specdec_diag.inputs import InputError, open_text_lines
 
     try:
         rp = confine(path, root)
@@ -110,12 +140,11 @@ def log_line(root: Path, path: str, line: Any) -> str:
         return f"(refused: {exc})"
     if not isinstance(line, int) or isinstance(line, bool) or line < 1:
         return "(no such line)"
-    try:
-        with open_text(rp) as fh:
-            text = next(itertools.islice(fh, line - 1, None), None)
-    except (OSError, EOFError, ValueError, zlib.error):
+    try:  # the input layer numbers lines as ingest does (gzip, UTF-16, bare-CR files alike)
+        text = next(itertools.islice(open_text_lines(rp, long_lines="skip"), line - 1, None), None)
+    except (InputError, OSError):
         return "(unreadable)"
-    return "(no such line)" if text is None else text.rstrip("\n")[:LINE_CHARS]
+    return "(no such line)" if text is None else text[:LINE_CHARS]
 
 
 # ---------------------------------------------------------------------------------------------

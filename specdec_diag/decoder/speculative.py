@@ -1,18 +1,20 @@
-"""The speculative step, on one screen, and the autoregressive baseline of the same loop.
+"""The speculative step, on one screen (:meth:`_Run.step`), and the autoregressive baseline of the same loop.
 
 Cache convention (as transformers' assisted decoding): with a sequence of length L, the target KV
 cache holds L - 1 entries; the newest token is not cached yet and opens the next verify window.
-One step:
+One step, as gpt-fast's ``speculative_decode``:
 
 1. draft: feed the draft every token it has not cached yet (1, or 2 after a bonus), then draft
    gamma tokens one forward each, sampling from q (processed exactly like p);
 2. verify: ONE target forward over ``[last token, d_1..d_gamma]`` at positions ``L-1 .. L-1+gamma``;
-3. accept: :func:`acceptance.verify` tests all drafted positions at once, n = leading run;
+3. accept: :func:`verification.verify` tests all drafted positions at once, n = leading run;
 4. emit d_1..d_n + the verifier token (correction or bonus), trimmed at EOS / max_new_tokens;
 5. crop both caches (``DynamicCache.crop(-k)``) back to new length - 1 (the draft cache may be one
    short after a full accept; the next step feeds it the missing token).
 
-Baseline mode is the same loop with gamma = 0: one target forward per token.
+An injected fault (:mod:`faults`) is a set of hooks around the forwards, the acceptance test, the
+emission and the target rollback; the healthy hooks are plain calls. Baseline mode is the same loop
+with gamma = 0: one target forward per token.
 """
 
 from __future__ import annotations
@@ -20,22 +22,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 
-from specdec_diag.decoder.acceptance import (
-    Rule,
-    SamplingConfig,
-    plain_probs,
-    process_logits,
-    sample_from,
-    verify,
-)
 from specdec_diag.decoder.faults import Fault
 from specdec_diag.decoder.models import ModelPair
 from specdec_diag.decoder.policies import GammaPolicy
 from specdec_diag.decoder.tracing import Timer, TraceWriter, clean, header_record, summarise, versions
+from specdec_diag.decoder.verification import (
+    AcceptanceRule,
+    SamplingConfig,
+    Verdict,
+    accept_flags,
+    draft_probs,
+    sample_from,
+    verify,
+)
 
 
 @dataclass
@@ -43,7 +47,7 @@ class DecodeConfig:
     """Everything that decides a run (and is recorded in the trace header)."""
 
     gamma: int = 4
-    rule: Rule = field(default_factory=Rule)
+    rule: AcceptanceRule = field(default_factory=AcceptanceRule)
     policy: str = "constant"
     threshold: float = 0.4
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -102,8 +106,54 @@ def encode_prompts(pair: ModelPair, prompts: Sequence[str | Sequence[int]]) -> l
     return ids
 
 
+def trim(tokens: list[int], eos: int | None, remaining: int) -> tuple[list[int], str, bool]:
+    """Cut a step's tokens after the first EOS and at the token budget. Returns the tokens, what
+    trimmed them (``none`` | ``eos`` | ``max_length``) and whether EOS ends the request."""
+    trimmed, hit_eos = "none", False
+    if eos is not None and eos in tokens:
+        cut = tokens.index(eos) + 1
+        if cut < len(tokens):
+            trimmed = "eos"
+        tokens, hit_eos = tokens[:cut], True
+    if len(tokens) > remaining:
+        tokens, trimmed = tokens[:remaining], "max_length"
+    return tokens, trimmed, hit_eos
+
+
+def rollback(cache: Any, keep: int) -> None:
+    """Crop ``cache`` to ``keep`` entries (``DynamicCache.crop(-k)`` removes k); never grows it."""
+    extra = cache.get_seq_length() - keep
+    if extra > 0:
+        cache.crop(-extra)
+
+
+@dataclass
+class StepOutcome:
+    """What one step did, for its trace record (tensors until the record converts them)."""
+
+    context_len: int
+    gamma_requested: int
+    drafts: list[int]
+    q: torch.Tensor  # [g, V] the q the verifier was given
+    uniforms: torch.Tensor | None
+    verdict: Verdict
+    emitted: list[int]
+    trimmed: str
+    hit_eos: bool
+    target_forwards: int
+    draft_forwards: int
+    pos0: int
+    caches_before: tuple[int, int]
+    times: tuple[float, float, float]  # start, draft done, verify done
+
+    @property
+    def gamma(self) -> int:
+        return len(self.drafts)
+
+
 class _Run:
-    """State shared by the requests of one generate() call."""
+    """State shared by the requests of one generate() call. The active fault's hooks sit at fixed
+    points of :meth:`step`; the step itself has no fault branch."""
 
     def __init__(self, pair: ModelPair, cfg: DecodeConfig, writer: TraceWriter,
                  on_step: Callable[[int, int, int], None] | None):
@@ -112,125 +162,109 @@ class _Run:
         self.timer = Timer(pair.device)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.policy = GammaPolicy(cfg.policy, 0 if cfg.baseline else cfg.gamma, cfg.threshold)
+        self.hooks = cfg.fault.hooks()
+        self.accept = self.hooks.accept(accept_flags)
         self.step_idx = 0
         self.eos = pair.eos_token_id if cfg.stop_at_eos else None
         self.vocab = pair.target.get_output_embeddings().weight.shape[0]
         self.trace_s = 0.0
 
-    # -- phases ---------------------------------------------------------------------------------
     def draft(self, seq: torch.Tensor, dcache: Any, g: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Draft up to g tokens. Returns tokens [g'], q used by the verifier [g', V], forwards."""
-        cfg, stochastic = self.cfg, self.cfg.rule.stochastic
+        """Draft up to g tokens, one forward each at explicit positions (the first feeds every token
+        the draft has not cached). Returns tokens [g'], the q given to the verifier [g', V], forwards."""
+        rule, sampling = self.cfg.rule, self.cfg.sampling
         if g == 0:
             return (torch.empty(0, dtype=torch.long, device=self.dev),
                     torch.empty(0, self.vocab, device=self.dev), 0)
         u = torch.rand(g, generator=self.gen).to(self.dev)
-        dlen = dcache.get_seq_length()
-        feed, pos = seq[dlen:], dlen
+        forward = partial(_forward, self.pair.draft, cache=dcache)
+        pos = dcache.get_seq_length()
+        feed = seq[pos:]
         toks, qs = [], []
         for i in range(g):
-            logits = _forward(self.pair.draft, feed, pos, dcache)[-1:]
+            logits = self.hooks.draft_forward(forward, feed, pos, self.step_idx)[-1:]
             pos += feed.shape[0]
-            if cfg.fault.nan_at(self.step_idx) and cfg.fault.params.get("draft_too"):
-                logits = torch.full_like(logits, float("nan"))  # an EAGLE/MTP head fed NaN hidden states
-            if stochastic:
-                q = process_logits(logits, cfg.sampling)
-                tok = sample_from(q, u[i : i + 1])
-                # the bug: the ratio uses raw-logit probs, not the distribution the token came from
-                q_used = plain_probs(logits) if cfg.fault.is_("raw-draft-probs") else q
-            else:
-                q = q_used = plain_probs(logits)
-                tok = q.argmax(-1)
+            q = draft_probs(logits, rule, sampling)
+            tok = sample_from(q, u[i : i + 1]) if rule.stochastic else q.argmax(-1)
             toks.append(tok)
-            qs.append(q_used)
+            qs.append(self.hooks.draft_q(q, logits))
             if self.policy.needs_draft_prob and self.policy.stops_draft(float(q[0, tok[0]])):
                 break
             feed = tok
         return torch.cat(toks), torch.cat(qs), len(toks)
 
-    def verify_forward(self, window: torch.Tensor, pos0: int, tcache: Any) -> tuple[torch.Tensor, int]:
-        if self.cfg.fault.is_("sequential-verify"):
-            outs = [_forward(self.pair.target, window[i : i + 1], pos0 + i, tcache) for i in range(window.shape[0])]
-            return torch.cat(outs), len(outs)
-        return _forward(self.pair.target, window, pos0, tcache), 1
+    def step(self, seq: torch.Tensor, tcache: Any, dcache: Any, g_req: int, remaining: int) -> StepOutcome:
+        """One speculative step: draft gamma, ONE verify forward, accept, emit, roll back."""
+        L = seq.shape[0]
+        before = (tcache.get_seq_length(), dcache.get_seq_length())
+        t_start = self.timer.now()
+        drafts, q, dfw = self.draft(seq, dcache, min(g_req, remaining - 1))  # never draft past the budget
+        g = drafts.shape[0]
+        self.hooks.after_draft(g, self.timer.now() - t_start)
+        t_draft = self.timer.now()
+        u = torch.rand(g + 1, generator=self.gen).to(self.dev) if self.cfg.rule.stochastic else None
+        pos0 = self.hooks.verify_position(L - 1)
+        target = partial(_forward, self.pair.target, cache=tcache)
+        logits, tfw = self.hooks.verify_forward(target, torch.cat([seq[-1:], drafts]), pos0, self.step_idx)
+        t_verify = self.timer.now()
+        v = verify(logits, drafts, q, u, self.cfg.rule, self.cfg.sampling, accept=self.accept)
+        drafts_l = drafts.tolist()
+        tokens = self.hooks.emit(drafts_l[: v.n] + [v.token], v.kind, g)
+        emitted, trimmed, hit_eos = trim(tokens, self.eos, remaining)
+        keep = L + len(emitted) - 1  # the cache convention: sequence length - 1
+        self.hooks.rollback_target(rollback, tcache, keep)
+        rollback(dcache, keep)
+        return StepOutcome(L, g_req, drafts_l, q, u, v, emitted, trimmed, hit_eos, tfw, dfw, pos0, before,
+                           (t_start, t_draft, t_verify))
 
-    # -- one request ------------------------------------------------------------------------------
-    def request(self, r: int, prompt: list[int]) -> tuple[list[int], dict[str, Any]]:
-        cfg, fault, pair = self.cfg, self.cfg.fault, self.pair
-        tcache, dcache = _cache(pair.target), _cache(pair.draft)
-        self.policy.reset()
-        seq = torch.tensor(prompt, dtype=torch.long, device=self.dev)
+    def record(self, r: int, s: StepOutcome, tcache: Any, dcache: Any, gamma_next: int) -> dict[str, Any]:
+        """The step's trace record (timings are added by the caller, once the record is built)."""
+        g, v = s.gamma, s.verdict
+        p = v.p
+        min_pq = torch.minimum(p[:g], s.q).sum(-1) if g else p[:0, 0]
+        return {
+            "type": "step", "step": self.step_idx, "request": r, "context_len": s.context_len,
+            "gamma_requested": s.gamma_requested, "gamma_drafted": g, "draft_token_ids": s.drafts,
+            "q": clean(v.q_tok.tolist()) if g else [], "p": clean(v.p_tok.tolist()) if g else [],
+            "uniforms": s.uniforms.tolist() if s.uniforms is not None else None,
+            "accept_flags": v.accept_flags.tolist(), "n_accepted": v.n, "emitted_token_ids": s.emitted,
+            "last_token_kind": v.kind, "trimmed_by": s.trimmed,
+            "target_forwards": s.target_forwards, "draft_forwards": s.draft_forwards,
+            "target_cache_before": s.caches_before[0], "target_cache_after": tcache.get_seq_length(),
+            "draft_cache_before": s.caches_before[1], "draft_cache_after": dcache.get_seq_length(),
+            "verify_pos_first": s.pos0, "verify_pos_last": s.pos0 + g,
+            "min_pq": clean(min_pq.tolist()), "argmax_p": p.argmax(-1).tolist(),
+            "gamma_next": gamma_next,
+            "threshold": self.policy.threshold if self.policy.name == "confidence" else None,
+        }
+
+    def prefill(self, seq: torch.Tensor, tcache: Any, dcache: Any) -> float:
+        """Cache ``prompt[:-1]`` in both models (the last token opens the first window); ms taken."""
         t0 = self.timer.now()
         if seq.shape[0] > 1:
-            _forward(pair.target, seq[:-1], 0, tcache)
-            if not cfg.baseline:
-                _forward(pair.draft, seq[:-1], 0, dcache)
-        prefill_ms = (self.timer.now() - t0) * 1e3
+            _forward(self.pair.target, seq[:-1], 0, tcache)
+            if not self.cfg.baseline:
+                _forward(self.pair.draft, seq[:-1], 0, dcache)
+        return (self.timer.now() - t0) * 1e3
+
+    def request(self, r: int, prompt: list[int]) -> tuple[list[int], dict[str, Any]]:
+        cfg = self.cfg
+        tcache, dcache = _cache(self.pair.target), _cache(self.pair.draft)
+        self.policy.reset()
+        seq = torch.tensor(prompt, dtype=torch.long, device=self.dev)
+        prefill_ms = self.prefill(seq, tcache, dcache)
         generated: list[int] = []
         finished_by = "max_length"
         while len(generated) < cfg.max_new_tokens:
-            L = seq.shape[0]
-            remaining = cfg.max_new_tokens - len(generated)
-            g_req = self.policy.requested()
-            g = min(g_req, remaining - 1)  # as transformers: never draft past the token budget
-            tc_before, dc_before = tcache.get_seq_length(), dcache.get_seq_length()
-            t_start = self.timer.now()
-            drafts, q, dfw = self.draft(seq, dcache, g)
-            g = drafts.shape[0]
-            if fault.is_("slow-draft") and g:
-                time.sleep((float(fault.params["factor"]) - 1) * (self.timer.now() - t_start))
-            t_draft = self.timer.now()
-            u = torch.rand(g + 1, generator=self.gen).to(self.dev) if cfg.rule.stochastic else None
-            pos0 = L - 1 + (1 if fault.is_("position-shift") else 0)
-            logits, tfw = self.verify_forward(torch.cat([seq[-1:], drafts]), pos0, tcache)
-            if fault.nan_at(self.step_idx):
-                logits = torch.full_like(logits, float("nan"))
-            t_verify = self.timer.now()
-            v = verify(logits, drafts, q, u, cfg.rule, cfg.sampling, force_accept_all=fault.is_("accept-all"))
-            n = v.n
-            drafts_l = drafts.tolist()
-            emitted = drafts_l[:n] + [v.token]
-            if fault.is_("drop-bonus") and v.kind == "bonus" and g > 0:
-                emitted = emitted[:-1]
-            trimmed = "none"
-            if self.eos is not None and self.eos in emitted:
-                cut = emitted.index(self.eos) + 1
-                if cut < len(emitted):
-                    trimmed = "eos"
-                emitted = emitted[:cut]
-                finished_by = "eos"
-            if len(emitted) > remaining:
-                emitted, trimmed = emitted[:remaining], "max_length"
-            new_len = L + len(emitted)
-            seq = torch.cat([seq, torch.tensor(emitted, dtype=torch.long, device=self.dev)])
-            generated.extend(emitted)
-            tc_mid = tcache.get_seq_length()
-            if not fault.is_("no-rollback") and tc_mid > new_len - 1:
-                tcache.crop(-(tc_mid - (new_len - 1)))
-            dc_mid = dcache.get_seq_length()
-            if dc_mid > new_len - 1:
-                dcache.crop(-(dc_mid - (new_len - 1)))
-            gamma_next = self.policy.update(g, n)
+            s = self.step(seq, tcache, dcache, self.policy.requested(), cfg.max_new_tokens - len(generated))
+            seq = torch.cat([seq, torch.tensor(s.emitted, dtype=torch.long, device=self.dev)])
+            generated.extend(s.emitted)
+            gamma_next = self.policy.update(s.gamma, s.verdict.n)
             t_rec = time.perf_counter()
-            p = v.p
-            min_pq = torch.minimum(p[:g], q).sum(-1) if g else p[:0, 0]
-            rec = {
-                "type": "step", "step": self.step_idx, "request": r, "context_len": L,
-                "gamma_requested": g_req, "gamma_drafted": g, "draft_token_ids": drafts_l,
-                "q": clean(v.q_tok.tolist()) if g else [], "p": clean(v.p_tok.tolist()) if g else [],
-                "uniforms": u.tolist() if u is not None else None,
-                "accept_flags": v.accept_flags.tolist(), "n_accepted": n, "emitted_token_ids": emitted,
-                "last_token_kind": v.kind, "trimmed_by": trimmed,
-                "target_forwards": tfw, "draft_forwards": dfw,
-                "target_cache_before": tc_before, "target_cache_after": tcache.get_seq_length(),
-                "draft_cache_before": dc_before, "draft_cache_after": dcache.get_seq_length(),
-                "verify_pos_first": pos0, "verify_pos_last": pos0 + g,
-                "min_pq": clean(min_pq.tolist()), "argmax_p": p.argmax(-1).tolist(),
-                "gamma_next": gamma_next,
-                "threshold": self.policy.threshold if self.policy.name == "confidence" else None,
-            }
+            rec = self.record(r, s, tcache, dcache, gamma_next)
             t_end = self.timer.now()
             self.trace_s += t_end - t_rec
+            t_start, t_draft, t_verify = s.times
             rec["draft_ms"] = (t_draft - t_start) * 1e3
             rec["verify_ms"] = (t_verify - t_draft) * 1e3
             rec["overhead_ms"] = (t_end - t_verify) * 1e3
@@ -239,7 +273,8 @@ class _Run:
             self.step_idx += 1
             if self.on_step is not None:
                 self.on_step(r, len(generated), cfg.max_new_tokens)
-            if finished_by == "eos":
+            if s.hit_eos:
+                finished_by = "eos"
                 break
         return generated, {"prefill_ms": prefill_ms, "finished_by": finished_by}
 

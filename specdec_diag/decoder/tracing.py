@@ -8,13 +8,12 @@ written as null (a NaN verifier shows up as null p values).
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
-from specdec_diag.schema import TRACE_SCHEMA, Trace, json_default, trace_to_parquet
+from specdec_diag.schema import TRACE_SCHEMA, Trace, json_default, jsonable, trace_to_parquet
 
 
 class Timer:
@@ -36,12 +35,9 @@ class Timer:
 
 
 def clean(v: Any) -> Any:
-    """Replace non-finite floats by None, recursively through lists."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, list):
-        return [clean(x) for x in v]
-    return v
+    """JSON-safe copy of a trace record or replay result (non-finite floats -> None): the one
+    converter, :func:`specdec_diag.schema.jsonable`, under the name the decoder uses."""
+    return jsonable(v)
 
 
 class TraceWriter:
@@ -125,10 +121,13 @@ def header_record(**fields: Any) -> dict[str, Any]:
 
 
 def records_to_trace(records: list[dict[str, Any]], path: str = "<memory>") -> Trace:
+    """A Trace from a writer's records; they are the file's lines in order (one record a line), so
+    each step's line number is its 1-based position, as ``read_trace`` would give it."""
     header = next(r for r in records if r["type"] == "header")
     steps = [r for r in records if r["type"] == "step"]
     summary = next((r for r in records if r["type"] == "summary"), None)
-    return Trace(path, header, steps, summary)
+    step_lines = [n for n, r in enumerate(records, 1) if r["type"] == "step"]
+    return Trace(path, header, steps, summary, step_lines=step_lines)
 
 
 def export_parquet(records: list[dict[str, Any]], out: str | Path) -> Path:

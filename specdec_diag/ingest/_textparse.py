@@ -33,8 +33,18 @@ def norm_lines(lines: pl.DataFrame) -> pl.DataFrame:
 def lines_frame(path: str | Path) -> pl.DataFrame:
     """Read a file as the ``line``/``text`` frame the scan hands to ``parse`` (tests, ``parse_file``)."""
     with open_text(path) as fh:
-        texts = fh.read().splitlines()
+        texts = split_lines(fh.read())
     return lines_from_texts(texts)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as the scan numbers them: split at newlines only (text mode already turned CRLF and CR
+    into one). ``str.splitlines`` would also split at \x1c-\x1e, \x85, U+2028 ..., and one such
+    byte in a junk line would shift the line number of every record after it."""
+    texts = text.split("\n")
+    if texts and texts[-1] == "":
+        texts.pop()
+    return texts
 
 
 def lines_from_texts(texts: list[str]) -> pl.DataFrame:
@@ -124,3 +134,109 @@ def ratio(num: float | None, den: float | None) -> float | None:
 def ratio_expr(num: pl.Expr, den: pl.Expr) -> pl.Expr:
     """``num / den`` as Float64, null unless ``den > 0`` (the vectorised :func:`ratio`)."""
     return pl.when(den > 0).then(num.cast(pl.Float64) / den.cast(pl.Float64)).otherwise(None)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation: one bad value makes its own line malformed, never its batch or a silent null
+# ---------------------------------------------------------------------------------------------
+
+#: the largest count a window column (Int64) holds
+INT64_MAX = 2**63 - 1
+#: window columns holding counts (never negative) and floats (always finite when present)
+_COUNT_COLS = ("k", "num_drafts", "draft_tokens", "accepted_tokens", "emitted_tokens", "running_reqs",
+               "waiting_reqs", "context_len", "target_forwards")
+_FLOAT_COLS = ("acceptance_rate", "mean_acceptance_length", "accepted_tps", "drafted_tps", "gen_tps",
+               "prompt_tps", "kv_usage", "draft_ms", "verify_ms", "overhead_ms", "ttft_ms", "tpot_ms")
+ORDER_REASON = "accepted tokens exceed drafted tokens"
+
+
+def value_problem(raw: Any, label: str, *, count: bool = False) -> str | None:
+    """Why ``raw`` (a printed number, or a JSON value) is not a usable value of ``label``: not a
+    number, nan/inf, negative, beyond int64 (no count, rate or duration of ours gets there), or for a
+    count not whole. None when fine or absent. Worded like :func:`value_problem_expr`."""
+    if raw is None:
+        return None
+    shown = f"{label} is {str(raw).strip()[:40]}"
+    if isinstance(raw, bool):
+        return f"{shown} (not a number)"
+    try:
+        v = float(raw) if not isinstance(raw, int) else raw
+    except (TypeError, ValueError, OverflowError):
+        return f"{shown} (not a number)"
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"{shown} (not a finite number)"
+    if v < 0:
+        return f"{shown} (negative)"
+    if v > INT64_MAX:
+        return f"{shown} (beyond the int64 range)"
+    if count and v != int(v):
+        return f"{shown} (not a whole count)"
+    return None
+
+
+def value_problem_expr(col: str, label: str, *, count: bool = False) -> pl.Expr:
+    """The vectorised :func:`value_problem` for a captured string column ``col`` (null when fine or
+    absent): the reason names the field and quotes the printed text."""
+    raw = pl.col(col).cast(pl.Utf8).str.strip_chars()
+    v = raw.cast(pl.Float64, strict=False)
+    shown = pl.lit(f"{label} is ") + raw.str.slice(0, 40)
+    why = (
+        pl.when(raw.is_null()).then(pl.lit(None, dtype=pl.Utf8))
+        .when(v.is_null()).then(shown + pl.lit(" (not a number)"))
+        .when(~v.is_finite()).then(shown + pl.lit(" (not a finite number)"))
+        .when(v < 0).then(shown + pl.lit(" (negative)"))
+        .when(v > float(INT64_MAX)).then(shown + pl.lit(" (beyond the int64 range)"))
+    )
+    if count:
+        why = why.when(v != v.floor()).then(shown + pl.lit(" (not a whole count)"))
+    return why.otherwise(pl.lit(None, dtype=pl.Utf8))
+
+
+def first_problem(*exprs: pl.Expr) -> pl.Expr:
+    """The first non-null reason of several checks (null when all pass)."""
+    return pl.coalesce([*exprs, pl.lit(None, dtype=pl.Utf8)])
+
+
+def counts_problem(accepted: Any, drafted: Any) -> str | None:
+    """The invariant every source keeps: a window never accepts more tokens than it drafted."""
+    if accepted is not None and drafted is not None and accepted > drafted:
+        return f"{ORDER_REASON} ({accepted} > {drafted})"
+    return None
+
+
+def window_problem() -> pl.Expr:
+    """Why a window row breaks the invariants of the window table (null when it does not): accepted >
+    drafted, an acceptance rate above 1, a negative count, a float that is nan/inf/negative/beyond
+    int64, a per-position value that is not a fraction."""
+    checks: list[pl.Expr] = [
+        pl.when(pl.col("accepted_tokens") > pl.col("draft_tokens")).then(
+            pl.format(ORDER_REASON + " ({} > {})", "accepted_tokens", "draft_tokens"))
+    ]
+    checks.append(pl.when(pl.col("acceptance_rate") > 1).then(pl.lit("acceptance_rate above 1")))
+    checks += [pl.when(pl.col(c) < 0).then(pl.lit(f"negative {c}")) for c in _COUNT_COLS]
+    checks += [pl.when(~pl.col(c).is_finite()).then(pl.lit(f"{c} is not a finite number"))
+               .when(pl.col(c) < 0).then(pl.lit(f"negative {c}"))
+               .when(pl.col(c) > float(INT64_MAX)).then(pl.lit(f"{c} beyond the int64 range")) for c in _FLOAT_COLS]
+    pp = pl.col("per_position_acceptance")
+    checks.append(pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0) | (pl.element() > 1)).list.any())
+                  .then(pl.lit("a per-position acceptance value is not a fraction (nan, infinite, < 0 or > 1)")))
+    return first_problem(*checks)
+
+
+def reject_windows(windows: pl.DataFrame, source: str,
+                   lines: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(good, malformed)``: window rows that break the table's invariants leave the table and become
+    malformed rows at their own line (text from ``lines`` when given), so no view shows them."""
+    if windows.height == 0:
+        return windows, pl.DataFrame(schema=MALFORMED_SCHEMA)
+    flagged = windows.with_columns(window_problem().alias("_why"))
+    bad = flagged.filter(pl.col("_why").is_not_null())
+    if bad.height == 0:
+        return windows, pl.DataFrame(schema=MALFORMED_SCHEMA)
+    good = flagged.filter(pl.col("_why").is_null()).drop("_why")
+    bad = bad.select("line", "_why").unique("line", keep="first", maintain_order=True)
+    if lines is not None and lines.height:
+        bad = bad.join(lines.select("line", "text").unique("line"), on="line", how="left")
+    else:
+        bad = bad.with_columns(pl.lit("", dtype=pl.Utf8).alias("text"))
+    return good, malformed(bad.with_columns(pl.col("text").fill_null("")), source, pl.col("_why"))

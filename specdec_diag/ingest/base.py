@@ -9,6 +9,7 @@ what a :class:`Source` declares: no attribute probing, no signature inspection.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,10 @@ def empty(schema: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
+#: an input error that starts with the line it concerns
+_LINE_ERROR = re.compile(r"\d+: ")
+
+
 @dataclass
 class Parsed:
     """What one source parser returns for one file (or one chunk of it)."""
@@ -47,6 +52,7 @@ class Parsed:
     configs: pl.DataFrame = field(default_factory=lambda: empty(CONFIG_SCHEMA))
     steps: pl.DataFrame = field(default_factory=lambda: empty(STEPS_SCHEMA))
     headers: list[dict[str, Any]] = field(default_factory=list)  # trace headers, each with "source"
+    error: str | None = None  # the file as a whole cannot be read by this source (e.g. another schema)
 
     def __post_init__(self) -> None:
         self.windows = conform_windows(self.windows)
@@ -63,6 +69,17 @@ class IngestResult:
     configs: pl.DataFrame      # CONFIG_SCHEMA: startup / header facts
     headers: list[dict[str, Any]] = field(default_factory=list)
     fingerprint: str = ""      # content fingerprint of all inputs (cache key for the dashboard)
+    #: ``path: message`` per input read only in part (gzip damage): its lines before the damage are
+    #: in the tables. Every command prints these as warnings, in this wording.
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        """``path: message`` per input that could not be read at all (the inputs' ``error``); an error
+        that names its line (``"12: …"``) reads ``path:12: message``."""
+        bad = self.inputs.filter(pl.col("error").is_not_null()) if self.inputs.height else self.inputs
+        return [f"{p}:{e}" if _LINE_ERROR.match(e) else f"{p}: {e}"
+                for p, e in zip(bad["path"].to_list(), bad["error"].to_list(), strict=True)]
 
     @classmethod
     def empty(cls) -> IngestResult:
@@ -80,6 +97,11 @@ class ParseOptions:
 
 #: the options of a file with nothing to offer (tests, direct calls)
 NO_OPTIONS = ParseOptions()
+
+#: Batched parsing of small files (``Source.batchable``): file ``i`` of a batch has its lines numbered
+#: ``i * LINE_STRIDE + line``, and ``source`` is a placeholder; the scan maps rows back to each file.
+#: A single file's lines are below the stride, so ``line // LINE_STRIDE`` is 0 outside batches.
+LINE_STRIDE = 1 << 32
 
 
 #: ``parse(lines, source, options)``: lines has columns ``line`` (Int64, 1-based) and ``text`` (Utf8),
@@ -105,6 +127,10 @@ class Source:
     parse: LineParser | None = None
     parse_file: FileParser | None = None
     finalize: Finalizer | None = None
+    #: ``parse`` may be handed the marker lines of many small files at once (see :data:`LINE_STRIDE`).
+    #: Set it only when every piece of cross-line state in ``parse`` is keyed by the file as well,
+    #: ``line // LINE_STRIDE``; otherwise small files are parsed one by one (correct, slower).
+    batchable: bool = False
 
     @property
     def reads_lines(self) -> bool:

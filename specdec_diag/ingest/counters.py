@@ -9,12 +9,13 @@ later row.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import polars as pl
 
-from specdec_diag.ingest._textparse import ratio, rows_to_windows
+from specdec_diag.ingest._textparse import ratio, reject_windows, rows_to_windows
 from specdec_diag.schema import COUNTER_COLUMNS, WINDOW_SCHEMA
 
 #: counters differenced; ``draft_ms`` is a cumulative duration in llama.cpp statistics lines.
@@ -131,9 +132,10 @@ def _pp_difference(prev: dict[str, Any] | None, cur: dict[str, Any], whole: bool
     if pc is None or not d_drafts or d_drafts <= 0:
         return None
     if whole:
-        return list(pc)
+        return None if any(v is None or not math.isfinite(v) for v in pc) else list(pc)
     if prev is not None and prev["num_drafts"] == 0:  # nothing drafted before: every count was 0
-        return list(pc)  # (llama-server exports the per-position series only after its first draft)
+        # (llama-server exports the per-position series only after its first draft)
+        return None if any(v is None or not math.isfinite(v) for v in pc) else list(pc)
     pp = prev["per_position_acceptance"] if prev is not None else None
     if pp is None or cur["num_drafts"] is None or prev["num_drafts"] is None:
         return None
@@ -141,8 +143,8 @@ def _pp_difference(prev: dict[str, Any] | None, cur: dict[str, Any], whole: bool
         return None
     out = []
     for a, b in zip(pc, pp, strict=True):
-        if a is None or b is None:
-            return None
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            return None  # a nan position is unknown, never 0
         v = (a * cur["num_drafts"] - b * prev["num_drafts"]) / d_drafts
         out.append(min(1.0, max(0.0, v)))
     return out
@@ -158,7 +160,8 @@ def recompute_differences(
     derived = pl.col("format").is_in(list(formats)) & (pl.col("window") == "interval")
     kept = windows.filter(~derived.fill_null(False))
     cum = windows.filter(pl.col("format").is_in(list(formats)) & (pl.col("window") == "cumulative"))
-    diffs = differences(cum, keys)
+    # a pair breaking accepted <= drafted was reported malformed by the file's parse; never shown
+    diffs, _ = reject_windows(differences(cum, keys), "")
     if diffs.height == 0:
         return kept
     return pl.concat([kept, diffs.select(kept.columns).cast(dict(kept.schema))], how="vertical")

@@ -20,12 +20,15 @@ from specdec_diag.ingest._textparse import (
     configs,
     extract,
     finite,
+    first_problem,
     malformed,
     malformed_rows,
     norm_lines,
     ratio,
+    reject_windows,
     rows_to_windows,
     split_bad,
+    value_problem_expr,
 )
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.counters import differences, recompute_differences
@@ -152,17 +155,16 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
         # one request = the run of lines under headers of the same task: older builds print a second
         # "print_timing" header right before the draft line (two SLT_INF calls)
     ).with_columns(pl.col("task").forward_fill().rle_id().alias("grp"))
-    fill = ["slot", "task", "prompt_ms", "prompt_tps", "tpot_ms", "gen_tps", "pid"]
+    # an eval line with a nan/inf/negative value is malformed at its own line; its values are not used
+    timing = {"prompt_ms": "prompt eval time", "prompt_tps": "prompt eval tokens per second",
+              "tpot_ms": "eval ms per token", "gen_tps": "eval tokens per second"}
+    ev = ev.with_columns(first_problem(*(value_problem_expr(c, lbl) for c, lbl in timing.items())).alias("_why"))
+    bad_ev = ev.filter(pl.col("_why").is_not_null())
+    ev = ev.with_columns([pl.when(pl.col("_why").is_null()).then(pl.col(c)) for c in timing])
+    fill = ["slot", "task", *timing, "pid"]
     ev = ev.with_columns([pl.col(c).forward_fill().over("grp") for c in fill])
     dr = ev.filter(pl.col("is_draft"))
-    dr, bad = split_bad(
-        dr,
-        pl.col("accepted_tokens").is_null()
-        | pl.col("draft_tokens").is_null()
-        | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
-        | _unparsed("mean ", "mean_acceptance_length")
-        | _unparsed("per position = (", "per_position_acceptance"),
-    )
+    dr, bad = split_bad(dr.with_columns(_draft_problem().alias("_why")), pl.col("_why").is_not_null())
     variant = (
         pl.when(pl.col("per_position_acceptance").is_not_null())
         .then(pl.lit("llamacpp-server-pos"))
@@ -187,8 +189,31 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
             "length = 1 + accepted/verification steps"
         ).alias("definition_note"),
     )
+    # a line cut right after "draft acceptance" names a record it does not carry
+    cut = lines.filter(t.str.contains(r"draft acceptance(?: rate)?[\s=:,]*$")).with_columns(
+        pl.lit("draft acceptance line cut after its marker").alias("_why"))
     return conform_windows(rows), malformed(
-        bad, source, "draft acceptance line does not parse (cut?) or accepts more than it drafted"
+        pl.concat([bad_ev, bad, cut], how="diagonal_relaxed").unique("line", keep="first").sort("line"),
+        source, pl.col("_why"))
+
+
+def _draft_problem() -> pl.Expr:
+    """Why a draft-acceptance line is malformed: it does not parse (cut?), accepts more than it
+    drafted, or its rate, mean length or per-position values are nan/inf/negative/not fractions."""
+    pp = pl.col("per_position_acceptance")
+    unparsed = (
+        pl.col("accepted_tokens").is_null()
+        | pl.col("draft_tokens").is_null()
+        | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
+        | _unparsed("mean ", "mean_acceptance_length")
+        | _unparsed("per position = (", "per_position_acceptance")
+    )
+    return first_problem(
+        pl.when(unparsed).then(pl.lit("draft acceptance line does not parse (cut?) or accepts more than it drafted")),
+        value_problem_expr("rate", "draft acceptance rate"),
+        value_problem_expr("mean_acceptance_length", "mean acceptance length"),
+        pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0) | (pl.element() > 1)).list.any())
+        .then(pl.lit("acceptance rate per position is not a fraction (nan, inf, < 0 or > 1)")),
     )
 
 
@@ -278,14 +303,29 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
         _float_list(g[13]).alias("per_position_acceptance"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
     )
-    st, bad = split_bad(
-        st,
-        pl.col("impl").is_null()
-        | pl.col("accepted_tokens").is_null()
-        | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
-        | _unparsed("#mean acc len", "mal_printed")
-        | _unparsed("#acc rate/pos", "per_position_acceptance"),
+    pp = pl.col("per_position_acceptance")
+    st = st.with_columns(
+        pl.when(
+            pl.col("impl").is_null()
+            | pl.col("accepted_tokens").is_null()
+            | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
+            | _unparsed("#mean acc len", "mal_printed")
+            | _unparsed("#acc rate/pos", "per_position_acceptance")
+        )
+        .then(pl.lit("statistics line does not parse (cut?) or accepts more than it drafted"))
+        .otherwise(first_problem(
+            pl.when(g[5].is_not_null() & pl.col("num_drafts").is_null())
+            .then(pl.lit("#gen drafts is beyond the int64 range")),
+            pl.when(g[7].is_not_null() & pl.col("draft_tokens").is_null())
+            .then(pl.lit("#gen tokens is beyond the int64 range")),
+            value_problem_expr("draft_ms", "dur(g)"),
+            value_problem_expr("mal_printed", "#mean acc len"),
+            pl.when(pp.list.eval(~pl.element().is_finite() | (pl.element() < 0) | (pl.element() > 1)).list.any())
+            .then(pl.lit("#acc rate/pos is not a fraction (nan, inf, < 0 or > 1)")),
+        ))
+        .alias("_why")
     )
+    st, bad = split_bad(st, pl.col("_why").is_not_null())
     cum = st.with_columns(
         pl.lit(source).alias("source"),
         pl.lit(ENGINE).alias("engine"),
@@ -310,7 +350,7 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
     )
     cum = conform_windows(cum)
     return concat([cum, differences(cum, ("source", "engine_id"))], WINDOW_SCHEMA), malformed(
-        bad, source, "statistics line does not parse (cut?) or accepts more than it drafted"
+        bad, source, pl.col("_why")
     )
 
 
@@ -398,10 +438,10 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     req = _merge_steps(req, agg, source)
     stat, bad_t = _statistics(lines, source)
     summ, bad_e = _summaries(lines, source)
-    windows = concat([req, stat, summ], WINDOW_SCHEMA).sort("line")
+    windows, net = reject_windows(concat([req, stat, summ], WINDOW_SCHEMA).sort("line"), source, lines)
     return Parsed(
         windows=windows,
-        malformed=concat([bad_r, bad_s, bad_t, bad_e], MALFORMED_SCHEMA).sort("line"),
+        malformed=concat([bad_r, bad_s, bad_t, bad_e, net], MALFORMED_SCHEMA).sort("line"),
         configs=_startup(lines, source),
     )
 

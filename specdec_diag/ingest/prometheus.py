@@ -22,11 +22,15 @@ from typing import Any
 import polars as pl
 
 from specdec_diag.ingest._textparse import (
+    INT64_MAX,
     concat,
+    counts_problem,
     lines_frame,
     malformed,
+    malformed_rows,
     norm_lines,
     ratio,
+    reject_windows,
     rows_to_windows,
     split_bad,
 )
@@ -150,8 +154,15 @@ def _samples(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFra
     ).with_columns(
         pl.col("raw").str.replace(r"^\+?Inf$", "inf").cast(pl.Float64, strict=False).alias("value"),
     )
-    rel, bad = split_bad(rel, pl.col("name").is_null() | pl.col("value").is_null())
-    bad_m = malformed(bad, source, "not a Prometheus sample line (name{labels} value [timestamp])")
+    # a file whose samples carry timestamps: one without is cut (its value may be the timestamp)
+    stamped = rel.height > 2 and rel.select(pl.col("ts").is_not_null().mean()).item() >= 0.9
+    rel = rel.with_columns(
+        pl.when(pl.lit(stamped) & pl.col("ts").is_null() & pl.col("name").is_not_null())
+        .then(pl.lit("sample without the timestamp every other sample carries (cut?)"))
+        .otherwise(_sample_problem()).alias("_why"))
+    rel, bad = split_bad(rel, pl.col("_why").is_not_null())
+    bad_m = malformed(bad, source, pl.col("_why"))
+    rel = rel.drop("_why")
     rel = rel.with_columns(pl.col("name").str.replace(r"_total$", "").alias("name"))
     rel = rel.filter(~pl.col("name").str.ends_with("_created"))
     rel = rel.with_columns(
@@ -187,6 +198,20 @@ def _samples(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFra
     return rel, bad_m
 
 
+def _sample_problem() -> pl.Expr:
+    """Why a relevant line is not a usable sample: no name/value, or a value no counter or gauge of
+    ours can hold (NaN, +-Inf, negative, beyond int64): each such line is malformed, never a null."""
+    v, raw = pl.col("value"), pl.col("raw").str.slice(0, 40)
+    return (
+        pl.when(pl.col("name").is_null() | v.is_null())
+        .then(pl.lit("not a Prometheus sample line (name{labels} value [timestamp])"))
+        .when(~v.is_finite()).then(pl.lit("sample value ") + raw + pl.lit(" is not a finite number"))
+        .when(v < 0).then(pl.lit("sample value ") + raw + pl.lit(" is negative"))
+        .when(v > float(INT64_MAX)).then(pl.lit("sample value ") + raw + pl.lit(" is beyond the int64 range"))
+        .otherwise(pl.lit(None, dtype=pl.Utf8))
+    )
+
+
 def _has(name: str) -> pl.Expr:
     return (pl.col("name") == name).any()
 
@@ -200,7 +225,9 @@ def _aggregate(rel: pl.DataFrame) -> pl.DataFrame:
     cols: dict[str, list[str]] = {}
     for name, col in _METRICS.items():
         cols.setdefault(col, []).append(name)
-    exprs = [pl.col("line").min(), pl.col("sep_time").first(), pl.col("ts").max().alias("ts")]
+    acc = pl.col("name") == "vllm:spec_decode_num_accepted_tokens"
+    exprs = [pl.col("line").min(), pl.col("sep_time").first(), pl.col("ts").max().alias("ts"),
+             pl.col("line").filter(acc).first().alias("acc_line"), pl.col("text").filter(acc).first().alias("acc_text")]
     for col, names in cols.items():
         exprs.append(pl.coalesce([_val(n) for n in names]).alias(col))
     pp = pl.col("name").is_in(_PER_POS)
@@ -386,15 +413,31 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     rel, bad = _samples(lines, source)
     if rel.height == 0:
         return Parsed(malformed=bad)
-    rows = [x for r in _aggregate(rel).to_dicts() if (x := _row(r, source)) is not None]
+    snaps = _aggregate(rel).to_dicts()
+    order_bad = _reject_accepted(snaps)
+    rows = [x for r in snaps if (x := _row(r, source)) is not None]
     _sglang_rates(rows)
     for r in rows:
         r.pop("_ar", None)
     cum = rows_to_windows(rows)
     windows = concat([cum, differences(cum.filter(pl.col("window") == "cumulative"))], WINDOW_SCHEMA)
+    windows, net = reject_windows(windows, source, norm_lines(lines))
     return Parsed(
-        windows=windows.sort("line"), malformed=bad if bad.height else pl.DataFrame(schema=MALFORMED_SCHEMA)
+        windows=windows.sort("line"),
+        malformed=concat([bad, malformed_rows(order_bad, source), net], MALFORMED_SCHEMA).sort("line"),
     )
+
+
+def _reject_accepted(snaps: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    """A snapshot whose accepted-tokens counter exceeds its draft-tokens counter: the accepted sample
+    is malformed at its line and left out (the snapshot keeps its other values)."""
+    out = []
+    for r in snaps:
+        why = counts_problem(_int(r["acc"]), _int(r["draft"]))
+        if why and r["acc_line"] is not None:
+            out.append((r["acc_line"], why, r["acc_text"] or ""))
+            r["acc"] = None
+    return out
 
 
 def parse_file(path: Path, source: str) -> Parsed:

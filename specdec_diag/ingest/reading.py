@@ -1,27 +1,32 @@
-"""Finding and reading input files: the directory walk, gzip-transparent reads in bounded pieces
-cut on line boundaries, and the fused polars query that keeps a piece's marker lines with exact line
-numbers. Nothing here knows a log format; the sources (via :mod:`specdec_diag.ingest.scan`) do.
+"""Finding and reading input files: the directory walk, a file's marker lines from the pieces the
+input layer (:mod:`specdec_diag.inputs`: gzip salvage, decoding, line endings, the 1 MiB line cap)
+delivers, through the fused polars query that keeps a piece's marker lines with exact line numbers.
+Nothing here knows a log format; the sources (via :mod:`specdec_diag.ingest.scan`) do.
 """
 
 from __future__ import annotations
 
-import gzip
+import errno
 import io
 import os
 import re
-import zlib
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from specdec_diag.inputs import MAX_LINE_BYTES, SAMPLE_BYTES, Damage, InputError, InputFile, Overlong, reason
+
 #: file kinds a directory walk picks up (a trailing .gz is looked through); files named explicitly
 #: are always read.
 EXTENSIONS = (".log", ".txt", ".jsonl", ".json", ".prom")
-SAMPLE_BYTES = 64 * 1024
 CHUNK_BYTES = 8 * 1024 * 1024  # measured best: smaller pieces pay per-query overhead, larger ones page faults
-_SEP = "\x1f"  # the CSV separator for "one column of lines": unit separator, absent from logs
+#: CSV separators for "one column of lines": the first byte absent from a piece is used (a line
+#: holding the separator would be cut there); a piece holding all of them takes the exact split.
+_SEPS = (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x01", b"\x02", b"\x03", b"\x04")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,88 +55,152 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]
                         yield Path(root) / name, None
             for e in errors:
                 yield Path(e.filename or p), f"cannot list directory: {e.strerror or e}"
-        elif p.is_symlink() and not p.exists():
-            yield p, "broken symbolic link"
-        elif p.exists():
-            yield p, None
         else:
-            yield p, "no such file or directory"
+            try:
+                p.stat()
+                yield p, None
+            except OSError as exc:
+                yield p, "broken symbolic link" if p.is_symlink() and exc.errno == errno.ENOENT else reason(exc)
 
 
 # ---------------------------------------------------------------------------------------------
-# reading
+# reading (bytes come from the one input layer, specdec_diag.inputs)
 # ---------------------------------------------------------------------------------------------
-
-
-def open_binary(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
 def read_sample(path: Path, n: int = SAMPLE_BYTES) -> str:
-    with open_binary(path) as fh:
-        return fh.read(n).decode("utf-8", errors="replace")
+    """The head of a file as text (decoded, BOM dropped, bare CRs as newlines). Raises InputError."""
+    return InputFile(path).sniff(n)
 
 
 def iter_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Bytes of the (decompressed) file in pieces that end on a line boundary (the last piece may
-    lack its newline). A line longer than ``chunk_bytes`` extends its piece."""
-    if not path.name.lower().endswith(".gz"):
-        yield from _plain_chunks(path, chunk_bytes)
-        return
-    with open_binary(path) as fh:
-        carry = b""
-        while True:
-            block = fh.read(chunk_bytes)
-            if not block:
-                if carry:
-                    yield carry
-                return
-            buf = carry + block if carry else block
-            cut = buf.rfind(b"\n")
-            if cut < 0:
-                carry = buf
-                continue
-            yield buf[: cut + 1]
-            carry = buf[cut + 1 :]
-
-
-def _plain_chunks(path: Path, chunk_bytes: int) -> Iterator[bytes]:
-    """:func:`iter_chunks` for an uncompressed file: the part after the last newline is read again
-    with the next piece (a seek) instead of being glued to it, which saves a copy of every piece."""
-    with open(path, "rb", buffering=0) as fh:
-        pos = 0
-        while True:
-            fh.seek(pos)
-            block = fh.read(chunk_bytes)
-            if not block:
-                return
-            cut = block.rfind(b"\n")
-            while cut < 0:  # a line longer than a piece, or the unterminated last line
-                more = fh.read(chunk_bytes)
-                if not more:
-                    break
-                cut = more.rfind(b"\n")
-                cut = cut + len(block) if cut >= 0 else -1
-                block += more
-            piece = block if cut < 0 or cut == len(block) - 1 else block[: cut + 1]
-            del block
-            pos += len(piece)
+    """Bytes of the (decompressed, UTF-8) file in pieces that end on a line boundary (the last piece
+    may lack its newline); a line over 1 MiB that spans pieces is left out (see :func:`read_marked`)."""
+    f = InputFile(path)
+    f.sniff()
+    for piece in f.pieces(chunk_bytes):
+        if not isinstance(piece, Overlong):
             yield piece
+
+
+def marker_test(markers: str) -> Callable[[bytes], bool]:
+    """``bytes -> bool``: does the alternation ``markers`` occur (searched by polars' regex engine,
+    GB/s, where Python's ``re`` would crawl through a 200 MB line)."""
+    def test(block: bytes) -> bool:
+        if not markers or not block:
+            return False
+        return bool(pl.Series([block.decode("utf-8", errors="replace")]).str.contains(markers).any())
+    return test
+
+
+@dataclass
+class MarkedLines:
+    """What :func:`read_marked` found in one file: marker lines (``line``, ``text``) in pieces, the
+    line count, malformed rows for lines it had to drop, and the error/warning text if the read
+    stopped early (``None`` when the whole file was read)."""
+
+    lines: int = 0
+    dropped: list[dict] = field(default_factory=list)
+    error: str | None = None     # nothing could be read
+    warning: str | None = None   # read up to damage: the lines before it are kept
+
+
+def read_marked(f: InputFile, markers: str, add: Callable[[pl.DataFrame], None], *,
+                chunk_bytes: int = CHUNK_BYTES, on_bytes: Callable[[int], None] | None = None,
+                display: str = "") -> MarkedLines:
+    """Stream a sniffed file and hand each piece's marker lines to ``add``. Lines over 1 MiB that
+    carry a marker, and a marker line cut by gzip damage, become malformed rows (never parsed); gzip
+    damage stops the read with ``error`` naming the last complete line."""
+    out = MarkedLines()
+    test = marker_test(markers)
+    try:
+        for piece in f.pieces(chunk_bytes, test):
+            if isinstance(piece, Overlong):
+                out.lines += 1
+                if piece.marked:
+                    out.dropped.append(_long_row(display, out.lines, piece.nbytes, ""))
+                if on_bytes:
+                    on_bytes(piece.nbytes + 1)
+                continue
+            size = len(piece)
+            sel, n = chunk_marked(piece, out.lines + 1, markers)
+            del piece
+            out.lines += n
+            if sel.height and int(sel["text"].str.len_bytes().max() or 0) > MAX_LINE_BYTES:
+                sel = _drop_long(sel, display, out.dropped)
+            add(sel)
+            if on_bytes:
+                on_bytes(size)
+    except Damage as dmg:
+        if out.lines:
+            out.warning = dmg.message(out.lines)
+        else:
+            out.error = dmg.message(0)
+        if dmg.marked:
+            out.dropped.append({"source": display, "line": out.lines + 1, "reason": "line cut by gzip damage: "
+                                "not parsed", "text": dmg.fragment[:200].decode("utf-8", errors="replace")})
+    except (InputError, OSError) as exc:
+        if out.lines:  # e.g. an I/O error mid-file: what was read is kept
+            out.warning = f"read error after line {out.lines}: {reason(exc)}"
+        else:
+            out.error = reason(exc)
+    return out
+
+
+def _long_row(display: str, line: int, nbytes: int, head: str) -> dict:
+    return {"source": display, "line": line, "text": head[:200],
+            "reason": f"line longer than 1 MiB ({nbytes} bytes): not parsed"}
+
+
+def _drop_long(sel: pl.DataFrame, display: str, dropped: list[dict]) -> pl.DataFrame:
+    long = pl.col("text").str.len_bytes() > MAX_LINE_BYTES
+    for row in sel.filter(long).iter_rows(named=True):
+        dropped.append(_long_row(display, row["line"], len(row["text"].encode()), row["text"]))
+    return sel.filter(~long)
+
+
+def clean_copy(f: InputFile) -> Path:
+    """A plain UTF-8 temp copy of a sniffed file's complete lines (decoded, bare CRs as newlines,
+    lines over 1 MiB empty, nothing after gzip damage), for whole-file parsers that open paths
+    themselves. Named like the file without ``.gz``; the caller deletes it."""
+    stem = f.path.name[:-3] if f.path.name.lower().endswith(".gz") else f.path.name
+    fd, name = tempfile.mkstemp(prefix="specdec-", suffix="-" + stem[-60:])
+    with os.fdopen(fd, "wb") as out:
+        try:
+            for piece in f.pieces(CHUNK_BYTES):
+                out.write(b"\n" if isinstance(piece, Overlong) else piece)
+        except (Damage, InputError, OSError):
+            pass  # keep what was read: the caller reports the damage
+    return Path(name)
+
+
+def count_lines(f: InputFile) -> MarkedLines:
+    """Line count of a sniffed file (whole-file sources parse it themselves) and how the read ended."""
+    out = MarkedLines()
+    try:
+        for piece in f.pieces(CHUNK_BYTES):
+            out.lines += 1 if isinstance(piece, Overlong) else _count_newlines(piece) + (not piece.endswith(b"\n"))
+    except Damage as dmg:
+        out.warning, out.error = (dmg.message(out.lines), None) if out.lines else (None, dmg.message(0))
+    except (InputError, OSError) as exc:
+        out.error = reason(exc)
+    return out
 
 
 def lines_frame(chunk: bytes, first_line: int) -> pl.DataFrame:
     """A chunk as columns ``line`` (1-based, continuing from ``first_line``) and ``text`` (utf-8,
-    undecodable bytes replaced). Uses polars' CSV reader with a separator that does not occur in
-    logs (a byte that does truncates its line there); falls back to a plain split if the row count
+    undecodable bytes replaced). Uses polars' CSV reader with a separator byte absent from the
+    chunk; falls back to a plain split if the row count
     disagrees with the newline count, so line numbers are always exact."""
     n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
     if not chunk:
         return pl.DataFrame({"line": [], "text": []}, schema={"line": pl.Int64, "text": pl.Utf8})
     df = None
+    sep = _separator(chunk)
     try:
-        df = pl.read_csv(io.BytesIO(chunk), has_header=False, separator=_SEP, quote_char=None,
-                         new_columns=["text"], infer_schema=False, encoding="utf8-lossy",
-                         truncate_ragged_lines=True, raise_if_empty=False)
+        if sep is None:
+            raise ValueError("every separator occurs in the piece")
+        df = pl.read_csv(io.BytesIO(chunk), **_CSV_LINES, separator=sep, raise_if_empty=False)
         if df.width != 1 or df.height != n_lines:
             df = None
         else:
@@ -155,9 +224,12 @@ def chunk_marked(chunk: bytes, first_line: int, markers: str) -> tuple[pl.DataFr
     if not markers or not chunk:
         return pl.DataFrame(schema={"line": pl.Int64, "text": pl.Utf8}), n_lines
     last = first_line + n_lines - 1
+    sep = _separator(chunk)
     try:
+        if sep is None:
+            raise ValueError("every separator occurs in the piece")
         # one pass: the marker lines plus the chunk's last row, whose number proves the count right
-        df = (pl.scan_csv(chunk, **_CSV_LINES).with_row_index("line", offset=first_line)
+        df = (pl.scan_csv(chunk, **_CSV_LINES, separator=sep).with_row_index("line", offset=first_line)
               .with_columns(pl.col("text").str.contains(markers).fill_null(False).alias("_m"))
               .filter(pl.col("_m") | (pl.col("line") >= last)).collect())
         if df.height and int(df["line"].max()) == last:
@@ -186,7 +258,15 @@ def _compact(sel: pl.DataFrame) -> pl.DataFrame:
     return sel.select(pl.col("line").cast(pl.Int64), pl.concat_str([pl.col("text").fill_null(""), pl.lit("")]))
 
 
-_CSV_LINES = dict(has_header=False, separator=_SEP, quote_char=None, new_columns=["text"], infer_schema=False,
+def _separator(chunk: bytes) -> str | None:
+    """The first candidate separator byte absent from ``chunk`` (a memchr each), else None."""
+    for sep in _SEPS:
+        if sep not in chunk:
+            return sep.decode()
+    return None
+
+
+_CSV_LINES = dict(has_header=False, quote_char=None, new_columns=["text"], infer_schema=False,
                   encoding="utf8-lossy", truncate_ragged_lines=True)
 
 
@@ -197,12 +277,5 @@ def marker_regex(markers: Iterable[str]) -> str:
 
 
 def os_reason(exc: BaseException) -> str:
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, FileNotFoundError):
-        return "no such file (or a broken symbolic link)"
-    if isinstance(exc, (gzip.BadGzipFile, zlib.error, EOFError)):
-        return f"corrupt or truncated gzip data: {exc}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc)
+    """The one-line reason for an OS or input error (see :func:`specdec_diag.inputs.reason`)."""
+    return reason(exc)

@@ -1,21 +1,22 @@
-"""Walk paths, read each file (gz transparently, in bounded chunks on line boundaries), run every
-source that recognises it, and cache each file's tables as Parquet keyed by a content fingerprint.
+"""Walk paths, read each file (through the input layer, in bounded pieces on line boundaries; small
+files in batches, :mod:`specdec_diag.ingest.batch`), run every source that recognises it, and cache
+each file's tables in one validated entry keyed by a content fingerprint.
 
 Per file: a whole-file source (one with ``parse_file``, e.g. our traces) whose ``detect`` matches
 the head takes the file. Otherwise the file is read as lines; the lines containing any source's
 markers are kept and every source whose markers occur (or whose ``detect`` matched) parses its own
 lines. Container logs interleave engines, so several sources may contribute to one file.
 
-Nothing here aborts a scan: unreadable files, broken links, corrupt gzip and parser crashes become
-an ``error`` in the inputs table or a malformed row. Reading is :mod:`specdec_diag.ingest.reading`,
+Nothing here aborts a scan: unreadable files, broken links and parser crashes become an ``error``
+in the inputs table or a malformed row; a file read up to gzip damage keeps what was read and
+becomes a warning (``IngestResult.warnings``). Reading is :mod:`specdec_diag.ingest.reading`,
 the cache :mod:`specdec_diag.ingest.cache`, the sources :mod:`specdec_diag.ingest.registry`.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import zlib
+import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,34 +24,41 @@ from typing import Any
 import polars as pl
 
 from specdec_diag.ingest.base import STEPS_SCHEMA, IngestResult, Parsed, ParseOptions, Source, empty
+from specdec_diag.ingest.batch import (
+    BATCH_BYTES,
+    BATCH_FILES,
+    SmallFile,
+    is_small,
+    parse_batch,
+    prepare,
+    read_small,
+)
 from specdec_diag.ingest.cache import (
-    CACHE_VERSION,
     Cache,
     FileResult,
     code_key,
     default_cache_dir,
     file_fingerprint,
 )
+from specdec_diag.ingest.combine import Combiner
 from specdec_diag.ingest.reading import (
     CHUNK_BYTES,
-    chunk_marked,
-    iter_chunks,
+    clean_copy,
+    count_lines,
     iter_files,
     marker_regex,
-    open_binary,
     os_reason,
-    read_sample,
+    read_marked,
     wanted,
 )
 from specdec_diag.ingest.registry import SOURCES
 from specdec_diag.ingest.timestamps import anchor_from
+from specdec_diag.inputs import InputError, InputFile
 from specdec_diag.schema import (
     CONFIG_SCHEMA,
     INPUT_SCHEMA,
     MALFORMED_SCHEMA,
     WINDOW_SCHEMA,
-    conform_windows,
-    empty_windows,
 )
 
 __all__ = ["FLUSH_BYTES", "Progress", "code_key", "combine", "default_cache_dir", "iter_files", "parse_file",
@@ -84,60 +92,87 @@ def _tagged(p: Parsed, family: str) -> Parsed:
     return p
 
 
+#: lines a crashing parser may be narrowed down to before the rest of its batch is given up
+CRASH_LINES = 16
+
+
+def parse_guarded(src: Source, lines: pl.DataFrame, display: str, options: ParseOptions,
+                  budget: list[int] | None = None) -> list[Parsed]:
+    """``src.parse`` on ``lines``; if it raises, the lines are bisected so that only the line(s) it
+    raises on become malformed rows (at their own line numbers) and the rest is parsed: one bad
+    line must not erase a batch. After :data:`CRASH_LINES` such lines the remaining segment becomes
+    one row (a parser that fails on everything must not cost n parses)."""
+    assert src.parse is not None
+    budget = [CRASH_LINES] if budget is None else budget
+    try:
+        return [_tagged(src.parse(lines, display, options), src.family)]
+    except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
+        if lines.height <= 1 or budget[0] <= 0:
+            budget[0] -= 1
+            return [Parsed(malformed=_crash(display, int(lines["line"][0]), src, exc))]
+    mid = lines.height // 2
+    return (parse_guarded(src, lines.slice(0, mid), display, options, budget)
+            + parse_guarded(src, lines.slice(mid), display, options, budget))
+
+
 def parse_file(path: Path, display: str, *, sources: Sequence[Source] = SOURCES,
                chunk_bytes: int = CHUNK_BYTES, on_bytes: Callable[[int], None] | None = None) -> FileResult:
-    """Parse one file with every source that recognises it. Never raises for bad input."""
+    """Parse one file with every source that recognises it. Never raises for bad input: what could
+    not be read is the input's ``error`` (what was read before damage is kept)."""
     info: dict[str, Any] = {"path": display, "format": None, "engine": None, "lines": 0, "records": 0,
                             "malformed": 0, "fingerprint": None, "error": None}
+    f = InputFile(path)
     try:
         st = path.stat()
-        if not path.is_file():
-            raise IsADirectoryError(f"not a regular file: {path}")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(path, "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
         info["fingerprint"] = file_fingerprint(path, st)
-        sample = read_sample(path)
-    except (OSError, EOFError, zlib.error) as exc:
+        sample = f.sniff()
+    except (InputError, OSError) as exc:
         info["error"] = os_reason(exc)
         return _assemble(info, [], [])
     detected = [s for s in sources if _safe_detect(s, sample)]
     whole = [s for s in detected if s.parse_file is not None]
     if whole:
-        parts = _parse_whole(path, display, whole, info)
+        parts = _parse_whole(f, display, whole, info)
         if on_bytes:
             on_bytes(st.st_size)
-        return _assemble(info, parts, [s.family for s in detected])
+        warning = info.pop("_warning")
+        res = _assemble(info, parts, [s.family for s in detected])
+        res.warning = warning
+        return res
     batches = _LineBatches(display, [s for s in sources if s.reads_lines], detected,
                            ParseOptions(year_anchor=anchor_from(sample, st.st_mtime)))
-    n = 0
-    try:
-        for chunk in iter_chunks(path, chunk_bytes):
-            chunk_len = len(chunk)
-            sel, lines = chunk_marked(chunk, n + 1, batches.all_markers)
-            n += lines
-            del chunk
-            batches.add(sel)
-            if on_bytes:
-                on_bytes(chunk_len)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        info["error"] = os_reason(exc)  # keep what was read before the damage
-    info["lines"] = n
+    got = read_marked(f, batches.all_markers, batches.add, chunk_bytes=chunk_bytes, on_bytes=on_bytes,
+                      display=display)
+    info["lines"], info["error"] = got.lines, got.error
     batches.flush()
-    return _assemble(info, batches.parts, [s.family for s in batches.used])
+    if got.dropped:
+        batches.parts.append(Parsed(malformed=pl.DataFrame(got.dropped, schema=MALFORMED_SCHEMA)))
+    res = _assemble(info, batches.parts, [s.family for s in batches.used])
+    res.warning = got.warning
+    return res
 
 
-def _parse_whole(path: Path, display: str, whole: list[Source], info: dict[str, Any]) -> list[Parsed]:
-    """Whole-file sources read the file themselves; the scan only counts its lines."""
+def _parse_whole(f: InputFile, display: str, whole: list[Source], info: dict[str, Any]) -> list[Parsed]:
+    """Whole-file sources read the file themselves; the scan counts its lines and says how the read
+    ended. A file the input layer had to repair (gzip damage, another encoding, bare CRs) is handed
+    to them as a clean UTF-8 copy of its complete lines, so they see what every other reader sees."""
+    got = count_lines(f)
+    info["lines"], info["error"], info["_warning"] = got.lines, got.error, got.warning
+    copy = clean_copy(f) if (got.warning or f.encoding or f.cr) and got.error is None else None
     parts: list[Parsed] = []
-    for src in whole:
-        assert src.parse_file is not None
-        try:
-            parts.append(_tagged(src.parse_file(path, display), src.family))
-        except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
-            parts.append(Parsed(malformed=_crash(display, 1, src, exc)))
     try:
-        with open_binary(path) as fh:
-            info["lines"] = sum(b.count(b"\n") for b in iter(lambda: fh.read(1 << 20), b""))
-    except (OSError, EOFError, zlib.error) as exc:
-        info["error"] = os_reason(exc)
+        for src in whole:
+            assert src.parse_file is not None
+            try:
+                parts.append(_tagged(src.parse_file(copy or f.path, display), src.family))
+            except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
+                parts.append(Parsed(malformed=_crash(display, 1, src, exc)))
+    finally:
+        if copy is not None:
+            copy.unlink(missing_ok=True)
+    info["error"] = info["error"] or next((p.error for p in parts if p.error), None)
     return parts
 
 
@@ -178,11 +213,7 @@ class _LineBatches:
                 continue
             if src not in self.used:
                 self.used.append(src)
-            assert src.parse is not None
-            try:
-                self.parts.append(_tagged(src.parse(mine, self.display, self.options), src.family))
-            except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
-                self.parts.append(Parsed(malformed=_crash(self.display, int(mine["line"][0]), src, exc)))
+            self.parts.extend(parse_guarded(src, mine, self.display, self.options))
 
 
 def _assemble(info: dict[str, Any], parts: list[Parsed], families: list[str]) -> FileResult:
@@ -214,112 +245,133 @@ def _assemble(info: dict[str, Any], parts: list[Parsed], families: list[str]) ->
 
 
 def scan(paths: str | Path | Iterable[str | Path], *, cache_dir: Path | str | None = None, use_cache: bool = True,
-         progress: Progress | None = None, chunk_bytes: int = CHUNK_BYTES,
+         refresh: bool = False, progress: Progress | None = None, chunk_bytes: int = CHUNK_BYTES,
          sources: Sequence[Source] = SOURCES) -> IngestResult:
-    """Ingest files and directories into the normalised tables (see :class:`IngestResult`)."""
+    """Ingest files and directories into the normalised tables (see :class:`IngestResult`).
+
+    ``use_cache=False``: neither read nor write the cache; ``refresh=True``: re-parse everything and
+    rewrite the cache entries (what ``--no-cache`` does on the command line). ``progress(path,
+    bytes done, bytes total)`` is called after every file or batch of small files."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     paths = [Path(p) for p in paths]
     source_key = code_key(list(sources))
     cache = None
-    if use_cache:
+    if use_cache or refresh:
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir(paths)
         cache = Cache(root) if root is not None else None
-
+    run = _Run(cache, not refresh, source_key, sources, chunk_bytes, progress)
     files = list(dict.fromkeys(iter_files(paths)))
-    sizes = []
+    stats: list[os.stat_result | None] = []
     for f, err in files:
         try:
-            sizes.append(f.stat().st_size if err is None else 0)
+            stats.append(f.stat() if err is None else None)
         except OSError:
-            sizes.append(0)
-    total, done = sum(sizes), 0
-    results: list[FileResult] = []
-    for i, ((f, err), size) in enumerate(zip(files, sizes, strict=True)):
+            stats.append(None)
+    run.total = sum(st.st_size for st in stats if st is not None)
+    for i, ((f, err), st) in enumerate(zip(files, stats, strict=True)):
+        run.file(i, f, err, st)
+    run.flush()
+    return run.combined.finish(_crash)
+
+
+class _Run:
+    """One scan's state: cache hits, small files waiting for their batch, results by position."""
+
+    def __init__(self, cache: Cache | None, read: bool, key: str, sources: Sequence[Source], chunk_bytes: int,
+                 progress: Progress | None):
+        self.cache, self.read, self.key, self.sources = cache, read, key, sources
+        self.chunk_bytes, self.progress = chunk_bytes, progress
+        self.results: list[FileResult | None] = []  # by file position; None once handed to ``combined``
+        self.combined = Combiner(sources, key)
+        self.next = 0  # the first file not yet handed over (handed over in file order)
+        self.pending: list[tuple[int, SmallFile, int]] = []
+        self.pending_bytes = 0
+        self.total = self.done = 0
+
+    def tick(self, display: str, n: int) -> None:
+        self.done = min(self.done + n, self.total)
+        if self.progress:
+            self.progress(display, self.done, self.total)
+
+    def file(self, i: int, f: Path, err: str | None, st: os.stat_result | None) -> None:
         display = str(f)
+        self.results.append(None)  # filled below or by flush()
         if err is not None:
             info = {k: None for k in INPUT_SCHEMA} | {"path": display, "error": err, "lines": 0, "records": 0,
                                                      "malformed": 0}
-            results.append(_assemble(info, [], []))
-            continue
-        res = None
+            self.done_with(i, _assemble(info, [], []))
+            return
+        size = st.st_size if st is not None else 0
+        small = st is not None and stat.S_ISREG(st.st_mode) and is_small(f, size)
+        raw = read_small(f) if small else None  # small files are read once: fingerprint, sample, text
         fp = None
-        if cache is not None:
+        if self.cache is not None and self.read and st is not None:
             try:
-                fp = file_fingerprint(f)
-                res = cache.load(display, fp, source_key)
+                fp = file_fingerprint(f, st, raw)
+                hit = self.cache.load(display, fp, self.key)
             except OSError:
-                res = None
-        if res is None:
-            base = done
+                hit = None
+            if hit is not None:
+                self.done_with(i, hit)
+                self.tick(display, size)
+                return
+        if raw is not None:
+            sf = prepare(f, display, st, self.sources, _safe_detect, raw, fp)  # type: ignore[arg-type]
+            if sf is not None:
+                self.pending.append((i, sf, size))
+                self.pending_bytes += len(sf.text)
+                if self.pending_bytes >= BATCH_BYTES or len(self.pending) >= BATCH_FILES:
+                    self.flush()
+                return
+        base = self.done
 
-            def tick(n: int, _base: int = base, _size: int = size, _display: str = display) -> None:
-                nonlocal done
-                done = min(done + n, _base + _size)
-                if progress:
-                    progress(_display, done, total)
+        def on_bytes(n: int, _base: int = base, _size: int = size) -> None:
+            self.done = min(self.done + n, _base + _size)
+            if self.progress:
+                self.progress(display, self.done, self.total)
 
-            res = parse_file(f, display, sources=sources, chunk_bytes=chunk_bytes, on_bytes=tick)
-            if cache is not None and res.input.get("error") is None and res.input.get("fingerprint"):
-                cache.store(display, res.input["fingerprint"], source_key, res)
-        done = sum(sizes[: i + 1])
-        if progress:
-            progress(display, done, total)
-        results.append(res)
-    return combine(results, sources, source_key)
+        res = parse_file(f, display, sources=self.sources, chunk_bytes=self.chunk_bytes, on_bytes=on_bytes)
+        self.done = base
+        self.keep(i, res)
+        self.tick(display, size)
+
+    def done_with(self, i: int, res: FileResult) -> None:
+        """Record file ``i``'s result; hand over every result whose predecessors are all done."""
+        self.results[i] = res
+        while self.next < len(self.results) and self.results[self.next] is not None:
+            self.combined.add(self.results[self.next])  # type: ignore[arg-type]
+            self.results[self.next] = None
+            self.next += 1
+
+    def keep(self, i: int, res: FileResult) -> None:
+        """A freshly parsed result: cached (before it is handed over and loses its rows), then recorded."""
+        if (self.cache is not None and res.input.get("error") is None and res.warning is None
+                and res.input.get("fingerprint")):
+            self.cache.store(res.input["path"], res.input["fingerprint"], self.key, res)
+        self.done_with(i, res)
+
+    def flush(self) -> None:
+        """Parse the waiting small files as one batch (file by file if the batch cannot be read)."""
+        if not self.pending:
+            return
+        batch, self.pending, self.pending_bytes = self.pending, [], 0
+        try:
+            got = parse_batch([sf for _, sf, _ in batch], self.sources, parse_guarded)
+        except Exception:  # noqa: BLE001 - never lose a file to the fast path: the per-file path is always right
+            got = [parse_file(sf.path, sf.display, sources=self.sources, chunk_bytes=self.chunk_bytes)
+                   for _, sf, _ in batch]
+        for (i, _, _), res in zip(batch, got, strict=True):
+            self.keep(i, res)
+        self.tick(batch[-1][1].display, sum(size for _, _, size in batch))
 
 
 def combine(results: list[FileResult], sources: Sequence[Source], code: str = "") -> IngestResult:
     """Concatenate per-file results and run each family's ``finalize`` over its own windows."""
-    if not results:
-        return IngestResult.empty()
-    # group each file's windows by family without concatenating everything first: on a 1 GB log the
-    # window table is a few hundred MB and every full copy shows in the peak RSS
-    by_family: dict[str, list[pl.DataFrame]] = {}
+    c = Combiner(sources, code)
     for r in results:
-        w = r.windows
-        if not w.height:
-            continue
-        fam_col = w["_family"]
-        if fam_col.n_unique() == 1:
-            by_family.setdefault(str(fam_col[0]), []).append(w.drop("_family"))
-        else:
-            for (fam,), part in w.partition_by("_family", as_dict=True, include_key=False).items():
-                by_family.setdefault(str(fam), []).append(part)
-        r.windows = w.clear()  # the result no longer holds the rows
-    finals: list[pl.DataFrame] = []
-    fams = {s.family: s for s in sources}
-    extra_mal: list[pl.DataFrame] = []
-    for fam, frames in by_family.items():
-        part = pl.concat(frames, rechunk=False)
-        del frames[:]
-        src = fams.get(fam)
-        if src is not None and src.finalize is not None:
-            try:
-                part = src.finalize(part)
-            except Exception as exc:  # noqa: BLE001 - a parser bug becomes a malformed row, not a failed scan
-                extra_mal.append(_crash(str(part["source"][0]), int(part["line"][0]), src, exc))
-        finals.append(conform_windows(part))
-    out_w = pl.concat(finals, rechunk=False) if finals else empty_windows()
-
-    def cat(name: str, schema: dict[str, Any], extra: list[pl.DataFrame] | None = None) -> pl.DataFrame:
-        frames = [getattr(r, name) for r in results if getattr(r, name).height] + (extra or [])
-        return pl.concat(frames) if frames else empty(schema)
-
-    inputs = pl.DataFrame([r.input for r in results], schema=INPUT_SCHEMA, orient="row")
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{CACHE_VERSION}|{code}".encode())
-    for r in sorted(results, key=lambda r: r.input["path"]):
-        h.update(f"{r.input['path']}\0{r.input.get('fingerprint')}\0{r.input.get('error')}\n".encode())
-    return IngestResult(
-        windows=out_w,
-        steps=cat("steps", STEPS_SCHEMA),
-        inputs=inputs,
-        malformed=cat("malformed", MALFORMED_SCHEMA, extra_mal),
-        configs=cat("configs", CONFIG_SCHEMA),
-        headers=[hd for r in results for hd in r.headers],
-        fingerprint=h.hexdigest(),
-    )
+        c.add(r)
+    return c.finish(_crash)
 
 
 def scan_one(path: str | Path, **kwargs: Any) -> IngestResult:

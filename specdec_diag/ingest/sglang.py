@@ -17,12 +17,14 @@ import polars as pl
 
 from specdec_diag.ingest._textparse import (
     INT,
+    INT64_MAX,
     NUM,
     concat,
     configs,
     extract,
     malformed,
     norm_lines,
+    reject_windows,
 )
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.definitions import fit_accept_rate_definition
@@ -161,10 +163,20 @@ def _bad_reason(required: tuple[str, ...]) -> pl.Expr:
     """Why a batch line is malformed: a required field missing, or a label without a number."""
     reason = pl.lit(None, dtype=pl.Utf8)
     for col in reversed(list(_FIELDS)):
-        lbl = _FIELDS[col][0]
+        lbl, _, dtype = _FIELDS[col]
+        v = pl.col(col)
+        # "accept len: nan" / "accept rate: nan" are the engine's own numbers for a window without
+        # drafts (kept, see _decode_rows); any other nan is not. Polars sorts NaN above every number.
+        finite = v.is_finite() | v.is_nan() if col in ("al", "ar") else v.is_finite()
         reason = (
-            pl.when(pl.col(f"has_{col}") & pl.col(col).is_null())
+            pl.when(pl.col(f"has_{col}") & v.is_null())
             .then(pl.lit(f"'{lbl}' without a number"))
+            .when(~finite if dtype == pl.Float64 else pl.lit(False))
+            .then(pl.lit(f"'{lbl}' is not a finite number"))
+            .when(v < 0)
+            .then(pl.lit(f"'{lbl}' is negative"))
+            .when(v.cast(pl.Float64).is_finite() & (v.cast(pl.Float64) > float(INT64_MAX)))
+            .then(pl.lit(f"'{lbl}' is beyond the int64 range"))
             .otherwise(reason)
         )
     reason = (
@@ -306,6 +318,11 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     is_dec = text.str.contains(r"Decode batch(?: \[\d+\])?[.,] ")
     is_pre = text.str.contains(r"Prefill batch(?: \[\d+\])?[.,] ")
     dec, pre, bad = _split_bad(_fields(lines.filter(is_dec | is_pre)), is_dec)
+    # a batch line cut right after its marker names a record it does not carry
+    cut = lines.filter(text.str.contains(r"(?:Decode|Prefill) batch(?: \[\d*\]?)?[\s.,:;]*$"))
+    if cut.height:
+        bad = pl.concat([bad.select("line", "text", "reason"),
+                         cut.select("line", "text", pl.lit("batch line cut after its marker").alias("reason"))])
     frames = []
     if dec.height:
         frames.append(_decode_rows(dec, cfg))
@@ -326,6 +343,10 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         ],
         WINDOW_SCHEMA,
     ).sort("line")
+    windows, net = reject_windows(windows, source, lines)
+    if net.height:
+        bad = pl.concat([bad.select("line", "text", pl.col("reason")),
+                         net.select("line", "text", "reason")]).sort("line")
     if dec.height and bool(dec["transfer"].is_not_null().any()):
         first = int(dec.filter(pl.col("transfer").is_not_null())["line"][0])
         cfg = pl.concat([cfg, configs([(first, "pd_decode_mode", "true")], source, ENGINE)])

@@ -16,14 +16,17 @@ from typing import Any
 
 import polars as pl
 
+from specdec_diag.ingest._textparse import reject_windows, value_problem
 from specdec_diag.ingest.base import STEPS_SCHEMA, Parsed, Source
 from specdec_diag.schema import (
     CONFIG_SCHEMA,
     HEADER_REQUIRED,
     MALFORMED_SCHEMA,
+    STEP_FIELDS,
     TRACE_SCHEMA,
     WINDOW_SCHEMA,
     TraceError,
+    conform_windows,
     iter_trace_records,
     read_trace,
     steps_to_frame,
@@ -39,8 +42,31 @@ FORMAT = TRACE_SCHEMA
 _HIDDEN = {"type", "schema", "fault", "fault_params", "prompts", "prompt_token_ids", "versions"}
 
 
+#: any version of our trace: another version is still ours, and gets a clear "unsupported" answer
+_ANY_VERSION = '"' + TRACE_SCHEMA.split("@", 1)[0] + "@"
+
+
 def detect(sample: str) -> bool:
-    return f'"{TRACE_SCHEMA}"' in sample and '"header"' in sample
+    return _ANY_VERSION in sample and '"header"' in sample
+
+
+def unsupported_schema(schema: Any) -> str:
+    """The one wording for a trace of another version (``ingest``, ``check``, ``report``, dashboard)."""
+    return f"unsupported trace schema {schema!r} (this version reads @{TRACE_SCHEMA.rsplit('@', 1)[1]})"
+
+
+def _step_problem(rec: dict[str, Any]) -> str | None:
+    """A step whose scalar numbers are unusable (NaN/Infinity, negative, an id or count beyond int64):
+    malformed at its own line, so one bad step never distorts its request's window."""
+    for name, (dtype, _, _) in STEP_FIELDS.items():
+        v = rec.get(name)
+        whole = dtype in (pl.Int64, pl.List(pl.Int64))
+        for x in v if isinstance(v, list) else [v]:
+            if isinstance(x, (int, float)) and not isinstance(x, bool):
+                why = value_problem(x, f"step field '{name}'", count=whole)
+                if why:
+                    return why
+    return None
 
 
 def parse_file(path: Path, source: str) -> Parsed:
@@ -55,22 +81,34 @@ def parse_file(path: Path, source: str) -> Parsed:
             malformed.append({"source": source, "line": no, "reason": why, "text": ""})
     except TraceError as exc:
         header, steps, bad = _salvage(path)
-        malformed.append({"source": source, "line": exc.line, "reason": exc.message, "text": ""})
-        malformed.extend({"source": source, "line": no, "reason": why, "text": ""} for no, why in bad
-                         if no != exc.line)
+        if exc.line not in {no for no, _ in bad}:
+            malformed.append({"source": source, "line": exc.line, "reason": exc.message, "text": ""})
+        malformed.extend({"source": source, "line": no, "reason": why, "text": ""} for no, why in bad)
     except (OSError, UnicodeError) as exc:
         return Parsed(malformed=pl.DataFrame([{"source": source, "line": None, "reason": str(exc), "text": ""}],
                                              schema=MALFORMED_SCHEMA))
+    kept = []
+    for no, rec in steps:
+        why = _step_problem(rec)
+        if why:
+            malformed.append({"source": source, "line": no, "reason": why, "text": ""})
+        else:
+            kept.append((no, rec))
+    steps = kept
+    malformed.sort(key=lambda m: m["line"] or 0)
     mal = pl.DataFrame(malformed, schema=MALFORMED_SCHEMA) if malformed else pl.DataFrame(schema=MALFORMED_SCHEMA)
     if header is None:
-        return Parsed(malformed=mal)
+        # a trace of another schema version is unreadable as a whole: say so as the file's error
+        other = next((m["reason"] for m in malformed if m["reason"].startswith("unsupported trace schema")), None)
+        return Parsed(malformed=mal, error=f"1: {other}" if other else None)
     frame = steps_to_frame([s for _, s in steps])
     frame = frame.with_columns(
         pl.lit(source).alias("source"), pl.Series("line", [no for no, _ in steps], dtype=pl.Int64)
     ).select(list(STEPS_SCHEMA))
     hdr = {**header, "source": source}
-    return Parsed(windows=request_windows(frame, header, source), malformed=mal, configs=header_configs(header, source),
-                  steps=frame, headers=[hdr])
+    windows, net = reject_windows(conform_windows(request_windows(frame, header, source)), source)
+    return Parsed(windows=windows, malformed=pl.concat([mal, net]) if net.height else mal,
+                  configs=header_configs(header, source), steps=frame, headers=[hdr])
 
 
 def _salvage(path: Path) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
@@ -85,8 +123,11 @@ def _salvage(path: Path) -> tuple[dict[str, Any] | None, list[tuple[int, dict[st
         kind = rec.get("type")
         if kind == "header" and header is None:
             missing = [k for k in HEADER_REQUIRED if k not in rec]
-            if rec.get("schema") != TRACE_SCHEMA or missing:
-                bad.append((no, "invalid header"))
+            if rec.get("schema") != TRACE_SCHEMA:
+                bad.append((no, unsupported_schema(rec.get("schema"))))
+                return None, [], bad
+            if missing:
+                bad.append((no, f"header lacks {', '.join(missing)}"))
                 return None, [], bad
             header = rec
         elif kind == "step" and header is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,19 @@ import polars as pl
 
 from specdec_diag.ingest._textparse import (
     as_int,
+    counts_problem,
     finite,
     lines_from_texts,
     malformed_rows,
     norm_lines,
     ratio,
+    reject_windows,
     rows_to_windows,
+    split_lines,
+    value_problem,
 )
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
-from specdec_diag.schema import MALFORMED_SCHEMA, open_text
+from specdec_diag.schema import MALFORMED_SCHEMA, conform_windows, open_text
 
 FAMILY = "trtllm"
 ENGINE = "trtllm"
@@ -72,17 +77,26 @@ def _finish(rows: list[dict[str, Any]], bad: list[tuple[int, str, str]], source:
         raw = raw.str.strip_chars().str.strip_chars_end("Z").str.replace("T", " ")
         parsed = pl.select(pl.coalesce([raw.str.to_datetime(f, strict=False) for f in _TIME_FORMATS]))
         windows = windows.with_columns(parsed.to_series().dt.replace_time_zone("UTC").alias("time"))
-    return Parsed(
-        windows=windows,
-        malformed=malformed_rows(bad, source) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA),
-    )
+    windows, net = reject_windows(conform_windows(windows), source)
+    mal = malformed_rows(bad, source) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
+    return Parsed(windows=windows, malformed=pl.concat([mal, net]) if net.height else mal)
+
+
+#: fields that are counts (whole, within int64); every other number read must be finite and >= 0
+_COUNTS = {"numDraftTokens", "numAcceptedTokens", "numRequestsWithDraftTokens", "numActiveRequests",
+           "numQueuedRequests", "total_draft_tokens", "total_accepted_draft_tokens"}
 
 
 def _bad_number(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> str | None:
+    """The first of ``keys`` whose value is not usable: not a number, NaN/Infinity (Python's JSON
+    reads them), negative, or a count that is fractional or beyond int64."""
     for k in keys:
         v = obj.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             return f"{where}{k} is not a number ({json.dumps(v)[:40]})"
+        why = value_problem(v, f"{where}{k}", count=k in _COUNTS)
+        if why:
+            return why
     return None
 
 
@@ -109,7 +123,7 @@ def _iteration(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any
     nreq, draft, acc = (
         as_int(sd.get(k)) for k in ("numRequestsWithDraftTokens", "numDraftTokens", "numAcceptedTokens")
     )
-    if acc is not None and draft is not None and acc > draft:
+    if counts_problem(acc, draft):
         return None, f"specDecodingStats accepts more tokens ({acc}) than it drafted ({draft})"
     total_ms, draft_ms = finite(obj.get("iterLatencyMS")), finite(sd.get("iterLatencyMS"))
     kv = obj.get("kvCacheStats") if isinstance(obj.get("kvCacheStats"), dict) else {}
@@ -155,7 +169,7 @@ def _request(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any] 
     if why:
         return None, why
     draft, acc = as_int(sd.get("total_draft_tokens")), as_int(sd.get("total_accepted_draft_tokens"))
-    if acc is not None and draft is not None and acc > draft:
+    if counts_problem(acc, draft):
         return None, f"speculative_decoding accepts more tokens ({acc}) than it drafted ({draft})"
     rate = ratio(acc, draft)
     return {
@@ -236,14 +250,14 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
 
 def _scan_document(text: str, source: str) -> Parsed | None:
     """Whole-document mode: a top-level array or a stream of (pretty-printed) objects. None when the
-    text is not such a document (then line mode applies)."""
+    text is not such a document (then line mode applies). Junk before the document or between its
+    values is reported malformed at its line; reading resumes at the next value."""
     newlines = [i for i, ch in enumerate(text) if ch == "\n"]
 
     def line_of(pos: int) -> int:
         return bisect.bisect_right(newlines, pos - 1) + 1
 
-    dec = json.JSONDecoder()
-    pos, n = 0, len(text)
+    n = len(text)
     rows: list[dict[str, Any]] = []
     bad: list[tuple[int, str, str]] = []
 
@@ -252,13 +266,45 @@ def _scan_document(text: str, source: str) -> Parsed | None:
             p += 1
         return p
 
-    pos = skip(pos)
-    in_array = pos < n and text[pos] == "[" and text[skip(pos + 1) : skip(pos + 1) + 1] in ("{", "]", '"')
+    pos = lead = skip(0)
+    if pos < n and text[pos] not in "[{":  # a junk line before the document
+        m = _VALUE_START.search(text, pos)
+        if m is None:
+            return None
+        pos = m.end() - 1
+    eol = text.find("\n", pos) if pos < n else -1
+    # an array: "[" opening a value, or alone on its line (junk may follow it)
+    in_array = pos < n and text[pos] == "[" and (
+        text[skip(pos + 1) : skip(pos + 1) + 1] in ("{", "]", '"') or not text[pos + 1 : eol if eol >= 0 else n].strip())
     if in_array:
         pos = skip(pos + 1)
     elif not _pretty(text, pos):
         return None  # JSON Lines or prefixed log lines: line mode
-    seen = 0
+    if lead != pos and text[lead:pos].strip(" \t\r\n[,"):
+        bad.append((line_of(lead), "text before the JSON document", text[lead:pos][:300]))
+    _values(text, pos, in_array, line_of, source, rows, bad)
+    if not rows and not in_array and bad and lead == pos:
+        return None  # never a document of values (a cut JSON Lines head): line mode
+    return _finish(rows, bad, source)
+
+
+#: a line whose first character opens a JSON value: where a document or a record resumes after junk
+_VALUE_START = re.compile(r"\n[ \t]*[\[{]")
+_OBJ_START = re.compile(r"\n[ \t]*\{")
+
+
+def _values(text: str, pos: int, in_array: bool, line_of: Any, source: str, rows: list, bad: list) -> None:
+    """The values of a document from ``pos`` on; a value that does not decode is malformed and reading
+    resumes at the next line opening an object at the indentation of the values read so far."""
+    dec = json.JSONDecoder()
+    n = len(text)
+    col: int | None = None
+
+    def skip(p: int) -> int:
+        while p < n and text[p] in " \t\r\n,":
+            p += 1
+        return p
+
     while pos < n:
         if in_array and text[pos] == "]":
             pos = skip(pos + 1)
@@ -270,23 +316,27 @@ def _scan_document(text: str, source: str) -> Parsed | None:
                 val, end = dec.raw_decode(text, pos)
             except (ValueError, RecursionError):
                 val = None
+        here = pos - (text.rfind("\n", 0, pos) + 1)
         if val is None:
-            if seen == 0:
-                return None
-            # a cut or foreign record: report it, resume at the next value at the same indentation
             bad.append((line_of(pos), "truncated or invalid JSON value", text[pos : pos + 300]))
-            col = pos - (text.rfind("\n", 0, pos) + 1)
-            nxt = text.find("\n" + " " * col + "{", pos)
+            if col is None:  # no value read yet: the next line opening an object, at any indentation
+                m = _OBJ_START.search(text, pos)
+                if m is None:
+                    break
+                pos = m.end() - 1
+                continue
+            want = "\n" + " " * col + "{"
+            nxt = text.find(want, pos)
             if nxt < 0:
                 break
-            pos = nxt + 1 + col
+            pos = nxt + len(want) - 1
             continue
+        if col is None and isinstance(val, (dict, list)):  # records set the indentation, stray strings not
+            col = here
         ln = line_of(pos)
         for v in val if isinstance(val, list) else [val]:
             _record(v, ln, source, rows, bad, text[pos : min(end, pos + 300)])
-        seen += 1
         pos = skip(end)
-    return _finish(rows, bad, source)
 
 
 def _pretty(text: str, pos: int) -> bool:
@@ -308,7 +358,7 @@ def parse_file(path: Path, source: str) -> Parsed:
     doc = _scan_document(text, source)
     if doc is not None:
         return doc
-    return parse(lines_from_texts(text.splitlines()), source)
+    return parse(lines_from_texts(split_lines(text)), source)
 
 
 SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, parse_file=parse_file)

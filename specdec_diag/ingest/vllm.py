@@ -14,12 +14,22 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.ingest._textparse import malformed, malformed_rows, norm_lines, ratio_expr
-from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
-from specdec_diag.ingest.counters import differences
+from specdec_diag.ingest._textparse import (
+    counts_problem,
+    first_problem,
+    malformed,
+    malformed_rows,
+    norm_lines,
+    ratio_expr,
+    reject_windows,
+    value_problem,
+    value_problem_expr,
+)
+from specdec_diag.ingest.base import LINE_STRIDE, NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.timestamps import ISO_PATTERN, YearAnchor, iso_time, month_day_time
 from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, ENGINE, parse_blocks, parse_configs
-from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
+from specdec_diag.ingest.vllm_finalize import finalize
+from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "vllm"
 
@@ -30,7 +40,9 @@ MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, *CONFIG_MARKERS, *BLOCK_MARKERS)
 
 _CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
 _BLOCK_RX = "|".join(re.escape(m) for m in BLOCK_MARKERS)
-_NUM = r"(?:\d+(?:\.\d+)?|nan)"
+# any printed token where a number belongs (nan, NaN, -inf, 1e400, 12x3 ...): the value checks name
+# what is wrong with it, where a narrower pattern would skip an optional field and leave a silent null
+_NUM = r"(?:[-+]?[\w.]*)"
 _ANSI = r"\x1b\[[0-9;?]*[A-Za-z]"
 
 # The vLLM logger prefix: optional process tag, level, MM-DD HH:MM:SS, file:line (bracketed in V1).
@@ -115,6 +127,8 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
     if "_eng" in out_w.columns and "_proc" in out_w.columns:
         out_w = _attach_engine(out_w.sort("line"))
+    out_w, net = reject_windows(conform_windows(out_w), source, lines)
+    bad.append(net)
     out_m = pl.concat([m.select(list(MALFORMED_SCHEMA)) for m in bad if m.height]) if any(
         m.height for m in bad) else pl.DataFrame(schema=MALFORMED_SCHEMA)
     return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
@@ -131,7 +145,7 @@ def _attach_engine(w: pl.DataFrame) -> pl.DataFrame:
     before it (vLLM logs the two together). Rows in line order; helper columns _proc/_eng dropped."""
     spec = pl.col("format").str.starts_with("vllm-v1-specdecoding")
     last = (pl.when(pl.col("format") == "vllm-v1-throughput").then(pl.col("_eng")).otherwise(None)
-            .forward_fill().over(pl.col("_proc").fill_null("")))
+            .forward_fill().over(pl.col("_proc").fill_null(""), pl.col("line") // LINE_STRIDE))
     return w.with_columns(
         pl.when(spec & last.is_not_null())
         .then(pl.concat_str([pl.col("_proc"), last], separator=" ", ignore_nulls=True))
@@ -204,7 +218,9 @@ def _v1_numbers(ok: pl.DataFrame) -> pl.DataFrame:
         # num_drafts is not printed: exact as drafted/k for fixed-k drafters, else from the rounded MAL.
         pl.when((pl.col("k") > 0) & (pl.col("draft") % pl.col("k").clip(1) == 0))
         .then(pl.col("draft") // pl.col("k").clip(1)).otherwise(None).alias("nd_k"),
-        pl.when(pl.col("mal") > 1.0).then((pl.col("acc") / (pl.col("mal") - 1.0)).round(0).cast(pl.Int64))
+        # polars evaluates a then-branch on every row: the cast must not raise where mal is nan
+        pl.when(pl.col("mal").is_finite() & (pl.col("mal") > 1.0))
+        .then((pl.col("acc") / (pl.col("mal") - 1.0)).round(0).cast(pl.Int64, strict=False))
         .otherwise(None).alias("nd_mal"),
     )
 
@@ -238,7 +254,7 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
         df = pl.concat([fast, slow], how="diagonal_relaxed") if fast.height else slow
     else:
         df = fast
-    ok = _v1_numbers(df.filter(pl.col("acc").is_not_null()))
+    ok = _v1_numbers(df.filter(pl.col("acc").is_not_null()).with_columns(_v1_value_problem().alias("_vwhy")))
     rest = df.filter(pl.col("acc").is_null())
     rate_bad = (pl.col("ar_printed").is_not_null() & (pl.col("draft") > 0)
                 & ((pl.col("ar_printed") - 100.0 * pl.col("acc") / pl.col("draft")).abs() > 0.051))
@@ -246,7 +262,8 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
               & ((1.0 + pl.col("ppl").list.sum() - pl.col("mal")).abs() > 0.006 + 0.0005 * pl.col("k")))
     order_bad = pl.col("acc") > pl.col("draft")
     ok = ok.with_columns(
-        pl.when(order_bad).then(pl.lit("accepted tokens exceed drafted tokens"))
+        pl.when(pl.col("_vwhy").is_not_null()).then(pl.col("_vwhy"))
+        .when(order_bad).then(pl.lit("accepted tokens exceed drafted tokens"))
         .when(rate_bad).then(pl.lit("printed acceptance rate disagrees with Accepted/Drafted"))
         .when(pp_bad).then(pl.lit("per-position rates do not add up to mean acceptance length - 1 "
                                   "(line cut short?)"))
@@ -277,7 +294,23 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
     return pl.concat(wins, how="diagonal_relaxed"), pl.concat(bad)
 
 
-_KV_ITEM = re.compile(r"([A-Za-z][A-Za-z _\-/()]*?):\s*(-?[\d.]+|nan)\s*(%|tokens/s|tokens)?(?=,|$)")
+#: printed values of a V1 line: (group, label, is a count)
+_V1_VALUES = (
+    ("acc", "Accepted", True), ("draft", "Drafted", True), ("mal", "Mean acceptance length", False),
+    ("ar_c", "Draft acceptance rate", False), ("ar_e", "Avg Draft acceptance rate", False),
+    ("acc_tps", "Accepted throughput", False), ("draft_tps", "Drafted throughput", False),
+)
+
+
+def _v1_value_problem() -> pl.Expr:
+    """Why a matched V1 line's numbers are unusable (nan/inf as vLLM prints for an interval without
+    drafts, counts beyond int64): the line becomes malformed, never a window with holes."""
+    pp = pl.when(pl.col("pp").str.contains("nan", literal=True)).then(
+        pl.lit("Per-position acceptance rate has nan values (not a finite number)"))
+    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in _V1_VALUES), pp)
+
+
+_KV_ITEM = re.compile(r"([A-Za-z][A-Za-z _\-/()]*?):\s*([-+]?[\w.]+)\s*(%|tokens/s|tokens)?(?=,|$)")
 
 
 # Variant E (current vLLM) without optional parts, anchored at the marker (see _anchored) and
@@ -324,13 +357,20 @@ def _parse_v1_kv(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
                             return None
             return None
 
+        counts = {"accepted", "drafted", "total accepted", "total drafted"}
+        why = next((w for k, (v, _) in pairs.items()
+                    if (w := value_problem(v, k, count=k.lower() in counts)) is not None), None)
         acc, draft = num("accepted"), num("drafted")
         window = "interval"
         if acc is None and draft is None:
             # only running totals (a fork's "Total accepted/drafted"): cumulative, not this window
             acc, draft, window = num("total accepted"), num("total drafted"), "cumulative"
+        why = why or counts_problem(acc, draft)
+        if why:
+            bad.append((rec["line"], why, text))
+            continue
         rate = num("draft acceptance rate", "avg draft acceptance rate")
-        mal = next((float(v) for k, (v, _) in pairs.items() if "length" in k.lower() and v != "nan"), None)
+        mal = next((float(v) for k, (v, _) in pairs.items() if "length" in k.lower()), None)
         row: dict[str, Any] = {
             "source": source, "line": rec["line"], "engine": ENGINE, "format": "vllm-v1-specdecoding-kv",
             "time": rec["time"], "engine_id": rec["proc"], "window": window,
@@ -357,11 +397,17 @@ def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.
     v0 = df.filter(pl.col("acc").is_not_null() & ~pl.col("_bracket"))
     rest = df.filter(pl.col("acc").is_null() | pl.col("_bracket")).select(
         "line", "text", "time", "proc", "_bracket")
+    # V0 prints rate and efficiency as nan until the first draft: quoted only, so nan is fine there
+    counts_why = first_problem(*(value_problem_expr(c, label, count=True) for c, label in (
+        ("k", "Number of speculative tokens"), ("acc", "Number of accepted tokens"),
+        ("draft", "Number of draft tokens"), ("emit", "Number of emitted tokens"))))
+    v0 = v0.with_columns(counts_why.alias("_vwhy"))
     v0 = v0.with_columns(_i("k").alias("k"), _i("acc").alias("acc"), _i("draft").alias("draft"),
                          _i("emit").alias("emit"), _f("ar").alias("ar"), _f("eff").alias("eff"))
     v0 = v0.with_columns(pl.when(pl.col("k") > 0).then(pl.col("draft") // pl.col("k").clip(1)).alias("nd"))
     why = (
-        pl.when(pl.col("k") <= 0).then(pl.lit("number of speculative tokens is 0"))
+        pl.when(pl.col("_vwhy").is_not_null()).then(pl.col("_vwhy"))
+        .when(pl.col("k") <= 0).then(pl.lit("number of speculative tokens is 0"))
         .when(pl.col("draft") % pl.col("k").clip(1) != 0).then(pl.lit("draft tokens not a multiple of k"))
         .when((pl.col("emit") < pl.col("nd")) | (pl.col("emit") > pl.col("nd") * (pl.col("k") + 1))
               | (pl.col("acc") > pl.col("draft")))
@@ -389,8 +435,13 @@ def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.
     wins = [win]
     if rest.height:
         a = rest.with_columns(pl.col("text").str.extract_groups(_V1A).alias("_g")).unnest("_g")
-        ok = a.filter(pl.col("acc").is_not_null()).with_columns(_i("acc").alias("acc"), _i("draft").alias("draft"))
-        ok = ok.with_columns(pl.when(pl.col("acc") > pl.col("draft"))
+        ok = a.filter(pl.col("acc").is_not_null())
+        ok = ok.with_columns(first_problem(value_problem_expr("acc", "Number of accepted tokens", count=True),
+                                           value_problem_expr("draft", "Number of draft tokens", count=True))
+                             .alias("_vwhy"))
+        ok = ok.with_columns(_i("acc").alias("acc"), _i("draft").alias("draft"))
+        ok = ok.with_columns(pl.when(pl.col("_vwhy").is_not_null()).then(pl.col("_vwhy"))
+                             .when(pl.col("acc") > pl.col("draft"))
                              .then(pl.lit("accepted tokens exceed drafted tokens")).alias("why"))
         bad.append(malformed(ok.filter(pl.col("why").is_not_null()), source, pl.col("why")))
         ok = ok.filter(pl.col("why").is_null())
@@ -416,7 +467,10 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
     if df.select(miss.any()).item():  # rare: a damaged line or an odd repetition, so the generic pattern
         df = pl.concat([df.filter(~miss), df.filter(miss).select("line", "text", "time", "proc").with_columns(
             text.str.extract_groups(_THR).alias("_g")).unnest("_g")], how="diagonal_relaxed")
-    ok = df.filter(pl.col("wait").is_not_null())
+    df = df.with_columns(pl.when(pl.col("wait").is_null())
+                         .then(pl.lit("throughput line does not match the known format"))
+                         .otherwise(_throughput_value_problem()).alias("_why"))
+    ok = df.filter(pl.col("_why").is_null())
     v0 = (pl.col("wk") == "Pending") | pl.col("swap").is_not_null()
     win = ok.select(
         *_base(ok, source, pl.when(v0).then(pl.lit("vllm-v0-throughput")).otherwise(pl.lit("vllm-v1-throughput")),
@@ -429,69 +483,15 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
         (_f("kv") / 100.0).round(6).alias("kv_usage"),  # printed with one decimal: exact after rounding
         pl.col("proc").alias("_proc"), pl.col("eng").alias("_eng"),
     )
-    return win, malformed(df.filter(pl.col("wait").is_null()), source, "throughput line does not match the known format")
+    return win, malformed(df.filter(pl.col("_why").is_not_null()), source, pl.col("_why"))
 
 
-# ---------------------------------------------------------------------------------------------
-# cross-line post-processing (after all chunks and files are in)
-# ---------------------------------------------------------------------------------------------
+def _throughput_value_problem() -> pl.Expr:
+    """Why a matched throughput line's numbers are unusable (nan/inf, counts beyond int64)."""
+    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in (
+        ("ptps", "Avg prompt throughput", False), ("gtps", "Avg generation throughput", False),
+        ("run", "Running", True), ("swap", "Swapped", True), ("wait", "Waiting", True),
+        ("kv", "GPU KV cache usage", False))))
 
 
-_ENG_RX = r"(Engine \d+|\d+ Engines Aggregated)$"
-
-
-def _repair_engines(w: pl.DataFrame) -> pl.DataFrame:
-    """Parse attaches engines within a batch of lines; a SpecDecoding row whose throughput line fell
-    in the previous batch (or a previous cached piece) is matched here with an as-of join on the
-    line number, per file and process. Touches only those rows, so huge tables are not copied."""
-    spec_missing = (pl.col("format").str.starts_with("vllm-v1-specdecoding")
-                    & ~pl.col("engine_id").fill_null("").str.contains("Engine", literal=True))
-    thr_tagged = (pl.col("format") == "vllm-v1-throughput") & pl.col("engine_id").fill_null("").str.contains(
-        "Engine", literal=True)
-    flags = w.select(spec_missing.any().alias("m"), thr_tagged.any().alias("t")).row(0)
-    if not (flags[0] and flags[1]):
-        return w
-    proc = pl.col("engine_id").str.extract(r"^(.*? pid=\d+)", 1).fill_null("")
-    idx = w.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"), "source", "line", "format", "engine_id")
-    need = idx.filter(spec_missing).select("_i", "source", "line", proc.alias("_p")).sort("line")
-    thr = (idx.filter(thr_tagged).select("source", "line", proc.alias("_p"),
-                                        pl.col("engine_id").str.extract(_ENG_RX, 1).alias("_e")).sort("line"))
-    got = need.join_asof(thr, on="line", by=["source", "_p"], strategy="backward", check_sortedness=False)
-    got = got.filter(pl.col("_e").is_not_null())
-    if not got.height:
-        return w
-    fill = got.select(pl.concat_str([pl.col("_p").replace("", None), pl.col("_e")], separator=" ",
-                                    ignore_nulls=True))
-    engine_id = w["engine_id"].clone().scatter(got["_i"], fill.to_series())
-    return w.with_columns(engine_id)
-
-
-def _v0_note(_own: str | None, first: bool, reset: bool) -> str:
-    """The note of a V0 interval row (replaces the cumulative row's note, which quotes the engine's numbers)."""
-    when = (" (first record: counts since server start)" if first
-            else " (counters went down: server restart, counts since it)" if reset else "")
-    return f"difference of vLLM V0 cumulative counters{when}; accepted_tokens = emitted - num_drafts (prefix acceptance)"
-
-
-def finalize(windows: pl.DataFrame) -> pl.DataFrame:
-    """Per file: attach each V1 SpecDecoding window to the engine of the throughput line logged just
-    before it by the same process, and turn V0 cumulative counters into per-window differences (a
-    counter going down means the server restarted: that window counts from zero; the first line
-    counts since server start)."""
-    if windows.height == 0:
-        return windows
-    w = _repair_engines(windows)
-    cum = w.filter((pl.col("window") == "cumulative") & pl.col("format").str.starts_with("vllm-v0-spec"))
-    if not cum.height:
-        return w
-    iv = differences(cum, ("source", "engine_id"), since_start=True, time_rates=False, note=_v0_note)
-    # V0 defines the mean acceptance length from its emitted counter (as the cumulative rows do)
-    iv = iv.with_columns(ratio_expr(pl.col("emitted_tokens"), pl.col("num_drafts")).alias("mean_acceptance_length"))
-    iv = iv.select(w.columns).cast(dict(w.schema))
-    # each interval row goes right after its cumulative row (V0 logs are small: a sort is fine here)
-    out = pl.concat([w.with_columns(pl.lit(0, dtype=pl.Int8).alias("_k")),
-                     iv.with_columns(pl.lit(1, dtype=pl.Int8).alias("_k"))])
-    return out.sort("source", "line", "_k", maintain_order=True).drop("_k")
-
-
-SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, finalize=finalize)
+SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, finalize=finalize, batchable=True)

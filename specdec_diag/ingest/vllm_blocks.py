@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.ingest._textparse import configs, malformed_rows
+from specdec_diag.ingest._textparse import configs, counts_problem, malformed_rows, value_problem
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA
 
 ENGINE = "vllm"
@@ -118,6 +118,7 @@ def _close_block(block: list[tuple[int, str]], source: str, rows: list[dict[str,
                  bad: list[tuple[int, str, str]]) -> None:
     vals: dict[str, float] = {}
     pos: dict[int, float] = {}
+    at: dict[str, tuple[int, str]] = {}  # where each value was printed (a bad one is malformed there)
     first_spec: tuple[int, str] | None = None
     kind = None
     for line, text in block:
@@ -131,12 +132,14 @@ def _close_block(block: list[tuple[int, str]], source: str, rows: list[dict[str,
         if m:
             try:
                 pos[int(m[1])] = float(m[2])
+                at[f"position {int(m[1])}"] = (line, text)
             except ValueError:
                 pass
             continue
         m = _KV_LINE.match(text)
         if m and m["val"] is not None:
             vals[m["key"].strip()] = float(m["val"])
+            at[m["key"].strip()] = (line, text)
             if first_spec is None and m["key"].strip() in ("Drafts", "Acceptance rate (%)"):
                 first_spec = (line, text)
     if kind is None:
@@ -158,7 +161,11 @@ def _close_block(block: list[tuple[int, str]], source: str, rows: list[dict[str,
     if drafts is None or dtok is None or atok is None:
         bad.append((line0, f"{fmt} summary lacks drafts / draft tokens / accepted tokens", text0))
         return
-    if atok > dtok:
+    problem = _block_problem(vals, pos, at)
+    if problem is not None:
+        bad.append(problem)
+        return
+    if counts_problem(atok, dtok):
         bad.append((line0, f"{fmt} summary: accepted tokens exceed draft tokens", text0))
         return
     pp = [round(pos[i] / scale, 8) for i in sorted(pos)] if pos and sorted(pos) == list(range(len(pos))) else None
@@ -175,3 +182,22 @@ def _close_block(block: list[tuple[int, str]], source: str, rows: list[dict[str,
         "definition_note": ("bench serve numbers are deltas of the server's /metrics counters over the run "
                             "(include any other traffic on the server)") if kind == "bench" else None,
     })
+
+
+def _block_problem(vals: dict[str, float], pos: dict[int, float],
+                   at: dict[str, tuple[int, str]]) -> tuple[int, str, str] | None:
+    """The first unusable value of a summary block (nan/inf/negative, a count not whole or beyond
+    int64), as a malformed row at the line that printed it; a nan position never becomes 0."""
+    for key, v in vals.items():
+        why = value_problem(v, key, count=key in _COUNT_KEYS)
+        if why:
+            return at[key][0], why, at[key][1]
+    for j, v in pos.items():
+        why = value_problem(v, f"position {j}")
+        if why:
+            line, text = at[f"position {j}"]
+            return line, why, text
+    return None
+
+
+_COUNT_KEYS = {"Drafts", "Draft tokens", "Accepted tokens", "num_drafts", "num_draft_tokens", "num_accepted_tokens"}

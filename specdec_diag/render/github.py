@@ -8,6 +8,7 @@ from typing import Any
 
 from specdec_diag.analysis.gate import GateResult
 from specdec_diag.exit_codes import ExitCode
+from specdec_diag.render.fleet import ordered_runs
 from specdec_diag.render.text import fmt_check
 
 #: GitHub caps the step summary at 1 MiB
@@ -36,8 +37,9 @@ def github_annotations(gate: GateResult, limit: int = 50) -> list[str]:
             if loc.get("line") is not None:
                 props.append(f"line={int(loc['line'])}")
             props.append(f"title={_esc_prop(f['code'])}")
+            run = f"[{f['run']}] " if f.get("run") else ""
             out.append(f"::{cmd.get(f['severity'], 'notice')} {','.join(props)}::"
-                       f"{_esc_data(f['title'] + ' — ' + (f.get('recommendation') or ''))}")
+                       f"{_esc_data(run + f['title'] + ' — ' + (f.get('recommendation') or ''))}")
     return out[:limit]
 
 
@@ -45,19 +47,20 @@ def step_summary_markdown(gate: GateResult) -> str:
     """Markdown for $GITHUB_STEP_SUMMARY: the verdict, the checks, the key numbers and the findings."""
     icon = {"pass": "✅", "fail": "❌", "insufficient": "⚠️"}
     verdict = {ExitCode.OK: "passed", ExitCode.FAILED: "FAILED", ExitCode.NO_DATA: "not enough data"}[gate.exit_code]
-    s = gate.report["summary"]
     lines = [f"## specdec-diag check: {verdict}", "", "| check | status | detail |", "|---|---|---|"]
     for c in gate.checks:
         lines.append(f"| {c.name} | {icon[c.status]} {c.status} | {c.message.replace('|', '/')} |")
-    lines += ["", "| metric | value |", "|---|---|"]
-    for key in ("engine", "k", "draft_tokens", "acceptance_rate", "mean_acceptance_length", "alpha_mle"):
-        v = s.get(key)
-        lines.append(f"| {key} | {fmt_check(v) if v is not None else '-'} |")
+    lines += ["", "| run | status | engine | k | acceptance rate | MAL |", "|---|---|---|---|---|---|"]
+    for r in ordered_runs(gate.report)[:50]:
+        s = r.get("summary") or {}
+        cells = [r["id"], r.get("status"), r.get("engine"), r.get("k"), s.get("acceptance_rate"),
+                 s.get("mean_acceptance_length")]
+        lines.append("| " + " | ".join(fmt_check(v).replace("|", "/") if v is not None else "-" for v in cells) + " |")
     fs = gate.report["findings"]
     if fs:
-        lines += ["", "| severity | code | title |", "|---|---|---|"]
+        lines += ["", "| severity | code | run | title |", "|---|---|---|---|"]
         for f in fs[:30]:
-            lines.append(f"| {f['severity']} | `{f['code']}` | {f['title'].replace('|', '/')} |")
+            lines.append(f"| {f['severity']} | `{f['code']}` | {f.get('run', '-')} | {f['title'].replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 

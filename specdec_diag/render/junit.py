@@ -25,7 +25,8 @@ def rule_codes(findings: Iterable[dict[str, Any]]) -> list[str]:
 def check_case(c: Check) -> dict[str, Any]:
     """A gate check as an ``extra_cases`` entry of :func:`render_junit`; its numbers go in the text."""
     text = c.message + "".join(f"\n  {k}: {fmt_check(v)}" for k, v in c.evidence.items())
-    return {"name": c.name, "status": c.status, "message": c.message, "text": text}
+    name = f"{c.name} [{c.run}]" if getattr(c, "run", None) else c.name
+    return {"name": name, "status": c.status, "message": c.message, "text": text}
 
 
 def render_gate_junit(outcome: GateResult, fail_on: str) -> str:
@@ -44,6 +45,7 @@ def render_junit(report: dict[str, Any], extra_cases: list[dict[str, Any]] | Non
     by_code: dict[str, list[dict[str, Any]]] = {}
     for f in report["findings"]:
         by_code.setdefault(f["code"], []).append(f)
+    cases += [_run_case(r, suite, fail_severities) for r in report.get("runs") or []]
     cases += [_rule_case(code, by_code.get(code, []), suite, fail_severities) for code in rule_codes(report["findings"])]
     failures = sum(tc.find("failure") is not None for tc in cases)
     skipped = sum(tc.find("skipped") is not None for tc in cases)
@@ -68,6 +70,20 @@ def _extra_case(ec: dict[str, Any], suite: str) -> ET.Element:
     return tc
 
 
+def _run_case(run: dict[str, Any], suite: str, fail_severities: tuple[str, ...]) -> ET.Element:
+    """One testcase per run (report@2): failed when the run has findings of ``fail_severities``."""
+    tc = ET.Element("testcase", classname=f"{suite}.runs", name=str(run["id"]), time="0")
+    bad = [f for f in run.get("findings") or [] if f["severity"] in fail_severities]
+    if bad:
+        el = ET.SubElement(tc, "failure", message=f"{run['id']}: {bad[0]['code']}: {bad[0]['title']}", type="run")
+        el.text = "\n\n".join(_finding_text(f) for f in bad)
+    else:
+        s = run.get("summary") or {}
+        ET.SubElement(tc, "system-out").text = (f"{run['id']}: status {run.get('status')}, acceptance "
+                                                f"{s.get('acceptance_rate')}, MAL {s.get('mean_acceptance_length')}")
+    return tc
+
+
 def _rule_case(code: str, fs: list[dict[str, Any]], suite: str, fail_severities: tuple[str, ...]) -> ET.Element:
     tc = ET.Element("testcase", classname=f"{suite}.rules", name=code, time="0")
     errors = [f for f in fs if f["severity"] in fail_severities]
@@ -81,7 +97,8 @@ def _rule_case(code: str, fs: list[dict[str, Any]], suite: str, fail_severities:
 
 
 def _finding_text(f: dict[str, Any]) -> str:
-    lines = [f"[{f['severity']}] {f['code']}: {f['title']}"]
+    run = f" [run {f['run']}]" if f.get("run") else ""
+    lines = [f"[{f['severity']}] {f['code']}{run}: {f['title']}"]
     lines += [f"  {k}: {v}" for k, v in evidence_items(f.get("evidence") or {})]
     if f.get("recommendation"):
         lines.append(f"  recommendation: {f['recommendation']}")

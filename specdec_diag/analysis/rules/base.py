@@ -11,7 +11,6 @@ trace header's ``fault`` (that is the answer key of the sample traces).
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,8 +19,10 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 
 from specdec_diag.analysis.rules.thresholds import Thresholds
+from specdec_diag.analysis.stats import Sample, sample_definitions
+from specdec_diag.analysis.summary import round_floats
 from specdec_diag.ingest.base import IngestResult
-from specdec_diag.schema import trace_is_baseline, trace_rule_name, trace_temperature
+from specdec_diag.schema import jsonable, trace_is_baseline, trace_rule_name, trace_temperature
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
@@ -55,13 +56,8 @@ class Finding:
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, float):
-        return None if math.isnan(v) or math.isinf(v) else round(v, 6)
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
+    """Evidence as JSON: the one converter (schema.jsonable), then floats rounded to 6 places."""
+    return round_floats(jsonable(v))
 
 
 class Rule:
@@ -80,6 +76,10 @@ class Rule:
     #: Codes that, when they fire on the same source as an error, explain this rule's symptom: the
     #: finding is then kept but demoted to info with ``evidence['explained_by']``.
     explained_by: ClassVar[tuple[str, ...]] = ()
+    #: The evidence the rule needs before it judges, as ``Need(unit, minimum, what)``: the first is the
+    #: default unit of its findings; ``minimum`` is a threshold name or a number. Documented on the
+    #: rule's page; a finding whose sample is below the minimum of its unit is emitted as info.
+    needs: ClassVar[tuple[Need, ...]] = ()
 
     @property
     def family(self) -> str:
@@ -99,15 +99,63 @@ class Rule:
     def check(self, ctx: Context) -> list[Finding]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def minimum(self, unit: str, th: Thresholds) -> float:
+        """The documented minimum of ``unit`` for this rule (0 when the rule declares none)."""
+        for need in self.needs:
+            if need.unit == unit:
+                return need.value(th)
+        return 0.0
+
+    def sample(self, ctx: Context, unit: str, size: float | None, explicit: bool = False) -> Sample:
+        """The evidence behind a finding: ``size`` of ``unit`` against this rule's minimum for it."""
+        return Sample(unit, float(size or 0), self.minimum(unit, ctx.thresholds), explicit)
+
     def finding(self, ctx: Context, title: str, evidence: dict[str, Any], recommendation: str,
                 rows: pl.DataFrame | Iterable[tuple[str, int]] | None = None, *,
-                severity: Severity | None = None, score: float = 0.0) -> Finding:
+                severity: Severity | None = None, score: float = 0.0, sample: Sample | None = None,
+                interval: dict[str, Any] | None = None) -> Finding:
         """A finding of this rule, with locations taken from ``rows`` (a frame with source/line or
-        (path, line) pairs), capped at ``thresholds.max_locations``."""
+        (path, line) pairs), capped at ``thresholds.max_locations``.
+
+        Every finding carries ``evidence['sample']`` (by default: the distinct locations, in the
+        rule's first unit) and, when given, ``evidence['interval']``. A warning or error whose sample
+        is below the rule's documented minimum is emitted as info "too little data", never as a
+        verdict (issue 12: judgments that know their sample size)."""
         locs, more = locations(rows, ctx.thresholds.max_locations)
+        sev = severity or self.severity
+        if sample is None:
+            unit = self.needs[0].unit if self.needs else "records"
+            sample = self.sample(ctx, unit, len(locs) + more)
+        evidence = {**evidence, "sample": sample.to_evidence()}
+        if interval is not None:
+            evidence["interval"] = interval
+        evidence["definitions"] = {**evidence.get("definitions", {}), **sample_definitions()}
+        if sev != "info" and not sample.enough:
+            evidence["original_severity"] = sev
+            sev, title = "info", f"too little data ({sample.unit}: {sample.size:g} < {sample.minimum:g}): {title}"
         if more:
             evidence = {**evidence, "more_locations": more}
-        return Finding(self.code, severity or self.severity, title, evidence, recommendation, locs, score)
+        return Finding(self.code, sev, title, evidence, recommendation, locs, score)
+
+
+@dataclass(frozen=True)
+class Need:
+    """How much evidence a rule needs: at least ``minimum`` (a threshold name, or a number) of
+    ``unit``; ``what`` says what is counted (shown on the rule's page)."""
+
+    unit: str
+    minimum: str | float
+    what: str
+
+    def value(self, th: Thresholds) -> float:
+        if not isinstance(self.minimum, str):
+            return float(self.minimum)
+        factor, _, name = self.minimum.rpartition("*")  # "2 * min_windows"
+        return float(factor or 1) * float(getattr(th, name.strip()))
+
+    def describe(self, th: Thresholds) -> str:
+        src = f" (`{self.minimum}`)" if isinstance(self.minimum, str) else ""
+        return f"at least {self.value(th):g} {self.unit}{src}: {self.what}"
 
 
 def locations(rows: pl.DataFrame | Iterable[tuple[str, int]] | None, cap: int = 20
@@ -140,7 +188,7 @@ def insufficient(rule: Rule, ctx: Context, what: str, have: Any, need: Any,
         {what: have, "needed": need, "definitions": {what: "amount of data the rule saw",
                                                      "needed": "minimum before it judges"}},
         "Collect a longer run (more drafts / windows / steps) before drawing conclusions.",
-        rows, severity="info", score=0.0)
+        rows, severity="info", score=0.0, sample=Sample(what, float(have or 0), float(need)))
 
 
 # ---------------------------------------------------------------------------------------------

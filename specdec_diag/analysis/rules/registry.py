@@ -19,6 +19,7 @@ from specdec_diag.analysis.rules.base import Rule
 from specdec_diag.analysis.rules.config.lossy_acceptance import LossyAcceptance
 from specdec_diag.analysis.rules.config.vocab_mismatch import VocabMismatch
 from specdec_diag.analysis.rules.correctness.bonus_dropped import BonusDropped
+from specdec_diag.analysis.rules.correctness.degenerate_output import DegenerateOutput
 from specdec_diag.analysis.rules.correctness.kv_rollback import KvRollback
 from specdec_diag.analysis.rules.correctness.pinned_acceptance_length import PinnedAcceptanceLength
 from specdec_diag.analysis.rules.correctness.structure_violation import StructureViolation
@@ -58,6 +59,7 @@ RULE_CLASSES: tuple[type[Rule], ...] = (
     VerifierMismatch,
     SuspiciousAcceptance,
     PinnedAcceptanceLength,
+    DegenerateOutput,
     # config
     VocabMismatch,
     LossyAcceptance,

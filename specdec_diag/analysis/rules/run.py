@@ -4,6 +4,7 @@ that a correctness error on the same input explains, and rank (principal bottlen
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from specdec_diag.analysis.rules.base import SEVERITY_RANK, Context, Finding, ranked
 from specdec_diag.analysis.rules.registry import RULES
@@ -13,7 +14,7 @@ from specdec_diag.ingest.base import IngestResult
 
 def run_rules(result: IngestResult, thresholds: Thresholds | None = None,
               select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
-              strict: bool = False) -> list[Finding]:
+              strict: bool = False, facts: dict[str, Any] | None = None) -> list[Finding]:
     """Run the registered rules (all, or the codes in ``select``, minus ``ignore``) over one ingest
     result and return the findings ranked, principal bottleneck first.
 
@@ -22,8 +23,12 @@ def run_rules(result: IngestResult, thresholds: Thresholds | None = None,
     acceptance; the report should lead with the cause).
 
     A rule that crashes on unexpected data does not take the report down: unless ``strict`` (tests),
-    its exception becomes an info finding naming the rule, so the other findings still arrive."""
-    ctx = Context(result, thresholds or Thresholds())
+    its exception becomes an info finding naming the rule, so the other findings still arrive.
+
+    ``facts``: numbers measured outside this input that rules may use, seeded into ``ctx.memo``
+    (``"measured_speedup"``: this run against a load-matched run without speculation, see
+    ``analysis/comparisons.py``)."""
+    ctx = Context(result, thresholds or Thresholds(), memo=dict(facts or {}))
     findings: list[Finding] = []
     for code in selected_codes(select, ignore):
         try:

@@ -39,7 +39,15 @@ class Thresholds:
     min_windows: int = 3
     """Windows each side of a change point, and contiguous windows of a pinned run (collapse, pinning)."""
     min_position_trials: int = 30
-    """Drafts that reached position j-1 before a zero rate at position j counts as a cliff, not noise."""
+    """Drafts that reached position j before a zero rate there counts as a cliff, not noise (below it:
+    an info 'not enough data' note; 30 trials put the 95 % Wilson upper bound of a zero rate near 11 %,
+    about ``cliff_conditional``)."""
+    min_explicit_windows: int = 1
+    """Windows of explicit evidence a rule needs: a fact the engine printed (``cuda graph: False``, requests
+    waiting while the KV cache is full) is not a statistic, so one window is enough."""
+    min_inactive_windows: int = 2
+    """Windows without any drafting (0 drafted, or accept length exactly 1.00 at a gated batch size) before
+    SPEC_INACTIVE calls speculation off: one idle window is normal, two in a row are a pattern."""
 
     # --- acceptance level ----------------------------------------------------------------------------
     broken_acceptance_rate: float = 0.05
@@ -77,6 +85,12 @@ class Thresholds:
     """Predicted relative speed-up a smaller gamma must bring before K_TOO_LARGE fires."""
     assumed_cost_ratio: float = 0.05
     """Draft cost ratio c assumed when no timings are known (Leviathan measured c = 0.02-0.11)."""
+    verify_saturation_tokens: int = 256
+    """Tokens one target forward can verify before it turns compute-bound (roofline ridge point), used for
+    the cost of verifying k+1 tokens per request at batch b when the logs do not measure it: the step costs
+    max(1, b (k+1) / N) / max(1, b / N) plain decode steps. H100 SXM fp16: 989 TFLOP/s over 3.35 TB/s is
+    about 295 FLOP per byte, i.e. about 295 tokens per weight read (2 FLOP per 2-byte weight per token);
+    A100: 312 / 2.04 = 153; 256 sits between (see docs/rules/K_TOO_LARGE.md for the sources)."""
 
     # --- change over time, context, temperature ------------------------------------------------------
     collapse_relative_drop: float = 0.50
@@ -127,6 +141,15 @@ class Thresholds:
     docs/problems.md#p20)."""
     no_graph_share: float = 0.05
     """Share of speculative decode windows without CUDA graphs before NO_CUDA_GRAPH fires."""
+
+    # --- generated text ------------------------------------------------------------------------------
+    degenerate_repeats: int = 10
+    """Consecutive repeats of one token or word, or of an n-gram of up to ``degenerate_max_period`` items, that
+    make a logged output degenerate (a list of ten equal numbers is rare prose; 25 x 'the' is a stuck decoder)."""
+    degenerate_max_period: int = 8
+    """Longest repeated unit, in tokens or words, looked for (characters: twice this)."""
+    degenerate_char_run: int = 32
+    """Characters a looping character pattern must cover ('!' x 32; layout runs such as '-----' excluded)."""
 
     # --- data quality --------------------------------------------------------------------------------
     idle_gen_tps: float = 1.0

@@ -7,14 +7,19 @@ import polars as pl
 import streamlit as st
 
 from specdec_diag.dashboard_app import data as D
+from specdec_diag.dashboard_app import fleet as F
 
 root = D.root()
 st.title("Compare")
-st.caption("Two directories or files under the dashboard's root, side by side. Noise bands: 95 % bootstrap "
-           "intervals over windows (or 32-step blocks of traces), as the CI gate computes them.")
+st.caption("Two runs of the directory loaded in the sidebar, or two directories or files under the dashboard's "
+           "root, side by side. Noise bands: 95 % bootstrap intervals over windows (or 32-step blocks of traces), "
+           "as the CI gate computes them.")
 
-opts = D.choices(root)
-top = [i for i, o in enumerate(opts) if o != "." and "/" not in o and (root / o).is_dir()]
+directory = st.session_state.get("directory")
+RUN = "run: "
+run_opts = [RUN + o for o in F.options(directory)[1:]] if directory is not None else []
+opts = run_opts + D.choices(root)
+top = [i for i, o in enumerate(opts) if not o.startswith(RUN) and o != "." and "/" not in o and (root / o).is_dir()]
 default_a, default_b = (top[0], top[1]) if len(top) >= 2 else (0, 1 if len(opts) > 1 else 0)
 c1, c2 = st.columns(2)
 a_text = c1.selectbox("Run A (baseline)", opts, index=default_a, key="cmp_a")
@@ -23,7 +28,10 @@ b_text = c2.selectbox("Run B (candidate)", opts, index=default_b, key="cmp_b")
 runs = {}
 for label, text in (("A", a_text), ("B", b_text)):
     try:
-        runs[label] = D.load(D.resolve(root, text))
+        if text.startswith(RUN) and directory is not None:
+            runs[label] = F.scoped(directory, text[len(RUN):])
+        else:
+            runs[label] = D.load(D.resolve(root, text))
     except D.PathError as exc:
         st.error(f"Run {label}: {exc}")
 if len(runs) < 2:

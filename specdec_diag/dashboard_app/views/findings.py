@@ -53,6 +53,8 @@ for i, f in enumerate(findings):
         continue
     with st.container(border=True):
         st.markdown(f"{ICON.get(f['severity'], '')} **{f['severity'].upper()}** · `{f['code']}` — {short(f['title'])}")
+        if f.get("run"):
+            st.caption(f"run `{f['run']}`")
         ev = f.get("evidence") or {}
         items = evidence_items(ev)
         if items:

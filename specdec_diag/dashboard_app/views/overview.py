@@ -1,4 +1,5 @@
-"""Overview: is speculative decoding paying off here, and if not, what is the first thing to fix?"""
+"""Overview: which runs are unhealthy (the fleet), and for the run chosen in the sidebar: is
+speculative decoding paying off, and if not, what is the first thing to fix?"""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ import polars as pl
 import streamlit as st
 
 from specdec_diag.dashboard_app import data as D
+from specdec_diag.dashboard_app.fleet_view import render_fleet
 
 loaded = D.current()
+if loaded.scope is None:  # the whole directory: the fleet, never a number pooled over its runs
+    render_fleet(loaded)
+    st.stop()
 s, rep = loaded.summary, loaded.report
 sp = s.get("speedup") or {}
 pending = rep.get("findings") is None  # large inputs: the rules still run in the background
 findings = rep.get("findings") or []
 
 st.title("Overview")
-st.caption(f"`{D.display(D.root(), loaded.path)}` · engine(s): {s.get('engine') or D.DASH} · "
+st.caption(f"run `{loaded.scope}` · `{D.display(D.root(), loaded.path)}` · engine(s): {s.get('engine') or D.DASH} · "
            f"k (draft length) = {D.num(s.get('k'))} · basis: {s.get('basis') or D.DASH}")
 
 

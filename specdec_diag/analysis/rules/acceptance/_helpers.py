@@ -9,7 +9,8 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Acceptance, Context, label
+from specdec_diag.analysis.rules.base import Acceptance, Context, Rule, label
+from specdec_diag.analysis.stats import Sample, interval
 
 #: correctness errors that explain an acceptance symptom on the same source (see run_rules)
 CORRECTNESS_CAUSES = ("KV_ROLLBACK", "STRUCTURE_VIOLATION", "PINNED_ACCEPTANCE_LENGTH", "VERIFIER_MISMATCH",
@@ -42,7 +43,7 @@ def position_profile(u: Unit) -> list[tuple[float, float]]:
         gmax = int(g.max() or 0)
         return [(float(((g >= j) & (n >= j - 1)).sum()), float(((g >= j) & (n >= j)).sum()))
                 for j in range(1, gmax + 1)]
-    pp, d = u.acc.per_position, u.acc.drafts
+    pp, d = drafted_per_position(u.acc), u.acc.drafts
     if not pp or not d:
         return []
     out, prev = [], 1.0
@@ -50,6 +51,18 @@ def position_profile(u: Unit) -> list[tuple[float, float]]:
         out.append((d * prev, d * a))
         prev = a
     return out
+
+
+def drafted_per_position(a: Acceptance) -> list[float] | None:
+    """The per-position rates of positions that were drafted. Engines print a vector as long as the
+    configured k (vLLM's offline ``spec_decode.py`` prints ``acceptance at token 3..5: 0.00`` with
+    2025 draft tokens over 675 drafts = depth 3); positions beyond the drafted depth were never tried,
+    so their zeros are not evidence of anything."""
+    pp = a.per_position
+    if not pp or not a.draft_tokens or not a.drafts:
+        return pp
+    depth = math.ceil(a.draft_tokens / a.drafts - 1e-9)
+    return pp[:depth] if 0 < depth < len(pp) else pp
 
 
 def enough_drafts(u: Unit, ctx: Context) -> bool:
@@ -62,9 +75,41 @@ def enough_drafts(u: Unit, ctx: Context) -> bool:
     return u.kind == "windows" and u.frame.height >= 2 * th.min_windows
 
 
-def find_cliff(u: Unit, ctx: Context) -> dict[str, Any] | None:
+def unit_sample(rule: Rule, ctx: Context, u: Unit) -> Sample:
+    """The evidence behind a judgment of ``u``'s acceptance: its drafted tokens (from drafts x k where
+    the engine prints no token counts), else - SGLang prints rates only - its windows."""
+    a = u.acc
+    if a.draft_tokens is not None:
+        return rule.sample(ctx, "draft_tokens", a.draft_tokens)
+    if u.kind == "windows" and a.k and a.drafts:
+        return rule.sample(ctx, "draft_tokens", a.drafts * a.k)
+    return rule.sample(ctx, "windows" if u.kind == "windows" else "steps", u.frame.height)
+
+
+def rate_interval(a: Acceptance) -> dict[str, Any] | None:
+    """Wilson interval of the acceptance rate (accepted / drafted) where the counts are known."""
+    return interval("acceptance_rate", a.accepted, a.draft_tokens)
+
+
+def gated_off(frame: pl.DataFrame, ctx: Context) -> bool:
+    """Windows that say "nothing was drafted" without printing draft counts: accept length exactly
+    1.00 in every one while the running batch is at least ``large_batch`` - where batch-size gates
+    (SGLang adaptive speculation, vLLM ``disable_by_batch_size``) switch drafting off. SGLang then
+    prints ``accept len: 1.00, accept rate: 0.11`` (1/9: its rate formula with nothing drafted,
+    fastrl PR #4), which reads like a broken drafter accepting 11 %."""
+    if frame.is_empty() or frame["draft_tokens"].null_count() < frame.height:
+        return False
+    mal, run = frame["mean_acceptance_length"].drop_nulls(), frame["running_reqs"].drop_nulls()
+    if mal.is_empty() or run.is_empty():
+        return False
+    return bool(((mal - 1.0).abs() < 0.005).all()) and float(run.median()) >= ctx.thresholds.large_batch
+
+
+def find_cliff(u: Unit, ctx: Context, *, thin: bool = False) -> dict[str, Any] | None:
     """First position j >= 2 whose conditional acceptance falls to about zero, with enough trials,
-    while position 1 is reasonable."""
+    while position 1 is reasonable. With ``thin`` a cliff-shaped position reached by fewer than
+    ``min_position_trials`` drafts is returned too (its ``trials`` say so): the rule then reports
+    "not enough data" instead of staying silent."""
     th = ctx.thresholds
     prof = position_profile(u)
     if len(prof) < 2 or prof[0][0] <= 0:
@@ -78,8 +123,8 @@ def find_cliff(u: Unit, ctx: Context) -> dict[str, Any] | None:
         tr, acc = prof[j]
         reach *= conds[j - 1] or 0.0
         c = conds[j]
-        if c is None or tr < th.min_position_trials:
-            return None
+        if c is None or (tr < th.min_position_trials and not thin):
+            return None  # (thin: keep scanning - a later zero on few drafts is still worth a note)
         if c < th.cliff_conditional and reach * c < th.cliff_zero:
             before = [x for x in conds[:j] if x is not None]
             return {"position": j + 1, "trials": tr, "accepted": acc, "conditional_rate": c,

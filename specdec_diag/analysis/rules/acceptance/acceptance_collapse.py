@@ -7,7 +7,8 @@ import math
 import polars as pl
 
 from specdec_diag.analysis.rules.acceptance._helpers import CORRECTNESS_CAUSES, Unit, change_point, units
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, timeline
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, timeline
+from specdec_diag.analysis.stats import interval
 
 
 def series(u: Unit, ctx: Context) -> tuple[list[float], list[float], pl.DataFrame] | None:
@@ -67,6 +68,7 @@ class AcceptanceCollapse(Rule):
     name = "acceptance collapse"
     severity = "warning"
     thresholds = ("collapse_relative_drop", "collapse_absolute_drop", "min_windows")
+    needs = (Need("windows", "min_windows", "windows (or trace requests) on each side of the change point"),)
     problems = (10, 12, 18)
     # in one long request time and context grow together: a drop at a context size is the better story
     explained_by = CORRECTNESS_CAUSES + ("ACCEPTANCE_DECAY_CONTEXT",)
@@ -108,5 +110,7 @@ class AcceptanceCollapse(Rule):
                 ev,
                 "Inspect outputs after the change point for garbage; A/B with speculation off at T=0; check "
                 "for state corruption (draft KV, PD hidden-state transfer) or a traffic change.",
-                rows.slice(t), score=drop / before if before else 0.0))
+                rows.slice(t), score=drop / before if before else 0.0,
+                sample=self.sample(ctx, "windows", min(t, len(vals) - t)),
+                interval=interval("acceptance_rate (after)", after * n2, n2) if counted else None))
         return out

@@ -8,7 +8,8 @@ import math
 import polars as pl
 
 from specdec_diag.analysis.rules.acceptance._helpers import CORRECTNESS_CAUSES, Unit, change_point, units
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, timeline
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, timeline
+from specdec_diag.analysis.stats import interval
 
 
 class AcceptanceDecayContext(Rule):
@@ -37,6 +38,7 @@ class AcceptanceDecayContext(Rule):
     name = "acceptance decays with context"
     severity = "warning"
     thresholds = ("decay_relative_drop", "decay_bins", "sharp_drop_share", "min_draft_tokens")
+    needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens over the context-length bins"),)
     problems = (6, 22)
     explained_by = CORRECTNESS_CAUSES
 
@@ -90,7 +92,9 @@ class AcceptanceDecayContext(Rule):
                    "Smooth decay: lower k for long-context traffic (or disable speculation past a length) or "
                    "use a drafter trained on long contexts.")
             out.append(self.finding(ctx, title, ev, rec, u.frame.filter(pl.col("line").is_in(
-                pts.filter(pl.col("ctx") >= last["from"])["line"].to_list())), score=rel))
+                pts.filter(pl.col("ctx") >= last["from"])["line"].to_list())), score=rel,
+                sample=self.sample(ctx, "draft_tokens", float(pts["d"].sum())),
+                interval=interval("acceptance_rate (longest-context bin)", last["acceptance"] * n2, n2)))
         return out
 
     @staticmethod

@@ -3,16 +3,35 @@ mismatched."""
 
 from __future__ import annotations
 
-from specdec_diag.analysis.rules.acceptance._helpers import enough_drafts, fmt, pct, units
-from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Rule, insufficient
+from specdec_diag.analysis.rules.acceptance._helpers import (
+    enough_drafts,
+    fmt,
+    gated_off,
+    pct,
+    rate_interval,
+    unit_sample,
+    units,
+)
+from specdec_diag.analysis.rules.base import (
+    ACCEPTANCE_DEFINITIONS,
+    Context,
+    Finding,
+    Need,
+    Rule,
+    insufficient,
+)
 
 
 class DrafterBroken(Rule):
     """Drafted tokens are many but almost none are accepted: the drafter is broken or mismatched.
 
     **What it detects.** A unit (one engine's windows or one trace) with at least
-    ``min_draft_tokens`` drafted whose acceptance rate is below ``broken_acceptance_rate`` or whose
-    mean acceptance length is below ``broken_mal``.
+    ``min_draft_tokens`` drafted (one window is enough: 21,504 drafted and 42 accepted is a verdict)
+    whose acceptance rate is below ``broken_acceptance_rate`` or whose mean acceptance length is
+    below ``broken_mal``. Where the rate alone decides, its 95 % Wilson interval must lie below the
+    threshold as well; when it reaches above, the finding is a warning ("likely, not certain").
+    Without draft counts (SGLang prints rates only) it needs ``2 * min_windows`` windows. Accept length
+    exactly 1.00 at a batch-size gate is SPEC_INACTIVE, not this.
 
     **Why it matters.** With acceptance near zero every step pays for ``k`` drafts and a ``k+1``-token
     verify and gets one token: speculation is pure overhead. The causes seen in practice are bugs, not
@@ -34,6 +53,8 @@ class DrafterBroken(Rule):
     name = "drafter broken"
     severity = "error"
     thresholds = ("min_draft_tokens", "broken_acceptance_rate", "broken_mal")
+    needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens of one engine or trace"),
+             Need("windows", "2 * min_windows", "windows, where the engine prints no draft counts (SGLang)"))
     problems = (3, 4)
     explained_by = ("PINNED_ACCEPTANCE_LENGTH", "VERIFIER_MISMATCH", "KV_ROLLBACK")
 
@@ -44,12 +65,14 @@ class DrafterBroken(Rule):
             a = u.acc
             low_rate = a.rate is not None and a.rate < th.broken_acceptance_rate
             low_mal = a.mal is not None and a.mal < th.broken_mal
-            if not (low_rate or low_mal):
-                continue
+            if not (low_rate or low_mal) or (u.kind == "windows" and gated_off(u.frame, ctx)):
+                continue  # (gated off: nothing was drafted, SPEC_INACTIVE's finding)
+            sample, iv = unit_sample(self, ctx, u), rate_interval(a)
             if not enough_drafts(u, ctx):
-                out.append(insufficient(self, ctx, "draft_tokens", a.draft_tokens or 0, th.min_draft_tokens,
-                                        u.frame))
+                out.append(insufficient(self, ctx, sample.unit, sample.size, sample.minimum, u.frame))
                 continue
+            # the rate alone calls it broken: its 95 % interval must stay below the threshold too
+            unsure = not low_mal and iv is not None and iv["high"] >= th.broken_acceptance_rate
             ev = {**a.evidence(), "per_position_acceptance": (a.per_position or [])[:4],
                   "definitions": ACCEPTANCE_DEFINITIONS}
             if a.draft_tokens is None and a.mal is not None and abs(a.mal - 1.0) < 0.005:
@@ -61,9 +84,11 @@ class DrafterBroken(Rule):
                 ctx, f"Drafter broken or mismatched in {u.label}: acceptance "
                      f"{pct(a.rate)}, mean acceptance length {fmt(a.mal)} over "
                      + (f"{fmt(a.draft_tokens, 0)} drafted tokens" if a.draft_tokens is not None
-                        else f"{u.frame.height} windows"), ev,
+                        else f"{u.frame.height} windows")
+                + (f" (95 % interval reaches {pct(iv['high'])}: likely, not certain)" if unsure else ""), ev,
                 "Check the drafter: its own lm_head/embeddings (not the target's), checkpoint format "
                 "(native vs converted), quantisation matching the target, engine build; reproduce offline "
                 "with `specdec-diag decode` on the same prompts.",
-                u.frame, score=1.0 - (a.mal or 1.0) / ((a.k or 1) + 1)))
+                u.frame, score=1.0 - (a.mal or 1.0) / ((a.k or 1) + 1), sample=sample, interval=iv,
+                severity="warning" if unsure else None))
         return out

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from specdec_diag.analysis import theory
-from specdec_diag.analysis.rules.acceptance._helpers import CORRECTNESS_CAUSES, enough_drafts, fmt, pct, units
-from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Rule, insufficient
+from specdec_diag.analysis.rules.acceptance._helpers import (
+    CORRECTNESS_CAUSES,
+    enough_drafts,
+    fmt,
+    pct,
+    rate_interval,
+    unit_sample,
+    units,
+)
+from specdec_diag.analysis.rules.base import (
+    ACCEPTANCE_DEFINITIONS,
+    Context,
+    Finding,
+    Need,
+    Rule,
+    insufficient,
+)
 
 
 class LowAcceptance(Rule):
@@ -34,6 +49,8 @@ class LowAcceptance(Rule):
     name = "low acceptance"
     severity = "warning"
     thresholds = ("min_draft_tokens", "low_alpha", "broken_acceptance_rate", "broken_mal")
+    needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens of one engine or trace"),
+             Need("windows", "2 * min_windows", "windows, where the engine prints no draft counts"))
     problems = (19, 9, 12, 13)
     explained_by = CORRECTNESS_CAUSES + ("DRAFTER_BROKEN", "POSITION_CLIFF")
 
@@ -50,8 +67,8 @@ class LowAcceptance(Rule):
                     a.mal is not None and a.mal < th.broken_mal):
                 continue
             if not enough_drafts(u, ctx):
-                out.append(insufficient(self, ctx, "draft_tokens", a.draft_tokens or 0, th.min_draft_tokens,
-                                        u.frame))
+                s = unit_sample(self, ctx, u)
+                out.append(insufficient(self, ctx, s.unit, s.size, s.minimum, u.frame))
                 continue
             cond = metrics.conditional_per_position(a.per_position)
             exp_mal = theory.expected_tokens_per_step(th.low_alpha, a.k) if a.k else None
@@ -64,5 +81,5 @@ class LowAcceptance(Rule):
                      f"MAL {fmt(a.mal)}, k={a.k})", ev,
                 "Use a drafter trained for this exact target (fine-tune, chat template, language), make sure "
                 "the drafter sees the same sampling parameters, and lower k (fewer wasted drafts).",
-                u.frame, score=th.low_alpha - a.alpha))
+                u.frame, score=th.low_alpha - a.alpha, sample=unit_sample(self, ctx, u), interval=rate_interval(a)))
         return out

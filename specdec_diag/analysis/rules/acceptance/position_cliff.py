@@ -3,8 +3,9 @@ bug."""
 
 from __future__ import annotations
 
-from specdec_diag.analysis.rules.acceptance._helpers import find_cliff, units
-from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Rule
+from specdec_diag.analysis.rules.acceptance._helpers import drafted_per_position, find_cliff, units
+from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Need, Rule
+from specdec_diag.analysis.stats import interval
 
 
 class PositionCliff(Rule):
@@ -33,6 +34,7 @@ class PositionCliff(Rule):
     name = "per-position cliff"
     severity = "error"
     thresholds = ("cliff_first_position", "cliff_conditional", "cliff_zero", "min_position_trials")
+    needs = (Need("trials", "min_position_trials", "drafts that reached the dead position (its previous one accepted)"),)
     problems = (7, 6)
     theory = ("1.10",)
     explained_by = ("KV_ROLLBACK", "STRUCTURE_VIOLATION", "PINNED_ACCEPTANCE_LENGTH")
@@ -40,10 +42,10 @@ class PositionCliff(Rule):
     def check(self, ctx: Context) -> list[Finding]:
         out = []
         for u in units(ctx):
-            cliff = find_cliff(u, ctx)
+            cliff = find_cliff(u, ctx, thin=True)
             if not cliff:
                 continue
-            ev = {**cliff, "k": u.acc.k, "per_position_acceptance": u.acc.per_position,
+            ev = {**cliff, "k": u.acc.k, "per_position_acceptance": drafted_per_position(u.acc),
                   "definitions": {"position": "first draft position (1-based) that about never accepts",
                                   "conditional_rate": "P(position accepted | previous accepted)",
                                   "trials": "drafts that reached this position",
@@ -55,5 +57,7 @@ class PositionCliff(Rule):
                      f"{100 * cliff['conditional_before']:.0f} %)", ev,
                 f"Debug the drafter's steps 2..k (hidden state/norm, draft KV, positions); meanwhile set "
                 f"k = {j - 1} (e.g. vLLM num_speculative_tokens, SGLang --speculative-num-steps).",
-                u.frame, score=1.0 - (j - 1) / max(u.acc.k or j, 1)))
+                u.frame, score=1.0 - (j - 1) / max(u.acc.k or j, 1),
+                sample=self.sample(ctx, "trials", cliff["trials"]),
+                interval=interval(f"conditional_rate at position {j}", cliff["accepted"], cliff["trials"])))
         return out

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, label
+from specdec_diag.analysis.rules.acceptance._helpers import gated_off
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label
+from specdec_diag.analysis.stats import interval
 
 SPEC_CONFIG_KEYS = ("num_speculative_tokens", "draft_model", "method", "proposer", "speculative_algorithm",
                     "speculative_num_steps", "speculative_num_draft_tokens", "speculative_draft_model_path",
@@ -15,7 +17,10 @@ class SpecInactive(Rule):
     """Speculation is configured but not running.
 
     **What it detects.** An engine whose speculative records show no drafting at all (zero drafts /
-    draft tokens in every window); per-request records where most requests
+    draft tokens in every one of at least ``min_inactive_windows`` windows); an engine printing accept
+    length exactly 1.00 in every window, without draft counts, at a running batch of at least
+    ``large_batch`` (a batch-size gate switched drafting off: SGLang adaptive speculation prints
+    ``accept len: 1.00, accept rate: 0.11`` there; the same at small batches is DRAFTER_BROKEN); per-request records where most requests
     drafted nothing after the first ones (llama.cpp ngram only on the first request); a speculative
     setup in the startup configuration with throughput lines but no speculative line anywhere; a
     speculative-mode trace that never drafted.
@@ -39,7 +44,11 @@ class SpecInactive(Rule):
     code = "SPEC_INACTIVE"
     name = "speculation inactive"
     severity = "warning"
-    thresholds = ("min_windows",)
+    thresholds = ("min_windows", "min_inactive_windows", "large_batch")
+    needs = (Need("windows", "min_inactive_windows", "speculative windows, every one without drafting"),
+             Need("requests", "min_windows", "per-request records"),
+             Need("busy_windows", "min_windows", "busy throughput windows without any speculative line"),
+             Need("steps", "min_windows", "trace steps"))
     problems = (16, 21)
 
     def check(self, ctx: Context) -> list[Finding]:
@@ -53,16 +62,26 @@ class SpecInactive(Rule):
             unit_name = label(src, eng)
             ev = {"windows": n, "windows_without_drafts": no_drafts,
                   "definitions": {"windows_without_drafts": "speculative windows with 0 drafts / draft tokens"}}
-            if n >= th.min_windows and no_drafts == n:
+            if no_drafts == n:
                 out.append(self.finding(
                     ctx, f"Speculation configured but not running in {unit_name}: no drafts in any window", ev, _REC,
-                    g, score=1.0))
+                    g, score=1.0, sample=self.sample(ctx, "windows", n)))
+            elif gated_off(g, ctx):
+                ev.update(median_running=float(g["running_reqs"].median()), mean_acceptance_length=1.0,
+                          note="accept length exactly 1.00 in every window at a running batch >= large_batch "
+                               f"({th.large_batch}) without draft counts: a batch-size gate switched drafting off "
+                               "(an SGLang accept rate of 1/(k+1) is its formula with nothing drafted)")
+                out.append(self.finding(
+                    ctx, f"Speculation switched off in {unit_name}: accept length exactly 1.00 in all {n} windows "
+                         f"at {ev['median_running']:.0f} running requests (batch-size gate)", ev, _REC, g, score=0.9,
+                    sample=self.sample(ctx, "windows", n)))
             elif req.height >= th.min_windows and req_none / req.height >= 0.5 and req_none < req.height:
                 first_none = req.filter(pl.col("draft_tokens").fill_null(0) == 0)
                 ev.update(requests=req.height, requests_without_drafts=req_none)
                 out.append(self.finding(
                     ctx, f"Speculation stopped in {unit_name}: {req_none} of {req.height} requests drafted nothing",
-                    ev, _REC, first_none, score=req_none / req.height))
+                    ev, _REC, first_none, score=req_none / req.height, sample=self.sample(ctx, "requests", req.height),
+                    interval=interval("share of requests without drafts", req_none, req.height)))
         out.extend(self._config_only(ctx))
         for src in {s for s in ctx.steps["source"].unique().to_list()} if ctx.steps.height else ():
             h = ctx.headers.get(src, {})
@@ -75,7 +94,7 @@ class SpecInactive(Rule):
                 ctx, f"Speculative trace {label(src)} never drafted a token in {s.height} steps",
                 {"steps": s.height, "mode": h.get("mode"),
                  "definitions": {"steps": "steps with gamma_requested > 0 but gamma_drafted == 0"}},
-                _REC, s, score=1.0))
+                _REC, s, score=1.0, sample=self.sample(ctx, "steps", s.height)))
         return out
 
     def _config_only(self, ctx: Context) -> list[Finding]:
@@ -100,7 +119,8 @@ class SpecInactive(Rule):
                 {"config": conf, "busy_windows": busy.height,
                  "definitions": {"busy_windows": "throughput windows with generation > 0 tok/s",
                                  "config": "speculative settings seen at startup"}},
-                _REC, spec_cfg.filter(pl.col("source") == src), score=0.9))
+                _REC, spec_cfg.filter(pl.col("source") == src), score=0.9,
+                sample=self.sample(ctx, "busy_windows", busy.height)))
         return out
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from specdec_diag.analysis.rules.acceptance._helpers import CORRECTNESS_CAUSES
-from specdec_diag.analysis.rules.base import Context, Finding, Rule
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule
+from specdec_diag.analysis.stats import interval
 
 
 class TemperatureSensitivity(Rule):
@@ -32,6 +33,7 @@ class TemperatureSensitivity(Rule):
     name = "temperature sensitivity"
     severity = "warning"
     thresholds = ("temperature_gap", "min_draft_tokens")
+    needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens on each side (greedy and sampled)"),)
     problems = (5,)
     explained_by = CORRECTNESS_CAUSES
 
@@ -71,4 +73,6 @@ class TemperatureSensitivity(Rule):
         return [self.finding(
             ctx, f"Acceptance depends on temperature: {rc:.2f} at T<0.3 vs {rh:.2f} at T>=0.7", ev,
             "Enable probabilistic drafting (draft probabilities in the rejection sampler) if the engine "
-            "supports it; use a smaller k for sampled traffic.", hot, score=abs(gap))]
+            "supports it; use a smaller k for sampled traffic.", hot, score=abs(gap),
+            sample=self.sample(ctx, "draft_tokens", min(dc, dh)), interval=interval("acceptance_rate (T >= 0.7)",
+                                                                                  float(hot["a"].sum()), dh))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, label
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label
 
 _LOSSY_METHODS = ("typical", "lenient", "typical_acceptance_sampler", "TypicalAcceptanceSampler")
 
@@ -36,6 +36,7 @@ class LossyAcceptance(Rule):
     code = "LOSSY_ACCEPTANCE"
     name = "lossy acceptance rule"
     severity = "warning"
+    needs = (Need("records", 1, "configuration facts naming the acceptance rule"),)
     problems = (9,)
     theory = ("1.8",)
 

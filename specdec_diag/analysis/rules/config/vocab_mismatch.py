@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, label
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label
 
 _VOCAB_ERR = re.compile(r"vocab(?: type)? must match|does not match draft vocab|token \d+ content differs|"
                         r"vocab(?:ulary)? (?:size )?mismatch", re.I)
@@ -42,6 +42,7 @@ class VocabMismatch(Rule):
     code = "VOCAB_MISMATCH"
     name = "vocabulary mismatch"
     severity = "error"
+    needs = (Need("records", 1, "configuration facts or startup lines naming the vocabularies"),)
     problems = (4,)
     theory = ("5.5",)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule
 
 
 class BonusDropped(Rule):
@@ -33,6 +33,7 @@ class BonusDropped(Rule):
     code = "BONUS_DROPPED"
     name = "bonus token dropped"
     severity = "error"
+    needs = (Need("steps", 1, "fully accepted steps that emitted gamma tokens (each one is explicit evidence)"),)
     theory = ("5.4",)
 
     def check(self, ctx: Context) -> list[Finding]:

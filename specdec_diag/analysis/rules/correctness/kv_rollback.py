@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule
 from specdec_diag.analysis.rules.correctness._helpers import by_request
 
 
@@ -34,6 +34,7 @@ class KvRollback(Rule):
     code = "KV_ROLLBACK"
     name = "KV cache not rolled back"
     severity = "error"
+    needs = (Need("steps", 1, "steps whose cache or positions break the invariant (explicit evidence)"),)
     problems = (10,)
     theory = ("5.1", "5.2")
 

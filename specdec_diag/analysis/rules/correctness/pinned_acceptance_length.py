@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule
 
 
 class PinnedAcceptanceLength(Rule):
@@ -41,6 +41,8 @@ class PinnedAcceptanceLength(Rule):
     name = "acceptance length pinned"
     severity = "error"
     thresholds = ("min_windows",)
+    needs = (Need("windows", "min_windows", "contiguous windows pinned at 1 or k + 1"),
+             Need("steps", 1, "trace steps with NaN target probabilities (explicit evidence)"))
     problems = (10,)
 
     def check(self, ctx: Context) -> list[Finding]:
@@ -68,7 +70,7 @@ class PinnedAcceptanceLength(Rule):
                 ev,
                 "Find where the verifier logits become NaN (fp16 overflow, uninitialised buffer, kernel "
                 "bug); confirm with the target in fp32/bf16 or eager mode; add a NaN guard on logits.",
-                rows, score=1.0))
+                rows, score=1.0, sample=self.sample(ctx, "steps", nan.height)))
         out.extend(self._windows(ctx))
         return out
 

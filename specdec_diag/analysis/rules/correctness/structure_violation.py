@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule
 from specdec_diag.analysis.rules.correctness._helpers import by_request
 
 
@@ -35,6 +35,7 @@ class StructureViolation(Rule):
     code = "STRUCTURE_VIOLATION"
     name = "step structure violated"
     severity = "error"
+    needs = (Need("steps", 1, "steps whose output breaks the invariant (explicit evidence)"),)
     problems = (10,)
     theory = ("6",)
 

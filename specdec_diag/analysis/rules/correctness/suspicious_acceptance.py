@@ -12,10 +12,12 @@ from specdec_diag.analysis.rules.base import (
     ACCEPTANCE_DEFINITIONS,
     Context,
     Finding,
+    Need,
     Rule,
     label,
     step_acceptance,
 )
+from specdec_diag.analysis.stats import interval
 
 
 class SuspiciousAcceptance(Rule):
@@ -48,6 +50,8 @@ class SuspiciousAcceptance(Rule):
     name = "acceptance impossibly high"
     severity = "error"
     thresholds = ("suspicious_acceptance", "suspicious_z", "min_draft_tokens", "min_steps")
+    needs = (Need("steps", "min_steps", "trace steps with recorded p and q"),
+             Need("draft_tokens", "min_draft_tokens", "drafted tokens of one engine"))
     problems = (10, 15)
 
     def check(self, ctx: Context) -> list[Finding]:
@@ -123,5 +127,7 @@ class SuspiciousAcceptance(Rule):
                      + (" while sampling at T > 0" if hot else ""), ev,
                 "Verify outputs: A/B at T=0 with speculation off. If outputs match, the drafter is gated "
                 "too strictly (llama.cpp --draft-p-min / -pa) and rarely speculates.",
-                g, severity="error" if hot else "warning", score=0.8))
+                g, severity="error" if hot else "warning", score=0.8,
+                sample=self.sample(ctx, "draft_tokens", acc.draft_tokens),
+                interval=interval("acceptance_rate", acc.accepted, acc.draft_tokens)))
         return out

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule
 
 # A ratio test r*q < p within this relative distance of equality is a floating-point tie: skipped.
 _TIE = 1e-6
@@ -52,6 +52,8 @@ class VerifierMismatch(Rule):
     name = "verifier decisions inconsistent"
     severity = "error"
     thresholds = ("suspicious_z", "min_steps")
+    needs = (Need("steps", 1, "steps whose recorded decision differs from the rule (explicit evidence)"),
+             Need("positions", "min_steps", "drafted positions in a statistical test"))
     problems = (10,)
     theory = ("5.6", "1.1")
 

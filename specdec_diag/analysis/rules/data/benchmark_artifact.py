@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, label
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label
 
 
 class BenchmarkArtifact(Rule):
@@ -37,6 +37,7 @@ class BenchmarkArtifact(Rule):
     severity = "warning"
     thresholds = ("min_draft_tokens", "idle_gen_tps", "idle_share", "identical_windows",
                   "min_request_draft_tokens", "min_windows")
+    needs = (Need("records", 1, "records of the measurement itself"),)
     problems = (17, 9)
     explained_by = ("SPEC_INACTIVE", "PINNED_ACCEPTANCE_LENGTH")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, label
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label
 
 
 class MalformedInput(Rule):
@@ -31,6 +31,7 @@ class MalformedInput(Rule):
     name = "malformed input"
     severity = "warning"
     thresholds = ("malformed_error_share", "max_locations")
+    needs = (Need("lines", 1, "lines that looked like metrics and did not parse"),)
     problems = (9, 17)
 
     def check(self, ctx: Context) -> list[Finding]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Rule, label
+from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Need, Rule, label
 
 
 class MetricDefinition(Rule):
@@ -33,6 +33,7 @@ class MetricDefinition(Rule):
     code = "METRIC_DEFINITION"
     name = "metric definition note"
     severity = "info"
+    needs = (Need("records", 1, "records printing the number explained"),)
     problems = (9,)
 
     def check(self, ctx: Context) -> list[Finding]:

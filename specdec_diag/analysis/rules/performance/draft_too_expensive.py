@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from specdec_diag.analysis import theory
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, insufficient, label, step_acceptance
+from specdec_diag.analysis.rules.base import (
+    Context,
+    Finding,
+    Need,
+    Rule,
+    insufficient,
+    label,
+    step_acceptance,
+)
 from specdec_diag.analysis.rules.performance._helpers import timed_rows
 
 
@@ -35,6 +43,8 @@ class DraftTooExpensive(Rule):
     name = "draft too expensive"
     severity = "warning"
     thresholds = ("min_speedup", "draft_share", "assumed_cost_ratio", "min_steps")
+    needs = (Need("steps", "min_steps", "timed trace steps"),
+             Need("windows", "min_windows", "engine windows with draft and verify times"))
     problems = (14,)
     theory = ("1.4", "5.9")
     # a step that is structurally broken makes alpha and the step cost meaningless: fix that first
@@ -62,13 +72,16 @@ class DraftTooExpensive(Rule):
             s_cheap = theory.optimal_gamma(acc.alpha, th.assumed_cost_ratio)[1]
             g_opt, s_opt = theory.optimal_gamma(acc.alpha, c)
             share = tb.get("draft_share", 0.0)
+            measured = (ctx.memo.get("measured_speedup") or {}).get("speedup")
+            s_judged = measured if measured is not None else s_now  # a measured pair beats the model
             # blame the drafter only when speculation does not pay, and either a cheap drafter would make
             # it pay at this alpha or drafting dominates the step
-            if not (s_now < th.min_speedup and (s_cheap >= th.min_speedup or share >= th.draft_share)):
+            if not (s_judged < th.min_speedup and (s_cheap >= th.min_speedup or share >= th.draft_share)):
                 continue
             ev = {"cost_ratio": c, "alpha_estimate": acc.alpha, "gamma": k, "predicted_speedup": s_now,
                   "predicted_speedup_cheap_draft": s_cheap, "optimal_gamma": g_opt,
                   "optimal_speedup": s_opt, "draft_share": share, "steps": timed.height,
+                  "measured_speedup": measured,
                   "definitions": {
                       "cost_ratio": metrics.METRICS["c"].definition,
                       "alpha_estimate": "censored-geometric MLE of Leviathan alpha",
@@ -80,7 +93,7 @@ class DraftTooExpensive(Rule):
                      f"predicted speed-up {s_now:.2f}x at alpha {acc.alpha:.2f}", ev,
                 f"Use a smaller/faster drafter (EAGLE/MTP head, n-gram) on the same device under CUDA graphs; "
                 f"at this c the best gamma is {g_opt} (S = {s_opt:.2f}x).",
-                timed, score=max(0.0, 1.0 - s_now / max(s_cheap, 1e-9))))
+                timed, score=max(0.0, 1.0 - s_now / max(s_cheap, 1e-9)), sample=self.sample(ctx, "steps", timed.height)))
         out.extend(self._windows(ctx))
         return out
 
@@ -101,5 +114,5 @@ class DraftTooExpensive(Rule):
                 {"draft_ms": d, "verify_ms": v, "overhead_ms": o, "draft_share": share,
                  "definitions": {"draft_share": "draft_ms / (draft + verify + overhead ms) over the windows"}},
                 "Use a cheaper drafter or lower gamma; check the drafter runs under CUDA graphs and on-device.",
-                t, score=share))
+                t, score=share, sample=self.sample(ctx, "windows", t.height)))
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from specdec_diag.analysis import theory
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, label, step_acceptance
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label, step_acceptance
 from specdec_diag.analysis.rules.performance._helpers import timed_rows
 
 
@@ -37,6 +37,9 @@ class NoSpeedup(Rule):
     severity = "warning"
     thresholds = ("no_speedup_ratio", "idle_gen_tps", "min_windows", "min_steps", "broken_acceptance_rate",
                   "broken_mal")
+    needs = (Need("steps", "min_steps", "timed trace steps"),
+             Need("windows", "min_windows", "windows with and without speculation"),
+             Need("runs", 1, "a measured baseline and a speculative run"))
     problems = (1, 14, 22)
     theory = ("1.4",)
 
@@ -44,6 +47,9 @@ class NoSpeedup(Rule):
         from specdec_diag.analysis import metrics
 
         th = ctx.thresholds
+        measured = ctx.memo.get("measured_speedup")
+        if measured:  # a load-matched run without speculation was measured: that, not a model, decides
+            return self._measured(ctx, measured)
         out = []
         base_ms = metrics.baseline_ms_per_token(ctx.result)
         if base_ms:
@@ -62,11 +68,25 @@ class NoSpeedup(Rule):
                          "definitions": {"speculative_tps": metrics.METRICS["goodput"].definition,
                                          "baseline_tps": "1000 / baseline ms per token (baseline trace or "
                                                          "header)", "speedup": "speculative_tps / baseline_tps"}},
-                        _REC, s, score=1.0 - ratio))
+                        _REC, s, score=1.0 - ratio, sample=self.sample(ctx, "runs", 1)))
         else:
             out.extend(self._predicted(ctx))
         out.extend(self._logs(ctx))
         return out
+
+    def _measured(self, ctx: Context, m: dict) -> list[Finding]:
+        """This run against the paired run without speculation (same model, matched load)."""
+        ratio = m["speedup"]
+        if ratio is None or ratio > ctx.thresholds.no_speedup_ratio:
+            return []
+        rows = ctx.spec_windows if ctx.spec_windows.height else ctx.spec_steps
+        ev = {"speculative_tps": m.get("speculative_tps"), "baseline_tps": m.get("baseline_tps"), "speedup": ratio,
+              "basis": "measured", "baseline_run": m.get("baseline_run"), "load": m.get("load"),
+              "definitions": {"speedup": "speculative_tps / baseline_tps, generation throughput at matched load",
+                              "baseline_run": "the run of the same model without speculation it is paired with"}}
+        return [self.finding(ctx, f"Measured speed-up {ratio:.2f}x against {m.get('baseline_run')} "
+                                  f"({m.get('speculative_tps') or 0:.1f} vs {m.get('baseline_tps') or 0:.1f} tok/s)",
+                             ev, _REC, rows, score=1.0 - ratio)]
 
     def _predicted(self, ctx: Context) -> list[Finding]:
         """No baseline in the input: Leviathan's S(alpha, gamma, c) from the trace's own alpha and
@@ -96,7 +116,7 @@ class NoSpeedup(Rule):
                  "definitions": {"predicted_speedup": "Leviathan Thm 3.8 S(alpha, gamma, c)",
                                  "cost_ratio": metrics.METRICS["c"].definition}},
                 _REC + " Record a baseline (`specdec-diag decode --baseline`) to measure it.", timed,
-                score=1.0 - pred))
+                score=1.0 - pred, sample=self.sample(ctx, "steps", timed.height)))
         return out
 
     def _logs(self, ctx: Context) -> list[Finding]:
@@ -130,7 +150,8 @@ class NoSpeedup(Rule):
                     ev["median_running_baseline"] = float(base[col].median())
             out.append(self.finding(
                 ctx, f"{eng}: speculative runs generate {st:.1f} tok/s vs {bt:.1f} tok/s without speculation "
-                     f"({ratio:.2f}x)", ev, _REC, spec, score=1.0 - ratio))
+                     f"({ratio:.2f}x)", ev, _REC, spec, score=1.0 - ratio,
+                sample=self.sample(ctx, "windows", min(spec.height, base.height))))
         return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis.rules.base import Context, Finding, Rule, label
+from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, label
 
 
 class SequentialVerify(Rule):
@@ -40,6 +40,7 @@ class SequentialVerify(Rule):
     name = "sequential verification"
     severity = "error"
     thresholds = ("sequential_forwards_share", "sequential_marginal_cost", "sequential_baseline_cost", "min_steps")
+    needs = (Need("steps", "min_steps", "timed trace steps"),)
     problems = (14, 22)
     theory = ("5.7",)
 
@@ -90,7 +91,8 @@ class SequentialVerify(Rule):
                 ctx, f"Verification is sequential in {label(src)}: " + "; ".join(why), ev,
                 "Verify all drafts in ONE target forward over [last token] + drafts (causal mask, logits for "
                 "all gamma+1 positions); check the attention backend does not fall back to per-token decode.",
-                multi if multi.height else s, score=min(1.0, ev["mean_target_forwards"] - 1.0 + 0.5)))
+                multi if multi.height else s, score=min(1.0, ev["mean_target_forwards"] - 1.0 + 0.5),
+                sample=self.sample(ctx, "steps", s.height)))
         return out
 
 

@@ -1,4 +1,8 @@
-"""Acceptance rules: small pure functions over one step's distributions (gpt-fast style).
+"""Verification: the acceptance rules as small pure functions over one step's distributions (gpt-fast style).
+
+Both the decoder (:mod:`speculative`) and replay (:mod:`replay`) call these functions, so the code replay
+re-runs is the code decode runs. (The diagnosis side's rules about acceptance live in
+``analysis/rules/``; nothing here judges a log.)
 
 Conventions (Leviathan et al. 2023): ``p`` is the target (verifier) distribution, ``q`` the draft's.
 Every rule tests all drafted positions in one vectorised pass (``accept_flags``); the accepted count
@@ -15,6 +19,7 @@ Recording them in the trace makes :func:`verify` replayable bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +43,7 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
-class Rule:
+class AcceptanceRule:
     """An acceptance rule and its parameters. ``lossy`` is derived from the name, never chosen."""
 
     name: str = "greedy"
@@ -121,14 +126,23 @@ def greedy_flags(p: torch.Tensor, draft: torch.Tensor) -> torch.Tensor:
     return p[: draft.shape[0]].argmax(-1) == draft
 
 
+def ratio_sides(p_tok: torch.Tensor, q_tok: torch.Tensor, r: torch.Tensor,
+                scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two sides of the ratio test r < min(1, p/(scale*q)), written without division as
+    (r*scale*q, p): accept iff left < right. Replay measures near-ties on these same sides."""
+    return r * scale * q_tok, p_tok
+
+
 def sampling_flags(p_tok: torch.Tensor, q_tok: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """Accept x_i iff r_i < min(1, p(x_i)/q(x_i)), written as r*q < p (no division). Lossless."""
-    return r * q_tok < p_tok
+    lhs, rhs = ratio_sides(p_tok, q_tok, r)
+    return lhs < rhs
 
 
 def lenient_flags(p_tok: torch.Tensor, q_tok: torch.Tensor, r: torch.Tensor, lenience: float) -> torch.Tensor:
     """LOSSY (Leviathan App. A.5): accept iff r < min(1, p/(l*q)); no token exceeds p/l."""
-    return r * lenience * q_tok < p_tok
+    lhs, rhs = ratio_sides(p_tok, q_tok, r, lenience)
+    return lhs < rhs
 
 
 def typical_flags(p: torch.Tensor, p_tok: torch.Tensor, epsilon: float, delta: float) -> torch.Tensor:
@@ -136,6 +150,65 @@ def typical_flags(p: torch.Tensor, p_tok: torch.Tensor, epsilon: float, delta: f
     logp = torch.log(p.clamp(min=1e-30))
     entropy = -(p * logp).sum(-1)
     return p_tok > torch.minimum(torch.full_like(entropy, epsilon), delta * torch.exp(-entropy))
+
+
+
+
+def ratio_scale(rule: AcceptanceRule) -> float:
+    """The l of the ratio test: the lenience for ``lenient``, 1 for exact ``sampling``."""
+    return float(rule.params["lenience"]) if rule.name == "lenient" else 1.0
+
+
+def acceptance_probability(p_tok: torch.Tensor, q_tok: torch.Tensor, rule: AcceptanceRule) -> torch.Tensor:
+    """P(accept) of each draft under a ratio rule, min(1, p/(l*q)): what the accept count of a
+    trace without uniforms should add up to."""
+    return (p_tok / (ratio_scale(rule) * q_tok)).clamp(max=1.0)
+
+
+def target_probs(target_logits: torch.Tensor, rule: AcceptanceRule, sampling: SamplingConfig) -> torch.Tensor:
+    """The p a rule compares against: plain softmax for greedy, processed otherwise."""
+    return plain_probs(target_logits) if rule.name == "greedy" else process_logits(target_logits, sampling)
+
+
+def draft_probs(draft_logits: torch.Tensor, rule: AcceptanceRule, sampling: SamplingConfig) -> torch.Tensor:
+    """The q a draft token comes from: plain softmax for greedy (argmax), processed otherwise."""
+    return process_logits(draft_logits, sampling) if rule.stochastic else plain_probs(draft_logits)
+
+
+def accept_flags(p: torch.Tensor, draft_tokens: torch.Tensor, p_tok: torch.Tensor, q_tok: torch.Tensor,
+                 r: torch.Tensor | None, rule: AcceptanceRule) -> torch.Tensor:
+    """The acceptance test of ``rule`` at every drafted position in one pass. ``r`` are the
+    acceptance uniforms (unused by greedy and typical)."""
+    if rule.name == "greedy":
+        return greedy_flags(p, draft_tokens)
+    if rule.name == "typical":
+        return typical_flags(p[: draft_tokens.shape[0]], p_tok, rule.params["epsilon"], rule.params["delta"])
+    if rule.name == "lenient":
+        return lenient_flags(p_tok, q_tok, r, rule.params["lenience"])
+    return sampling_flags(p_tok, q_tok, r)
+
+
+def needs_residual(rule: AcceptanceRule, bonus: bool) -> bool:
+    """Whether the verifier's token comes from norm(max(0, p - q)): after a rejection by a ratio rule
+    (sampling, lenient). The bonus comes from p; Medusa's (typical) token always from the base head p;
+    greedy takes the argmax of p."""
+    return rule.stochastic and not bonus and rule.name != "typical"
+
+
+def verifier_distribution(p_n: torch.Tensor, q_n: torch.Tensor | None, rule: AcceptanceRule,
+                          bonus: bool) -> torch.Tensor:
+    """The distribution the verifier's token at position n is chosen from (see :func:`needs_residual`)."""
+    return residual(p_n, q_n) if needs_residual(rule, bonus) else p_n
+
+
+def verifier_token(dist: torch.Tensor, rule: AcceptanceRule, u: torch.Tensor | None) -> int:
+    """The verifier's token: argmax for greedy, else an inverse-CDF draw with the last uniform ``u`` [1]."""
+    if not rule.stochastic:
+        return int(dist.argmax())
+    return int(sample_from(dist.unsqueeze(0), u)[0])
+
+
+AcceptTest = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -151,52 +224,24 @@ class Verdict:
     p: torch.Tensor  # [gamma+1, V] processed target distributions
 
 
-def target_probs(target_logits: torch.Tensor, rule: Rule, sampling: SamplingConfig) -> torch.Tensor:
-    """The p a rule compares against: plain softmax for greedy, processed otherwise."""
-    return plain_probs(target_logits) if rule.name == "greedy" else process_logits(target_logits, sampling)
-
-
-def verify(
-    target_logits: torch.Tensor,
-    draft_tokens: torch.Tensor,
-    q: torch.Tensor,
-    uniforms: torch.Tensor | None,
-    rule: Rule,
-    sampling: SamplingConfig,
-    *,
-    force_accept_all: bool = False,
-) -> Verdict:
+def verify(target_logits: torch.Tensor, draft_tokens: torch.Tensor, q: torch.Tensor,
+           uniforms: torch.Tensor | None, rule: AcceptanceRule, sampling: SamplingConfig,
+           *, accept: AcceptTest = accept_flags) -> Verdict:
     """Decide one step. ``target_logits`` [gamma+1, V] raw verifier logits for the window (last
     token + drafts); ``draft_tokens`` [gamma]; ``q`` [gamma, V] the distributions the drafts were
-    sampled from; ``uniforms`` [gamma+1] (ignored by greedy). Returns flags, n, the verifier token
-    and whether it is a correction or the bonus. This is the function replay re-runs."""
+    sampled from; ``uniforms`` [gamma+1] (ignored by greedy). ``accept`` is the acceptance test (a
+    fault may wrap it). Returns flags, n, the verifier token and whether it is a correction or the bonus."""
     gamma = int(draft_tokens.shape[0])
     p = target_probs(target_logits, rule, sampling)
     ar = torch.arange(gamma, device=p.device)
     p_tok = p[ar, draft_tokens]
     q_tok = q[ar, draft_tokens] if gamma else p_tok
-    if rule.name == "greedy":
-        flags = greedy_flags(p, draft_tokens)
-    else:
-        if uniforms is None or uniforms.shape[0] < gamma + 1:
-            raise ValueError(f"rule {rule.name!r} needs gamma+1 = {gamma + 1} uniforms")
-        r = uniforms[:gamma].to(p.dtype)
-        if rule.name == "sampling":
-            flags = sampling_flags(p_tok, q_tok, r)
-        elif rule.name == "lenient":
-            flags = lenient_flags(p_tok, q_tok, r, rule.params["lenience"])
-        else:
-            flags = typical_flags(p[:gamma], p_tok, rule.params["epsilon"], rule.params["delta"])
-    if force_accept_all:
-        flags = torch.ones_like(flags)
+    if rule.stochastic and (uniforms is None or uniforms.shape[0] < gamma + 1):
+        raise ValueError(f"rule {rule.name!r} needs gamma+1 = {gamma + 1} uniforms")
+    u = uniforms.to(p.dtype) if rule.stochastic else None
+    flags = accept(p, draft_tokens, p_tok, q_tok, u[:gamma] if u is not None else None, rule)
     n = int(leading_run(flags))
-    kind = "bonus" if n == gamma else "correction"
-    if rule.name == "greedy":
-        token = int(p[n].argmax())
-    else:
-        if kind == "bonus" or rule.name == "typical":
-            dist = p[n]  # bonus from p; Medusa's next token comes straight from the base head
-        else:
-            dist = residual(p[n], q[n])
-        token = int(sample_from(dist.unsqueeze(0), uniforms[gamma : gamma + 1].to(p.dtype))[0])
-    return Verdict(flags, n, token, kind, p_tok, q_tok, p)
+    bonus = n == gamma
+    dist = verifier_distribution(p[n], None if bonus else q[n], rule, bonus)
+    token = verifier_token(dist, rule, u[gamma : gamma + 1] if u is not None else None)
+    return Verdict(flags, n, token, "bonus" if bonus else "correction", p_tok, q_tok, p)

@@ -1,0 +1,151 @@
+"""Runs, not piles (docs/runs.md): segmentation, per-run findings, comparisons and the sample fleet."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from specdec_diag.analysis import report as R
+from specdec_diag.analysis.runs import segment, stream_of
+from specdec_diag.cli import app
+from specdec_diag.ingest import scan
+
+ROOT = Path(__file__).resolve().parents[1]
+FLEET = ROOT / "sample_logs" / "fleet"
+SAMPLES = ROOT / "sample_logs"
+
+
+@pytest.fixture(scope="module")
+def fleet() -> dict:
+    return R.build_report(scan([FLEET], use_cache=False))
+
+
+def by_id(rep: dict) -> dict[str, dict]:
+    return {r["id"]: r for r in rep["runs"]}
+
+
+def test_stream_names_join_rotations():
+    assert stream_of("a/vllm.log.1")[0] == stream_of("a/vllm.log.2.gz")[0] == stream_of("a/vllm.log")[0] == "a/vllm.log"
+    assert stream_of("a/vllm.log.2.gz")[2] == 2
+    assert stream_of("a/vllm-2026-03-14.log") == ("a/vllm.log", "20260314", 0)
+    assert stream_of("a/server.log.2026-03-14")[0] == "a/server.log"
+    assert stream_of("t/fault-slow-draft.jsonl.gz")[0] == "t/fault-slow-draft.jsonl"
+
+
+def test_fleet_report_matches_its_readme(fleet):
+    runs = by_id(fleet)
+    readme = (FLEET / "README.md").read_text()
+    assert set(runs) == {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `host-")}
+    a = runs["host-a/vllm.log#vllm:p1e0@2026-03-14T09:00:10"]
+    assert a["window_count"] == 72 and len(a["sources"]) == 3 and a["k"] == 3          # rotated files: one run
+    c = runs["host-c/vllm.log#vllm:p1e0@2026-03-14T09:00:15"]
+    assert [f["code"] for f in c["findings"] if f["severity"] == "error"] == ["DRAFTER_BROKEN"]
+    assert all("host-c" in loc["path"] for f in c["findings"] for loc in f["locations"])
+    for rid, run in runs.items():                                                   # healthy runs carry no error
+        if rid != c["id"]:
+            assert not [f for f in run["findings"] if f["severity"] == "error"], rid
+    d1, d2 = runs["host-d/vllm.log#vllm:p1e0@2026-03-14T09:00:10"], runs["host-d/vllm.log#vllm:p1e0@2026-03-14T09:05:10"]
+    assert (d1["k"], d2["k"], d2["split"]) == (3, 5, "startup banner") and d1["sources"] == d2["sources"]
+    assert d1["last_line"] < d2["first_line"]
+    (pair,) = [x for x in fleet["comparisons"] if x["kind"] == "speculation"]
+    assert pair["run"].startswith("host-e/") and pair["baseline_run"].startswith("host-f/") and pair["fair"]
+    assert 0.6 < pair["speedup"] < 0.9 and pair["load"]["buckets"]
+    e = runs[pair["run"]]
+    ns = [f for f in e["findings"] if f["code"] == "NO_SPEEDUP"]
+    assert ns and ns[0]["evidence"]["basis"] == "measured" and ns[0]["evidence"]["baseline_run"] == pair["baseline_run"]
+    assert runs[pair["baseline_run"]]["speculative"] is False and runs[pair["baseline_run"]]["status"] == "ok"
+    assert fleet["fleet"]["by_status"] == {"error": 1, "warning": 1, "ok": 5, "no data": 0}
+    assert fleet["fleet"]["worst_first"][0] == c["id"]
+    assert all(f["run"] in runs for f in fleet["findings"])
+
+
+def test_fleet_report_validates_against_the_schema(fleet):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "docs" / "report-2.schema.json").read_text())
+    jsonschema.validate(json.loads(json.dumps(fleet, allow_nan=False)), schema)
+
+
+def test_numbered_rotations_join_when_named(tmp_path):
+    src = FLEET / "host-a"
+    shutil.copy(src / "vllm.log", tmp_path / "vllm.log")
+    shutil.copy(src / "vllm-2026-03-14.log", tmp_path / "vllm.log.1")
+    shutil.copy(src / "vllm-2026-03-13.log.gz", tmp_path / "vllm.log.2.gz")
+    files = [tmp_path / "vllm.log", tmp_path / "vllm.log.1", tmp_path / "vllm.log.2.gz"]
+    runs = segment(scan(files, use_cache=False))
+    assert runs.table.height == 1 and runs.table["windows"][0] == 72 and runs.table["method"][0] == "eagle3"
+
+
+def _vllm_run():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_fleet", ROOT / "scripts" / "make_fleet.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_acceptance_regression_over_time(tmp_path):
+    mf = _vllm_run()
+    from datetime import timedelta
+
+    early = mf.vllm_run(1, mf.T0, 3, 0.80, 30)
+    late = mf.vllm_run(2, mf.T0 + timedelta(hours=2), 3, 0.60, 30)
+    mf.write(tmp_path / "h" / "vllm.log", early + late)
+    rep = R.build_report(scan([tmp_path], use_cache=False))
+    first, second = sorted(rep["runs"], key=lambda r: r["start"])
+    assert second["split"] == "startup banner"
+    hist = [c for c in rep["comparisons"] if c["kind"] == "history"]
+    assert len(hist) == 1 and hist[0]["run"] == second["id"] and hist[0]["regression"]
+    codes = [(f["code"], f["severity"]) for f in second["findings"]]
+    assert ("ACCEPTANCE_COLLAPSE", "warning") in codes
+    assert not [f for f in first["findings"] if f["code"] == "ACCEPTANCE_COLLAPSE"]
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (SAMPLES / "engines").rglob("*") if p.is_file()
+                                        and not p.name.endswith(".md")), ids=lambda p: p.name)
+def test_single_run_files_keep_the_codes_of_the_pooled_report(path):
+    """For a file that is one run, the run's findings are the codes the old pooled report found."""
+    res = scan([path], use_cache=False)
+    rep = R.build_report(res)
+    if len(rep["runs"]) != 1:
+        pytest.skip("several runs in this file")
+    pooled = {(f["code"], f["severity"]) for f in R.run_findings(res)}
+    assert {(f["code"], f["severity"]) for f in rep["runs"][0]["findings"]} == pooled
+
+
+def test_check_on_the_fleet_names_the_broken_run_and_select_limits_it():
+    runner = CliRunner()
+    r = runner.invoke(app, ["check", str(FLEET), "--no-cache"])
+    flat = re.sub(r"[\s│┃]", "", r.output)  # the table folds long cells
+    assert r.exit_code == 1 and "DRAFTER_BROKENinhost-c/vllm.log#vllm:p1e0@2026-03-14T09:00:15" in flat, r.output
+    assert runner.invoke(app, ["check", str(FLEET), "--no-cache", "--select", "host-[abd]/*"]).exit_code == 0
+
+
+def test_a_rotated_file_opening_with_a_specdecoding_line_stays_in_its_run(tmp_path):
+    """vLLM prints ``Engine 000`` on throughput lines only: a file cut after one starts with a
+    SpecDecoding line tagged ``pid=1`` alone; it is still the same process."""
+    mf = _vllm_run()
+    lines = mf.vllm_run(1, mf.T0, 3, 0.8, 20)
+    mf.write(tmp_path / "h" / "vllm-2026-03-13.log", lines[:12])   # ends on a throughput line
+    mf.write(tmp_path / "h" / "vllm-2026-03-14.log", lines[12:])   # opens with its SpecDecoding line
+    runs = segment(scan([tmp_path], use_cache=False))
+    assert runs.table.height == 1 and runs.table["windows"][0] == 40 and runs.table["tag"][0] == "pid=1 Engine 000"
+
+
+def test_cli_ingest_shows_and_writes_the_runs_table(tmp_path):
+    import polars as pl
+
+    r = CliRunner().invoke(app, ["ingest", str(FLEET), "--runs", "--no-cache", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    head = next(i for i, ln in enumerate(lines) if "runs (7)" in ln)
+    body = lines[head + 2:head + 9]                                     # one line per run at 80 columns
+    assert [ln.split()[0][:6] for ln in body] == ["host-a", "host-b", "host-c", "host-d", "host-d", "host-e", "host-f"]
+    assert "startup" in body[4]
+    table = pl.read_parquet(tmp_path / "runs.parquet")
+    assert table.height == 7 and table.filter(pl.col("id").str.starts_with("host-d/"))["k"].sort().to_list() == [3, 5]

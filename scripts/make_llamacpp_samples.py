@@ -68,10 +68,9 @@ run to run, tokens and counters do not). The files one level up (`../*.log`, `..
 stops drafting, a vocabulary mismatch, other llama.cpp log variants).
 
 Each scenario directory holds `server.log` (llama-server's own log), `requests.jsonl`
-(`specdec-requests@1`, docs/capture.md) and `metrics.prom` (`/metrics` before and after). The log
-and the metrics describe the same traffic: rates agree, but a report of a whole scenario directory
-adds the log's per-request counts to the metrics' (twice the drafted tokens); report the capture
-files alone for the server's exact counts.
+(`specdec-requests@1`, docs/capture.md) and `metrics.prom` (`/metrics` before and after). All three
+describe the same traffic; `report` keeps each file a run of its own (docs/runs.md), and the metrics
+run carries the server's exact counts and per-position rates. The numbers below are the capture's.
 
 | scenario | server flags (beyond `-m target.gguf`) | requests | drafted | accepted | acceptance | a correct diagnosis raises |
 |---|---|---|---|---|---|---|

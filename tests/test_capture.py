@@ -194,16 +194,7 @@ def test_capture_end_to_end_fake_vllm(fake_vllm: str, tmp_path: Path):
     interval = res.windows.filter((res.windows["window"] == "interval")
                                   & (res.windows["format"] == "prometheus-vllm-v1"))
     assert interval["draft_tokens"].to_list() == [20] and interval["accepted_tokens"].to_list() == [10]
-    # the scrapes count the same traffic: request rows keep their rates, not their counts
-    assert req["draft_tokens"].null_count() == 3 and req["acceptance_rate"].to_list() == [0.5] * 3
-    from specdec_diag.analysis.metrics import summarize
-
-    s = summarize(res)
-    assert (s["draft_tokens"], s["accepted_tokens"], s["num_drafts"]) == (20, 10, 10)
-    moved = tmp_path / "elsewhere" / "requests.jsonl"  # without its scrapes: its own counts are used
-    moved.parent.mkdir()
-    moved.write_bytes(path.read_bytes())
-    assert summarize(scan([moved], use_cache=False))["draft_tokens"] == 12
+    assert req["draft_tokens"].to_list() == [4, 4, 4] and req["acceptance_rate"].to_list() == [0.5] * 3
 
 
 def test_prometheus_llamacpp_two_scrapes(tmp_path: Path):

@@ -76,6 +76,13 @@ def report(path: Path) -> dict:
     return json.loads(out.read_text())
 
 
+def run_summary(rep: dict, name: str) -> dict:
+    """The summary of the report's run made from the file ``name`` (each file is its own run)."""
+    runs = [r for r in rep["runs"] if any(Path(src).name == name for src in r["sources"])]
+    assert len(runs) == 1, [r["id"] for r in rep["runs"]]
+    return runs[0]["summary"]
+
+
 def metrics_delta(prom: Path) -> dict:
     """The server's own counters for the capture: after-scrape minus before-scrape (parsed here, not
     by ingest, so the comparison is independent)."""
@@ -96,8 +103,7 @@ def metrics_delta(prom: Path) -> dict:
 
 
 def assert_report_matches_metrics(summary: dict, delta: dict) -> None:
-    """`report` on the capture directory gives the server's own numbers (6-digit rounding), counted
-    once although requests.jsonl describes the same traffic."""
+    """`report` on the capture directory gives the server's own numbers (6-digit rounding)."""
     assert (summary["num_drafts"], summary["draft_tokens"], summary["accepted_tokens"]) == (
         delta["drafts"], delta["draft"], delta["accepted"])
     assert summary["acceptance_rate"] == pytest.approx(delta["accepted"] / delta["draft"], abs=1e-6)
@@ -128,11 +134,15 @@ def test_healthy_pair_three_engines_agree(build, hf_target, prompts, tmp_path):
     assert delta["draft"] == sum(s["draft_tokens"] for s in spec)  # per-request timings add up to /metrics
     assert delta["accepted"] == sum(s["accepted_tokens"] for s in spec)
     rep = report(tmp_path / "cap")
-    assert_report_matches_metrics(rep["summary"], delta)
-    assert rep["summary"]["engine"] == "llama.cpp"
+    assert_report_matches_metrics(run_summary(rep, "metrics.prom"), delta)
+    req = run_summary(rep, "requests.jsonl")  # the per-request timings: the same counts, no verify steps
+    assert (req["draft_tokens"], req["accepted_tokens"]) == (delta["draft"], delta["accepted"])
+    assert req["acceptance_rate"] == pytest.approx(delta["accepted"] / delta["draft"], abs=1e-6)
+    assert {r["engine"] for r in rep["runs"]} == {"llama.cpp"}
     assert not codes(rep) & {"LOW_ACCEPTANCE", "VERIFIER_MISMATCH", "SPEC_INACTIVE", "POSITION_CLIFF"}
     log = report(tmp_path / "server.log")  # the server's own per-request lines agree too
-    assert log["summary"]["acceptance_rate"] == pytest.approx(delta["accepted"] / delta["draft"], abs=1e-6)
+    assert run_summary(log, "server.log")["acceptance_rate"] == pytest.approx(delta["accepted"] / delta["draft"],
+                                                                              abs=1e-6)
 
     # three engines agree: llama.cpp (f32 GGUF), our reference decoder, transformers generate
     model, _tok = hf_target
@@ -158,9 +168,9 @@ def test_synthetic_rates_match(build, prompts, tmp_path):
         capture(srv.url, pfile, tmp_path / "cap", n_predict=160)
     delta = metrics_delta(tmp_path / "cap" / "metrics.prom")
     rep = report(tmp_path / "cap")
-    assert_report_matches_metrics(rep["summary"], delta)
+    assert_report_matches_metrics(run_summary(rep, "metrics.prom"), delta)
     n = delta["drafts"]
-    for got, want in zip(rep["summary"]["per_position_acceptance"], rates, strict=True):
+    for got, want in zip(run_summary(rep, "metrics.prom")["per_position_acceptance"], rates, strict=True):
         assert abs(got - want) <= 4 * math.sqrt(want * (1 - want) / n) + 0.02, (got, want, n)
 
 
@@ -170,7 +180,7 @@ def test_long_draft_flagged(build, prompts, tmp_path):
     with lc.LlamaServer(args, tmp_path / "server.log") as srv:
         capture(srv.url, pfile, tmp_path / "cap")
     rep = report(tmp_path / "cap")
-    assert rep["summary"]["k"] == 16
+    assert run_summary(rep, "metrics.prom")["k"] == 16
     assert codes(rep) & {"K_TOO_LARGE", "POSITION_CLIFF"}, [f["code"] for f in rep["findings"]]
 
 
@@ -187,8 +197,8 @@ def test_ngram_on_unrepetitive_prompts_is_low(build, prompts, tmp_path):
         capture(srv.url, pfile, tmp_path / "cap", "--temperature", "0.4", n_predict=200)
     delta = metrics_delta(tmp_path / "cap" / "metrics.prom")
     rep = report(tmp_path / "cap")
-    assert_report_matches_metrics(rep["summary"], delta)
-    assert delta["draft"] >= 500 and 0.05 <= rep["summary"]["acceptance_rate"] < 0.3
+    assert_report_matches_metrics(run_summary(rep, "metrics.prom"), delta)
+    assert delta["draft"] >= 500 and 0.05 <= run_summary(rep, "metrics.prom")["acceptance_rate"] < 0.3
     assert "LOW_ACCEPTANCE" in codes(rep), [f["code"] for f in rep["findings"]]
 
 
@@ -203,7 +213,7 @@ def test_parallel_slots_under_concurrency(build, hf_target, prompts, tmp_path):
     delta = metrics_delta(tmp_path / "cap" / "metrics.prom")
     assert delta["draft"] == sum(r["spec"]["draft_tokens"] for r in recs)
     rep = report(tmp_path / "cap")
-    assert_report_matches_metrics(rep["summary"], delta)
+    assert_report_matches_metrics(run_summary(rep, "metrics.prom"), delta)
     from specdec_diag.capture.format import read_requests
     from specdec_diag.decoder.production_replay import replay_requests
 

@@ -3,9 +3,10 @@
 
 The numbers are the engine's own per-request counters (``record["spec"]``, normalised by the capture
 client from llama.cpp ``timings``, vLLM ``metrics.speculative_decoding``, SGLang ``meta_info``, TRT-LLM
-``perf_metrics``). When the capture's own ``/metrics`` scrapes lie beside the file, they count the
-same traffic: the request rows then keep rates only, so totals are not counted twice. Where an engine does not count verify steps (llama.cpp) ``num_drafts`` and ``k``
-stay null, so rates that need them come from the server's Prometheus counters, never from a guess.
+``perf_metrics``). The capture's ``metrics.prom`` beside it counts the same traffic; analysis keeps
+the two apart (each file is its own run), so nothing is counted twice. Where an engine does not
+count verify steps (llama.cpp) ``num_drafts`` and ``k`` stay null, so rates that need them come from
+the server's Prometheus counters, never from a guess.
 Failed requests are not windows; they become malformed rows so a report shows them.
 """
 
@@ -48,17 +49,12 @@ def _per_pos(spec: dict[str, Any]) -> list[float] | None:
     return [c / drafts for c in counts]
 
 
-def request_row(rec: dict[str, Any], line: int, header: dict[str, Any], source: str,
-                counted_elsewhere: bool = False) -> dict[str, Any]:
-    """The window row of one answered request. ``counted_elsewhere``: the capture's /metrics scrapes
-    sit next to it and count the same traffic, so the row keeps the request's rates but not its
-    counts (a report of the directory would otherwise count every drafted token twice)."""
+def request_row(rec: dict[str, Any], line: int, header: dict[str, Any], source: str) -> dict[str, Any]:
+    """The window row of one answered request."""
     spec = rec.get("spec") or {}
     drafts, draft, acc = spec.get("num_drafts"), spec.get("draft_tokens"), spec.get("accepted_tokens")
     rate = ratio(acc, draft)
     mal = None if not drafts or acc is None else 1 + acc / drafts
-    if counted_elsewhere:
-        drafts = draft = acc = None
     sampling = rec.get("sampling") or {}
     n_prompt = rec.get("n_prompt") or len(rec.get("prompt_token_ids") or [])
     n_out = len(rec.get("output_token_ids") or []) or rec.get("n_output")
@@ -76,15 +72,14 @@ def request_row(rec: dict[str, Any], line: int, header: dict[str, Any], source: 
         "temperature": sampling.get("temperature"),
         "context_len": (n_prompt or 0) + (n_out or 0) or None,
         "ttft_ms": rec.get("ttft_ms"), "tpot_ms": rec.get("tpot_ms"),
-        "definition_note": _note(spec, counted_elsewhere),
+        "definition_note": _note(spec),
     }
 
 
-def _note(spec: dict[str, Any], counted_elsewhere: bool) -> str:
+def _note(spec: dict[str, Any]) -> str:
     if not spec:
         return "the engine reported no speculative counters for this request"
-    note = f"per-request rates as the engine reported them ({spec.get('source')})"
-    return note + ("; counts left to the capture's metrics.prom (the same traffic)" if counted_elsewhere else "")
+    return f"per-request counters as the engine reported them ({spec.get('source')})"
 
 
 def header_configs(header: dict[str, Any], source: str) -> pl.DataFrame:
@@ -114,14 +109,12 @@ def parse_file(path: Path, source: str) -> Parsed:
     except RequestsFileError as exc:
         return Parsed(malformed=malformed_rows([(1, str(exc), "")], source))
     bad = [(no, why, "") for no, why in rf.dropped]
-    scraped = (rf.summary or {}).get("metrics_after")
-    elsewhere = bool(scraped) and (Path(path).parent / str(scraped)).is_file()
     rows = []
     for rec, line in zip(rf.requests, rf.lines, strict=True):
         if rec.get("status") != "ok":
             bad.append((line, f"request failed: {rec.get('error')}", ""))
             continue
-        rows.append(request_row(rec, line, rf.header, source, elsewhere))
+        rows.append(request_row(rec, line, rf.header, source))
     return Parsed(windows=rows_to_windows(rows), malformed=malformed_rows(bad, source),
                   configs=header_configs(rf.header, source))
 

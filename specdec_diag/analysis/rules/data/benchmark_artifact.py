@@ -84,10 +84,7 @@ class BenchmarkArtifact(Rule):
                                                       "per-position rates"}},
                     "Use distinct prompts per request; repeated identical prompts reuse cached draft context and "
                     "only the first run is valid.", run, score=0.2))
-            # a request row with a rate but no count (a capture whose counts sit in its metrics.prom) is
-            # not a short request: its size is unknown here
-            req = g.filter((pl.col("window") == "request")
-                           & ~(pl.col("draft_tokens").is_null() & pl.col("acceptance_rate").is_not_null()))
+            req = g.filter(pl.col("window") == "request")
             if req.height >= th.min_windows:
                 short = req.filter(pl.col("draft_tokens").fill_null(0) < th.min_request_draft_tokens)
                 if short.height / req.height > 0.5:

@@ -1,5 +1,6 @@
 """One place for every schema the toolkit shares: the trace (`specdec-trace@1`), the normalised
-window table, and the report (`specdec-diag/report@1`).
+window table, and the report ids (`specdec-diag/report@2`, run by run; `@1`, the pooled shape the
+dashboard caches and old baselines use).
 
 The decoder writes traces, ingest reads them like any other source, analysis and the dashboard read
 the tables. Field meanings are documented in ``docs/trace-schema.md``; keep the two in step.
@@ -23,7 +24,10 @@ import polars as pl
 from specdec_diag.inputs import InputError, open_text_lines
 
 TRACE_SCHEMA = "specdec-trace@1"
-REPORT_SCHEMA = "specdec-diag/report@1"
+#: the report, run by run (docs/report.md); the pooled @1 shape stays readable (old baselines, the
+#: dashboard's cached directory report)
+REPORT_SCHEMA = "specdec-diag/report@2"
+POOLED_REPORT_SCHEMA = "specdec-diag/report@1"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class Case:
     max_rss_mb: int | None = None
     timeout_s: int = 120
     runtime: bool = False          # built by build_runtime(), not committed
+    slow: bool = False             # needs > 20 s: marked ``slow`` in the test
     issue: str = ""
 
     def exit_for(self, command: str) -> int:
@@ -347,7 +348,8 @@ RUNTIME_CASES = [
     Case("unreadable", "unreadable.log", "a file that cannot be read (chmod 000; as root a link to "
          "/proc/self/mem, whose first page reads as EIO)", default_exit=2, runtime=True, issue="15, 16 row 9"),
     Case("many_files", "many", "20,000 small vLLM logs, one SpecDecoding line each", ("ingest",),
-         windows=20_000, names_path=False, max_rss_mb=1024, timeout_s=40, runtime=True, issue="16 row 6"),
+         windows=20_000, names_path=False, max_rss_mb=1024, timeout_s=40, runtime=True, slow=True,
+         issue="16 row 6"),
     Case("huge_line", "huge_line.log", "a 200 MB single line containing the marker, inside the vLLM sample",
          ("ingest",), windows=VLLM_WINDOWS, names_path=False, malformed_lines=(67,), max_rss_mb=1024,
          timeout_s=30, runtime=True, issue="16 row 7"),

@@ -78,6 +78,11 @@ HEADER_REQUIRED = ("schema", "mode", "rule", "gamma_policy", "sampling")
 SUMMARY_REQUIRED = ("steps", "draft_tokens", "accepted_tokens", "emitted_tokens")
 
 
+def unsupported_schema(schema: Any) -> str:
+    """The one wording for a trace of another version (every command, replay included)."""
+    return f"unsupported trace schema {schema!r} (this version reads @{TRACE_SCHEMA.rsplit('@', 1)[1]})"
+
+
 class TraceError(ValueError):
     """A trace that cannot be read. ``str()`` is one line: ``path:line: message``."""
 
@@ -215,7 +220,7 @@ def read_trace(path: str | Path) -> Trace:
             if kind != "header":
                 raise TraceError(path, no, f"first record must be the header, got type {kind!r}")
             if rec.get("schema") != TRACE_SCHEMA:
-                raise TraceError(path, no, f"unsupported schema {rec.get('schema')!r}; expected {TRACE_SCHEMA!r}")
+                raise TraceError(path, no, unsupported_schema(rec.get("schema")))
             missing = [k for k in HEADER_REQUIRED if k not in rec]
             if missing:
                 raise TraceError(path, no, f"header lacks {', '.join(missing)}")

@@ -42,24 +42,9 @@ def _load_generator() -> Any:
 bad = _load_generator()
 FIXTURES = REPO / "tests" / "fixtures" / "bad"
 
-_PROM_SUMMARY = ("issue 16 row 11 ('a summary never shows accepted > drafted'): the NaN/Inf samples are malformed "
-                 "rows, but the windows they bound keep their other count (accepted 1561 and 1530 with drafted "
-                 "null) and the run summary sums each column over different windows: accepted 3091 > drafted 2700")
-
 #: what still fails, per (case, command): real bugs, strict xfails (a fix turns its entry into an error
 #: until it is deleted here); see docs/errors.md for what each command prints
-TODAY: dict[tuple[str, str], str] = {
-    ("prom_nan_inf", "report"): _PROM_SUMMARY, ("prom_nan_inf", "check"): _PROM_SUMMARY,
-    ("trace_schema9", "replay"): "issue 15 asks for one wording in every command: replay says \"unsupported schema "
-                                 "'specdec-trace@9'; expected 'specdec-trace@1'\", the others \"unsupported trace "
-                                 "schema 'specdec-trace@9' (this version reads @1)\"",
-    ("trace_truncated", "check"): "MALFORMED_INPUT's share is malformed / (malformed + records) with records the "
-                                  "inputs table's count for the trace, 1 (its request window), not its 6 steps: "
-                                  "one half-written last line is '50 % of its records' -> error, exit 1",
-    ("trace_truncated_gz", "replay"): "issue 15 ('a warning names the file and where it broke; same wording in every "
-                                      "command'): replay reads the 3 whole steps of a truncated .gz silently (exit 0, "
-                                      "no 'gzip data truncated after line 4' warning)",
-}
+TODAY: dict[tuple[str, str], str] = {}  # none today
 
 #: runs argv[1:] as a child and appends its peak RSS (KiB) to stderr, so RSS covers only that child
 _WRAP = ("import resource, subprocess, sys\n"

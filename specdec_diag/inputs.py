@@ -1,7 +1,7 @@
 """The one input layer: every command opens paths here (plain files, ``.gz``, directories), so every
 failure reads the same, as one line ``path[:line]: message`` (:class:`InputError`).
 
-Standard library only, so the torch side (replay, capture) can use it without polars.
+Standard library only, so the torch side (replay) can use it without polars.
 
 What it guarantees, whatever the bytes:
 

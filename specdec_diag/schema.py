@@ -1,5 +1,6 @@
 """One place for every schema the toolkit shares: the trace (`specdec-trace@1`), the normalised
-window table, and the report (`specdec-diag/report@1`).
+window table, and the report ids (`specdec-diag/report@2`, run by run; `@1`, the pooled shape the
+dashboard caches and old baselines use).
 
 The decoder writes traces, ingest reads them like any other source, analysis and the dashboard read
 the tables. Field meanings are documented in ``docs/trace-schema.md``; keep the two in step.
@@ -23,7 +24,10 @@ import polars as pl
 from specdec_diag.inputs import InputError, open_text_lines
 
 TRACE_SCHEMA = "specdec-trace@1"
-REPORT_SCHEMA = "specdec-diag/report@1"
+#: the report, run by run (docs/report.md); the pooled @1 shape stays readable (old baselines, the
+#: dashboard's cached directory report)
+REPORT_SCHEMA = "specdec-diag/report@2"
+POOLED_REPORT_SCHEMA = "specdec-diag/report@1"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,6 +76,11 @@ STEP_REQUIRED = tuple(k for k, (_, req, _) in STEP_FIELDS.items() if req)
 
 HEADER_REQUIRED = ("schema", "mode", "rule", "gamma_policy", "sampling")
 SUMMARY_REQUIRED = ("steps", "draft_tokens", "accepted_tokens", "emitted_tokens")
+
+
+def unsupported_schema(schema: Any) -> str:
+    """The one wording for a trace of another version (every command, replay included)."""
+    return f"unsupported trace schema {schema!r} (this version reads @{TRACE_SCHEMA.rsplit('@', 1)[1]})"
 
 
 class TraceError(ValueError):
@@ -211,7 +220,7 @@ def read_trace(path: str | Path) -> Trace:
             if kind != "header":
                 raise TraceError(path, no, f"first record must be the header, got type {kind!r}")
             if rec.get("schema") != TRACE_SCHEMA:
-                raise TraceError(path, no, f"unsupported schema {rec.get('schema')!r}; expected {TRACE_SCHEMA!r}")
+                raise TraceError(path, no, unsupported_schema(rec.get("schema")))
             missing = [k for k in HEADER_REQUIRED if k not in rec]
             if missing:
                 raise TraceError(path, no, f"header lacks {', '.join(missing)}")

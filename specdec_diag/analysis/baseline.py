@@ -15,10 +15,9 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.schema import conform_windows
+from specdec_diag.schema import POOLED_REPORT_SCHEMA, REPORT_SCHEMA, conform_windows
 
-REPORT_V1 = "specdec-diag/report@1"
-REPORT_V2 = "specdec-diag/report@2"
+REPORT_V1, REPORT_V2 = POOLED_REPORT_SCHEMA, REPORT_SCHEMA
 #: window fields the comparison reads: (integer?, upper bound or None)
 _COUNTS = ("num_drafts", "draft_tokens", "accepted_tokens", "emitted_tokens", "k")
 _FRACTIONS = ("acceptance_rate",)

@@ -57,12 +57,17 @@ def draft_tokens(table: pl.DataFrame) -> int | None:
 
 
 @metric("accepted_tokens", "sum of accepted draft tokens (prefix counting)", "excluded",
-         "summed over aggregated windows / steps", "tokens")
+         "summed over aggregated windows / steps that also count their drafted tokens", "tokens")
 def accepted_tokens(table: pl.DataFrame) -> int | None:
     """Accepted draft tokens; only the accepted prefix counts (vLLM V1), never tokens after the first
-    rejection (vLLM V0 counted those; ingest converts)."""
-    v = _sum(table if _is_steps(table) else aggregation_rows(table),
-             "n_accepted" if _is_steps(table) else "accepted_tokens")
+    rejection (vLLM V0 counted those; ingest converts). A window whose drafted count is unknown (its
+    sample was malformed) is left out, so the sum never exceeds the drafted tokens it is shown beside."""
+    if _is_steps(table):
+        v = _sum(table, "n_accepted")
+    else:
+        rows = aggregation_rows(table)
+        v = _sum(rows.filter(pl.col("draft_tokens").is_not_null()) if "draft_tokens" in rows.columns else rows,
+                 "accepted_tokens")
     return None if v is None else int(v)
 
 

@@ -22,11 +22,8 @@ from specdec_diag.analysis.rules import Thresholds, run_rules
 from specdec_diag.analysis.rules.base import SEVERITY_RANK, Finding, ranked
 from specdec_diag.analysis.runs import Runs, segment
 from specdec_diag.ingest.base import IngestResult
-from specdec_diag.schema import CONTRACT_WINDOW_COLUMNS, jsonable
+from specdec_diag.schema import CONTRACT_WINDOW_COLUMNS, POOLED_REPORT_SCHEMA, REPORT_SCHEMA, jsonable
 
-#: the schema id of the run-organised report (``schema.REPORT_SCHEMA`` stays the pooled @1 id the
-#: dashboard's per-directory cache still uses)
-REPORT_SCHEMA = "specdec-diag/report@2"
 REPORT_KEYS = ("schema", "inputs", "runs", "comparisons", "findings", "fleet")
 #: the run facts every run object carries, in order (docs/runs.md)
 RUN_KEYS = ("id", "host", "engine", "version", "model", "method", "k", "speculative", "tag", "engine_id",
@@ -147,9 +144,8 @@ def _explained(extra: list[Finding], found: list[Finding]) -> list[Finding]:
 def pooled_report(result: IngestResult, thresholds: Thresholds | None = None) -> dict[str, Any]:
     """The pooled ``report@1`` shape (schema, inputs, summary, windows, findings over all inputs as one):
     what the dashboard's per-directory cache still holds; new code should use :func:`build_report`."""
-    from specdec_diag.schema import REPORT_SCHEMA as REPORT_V1
 
-    return {"schema": REPORT_V1, "inputs": inputs_json(result.inputs), "summary": jsonable(metrics.summarize(result)),
+    return {"schema": POOLED_REPORT_SCHEMA, "inputs": inputs_json(result.inputs), "summary": jsonable(metrics.summarize(result)),
             "windows": windows_json(result.windows), "findings": run_findings(result, thresholds)}
 
 

@@ -71,8 +71,8 @@ def check(
         raise typer.Exit(ExitCode.USAGE)
     code = outcome.exit_code
     if code == ExitCode.NO_DATA:
-        err_console.print(f"not enough data: {gate.insufficient_note(outcome.checks)}", highlight=False,
-                          soft_wrap=True)
+        err_console.print(f"not enough data in {', '.join(map(str, paths))}: {gate.insufficient_note(outcome.checks)}",
+                          highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from specdec_diag.cli._app import app, console, fail
+from specdec_diag.cli._app import app, console, err_console, fail
 from specdec_diag.exit_codes import ExitCode
 from specdec_diag.render.replay_terminal import replay_result, what_if_table
 
@@ -56,6 +56,9 @@ def replay(
         base = read_trace(baseline) if baseline is not None else None
     except TraceError as exc:
         raise fail(str(exc), ExitCode.USAGE) from None
+    for t in (tr, base):  # a crashed run's cut line, gzip damage: the records before it are replayed
+        for no, why in (t.dropped if t is not None else []):
+            err_console.print(f"[yellow]warning:[/] {t.path}:{no}: {why}", highlight=False, soft_wrap=True)
     if not tr.steps:
         raise fail(f"{trace}: trace has no steps to replay", ExitCode.NO_DATA)
     try:

@@ -133,7 +133,7 @@ def report(
     if errors:
         raise typer.Exit(ExitCode.USAGE)
     if not has_data(rep):
-        err_console.print(f"no speculative-decoding records found in {len(rep['inputs'])} input file(s): "
+        err_console.print(f"no speculative-decoding records found in {', '.join(map(str, paths))}: "
                           "need metrics lines with drafts (vLLM SpecDecoding, SGLang accept len, ...) "
                           "or trace steps", highlight=False, soft_wrap=True)
         raise typer.Exit(ExitCode.NO_DATA)

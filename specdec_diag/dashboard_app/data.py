@@ -286,7 +286,7 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
     from specdec_diag.dashboard_app.guard import cached_report
     from specdec_diag.ingest import scan
     from specdec_diag.ingest.scan import default_cache_dir
-    from specdec_diag.schema import REPORT_SCHEMA, jsonable
+    from specdec_diag.schema import POOLED_REPORT_SCHEMA, jsonable
 
     t0 = time.perf_counter()
     cache_dir = default_cache_dir([path])
@@ -300,7 +300,7 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
             "notes": [*([note] if note else []), *result.warnings], "runs": segment(result)}
     if report is not None:
         return Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, time.perf_counter() - t0, **meta)
-    report = {"schema": REPORT_SCHEMA, "inputs": inputs,
+    report = {"schema": POOLED_REPORT_SCHEMA, "inputs": inputs,
               "summary": jsonable(metrics.summarize(result)), "windows": [], "findings": None}
     loaded = Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, 0.0, **meta)
     if background is None:

@@ -36,12 +36,19 @@ def render_fleet(loaded: D.Loaded) -> None:
     if not pending:
         _principal_findings(rep)
         _comparisons(rep)
+    render_inputs(rep)
+
+
+def render_inputs(rep: dict[str, Any]) -> None:
+    """The report's inputs table, paths shown relative to the dashboard root."""
     st.subheader("Inputs")
     inputs = pl.DataFrame(rep.get("inputs") or [])
     if inputs.height:
         inputs = inputs.with_columns(pl.col("path").map_elements(lambda p: D.display(D.root(), Path(p)),
                                                                  return_dtype=pl.Utf8))
         st.dataframe(inputs, hide_index=True, width="stretch")
+    else:
+        st.caption("No input files.")
 
 
 def _status_counts(rep: dict[str, Any], n: int, pending: bool) -> None:

@@ -57,7 +57,7 @@ def _finding_problem(f: Any, paths: set[str]) -> str | None:
 def report_problem(report: Any, inputs: list[dict[str, Any]]) -> str | None:
     """None when a cached dashboard report has the shape the dashboard writes and speaks only of the
     files just scanned (``inputs``: ``analysis.report.inputs_json`` of the scan); else why not."""
-    from specdec_diag.schema import REPORT_SCHEMA
+    from specdec_diag.schema import POOLED_REPORT_SCHEMA as REPORT_SCHEMA
 
     if not isinstance(report, dict):
         return "not a JSON object"

@@ -31,6 +31,7 @@ from specdec_diag.schema import (
     read_trace,
     steps_to_frame,
     trace_temperature,
+    unsupported_schema,
     validate_step,
 )
 
@@ -48,11 +49,6 @@ _ANY_VERSION = '"' + TRACE_SCHEMA.split("@", 1)[0] + "@"
 
 def detect(sample: str) -> bool:
     return _ANY_VERSION in sample and '"header"' in sample
-
-
-def unsupported_schema(schema: Any) -> str:
-    """The one wording for a trace of another version (``ingest``, ``check``, ``report``, dashboard)."""
-    return f"unsupported trace schema {schema!r} (this version reads @{TRACE_SCHEMA.rsplit('@', 1)[1]})"
 
 
 def _step_problem(rec: dict[str, Any]) -> str | None:

@@ -3,13 +3,11 @@ speculative decoding paying off, and if not, what is the first thing to fix?"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import streamlit as st
 
 from specdec_diag.dashboard_app import data as D
-from specdec_diag.dashboard_app.fleet_view import render_fleet
+from specdec_diag.dashboard_app.fleet_view import render_fleet, render_inputs
 
 loaded = D.current()
 if loaded.scope is None:  # the whole directory: the fleet, never a number pooled over its runs
@@ -88,11 +86,4 @@ from specdec_diag.render.text import summary_rows  # noqa: E402 - the report's o
 st.dataframe(pl.DataFrame(summary_rows(s), schema=["metric", "value", "definition"], orient="row"),
              hide_index=True, width="stretch")
 
-st.subheader("Inputs")
-inputs = pl.DataFrame(rep.get("inputs") or [])
-if inputs.height:
-    inputs = inputs.with_columns(pl.col("path").map_elements(lambda p: D.display(D.root(), Path(p)),
-                                                             return_dtype=pl.Utf8))
-    st.dataframe(inputs, hide_index=True, width="stretch")
-else:
-    st.caption("No input files.")
+render_inputs(rep)

@@ -52,9 +52,11 @@ class MalformedInput(Rule):
         for src in m["source"].unique(maintain_order=True).to_list():
             rows = m.filter(pl.col("source") == src).sort("line")
             records = (inputs.get(src) or {}).get("records")
-            if records is None:
-                records = (ctx.result.windows.filter(pl.col("source") == src).height
-                           + ctx.result.steps.filter(pl.col("source") == src).height)
+            steps = ctx.result.steps.filter(pl.col("source") == src).height
+            if steps:  # a trace's records are its step lines (its windows are one per request)
+                records = steps
+            elif records is None:
+                records = ctx.result.windows.filter(pl.col("source") == src).height
             share = rows.height / max(rows.height + records, 1)
             reasons = dict(rows.group_by("reason").len().sort("len", descending=True).head(5).iter_rows())
             sev = "error" if share >= th.malformed_error_share else "warning"

@@ -41,14 +41,9 @@ def replay(
     report where decisions, tokens or step structure disagree; then a what-if table over gamma.
 
     Exit 0: no divergence; 1: divergence found; 2: unreadable trace or unusable models; 3: no steps."""
-    from specdec_diag.capture.format import is_requests_file
+    from specdec_diag.cli.replay_requests import replay_if_capture  # requests.jsonl: production replay
 
-    cap = trace / "requests.jsonl" if trace.is_dir() else trace
-    if is_requests_file(cap):  # a `capture` output: production replay (cli/replay_requests.py)
-        from specdec_diag.cli.replay_requests import replay_capture
-
-        replay_capture(cap, target=target, device=device, dtype=dtype or "float32", z_crit=z_crit,
-                       show=show, as_json=as_json)
+    replay_if_capture(trace, target=target, device=device, dtype=dtype, z_crit=z_crit, show=show, as_json=as_json)
     from specdec_diag.schema import TraceError, read_trace
 
     try:

@@ -19,6 +19,18 @@ from specdec_diag.cli._app import console, fail
 from specdec_diag.exit_codes import ExitCode
 
 
+def replay_if_capture(path: Path, *, target: Path | None, device: str, dtype: str | None, z_crit: float,
+                      show: int, as_json: bool) -> None:
+    """Production-replay ``path`` (a capture's requests.jsonl, or the directory holding it) and exit;
+    return without doing anything when it is not a capture (a trace, for cli/replay.py)."""
+    from specdec_diag.capture.format import is_requests_file
+
+    cap = path / "requests.jsonl" if path.is_dir() else path
+    if is_requests_file(cap):
+        replay_capture(cap, target=target, device=device, dtype=dtype or "float32", z_crit=z_crit, show=show,
+                       as_json=as_json)
+
+
 def replay_capture(path: Path, *, target: Path | None, device: str, dtype: str, z_crit: float, show: int,
                    as_json: bool) -> None:
     """Exit 0: every greedy request matches and sampled ones are consistent; 1: divergence or a

@@ -306,3 +306,13 @@ def test_example_summary_behind_log_prefixes():
     assert (r["k"], r["draft_tokens"], r["accepted_tokens"], r["emitted_tokens"]) == (3, 270, 170, 260)
     assert r["mean_acceptance_length"] == pytest.approx(260 / 90) and r["gen_tps"] == 25.0
     assert p.malformed.height == 0
+
+
+def test_zero_duration_eval_rate_is_unknown_not_malformed(tmp_path):
+    """A real llama-speculative run prints `eval time = 0.00 ms / 1 runs (0.00 ms per token, inf tokens
+    per second)`: llama.cpp's own way of saying it could not measure the rate; no malformed line."""
+    from specdec_diag.ingest import scan
+
+    real = Path(__file__).resolve().parent.parent / "sample_logs/engines/llamacpp/real/speculative_example_k4"
+    res = scan([real / "llama-speculative.txt"], use_cache=False)
+    assert res.malformed.height == 0 and res.windows.height >= 1

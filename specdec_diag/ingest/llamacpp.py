@@ -155,6 +155,10 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
         # one request = the run of lines under headers of the same task: older builds print a second
         # "print_timing" header right before the draft line (two SLT_INF calls)
     ).with_columns(pl.col("task").forward_fill().rle_id().alias("grp"))
+    # llama.cpp prints "inf tokens per second" for a zero-duration eval (0.00 ms): a rate it could not
+    # measure, so unknown rather than malformed
+    ev = ev.with_columns([pl.when(pl.col(c) == float("inf")).then(None).otherwise(pl.col(c)).alias(c)
+                          for c in ("prompt_tps", "gen_tps")])
     # an eval line with a nan/inf/negative value is malformed at its own line; its values are not used
     timing = {"prompt_ms": "prompt eval time", "prompt_tps": "prompt eval tokens per second",
               "tpot_ms": "eval ms per token", "gen_tps": "eval tokens per second"}

@@ -59,7 +59,7 @@ class KTooLarge(Rule):
     **Example.** k = 15, positions 9-15 below 5 %: k = 8 predicted 9 % faster.
 
     **Fix.** Lower k to ``recommended_k`` (vLLM ``num_speculative_tokens``, SGLang
-    ``--speculative-num-steps``/``--speculative-num-draft-tokens``, llama.cpp ``--draft-max``), or use
+    ``--speculative-num-steps``/``--speculative-num-draft-tokens``, llama.cpp ``--spec-draft-n-max``, ``--draft-max`` in older builds), or use
     a dynamic-k policy.
     """
 
@@ -126,7 +126,7 @@ class KTooLarge(Rule):
                 ctx, f"k={k} too large in {u.label}: the last {tail} positions accept < "
                      f"{100 * th.tail_position_rate:.0f} %; k={best} predicted {100 * gain:.0f} % faster", ev,
                 f"Lower k to {best} (vLLM num_speculative_tokens, SGLang --speculative-num-steps, llama.cpp "
-                "--draft-max) or use a dynamic-k policy.",
+                "--spec-draft-n-max) or use a dynamic-k policy.",
                 u.frame, score=gain, sample=unit_sample(self, ctx, u), interval=rate_interval(u.acc)))
         return out
 

@@ -80,6 +80,20 @@ def test_numbered_rotations_join_when_named(tmp_path):
     assert runs.table.height == 1 and runs.table["windows"][0] == 72 and runs.table["method"][0] == "eagle3"
 
 
+def test_numbered_and_dated_rotations_are_found_in_a_directory(tmp_path):
+    """logrotate's names (``x.log.1``, ``x.log.2.gz``, ``x.log-YYYYMMDD``) are read by a directory
+    scan and join one run, as when the files are named explicitly."""
+    src = FLEET / "host-a"
+    shutil.copy(src / "vllm.log", tmp_path / "vllm.log")
+    shutil.copy(src / "vllm-2026-03-14.log", tmp_path / "vllm.log.1")
+    shutil.copy(src / "vllm-2026-03-13.log.gz", tmp_path / "vllm.log.2.gz")
+    (tmp_path / "notes.log.bak").write_text("SpecDecoding metrics: not a log\n")
+    res = scan([tmp_path], use_cache=False)
+    assert sorted(Path(p).name for p in res.inputs["path"]) == ["vllm.log", "vllm.log.1", "vllm.log.2.gz"]
+    runs = segment(res)
+    assert runs.table.height == 1 and runs.table["windows"][0] == 72
+
+
 def _vllm_run():
     import importlib.util
 

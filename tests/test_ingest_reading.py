@@ -467,7 +467,7 @@ def test_vllm_batched_equals_per_file_on_every_real_format_log(tmp_path, monkeyp
             *sorted((root / "tests/fixtures/real/vllm").glob("*.log"))]
     d = tmp_path / "logs"
     d.mkdir()
-    for i, p in enumerate(s for s in srcs if s.suffix != ".md" and s.stat().st_size <= B.SMALL_BYTES):
+    for i, p in enumerate(s for s in srcs if s.is_file() and s.suffix != ".md" and s.stat().st_size <= B.SMALL_BYTES):
         (d / f"{i:03d}-{p.name}").write_bytes(p.read_bytes())
     batched = scan(d, use_cache=False)
     assert batched.windows.height > 100

@@ -34,11 +34,17 @@ _SEPS = (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x01", b"\x02", b"\x03", b"\x04")
 # ---------------------------------------------------------------------------------------------
 
 
+#: what logrotate appends to a rotated file: a number (``server.log.1``) or a date (``-20261201``)
+_ROTATION = re.compile(r"(?:\.\d{1,4}|-\d{8}(?:\d{2})?)$")
+
+
 def wanted(name: str) -> bool:
+    """A file the scan reads: one of :data:`EXTENSIONS`, optionally rotated (``.1``, ``-YYYYMMDD``)
+    and/or gzipped (``server.log.2.gz``)."""
     n = name.lower()
     if n.endswith(".gz"):
         n = n[:-3]
-    return n.endswith(EXTENSIONS)
+    return n.endswith(EXTENSIONS) or _ROTATION.sub("", n).endswith(EXTENSIONS)
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]:

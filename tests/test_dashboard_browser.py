@@ -131,6 +131,17 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def wait_until(check, timeout: float, message) -> None:
+    """Poll ``check()`` every 0.5 s until it is true; else fail with ``message`` (a str, or a callable
+    for a message that shows the page's state at the time)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(message() if callable(message) else message)
+
+
 def wait_rendered(drv, selector: str, count: int, timeout: float = 120) -> None:
     """Until the script has finished (no running indicator), ``selector`` shows ``count`` times and
     the first load (ingest) is over."""
@@ -178,14 +189,9 @@ def test_sidebar_navigation_and_escape_message(server, browser):
     box = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] input[type="text"]')
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys("../..", Keys.ENTER)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        alerts = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAlert"]'))
-        if "outside the directory" in alerts:
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError("no message for a ../ escape")
+    wait_until(lambda: "outside the directory" in " ".join(
+        e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAlert"]')), 60,
+        "no message for a ../ escape")
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
 
 
@@ -200,14 +206,10 @@ def test_fleet_overview_and_run_selector(server, browser):
     box = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] input[type="text"]')
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys("fleet", Keys.ENTER)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        labels = texts(browser, '[data-testid="stMetric"]')
-        if "Runs" in labels and "7" in labels:
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"no fleet overview: {labels!r}")
+    def metrics() -> str:
+        return texts(browser, '[data-testid="stMetric"]')
+
+    wait_until(lambda: "Runs" in metrics() and "7" in metrics(), 90, lambda: f"no fleet overview: {metrics()!r}")
     wait_rendered(browser, '[data-testid="stDataFrame"]', 1)
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -215,14 +217,9 @@ def test_fleet_overview_and_run_selector(server, browser):
     select = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSelectbox"] input')
     select.click()
     select.send_keys("host-c", Keys.ENTER)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        text = texts(browser, '[data-testid="stCaptionContainer"]')
-        if "run `host-c/vllm.log" in text or "run host-c/vllm.log" in text:
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError("the run selector did not scope the Overview")
+    wait_until(lambda: any(s in texts(browser, '[data-testid="stCaptionContainer"]')
+                           for s in ("run `host-c/vllm.log", "run host-c/vllm.log")), 60,
+               "the run selector did not scope the Overview")
     alerts = texts(browser, '[data-testid="stAlert"]')
     assert "Drafter broken" in alerts or "DRAFTER_BROKEN" in alerts, alerts
     assert browser.save_screenshot(str(SHOTS / "fleet-run.png"))

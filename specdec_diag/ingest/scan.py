@@ -116,12 +116,14 @@ def parse_guarded(src: Source, lines: pl.DataFrame, display: str, options: Parse
 
 
 def parse_file(path: Path, display: str, *, sources: Sequence[Source] = SOURCES,
-               chunk_bytes: int = CHUNK_BYTES, on_bytes: Callable[[int], None] | None = None) -> FileResult:
+               chunk_bytes: int = CHUNK_BYTES, on_bytes: Callable[[int], None] | None = None,
+               input_file: InputFile | None = None) -> FileResult:
     """Parse one file with every source that recognises it. Never raises for bad input: what could
-    not be read is the input's ``error`` (what was read before damage is kept)."""
+    not be read is the input's ``error`` (what was read before damage is kept). ``input_file``: read
+    through this :class:`InputFile` (e.g. one byte range of the file, :mod:`.parallel`)."""
     info: dict[str, Any] = {"path": display, "format": None, "engine": None, "lines": 0, "records": 0,
                             "malformed": 0, "fingerprint": None, "error": None}
-    f = InputFile(path)
+    f = input_file if input_file is not None else InputFile(path)
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
@@ -377,3 +379,28 @@ def combine(results: list[FileResult], sources: Sequence[Source], code: str = ""
 def scan_one(path: str | Path, **kwargs: Any) -> IngestResult:
     """Scan a single file or directory; same options as :func:`scan`."""
     return scan([path], **kwargs)
+
+
+class _Collect(_Run):
+    """A :class:`_Run` that keeps each file's result instead of combining it."""
+
+    def done_with(self, i: int, res: FileResult) -> None:
+        self.results[i] = res
+
+
+def parse_files(files: Sequence[tuple[Path, str | None]], *, cache_dir: Path | str | None = None,
+                use_cache: bool = True, refresh: bool = False, chunk_bytes: int = CHUNK_BYTES,
+                sources: Sequence[Source] = SOURCES, key: str | None = None) -> list[FileResult]:
+    """Each file's result (``(path, listing error)`` in, cache and small-file batches as in
+    :func:`scan`), before cross-file finalisation: the unit of work a parallel scan gives a worker
+    (:mod:`specdec_diag.ingest.parallel`); :func:`combine` finishes them."""
+    cache = Cache(Path(cache_dir)) if cache_dir is not None and (use_cache or refresh) else None
+    run = _Collect(cache, not refresh, key or code_key(list(sources)), sources, chunk_bytes, None)
+    for i, (f, err) in enumerate(files):
+        try:
+            st = f.stat() if err is None else None
+        except OSError:
+            st = None
+        run.file(i, f, err, st)
+    run.flush()
+    return [r for r in run.results if r is not None]

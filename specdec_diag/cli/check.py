@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from specdec_diag.cli._app import app, console, err_console, fail
-from specdec_diag.cli.report import find_config, load_inputs, write_output
+from specdec_diag.cli.report import executor_option, find_config, load_inputs, workers_option, write_output
 from specdec_diag.exit_codes import ExitCode
 
 if TYPE_CHECKING:  # the library is imported inside the command: `specdec-diag --help` stays instant
@@ -42,6 +42,8 @@ def check(
     no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse every file and rewrite its cache entry."),
     select: str | None = typer.Option(None, "--select", help="Judge only the runs whose id matches this glob "
                                       "(e.g. 'host-b/*' or '*#vllm*'); ids are listed by `report`."),
+    workers: int | None = workers_option(),
+    executor: str = executor_option(),
 ) -> None:
     """Gate CI on speculative-decoding acceptance, run by run: thresholds, a baseline matched by
     engine + method + k, and error findings; a failure names its run."""
@@ -54,7 +56,7 @@ def check(
     flags = {"min_acceptance": min_acceptance, "min_mal": min_mal, "max_drop": max_drop, "fail_on": fail_on,
              "baseline": str(baseline) if baseline else None, "junit": str(junit) if junit else None}
     cfg, thresholds, base = _settings(find_config(config), flags)
-    result = load_inputs(paths, no_cache)
+    result = load_inputs(paths, no_cache, workers, executor)
     errors = result.errors
     try:
         outcome = gate.run_gate(result, cfg, thresholds, base, select=select, windows=write_report is not None)

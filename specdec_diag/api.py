@@ -34,13 +34,17 @@ _URLISH = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/+(.*)$")
 
 
 def as_input(p: str | Path) -> str | Path:
-    """A command-line path back to a URL when it is one (``Path('s3://b/k')`` reads ``s3:/b/k``)."""
+    """A URL stays a URL, anything else is a Path; a command-line Path that was a URL comes back
+    (``Path('s3://b/k')`` reads ``s3:/b/k``; ``file:/x`` is ``file:///x``)."""
     from specdec_diag.ingest.parallel import is_url
 
+    if isinstance(p, str) and is_url(p):
+        return p
     text = str(p)
     m = _URLISH.match(text)
     if m and not Path(text).exists():
-        url = f"{m.group(1)}://{m.group(2)}"
+        scheme, rest = m.group(1), m.group(2)
+        url = f"file:///{rest}" if scheme.lower() == "file" else f"{scheme}://{rest}"
         if is_url(url):
             return url
     return p if isinstance(p, Path) else Path(p)

@@ -115,10 +115,12 @@ def _run_cli(command: str, path: Path, case: Any, tmp_path: Path) -> Outcome:
         return Outcome(None, err, timed_out=True)
     m = re.search(r"@@maxrss_kb=(\d+)", err)
     res = Outcome(proc.returncode, err[: m.start()] if m else err, rss_mb=int(m.group(1)) / 1024 if m else None)
-    if command == "ingest" and (out / "windows.parquet").exists():
-        res.windows = pl.read_parquet(out / "windows.parquet")
-        res.steps = pl.read_parquet(out / "steps.parquet").height
-        res.malformed = set(pl.read_parquet(out / "malformed.parquet")["line"].drop_nulls().to_list())
+    if command == "ingest" and (out / "_manifest.parquet").exists():  # the dataset ingest --out writes
+        from specdec_diag.api import load
+
+        got = load([out])
+        res.windows, res.steps = got.windows, got.steps.height
+        res.malformed = set(got.malformed["line"].drop_nulls().to_list())
     elif command in ("report", "check") and rep.exists():
         _read_report(res, json.loads(rep.read_text()))
     return res

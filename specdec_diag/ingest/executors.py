@@ -4,8 +4,8 @@ An :class:`Executor` maps a module-level function over picklable tasks and yield
 task order, so the merged tables do not depend on which task finished first:
 
 * :class:`SerialExecutor`: in this process, one task after the other (``--workers 1``);
-* :class:`ProcessExecutor`: a pool of ``spawn``-ed processes on this machine (``--workers N``);
-  polars is limited to ``cores // N`` threads in each, so N workers do not fight over the cores;
+* :class:`ProcessExecutor`: ``N - 1`` ``spawn``-ed processes plus the caller (``--workers N``);
+  polars is limited to ``cores // N`` threads in each child, so N workers do not fight over the cores;
 * :class:`RayExecutor`: Ray tasks on a Ray cluster (``--executor ray[:ADDRESS]``), one CPU each.
 
 Ray is an optional dependency (``pip install 'specdec-diag[scale]'``), imported only here and
@@ -66,23 +66,32 @@ def _limit_threads(n: int) -> None:
 
 
 class ProcessExecutor:
-    """A local process pool. ``spawn``, not ``fork``: forking a process whose polars thread pool is
-    running can deadlock the child (polars warns about it)."""
+    """A local process pool of ``workers - 1`` children plus the caller: the caller takes tasks from
+    the back of the queue while the children start (a spawned child needs about a second to import
+    polars) and work from the front. ``spawn``, not ``fork``: forking a process whose polars thread
+    pool is running can deadlock the child (polars warns about it)."""
 
     name = "process"
 
     def __init__(self, workers: int):
-        self.workers = max(1, workers)
+        self.workers = max(2, workers)
         threads = max(1, available_cores() // self.workers)
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+        self._pool = ProcessPoolExecutor(max_workers=self.workers - 1,
+                                         mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_limit_threads, initargs=(threads,))
 
     def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
-        # submit everything now (the pool keeps every worker busy), hand results back in order
         futures = [self._pool.submit(fn, t) for t in tasks]
+        mine: dict[int, R] = {}
         try:
-            for fut in futures:
-                yield fut.result()
+            # a queued task can be cancelled, a started one cannot: children start from the front,
+            # so the caller works back from the end until it meets them
+            for j in range(len(futures) - 1, -1, -1):
+                if not futures[j].cancel():
+                    break
+                mine[j] = fn(tasks[j])
+            for i, fut in enumerate(futures):
+                yield mine.pop(i) if i in mine else fut.result()
         finally:
             for fut in futures:
                 fut.cancel()

@@ -172,9 +172,26 @@ def _run_url(task: Task, s: Settings) -> FileResult:
                 return _failed(task.path, f"cannot fetch: {type(exc).__name__}: {exc}"[:300])
         if task.mtime is not None:
             os.utime(local, (task.mtime, task.mtime))
-        return parse_file(local, task.path, sources=s.sources, chunk_bytes=s.chunk_bytes)
+        res = parse_file(local, task.path, sources=s.sources, chunk_bytes=s.chunk_bytes)
+        if res.input.get("fingerprint"):  # the temp file's inode and ctime mean nothing: the object's own
+            res.input["fingerprint"] = _object_fingerprint(local, task.mtime)
+        return res
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _object_fingerprint(local: Path, mtime: float | None) -> str:
+    """Like :func:`file_fingerprint` without what a fresh local copy changes (inode, ctime)."""
+    import hashlib
+
+    size = local.stat().st_size
+    h = hashlib.blake2b(f"{size}:{mtime}".encode(), digest_size=16)
+    with open(local, "rb") as fh:
+        h.update(fh.read(SAMPLE_BYTES))
+        if size > 2 * SAMPLE_BYTES:
+            fh.seek(size - SAMPLE_BYTES)
+            h.update(fh.read(SAMPLE_BYTES))
+    return h.hexdigest()
 
 
 def _failed(display: str, error: str) -> FileResult:
@@ -310,9 +327,14 @@ class Plan:
             return
         local_only = "memory" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
         for p in found:
-            full = fs.unstrip_protocol(p) if p != root or url.startswith("memory://") else url
+            full = url if p == root else fs.unstrip_protocol(p)
             info = _info(fs, p)
-            data = fs.cat_file(p) if local_only else None
+            try:
+                data = fs.cat_file(p) if local_only else None
+            except Exception as exc:  # noqa: BLE001 - a missing object is this input's error
+                self.units.append(Unit(full, 0, [], cached=_failed(full, f"cannot read: {type(exc).__name__}: "
+                                                                         f"{exc}"[:300])))
+                continue
             self.units.append(Unit(full, int(info.get("size") or 0), [len(self.tasks)]))
             self.tasks.append(Task("url", path=full, data=data, mtime=_mtime(info)))
 

@@ -1,0 +1,83 @@
+"""Every core (issue 13): wall-clock and CPU time of a scan of a directory of N large vLLM logs with
+1 worker and with W workers (``--workers``), and a check that the tables are identical.
+
+    .venv/bin/python benchmarks/ingest_workers.py                        # 8 x 256 MB, 1 vs 2 workers
+    .venv/bin/python benchmarks/ingest_workers.py --files 4 --size-mb 64 # quick run
+
+The files (the "production" mix of benchmarks/ingest.py, each with its own seed) are generated into
+a temp directory and deleted afterwards. Each configuration runs in its own subprocess, no cache;
+CPU time is the subprocess's own plus its children's (the workers), so a shared machine shows up as
+wall time above CPU time / workers. The load average before each run is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+_RUN = r"""
+import hashlib, json, resource, sys, time
+from specdec_diag.api import load
+def cpu():
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+if __name__ == "__main__":
+    t, c = time.perf_counter(), cpu()
+    res = load([sys.argv[1]], workers=int(sys.argv[2]), use_cache=False)
+    wall, used = time.perf_counter() - t, cpu() - c
+    h = hashlib.blake2b(digest_size=16)
+    for name in ("windows", "malformed", "configs", "inputs"):
+        h.update(getattr(res, name).hash_rows(seed=1).to_numpy().tobytes())
+    print(json.dumps({"wall": wall, "cpu": used, "windows": res.windows.height, "digest": h.hexdigest()}))
+"""
+
+
+def main() -> None:
+    from ingest import generate
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=8)
+    ap.add_argument("--size-mb", type=int, default=256)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--access", type=int, default=600, help="access lines per window (600: production mix)")
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    d = Path(tempfile.mkdtemp(prefix="specdec-workers-", dir=os.environ.get("BENCH_DIR")))
+    try:
+        for i in range(args.files):
+            (d / f"host{i}").mkdir()
+            generate(d / f"host{i}" / "vllm.log", args.size_mb, seed=i, access=args.access)
+        script = d / "run.py"
+        script.write_text(_RUN)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        out = {}
+        for _ in range(args.repeat):
+            for w in (1, args.workers):
+                load = os.getloadavg()[0]
+                got = json.loads(subprocess.run([sys.executable, str(script), str(d), str(w)], env=env, check=True,
+                                                capture_output=True, text=True).stdout.strip().splitlines()[-1])
+                got["load_before"] = load
+                out.setdefault(w, []).append(got)
+                print(f"workers={w}: wall {got['wall']:.2f} s, cpu {got['cpu']:.2f} s, {got['windows']} windows, "
+                      f"load avg before {load:.2f}", flush=True)
+        one, many = min(out[1], key=lambda r: r["wall"]), min(out[args.workers], key=lambda r: r["wall"])
+        assert one["digest"] == many["digest"], "tables differ between 1 and N workers"
+        total_mb = args.files * args.size_mb
+        print(f"{args.files} x {args.size_mb} MB: speed-up {one['wall'] / many['wall']:.2f}x with {args.workers} "
+              f"workers (best wall of {args.repeat}); {total_mb / one['cpu']:.0f} MB/s per core (1 worker CPU time); "
+              f"identical tables: yes")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""``ingest --out DIR``: a Hive-partitioned Parquet dataset that report/check read directly, equal to
+scanning the logs (runs and findings included), appended to without rewriting old partitions.
+Inputs: the sample fleet (real-format vLLM and SGLang lines, sample_logs/fleet/README.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from typer.testing import CliRunner
+
+from specdec_diag.analysis.runs import segment
+from specdec_diag.api import load
+from specdec_diag.cli import app
+from specdec_diag.ingest import scan
+from specdec_diag.ingest.dataset import MANIFEST, is_dataset, walk_key
+
+ROOT = Path(__file__).resolve().parents[1]
+FLEET = ROOT / "sample_logs" / "fleet"
+TRACES = ROOT / "sample_logs" / "traces"
+runner = CliRunner()
+
+
+def ingest(paths: list[Path], out: Path, *extra: str) -> str:
+    r = runner.invoke(app, ["ingest", *map(str, paths), "--out", str(out), "--no-cache", *extra])
+    assert r.exit_code == 0, r.output
+    return " ".join(r.output.split())  # rich wraps long lines
+
+
+def same(a, b) -> None:
+    for t in ("windows", "steps", "inputs", "malformed", "configs"):
+        try:
+            assert_frame_equal(getattr(a, t), getattr(b, t))
+        except AssertionError as exc:
+            raise AssertionError(f"{t}: {exc}") from None
+    assert a.headers == b.headers and a.warnings == b.warnings
+
+
+@pytest.fixture
+def logs(tmp_path) -> Path:
+    d = tmp_path / "logs"
+    shutil.copytree(FLEET, d / "fleet")
+    shutil.copytree(TRACES, d / "traces")
+    return d
+
+
+def test_dataset_reads_back_as_the_scan_of_the_logs(logs, tmp_path):
+    out = tmp_path / "ds"
+    ingest([logs], out)
+    assert is_dataset(out) and (out / MANIFEST).is_file() and (out / "runs.parquet").is_file()
+    raw, back = scan([logs], use_cache=False), load([out])
+    same(raw, back)
+    a, b = segment(raw), segment(back)
+    assert a.ids == b.ids and len(a.ids) > 5
+    assert_frame_equal(a.table, b.table)
+
+
+def test_partitions_are_hive_directories_readable_by_polars(logs, tmp_path):
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    parts = sorted(p.relative_to(out / "windows").parent.as_posix() for p in (out / "windows").rglob("*.parquet"))
+    assert "date=2026-03-14/host=host-a/engines=vllm" in parts
+    assert any(p.endswith("host=host-e/engines=sglang") for p in parts)
+    hive = pl.scan_parquet(out / "windows" / "**" / "*.parquet", hive_partitioning=True).collect()
+    assert {"date", "host", "engines", "engine"} <= set(hive.columns)
+    assert hive.height == scan([logs / "fleet"], use_cache=False).windows.height
+    assert set(hive.filter(pl.col("host") == "host-e")["engine"].unique()) == {"sglang"}
+
+
+def test_report_and_check_read_the_dataset_directly(logs, tmp_path):
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    reports = []
+    for src in (logs / "fleet", out):
+        rep = tmp_path / f"{src.name}.json"
+        r = runner.invoke(app, ["report", str(src), "-f", "json", "--out", str(rep)])
+        assert r.exit_code == 0, r.output
+        reports.append(json.loads(rep.read_text()))
+    a, b = reports
+    assert [r["id"] for r in a["runs"]] == [r["id"] for r in b["runs"]]
+    assert a["findings"] == b["findings"] and a["runs"] == b["runs"]
+    checks = [runner.invoke(app, ["check", str(src), "--min-acceptance", "0.3"]) for src in (logs / "fleet", out)]
+    assert checks[0].exit_code == checks[1].exit_code
+    ids = [sorted(set(re.findall(r"\[(host-[^\]]+)\]", c.output))) for c in checks]  # the runs each failure names
+    assert ids[0] == ids[1] and ids[0]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in root.rglob("*.parquet") if p.name not in (MANIFEST, "runs.parquet")}
+
+
+def test_appending_a_new_day_keeps_old_partitions(logs, tmp_path):
+    """Day 1 is ingested; then a rotated file of day 1 and a new host's log of day 2 arrive: old
+    part files keep their bytes and mtimes, new ones appear (day 2 in its own partition), and the
+    dataset equals a scan of everything."""
+    rotated = logs / "fleet" / "host-a" / "vllm-2026-03-14.log"
+    later = tmp_path / "later.log"
+    shutil.move(rotated, later)
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    before = _snapshot(out)
+    shutil.move(later, rotated)
+    day2 = (FLEET / "host-c" / "vllm.log").read_text().replace("2026-03-14", "2026-03-15").replace("03-14 ", "03-15 ")
+    (logs / "fleet" / "host-g").mkdir()
+    (logs / "fleet" / "host-g" / "vllm.log").write_text(day2)
+    text = ingest([logs / "fleet"], out)
+    assert "2 inputs added, 0 replaced, 7 unchanged" in text
+    after = _snapshot(out)
+    assert all(after[k] == v for k, v in before.items()), "an old partition file was rewritten"
+    new = set(after) - set(before)
+    assert any("date=2026-03-14/host=host-a/" in k for k in new)
+    assert any("windows/date=2026-03-15/host=host-g/engines=vllm/" in k for k in new)
+    assert not any("date=2026-03-15" in k for k in before)
+    raw = scan([logs / "fleet"], use_cache=False)
+    same(raw, load([out]))
+    assert segment(raw).ids == segment(load([out])).ids
+
+
+def test_a_changed_input_replaces_only_its_own_parts(logs, tmp_path):
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    before = _snapshot(out)
+    grown = logs / "fleet" / "host-b" / "vllm.log"
+    lines = grown.read_text().splitlines(keepends=True)
+    grown.write_text("".join(lines + lines[-4:]))
+    assert "0 inputs added, 1 replaced, 7 unchanged" in ingest([logs / "fleet"], out)
+    after = _snapshot(out)
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert changed and all("host=host-b" in k for k in changed)
+    same(scan([logs / "fleet"], use_cache=False), load([out]))
+
+
+def test_out_refuses_a_directory_that_is_not_a_dataset(logs, tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine\n")
+    r = runner.invoke(app, ["ingest", str(logs / "fleet"), "--out", str(tmp_path / "other")])
+    assert r.exit_code == 2 and "not a specdec-diag dataset" in r.output
+
+
+def test_a_scan_of_a_parent_directory_ignores_the_dataset_files(logs, tmp_path):
+    out = logs / "fleet" / "dataset"
+    ingest([logs / "fleet" / "host-a"], out)
+    paths = scan([logs / "fleet"], use_cache=False).inputs["path"].to_list()
+    assert not [p for p in paths if "/dataset/" in p]
+
+
+def test_walk_key_orders_like_a_directory_walk():
+    paths = ["a/z.log", "a/b/x.log", "a/b/c/y.log", "a/b.log", "b.log"]
+    assert sorted(paths, key=walk_key) == ["b.log", "a/b.log", "a/z.log", "a/b/x.log", "a/b/c/y.log"]

@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -U pip
 	# torch first and pinned: 2.13.0 is a local CPU wheel here; anything looser pulls a CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[decoder,dev]"
+	# scale: Ray + fsspec, so tests/test_scale.py runs its Ray executor checks instead of skipping them
+	$(PIP) install -q -e ".[decoder,dev,scale,notebook]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -153,3 +153,23 @@ def test_a_scan_of_a_parent_directory_ignores_the_dataset_files(logs, tmp_path):
 def test_walk_key_orders_like_a_directory_walk():
     paths = ["a/z.log", "a/b/x.log", "a/b/c/y.log", "a/b.log", "b.log"]
     assert sorted(paths, key=walk_key) == ["b.log", "a/b.log", "a/z.log", "a/b/x.log", "a/b/c/y.log"]
+
+
+def test_dashboard_loader_reads_the_dataset(logs, tmp_path):
+    """The dashboard's loader (no Streamlit calls) reads a dataset directory as the logs it holds,
+    and its listing key changes when the dataset is appended to."""
+    pytest.importorskip("streamlit")
+    from specdec_diag.dashboard_app import data
+
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    lst = data.listing(out)
+    assert lst.files and all(f.suffix == ".parquet" for f in lst.files) and not lst.refused
+    loaded = data.ingest(out, lst, background=False)
+    ref = scan([logs / "fleet"], use_cache=False)
+    same(ref, loaded.result)
+    assert loaded.runs.ids == segment(ref).ids and loaded.report["findings"] is not None
+    (logs / "fleet" / "host-g").mkdir()
+    shutil.copy(FLEET / "host-c" / "vllm.log", logs / "fleet" / "host-g" / "vllm.log")
+    ingest([logs / "fleet"], out)
+    assert data.listing(out).key != lst.key

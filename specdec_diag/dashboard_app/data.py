@@ -131,6 +131,7 @@ def listing(path: Path, root: Path | None = None) -> Listing:
     """The files under ``path`` a scan would read, each confined to ``root`` (default ``path``):
     blake2b over the sorted (path, size, mtime_ns) triples, plus errors and refusals. Cheap (stat
     only), so every rerun can check it."""
+    from specdec_diag.ingest.dataset import dataset_files, is_dataset
     from specdec_diag.ingest.scan import iter_files
 
     h = hashlib.blake2b(digest_size=16)
@@ -139,7 +140,9 @@ def listing(path: Path, root: Path | None = None) -> Listing:
     errors: list[str] = []
     refused: list[str] = []
     check = paths.Confiner(root or path)
-    for f, err in sorted(iter_files([path]), key=lambda t: str(t[0])):
+    # an `ingest --out` dataset: its Parquet files are what is read (and what the key watches)
+    found = [(f, None) for f in dataset_files(path)] if is_dataset(path) else iter_files([path])
+    for f, err in sorted(found, key=lambda t: str(t[0])):
         why = check.outside(f)
         if why is not None:
             refused.append(why)
@@ -283,15 +286,18 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
     from specdec_diag.analysis import metrics
     from specdec_diag.analysis.report import inputs_json
     from specdec_diag.analysis.runs import segment
+    from specdec_diag.api import load as load_inputs
     from specdec_diag.dashboard_app.guard import cached_report
-    from specdec_diag.ingest import scan
+    from specdec_diag.ingest.dataset import is_dataset
     from specdec_diag.ingest.scan import default_cache_dir
     from specdec_diag.schema import POOLED_REPORT_SCHEMA, jsonable
 
     t0 = time.perf_counter()
     cache_dir = default_cache_dir([path])
-    # the listed files, not ``path``: a file the listing refused (a link out of the root) is never read
-    result = scan(lst.files, cache_dir=cache_dir, use_cache=cache_dir is not None, progress=progress)
+    # the listed files, not ``path``: a file the listing refused (a link out of the root) is never
+    # read; a dataset (`ingest --out`) is read, not scanned; large inputs use every core
+    result = load_inputs([path] if is_dataset(path) else lst.files, cache_dir=cache_dir,
+                         use_cache=cache_dir is not None, progress=progress)
     target = _report_cache(result, cache_dir)
     inputs = inputs_json(result.inputs)
     report, note = cached_report(target, inputs)

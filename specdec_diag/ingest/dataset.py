@@ -55,6 +55,15 @@ def is_dataset(path: str | Path) -> bool:
     return p.is_dir() and (p / MARKER).is_file()
 
 
+def dataset_files(root: Path) -> list[Path]:
+    """The files a read of the dataset at ``root`` opens: the manifest and every part it lists."""
+    if not (root / MANIFEST).is_file():
+        return []
+    rows = read_manifest(root).select("_partition", "_id").iter_rows()
+    parts = [root / t / part / f"{fid}.parquet" for part, fid in rows for t in TABLES]
+    return [root / MANIFEST, *[f for f in parts if f.is_file()]]
+
+
 def input_id(path: str) -> str:
     return hashlib.blake2b(path.encode(), digest_size=10).hexdigest()
 

@@ -116,7 +116,7 @@ def write_dataset(results: Iterable[FileResult], root: Path,
     something else is refused."""
     root.mkdir(parents=True, exist_ok=True)
     if not is_dataset(root) and any(root.iterdir()):
-        raise OSError(f"{root}: not empty and not a specdec-diag dataset (refusing to write into it)")
+        raise OSError("not empty and not a specdec-diag dataset (refusing to write into it)")
     (root / MARKER).write_text(json.dumps({"format": FORMAT, "partitioning": list(PARTITION_KEYS)}) + "\n")
     old = {r["path"]: r for r in read_manifest(root).iter_rows(named=True)}
     stats = WriteStats()

@@ -31,13 +31,21 @@ def cpu(who):
     r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
 if __name__ == "__main__":
+    import specdec_diag.ingest.parallel  # noqa: F401  (the scan is timed, not the imports)
+    kind, n = sys.argv[2].split(":")
+    init = 0.0
+    if kind == "ray":
+        import ray
+        t = time.perf_counter()
+        ray.init(num_cpus=int(n), include_dashboard=False, log_to_driver=False)
+        init = time.perf_counter() - t
     t, c0, k0 = time.perf_counter(), cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
-    res = load([sys.argv[1]], workers=int(sys.argv[2]), use_cache=False)
+    res = load([sys.argv[1]], workers=int(n), executor=kind, use_cache=False)
     wall, own, kids = time.perf_counter() - t, cpu(resource.RUSAGE_SELF) - c0, cpu(resource.RUSAGE_CHILDREN) - k0
     h = hashlib.blake2b(digest_size=16)
     for name in ("windows", "malformed", "configs", "inputs"):
         h.update(getattr(res, name).hash_rows(seed=1).to_numpy().tobytes())
-    print(json.dumps({"wall": wall, "cpu": own + kids, "own": own, "kids": kids, "windows": res.windows.height,
+    print(json.dumps({"wall": wall, "cpu": own + kids, "own": own, "kids": kids, "init": init, "windows": res.windows.height,
                       "digest": h.hexdigest()}))
 """
 
@@ -51,6 +59,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--access", type=int, default=600, help="access lines per window (600: production mix)")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--ray", action="store_true", help="also time --executor ray on a local Ray with W CPUs "
+                    "(its CPU time is not counted: Ray workers are not this process's children)")
     args = ap.parse_args()
     d = Path(tempfile.mkdtemp(prefix="specdec-workers-", dir=os.environ.get("BENCH_DIR")))
     try:
@@ -62,17 +72,23 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         out = {}
         for _ in range(args.repeat):
-            for w in (1, args.workers):
+            for w in (1, args.workers) + (("ray",) if args.ray else ()):
                 load = os.getloadavg()[0]
-                got = json.loads(subprocess.run([sys.executable, str(script), str(d), str(w)], env=env, check=True,
+                spec = f"ray:{args.workers}" if w == "ray" else f"local:{w}"
+                got = json.loads(subprocess.run([sys.executable, str(script), str(d), spec], env=env, check=True,
                                                 capture_output=True, text=True).stdout.strip().splitlines()[-1])
                 got["load_before"] = load
                 out.setdefault(w, []).append(got)
-                print(f"workers={w}: wall {got['wall']:.2f} s, cpu {got['cpu']:.2f} s (caller {got['own']:.2f} s, "
+                print(f"{spec}: wall {got['wall']:.2f} s (ray.init {got['init']:.1f} s not included), cpu {got['cpu']:.2f} s (caller {got['own']:.2f} s, "
                       f"worker processes {got['kids']:.2f} s), {got['windows']} windows, load avg before {load:.2f}",
                       flush=True)
         one, many = min(out[1], key=lambda r: r["wall"]), min(out[args.workers], key=lambda r: r["wall"])
         assert one["digest"] == many["digest"], "tables differ between 1 and N workers"
+        if args.ray:
+            ray_best = min(out["ray"], key=lambda r: r["wall"])
+            assert ray_best["digest"] == one["digest"], "tables differ between Ray and the local executor"
+            print(f"ray ({args.workers} CPUs): best wall {ray_best['wall']:.2f} s vs {one['wall']:.2f} s for 1 local "
+                  "worker; identical tables: yes")
         total_mb = args.files * args.size_mb
         # on an idle machine the wall time is the busiest process's CPU time: the caller's, or the
         # children's spread over workers - 1 processes (startup included, it is CPU too)

@@ -146,9 +146,11 @@ def _run_piece(task: Task, s: Settings) -> FileResult | None:
     def on_bytes(n: int) -> None:
         seen[0] += n
 
-    f = RangeFile(task.path, task.start, task.end)
-    res = parse_file(Path(task.path), task.path, sources=s.sources, chunk_bytes=s.chunk_bytes, on_bytes=on_bytes,
-                     input_file=f)
+    try:
+        res = parse_file(Path(task.path), task.path, sources=s.sources, chunk_bytes=s.chunk_bytes,
+                         on_bytes=on_bytes, input_file=RangeFile(task.path, task.start, task.end))
+    except Exception:  # noqa: BLE001 - parse_file never raises for input: the range hook failed, parse whole
+        return None
     if res.input.get("error") is not None or res.warning is not None or seen[0] != task.end - task.start:
         return None
     return res

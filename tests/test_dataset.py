@@ -173,3 +173,13 @@ def test_dashboard_loader_reads_the_dataset(logs, tmp_path):
     shutil.copy(FLEET / "host-c" / "vllm.log", logs / "fleet" / "host-g" / "vllm.log")
     ingest([logs / "fleet"], out)
     assert data.listing(out).key != lst.key
+
+
+def test_a_dataset_and_more_logs_read_together(logs, tmp_path):
+    """``report DATASET LOGDIR``: the dataset's inputs and the scanned ones, finalised together."""
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    both = load([out, logs / "traces"])
+    ref = scan([logs / "fleet", logs / "traces"], use_cache=False)
+    same(ref, both)
+    assert segment(both).ids == segment(ref).ids

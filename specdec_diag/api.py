@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 #: below this many bytes to parse, or with a single task, a scan stays in this process (starting
 #: worker processes costs about a second; small inputs are done before that)
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+#: a local worker process is started per this many bytes to parse at most: a child's start-up
+#: (~1 s of CPU importing polars) is worth ~280 MB of scanning, so 64 cores do not start 64
+#: interpreters for 200 MB
+BYTES_PER_WORKER = 128 * 1024 * 1024
 _URLISH = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/+(.*)$")
 
 
@@ -102,6 +106,11 @@ def _results(items: list[str | Path], holder: list[Any], *, workers: int | None,
                                progress=progress)
     todo = sum(u.size for u in plan.units if u.cached is None)
     lazy.parallel = kind == "ray" or (len(plan.tasks) > 1 and todo >= PARALLEL_MIN_BYTES)
+    if kind == "local" and lazy.parallel:
+        from specdec_diag.ingest.executors import available_cores
+
+        lazy.n = min(workers or available_cores(), len(plan.tasks), max(2, todo // BYTES_PER_WORKER))
+        lazy.parallel = lazy.n > 1
     yield from results
 
 

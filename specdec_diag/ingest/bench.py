@@ -45,7 +45,7 @@ MARKERS: tuple[str, ...] = (
     "Benchmark Result", "Mean TTFT", "Mean TPOT", "Mean ITL", "Accept length", "accept length", "Acceptance length",
     "acc len", "Mean accepted tokens", "latency", "Latency", "Total time:", "Benchmark duration",
     "Max request concurrency", "Maximum request concurrency", "Successful requests", "Total input tokens",
-    "Total generated tokens", "Request rate",
+    "Total generated tokens", "Request rate", "Backend:",
     # labels of runs with and without speculation
     "spec", "Spec", "SPEC", "SD:", "sp=", "non-sp", "EAGLE", "Eagle", "eagle", "MTP", "Medusa", "medusa", "ngram",
     "N-gram", "n-gram", "draft", "Draft", "vanilla", "Vanilla", "baseline", "Baseline", "base model", "Base model",
@@ -69,7 +69,7 @@ _BACKEND = re.compile(r"^\s*Backend:\s*([A-Za-z][\w.-]*)")
 #: keys of vLLM's speculative section: that block is the vLLM source's record
 _VLLM_SPEC_KEYS = re.compile(r"^\s*(?:Drafts|Draft tokens|Accepted tokens|Acceptance rate \(%\)):")
 #: keys that name a count or a rate, never a run's speed, even next to a label word
-_NOT_A_SPEED = re.compile(r"[\"'_]|speed-?up|token|rate|accept|step|draft(?:s|ed)\b|len|time|count|num|%|ratio", re.I)
+_NOT_A_SPEED = re.compile(r"[\"'_:\[<]|speed-?up|token|rate|accept|step|draft(?:s|ed)\b|len|time|count|num|%|ratio", re.I)
 #: a heading more lines above a run than this is not its label
 HEADING_REACH = 6
 #: lines a record may skip (blank lines, section rules) and still continue

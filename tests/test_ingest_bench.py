@@ -110,7 +110,7 @@ def test_tables_per_batch_size():
     assert set(comps) == {1, 4}  # no speculative run at bs 8-64: nothing to compare there
     assert comps[1]["speculative_tps"] == 207.62 and comps[4]["speculative_tps"] == 447.90
     (f,) = codes(path)["NO_SPEEDUP"]
-    assert f.evidence["load_levels_without_speedup"] == 2
+    assert f.evidence["comparisons_without_speedup"] == 2
 
 
 def test_runs_as_columns_table_speeds_up():

@@ -50,6 +50,8 @@ MARKERS: tuple[str, ...] = (
     "spec", "Spec", "SPEC", "SD:", "sp=", "non-sp", "EAGLE", "Eagle", "eagle", "MTP", "Medusa", "medusa", "ngram",
     "N-gram", "n-gram", "draft", "Draft", "vanilla", "Vanilla", "baseline", "Baseline", "base model", "Base model",
     "K=", "k=", "num_steps", "Normal decoding",
+    # section rules (a rule ends a run: Spec-Bench prints one per task)
+    "=====", "-----",
     # tables
     " | ", "\t",
 )
@@ -60,9 +62,13 @@ _OWNED = re.compile(
     r"^\s*(?:INFO|WARNING|DEBUG|ERROR)\b|^\s*\[?\d{4}-\d\d-\d\d[ T]\d\d:|^\s*\(\w+ pid=\d+\)")
 _KV = re.compile(r":\s*(?P<num>[~≈]?-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?:\s*[-–]\s*\d+(?:\.\d+)?)?)"
                  r"(?:\s*(?P<unit>[A-Za-z%/µ]+(?:/[A-Za-z]+)?))?")
+_TRAILING_OUTPUT = re.compile(r",\s*(\d+(?:\.\d+)?)\s+output tok(?:en)?s/s")
 _CLEAN = re.compile(r"^\s*(?:>\s*)*(?:[*+-]\s+|\d+\.\s+)?")
 _BLOCK = re.compile(r"Benchmark Result")
 _SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
+#: the sections of a serving summary: a stored copy may start at one of them
+_SECTION = re.compile(r"Speculative Decoding|Time to First Token|Time per Output Token|Inter-?token Latency|"
+                      r"End-to-End Latency|Request Latency", re.I)
 #: a section rule inside a summary (``-----Speculative Decoding-----``)
 _RULE = re.compile(r"^\s*[-=]{3,}.*[-=]{3,}\s*$")
 _BACKEND = re.compile(r"^\s*Backend:\s*([A-Za-z][\w.-]*)")
@@ -112,6 +118,9 @@ def kv_items(text: str) -> list[tuple[str, float, str, str | None]]:
                 continue
             value = mv
         out.append((key_full.strip(" ,*"), value, unit, metric))
+    # vLLM benchmark_throughput / ``vllm bench throughput``: "Throughput: 3.08 requests/s, 1234.56 total
+    # tokens/s, 567.89 output tokens/s" - the output speed follows a comma, without a key of its own
+    out.extend(("output tokens/s", float(m.group(1)), "tokens/s", "out_tps") for m in _TRAILING_OUTPUT.finditer(text))
     return out
 
 
@@ -151,7 +160,7 @@ class _Records:
             return
         self.flush_table()
         in_block = self.cur is not None and self.cur["origin"] == "block"
-        if _BLOCK.search(text) or (not in_block and _RULE.match(text) and re.search(r"[A-Za-z]", text)):
+        if _BLOCK.search(text) or (not in_block and _RULE.match(text) and _SECTION.search(text)):
             self.close()
             self.cur = _new(line, "block", "bench-summary")
             self.cur["heading"] = self.heading_for(line)
@@ -199,7 +208,7 @@ class _Records:
         cur["last"] = line
         for m, vk in metrics.items():
             cur["metrics"].setdefault(m, vk)
-        cur["label"] = cur["label"] or text.split(":", 1)[0].strip(" *#")
+        cur["label"] = cur["label"] or re.sub(r",?\s*\[.*$", "", text.split(":", 1)[0]).strip(" *#")
 
     def flush_table(self) -> None:
         if not self.table:
@@ -252,7 +261,8 @@ def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
         notes.append("assumed baseline: the only unlabelled run next to speculative runs")
     load = m.get("load")
     engine = rec.get("engine")
-    engine = next((e for e in ("vllm", "sglang", "trtllm", "tgi", "lmdeploy") if engine and e in engine.lower()), None)
+    engine = next((e for e in ("vllm", "sglang", "trtllm", "tgi", "lmdeploy") if engine and e in engine.lower()),
+                  "benchmark")  # the tool that printed it when no engine is named
     kind = rec["kind"]
     return {
         "source": source, "line": rec["line"], "engine": engine, "format": rec["format"], "window": "run",

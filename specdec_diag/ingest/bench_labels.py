@@ -13,7 +13,7 @@ from dataclasses import dataclass
 SPEC, BASE = "speculative", "baseline"
 
 # words that name speculation (a drafting method or the technique itself)
-_SPEC_WORD = (r"spec(?:ulative|ulation|ulate|[_ -]?decod\w*|[_ -]?dec)?|sd|sp|eagle[\w.-]*|mtp\w*|medusa\w*|n-?gram\w*"
+_SPEC_WORD = (r"spec(?:ulative|ulation|ulate|[_ -]?decod\w*|[_ -]?dec)?|(?<=[+-])sd|sd(?=\s*=)|(?<=[#-])sp|sp(?=\s*=)|eagle[\w.-]*|mtp\w*|medusa\w*|n-?gram\w*"
               r"|draft(?:ed|er|ing|[_ -]?model)?|dflash\w*|lookahead|pld|hydra|assisted|prompt[_ -]lookup|suffix")
 _SPEC = re.compile(rf"(?<![A-Za-z])(?:{_SPEC_WORD})(?![A-Za-z])", re.I)
 # a spec word negated before it ("no draft", "w/o spec", "-SD", "non-sp") or switched off after it
@@ -67,8 +67,8 @@ METRICS = {
     "value": "a speed printed without a unit (assumed tokens/s; compared only with other unit-less speeds)",
 }
 
-_NOT_OUTPUT = re.compile(r"input|prompt|prefill|total token|peak|accepted|drafted|speedup|speed-up|ratio|\bvs\b|%|"
-                         r"retokeni|per second for the baseline", re.I)
+_NOT_OUTPUT = re.compile(r"input|prompt|prefill|total token|peak|last gen|latency|\btime\b|accepted|drafted|speedup|speed-up|ratio|\bvs\b|%|"
+                         r"retokeni", re.I)
 _MAL_KEY = re.compile(r"accept(?:ance|ed)?[ _-]*len(?:gth)?|acc(?:pt|ept)?\.?[ _-]*len|mean accepted tokens|"
                       r"^\s*#?\s*(?:al|τ|tau|mat)\s*$", re.I)
 _LOAD_KEY = re.compile(r"^(?:bs|batch(?:[ _-]?size)?|max(?:imum)?[ _-]*(?:request[ _-]*)?concurrency|concurrency|"

@@ -102,7 +102,7 @@ class NoSpeedup(Rule):
             ev = {"speculative_tps": worst["speculative_tps"], "baseline_tps": worst["baseline_tps"],
                   "speedup": worst["speedup"], "basis": "measured (benchmark output)", "load": worst["load"],
                   "comparisons": [{k: c[k] for k in ("load", "speedup", "best", "baseline", "speculative")} for c in comps],
-                  "load_levels_without_speedup": len(slow), "load_levels": len(comps),
+                  "comparisons_without_speedup": len(slow), "comparisons_made": len(comps),
                   "definitions": {"speedup": "best speculative run's speed / the baseline run's speed, "
                                              + worst["definition"],
                                   "speculative_tps": "speed of the fastest speculative run (same definition)",
@@ -111,7 +111,7 @@ class NoSpeedup(Rule):
             out.append(self.finding(
                 ctx, f"Benchmark in {label(src)}: the fastest speculative run is {worst['speedup']:.2f}x the baseline"
                      f"{at} ({worst['speculative_tps']:.4g} vs {worst['baseline_tps']:.4g}; "
-                     f"{len(slow)} of {len(comps)} load level(s) without a speed-up)", ev, _REC, lines,
+                     f"{len(slow)} of {len(comps)} comparison(s) without a speed-up)", ev, _REC, lines,
                 score=1.0 - worst["speedup"], sample=self.sample(ctx, "runs", len(slow))))
         return out
 

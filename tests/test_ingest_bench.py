@@ -188,3 +188,24 @@ def test_vllm_summary_with_speculative_section_is_left_to_the_vllm_source():
 @pytest.mark.parametrize("name", ["vllm/v1_healthy_eagle.log", "llamacpp/healthy_server.log", "sglang/healthy_eagle3.log"])
 def test_engine_logs_give_no_benchmark_rows(name):
     assert bench_rows(Path(__file__).parents[1] / "sample_logs" / "engines" / name).height == 0
+
+
+def test_serving_summary_numbers_and_load():
+    path = OWN / "bench_serve_no_spec_c1_vllm35714.log"
+    (row,) = bench_rows(path).rows(named=True)
+    assert (row["gen_tps"], row["ttft_ms"], row["tpot_ms"], row["running_reqs"]) == (39.96, 330.66, 21.80, 1)
+    assert not {"CAPACITY_QUEUEING", "NO_SPEEDUP"} & set(codes(path))  # 331 ms TTFT vs 21.8 ms TPOT: no queue
+
+
+def test_summary_next_to_one_with_a_speculative_section_is_its_baseline(tmp_path):
+    # pairing mechanics on real lines: a summary without speculation (vllm #35714, concurrency 1)
+    # followed by one with vLLM's speculative section (vllm #48892); the two come from different
+    # threads, so only the pairing is tested here, not a claim about either run
+    plain = (OWN / "bench_serve_no_spec_c1_vllm35714.log").read_text()
+    spec = (REAL / "vllm" / "bench_serve_mtp8_pr48892.log").read_text()
+    path = tmp_path / "two_summaries.log"
+    path.write_text(plain + "\n" + spec)
+    rows = scan([path], use_cache=False).windows.filter(pl.col("window") == "run").sort("line")
+    base = rows.filter(pl.col("format") == "bench-summary").row(0, named=True)
+    assert base["k"] == 0 and "assumed baseline" in base["definition_note"]
+    assert rows.filter(pl.col("format") == "vllm-bench-serve").height == 1

@@ -226,6 +226,11 @@ def benchmark_runs(windows: pl.DataFrame) -> pl.DataFrame:
     metric = (pl.when(pl.col("gen_tps").is_not_null() & unitless).then(pl.lit("unitless"))
               .when(pl.col("gen_tps").is_not_null()).then(pl.lit("tok/s")).otherwise(pl.lit("1/tpot")))
     speed = pl.when(pl.col("gen_tps").is_not_null()).then(pl.col("gen_tps")).otherwise(1000.0 / pl.col("tpot_ms"))
+    # a summary that does not print its concurrency (vLLM's speculative summary row) ran at the one
+    # load every other run of its file names, when they name exactly one
+    only = pl.when(pl.col("running_reqs").drop_nulls().n_unique().over("source") == 1).then(
+        pl.col("running_reqs").drop_nulls().first().over("source"))
+    w = w.with_columns(pl.coalesce("running_reqs", only).alias("running_reqs"))
     return w.select("source", "line", "format", "k", status.alias("status"), metric.alias("metric"),
                     speed.alias("speed"), pl.col("running_reqs").alias("load"),
                     eid.str.replace(_BENCH_STATUS.pattern, "").alias("label")).filter(

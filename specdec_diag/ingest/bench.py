@@ -66,6 +66,7 @@ _TRAILING_OUTPUT = re.compile(r",\s*(\d+(?:\.\d+)?)\s+output tok(?:en)?s/s")
 _CLEAN = re.compile(r"^\s*(?:>\s*)*(?:[*+-]\s+|\d+\.\s+)?")
 _BLOCK = re.compile(r"Benchmark Result")
 _SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_END = re.compile(r"^\s*={10,}\s*$")
 #: the sections of a serving summary: a stored copy may start at one of them
 _SECTION = re.compile(r"Speculative Decoding|Time to First Token|Time per Output Token|Inter-?token Latency|"
                       r"End-to-End Latency|Request Latency", re.I)
@@ -166,6 +167,9 @@ class _Records:
             self.cur["heading"] = self.heading_for(line)
             return
         if self.cur is not None and self.cur["origin"] == "block":
+            if _END.match(text):  # the closing rule of a summary
+                self.close()
+                return
             if line - self.cur["last"] <= BLOCK_GAP and (_RULE.match(text) or ":" in text):
                 self._block_line(line, text)
                 return
@@ -238,12 +242,15 @@ def _status(rec: dict[str, Any]) -> None:
 
 def _implicit_baseline(recs: list[dict[str, Any]]) -> None:
     """The one unlabelled run next to speculative runs that measured the same speed is their baseline
-    (vllm #8439: ``7b:`` and ``spec 7b``); said in the run's definition note."""
-    for metric in ("out_tps", "value", "tpot_ms"):
-        has = [r for r in recs if metric in r["metrics"] and r["origin"] == "line"]
-        unknown = [r for r in has if r["kind"] is None]
-        if len(unknown) == 1 and any(r["kind"] == SPEC for r in has) and not any(r["kind"] == BASE for r in has):
-            unknown[0].update(kind=BASE, k=0, assumed=True)
+    (vllm #8439: ``7b:`` and ``spec 7b``; a ``bench serve`` summary next to one with a speculative
+    section); said in the run's definition note."""
+    for origin in ("line", "block"):
+        for metric in ("out_tps", "value", "tpot_ms"):
+            has = [r for r in recs if r["origin"] == origin and (metric in r["metrics"] or r.get("vllm_spec"))]
+            unknown = [r for r in has if r["kind"] is None and not r.get("vllm_spec")]
+            spec = any(r["kind"] == SPEC or r.get("vllm_spec") for r in has)
+            if len(unknown) == 1 and spec and not any(r["kind"] == BASE for r in has):
+                unknown[0].update(kind=BASE, k=0, assumed=True)
 
 
 def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
@@ -284,10 +291,10 @@ def records(lines: pl.DataFrame) -> list[dict[str, Any]]:
         acc.add_line(int(line), clean(text))
     acc.close()
     acc.flush_table()
-    recs = [r for r in acc.done if not r.get("vllm_spec")]
-    for r in recs:
+    for r in acc.done:
         _status(r)
-    _implicit_baseline(recs)
+    _implicit_baseline(acc.done)
+    recs = [r for r in acc.done if not r.get("vllm_spec")]  # the vLLM source's rows (vllm_blocks)
     keep = ("out_tps", "value", "tpot_ms", "ttft_ms", "mal")
     return [r for r in recs if any(x in r["metrics"] for x in keep) and (r["kind"] is not None or r["origin"] == "block")]
 

@@ -209,3 +209,50 @@ def test_summary_next_to_one_with_a_speculative_section_is_its_baseline(tmp_path
     base = rows.filter(pl.col("format") == "bench-summary").row(0, named=True)
     assert base["k"] == 0 and "assumed baseline" in base["definition_note"]
     assert rows.filter(pl.col("format") == "vllm-bench-serve").height == 1
+
+
+# --- formats taken from the tools' print statements (numbers illustrative, lines as the code prints them) ---
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_spec_bench_speed_report(tmp_path):
+    # hemingkx/Spec-Bench evaluation/speed.py: print("="*30, "Task: ", task, "="*30);
+    # print("#Mean accepted tokens: ", ...); print('Tokens per second: ', ...);
+    # print('Tokens per second for the baseline: ', ...); print("Speedup ratio: ", ...)
+    eq = "=" * 30
+    path = write(tmp_path, "speed.txt", "".join(
+        f"{eq} Task:  {task} {eq}\n#Mean accepted tokens:  {mal}\nTokens per second:  {sd}\n"
+        f"Tokens per second for the baseline:  {base}\nSpeedup ratio:  {sd / base}\n"
+        for task, mal, sd, base in (("mt_bench", 3.5712, 78.1042, 31.2287), ("translation", 1.021, 29.8001, 31.0555))))
+    comps = benchmark_speedups(bench_rows(path))
+    assert [round(c["speedup"], 4) for c in comps] == [round(78.1042 / 31.2287, 4), round(29.8001 / 31.0555, 4)]
+    (f,) = codes(path)["NO_SPEEDUP"]
+    assert f.evidence["comparisons_without_speedup"] == 1
+
+
+def test_exllamav2_streaming_example_titles_reach_over_the_generated_text(tmp_path):
+    # turboderp/exllamav2 examples/speculative.py: print("Normal decoding:") ... the streamed text ...
+    # print(f"Response generated in {t:.2f} seconds, {n} tokens, {n / t:.2f} tokens/second")
+    gen = "void quicksort(int* a, int n) {\n" + "  // ...\n" * 12 + "}\n"
+    text = "".join(f"{'-' * 81}\n{title}:\n\nHere is a simple Quicksort implementation in C++:\n{gen}\n"
+                   f"Prompt processed in 0.01 seconds, 11 tokens, 1014.60 tokens/second\n"
+                   f"Response generated in {t} seconds, 250 tokens, {250 / t:.2f} tokens/second\n"
+                   for title, t in (("Normal decoding", 5.07), ("Speculative decoding", 2.61)))
+    rows = bench_rows(write(tmp_path, "exl.txt", text))
+    assert rows.select("k", "gen_tps").rows() == [(0, 49.31), (None, 95.79)]
+    assert "NO_SPEEDUP" not in codes(tmp_path / "exl.txt")
+
+
+def test_unit_less_numbers_need_speed_words(tmp_path):
+    path = write(tmp_path, "acc.txt", "Acceptance by draft length:\n* k=2: 0.81\n* k=4: 0.62\n* k=8: 0.41\n")
+    assert bench_rows(path).height == 0
+    assert "K_TOO_LARGE" not in codes(path)
+
+
+def test_vllm_throughput_line_output_speed():
+    items = kv_items("Throughput: 3.08 requests/s, 1234.56 total tokens/s, 567.89 output tokens/s")
+    assert [(v, m) for _, v, _, m in items] == [(3.08, "req_ps"), (567.89, "out_tps")]

@@ -49,7 +49,7 @@ MARKERS: tuple[str, ...] = (
     # labels of runs with and without speculation
     "spec", "Spec", "SPEC", "SD:", "sp=", "non-sp", "EAGLE", "Eagle", "eagle", "MTP", "Medusa", "medusa", "ngram",
     "N-gram", "n-gram", "draft", "Draft", "vanilla", "Vanilla", "baseline", "Baseline", "base model", "Base model",
-    "K=", "k=", "num_steps", "Normal decoding",
+    "K=", "k=", "num_steps", "Normal decoding", "decoding:", "Response generated",
     # section rules (a rule ends a run: Spec-Bench prints one per task)
     "=====", "-----",
     # tables
@@ -62,7 +62,7 @@ _OWNED = re.compile(
     r"^\s*(?:INFO|WARNING|DEBUG|ERROR)\b|^\s*\[?\d{4}-\d\d-\d\d[ T]\d\d:|^\s*\(\w+ pid=\d+\)")
 _KV = re.compile(r":\s*(?P<num>[~≈]?-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?:\s*[-–]\s*\d+(?:\.\d+)?)?)"
                  r"(?:\s*(?P<unit>[A-Za-z%/µ]+(?:/[A-Za-z]+)?))?")
-_TRAILING_OUTPUT = re.compile(r",\s*(\d+(?:\.\d+)?)\s+output tok(?:en)?s/s")
+_TRAILING_OUTPUT = re.compile(r",\s*(\d+(?:\.\d+)?)\s+(?:output\s+)?tok(?:en)?s/s(?:ec(?:ond)?)?\b")
 _CLEAN = re.compile(r"^\s*(?:>\s*)*(?:[*+-]\s+|\d+\.\s+)?")
 _BLOCK = re.compile(r"Benchmark Result")
 _SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
@@ -77,8 +77,12 @@ _BACKEND = re.compile(r"^\s*Backend:\s*([A-Za-z][\w.-]*)")
 _VLLM_SPEC_KEYS = re.compile(r"^\s*(?:Drafts|Draft tokens|Accepted tokens|Acceptance rate \(%\)):")
 #: keys that name a count or a rate, never a run's speed, even next to a label word
 _NOT_A_SPEED = re.compile(r"[\"'_:\[<]|speed-?up|token|rate|accept|step|draft(?:s|ed)\b|len|time|count|num|%|ratio", re.I)
+_A_SPEED = re.compile(r"\d\s*(?:tok(?:en)?s?/s|tokens per second|tokens/sec)", re.I)
+_SPEED_WORDS = re.compile(r"speed|throughput|tok(?:en)?s?/s|tokens per second", re.I)
 #: a heading more lines above a run than this is not its label
 HEADING_REACH = 6
+#: ... unless it is a title ending in a colon (exllamav2 prints the generated text between the two)
+TITLE_REACH = 40
 #: lines a record may skip (blank lines, section rules) and still continue
 RECORD_GAP = 3
 BLOCK_GAP = 6
@@ -121,13 +125,16 @@ def kv_items(text: str) -> list[tuple[str, float, str, str | None]]:
         out.append((key_full.strip(" ,*"), value, unit, metric))
     # vLLM benchmark_throughput / ``vllm bench throughput``: "Throughput: 3.08 requests/s, 1234.56 total
     # tokens/s, 567.89 output tokens/s" - the output speed follows a comma, without a key of its own
-    out.extend(("output tokens/s", float(m.group(1)), "tokens/s", "out_tps") for m in _TRAILING_OUTPUT.finditer(text))
+    # exllamav2 examples/speculative.py: "Response generated in 5.12 seconds, 250 tokens, 48.83 tokens/second"
+    if not re.match(r"\s*(?:prompt|prefill|input)", text, re.I):
+        out.extend(("output tokens/s", float(m.group(1)), "tokens/s", "out_tps") for m in _TRAILING_OUTPUT.finditer(text))
     return out
 
 
 def _new(line: int, origin: str, fmt: str) -> dict[str, Any]:
     return {"line": line, "last": line, "label": "", "kind": None, "k": None, "metrics": {}, "origin": origin,
-            "format": fmt, "ranged": False, "heading": "", "vllm_spec": False, "engine": None, "own": Status(None)}
+            "format": fmt, "ranged": False, "heading": "", "vllm_spec": False, "engine": None, "own": Status(None),
+            "text": ""}
 
 
 class _Records:
@@ -136,7 +143,7 @@ class _Records:
     def __init__(self) -> None:
         self.done: list[dict[str, Any]] = []
         self.cur: dict[str, Any] | None = None
-        self.headings: list[tuple[int, str]] = []
+        self.headings: list[tuple[int, str, int]] = []  # (line, text, reach in lines)
         self.table: list[tuple[int, list[str]]] = []
 
     def close(self) -> None:
@@ -146,7 +153,7 @@ class _Records:
 
     def heading_for(self, line: int) -> str:
         after = self.done[-1].get("last", self.done[-1]["line"]) if self.done else 0
-        near = [t for ln, t in self.headings if after < ln < line and line - ln <= HEADING_REACH]
+        near = [t for ln, t, reach in self.headings if after < ln < line and line - ln <= reach]
         return near[-1] if near else ""
 
     def add_line(self, line: int, text: str) -> None:
@@ -177,8 +184,10 @@ class _Records:
         items = kv_items(text)
         if not items:
             self.close()
-            if len(text) <= 200:
-                self.headings.append((line, text.strip(" :#=-")))
+            if len(text) <= 200 and not _A_SPEED.search(text):  # a speed line of another kind is no title
+                # "Normal decoding:" above a streamed generation reaches further than a stray line
+                reach = TITLE_REACH if text.rstrip().endswith(":") and len(text) <= 80 else HEADING_REACH
+                self.headings.append((line, text.strip(" :#=-"), reach))
             return
         self._kv_line(line, text, items)
 
@@ -210,6 +219,7 @@ class _Records:
         elif cur["own"].kind is None and own.kind is not None:
             cur["own"] = own
         cur["last"] = line
+        cur["text"] += " " + text
         for m, vk in metrics.items():
             cur["metrics"].setdefault(m, vk)
         cur["label"] = cur["label"] or re.sub(r",?\s*\[.*$", "", text.split(":", 1)[0]).strip(" *#")
@@ -219,7 +229,7 @@ class _Records:
             return
         (first, header), body = self.table[0], self.table[1:]
         self.done.extend(table_records(header, body, self.heading_for(first), first))
-        self.headings.append((self.table[-1][0], ""))  # a table ends the reach of the heading above it
+        self.headings.append((self.table[-1][0], "", HEADING_REACH))  # a table ends the reach of the heading above it
         self.table = []
 
 
@@ -251,6 +261,16 @@ def _implicit_baseline(recs: list[dict[str, Any]]) -> None:
             spec = any(r["kind"] == SPEC or r.get("vllm_spec") for r in has)
             if len(unknown) == 1 and spec and not any(r["kind"] == BASE for r in has):
                 unknown[0].update(kind=BASE, k=0, assumed=True)
+
+
+def _unitless_needs_speed_words(recs: list[dict[str, Any]]) -> None:
+    """A number without a unit (``K=2: 201.69``) is a speed only where the lines that print such numbers
+    speak of speed (``speedup``, ``throughput``, ``tok/s``); ``k=2: 0.8, k=4: 0.6`` under "acceptance
+    by k" is not one, and is dropped."""
+    unitless = [r for r in recs if "value" in r["metrics"] and "out_tps" not in r["metrics"]]
+    if unitless and not any(_SPEED_WORDS.search(r["text"] + " " + r["heading"]) for r in unitless):
+        for r in unitless:
+            del r["metrics"]["value"]
 
 
 def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
@@ -291,6 +311,7 @@ def records(lines: pl.DataFrame) -> list[dict[str, Any]]:
         acc.add_line(int(line), clean(text))
     acc.close()
     acc.flush_table()
+    _unitless_needs_speed_words(acc.done)
     for r in acc.done:
         _status(r)
     _implicit_baseline(acc.done)

@@ -4,6 +4,7 @@ excerpt whose sidecar (``<file>.json``) names its source address."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -256,3 +257,21 @@ def test_unit_less_numbers_need_speed_words(tmp_path):
 def test_vllm_throughput_line_output_speed():
     items = kv_items("Throughput: 3.08 requests/s, 1234.56 total tokens/s, 567.89 output tokens/s")
     assert [(v, m) for _, v, _, m in items] == [(3.08, "req_ps"), (567.89, "out_tps")]
+
+
+def test_saved_result_lines(tmp_path):
+    # vllm/benchmarks/serve.py --save-result (json.dump of result_json: output_throughput, mean_ttft_ms,
+    # mean_tpot_ms, max_concurrency, spec_decode_* counts) and sglang bench_serving's JSONL (tag, accept_length)
+    plain = {"backend": "vllm", "max_concurrency": 8, "output_throughput": 812.5, "mean_ttft_ms": 88.0,
+             "mean_tpot_ms": 9.1}
+    spec = {**plain, "output_throughput": 700.5, "mean_tpot_ms": 10.1, "spec_decode_acceptance_rate": 23.7,
+            "spec_decode_acceptance_length": 1.95, "spec_decode_num_drafts": 11043, "spec_decode_draft_tokens": 44172,
+            "spec_decode_accepted_tokens": 10473}
+    tagged = {"backend": "sglang", "max_concurrency": 8, "output_throughput": 900.0, "accept_length": None,
+              "tag": "no spec"}
+    path = write(tmp_path, "results.jsonl", "\n".join(json.dumps(x) for x in (plain, spec, tagged)) + "\n{not json\n")
+    rows = bench_rows(path)
+    assert rows.select("k", "gen_tps", "running_reqs", "draft_tokens", "accepted_tokens").rows() == [
+        (0, 812.5, 8, None, None), (None, 700.5, 8, 44172, 10473), (0, 900.0, 8, None, None)]
+    assert rows["acceptance_rate"][1] == pytest.approx(10473 / 44172)
+    assert "NO_SPEEDUP" in codes(path)

@@ -25,6 +25,8 @@ Ingest never compares: :func:`specdec_diag.analysis.comparisons.benchmark_speedu
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
@@ -52,8 +54,8 @@ MARKERS: tuple[str, ...] = (
     "K=", "k=", "num_steps", "Normal decoding", "decoding:", "Response generated",
     # section rules (a rule ends a run: Spec-Bench prints one per task)
     "=====", "-----",
-    # tables
-    " | ", "\t",
+    # tables, saved result lines
+    " | ", "\t", '"output_throughput"',
 )
 #: lines other sources own (engine metric lines, llama.cpp slots): never a benchmark's, dropped first
 _OWNED = re.compile(
@@ -119,7 +121,7 @@ def kv_items(text: str) -> list[tuple[str, float, str, str | None]]:
             metric = "value"  # ``vanilla (...): 133``, ``K=2: 201.69``: a speed without its unit
         if metric is not None:
             mv = to_metric_value(metric, value, unit, key)
-            if mv is None:
+            if mv is None or mv < 0:  # a negative speed or latency is no measurement
                 continue
             value = mv
         out.append((key_full.strip(" ,*"), value, unit, metric))
@@ -159,6 +161,13 @@ class _Records:
     def add_line(self, line: int, text: str) -> None:
         if self.table and _SEPARATOR_ROW.match(text):
             return  # the rule under a Markdown header
+        if text.lstrip().startswith("{") and '"output_throughput"' in text:
+            self.close()
+            self.flush_table()
+            rec = json_record(line, text)
+            if rec is not None:
+                self.done.append(rec)
+            return
         cells = split_row(text) if (" | " in text or "\t" in text or text.lstrip().startswith("|")) else None
         if cells is not None:
             self.close()
@@ -233,10 +242,44 @@ class _Records:
         self.table = []
 
 
+#: result-file keys (vLLM ``--save-result`` JSON, SGLang ``bench_serving`` JSONL) -> record metric
+_JSON_KEYS = {"output_throughput": "out_tps", "mean_ttft_ms": "ttft_ms", "mean_tpot_ms": "tpot_ms",
+              "max_concurrency": "load", "spec_decode_acceptance_length": "mal", "accept_length": "mal"}
+_JSON_COUNTS = {"spec_decode_num_drafts": "num_drafts", "spec_decode_draft_tokens": "draft_tokens",
+                "spec_decode_accepted_tokens": "accepted_tokens"}
+
+
+def json_record(line: int, text: str) -> dict[str, Any] | None:
+    """One benchmark result saved as a JSON line: its speed, latencies, concurrency and - vLLM since
+    2025 - its speculative counts. Not a JSON object, or no usable speed: None (never malformed: a
+    log may print other JSON)."""
+    if len(text) > 1_000_000:
+        return None
+    try:
+        obj = json.loads(text.strip().rstrip(","))
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    rec = _new(line, "block", "bench-json")
+    for key, metric in _JSON_KEYS.items():
+        v = obj.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
+            rec["metrics"].setdefault(metric, (float(v), key))
+    counts = {col: obj[k] for k, col in _JSON_COUNTS.items() if isinstance(obj.get(k), int) and obj[k] >= 0}
+    if len(counts) == 3 and counts["accepted_tokens"] <= counts["draft_tokens"]:
+        rec["counts"] = counts
+        rec["kind"] = SPEC
+    rec["engine"] = str(obj.get("backend") or "") or None
+    rec["label"] = str(obj.get("tag") or obj.get("model_id") or "")[:80]
+    rec["own"] = classify(str(obj.get("tag") or ""))
+    return rec if "out_tps" in rec["metrics"] else None
+
+
 def _status(rec: dict[str, Any]) -> None:
     """Fill ``kind``/``k`` of a line or block record from its own words, else its heading, else its
     acceptance length (a run that prints one speculates)."""
-    if rec["origin"] == "table":
+    if rec["origin"] == "table" or rec["kind"] is not None:
         return
     for st in (rec["own"], classify(rec["heading"])):
         if st.kind is not None:
@@ -273,6 +316,16 @@ def _unitless_needs_speed_words(recs: list[dict[str, Any]]) -> None:
             del r["metrics"]["value"]
 
 
+def _counts(rec: dict[str, Any]) -> dict[str, Any]:
+    """Speculative counts a saved result carries (vLLM ``spec_decode_*``), with the rate they give."""
+    c = rec.get("counts")
+    if not c:
+        return {}
+    rate = c["accepted_tokens"] / c["draft_tokens"] if c["draft_tokens"] else None
+    return {**c, "acceptance_rate": rate,
+            "emitted_tokens": c["accepted_tokens"] + c["num_drafts"]}
+
+
 def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
     m = rec["metrics"]
     speed = m.get("out_tps") or m.get("value")
@@ -299,6 +352,7 @@ def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
         "tpot_ms": m["tpot_ms"][0] if "tpot_ms" in m else None,
         "ttft_ms": m["ttft_ms"][0] if "ttft_ms" in m else None,
         "mean_acceptance_length": m["mal"][0] if "mal" in m and kind != BASE else None,
+        **_counts(rec),
         "running_reqs": int(round(load[0])) if load and load[0] >= 1 else None,
         "definition_note": "benchmark run; " + "; ".join(notes),
     }
@@ -328,7 +382,7 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions) -> Parsed:
     rows = [_row(r, source) for r in records(df.sort("line"))]
     if not rows:
         return Parsed()
-    return Parsed(windows=pl.DataFrame(rows, schema={c: WINDOW_SCHEMA[c] for c in rows[0]}))
+    return Parsed(windows=pl.from_dicts(rows, schema=WINDOW_SCHEMA))
 
 
 SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse)

@@ -6,6 +6,7 @@ which speed a key or column header names, and the numbers as people print them (
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -111,8 +112,11 @@ def number(cell: str) -> tuple[float | None, str, bool]:
     if not m:
         return None, "", False
     lo = float(m.group(1))
+    hi = float(m.group(2)) if m.group(2) is not None else lo
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None, "", False  # 1e999 is no measurement
     if m.group(2) is not None:
-        return (lo + float(m.group(2))) / 2.0, m.group(3), True
+        return (lo + hi) / 2.0, m.group(3), True
     return lo, m.group(3), False
 
 

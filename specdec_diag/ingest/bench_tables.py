@@ -116,7 +116,7 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
                 labels.append(f"{header[j]}={cell}" if v is not None else cell)
             continue
         mv = to_metric_value(role, v, unit, header[j])
-        if mv is not None:
+        if mv is not None and mv >= 0:
             metrics[role] = (mv, header[j])
             ranged = ranged or is_range
     if not any(m in metrics for m in ("out_tps", "mal", "tpot_ms")):
@@ -150,7 +150,7 @@ def _by_columns(header: list[str], body: list[tuple[int, list[str]]], first_line
             if metric is None or v is None:
                 continue
             mv = to_metric_value(metric, v, unit, cells[0])
-            if mv is not None and metric not in metrics:
+            if mv is not None and mv >= 0 and metric not in metrics:
                 metrics[metric] = (mv, cells[0])
         if not metrics:
             continue

@@ -275,3 +275,16 @@ def test_saved_result_lines(tmp_path):
         (0, 812.5, 8, None, None), (None, 700.5, 8, 44172, 10473), (0, 900.0, 8, None, None)]
     assert rows["acceptance_rate"][1] == pytest.approx(10473 / 44172)
     assert "NO_SPEEDUP" in codes(path)
+
+
+def test_out_of_range_numbers_never_break_the_rows(tmp_path):
+    path = write(tmp_path, "big.txt", "============ Serving Benchmark Result ============\n"
+                                      "Max request concurrency:                 99999999999999999999\n"
+                                      "Output token throughput (tok/s):         1e999\n"
+                                      "Mean TTFT (ms):                          -5\n"
+                                      "Mean TPOT (ms):                          9.87\n"
+                                      '{"output_throughput": 5.0, "spec_decode_num_drafts": 99999999999999999999}\n')
+    res = scan([path], use_cache=False)
+    assert res.malformed.height == 0
+    rows = res.windows.filter(pl.col("format").str.starts_with("bench")).sort("line")
+    assert rows.select("running_reqs", "gen_tps", "ttft_ms", "tpot_ms").row(0) == (None, None, None, 9.87)

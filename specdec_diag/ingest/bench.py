@@ -81,6 +81,8 @@ _VLLM_SPEC_KEYS = re.compile(r"^\s*(?:Drafts|Draft tokens|Accepted tokens|Accept
 _NOT_A_SPEED = re.compile(r"[\"'_:\[<]|speed-?up|token|rate|accept|step|draft(?:s|ed)\b|len|time|count|num|%|ratio", re.I)
 _A_SPEED = re.compile(r"\d\s*(?:tok(?:en)?s?/s|tokens per second|tokens/sec)", re.I)
 _SPEED_WORDS = re.compile(r"speed|throughput|tok(?:en)?s?/s|tokens per second", re.I)
+#: more requests in flight than this is not a load a benchmark ran at
+MAX_LOAD = 10_000_000
 #: a heading more lines above a run than this is not its label
 HEADING_REACH = 6
 #: ... unless it is a title ending in a colon (exllamav2 prints the generated text between the two)
@@ -266,7 +268,8 @@ def json_record(line: int, text: str) -> dict[str, Any] | None:
         v = obj.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
             rec["metrics"].setdefault(metric, (float(v), key))
-    counts = {col: obj[k] for k, col in _JSON_COUNTS.items() if isinstance(obj.get(k), int) and obj[k] >= 0}
+    counts = {col: obj[k] for k, col in _JSON_COUNTS.items()
+              if isinstance(obj.get(k), int) and not isinstance(obj[k], bool) and 0 <= obj[k] < 2 ** 62}
     if len(counts) == 3 and counts["accepted_tokens"] <= counts["draft_tokens"]:
         rec["counts"] = counts
         rec["kind"] = SPEC
@@ -353,7 +356,7 @@ def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
         "ttft_ms": m["ttft_ms"][0] if "ttft_ms" in m else None,
         "mean_acceptance_length": m["mal"][0] if "mal" in m and kind != BASE else None,
         **_counts(rec),
-        "running_reqs": int(round(load[0])) if load and load[0] >= 1 else None,
+        "running_reqs": int(round(load[0])) if load and 1 <= load[0] <= MAX_LOAD else None,
         "definition_note": "benchmark run; " + "; ".join(notes),
     }
 

@@ -288,3 +288,20 @@ def test_out_of_range_numbers_never_break_the_rows(tmp_path):
     assert res.malformed.height == 0
     rows = res.windows.filter(pl.col("format").str.starts_with("bench")).sort("line")
     assert rows.select("running_reqs", "gen_tps", "ttft_ms", "tpot_ms").row(0) == (None, None, None, 9.87)
+
+
+def test_sglang_bench_speculative_sweep(tmp_path):
+    # sgl-project/sglang scripts/playground/bench_speculative.py: node0_print(f"Finish {i=}: {batch_size=},
+    # {steps=}, {topk=}, {num_draft_tokens=}, {speed=:.2f} token/s, step_time=...") and its JSONL record;
+    # speeds are SpecForge #339's table, which this script printed
+    lines = ["Finish i=0: batch_size=1, steps=0, topk=0, num_draft_tokens=0, speed=222.47 token/s, step_time=4.49 ms",
+             "Finish i=1: batch_size=1, steps=3, topk=3, num_draft_tokens=8, speed=172.99 token/s, step_time=12.72 ms",
+             json.dumps({"batch_size": 1, "steps": 3, "topk": 3, "num_draft_tokens": 4, "acc_length": 1.99,
+                         "step_time": 0.00958, "speed": 207.62, "completion_tokens": 512.0})]
+    path = write(tmp_path, "bench_speculative.log", "\n".join(lines) + "\n")
+    rows = bench_rows(path)
+    assert rows.select("k", "gen_tps", "running_reqs", "mean_acceptance_length").rows() == [
+        (0, 222.47, 1, None), (8, 172.99, 1, None), (4, 207.62, 1, 1.99)]
+    found = codes(path)
+    assert found["NO_SPEEDUP"][0].evidence["speedup"] == pytest.approx(207.62 / 222.47)
+    assert found["K_TOO_LARGE"][0].evidence["recommended_k"] == 4

@@ -55,7 +55,7 @@ MARKERS: tuple[str, ...] = (
     # section rules (a rule ends a run: Spec-Bench prints one per task)
     "=====", "-----",
     # tables, saved result lines
-    " | ", "\t", '"output_throughput"',
+    " | ", "\t", '"output_throughput"', '"acc_length"', "speed=",
 )
 #: lines other sources own (engine metric lines, llama.cpp slots): never a benchmark's, dropped first
 _OWNED = re.compile(
@@ -163,7 +163,7 @@ class _Records:
     def add_line(self, line: int, text: str) -> None:
         if self.table and _SEPARATOR_ROW.match(text):
             return  # the rule under a Markdown header
-        if text.lstrip().startswith("{") and '"output_throughput"' in text:
+        if text.lstrip().startswith("{") and ('"output_throughput"' in text or '"acc_length"' in text):
             self.close()
             self.flush_table()
             rec = json_record(line, text)
@@ -192,6 +192,11 @@ class _Records:
                 self._block_line(line, text)
                 return
             self.close()
+        sweep = sweep_record(line, text)
+        if sweep is not None:
+            self.close()
+            self.done.append(sweep)
+            return
         items = kv_items(text)
         if not items:
             self.close()
@@ -273,10 +278,52 @@ def json_record(line: int, text: str) -> dict[str, Any] | None:
     if len(counts) == 3 and counts["accepted_tokens"] <= counts["draft_tokens"]:
         rec["counts"] = counts
         rec["kind"] = SPEC
+    if "speed" in obj and "steps" in obj:  # SGLang scripts/playground/bench_speculative.py records
+        _sweep_point(rec, {k: obj.get(k) for k in ("batch_size", "steps", "topk", "num_draft_tokens", "speed",
+                                                   "acc_length")})
+        return rec if "out_tps" in rec["metrics"] else None
     rec["engine"] = str(obj.get("backend") or "") or None
     rec["label"] = str(obj.get("tag") or obj.get("model_id") or "")[:80]
     rec["own"] = classify(str(obj.get("tag") or ""))
     return rec if "out_tps" in rec["metrics"] else None
+
+
+_EQ = re.compile(r"\b(batch_size|steps|topk|num_draft_tokens|speed|acc_length)=(\d+(?:\.\d+)?)")
+
+
+def sweep_record(line: int, text: str) -> dict[str, Any] | None:
+    """SGLang ``bench_speculative.py``: ``Finish i=3: batch_size=1, steps=3, topk=1, num_draft_tokens=4,
+    speed=159.78 token/s, step_time=6.26 ms`` (steps=0: the run without speculation)."""
+    if "speed=" not in text or "steps=" not in text:
+        return None
+    rec = _new(line, "block", "bench-line")
+    _sweep_point(rec, {k: float(v) for k, v in _EQ.findall(text)})
+    return rec if "out_tps" in rec["metrics"] else None
+
+
+def _sweep_point(rec: dict[str, Any], v: dict[str, Any]) -> None:
+    """One configuration of an EAGLE sweep: k is num_draft_tokens (the verified tokens), steps and topk
+    label the configuration, the batch size is the load; steps 0 is the baseline."""
+    def num(key: str) -> float | None:
+        x = v.get(key)
+        return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+    speed, steps = num("speed"), num("steps")
+    if speed is None or speed <= 0 or steps is None:
+        return
+    rec["metrics"]["out_tps"] = (speed, "speed")
+    if num("batch_size"):
+        rec["metrics"]["load"] = (num("batch_size"), "batch_size")
+    if steps == 0:
+        rec["kind"], rec["k"] = BASE, 0
+    else:
+        nd = num("num_draft_tokens")
+        rec["kind"], rec["k"] = SPEC, int(nd) if nd and nd < 1000 else None
+        if num("acc_length"):
+            rec["metrics"]["mal"] = (num("acc_length"), "acc_length")
+    rec["format"] = "bench-table"  # one row of a sweep: steps/topk are its configuration
+    rec["label"] = f"steps={steps:g}, topk={num('topk') or 0:g}"
+    rec["engine"] = "sglang"
 
 
 def _status(rec: dict[str, Any]) -> None:

@@ -305,3 +305,14 @@ def test_sglang_bench_speculative_sweep(tmp_path):
     found = codes(path)
     assert found["NO_SPEEDUP"][0].evidence["speedup"] == pytest.approx(207.62 / 222.47)
     assert found["K_TOO_LARGE"][0].evidence["recommended_k"] == 4
+
+
+def test_paired_speed_columns(tmp_path):
+    # llama.cpp server-bench speed-bench (PR #23869) prints base_avg_pred_t/s and spec_avg_pred_t/s on
+    # one row; pasted as Markdown each row is a baseline and a speculative run of its category
+    path = write(tmp_path, "paired.md", "| category | base_avg_pred_t/s | spec_avg_pred_t/s | decode_speedup |\n"
+                                        "|---|---|---|---|\n| coding | 51.55 | 84.54 | 1.64x |\n"
+                                        "| humanities | 51.61 | 66.80 | 1.29x |\n")
+    comps = benchmark_speedups(bench_rows(path))
+    assert [round(c["speedup"], 4) for c in comps] == [round(84.54 / 51.55, 4), round(66.80 / 51.61, 4)]
+    assert "NO_SPEEDUP" not in codes(path)

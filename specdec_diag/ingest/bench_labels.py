@@ -21,7 +21,7 @@ _SPEC = re.compile(rf"(?<![A-Za-z])(?:{_SPEC_WORD})(?![A-Za-z])", re.I)
 _NEG_BEFORE = re.compile(rf"(?:\b(?:no|non|not|without|disabled?)[ _-]*|w/o\s*|(?<![\w+-])-)(?:{_SPEC_WORD})(?![A-Za-z])",
                          re.I)
 _OFF_AFTER = re.compile(rf"(?<![A-Za-z])(?:{_SPEC_WORD})\s*[=:]?\s*(?:off|false|disabled?|none|0)\b", re.I)
-_BASE = re.compile(r"\b(?:vanilla|baseline|base[ _-]?(?:model|line)|plain|autoregressive|normal decoding|target[ _-]only"
+_BASE = re.compile(r"(?<![A-Za-z])base_|\b(?:vanilla|baseline|base[ _-]?(?:model|line)|plain|autoregressive|normal decoding|target[ _-]only"
                    r"|no[ _-]?spec\w*|nospec)\b|\(none\)", re.I)
 _K = re.compile(
     r"(?:(?<![A-Za-z_])(?:k|gamma|γ|sp|n[_-]?draft|num[_-]?spec(?:ulative)?[_-]?tokens|num[_-]?draft(?:[_-]tokens)?"

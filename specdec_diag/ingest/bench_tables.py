@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from specdec_diag.ingest.bench_labels import BASE, SPEC, classify, metric_of, number, to_metric_value
+from specdec_diag.ingest.bench_labels import BASE, SPEC, Status, classify, metric_of, number, to_metric_value
 
 _SEPARATOR = re.compile(r"^:?-{2,}:?$")
 _K_HEADER = re.compile(
@@ -82,10 +82,36 @@ def _roles(header: list[str]) -> dict[int, str]:
     return roles
 
 
+def _paired_columns(header: list[str], roles: dict[int, str]) -> tuple[int, int] | None:
+    """``(baseline column, speculative column)`` of a table that prints both speeds on one row
+    (llama.cpp server-bench ``base_avg_pred_t/s`` / ``spec_avg_pred_t/s``), else None."""
+    speed = [j for j, r in roles.items() if r == "out_tps"]
+    base = [j for j in speed if classify(header[j]).kind == BASE]
+    spec = [j for j in speed if classify(header[j]).kind == SPEC]
+    return (base[0], spec[0]) if len(speed) == 2 and len(base) == 1 and len(spec) == 1 else None
+
+
+def _split_pairs(header: list[str], roles: dict[int, str], body: list[tuple[int, list[str]]],
+                 pair: tuple[int, int]) -> list[dict[str, Any]]:
+    """Each row of a paired-columns table as two runs: the baseline's speed and the speculative one's."""
+    out = []
+    for kind, drop in ((BASE, pair[1]), (SPEC, pair[0])):
+        r = {**roles, drop: "skip"}
+        for line, cells in body:
+            rec = _row_record(header, r, cells, line, Status(kind, 0 if kind == BASE else None))
+            if rec is not None:
+                rec["kind"], rec["k"] = kind, (0 if kind == BASE else rec["k"])
+                out.append(rec)
+    return out
+
+
 def _by_rows(header: list[str], body: list[tuple[int, list[str]]], heading: str) -> list[dict[str, Any]]:
     roles = _roles(header)
     if not any(r in ("out_tps", "mal", "tpot_ms") for r in roles.values()):
         return []
+    pair = _paired_columns(header, roles)
+    if pair is not None:
+        return _split_pairs(header, roles, body, pair)
     table_status = classify(heading)
     out = []
     for line, cells in body:

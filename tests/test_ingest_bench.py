@@ -316,3 +316,11 @@ def test_paired_speed_columns(tmp_path):
     comps = benchmark_speedups(bench_rows(path))
     assert [round(c["speedup"], 4) for c in comps] == [round(84.54 / 51.55, 4), round(66.80 / 51.61, 4)]
     assert "NO_SPEEDUP" not in codes(path)
+
+
+def test_two_runs_on_one_line(tmp_path):
+    path = write(tmp_path, "prose.txt", "MTP off: 82.7 tok/s, MTP on: 151.5 tok/s\n"
+                                        "without speculative decoding: 60 tok/s, with EAGLE-3: 45 tok/s\n")
+    comps = benchmark_speedups(bench_rows(path))
+    assert [(c["baseline"]["label"], round(c["speedup"], 3)) for c in comps] == [
+        ("MTP off", round(151.5 / 82.7, 3)), ("without speculative decoding", 0.75)]

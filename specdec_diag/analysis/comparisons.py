@@ -14,6 +14,7 @@ the same target are compared directly (goodput against the baseline's ms per tok
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import polars as pl
@@ -191,5 +192,113 @@ def _regression_finding(c: dict[str, Any], part: IngestResult, th: Thresholds) -
                    score=-c["difference"])
 
 
-__all__ = ["MIN_BUCKET", "REGRESSION_DROP", "load_matched", "trace_pair", "speculation_pairs", "config_pairs",
-           "regressions"]
+# ---------------------------------------------------------------------------------------------
+# benchmark outputs: runs with and without speculation, and k sweeps, printed by one benchmark
+# ---------------------------------------------------------------------------------------------
+
+#: the run status ingest writes at the head of a benchmark row's engine_id (ingest/bench.py)
+_BENCH_STATUS = re.compile(r"^bench\[(speculative|baseline|unknown)\]: ?")
+#: how each speed of a benchmark run is defined (the key compared runs must share)
+SPEED_DEFINITIONS = {
+    "tok/s": "output tokens per second as the benchmark printed it (gen_tps)",
+    "unitless": "speed printed without a unit (compared only with other unit-less speeds)",
+    "1/tpot": "1000 / mean time per output token in ms (tokens per second of one request)",
+}
+
+
+def benchmark_runs(windows: pl.DataFrame) -> pl.DataFrame:
+    """Run rows a benchmark printed, one per run: ``status`` (speculative / baseline / unknown),
+    ``speed`` and its definition ``metric``, ``load`` (running requests), ``label``. Benchmark rows
+    carry their status in ``engine_id``; other run summaries (a vLLM bench block) are speculative when
+    they carry drafts or an acceptance length, a baseline when k is 0."""
+    if windows.height == 0 or "window" not in windows.columns:
+        return pl.DataFrame()
+    w = windows.filter((pl.col("window") == "run") & (pl.col("gen_tps").is_not_null() | pl.col("tpot_ms").is_not_null()))
+    if w.height == 0:
+        return pl.DataFrame()
+    eid = pl.col("engine_id").fill_null("")
+    tagged = eid.str.extract(_BENCH_STATUS.pattern, 1)
+    spec_cols = pl.any_horizontal(pl.col("draft_tokens").fill_null(0) > 0, pl.col("mean_acceptance_length").is_not_null())
+    status = (pl.when(tagged.is_not_null()).then(tagged)
+              .when(pl.col("k") == 0).then(pl.lit("baseline"))
+              .when(spec_cols | (pl.col("k") > 0)).then(pl.lit("speculative")).otherwise(pl.lit("unknown")))
+    unitless = pl.col("definition_note").fill_null("").str.contains("unit not printed")
+    metric = (pl.when(pl.col("gen_tps").is_not_null() & unitless).then(pl.lit("unitless"))
+              .when(pl.col("gen_tps").is_not_null()).then(pl.lit("tok/s")).otherwise(pl.lit("1/tpot")))
+    speed = pl.when(pl.col("gen_tps").is_not_null()).then(pl.col("gen_tps")).otherwise(1000.0 / pl.col("tpot_ms"))
+    # a summary that does not print its concurrency (vLLM's speculative summary row) ran at the one
+    # load every other run of its file names, when they name exactly one
+    only = pl.when(pl.col("running_reqs").drop_nulls().n_unique().over("source") == 1).then(
+        pl.col("running_reqs").drop_nulls().first().over("source"))
+    w = w.with_columns(pl.coalesce("running_reqs", only).alias("running_reqs"))
+    return w.select("source", "line", "format", "k", status.alias("status"), metric.alias("metric"),
+                    speed.alias("speed"), pl.col("running_reqs").alias("load"),
+                    eid.str.replace(_BENCH_STATUS.pattern, "").alias("label")).filter(
+        pl.col("speed").is_finite() & (pl.col("speed") > 0))
+
+
+def _where(load: Any) -> str:
+    return f" at {load} running requests (concurrency / batch)" if load is not None else ""
+
+
+def benchmark_speedups(windows: pl.DataFrame) -> list[dict[str, Any]]:
+    """Measured speed-ups from one benchmark's runs: per file, speed definition and load, each
+    speculative run against the baseline run printed nearest to it. ``speedup`` is the best
+    speculative run's speed over the baseline's (a speculative configuration that pays exists iff it
+    is above 1)."""
+    runs = benchmark_runs(windows)
+    if runs.height == 0:
+        return []
+    out = []
+    for (src, metric, load), g in runs.group_by(["source", "metric", "load"], maintain_order=True):
+        base = g.filter(pl.col("status") == "baseline")
+        spec = g.filter(pl.col("status") == "speculative")
+        if base.height == 0 or spec.height == 0:
+            continue
+        blines = base["line"].to_list()
+        for b in base.iter_rows(named=True):
+            mine = [s for s in spec.iter_rows(named=True)
+                    if min(blines, key=lambda ln, s=s: (abs(ln - s["line"]), ln)) == b["line"]]
+            if not mine:
+                continue
+            best = max(mine, key=lambda s: s["speed"])
+            out.append({
+                "kind": "benchmark", "source": src, "metric": metric, "load": load,
+                "definition": SPEED_DEFINITIONS[metric] + _where(load),
+                "baseline": {"line": b["line"], "label": b["label"], "speed": b["speed"]},
+                "speculative": [{"line": s["line"], "label": s["label"], "k": s["k"], "speed": s["speed"],
+                                 "speedup": s["speed"] / b["speed"]} for s in mine],
+                "speedup": best["speed"] / b["speed"], "best": best["label"],
+                "speculative_tps": best["speed"], "baseline_tps": b["speed"]})
+    return out
+
+
+def benchmark_k_sweeps(windows: pl.DataFrame, min_gain: float) -> list[dict[str, Any]]:
+    """Speed measured at two or more k in one benchmark (per file, speed definition, load and - for
+    table rows - the other configuration columns): the fastest k, and whether the largest k tried is
+    at least ``min_gain`` slower than it. Several runs at one k: the fastest counts."""
+    runs = benchmark_runs(windows)
+    if runs.height == 0:
+        return []
+    spec = runs.filter((pl.col("status") == "speculative") & (pl.col("k") > 0))
+    spec = spec.with_columns(pl.when(pl.col("format") == "bench-table").then(pl.col("label"))
+                             .otherwise(pl.lit("")).alias("config"))
+    out = []
+    for (src, metric, load, config), g in spec.group_by(["source", "metric", "load", "config"], maintain_order=True):
+        by_k = g.group_by("k").agg(pl.col("speed").max(), pl.col("line").first()).sort("k")
+        if by_k.height < 2:
+            continue
+        ks, speeds = by_k["k"].to_list(), by_k["speed"].to_list()
+        best = max(range(len(ks)), key=lambda i: (speeds[i], -ks[i]))
+        gain = speeds[best] / speeds[-1] - 1.0
+        out.append({"kind": "k_sweep", "source": src, "metric": metric, "load": load, "config": config or None,
+                    "definition": SPEED_DEFINITIONS[metric] + _where(load),
+                    "points": [{"k": k, "speed": v} for k, v in zip(ks, speeds, strict=True)],
+                    "best_k": ks[best], "largest_k": ks[-1], "gain_over_largest": gain,
+                    "too_large": ks[best] < ks[-1] and gain >= min_gain,
+                    "lines": sorted(g["line"].to_list())})
+    return out
+
+
+__all__ = ["MIN_BUCKET", "REGRESSION_DROP", "SPEED_DEFINITIONS", "load_matched", "trace_pair", "speculation_pairs",
+           "config_pairs", "regressions", "benchmark_runs", "benchmark_speedups", "benchmark_k_sweeps"]

@@ -204,7 +204,9 @@ def _tag_rows(windows: pl.DataFrame, order: pl.DataFrame, banners: pl.DataFrame,
         pl.when(first).then(pl.lit("start"))
         .when(is_trace).then(pl.lit(None, pl.Utf8))
         .when(pl.col("_bsplit")).then(pl.lit("startup banner"))
-        .when(pl.col("k").is_not_null() & k_prev.is_not_null() & (pl.col("k") != k_prev)).then(pl.lit("k changed"))
+        # one benchmark's runs at several k (a sweep, ingest ``bench``) stay one run: they are compared there
+        .when(pl.col("k").is_not_null() & k_prev.is_not_null() & (pl.col("k") != k_prev)
+              & ~pl.col("format").fill_null("").str.starts_with("bench")).then(pl.lit("k changed"))
         .when(cum & ((pl.col("draft_tokens") < d_prev) | (pl.col("num_drafts") < n_prev)))
         .then(pl.lit("counters reset"))
         .when((pl.col("time") - pl.col("time").shift().over(part)) > GAP).then(pl.lit("time gap"))

@@ -19,7 +19,7 @@ from specdec_diag.analysis.rules.acceptance._helpers import (
     unit_sample,
     units,
 )
-from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Need, Rule
+from specdec_diag.analysis.rules.base import ACCEPTANCE_DEFINITIONS, Context, Finding, Need, Rule, label
 from specdec_diag.analysis.stats import linear_fit
 
 
@@ -45,8 +45,13 @@ class KTooLarge(Rule):
     into a slowdown at high request rates and no single best k across loads; "Mind the Memory Gap",
     arXiv 2503.08311, finds large-batch decode still memory-bound on attention, so a ridge from the
     weights alone is the optimistic end); (3) batch unknown: ``V = 1``, as Leviathan. The evidence says
-    which (``verify_cost_source``). Throughput measured at several k in one input would be the best
-    estimate; it needs runs, which ingest does not yet give.
+    which (``verify_cost_source``).
+
+    **Measured at several k.** A benchmark that printed speed at two or more k (a k sweep pasted as a
+    table, or runs labelled ``K=2`` / ``k=4``; ingest ``bench``) needs no model: per file, speed
+    definition, load and configuration, when the largest k tried is at least ``min_gain`` slower than
+    the fastest k, that is the finding (``verify_cost_source``: measured, speed against k), with every
+    measured point.
 
     **Why it matters.** Each drafted position costs a draft forward and verify compute; positions that
     almost never accept cost without paying (AEON DFlash #6 lowered k 15 → 10; vLLM PR #16937 found
@@ -69,7 +74,8 @@ class KTooLarge(Rule):
     thresholds = ("tail_position_rate", "tail_positions", "keep_position_rate", "min_gain",
                   "assumed_cost_ratio", "verify_saturation_tokens", "min_draft_tokens", "min_steps")
     needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens of one engine or trace"),
-             Need("windows", "2 * min_windows", "windows, where the engine prints no draft counts"))
+             Need("windows", "2 * min_windows", "windows, where the engine prints no draft counts"),
+             Need("runs", 2, "benchmark runs at different k (a measured sweep)"))
     problems = (8,)
     theory = ("1.4",)
     explained_by = CORRECTNESS_CAUSES + ("POSITION_CLIFF", "DRAFTER_BROKEN")
@@ -128,6 +134,30 @@ class KTooLarge(Rule):
                 f"Lower k to {best} (vLLM num_speculative_tokens, SGLang --speculative-num-steps, llama.cpp "
                 "--spec-draft-n-max) or use a dynamic-k policy.",
                 u.frame, score=gain, sample=unit_sample(self, ctx, u), interval=rate_interval(u.acc)))
+        out.extend(self._measured_sweeps(ctx))
+        return out
+
+    def _measured_sweeps(self, ctx: Context) -> list[Finding]:
+        """Benchmarks that measured speed at several k (comparisons.benchmark_k_sweeps)."""
+        from specdec_diag.analysis.comparisons import benchmark_k_sweeps
+
+        out = []
+        for sw in benchmark_k_sweeps(ctx.windows, ctx.thresholds.min_gain):
+            if not sw["too_large"]:
+                continue
+            k, best, gain = sw["largest_k"], sw["best_k"], sw["gain_over_largest"]
+            where = f" ({sw['config']})" if sw["config"] else ""
+            ev = {"k": k, "recommended_k": best, "measured_gain": gain, "points": sw["points"], "load": sw["load"],
+                  "verify_cost_source": "measured: benchmark speed against k", "basis": "measured (benchmark output)",
+                  "definitions": {"measured_gain": "speed at recommended_k / speed at k - 1, " + sw["definition"],
+                                  "k": "the largest draft length the benchmark tried",
+                                  "points": "(k, fastest run's speed at that k)"}}
+            out.append(self.finding(
+                ctx, f"k={k} measured {100 * gain:.0f} % slower than k={best} in {label(sw['source'])}{where}", ev,
+                f"Lower k to {best} (vLLM num_speculative_tokens, SGLang --speculative-num-steps, llama.cpp "
+                "--spec-draft-n-max): the benchmark measured it faster.",
+                [(sw["source"], ln) for ln in sw["lines"]], score=gain,
+                sample=self.sample(ctx, "runs", len(sw["points"]))))
         return out
 
 

@@ -24,7 +24,14 @@ class NoSpeedup(Rule):
     vllm #8439: 61.8 vs 69.8 tok/s; koboldcpp #2262; llama.cpp #25908). The other findings (draft cost, batch size,
     cuda graphs, low acceptance) say why.
 
-    **Evidence.** ``speculative_tps``, ``baseline_tps``, ``speedup`` (their ratio), the sources compared.
+    **Benchmarks.** A benchmark output that prints speed with and without speculation (ExLlamaV2's
+    ``speed, -SD`` / ``speed, +SD``, Spec-Bench, two ``bench_serving`` summaries, a pasted table of
+    runs; ingest ``bench``) is a measured pair: per load level (concurrency / batch size) the fastest
+    speculative run against the baseline printed nearest to it, speeds of one definition only (output
+    tok/s, else 1000 / TPOT); it fires where that speed-up is at most ``no_speedup_ratio``.
+
+    **Evidence.** ``speculative_tps``, ``baseline_tps``, ``speedup`` (their ratio), the sources compared;
+    for a benchmark every load level's comparison and the speed definition.
 
     **Example.** speculative 61.8 tok/s vs baseline 69.8 tok/s: 0.89x.
 
@@ -72,6 +79,40 @@ class NoSpeedup(Rule):
         else:
             out.extend(self._predicted(ctx))
         out.extend(self._logs(ctx))
+        out.extend(self._benchmarks(ctx))
+        return out
+
+    def _benchmarks(self, ctx: Context) -> list[Finding]:
+        """A benchmark that printed runs with and without speculation (comparisons.benchmark_speedups):
+        one finding per file, naming each load level where no speculative run beat the baseline."""
+        from specdec_diag.analysis.comparisons import benchmark_speedups
+
+        th = ctx.thresholds
+        by_src: dict[str, list[dict]] = {}
+        for c in benchmark_speedups(ctx.windows):
+            by_src.setdefault(c["source"], []).append(c)
+        out = []
+        for src, comps in by_src.items():
+            slow = [c for c in comps if c["speedup"] <= th.no_speedup_ratio]
+            if not slow:
+                continue
+            worst = min(slow, key=lambda c: c["speedup"])
+            lines = [(src, c["baseline"]["line"]) for c in slow] + [
+                (src, s["line"]) for c in slow for s in c["speculative"]]
+            ev = {"speculative_tps": worst["speculative_tps"], "baseline_tps": worst["baseline_tps"],
+                  "speedup": worst["speedup"], "basis": "measured (benchmark output)", "load": worst["load"],
+                  "comparisons": [{k: c[k] for k in ("load", "speedup", "best", "baseline", "speculative")} for c in comps],
+                  "comparisons_without_speedup": len(slow), "comparisons_made": len(comps),
+                  "definitions": {"speedup": "best speculative run's speed / the baseline run's speed, "
+                                             + worst["definition"],
+                                  "speculative_tps": "speed of the fastest speculative run (same definition)",
+                                  "baseline_tps": "speed of the run without speculation (same definition)"}}
+            at = f" at {worst['load']} running requests" if worst["load"] is not None else ""
+            out.append(self.finding(
+                ctx, f"Benchmark in {label(src)}: the fastest speculative run is {worst['speedup']:.2f}x the baseline"
+                     f"{at} ({worst['speculative_tps']:.4g} vs {worst['baseline_tps']:.4g}; "
+                     f"{len(slow)} of {len(comps)} comparison(s) without a speed-up)", ev, _REC, lines,
+                score=1.0 - worst["speedup"], sample=self.sample(ctx, "runs", len(slow))))
         return out
 
     def _measured(self, ctx: Context, m: dict) -> list[Finding]:
@@ -125,7 +166,8 @@ class NoSpeedup(Rule):
         if w.is_empty() or w["gen_tps"].null_count() == w.height:
             return []
         spec_src = set(ctx.spec_windows["source"].unique().to_list()) if ctx.spec_windows.height else set()
-        busy = w.filter(pl.col("gen_tps") > th.idle_gen_tps)
+        # benchmark runs are compared within their benchmark (_benchmarks), never pooled as windows
+        busy = w.filter((pl.col("gen_tps") > th.idle_gen_tps) & ~pl.col("format").fill_null("").str.starts_with("bench"))
         out = []
         for eng in busy["engine"].unique().to_list():
             e = busy.filter(pl.col("engine") == eng)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from specdec_diag.ingest import SOURCES, scan
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed
 from specdec_diag.ingest.reading import chunk_marked, lines_frame, marker_regex
+from specdec_diag.inputs import _BOMS
 from specdec_diag.schema import WINDOW_SCHEMA
 
 FIX = Path(__file__).parent / "fixtures"
@@ -73,6 +74,11 @@ def test_whole_file_parsers_and_scan_never_crash(blob, texts):
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "fuzz.jsonl"
         p.write_bytes(blob + "\n".join(texts).encode("utf-8", errors="replace"))
+        if any(blob.startswith(bom) for bom, codec, _ in _BOMS if codec is None):
+            # a BOM of an encoding we cannot decode (SCSU, UTF-7, ...) is a clean one-line input error
+            res = scan([p], use_cache=False)
+            assert res.inputs["error"][0].startswith("encoding not supported")
+            return
         for src in SOURCES:
             if src.parse_file is not None:
                 _check(src.parse_file(p, str(p)))

@@ -5,7 +5,18 @@ fails to import fails the import of ingest, and so every test, instead of silent
 
 from __future__ import annotations
 
-from specdec_diag.ingest import generated_text, llamacpp, prometheus, requests, sglang, trace, trtllm, vllm
+from specdec_diag.ingest import (
+    generated_text,
+    launch,
+    llamacpp,
+    paste,
+    prometheus,
+    requests,
+    sglang,
+    trace,
+    trtllm,
+    vllm,
+)
 from specdec_diag.ingest.base import Source
 
 #: in the order they are tried (order only affects row order, never results).
@@ -18,4 +29,6 @@ SOURCES: tuple[Source, ...] = (
     trtllm.SOURCE,
     generated_text.SOURCE,
     requests.SOURCE,
+    launch.SOURCE,
+    paste.SOURCE,
 )

@@ -51,7 +51,7 @@ _SGLANG = {
     "speculative-draft-model-path": "speculative_draft_model_path",
     "speculative-num-steps": "speculative_num_steps", "speculative-eagle-topk": "speculative_eagle_topk",
     "speculative-num-draft-tokens": "speculative_num_draft_tokens", "cuda-graph-max-bs": "cuda_graph_max_bs",
-    "tp-size": "tp_size", "tp": "tp_size", "dp-size": "dp_size", "attention-backend": "attention_backend",
+    "tp-size": "tp_size", "tp": "tp_size", "tensor-parallel-size": "tp_size", "dp-size": "dp_size", "attention-backend": "attention_backend",
     "decode-log-interval": "decode_log_interval", "max-running-requests": "max_running_requests",
 }
 _SGLANG_BOOL = {"disable-cuda-graph": "disable_cuda_graph"}
@@ -64,7 +64,9 @@ _VLLM = {
 _VLLM_BOOL = {"enforce-eager": "enforce_eager"}
 _VLLM_JSON = ("speculative-config", "sc", "compilation-config", "O")
 _LLAMA = {
-    "m": "target_model", "model": "target_model", "md": "draft_model", "model-draft": "draft_model",
+    "m": "target_model", "model": "target_model", "hf": "target_model", "hf-repo": "target_model",
+    "md": "draft_model", "model-draft": "draft_model", "spec-draft-model": "draft_model", "hfd": "draft_model",
+    "hf-repo-draft": "draft_model", "spec-draft-p-min": "draft_p_min",
     "draft-max": "draft_max", "draft": "draft_max", "draft-n": "draft_max", "spec-draft-n-max": "draft_max",
     "draft-min": "draft_min", "spec-draft-n-min": "draft_min", "draft-p-min": "draft_p_min",
     "np": "n_parallel", "parallel": "n_parallel", "spec-type": "spec_type",
@@ -156,7 +158,7 @@ def _flag_facts(engine: str, name: str, eq: str, inline: str, nxt: str | None,
         field = name.split(".", 1)[1].replace("-", "_")
         value = inline if eq else nxt
         return [(_SPEC_FIELDS[field], value)] if field in _SPEC_FIELDS and value and not value.startswith("-") else []
-    full = _expand(name, known)
+    full = _expand(name, known) if engine in ("sglang", "vllm") else (name if name in known else None)
     if full is None:
         return []
     if full in booleans:

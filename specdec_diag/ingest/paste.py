@@ -144,7 +144,12 @@ def _strip(text: str, i: int, gutters: set[int], rep: Repairs) -> str:
 
 
 def _restore(text: str, line: int, rep: Repairs) -> str:
-    """Put back the marker of a record whose fields were pasted without it (see module doc)."""
+    """Put back the marker of a record whose fields were pasted without it (see module doc); note an
+    SGLang decode line whose poster left fields out (no ``#running-req``), read from what it states."""
+    if "Decode batch" in text and "accept len:" in text and "#running-req:" not in text:
+        rep.note(line, "SGLang decode line with fields left out (no #running-req / throughput): read as an "
+                       "SGLang decode window from the fields it states")
+        return text
     for marker, fields, required, what in _RESTORE:
         if marker.rstrip(", :") in text or required not in text:
             continue
@@ -152,7 +157,7 @@ def _restore(text: str, line: int, rep: Repairs) -> str:
         if len(at) < 2:
             continue
         first = min(at)
-        rep.note(line, f"fields pasted without their '{marker.rstrip(', ')}' marker: read as {what}")
+        rep.note(line, f"fields pasted without their '{marker.rstrip(', :')}' marker: read as {what}")
         return text[:first] + marker + text[first:]
     return text
 
@@ -184,7 +189,9 @@ def _continues_record(prev: str, nxt: str) -> bool:
     tail = prev.rstrip()
     if tail.endswith(":") or (tail.endswith(",") and not prev.endswith(" ")):
         return True
-    return len(prev) >= _WRAP_WIDTH and not prev.endswith(" ") and not tail.endswith(_COMPLETE)
+    if tail.endswith(","):  # ", " ends an SGLang decode line (its trailing separator) only after its queue
+        return not ("Decode batch" in prev and "#queue-req:" in prev)
+    return len(prev) >= _WRAP_WIDTH and not tail.endswith(_COMPLETE)
 
 
 def _continues_command(prev: str, nxt: str) -> bool:

@@ -119,6 +119,13 @@ def test_a_table_is_not_a_compose_prefix():
     assert normalise(texts)[0] == texts
 
 
+def test_one_column_table_pipes_are_stripped_tables_are_not():
+    col = ["Acceptance length: 2.13 |", "Drafts: 1203 |", "Draft tokens: 2406 |"]
+    assert normalise(col)[0] == ["Acceptance length: 2.13", "Drafts: 1203", "Draft tokens: 2406"]
+    table = ["| k | tok/s |", "| 2 | 201.69 |", "| 4 | 198 |"]
+    assert normalise(table)[0] == table
+
+
 def test_prose_after_a_record_is_not_joined():
     texts = [SGLANG_LINE, "After this PR the graph is captured for the non-speculative path: 6138 tok/s"]
     fixed, rep = normalise(texts)

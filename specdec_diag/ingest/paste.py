@@ -50,6 +50,8 @@ _CRI = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}
 _COMPOSE = re.compile(r"^([A-Za-z0-9][\w.\-]*)\s+\|(?: |$)")
 _QUOTE = re.compile(r"^\s{0,3}(?:>\s?)+")
 _GUTTER = re.compile(r"^\s*(\d{1,6})(?:\s*[|│]\s?|:\s|\t)")
+_CELL_END = re.compile(r"\s\|\s*$")
+_CELL_START = re.compile(r"^\s*\|\s")
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
 #: the start of a log record (what follows a container or gutter prefix)
 LOG_START = re.compile(
@@ -252,9 +254,22 @@ def _with_vector(text: str, vec: str) -> str:
     return base + field_ if k < 0 else text[:k] + field_ + text[k:]
 
 
+def _table_column(texts: list[str], rep: Repairs) -> list[str]:
+    """Lines rendered as one table column (a dataset viewer's ``text |`` on every line, a one-column
+    Markdown table ``| text |``): the pipes are the viewer's, not the log's."""
+    full = [t for t in texts if t.strip()]
+    if len(full) < 3 or sum(bool(_CELL_END.search(t)) for t in full) < 0.8 * len(full):
+        return texts
+    if any("|" in _CELL_START.sub("", _CELL_END.sub("", t)) for t in full):
+        return texts  # several columns: a real table, read as one by the benchmark parsers
+    rep.stripped.add("table-column pipes")
+    return [_CELL_START.sub("", _CELL_END.sub("", t)) for t in texts]
+
+
 def normalise(texts: list[str]) -> tuple[list[str], Repairs]:
     """The pasted lines repaired (same count: line numbers stay those of the file) and what was done."""
     rep = Repairs()
+    texts = _table_column(texts, rep)
     gutters = _consecutive_gutters(texts)
     clean: list[str] = []
     partial = ""

@@ -88,13 +88,19 @@ _SPEC_FIELDS = {"method": "method", "model": "draft_model", "num_speculative_tok
                 "prompt_lookup_min": "prompt_lookup_min"}
 
 
+_PROGRAM_RX = [(re.compile(p), e) for p, e in _PROGRAMS]
+_OWN_RX = [(re.compile(re.escape(flag) + r"(?:[\s=]|$)"), e) for flag, e in _OWN_FLAGS]
+
+
 def engine_of(text: str) -> str | None:
     """The engine a command line launches: its program, else a flag only that engine has."""
-    for pattern, engine in _PROGRAMS:
-        if re.search(pattern, text):
+    if not any(m in text for m in MARKERS) and "llama-cli" not in text and "trtllm-serve" not in text:
+        return None
+    for rx, engine in _PROGRAM_RX:
+        if rx.search(text):
             return engine
-    for flag, engine in _OWN_FLAGS:
-        if re.search(re.escape(flag) + r"(?:[\s=]|$)", text):
+    for rx, engine in _OWN_RX:
+        if rx.search(text):
             return engine
     return None
 

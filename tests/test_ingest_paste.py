@@ -90,6 +90,13 @@ def test_damaged_sglang_line_gives_the_clean_numbers(tmp_path, damage):
         1.0, 48, False, pytest.approx(5452.63))
 
 
+@pytest.mark.parametrize("head", ["2025/05/01 14:24:50 INFO ", "2025-05-01T14:24:50.123456+00:00 ",
+                                  "2025-05-01T14:24:50.000000000Z stdout F "])
+def test_other_timestamp_styles_give_the_record_its_time(tmp_path, head):
+    _, w = _windows(tmp_path, head + SGLANG_LINE.split("] ", 1)[1] + "\n")
+    assert w.height == 1 and str(w["time"][0]).startswith("2025-05-01 14:24:50")
+
+
 def test_the_assumption_is_stated(tmp_path):
     _, w = _windows(tmp_path, VLLM_DAMAGE["logger prefix and marker left out"])
     assert "without their 'SpecDecoding metrics' marker" in w["definition_note"][0]

@@ -90,6 +90,8 @@ class Repairs:
 
     stripped: set[str] = field(default_factory=set)
     notes: dict[int, list[str]] = field(default_factory=dict)
+    #: line -> the RFC 3339 time of a stripped Kubernetes prefix (a record without its own time gets it)
+    times: dict[int, str] = field(default_factory=dict)
 
     def note(self, line: int, what: str) -> None:
         self.notes.setdefault(line, []).append(what)
@@ -126,6 +128,7 @@ def _strip(text: str, i: int, gutters: set[int], rep: Repairs) -> str:
             text = text[m.end():]
             rep.stripped.add("Markdown quote markers")
         if m := _CRI.match(text):
+            rep.times.setdefault(i + 1, text[:text.index(" ")])
             text = text[m.end():]
             rep.stripped.add("Kubernetes CRI prefixes")
         if (m := _GUTTER.match(text)) and (i in gutters or LOG_START.match(text[m.end():])):
@@ -313,7 +316,7 @@ def _other_whole_file(sample: str) -> bool:
 def _repairs_matter(texts: list[str], fixed: list[str], rep: Repairs) -> bool:
     """Repairs that change what a parser reads: a restored marker, a joined line, or decorations
     stripped from a line that carries some source's marker or a launch command."""
-    if rep.notes:
+    if rep.notes or any(_is_record(t) and _untimed(t) for t in fixed):
         return True
     if not rep.stripped:
         return False
@@ -328,6 +331,38 @@ def detect(sample: str) -> bool:
     texts = split_lines(sample.replace("\r\n", "\n"))
     fixed, rep = normalise(texts)
     return _repairs_matter(texts, fixed, rep) and not _other_whole_file(sample)
+
+
+#: timestamps at the head of a line in styles the engine parsers do not read (log shippers, Python
+#: ``logging`` with a custom format): ISO with 'T' or offset, slashes
+_HEAD_TIME = r"^\s*\[?(\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?)"
+
+
+_VLLM_RECORDS = ("SpecDecoding metrics:", "Speculative metrics:", "Avg prompt throughput:")
+#: a log shipper's or custom logging format's time (slashes, ISO 'T') where no engine prints one
+_SHIPPER_TIME = re.compile(r"^\s*\[?(?:\d{4}/\d{2}/\d{2} |\d{4}-\d{2}-\d{2}T)")
+
+
+def _untimed(text: str) -> bool:
+    """A record line whose time is in a style its engine's parser does not read (vLLM reads an ISO
+    head itself; SGLang and llama.cpp only their own prefixes; nobody reads slashes)."""
+    m = _SHIPPER_TIME.match(text)
+    return bool(m) and ("/" in m.group(0) or not any(k in text for k in _VLLM_RECORDS))
+
+
+def _fill_times(windows: pl.DataFrame, lines: pl.DataFrame, rep: Repairs) -> pl.DataFrame:
+    """Records without a time take the one their line starts with (or its stripped Kubernetes prefix)."""
+    if windows.is_empty() or windows["time"].null_count() == 0:
+        return windows
+    head = lines.select("line", pl.col("text").str.extract(_HEAD_TIME, 1).alias("_t"))
+    if rep.times:
+        cri = pl.DataFrame({"line": list(rep.times), "_c": list(rep.times.values())},
+                           schema={"line": pl.Int64, "_c": pl.Utf8})
+        head = head.join(cri, on="line", how="left").select("line", pl.coalesce("_t", "_c").alias("_t"))
+    t = (pl.col("_t").str.replace_all("/", "-").str.replace(",", ".").str.replace("T", " ").str.slice(0, 26)
+         .str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False).dt.replace_time_zone("UTC"))
+    got = windows.join(head.with_columns(t.alias("_t")), on="line", how="left")
+    return got.with_columns(pl.coalesce("time", "_t").alias("time")).drop("_t")
 
 
 def _annotate(p: Parsed, rep: Repairs, source: str) -> Parsed:
@@ -379,6 +414,7 @@ def parse_file(path: Path, source: str) -> Parsed:
         configs=concat([p.configs for p in parts], CONFIG_SCHEMA),
         steps=concat([p.steps for p in parts], STEPS_SCHEMA),
     )
+    out.windows = _fill_times(out.windows, lines, rep)
     restored = {ln: eng for ln, notes in rep.notes.items() for n in notes if (eng := restored_engine(n))}
     if restored:
         out.windows, out.malformed = fields_only(lines, restored, out.windows, out.malformed, out.configs, source)

@@ -203,6 +203,8 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         engine, facts = parse_command(text[:20_000])
         if engine == "sglang":
             facts = _not_read_by_sglang(text, facts)
+        elif engine == "vllm" and "speculative_config" in text:  # the vLLM source reads that dict itself
+            facts = [(k, v) for k, v in facts if k not in _SPEC_FIELDS.values()]
         if engine is None or not facts:
             continue
         rows.setdefault(engine, []).extend((ln, k, v) for k, v in facts)

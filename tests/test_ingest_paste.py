@@ -16,6 +16,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from specdec_diag.analysis.rules import run_rules
 from specdec_diag.ingest import scan
@@ -212,3 +214,22 @@ def test_v0_ngram_flags():
         CUDA_VISIBLE_DEVICES=3 python -m vllm.entrypoints.openai.api_server --host 0.0.0.0 --port 9002 --model \
         Qwen2-7B-Instruct -tp 1 --speculative_model [ngram] --num_speculative_tokens 5"""))
     assert engine == "vllm" and ("method", "ngram") in facts and ("num_speculative_tokens", "5") in facts
+
+
+# --- never raises, never moves a line ------------------------------------------------------------------
+
+_PIECES = [VLLM_LINE, SGLANG_LINE, "accept len: 1.00, accept rate: 0.00", "```", "> ", "  12 | ", "vllm-1  | ",
+           "2026-01-01T00:00:00Z stdout P ", "\x1b[32m", "[0m", "vllm serve m --speculative-config '{", "\\",
+           "--disable-cuda-graph", "Per-position acceptance rate: 0.5, 0.2", " |", "**", "-", ","]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=30)), max_size=6)
+                .map("".join), max_size=12))
+def test_normalise_and_launch_never_raise(texts):
+    fixed, rep = normalise(texts)
+    assert len(fixed) == len(texts)
+    assert all(1 <= ln <= len(texts) for ln in rep.notes)
+    for t in fixed:
+        engine, facts = parse_command(t)
+        assert engine is not None or not facts

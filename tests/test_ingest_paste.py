@@ -117,6 +117,17 @@ def test_fields_without_counts_are_not_invented(tmp_path):
     assert row["draft_tokens"] is None and row["accepted_tokens"] is None and row["acceptance_rate"] is None
 
 
+def test_llama_speculative_summary_with_collapsed_spaces(tmp_path):
+    """llama.cpp #5877's summary (verbatim numbers) as a chat or HTML view shows it: runs of spaces
+    collapsed, so ``accept    =`` became ``accept =``."""
+    text = "n_draft = 5\nn_predict = 1000\nn_drafted = 730\nn_accept = 526\naccept = 72.055%\n"
+    res, w = _windows(tmp_path, text)
+    assert res.malformed.height == 0
+    row = w.row(0, named=True)
+    assert (row["draft_tokens"], row["accepted_tokens"]) == (730, 526)
+    assert row["acceptance_rate"] == pytest.approx(0.72055, abs=1e-4)
+
+
 def test_a_lone_number_is_not_a_record(tmp_path):
     res, w = _windows(tmp_path, "Mean acceptance length: 2.47\naccept len: 3.1\n")
     assert not any(f == "vllm-v1-specdecoding-fields" or str(f).startswith("sglang")

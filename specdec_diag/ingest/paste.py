@@ -71,6 +71,7 @@ _RESTORE = (  # (marker, fields, a field that must be present, what the record i
     ("SpecDecoding metrics: ", _V1_FIELDS, "Drafted:", "a vLLM V1 SpecDecoding window"),
     ("Speculative metrics: ", _V0_FIELDS, "System efficiency:", "a vLLM V0 speculative-metrics window"),
 )
+_ACCEPT_COLLAPSED = re.compile(r"^\s*accept(?: {0,3}| {5,})=\s*(?=\d)")
 #: lines that carry one record each (a wrapped piece is joined to them)
 RECORD_MARKERS = ("SpecDecoding metrics:", "Speculative metrics:", "Avg prompt throughput:", "Decode batch",
                   "draft acceptance", "#calls(b,g,a)")
@@ -148,9 +149,12 @@ def _strip(text: str, i: int, gutters: set[int], rep: Repairs) -> str:
     return text
 
 
-def _restore(text: str, line: int, rep: Repairs) -> str:
+def _restore(text: str, line: int, rep: Repairs, summary: bool = False) -> str:
     """Put back the marker of a record whose fields were pasted without it (see module doc); note an
     SGLang decode line whose poster left fields out (no ``#running-req``), read from what it states."""
+    if summary and (m := _ACCEPT_COLLAPSED.match(text)):  # llama-speculative's summary, spaces collapsed
+        rep.note(line, "whitespace collapsed: read as llama.cpp's 'accept    =' summary line")
+        return "accept    = " + text[m.end():]
     if "Decode batch" in text and "accept len:" in text and "#running-req:" not in text:
         rep.note(line, "SGLang decode line with fields left out (no #running-req / throughput): read as an "
                        "SGLang decode window from the fields it states")
@@ -286,7 +290,8 @@ def normalise(texts: list[str]) -> tuple[list[str], Repairs]:
         clean.append(partial + s)
         partial = ""
     joined = _join(clean, rep)
-    return [_restore(t, i + 1, rep) for i, t in enumerate(joined)], rep
+    summary = any("n_accept" in t or "n_drafted" in t for t in joined)
+    return [_restore(t, i + 1, rep, summary) for i, t in enumerate(joined)], rep
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,20 @@ def _wrap(line: str, width: int = 80) -> str:
     return "\n".join(line[i:i + width] for i in range(0, len(line), width)) + "\n"
 
 
+#: https://github.com/vllm-project/vllm/issues/41789 (verbatim)
+VLLM_THR = ("(APIServer pid=1) INFO 05-06 06:11:23 [loggers.py:271] Engine 000: Avg prompt throughput: 1436.3 tokens/s, "
+            "Avg generation throughput: 93.9 tokens/s, Running: 3 reqs, Waiting: 0 reqs, GPU KV cache usage: 36.1%, "
+            "Prefix cache hit rate: 27.4%")
+
+
+def test_wrapped_throughput_line(tmp_path):
+    for width in (60, 80, 100):
+        res, w = _windows(tmp_path, _wrap(VLLM_THR, width), f"thr{width}.log")
+        assert res.malformed.height == 0 and w.height == 1, (width, res.malformed.rows())
+        row = w.row(0, named=True)
+        assert (row["gen_tps"], row["running_reqs"], row["kv_usage"]) == (93.9, 3, pytest.approx(0.361))
+
+
 VLLM_DAMAGE = {
     "wrapped at 80 columns": _wrap(VLLM_LINE),
     "wrapped at 120 columns": _wrap(VLLM_LINE, 120),
@@ -150,6 +164,13 @@ def test_prose_after_a_record_is_not_joined():
     texts = [SGLANG_LINE, "After this PR the graph is captured for the non-speculative path: 6138 tok/s"]
     fixed, rep = normalise(texts)
     assert fixed == texts and not rep.notes
+
+
+def test_a_command_does_not_swallow_the_output_after_it():
+    texts = ["python3 -m sglang.launch_server --model-path meta-llama/Llama-3.1-8B-Instruct --speculative-algo EAGLE3",
+             "============ Serving Benchmark Result ============",
+             "Then we ran the benchmark again with the same settings"]
+    assert normalise(texts)[0] == texts
 
 
 def test_numbered_list_is_not_a_gutter():

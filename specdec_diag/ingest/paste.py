@@ -27,6 +27,7 @@ Nothing is invented: a field absent from the text stays absent (null) in the rec
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,8 @@ _NEW_COMMAND = re.compile(r"^\s*(?:\$\s|#|>>>|python|vllm\b|sglang\b|llama-|\./|
 #: how a complete record line ends (vLLM "... 9.1%" / "Drafted: 975 tokens" / "Waiting: 0 reqs",
 #: SGLang's trailing ", ", llama.cpp's ")" or "ms")
 _COMPLETE = ("%", "tokens", "reqs", ")", "ms", "]")
-_PROSE = re.compile(r"\b[A-Za-z]+ [a-z]+ [a-z]+ [a-z]+\b")
+_RULE = re.compile(r"^\s*(?:={3,}|-{3,})")  # a benchmark block's header or rule line
+_PROSE = re.compile(r"\b[A-Za-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+\b")
 _WRAP_WIDTH = 60  # a piece shorter than this ends its line unless it ends mid-list (',' / ':')
 
 
@@ -191,7 +193,7 @@ def _continues_record(prev: str, nxt: str) -> bool:
     """``nxt`` is the rest of the record line ``prev`` wrapped at the terminal or page width: ``prev``
     stops where no record ends (inside a word, a number, after a label's ':' or a list's ',') and
     ``nxt`` is field text, not prose, a log line or a record of its own."""
-    if not nxt.strip() or _is_record(nxt) or LOG_START.match(nxt) or _VECTOR.match(nxt):
+    if not nxt.strip() or _is_record(nxt) or LOG_START.match(nxt) or _VECTOR.match(nxt) or _RULE.match(nxt):
         return False
     if not re.search(r"\d", nxt) or _PROSE.search(nxt) or _FENCE.match(nxt):
         return False
@@ -203,13 +205,33 @@ def _continues_record(prev: str, nxt: str) -> bool:
     return len(prev) >= _WRAP_WIDTH and not tail.endswith(_COMPLETE)
 
 
+def _cut_before_marker(cur: str, nxt: str) -> bool:
+    """A log line wrapped before its record marker: the prefix on one line, the record on the next."""
+    return (len(cur) >= _WRAP_WIDTH and not _is_record(cur) and bool(LOG_START.match(cur)) and _is_record(cur + nxt)
+            and not LOG_START.match(nxt) and not nxt[:1].isspace() and not cur.rstrip().endswith(_COMPLETE))
+
+
 def _continues_command(prev: str, nxt: str) -> bool:
     """``nxt`` carries on the launch command ``prev`` (a backslash continuation or a wrapped line)."""
     if not nxt.strip() or prev.rstrip().endswith("\\"):
         return bool(nxt.strip())
-    if _NEW_COMMAND.match(nxt) or LOG_START.match(nxt) or _LABEL_NUMBER.match(nxt):
+    if _NEW_COMMAND.match(nxt) or LOG_START.match(nxt) or _LABEL_NUMBER.match(nxt) or _has_marker(nxt):
         return False
-    return nxt.lstrip().startswith("-") or len(prev) >= _WRAP_WIDTH
+    if nxt.lstrip().startswith("-"):
+        return True
+    return len(prev) >= _WRAP_WIDTH and not _PROSE.search(nxt)
+
+
+def _has_marker(text: str) -> bool:
+    """A line some source reads on its own (a record, a benchmark block line): never a wrapped piece."""
+    return _marker_rx().search(text) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _marker_rx() -> re.Pattern[str]:
+    from specdec_diag.ingest.launch import MARKERS as LAUNCH
+
+    return re.compile("|".join(re.escape(m) for s in _line_sources() for m in s.markers if m not in LAUNCH))
 
 
 def _glue(prev: str, nxt: str, command: bool) -> str:
@@ -231,9 +253,13 @@ def _join(texts: list[str], rep: Repairs) -> list[str]:
     i = 0
     while i < len(out):
         cur = out[i]
+        j = i + 1
+        if _cut_before_marker(cur, out[j] if j < len(out) else ""):
+            out[i], out[j] = cur + out[j], ""
+            rep.note(i + 1, f"line {j + 1} joined to it (a wrapped line)")
+            cur, j = out[i], j + 1
         record = _is_record(cur) or _restorable(cur)
         command = not record and engine_of(cur) is not None
-        j = i + 1
         while (record or command) and j < len(out) and j - i <= 40:
             nxt = out[j]
             if command and _continues_command(out[i], nxt) or record and _continues_record(out[i], nxt):

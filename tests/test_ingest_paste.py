@@ -76,6 +76,8 @@ VLLM_DAMAGE = {
     "markdown quote in a fence": f"> ```\n> {VLLM_LINE}\n> ```\n",
     "line-number gutter": f"  11 | (APIServer pid=1) INFO 05-01 14:24:49 [loggers.py:271] started\n  12 | {VLLM_LINE}\n",
     "logger prefix and marker left out": VLLM_LINE.split("SpecDecoding metrics: ", 1)[1] + "\n",
+    "per-position vector after its label's line break": VLLM_LINE.replace(
+        "Per-position acceptance rate: ", "Per-position acceptance rate:\n") + "\n",
     "per-position vector on its own line": (
         VLLM_LINE.replace(", Per-position acceptance rate: " + VLLM_LINE.split("Per-position acceptance rate: ")[1]
                           .split(", Avg")[0], "") + "\nPer-position acceptance rate: "

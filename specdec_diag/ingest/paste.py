@@ -193,6 +193,8 @@ def _continues_record(prev: str, nxt: str) -> bool:
     """``nxt`` is the rest of the record line ``prev`` wrapped at the terminal or page width: ``prev``
     stops where no record ends (inside a word, a number, after a label's ':' or a list's ',') and
     ``nxt`` is field text, not prose, a log line or a record of its own."""
+    if nxt.strip() and _VECTOR.match(nxt) and prev.rstrip().endswith((":", "=")):
+        return True  # a label whose vector went to the next line
     if not nxt.strip() or _is_record(nxt) or LOG_START.match(nxt) or _VECTOR.match(nxt) or _RULE.match(nxt):
         return False
     if not re.search(r"\d", nxt) or _PROSE.search(nxt) or _FENCE.match(nxt):

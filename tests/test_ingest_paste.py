@@ -241,6 +241,26 @@ def test_launch_facts_from_known_flags_only():
     assert parse_command("python -m sglang.launch_server --model-path M --speculative-num-steps")[1] == [
         ("model_path", "M")]  # a flag cut before its value gives nothing
     assert parse_command("echo hello --speculative")[0] is None
+    assert parse_command("I also tried --enforce-eager but it did not help")[0] is None  # prose
+    assert parse_command("    --enforce-eager \\")[1] == [("enforce_eager", "True")]  # a continuation line
+
+
+def test_kubernetes_args_list_and_docker_run():
+    texts = ["        args:", "        - --model", "        - Qwen/Qwen3-8B", "        - --speculative-config",
+             "        - '{\"method\": \"eagle3\", \"model\": \"d\", \"num_speculative_tokens\": 3}'",
+             "        - --enforce-eager"]
+    fixed, rep = normalise(texts)
+    engine, facts = parse_command(fixed[1])
+    assert engine == "vllm" and dict(facts) == {"target_model": "Qwen/Qwen3-8B", "method": "eagle3",
+                                                "draft_model": "d", "num_speculative_tokens": "3",
+                                                "enforce_eager": "True"}
+    assert fixed[2:] == [""] * 4 and rep.notes[2]
+    bullets = ["- --disable-cuda-graph made it slower", "- --enforce-eager too"]
+    assert normalise(bullets)[0] == bullets  # prose bullets are not an args list
+    engine, facts = parse_command("docker run -m 8g ghcr.io/ggml-org/llama.cpp:server -m /m/t.gguf -md /m/d.gguf "
+                                  "--draft-max 8")
+    assert engine == "llama.cpp" and dict(facts) == {"target_model": "/m/t.gguf", "draft_model": "/m/d.gguf",
+                                                     "draft_max": "8"}
 
 
 def test_v0_ngram_flags():

@@ -33,15 +33,16 @@ MARKERS: tuple[str, ...] = (
     "sglang.launch_server", "vllm serve", "vllm.entrypoints", "llama-server", "llama-speculative",
     "text-generation-launcher", "--disable-cuda-graph", "--enforce-eager", "--enforce_eager",
     "--speculative", "--num-speculative-tokens", "--num_speculative_tokens", "--draft-max", "--model-draft",
-    "--spec-draft", "--speculate ",
+    "--spec-draft", "--speculate ", "vllm/vllm-openai", "lmsysorg/sglang", "llama.cpp:server",
+    "text-generation-inference:",
 )
 
 #: the program that names the engine, as it appears in a command
 _PROGRAMS: tuple[tuple[str, str], ...] = (
     (r"sglang\.launch_server|\bsglang\s+serve\b", "sglang"),
-    (r"\bvllm\s+serve\b|vllm\.entrypoints\.(?:openai\.api_server|api_server)", "vllm"),
-    (r"llama-(?:server|speculative(?:-simple)?|cli)\b", "llama.cpp"),
-    (r"text-generation-launcher", "tgi"),
+    (r"\bvllm\s+serve\b|vllm\.entrypoints\.(?:openai\.api_server|api_server)|vllm/vllm-openai\S*\s+--", "vllm"),
+    (r"llama-(?:server|speculative(?:-simple)?|cli)\b|llama\.cpp:server\S*\s+-", "llama.cpp"),
+    (r"text-generation-launcher|text-generation-inference:\S*\s+--", "tgi"),
     (r"trtllm-serve", "trtllm"),
 )
 
@@ -92,17 +93,32 @@ _PROGRAM_RX = [(re.compile(p), e) for p, e in _PROGRAMS]
 _OWN_RX = [(re.compile(re.escape(flag) + r"(?:[\s=]|$)"), e) for flag, e in _OWN_FLAGS]
 
 
-def engine_of(text: str) -> str | None:
-    """The engine a command line launches: its program, else a flag only that engine has."""
+def _launcher(text: str) -> tuple[str, int] | None:
+    """``(engine, where its program starts)``, else the engine of a flag only it has (from 0)."""
     if not any(m in text for m in MARKERS) and "llama-cli" not in text and "trtllm-serve" not in text:
         return None
     for rx, engine in _PROGRAM_RX:
-        if rx.search(text):
-            return engine
+        if m := rx.search(text):
+            return engine, m.start()
+    if not _flag_line(text):
+        return None  # a flag named in prose ("I also tried --enforce-eager") launches nothing
     for rx, engine in _OWN_RX:
         if rx.search(text):
-            return engine
+            return engine, 0
     return None
+
+
+def _flag_line(text: str) -> bool:
+    """A line of flags (a continuation, an ``args`` list, ``command: --model ...``): at least a third
+    of its shell words are options."""
+    toks = [t for t in _tokens(text) if t not in ("-", "--", "\\", "*")]
+    return bool(toks) and 3 * sum(t.startswith("-") for t in toks) >= len(toks)
+
+
+def engine_of(text: str) -> str | None:
+    """The engine a command line launches: its program, else a flag only that engine has."""
+    got = _launcher(text)
+    return got[0] if got else None
 
 
 def _tokens(text: str) -> list[str]:
@@ -137,9 +153,11 @@ def _json_facts(raw: str, flag: str) -> list[tuple[str, str]]:
 
 def parse_command(text: str) -> tuple[str | None, list[tuple[str, str]]]:
     """``(engine, [(key, value), ...])`` of one launch command line (the facts in flag order)."""
-    engine = engine_of(text)
-    if engine is None:
+    got = _launcher(text)
+    if got is None:
         return None, []
+    engine, start = got
+    text = text[start:]  # what comes before the program (env, docker's own flags) is not the engine's
     valued, booleans = _FLAGS[engine]
     known = list(valued) + list(booleans) + (list(_VLLM_JSON) if engine == "vllm" else [])
     toks = _tokens(text)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,9 +220,9 @@ def _continues_command(prev: str, nxt: str) -> bool:
         return bool(nxt.strip())
     if _NEW_COMMAND.match(nxt) or LOG_START.match(nxt) or _LABEL_NUMBER.match(nxt) or _has_marker(nxt):
         return False
-    if nxt.lstrip().startswith("-"):
+    if re.match(r"\s*-[^\s-]|\s*--\S", nxt):  # a flag (a Markdown bullet "- " is not one)
         return True
-    return len(prev) >= _WRAP_WIDTH and not _PROSE.search(nxt)
+    return len(prev) >= _WRAP_WIDTH and not _PROSE.search(nxt) and not nxt.lstrip().startswith(("- ", "* "))
 
 
 def _has_marker(text: str) -> bool:
@@ -301,6 +302,29 @@ def _table_column(texts: list[str], rep: Repairs) -> list[str]:
     return [_CELL_START.sub("", _CELL_END.sub("", t)) for t in texts]
 
 
+_YAML_ITEM = re.compile(r"^(\s*)-\s+('[^']*'|\"[^\"]*\"|\S+)\s*$")
+
+
+def _yaml_args(texts: list[str], rep: Repairs) -> list[str]:
+    """A Kubernetes / Compose ``args:`` list (one word per ``- `` item, at least two of them flags)
+    as the one command line it stands for, on the list's first line."""
+    out = list(texts)
+    i = 0
+    while i < len(out):
+        m = _YAML_ITEM.match(out[i])
+        j = i
+        items: list[str] = []
+        while m and j < len(out) and (mj := _YAML_ITEM.match(out[j])) and mj.group(1) == m.group(1):
+            items.append(mj.group(2).strip("'\"") if mj.group(2)[:1] in "'\"" else mj.group(2))
+            j += 1
+        if sum(it.startswith("--") for it in items) >= 2:
+            out[i] = m.group(1) + " ".join(shlex.quote(it) for it in items)
+            out[i + 1:j] = [""] * (j - i - 1)
+            rep.note(i + 1, f"YAML list of lines {i + 1}-{j} read as one command line")
+        i = max(j, i + 1)
+    return out
+
+
 def normalise(texts: list[str]) -> tuple[list[str], Repairs]:
     """The pasted lines repaired (same count: line numbers stay those of the file) and what was done."""
     rep = Repairs()
@@ -317,7 +341,7 @@ def normalise(texts: list[str]) -> tuple[list[str], Repairs]:
         s = _strip(t, i, gutters, rep)
         clean.append(partial + s)
         partial = ""
-    joined = _join(clean, rep)
+    joined = _join(_yaml_args(clean, rep), rep)
     summary = any("n_accept" in t or "n_drafted" in t for t in joined)
     return [_restore(t, i + 1, rep, summary) for i, t in enumerate(joined)], rep
 

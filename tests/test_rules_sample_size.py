@@ -91,6 +91,7 @@ def _inputs(tmp_path_factory) -> list[tuple[str, list[Path]]]:
     root = tmp_path_factory.mktemp("sample_size")
     out = [(f"fixture:{c.name}", build_case(c, root / c.name)) for c in CASES]
     out += [(f"real:{p.parent.name}/{p.stem}", [p]) for p in sorted(REAL.glob("*/*.log"))]
+    out += [(f"paste:{p.stem}", [p]) for p in sorted((ROOT / "tests" / "fixtures" / "paste").glob("*.log"))]
     out += [(f"sample:{p.name}", [p]) for p in sorted((ROOT / "sample_logs" / "engines").glob("*/*"))
             if p.suffix != ".md"]
     return out
@@ -220,3 +221,39 @@ def test_too_few_drafts_is_a_note_in_the_right_unit(tmp_path):
     fs = run_rules(scan([_one_window(tmp_path, 50, [0.005, 0.0, 0.0])], use_cache=False), strict=True)
     f = next(f for f in fs if f.code == "DRAFTER_BROKEN")
     assert f.severity == "info" and f.evidence["sample"] == {"unit": "draft_tokens", "size": 150.0, "minimum": 500.0}
+
+
+# --- windows without draft counts (SGLang): verify steps from the decode log interval -----------------
+
+_SGL = ("[2026-03-01 10:00:{s:02d} TP0] Decode batch, #running-req: 2, #token: 4000, token usage: 0.05, "
+        "accept len: {al}, accept rate: 0.00, cuda graph: True, gen throughput (token/s): 61.20, #queue-req: 0, ")
+
+
+def _sglang(tmp_path, n: int, al: str = "1.00", interval: int | None = None) -> list:
+    lines = [_SGL.format(s=i, al=al) for i in range(n)]
+    if interval is not None:
+        lines.insert(0, f"[2026-03-01 09:59:00] server_args=ServerArgs(model_path='m', speculative_algorithm='EAGLE3', "
+                        f"speculative_num_steps=3, decode_log_interval={interval})")
+    p = tmp_path / f"sgl_{n}_{al}_{interval}.log"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [f for f in run_rules(scan([p], use_cache=False), strict=True) if f.code == "DRAFTER_BROKEN"]
+
+
+@pytest.mark.parametrize("n,severity", [(1, "warning"), (2, "error"), (6, "error")])
+def test_sglang_accept_len_one_on_few_lines(tmp_path, n, severity):
+    """40 verify steps a line (SGLang's default decode_log_interval), none accepted: the Wilson upper
+    bound of accepted tokens per step is 8.8 % on one line (a warning), 4.6 % on two (below 5 %)."""
+    f = _sglang(tmp_path, n)[0]
+    assert f.severity == severity
+    assert f.evidence["sample"]["unit"] == "verify_steps" and f.evidence["sample"]["size"] == 40 * n
+    assert f.evidence["interval"]["successes"] == 0
+
+
+def test_sglang_short_log_interval_is_too_little_data(tmp_path):
+    f = _sglang(tmp_path, 1, interval=10)[0]  # 10 steps < min_verify_steps
+    assert f.severity == "info" and "not enough data" in f.title
+    assert f.evidence["sample"] == {"unit": "verify_steps", "size": 10.0, "minimum": 40.0}
+
+
+def test_sglang_healthy_acceptance_is_not_broken(tmp_path):
+    assert not _sglang(tmp_path, 6, al="2.40")

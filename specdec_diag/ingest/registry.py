@@ -8,7 +8,9 @@ from __future__ import annotations
 from specdec_diag.ingest import (
     bench,
     generated_text,
+    launch,
     llamacpp,
+    paste,
     prometheus,
     requests,
     sglang,
@@ -29,4 +31,6 @@ SOURCES: tuple[Source, ...] = (
     generated_text.SOURCE,
     requests.SOURCE,
     bench.SOURCE,
+    launch.SOURCE,
+    paste.SOURCE,
 )

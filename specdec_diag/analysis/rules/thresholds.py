@@ -45,6 +45,15 @@ class Thresholds:
     min_explicit_windows: int = 1
     """Windows of explicit evidence a rule needs: a fact the engine printed (``cuda graph: False``, requests
     waiting while the KV cache is full) is not a statistic, so one window is enough."""
+    min_verify_steps: int = 40
+    """Verify steps a drafter judgment needs where the engine prints no draft counts (SGLang): zero
+    accepted in 40 steps puts the 95 % Wilson upper bound of the accepted share near 9 %, far below any
+    working drafter's first position (``cliff_first_position``). One SGLang decode line covers
+    ``decode_log_interval`` steps (default 40), so one line of ``accept len: 1.00`` is a warning and two
+    are an error."""
+    sglang_decode_log_interval: int = 40
+    """SGLang's default ``--decode-log-interval``: decode steps one ``Decode batch`` line covers (at
+    least: every step of every running request verifies a draft), used where the log does not say."""
     min_inactive_windows: int = 2
     """Windows without any drafting (0 drafted, or accept length exactly 1.00 at a gated batch size) before
     SPEC_INACTIVE calls speculation off: one idle window is normal, two in a row are a pattern."""

@@ -3,7 +3,10 @@ mismatched."""
 
 from __future__ import annotations
 
+import polars as pl
+
 from specdec_diag.analysis.rules.acceptance._helpers import (
+    Unit,
     enough_drafts,
     fmt,
     gated_off,
@@ -20,6 +23,7 @@ from specdec_diag.analysis.rules.base import (
     Rule,
     insufficient,
 )
+from specdec_diag.analysis.stats import interval
 
 
 class DrafterBroken(Rule):
@@ -30,8 +34,11 @@ class DrafterBroken(Rule):
     whose acceptance rate is below ``broken_acceptance_rate`` or whose mean acceptance length is
     below ``broken_mal``. Where the rate alone decides, its 95 % Wilson interval must lie below the
     threshold as well; when it reaches above, the finding is a warning ("likely, not certain").
-    Without draft counts (SGLang prints rates only) it needs ``2 * min_windows`` windows. Accept length
-    exactly 1.00 at a batch-size gate is SPEC_INACTIVE, not this.
+    Without draft counts (SGLang prints rates only) the evidence is verify steps, at least
+    ``decode_log_interval`` (the configured one, else ``sglang_decode_log_interval``) per decode line,
+    judged with ``min_verify_steps`` and a Wilson interval of accepted tokens per step (an upper bound
+    of the acceptance rate); other engines' windows without counts need ``2 * min_windows`` windows.
+    Accept length exactly 1.00 at a batch-size gate is SPEC_INACTIVE, not this.
 
     **Why it matters.** With acceptance near zero every step pays for ``k`` drafts and a ``k+1``-token
     verify and gets one token: speculation is pure overhead. The causes seen in practice are bugs, not
@@ -52,9 +59,12 @@ class DrafterBroken(Rule):
     code = "DRAFTER_BROKEN"
     name = "drafter broken"
     severity = "error"
-    thresholds = ("min_draft_tokens", "broken_acceptance_rate", "broken_mal")
+    thresholds = ("min_draft_tokens", "broken_acceptance_rate", "broken_mal", "min_verify_steps",
+                  "sglang_decode_log_interval")
     needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens of one engine or trace"),
-             Need("windows", "2 * min_windows", "windows, where the engine prints no draft counts (SGLang)"))
+             Need("verify_steps", "min_verify_steps",
+                  "verify steps, where the engine prints no draft counts (SGLang: decode_log_interval per line)"),
+             Need("windows", "2 * min_windows", "windows, where the engine prints neither counts nor its interval"))
     problems = (3, 4)
     explained_by = ("PINNED_ACCEPTANCE_LENGTH", "VERIFIER_MISMATCH", "KV_ROLLBACK")
 
@@ -68,11 +78,16 @@ class DrafterBroken(Rule):
             if not (low_rate or low_mal) or (u.kind == "windows" and gated_off(u.frame, ctx)):
                 continue  # (gated off: nothing was drafted, SPEC_INACTIVE's finding)
             sample, iv = unit_sample(self, ctx, u), rate_interval(a)
-            if not enough_drafts(u, ctx):
+            steps = _sglang_steps(u, ctx)
+            if steps is not None:  # no draft counts: each SGLang decode line is >= its log interval in steps
+                sample = self.sample(ctx, "verify_steps", steps)
+                iv = interval("accepted tokens per verify step (at least the acceptance rate)",
+                              max((a.mal or 1.0) - 1.0, 0.0) * steps, steps)
+            if not (sample.enough if steps is not None else enough_drafts(u, ctx)):
                 out.append(insufficient(self, ctx, sample.unit, sample.size, sample.minimum, u.frame))
                 continue
             # the rate alone calls it broken: its 95 % interval must stay below the threshold too
-            unsure = not low_mal and iv is not None and iv["high"] >= th.broken_acceptance_rate
+            unsure = (not low_mal or steps is not None) and iv is not None and iv["high"] >= th.broken_acceptance_rate
             ev = {**a.evidence(), "per_position_acceptance": (a.per_position or [])[:4],
                   "definitions": ACCEPTANCE_DEFINITIONS}
             if a.draft_tokens is None and a.mal is not None and abs(a.mal - 1.0) < 0.005:
@@ -84,7 +99,7 @@ class DrafterBroken(Rule):
                 ctx, f"Drafter broken or mismatched in {u.label}: acceptance "
                      f"{pct(a.rate)}, mean acceptance length {fmt(a.mal)} over "
                      + (f"{fmt(a.draft_tokens, 0)} drafted tokens" if a.draft_tokens is not None
-                        else f"{u.frame.height} windows")
+                        else f"{u.frame.height} windows" + (f" (at least {steps:.0f} verify steps)" if steps else ""))
                 + (f" (95 % interval reaches {pct(iv['high'])}: likely, not certain)" if unsure else ""), ev,
                 "Check the drafter: its own lm_head/embeddings (not the target's), checkpoint format "
                 "(native vs converted), quantisation matching the target, engine build; reproduce offline "
@@ -92,3 +107,19 @@ class DrafterBroken(Rule):
                 u.frame, score=1.0 - (a.mal or 1.0) / ((a.k or 1) + 1), sample=sample, interval=iv,
                 severity="warning" if unsure else None))
         return out
+
+
+def _sglang_steps(u: Unit, ctx: Context) -> float | None:
+    """Verify steps behind SGLang decode windows that print no draft counts: at least the decode log
+    interval (configured, else SGLang's default) per window; None for anything else."""
+    if u.kind != "windows" or u.acc.draft_tokens is not None or u.frame.is_empty():
+        return None
+    if (u.frame["engine"] != "sglang").any() or u.frame["mean_acceptance_length"].null_count() == u.frame.height:
+        return None
+    src = str(u.frame["source"][0])
+    cfg = ctx.configs
+    vals = cfg.filter((pl.col("source") == src) & (pl.col("key") == "decode_log_interval"))["value"].to_list() \
+        if cfg.height else []
+    per = next((int(v) for v in reversed(vals) if str(v).isdigit() and int(v) > 0),
+               ctx.thresholds.sglang_decode_log_interval)
+    return float(u.frame.height * per)

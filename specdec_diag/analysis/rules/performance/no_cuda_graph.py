@@ -15,9 +15,11 @@ class NoCudaGraph(Rule):
     in at least ``no_graph_share`` of one engine's speculative windows. The flag is printed by the
     engine, not estimated, so ``min_explicit_windows`` windows (one) are enough: a pasted excerpt of two
     decode lines at batch 48 without graphs is the whole story. Its launch-time equivalents count too:
-    ``disable_cuda_graph=True`` (SGLang ``--disable-cuda-graph``) or ``enforce_eager=True`` (vLLM) in the
-    configuration of a speculative setup, unless decode lines of the same log show graphs on. Shows the running batch sizes
-    with and without graphs and the configured ``cuda_graph_max_bs`` when the startup line is present.
+    ``disable_cuda_graph=True`` (SGLang ``--disable-cuda-graph``), ``enforce_eager=True`` or
+    ``cudagraph_mode=NONE`` (vLLM ``--enforce-eager``, ``--compilation-config '{"cudagraph_mode": "NONE"}'``)
+    in the configuration of a speculative setup - a startup dump or a pasted launch command alike -
+    unless decode lines of the same log show graphs on. Shows the running batch sizes with and without
+    graphs and the configured ``cuda_graph_max_bs`` when the startup line is present.
 
     **Why it matters.** Drafting is many small kernels; without graphs launch overhead dominates. SGLang
     launched with ``--cuda-graph-max-bs 2`` and served at concurrency > 2 (EAGLE #298, sglang #5274);
@@ -77,8 +79,9 @@ class NoCudaGraph(Rule):
         cfg = ctx.configs
         if cfg.is_empty():
             return []
-        off = cfg.filter(pl.col("key").is_in(list(_GRAPH_OFF_KEYS))
-                         & pl.col("value").str.to_lowercase().is_in(["true", "1", "yes"]))
+        off = cfg.filter((pl.col("key").is_in(list(_GRAPH_OFF_KEYS))
+                          & pl.col("value").str.to_lowercase().is_in(["true", "1", "yes"]))
+                         | ((pl.col("key") == "cudagraph_mode") & pl.col("value").str.to_uppercase().is_in(["NONE", "0"])))
         out = []
         for src in off["source"].unique(maintain_order=True).to_list():
             if src in done:

@@ -316,3 +316,49 @@ def test_zero_duration_eval_rate_is_unknown_not_malformed(tmp_path):
     real = Path(__file__).resolve().parent.parent / "sample_logs/engines/llamacpp/real/speculative_example_k4"
     res = scan([real / "llama-speculative.txt"], use_cache=False)
     assert res.malformed.height == 0 and res.windows.height >= 1
+
+
+REAL = Path(__file__).parent / "fixtures" / "real" / "llamacpp"
+
+
+def _real(name: str):
+    return llamacpp.parse(lines_of(REAL / name), str(REAL / name))
+
+
+def test_statistics_with_dur_after_rate_per_position_real_pr24536():
+    """Real lines (llama.cpp PR #24536, sidecar cites it): dur(b,g,a) printed after #acc rate/pos."""
+    w = _real("server_print_timing_eagle3_pr24536.log").windows
+    cum = w.filter(pl.col("format") == llamacpp.STAT_FORMAT).row(0, named=True)
+    assert (cum["num_drafts"], cum["draft_tokens"], cum["accepted_tokens"]) == (87, 259, 167)
+    assert cum["draft_ms"] == pytest.approx(325.555)
+    assert cum["per_position_acceptance"] == pytest.approx([0.805, 0.632, 0.483])
+    # the first request since start (#calls b = 1) owns all of dur(g); eval time includes drafting
+    req = w.filter(pl.col("window") == "request").row(0, named=True)
+    assert req["draft_ms"] == pytest.approx(325.555)
+    assert req["verify_ms"] == pytest.approx(2296.72 - 325.555)
+
+
+def test_statistics_with_dur_right_after_counts_real_pr19493():
+    """Real line (llama.cpp PR #19493): dur(b,g,a) right after the counts, no mean length."""
+    w = _real("server_statistics_draft_checkpoint_pr19493.log").windows
+    cum = w.filter(pl.col("format") == llamacpp.STAT_FORMAT).row(0, named=True)
+    assert (cum["num_drafts"], cum["draft_tokens"], cum["accepted_tokens"]) == (350, 1552, 691)
+    assert cum["draft_ms"] == pytest.approx(9413.544)
+    assert cum["mean_acceptance_length"] == pytest.approx(1 + 691 / 350)
+
+
+def test_request_draft_cost_from_growth_of_dur_g():
+    """Second statistics line (#calls b 1 -> 2): the request in between drafted 20 - 12 = 8 ms; its eval
+    time is not logged, so no verify time is invented for it."""
+    w = parse("server_pos_2026.log").windows.filter(pl.col("window") == "request").sort("line")
+    first, second = w.to_dicts()
+    assert (first["draft_ms"], first["verify_ms"]) == (pytest.approx(12.0), pytest.approx(88.0))
+    assert second["draft_ms"] is None and second["verify_ms"] is None
+
+
+def test_no_draft_cost_attributed_with_several_slots():
+    """Statistics totals of a multi-slot server mix concurrent requests: nothing is attributed."""
+    text = (REAL / "server_print_timing_eagle3_pr24536.log").read_text().splitlines()
+    other = [ln.replace("id  1 | task 0", "id  2 | task 5") for ln in text if "print_timing" in ln]
+    p = llamacpp.parse(lines_from_texts(other + text), "multi")
+    assert p.windows["verify_ms"].drop_nulls().len() == 0

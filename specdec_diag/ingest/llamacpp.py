@@ -32,6 +32,7 @@ from specdec_diag.ingest._textparse import (
 )
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.counters import differences, recompute_differences
+from specdec_diag.ingest.llamacpp_cost import attach_draft_cost, per_request_draft_ms
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "llama.cpp"
@@ -89,12 +90,13 @@ _DRAFT = (
     r"(?:, mean (?:acceptance length|len) =\s*" + NUM + r")?"
     r"(?:, acceptance rate per position = \(([^)]*)\))?"
 )
-# "statistics <impl>: #calls(b,g,a) = b g a, ..." (2026) or "#calls = n, ..." (early 2026); padded names
+# "statistics <impl>: #calls(b,g,a) = b g a, ..." (2026) or "#calls = n, ..." (early 2026); padded names.
+# dur(b,g,a) comes right after the counts (PR #19493) or, since PR #24536, after #acc rate/pos.
+_DUR = r"(?:, dur\(b,g,a\) =\s*" + NUM + r",\s*" + NUM + r",\s*" + NUM + r" ms)?"
 _STAT = (
     r"statistics\s+(\S+?):?\s+#calls(?:\(b,g,a\) =\s*(\d+)\s+(\d+)\s+(\d+)| =\s*(\d+)), "
     r"#gen drafts =\s*(\d+), #acc drafts =\s*(\d+), #gen tokens =\s*(\d+), #acc tokens =\s*(\d+)"
-    r"(?:, dur\(b,g,a\) =\s*" + NUM + r",\s*" + NUM + r",\s*" + NUM + r" ms)?"
-    r"(?:, #mean acc len =\s*" + NUM + r")?(?:, #acc rate/pos = \(([^)]*)\))?"
+    + _DUR + r"(?:, #mean acc len =\s*" + NUM + r")?(?:, #acc rate/pos = \(([^)]*)\))?" + _DUR
 )
 _DRAFT_MARK = r"draft acceptance(?: rate)? ="  # vLLM's "Draft/Total draft acceptance rate:" uses a colon
 _STEP = r"id\s+(\d+) \| task (\d+) \| accepted (\d+)\s*/\s*(\d+) draft tokens"
@@ -290,19 +292,20 @@ def _merge_steps(req: pl.DataFrame, agg: pl.DataFrame, source: str) -> pl.DataFr
     return concat([req, conform_windows(rest)], WINDOW_SCHEMA)
 
 
-def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Cumulative 'statistics <impl>:' lines -> cumulative rows (+ differences within this file)."""
     t = pl.col("text")
     st = lines.filter(t.str.contains("statistics ", literal=True) & t.str.contains("#calls", literal=True))
     if st.height == 0:
-        return pl.DataFrame(schema=WINDOW_SCHEMA), pl.DataFrame(schema=MALFORMED_SCHEMA)
-    g = [t.str.extract(_STAT, i) for i in range(1, 15)]
+        return pl.DataFrame(schema=WINDOW_SCHEMA), pl.DataFrame(schema=MALFORMED_SCHEMA), per_request_draft_ms(st)
+    g = [t.str.extract(_STAT, i) for i in range(1, 18)]
     st = st.with_columns(
         g[0].alias("impl"),
+        g[1].cast(pl.Int64, strict=False).alias("_calls_b"),
         g[5].cast(pl.Int64, strict=False).alias("num_drafts"),
         g[7].cast(pl.Int64, strict=False).alias("draft_tokens"),
         g[8].cast(pl.Int64, strict=False).alias("accepted_tokens"),
-        g[10].cast(pl.Float64, strict=False).alias("draft_ms"),
+        pl.coalesce(g[10], g[15]).cast(pl.Float64, strict=False).alias("draft_ms"),
         g[12].cast(pl.Float64, strict=False).alias("mal_printed"),
         _float_list(g[13]).alias("per_position_acceptance"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
@@ -352,10 +355,11 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
             "definition_note"
         ),
     )
+    costs = per_request_draft_ms(st)
     cum = conform_windows(cum)
     return concat([cum, differences(cum, ("source", "engine_id"))], WINDOW_SCHEMA), malformed(
         bad, source, pl.col("_why")
-    )
+    ), costs
 
 
 def _summaries(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -440,7 +444,8 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     req, bad_r = _requests(lines, source)
     agg, bad_s = _steps(lines, source)
     req = _merge_steps(req, agg, source)
-    stat, bad_t = _statistics(lines, source)
+    stat, bad_t, costs = _statistics(lines, source)
+    req = attach_draft_cost(req, lines, costs, _EVAL, _WRAP_PID)
     summ, bad_e = _summaries(lines, source)
     windows, net = reject_windows(concat([req, stat, summ], WINDOW_SCHEMA).sort("line"), source, lines)
     return Parsed(

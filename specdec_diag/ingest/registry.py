@@ -5,7 +5,17 @@ fails to import fails the import of ingest, and so every test, instead of silent
 
 from __future__ import annotations
 
-from specdec_diag.ingest import generated_text, llamacpp, prometheus, requests, sglang, trace, trtllm, vllm
+from specdec_diag.ingest import (
+    generated_text,
+    llamacpp,
+    prometheus,
+    requests,
+    sglang,
+    trace,
+    trtllm,
+    trtllm_bench,
+    vllm,
+)
 from specdec_diag.ingest.base import Source
 
 #: in the order they are tried (order only affects row order, never results).
@@ -16,6 +26,7 @@ SOURCES: tuple[Source, ...] = (
     llamacpp.SOURCE,
     prometheus.SOURCE,
     trtllm.SOURCE,
+    trtllm_bench.SOURCE,
     generated_text.SOURCE,
     requests.SOURCE,
 )

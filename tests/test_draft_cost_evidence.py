@@ -5,6 +5,7 @@ expensive cases are chosen so the expected share is easy to check by hand."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,36 @@ def test_llamacpp_cheap_drafting_is_not(tmp_path):
 
 def test_real_llamacpp_eagle3_excerpt_is_not_draft_too_expensive():
     assert "DRAFT_TOO_EXPENSIVE" not in _codes([REAL / "llamacpp" / "server_print_timing_eagle3_pr24536.log"])
+
+
+def _trtllm_scrapes(path: Path, overhead: float) -> Path:
+    sample = (REAL.parent / "prometheus" / "trtllm_collector_sample.prom").read_text()
+    parts = []
+    for i in range(4):
+        s = sample.replace('draft_overhead{model_name="test_model"} 1.2',
+                           f'draft_overhead{{model_name="test_model"}} {overhead}')
+        s = s.replace("} 20.0", "} " + str(20.0 * (i + 1))).replace("} 15.0", "} " + str(15.0 * (i + 1)))
+        parts.append(f"# 2026-01-01T00:0{i}:00Z\n{s}")
+    path.write_text("".join(parts))
+    return path
+
+
+def test_trtllm_draft_overhead_gauge_is_draft_too_expensive(tmp_path):
+    f = _codes([_trtllm_scrapes(tmp_path / "metrics.prom", 0.6)])["DRAFT_TOO_EXPENSIVE"]
+    assert f.evidence["draft_share"] == pytest.approx(0.6)
+    assert f.evidence["draft_ms"] == pytest.approx(4 * 0.6 * 15.5)
+
+
+def test_trtllm_small_draft_overhead_is_not(tmp_path):
+    assert "DRAFT_TOO_EXPENSIVE" not in _codes([_trtllm_scrapes(tmp_path / "metrics.prom", 0.2)])
+
+
+def test_trtllm_iteration_stats_draft_overhead(tmp_path):
+    obj = json.loads((REAL.parent / "trtllm" / "collector_sample_iteration_stats.jsonl").read_text())
+    lines = []
+    for i in range(4):
+        obj["iter"], obj["specDecodingStats"]["draftOverhead"] = i, 0.7
+        lines.append(json.dumps(obj))
+    p = tmp_path / "stats.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    assert _codes([p])["DRAFT_TOO_EXPENSIVE"].evidence["draft_share"] == pytest.approx(0.7)

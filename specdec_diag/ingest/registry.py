@@ -6,6 +6,7 @@ fails to import fails the import of ingest, and so every test, instead of silent
 from __future__ import annotations
 
 from specdec_diag.ingest import (
+    aiperf,
     generated_text,
     llamacpp,
     prometheus,
@@ -27,6 +28,7 @@ SOURCES: tuple[Source, ...] = (
     prometheus.SOURCE,
     trtllm.SOURCE,
     trtllm_bench.SOURCE,
+    aiperf.SOURCE,
     generated_text.SOURCE,
     requests.SOURCE,
 )

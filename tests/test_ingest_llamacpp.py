@@ -362,3 +362,30 @@ def test_no_draft_cost_attributed_with_several_slots():
     other = [ln.replace("id  1 | task 0", "id  2 | task 5") for ln in text if "print_timing" in ln]
     p = llamacpp.parse(lines_from_texts(other + text), "multi")
     assert p.windows["verify_ms"].drop_nulls().len() == 0
+
+
+def test_response_timings_object_real_pr12603():
+    """Real `jq .timings` output (llama.cpp PR #12603): draft_n / draft_n_accepted, pretty-printed."""
+    r = _real("server_timings_json_draft_n_pr12603.log").windows.row(0, named=True)
+    assert (r["format"], r["window"], r["draft_tokens"], r["accepted_tokens"]) == ("llamacpp-timings", "request", 347, 65)
+    assert r["acceptance_rate"] == pytest.approx(65 / 347)
+    assert r["gen_tps"] == pytest.approx(18.0462970532382)
+
+
+def test_response_timings_as_json_lines_with_a_request_that_never_drafted():
+    """Responses logged one per line: the same real timings values, and one whose draft fields are
+    null (speculation never ran, PrismML-Eng/llama.cpp#203) - no row, nothing malformed."""
+    import json
+
+    text = (REAL / "server_timings_json_draft_n_pr12603.log").read_text()
+    timings = json.loads(text[text.index("\n{") + 1: text.rindex("}") + 1])
+    none = {**timings, "draft_n": None, "draft_n_accepted": None}
+    lines = [json.dumps({"content": "...", "timings": t}) for t in (timings, none, timings)]
+    p = llamacpp.parse(lines_from_texts(lines), "responses.jsonl")
+    assert p.windows["line"].to_list() == [1, 3] and p.malformed.height == 0
+    assert p.windows["accepted_tokens"].to_list() == [65, 65]
+
+
+def test_response_timings_accepting_more_than_drafted_is_malformed():
+    p = llamacpp.parse(lines_from_texts(['{"timings": {"draft_n": 5, "draft_n_accepted": 9}}']), "x")
+    assert p.windows.height == 0 and "accepts more" in p.malformed["reason"][0]

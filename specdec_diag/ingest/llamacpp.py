@@ -33,6 +33,8 @@ from specdec_diag.ingest._textparse import (
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.counters import differences, recompute_differences
 from specdec_diag.ingest.llamacpp_cost import attach_draft_cost, per_request_draft_ms
+from specdec_diag.ingest.llamacpp_timings import MARKERS as TIMINGS_MARKERS
+from specdec_diag.ingest.llamacpp_timings import timings_rows
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "llama.cpp"
@@ -54,6 +56,7 @@ MARKERS = (
     "loading model '",
     "loading draft model '",
     "n_slots = ",
+    *TIMINGS_MARKERS,
 )
 #: llama-server startup lines -> config keys (the rules share target_model / draft_model with traces)
 _STARTUP = (
@@ -75,6 +78,7 @@ _DETECT = (
     "draft tokens",
     "load_tensors:",
     "llama_context:",
+    '"draft_n_accepted"',
 )
 STAT_FORMAT = "llamacpp-statistics"
 
@@ -447,10 +451,12 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     stat, bad_t, costs = _statistics(lines, source)
     req = attach_draft_cost(req, lines, costs, _EVAL, _WRAP_PID)
     summ, bad_e = _summaries(lines, source)
-    windows, net = reject_windows(concat([req, stat, summ], WINDOW_SCHEMA).sort("line"), source, lines)
+    tim, bad_j = timings_rows(lines, source, ENGINE)
+    windows, net = reject_windows(concat([req, stat, summ, tim], WINDOW_SCHEMA).sort("line"), source, lines)
     return Parsed(
         windows=windows,
-        malformed=concat([bad_r, bad_s, bad_t, bad_e, net], MALFORMED_SCHEMA).sort("line"),
+        malformed=concat([bad_r, bad_s, bad_t, bad_e, net, malformed_rows(bad_j, source) if bad_j else pl.DataFrame(schema=MALFORMED_SCHEMA)],
+                         MALFORMED_SCHEMA).sort("line"),
         configs=_startup(lines, source),
     )
 

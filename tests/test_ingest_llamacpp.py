@@ -389,3 +389,44 @@ def test_response_timings_as_json_lines_with_a_request_that_never_drafted():
 def test_response_timings_accepting_more_than_drafted_is_malformed():
     p = llamacpp.parse(lines_from_texts(['{"timings": {"draft_n": 5, "draft_n_accepted": 9}}']), "x")
     assert p.windows.height == 0 and "accepts more" in p.malformed["reason"][0]
+
+
+def test_mean_len_variant_and_tagged_statistics_real_pr27618():
+    w = parse("mtp_meanlen_statistics_pr27618.log").windows
+    req = w.filter(pl.col("window") == "request").row(0, named=True)
+    assert req["format"] == "llamacpp-server-meanlen"
+    assert (req["accepted_tokens"], req["draft_tokens"], req["mean_acceptance_length"]) == (561, 750, 3.24)
+    cum = w.filter(pl.col("format") == llamacpp.STAT_FORMAT).row(0, named=True)
+    assert (cum["engine_id"], cum["num_drafts"], cum["draft_tokens"], cum["accepted_tokens"]) == ("draft-mtp", 250, 750, 561)
+    assert cum["draft_ms"] == pytest.approx(3828.419)
+    assert cum["per_position_acceptance"] == pytest.approx([0.868, 0.744, 0.632])
+    assert req["draft_ms"] is None  # no eval time in the excerpt: no verify time, no attribution
+
+
+def test_mean_len_variant_behind_elapsed_prefix_real_rocm_129():
+    r = parse("meanlen_rocm_129.log").windows.row(0, named=True)
+    assert (r["accepted_tokens"], r["draft_tokens"], r["mean_acceptance_length"]) == (5995, 9089, 4.30)
+    assert r["acceptance_rate"] == pytest.approx(0.65959, abs=5e-6)
+
+
+def test_older_draft_acceptance_rate_variant_real_pr14132():
+    r = _real("server_draft_acceptance_rate_qwen235b_pr14132.log").windows.row(0, named=True)
+    assert r["format"] == "llamacpp-server-rate" and r["mean_acceptance_length"] is None
+
+
+def test_mtp_bench_client_table_and_aggregate_real_pr23398():
+    w = _real("gemma4_mtp_request_table_pr23398.log").windows
+    req = w.filter(pl.col("window") == "request")
+    assert req.height == 9 and req["draft_tokens"].sum() == 1455 and req["accepted_tokens"].sum() == 986
+    first = req.row(0, named=True)
+    assert (first["request"], first["draft_tokens"], first["accepted_tokens"], first["gen_tps"]) == (
+        "code_python", 166, 107, 93.6)
+    run = w.filter(pl.col("window") == "run").row(0, named=True)
+    assert (run["draft_tokens"], run["accepted_tokens"]) == (1455, 986)
+    assert run["acceptance_rate"] == pytest.approx(0.6777, abs=5e-5)
+
+
+def test_mtp_bench_rows_without_drafts_are_plain_runs():
+    line = "  code_python        pred= 192 draft=   0 acc=   0 rate=n/a tok/s=33.9"  # PR #23398, "No MTP"
+    r = llamacpp.parse(lines_from_texts([line]), "x").windows.row(0, named=True)
+    assert r["k"] == 0 and r["draft_tokens"] is None and r["gen_tps"] == 33.9

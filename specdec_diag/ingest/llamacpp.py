@@ -33,8 +33,8 @@ from specdec_diag.ingest._textparse import (
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.counters import differences, recompute_differences
 from specdec_diag.ingest.llamacpp_cost import attach_draft_cost, per_request_draft_ms
+from specdec_diag.ingest.llamacpp_timings import BENCH_MARKERS, bench_rows, timings_rows
 from specdec_diag.ingest.llamacpp_timings import MARKERS as TIMINGS_MARKERS
-from specdec_diag.ingest.llamacpp_timings import timings_rows
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "llama.cpp"
@@ -57,6 +57,7 @@ MARKERS = (
     "loading draft model '",
     "n_slots = ",
     *TIMINGS_MARKERS,
+    *BENCH_MARKERS,
 )
 #: llama-server startup lines -> config keys (the rules share target_model / draft_model with traces)
 _STARTUP = (
@@ -79,6 +80,7 @@ _DETECT = (
     "load_tensors:",
     "llama_context:",
     '"draft_n_accepted"',
+    '"total_draft_accepted"',
 )
 STAT_FORMAT = "llamacpp-statistics"
 
@@ -452,7 +454,9 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     req = attach_draft_cost(req, lines, costs, _EVAL, _WRAP_PID)
     summ, bad_e = _summaries(lines, source)
     tim, bad_j = timings_rows(lines, source, ENGINE)
-    windows, net = reject_windows(concat([req, stat, summ, tim], WINDOW_SCHEMA).sort("line"), source, lines)
+    bench, bad_b = bench_rows(lines, source, ENGINE)
+    bad_j += bad_b
+    windows, net = reject_windows(concat([req, stat, summ, tim, bench], WINDOW_SCHEMA).sort("line"), source, lines)
     return Parsed(
         windows=windows,
         malformed=concat([bad_r, bad_s, bad_t, bad_e, net, malformed_rows(bad_j, source) if bad_j else pl.DataFrame(schema=MALFORMED_SCHEMA)],

@@ -96,16 +96,17 @@ def test_sglang_gauges_convert_the_bonus_including_rate():
 def test_tgi_skipped_tokens_histogram():
     p = parse("tgi.prom")
     c0, c1 = rows(p, "cumulative")
-    # 100 steps: 20 accepted 0, 40 accepted 1, 40 accepted 2 -> sum 120
-    assert (c0["num_drafts"], c0["accepted_tokens"], c0["k"]) == (100, 120, 2)
+    # 100 steps: 20 accepted 0, 40 accepted 1, 40 accepted 2 -> sum 120. The router's buckets are
+    # 0..speculate (router/src/server.rs `(0..shard_info.speculate + 1)`), so le=3 is the last: k = 3
+    assert (c0["num_drafts"], c0["accepted_tokens"], c0["k"]) == (100, 120, 3)
     assert c0["mean_acceptance_length"] == pytest.approx(2.2)
-    assert c0["per_position_acceptance"] == pytest.approx([0.8, 0.4])
-    assert c0["acceptance_rate"] == pytest.approx(0.6)
+    assert c0["per_position_acceptance"] == pytest.approx([0.8, 0.4, 0.0])
+    assert c0["acceptance_rate"] == pytest.approx(120 / 300)
     assert c1["time"].isoformat() == "2025-03-01T08:01:00+00:00"
     (iv,) = rows(p, "interval")
     # the next 100 steps: 70 x 0, 20 x 1, 10 x 2 -> 40 accepted
     assert (iv["num_drafts"], iv["accepted_tokens"]) == (100, 40)
-    assert iv["per_position_acceptance"] == pytest.approx([0.3, 0.1])
+    assert iv["per_position_acceptance"] == pytest.approx([0.3, 0.1, 0.0])
     assert iv["mean_acceptance_length"] == pytest.approx(1.4)
     assert (iv["running_reqs"], iv["waiting_reqs"]) == (8, 4)
 

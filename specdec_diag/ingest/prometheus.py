@@ -368,7 +368,9 @@ def _tgi_row(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     count, ssum = _int(r["tgi_count"]), r["tgi_sum"]
     les, bcounts = r["b_le"] or [], r["b_counts"] or []
     finite_le = [le for le in les if le is not None and math.isfinite(le)]
-    k = int(max(finite_le)) - 1 if finite_le and max(finite_le) >= 2 else None
+    # the router's buckets are 0, 1, ..., speculate (router/src/server.rs: (0..speculate + 1)): the
+    # largest finite bound is k; without buckets (a summary) k stays unknown
+    k = int(max(finite_le)) if finite_le and max(finite_le) >= 1 else None
     pp = None
     if k and count:
         cum = dict(zip(les, bcounts, strict=False))
@@ -389,8 +391,8 @@ def _tgi_row(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "acceptance_rate": ratio(acc, count * k if k and count is not None else None),
         "mean_acceptance_length": None if ratio(acc, count) is None else 1 + acc / count,
         "per_position_acceptance": pp,
-        "definition_note": "TGI skipped_tokens = accepted tokens per step; k inferred from the "
-        "histogram buckets, drafted = steps x k (assumes every step drafts k)",
+        "definition_note": "TGI skipped_tokens = accepted tokens per step; k = the largest bucket bound "
+        "(buckets 0..speculate), drafted = steps x k (assumes every step drafts k)",
     }
 
 

@@ -99,3 +99,16 @@ def test_draft_overhead_gives_the_draft_time_when_the_draft_latency_is_absent(tm
     path.write_text(json.dumps(obj) + "\n")
     r = trtllm.parse_file(path, str(path)).windows.row(0, named=True)
     assert r["draft_ms"] == pytest.approx(0.2 * 15.5) and r["verify_ms"] == pytest.approx(0.8 * 15.5)
+
+
+def test_2024_latency_report_acceptance_rate_is_a_length():
+    """The 2024 report's 'Acceptance Rate (Speculative)' is output tokens / decoding iterations."""
+    r = _console(FIX / "bench_latency_2024_rendered.log").windows.row(0, named=True)
+    assert r["format"] == "trtllm-bench-latency-2024" and r["mean_acceptance_length"] == 2.45
+    assert r["acceptance_rate"] is None
+
+
+def test_2024_latency_report_at_one_token_per_iteration_makes_no_row():
+    line = "Acceptance Rate (Speculative):\t  1.00"  # printed even without speculation
+    p = trtllm_bench.parse(lines_from_texts([line]), "x")
+    assert p.windows.height == 0 and p.malformed.height == 0

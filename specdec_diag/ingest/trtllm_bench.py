@@ -37,13 +37,18 @@ FAMILY = "trtllm-bench"
 ENGINE = "trtllm"
 FORMAT = "trtllm-bench-decoding-stats"
 MARKERS = ("DECODING STATISTICS", "[DT] ", "[ADT] ", "[DAR] ", "[AL] ", "Number of requests:",
-           "Total Output Throughput (tokens/sec)")
+           "Total Output Throughput (tokens/sec)", "Acceptance Rate (Speculative)")
 _MAX_DOC = 64 * 1024 * 1024
 
 _HEADER = re.compile(r"=\s*DECODING STATISTICS\s*(?:\(([^)]*)\))?")
 _STAT = re.compile(r"\[(DT|ADT|DAR|AL)\]\s+(MINIMUM|MAXIMUM|AVERAGE|P\d+)\s*:\s*(\S+)")
 _NREQ = re.compile(r"Number of requests:\s+(\d+)\s*$")
 _TPS = re.compile(r"Total Output Throughput \(tokens/sec\):\s+" + NUM)
+#: the 2024 latency report (tensorrt_llm/bench/benchmark/low_latency.py): total output tokens / total
+#: decoding iterations - tokens per iteration, an acceptance *length* despite its name
+_OLD_AR = re.compile(r"Acceptance Rate \(Speculative\):\s+" + NUM)
+_OLD_NOTE = ("trtllm-bench latency report (2024): 'Acceptance Rate (Speculative)' is total output tokens / total "
+             "decoding iterations, i.e. tokens per iteration (bonus included): read as the mean acceptance length")
 #: JSON percentile objects -> the console tags
 _JSON_KEYS = {"num_draft_tokens_percentiles": "DT", "num_accepted_draft_tokens_percentiles": "ADT",
               "draft_acceptance_rate_percentiles": "DAR", "acceptance_length_percentiles": "AL"}
@@ -112,6 +117,8 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
             pending["n"] = int(m.group(1))
         elif m := _TPS.search(t):
             pending["tps"] = finite(m.group(1))
+        elif m := _OLD_AR.search(t):
+            _old_rate(m.group(1), ln, t, source, rows, bad)
         elif m := _HEADER.search(t):
             close()
             cur = {"line": ln, "text": t, "mode": m.group(1), "stats": {}, **pending}
@@ -129,6 +136,21 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
             cur["stats"].setdefault(tag, {})[key] = float(raw)
     close()
     return _finish(rows, bad, source)
+
+
+def _old_rate(raw: str, ln: int, text: str, source: str, rows: list, bad: list) -> None:
+    """The 2024 line. At 1.00 (one token per iteration) the run may not have speculated at all - the
+    report prints the line either way - so no row is made: nothing says speculation was on."""
+    why = value_problem(raw, "Acceptance Rate (Speculative)")
+    if why:
+        bad.append((ln, why, text))
+        return
+    v = float(raw)
+    if v < 1:
+        bad.append((ln, f"Acceptance Rate (Speculative) {v} is below one token per iteration", text))
+    elif v > 1.005:
+        rows.append({"source": source, "line": ln, "engine": ENGINE, "format": "trtllm-bench-latency-2024",
+                     "window": "run", "mean_acceptance_length": v, "definition_note": _OLD_NOTE})
 
 
 def _finish(rows: list[dict[str, Any]], bad: list[tuple[int, str, str]], source: str) -> Parsed:

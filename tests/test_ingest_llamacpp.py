@@ -430,3 +430,13 @@ def test_mtp_bench_rows_without_drafts_are_plain_runs():
     line = "  code_python        pred= 192 draft=   0 acc=   0 rate=n/a tok/s=33.9"  # PR #23398, "No MTP"
     r = llamacpp.parse(lines_from_texts([line]), "x").windows.row(0, named=True)
     assert r["k"] == 0 and r["draft_tokens"] is None and r["gen_tps"] == 33.9
+
+
+def test_llama_speculative_summary_real_3649():
+    """Real `speculative` example output pasted by a maintainer (llama.cpp#3649)."""
+    r = _real("speculative_example_v100_case0_3649.log").windows.row(0, named=True)
+    assert (r["format"], r["k"], r["draft_tokens"], r["accepted_tokens"], r["emitted_tokens"]) == (
+        "llamacpp-example", 5, 260, 208, 261)
+    assert r["acceptance_rate"] == pytest.approx(0.8)  # "accept    = 80.000%"
+    assert r["mean_acceptance_length"] == pytest.approx(261 / (261 - 208))
+    assert r["gen_tps"] == pytest.approx(87.954)  # "decoded  261 tokens in 2.967 seconds, speed: 87.954 t/s"

@@ -359,3 +359,15 @@ def test_sglang_draft_and_target_engines_are_kept_apart():
     w = parse("sglang_draft_and_unified_engines.prom").windows.sort("engine_id")
     assert w["mean_acceptance_length"].to_list() == [2.7, 2.8]
     assert w["engine_id"].to_list() == ["draft-model PP0 TP0", "qwen3.8-27b-sglang PP0 TP0"]
+
+
+def test_llamacpp_counters_from_a_real_llama_server_capture():
+    """/metrics of a real llama-server run (sample_logs/engines/llamacpp/real, made by
+    scripts/make_llamacpp_samples.py): before (zeros) and after three requests."""
+    path = Path(__file__).parents[1] / "sample_logs/engines/llamacpp/real/healthy_draft_k4/metrics.prom"
+    p = prometheus.parse_file(path, str(path))
+    (iv,) = rows(p, "interval")
+    assert (iv["engine"], iv["format"]) == ("llama.cpp", "prometheus-llamacpp")
+    assert (iv["num_drafts"], iv["draft_tokens"], iv["accepted_tokens"], iv["k"]) == (79, 306, 109, 4)
+    assert iv["mean_acceptance_length"] == pytest.approx(1 + 109 / 79)
+    assert iv["per_position_acceptance"] == pytest.approx([58 / 79, 20 / 79, 16 / 79, 15 / 79])

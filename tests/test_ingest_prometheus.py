@@ -371,3 +371,18 @@ def test_llamacpp_counters_from_a_real_llama_server_capture():
     assert (iv["num_drafts"], iv["draft_tokens"], iv["accepted_tokens"], iv["k"]) == (79, 306, 109, 4)
     assert iv["mean_acceptance_length"] == pytest.approx(1 + 109 / 79)
     assert iv["per_position_acceptance"] == pytest.approx([58 / 79, 20 / 79, 16 / 79, 15 / 79])
+
+
+def test_sglang_stated_draft_tokens_give_k_and_the_rate():
+    """sglang:spec_num_draft_tokens = steps + 1 (a chain): N = 4 stated by the server, so
+    acceptance_rate = (2.3 - 1) / 3 whatever definition the printed 0.72 follows (it fits none)."""
+    (r,) = parse("sglang_spec_num_steps_gauges.prom").windows.to_dicts()
+    assert r["k"] == 3 and r["acceptance_rate"] == pytest.approx(1.3 / 3)
+    assert "sglang:spec_num_draft_tokens" in r["definition_note"]
+
+
+def test_sglang_tree_draft_tokens_are_not_a_chain_length():
+    text = (FIX / "sglang_spec_num_steps_gauges.prom").read_text().replace(
+        'spec_num_draft_tokens{model_name="aeon"} 4', 'spec_num_draft_tokens{model_name="aeon"} 16')
+    (r,) = prometheus.parse(lines_from_texts(text.splitlines()), "tree").windows.to_dicts()
+    assert r["k"] is None and r["acceptance_rate"] is None and r["mean_acceptance_length"] == 2.3

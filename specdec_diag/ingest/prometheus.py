@@ -70,6 +70,8 @@ _METRICS = {
     "sglang:num_queue_reqs": "waiting",
     "sglang:token_usage": "kv",
     "sglang:gen_throughput": "gen_tps",
+    "sglang:spec_num_draft_tokens": "sg_n",  # the active --speculative-num-draft-tokens (2026)
+    "sglang:spec_num_steps": "sg_steps",
     "tgi_request_skipped_tokens_sum": "tgi_sum",
     "tgi_request_skipped_tokens_count": "tgi_count",
     "tgi_batch_current_size": "running",
@@ -306,6 +308,9 @@ def _rows(r: dict[str, Any], source: str) -> list[dict[str, Any]]:
             "window": "interval",
             "mean_acceptance_length": r["sg_al"],
             "_ar": r["sg_ar"],
+            # N as the server states it, used only for a chain (N = steps + 1); a tree's N counts nodes
+            "_n": _int(r["sg_n"]) if r["sg_n"] is not None and r["sg_steps"] is not None
+            and _int(r["sg_n"]) == (_int(r["sg_steps"]) or 0) + 1 else None,
         }]
     return []
 
@@ -405,7 +410,12 @@ def _sglang_rates(rows: list[dict[str, Any]]) -> None:
         {"al": [r["mean_acceptance_length"] for r in sg], "ar": [r["_ar"] for r in sg]},
         schema={"al": pl.Float64, "ar": pl.Float64},
     )
-    version, n = fit_accept_rate_definition(frame, None, False)
+    # the server states N itself when it exports sglang:spec_num_draft_tokens (one value throughout)
+    stated = {r["_n"] for r in sg if r["_n"]}
+    n_stated = stated.pop() if len(stated) == 1 else None
+    version, n = fit_accept_rate_definition(frame, n_stated, False)
+    # the length and a stated chain N give the rate whatever definition the printed rate follows
+    n = n_stated if n_stated and n_stated >= 2 else (n if n and n >= 2 else None)
     for r in sg:
         al = r["mean_acceptance_length"]
         if n and al is not None and math.isfinite(al):
@@ -417,7 +427,8 @@ def _sglang_rates(rows: list[dict[str, Any]]) -> None:
             version or "", "fits no known definition"
         )
         r["definition_note"] = f"SGLang gauges of the last decode-log window; accept rate {what}" + (
-            f", N={n}: acceptance_rate=(accept_len-1)/(N-1)" if n else ""
+            f", N={n}" + (" (sglang:spec_num_draft_tokens)" if n == n_stated else "")
+            + ": acceptance_rate=(accept_len-1)/(N-1)" if n else ""
         )
 
 
@@ -431,6 +442,7 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     _sglang_rates(rows)
     for r in rows:
         r.pop("_ar", None)
+        r.pop("_n", None)
     cum = rows_to_windows(rows)
     windows = concat([cum, differences(cum.filter(pl.col("window") == "cumulative"))], WINDOW_SCHEMA)
     windows, net = reject_windows(windows, source, norm_lines(lines))

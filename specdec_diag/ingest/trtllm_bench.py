@@ -121,7 +121,7 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
             _old_rate(m.group(1), ln, t, source, rows, bad)
         elif m := _HEADER.search(t):
             close()
-            cur = {"line": ln, "text": t, "mode": m.group(1), "stats": {}, **pending}
+            cur = {"line": ln, "text": t, "mode": m.group(1), "header": True, "stats": {}, **pending}
             pending = {}
         elif m := _STAT.search(t):
             tag, key, raw = m.group(1), m.group(2), m.group(3)
@@ -129,9 +129,13 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
             if why:
                 bad.append((ln, why, t))
                 continue
-            if cur is None or key in cur["stats"].get(tag, {}):
+            repeated = cur is not None and key in cur["stats"].get(tag, {})
+            if repeated and cur["header"]:  # a report prints each row once after its header
+                bad.append((ln, f"[{tag}] {key} repeated within one DECODING STATISTICS block", t))
+                continue
+            if cur is None or repeated:  # pasted without headers: a repeated row starts the next report
                 close()
-                cur = {"line": ln, "text": t, "mode": None, "stats": {}, **pending}
+                cur = {"line": ln, "text": t, "mode": None, "header": False, "stats": {}, **pending}
                 pending = {}
             cur["stats"].setdefault(tag, {})[key] = float(raw)
     close()

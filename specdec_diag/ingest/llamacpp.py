@@ -131,6 +131,13 @@ def _float_list(expr: pl.Expr) -> pl.Expr:
     )
 
 
+def _whole_number(t: pl.Expr, pattern: str) -> pl.Expr:
+    """True unless the token the pattern captures is printed but is not a number as a whole (a
+    number regex reads "12x3" as 12)."""
+    raw = t.str.extract(pattern, 1)
+    return raw.is_null() | raw.cast(pl.Float64, strict=False).is_not_null()
+
+
 def _unparsed(label: str, col: str) -> pl.Expr:
     """The line prints ``label`` but its value did not parse into ``col``: a cut or garbled line."""
     return pl.col("text").str.contains(label, literal=True) & pl.col(col).is_null()
@@ -158,6 +165,7 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
         t.str.extract(_DRAFT, 3).cast(pl.Int64, strict=False).alias("draft_tokens"),
         t.str.extract(_DRAFT, 4).cast(pl.Float64, strict=False).alias("mean_acceptance_length"),
         _float_list(t.str.extract(_DRAFT, 5)).alias("per_position_acceptance"),
+        _whole_number(t, r"mean (?:acceptance length|len) =\s*([^,\s]+)").alias("_mean_whole"),
         t.str.contains(_DRAFT_MARK).alias("is_draft"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
         # one request = the run of lines under headers of the same task: older builds print a second
@@ -218,6 +226,7 @@ def _draft_problem() -> pl.Expr:
         | pl.col("draft_tokens").is_null()
         | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
         | _unparsed("mean ", "mean_acceptance_length")
+        | ~pl.col("_mean_whole")
         | _unparsed("per position = (", "per_position_acceptance")
     )
     return first_problem(
@@ -313,6 +322,7 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
         g[8].cast(pl.Int64, strict=False).alias("accepted_tokens"),
         pl.coalesce(g[10], g[15]).cast(pl.Float64, strict=False).alias("draft_ms"),
         g[12].cast(pl.Float64, strict=False).alias("mal_printed"),
+        _whole_number(t, r"#mean acc len =\s*([^,\s]+)").alias("_mean_whole"),
         _float_list(g[13]).alias("per_position_acceptance"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
     )
@@ -323,6 +333,7 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
             | pl.col("accepted_tokens").is_null()
             | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
             | _unparsed("#mean acc len", "mal_printed")
+            | ~pl.col("_mean_whole")
             | _unparsed("#acc rate/pos", "per_position_acceptance")
         )
         .then(pl.lit("statistics line does not parse (cut?) or accepts more than it drafted"))

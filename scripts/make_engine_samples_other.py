@@ -474,7 +474,7 @@ def write_prometheus(out: Path) -> None:
             "# HELP tgi_request_skipped_tokens Speculated tokens per request",
             "# TYPE tgi_request_skipped_tokens histogram",
         ]
-        tgi += [f'tgi_request_skipped_tokens_bucket{{le="{j}.0"}} {cum[min(j, 3)]}' for j in range(5)]
+        tgi += [f'tgi_request_skipped_tokens_bucket{{le="{j}.0"}} {cum[min(j, 3)]}' for j in range(4)]  # TGI buckets: 0..speculate
         tgi += [
             f'tgi_request_skipped_tokens_bucket{{le="+Inf"}} {cum[3]}',
             f"tgi_request_skipped_tokens_sum {sums}",

@@ -316,3 +316,127 @@ def test_zero_duration_eval_rate_is_unknown_not_malformed(tmp_path):
     real = Path(__file__).resolve().parent.parent / "sample_logs/engines/llamacpp/real/speculative_example_k4"
     res = scan([real / "llama-speculative.txt"], use_cache=False)
     assert res.malformed.height == 0 and res.windows.height >= 1
+
+
+REAL = Path(__file__).parent / "fixtures" / "real" / "llamacpp"
+
+
+def _real(name: str):
+    return llamacpp.parse(lines_of(REAL / name), str(REAL / name))
+
+
+def test_statistics_with_dur_after_rate_per_position_real_pr24536():
+    """Real lines (llama.cpp PR #24536, sidecar cites it): dur(b,g,a) printed after #acc rate/pos."""
+    w = _real("server_print_timing_eagle3_pr24536.log").windows
+    cum = w.filter(pl.col("format") == llamacpp.STAT_FORMAT).row(0, named=True)
+    assert (cum["num_drafts"], cum["draft_tokens"], cum["accepted_tokens"]) == (87, 259, 167)
+    assert cum["draft_ms"] == pytest.approx(325.555)
+    assert cum["per_position_acceptance"] == pytest.approx([0.805, 0.632, 0.483])
+    # the first request since start (#calls b = 1) owns all of dur(g); eval time includes drafting
+    req = w.filter(pl.col("window") == "request").row(0, named=True)
+    assert req["draft_ms"] == pytest.approx(325.555)
+    assert req["verify_ms"] == pytest.approx(2296.72 - 325.555)
+
+
+def test_statistics_with_dur_right_after_counts_real_pr19493():
+    """Real line (llama.cpp PR #19493): dur(b,g,a) right after the counts, no mean length."""
+    w = _real("server_statistics_draft_checkpoint_pr19493.log").windows
+    cum = w.filter(pl.col("format") == llamacpp.STAT_FORMAT).row(0, named=True)
+    assert (cum["num_drafts"], cum["draft_tokens"], cum["accepted_tokens"]) == (350, 1552, 691)
+    assert cum["draft_ms"] == pytest.approx(9413.544)
+    assert cum["mean_acceptance_length"] == pytest.approx(1 + 691 / 350)
+
+
+def test_request_draft_cost_from_growth_of_dur_g():
+    """Second statistics line (#calls b 1 -> 2): the request in between drafted 20 - 12 = 8 ms; its eval
+    time is not logged, so no verify time is invented for it."""
+    w = parse("server_pos_2026.log").windows.filter(pl.col("window") == "request").sort("line")
+    first, second = w.to_dicts()
+    assert (first["draft_ms"], first["verify_ms"]) == (pytest.approx(12.0), pytest.approx(88.0))
+    assert second["draft_ms"] is None and second["verify_ms"] is None
+
+
+def test_no_draft_cost_attributed_with_several_slots():
+    """Statistics totals of a multi-slot server mix concurrent requests: nothing is attributed."""
+    text = (REAL / "server_print_timing_eagle3_pr24536.log").read_text().splitlines()
+    other = [ln.replace("id  1 | task 0", "id  2 | task 5") for ln in text if "print_timing" in ln]
+    p = llamacpp.parse(lines_from_texts(other + text), "multi")
+    assert p.windows["verify_ms"].drop_nulls().len() == 0
+
+
+def test_response_timings_object_real_pr12603():
+    """Real `jq .timings` output (llama.cpp PR #12603): draft_n / draft_n_accepted, pretty-printed."""
+    r = _real("server_timings_json_draft_n_pr12603.log").windows.row(0, named=True)
+    assert (r["format"], r["window"], r["draft_tokens"], r["accepted_tokens"]) == ("llamacpp-timings", "request", 347, 65)
+    assert r["acceptance_rate"] == pytest.approx(65 / 347)
+    assert r["gen_tps"] == pytest.approx(18.0462970532382)
+
+
+def test_response_timings_as_json_lines_with_a_request_that_never_drafted():
+    """Responses logged one per line: the same real timings values, and one whose draft fields are
+    null (speculation never ran, PrismML-Eng/llama.cpp#203) - no row, nothing malformed."""
+    import json
+
+    text = (REAL / "server_timings_json_draft_n_pr12603.log").read_text()
+    timings = json.loads(text[text.index("\n{") + 1: text.rindex("}") + 1])
+    none = {**timings, "draft_n": None, "draft_n_accepted": None}
+    lines = [json.dumps({"content": "...", "timings": t}) for t in (timings, none, timings)]
+    p = llamacpp.parse(lines_from_texts(lines), "responses.jsonl")
+    assert p.windows["line"].to_list() == [1, 3] and p.malformed.height == 0
+    assert p.windows["accepted_tokens"].to_list() == [65, 65]
+
+
+def test_response_timings_accepting_more_than_drafted_is_malformed():
+    p = llamacpp.parse(lines_from_texts(['{"timings": {"draft_n": 5, "draft_n_accepted": 9}}']), "x")
+    assert p.windows.height == 0 and "accepts more" in p.malformed["reason"][0]
+
+
+def test_mean_len_variant_and_tagged_statistics_real_pr27618():
+    w = parse("mtp_meanlen_statistics_pr27618.log").windows
+    req = w.filter(pl.col("window") == "request").row(0, named=True)
+    assert req["format"] == "llamacpp-server-meanlen"
+    assert (req["accepted_tokens"], req["draft_tokens"], req["mean_acceptance_length"]) == (561, 750, 3.24)
+    cum = w.filter(pl.col("format") == llamacpp.STAT_FORMAT).row(0, named=True)
+    assert (cum["engine_id"], cum["num_drafts"], cum["draft_tokens"], cum["accepted_tokens"]) == ("draft-mtp", 250, 750, 561)
+    assert cum["draft_ms"] == pytest.approx(3828.419)
+    assert cum["per_position_acceptance"] == pytest.approx([0.868, 0.744, 0.632])
+    assert req["draft_ms"] is None  # no eval time in the excerpt: no verify time, no attribution
+
+
+def test_mean_len_variant_behind_elapsed_prefix_real_rocm_129():
+    r = parse("meanlen_rocm_129.log").windows.row(0, named=True)
+    assert (r["accepted_tokens"], r["draft_tokens"], r["mean_acceptance_length"]) == (5995, 9089, 4.30)
+    assert r["acceptance_rate"] == pytest.approx(0.65959, abs=5e-6)
+
+
+def test_older_draft_acceptance_rate_variant_real_pr14132():
+    r = _real("server_draft_acceptance_rate_qwen235b_pr14132.log").windows.row(0, named=True)
+    assert r["format"] == "llamacpp-server-rate" and r["mean_acceptance_length"] is None
+
+
+def test_mtp_bench_client_table_and_aggregate_real_pr23398():
+    w = _real("gemma4_mtp_request_table_pr23398.log").windows
+    req = w.filter(pl.col("window") == "request")
+    assert req.height == 9 and req["draft_tokens"].sum() == 1455 and req["accepted_tokens"].sum() == 986
+    first = req.row(0, named=True)
+    assert (first["request"], first["draft_tokens"], first["accepted_tokens"], first["gen_tps"]) == (
+        "code_python", 166, 107, 93.6)
+    run = w.filter(pl.col("window") == "run").row(0, named=True)
+    assert (run["draft_tokens"], run["accepted_tokens"]) == (1455, 986)
+    assert run["acceptance_rate"] == pytest.approx(0.6777, abs=5e-5)
+
+
+def test_mtp_bench_rows_without_drafts_are_plain_runs():
+    line = "  code_python        pred= 192 draft=   0 acc=   0 rate=n/a tok/s=33.9"  # PR #23398, "No MTP"
+    r = llamacpp.parse(lines_from_texts([line]), "x").windows.row(0, named=True)
+    assert r["k"] == 0 and r["draft_tokens"] is None and r["gen_tps"] == 33.9
+
+
+def test_llama_speculative_summary_real_3649():
+    """Real `speculative` example output pasted by a maintainer (llama.cpp#3649)."""
+    r = _real("speculative_example_v100_case0_3649.log").windows.row(0, named=True)
+    assert (r["format"], r["k"], r["draft_tokens"], r["accepted_tokens"], r["emitted_tokens"]) == (
+        "llamacpp-example", 5, 260, 208, 261)
+    assert r["acceptance_rate"] == pytest.approx(0.8)  # "accept    = 80.000%"
+    assert r["mean_acceptance_length"] == pytest.approx(261 / (261 - 208))
+    assert r["gen_tps"] == pytest.approx(87.954)  # "decoded  261 tokens in 2.967 seconds, speed: 87.954 t/s"

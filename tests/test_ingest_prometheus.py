@@ -96,16 +96,17 @@ def test_sglang_gauges_convert_the_bonus_including_rate():
 def test_tgi_skipped_tokens_histogram():
     p = parse("tgi.prom")
     c0, c1 = rows(p, "cumulative")
-    # 100 steps: 20 accepted 0, 40 accepted 1, 40 accepted 2 -> sum 120
-    assert (c0["num_drafts"], c0["accepted_tokens"], c0["k"]) == (100, 120, 2)
+    # 100 steps: 20 accepted 0, 40 accepted 1, 40 accepted 2 -> sum 120. The router's buckets are
+    # 0..speculate (router/src/server.rs `(0..shard_info.speculate + 1)`), so le=3 is the last: k = 3
+    assert (c0["num_drafts"], c0["accepted_tokens"], c0["k"]) == (100, 120, 3)
     assert c0["mean_acceptance_length"] == pytest.approx(2.2)
-    assert c0["per_position_acceptance"] == pytest.approx([0.8, 0.4])
-    assert c0["acceptance_rate"] == pytest.approx(0.6)
+    assert c0["per_position_acceptance"] == pytest.approx([0.8, 0.4, 0.0])
+    assert c0["acceptance_rate"] == pytest.approx(120 / 300)
     assert c1["time"].isoformat() == "2025-03-01T08:01:00+00:00"
     (iv,) = rows(p, "interval")
     # the next 100 steps: 70 x 0, 20 x 1, 10 x 2 -> 40 accepted
     assert (iv["num_drafts"], iv["accepted_tokens"]) == (100, 40)
-    assert iv["per_position_acceptance"] == pytest.approx([0.3, 0.1])
+    assert iv["per_position_acceptance"] == pytest.approx([0.3, 0.1, 0.0])
     assert iv["mean_acceptance_length"] == pytest.approx(1.4)
     assert (iv["running_reqs"], iv["waiting_reqs"]) == (8, 4)
 
@@ -306,3 +307,82 @@ def test_interval_breaking_accepted_le_drafted_is_never_shown():
     assert p.windows.filter(pl.col("window") == "interval").height == 0
     assert "accepted tokens exceed drafted tokens" in p.malformed["reason"][0]
     assert prometheus.finalize(p.windows).filter(pl.col("window") == "interval").height == 0
+
+
+# --- trtllm-serve (provenance of the fixtures: tests/fixtures/prometheus/SOURCES.md) ---------------
+
+
+def test_trtllm_per_position_counters_of_two_workers_add_up():
+    """Per-request position counters of two workers (a public test of a TensorRT-LLM DSpark
+    measurement script): drafted 30/30/30 and accepted 30/20/10 summed over workers; position 0's
+    drafted count is the number of drafts, so AL = 1 + 60/30 = 3.0 as that test expects."""
+    r = rows(parse("trtllm_per_position_two_workers.prom"), "cumulative")[0]
+    assert (r["engine"], r["format"], r["k"], r["num_drafts"]) == ("trtllm", "prometheus-trtllm", 3, 30)
+    assert (r["draft_tokens"], r["accepted_tokens"]) == (90, 60)
+    assert r["mean_acceptance_length"] == pytest.approx(3.0)
+    assert r["per_position_acceptance"] == pytest.approx([1.0, 20 / 30, 10 / 30])
+
+
+def test_trtllm_collector_sample_counters_and_gauges():
+    """TensorRT-LLM's own SAMPLE_ITERATION_STATS as its collector exposes it: counters 20 / 15, the
+    acceptance-length gauge 3.75 stated as is (no draft count), draft overhead 1.2 is no ratio."""
+    p = parse("trtllm_collector_sample.prom")
+    cum = rows(p, "cumulative")[0]
+    assert (cum["draft_tokens"], cum["accepted_tokens"], cum["acceptance_rate"]) == (20, 15, 0.75)
+    assert (cum["running_reqs"], cum["waiting_reqs"], cum["kv_usage"]) == (5, 3, 0.6)
+    assert cum["mean_acceptance_length"] is None and cum["engine_id"] == "test_model"
+    gauge = rows(p, "interval")[0]
+    assert gauge["format"] == "prometheus-trtllm-gauges" and gauge["mean_acceptance_length"] == 3.75
+    assert gauge["draft_ms"] is None and gauge["verify_ms"] is None
+
+
+def test_trtllm_draft_overhead_gauge_gives_draft_and_verify_time():
+    text = (FIX / "trtllm_collector_sample.prom").read_text().replace(
+        'draft_overhead{model_name="test_model"} 1.2', 'draft_overhead{model_name="test_model"} 0.4')
+    p = prometheus.parse(lines_from_texts(text.splitlines()), "scrape")
+    g = p.windows.filter(pl.col("format") == "prometheus-trtllm-gauges").row(0, named=True)
+    assert g["draft_ms"] == pytest.approx(0.4 * 15.5) and g["verify_ms"] == pytest.approx(0.6 * 15.5)
+
+
+def test_trtllm_scrapes_are_differenced():
+    text = (FIX / "trtllm_collector_sample.prom").read_text()
+    later = text.replace("} 20.0", "} 120.0").replace("} 15.0", "} 45.0")
+    p = prometheus.parse(lines_from_texts(("# 2026-01-01T00:00:00Z\n" + text + "# 2026-01-01T00:01:00Z\n"
+                                           + later).splitlines()), "two")
+    d = p.windows.filter((pl.col("format") == "prometheus-trtllm") & (pl.col("window") == "interval")).row(0, named=True)
+    assert (d["draft_tokens"], d["accepted_tokens"], d["acceptance_rate"]) == (100, 30, 0.3)
+
+
+def test_sglang_draft_and_target_engines_are_kept_apart():
+    """Real exposition with a draft and a unified engine (public SGLang gauge regression test):
+    each keeps its own accept length; no rate is invented where the pair fits no definition."""
+    w = parse("sglang_draft_and_unified_engines.prom").windows.sort("engine_id")
+    assert w["mean_acceptance_length"].to_list() == [2.7, 2.8]
+    assert w["engine_id"].to_list() == ["draft-model PP0 TP0", "qwen3.8-27b-sglang PP0 TP0"]
+
+
+def test_llamacpp_counters_from_a_real_llama_server_capture():
+    """/metrics of a real llama-server run (sample_logs/engines/llamacpp/real, made by
+    scripts/make_llamacpp_samples.py): before (zeros) and after three requests."""
+    path = Path(__file__).parents[1] / "sample_logs/engines/llamacpp/real/healthy_draft_k4/metrics.prom"
+    p = prometheus.parse_file(path, str(path))
+    (iv,) = rows(p, "interval")
+    assert (iv["engine"], iv["format"]) == ("llama.cpp", "prometheus-llamacpp")
+    assert (iv["num_drafts"], iv["draft_tokens"], iv["accepted_tokens"], iv["k"]) == (79, 306, 109, 4)
+    assert iv["mean_acceptance_length"] == pytest.approx(1 + 109 / 79)
+    assert iv["per_position_acceptance"] == pytest.approx([58 / 79, 20 / 79, 16 / 79, 15 / 79])
+
+
+def test_sglang_stated_draft_tokens_give_k_and_the_rate():
+    """sglang:spec_num_draft_tokens = steps + 1 (a chain): N = 4 stated by the server, so
+    acceptance_rate = (2.3 - 1) / 3 whatever definition the printed 0.72 follows (it fits none)."""
+    (r,) = parse("sglang_spec_num_steps_gauges.prom").windows.to_dicts()
+    assert r["k"] == 3 and r["acceptance_rate"] == pytest.approx(1.3 / 3)
+    assert "sglang:spec_num_draft_tokens" in r["definition_note"]
+
+
+def test_sglang_tree_draft_tokens_are_not_a_chain_length():
+    text = (FIX / "sglang_spec_num_steps_gauges.prom").read_text().replace(
+        'spec_num_draft_tokens{model_name="aeon"} 4', 'spec_num_draft_tokens{model_name="aeon"} 16')
+    (r,) = prometheus.parse(lines_from_texts(text.splitlines()), "tree").windows.to_dicts()
+    assert r["k"] is None and r["acceptance_rate"] is None and r["mean_acceptance_length"] == 2.3

@@ -32,6 +32,9 @@ from specdec_diag.ingest._textparse import (
 )
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.counters import differences, recompute_differences
+from specdec_diag.ingest.llamacpp_cost import attach_draft_cost, per_request_draft_ms
+from specdec_diag.ingest.llamacpp_timings import BENCH_MARKERS, bench_rows, timings_rows
+from specdec_diag.ingest.llamacpp_timings import MARKERS as TIMINGS_MARKERS
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "llama.cpp"
@@ -53,6 +56,8 @@ MARKERS = (
     "loading model '",
     "loading draft model '",
     "n_slots = ",
+    *TIMINGS_MARKERS,
+    *BENCH_MARKERS,
 )
 #: llama-server startup lines -> config keys (the rules share target_model / draft_model with traces)
 _STARTUP = (
@@ -74,6 +79,8 @@ _DETECT = (
     "draft tokens",
     "load_tensors:",
     "llama_context:",
+    '"draft_n_accepted"',
+    '"total_draft_accepted"',
 )
 STAT_FORMAT = "llamacpp-statistics"
 
@@ -89,12 +96,13 @@ _DRAFT = (
     r"(?:, mean (?:acceptance length|len) =\s*" + NUM + r")?"
     r"(?:, acceptance rate per position = \(([^)]*)\))?"
 )
-# "statistics <impl>: #calls(b,g,a) = b g a, ..." (2026) or "#calls = n, ..." (early 2026); padded names
+# "statistics <impl>: #calls(b,g,a) = b g a, ..." (2026) or "#calls = n, ..." (early 2026); padded names.
+# dur(b,g,a) comes right after the counts (PR #19493) or, since PR #24536, after #acc rate/pos.
+_DUR = r"(?:, dur\(b,g,a\) =\s*" + NUM + r",\s*" + NUM + r",\s*" + NUM + r" ms)?"
 _STAT = (
     r"statistics\s+(\S+?):?\s+#calls(?:\(b,g,a\) =\s*(\d+)\s+(\d+)\s+(\d+)| =\s*(\d+)), "
     r"#gen drafts =\s*(\d+), #acc drafts =\s*(\d+), #gen tokens =\s*(\d+), #acc tokens =\s*(\d+)"
-    r"(?:, dur\(b,g,a\) =\s*" + NUM + r",\s*" + NUM + r",\s*" + NUM + r" ms)?"
-    r"(?:, #mean acc len =\s*" + NUM + r")?(?:, #acc rate/pos = \(([^)]*)\))?"
+    + _DUR + r"(?:, #mean acc len =\s*" + NUM + r")?(?:, #acc rate/pos = \(([^)]*)\))?" + _DUR
 )
 _DRAFT_MARK = r"draft acceptance(?: rate)? ="  # vLLM's "Draft/Total draft acceptance rate:" uses a colon
 _STEP = r"id\s+(\d+) \| task (\d+) \| accepted (\d+)\s*/\s*(\d+) draft tokens"
@@ -121,6 +129,13 @@ def _float_list(expr: pl.Expr) -> pl.Expr:
         .then(None)
         .otherwise(parts)
     )
+
+
+def _whole_number(t: pl.Expr, pattern: str) -> pl.Expr:
+    """True unless the token the pattern captures is printed but is not a number as a whole (a
+    number regex reads "12x3" as 12)."""
+    raw = t.str.extract(pattern, 1)
+    return raw.is_null() | raw.cast(pl.Float64, strict=False).is_not_null()
 
 
 def _unparsed(label: str, col: str) -> pl.Expr:
@@ -150,6 +165,7 @@ def _requests(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFr
         t.str.extract(_DRAFT, 3).cast(pl.Int64, strict=False).alias("draft_tokens"),
         t.str.extract(_DRAFT, 4).cast(pl.Float64, strict=False).alias("mean_acceptance_length"),
         _float_list(t.str.extract(_DRAFT, 5)).alias("per_position_acceptance"),
+        _whole_number(t, r"mean (?:acceptance length|len) =\s*([^,\s]+)").alias("_mean_whole"),
         t.str.contains(_DRAFT_MARK).alias("is_draft"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
         # one request = the run of lines under headers of the same task: older builds print a second
@@ -210,6 +226,7 @@ def _draft_problem() -> pl.Expr:
         | pl.col("draft_tokens").is_null()
         | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
         | _unparsed("mean ", "mean_acceptance_length")
+        | ~pl.col("_mean_whole")
         | _unparsed("per position = (", "per_position_acceptance")
     )
     return first_problem(
@@ -290,20 +307,22 @@ def _merge_steps(req: pl.DataFrame, agg: pl.DataFrame, source: str) -> pl.DataFr
     return concat([req, conform_windows(rest)], WINDOW_SCHEMA)
 
 
-def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Cumulative 'statistics <impl>:' lines -> cumulative rows (+ differences within this file)."""
     t = pl.col("text")
     st = lines.filter(t.str.contains("statistics ", literal=True) & t.str.contains("#calls", literal=True))
     if st.height == 0:
-        return pl.DataFrame(schema=WINDOW_SCHEMA), pl.DataFrame(schema=MALFORMED_SCHEMA)
-    g = [t.str.extract(_STAT, i) for i in range(1, 15)]
+        return pl.DataFrame(schema=WINDOW_SCHEMA), pl.DataFrame(schema=MALFORMED_SCHEMA), per_request_draft_ms(st)
+    g = [t.str.extract(_STAT, i) for i in range(1, 18)]
     st = st.with_columns(
         g[0].alias("impl"),
+        g[1].cast(pl.Int64, strict=False).alias("_calls_b"),
         g[5].cast(pl.Int64, strict=False).alias("num_drafts"),
         g[7].cast(pl.Int64, strict=False).alias("draft_tokens"),
         g[8].cast(pl.Int64, strict=False).alias("accepted_tokens"),
-        g[10].cast(pl.Float64, strict=False).alias("draft_ms"),
+        pl.coalesce(g[10], g[15]).cast(pl.Float64, strict=False).alias("draft_ms"),
         g[12].cast(pl.Float64, strict=False).alias("mal_printed"),
+        _whole_number(t, r"#mean acc len =\s*([^,\s]+)").alias("_mean_whole"),
         _float_list(g[13]).alias("per_position_acceptance"),
         t.str.extract(_WRAP_PID, 1).alias("pid"),
     )
@@ -314,6 +333,7 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
             | pl.col("accepted_tokens").is_null()
             | (pl.col("accepted_tokens") > pl.col("draft_tokens"))
             | _unparsed("#mean acc len", "mal_printed")
+            | ~pl.col("_mean_whole")
             | _unparsed("#acc rate/pos", "per_position_acceptance")
         )
         .then(pl.lit("statistics line does not parse (cut?) or accepts more than it drafted"))
@@ -352,10 +372,11 @@ def _statistics(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Data
             "definition_note"
         ),
     )
+    costs = per_request_draft_ms(st)
     cum = conform_windows(cum)
     return concat([cum, differences(cum, ("source", "engine_id"))], WINDOW_SCHEMA), malformed(
         bad, source, pl.col("_why")
-    )
+    ), costs
 
 
 def _summaries(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -440,12 +461,17 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     req, bad_r = _requests(lines, source)
     agg, bad_s = _steps(lines, source)
     req = _merge_steps(req, agg, source)
-    stat, bad_t = _statistics(lines, source)
+    stat, bad_t, costs = _statistics(lines, source)
+    req = attach_draft_cost(req, lines, costs, _EVAL, _WRAP_PID)
     summ, bad_e = _summaries(lines, source)
-    windows, net = reject_windows(concat([req, stat, summ], WINDOW_SCHEMA).sort("line"), source, lines)
+    tim, bad_j = timings_rows(lines, source, ENGINE)
+    bench, bad_b = bench_rows(lines, source, ENGINE)
+    bad_j += bad_b
+    windows, net = reject_windows(concat([req, stat, summ, tim, bench], WINDOW_SCHEMA).sort("line"), source, lines)
     return Parsed(
         windows=windows,
-        malformed=concat([bad_r, bad_s, bad_t, bad_e, net], MALFORMED_SCHEMA).sort("line"),
+        malformed=concat([bad_r, bad_s, bad_t, bad_e, net, malformed_rows(bad_j, source) if bad_j else pl.DataFrame(schema=MALFORMED_SCHEMA)],
+                         MALFORMED_SCHEMA).sort("line"),
         configs=_startup(lines, source),
     )
 

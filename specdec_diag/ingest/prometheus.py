@@ -1,5 +1,6 @@
-"""Prometheus text-format snapshots of vLLM V0/V1, SGLang, TGI (docs/log-formats.md §1.4, §2.4, §3.4, §5)
-and llama-server (its ``llamacpp:spec_decode_*`` counters, vLLM V1 semantics; docs/capture.md).
+"""Prometheus text-format snapshots of vLLM V0/V1, SGLang, TGI (docs/log-formats.md §1.4, §2.4, §3.4, §5),
+llama-server (its ``llamacpp:spec_decode_*`` counters, vLLM V1 semantics; docs/capture.md) and
+trtllm-serve (``trtllm_spec_decode_*``, §6; :mod:`specdec_diag.ingest.prometheus_trtllm`).
 
 A file may hold one scrape (``metrics.prom``) or many concatenated scrapes. Scrapes are told apart by
 separator lines carrying a time (``# 2025-06-01T12:00:00Z``, ``=== 2025-06-01 12:00:00 ===``,
@@ -21,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from specdec_diag.ingest import prometheus_trtllm as trt
 from specdec_diag.ingest._textparse import (
     INT64_MAX,
     concat,
@@ -41,11 +43,12 @@ from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA
 
 FAMILY = "prometheus"
 #: line mode (when ``detect`` missed the file) sees only these; whole files go through :func:`parse_file`.
-MARKERS = ("vllm:spec_decode", "sglang:spec_accept", "tgi_request_skipped_tokens", "llamacpp:spec_decode")
-CUM_FORMATS = ("prometheus-vllm-v1", "prometheus-vllm-v0", "prometheus-tgi", "prometheus-llamacpp")
+MARKERS = ("vllm:spec_decode", "sglang:spec_accept", "tgi_request_skipped_tokens", "llamacpp:spec_decode",
+           "trtllm_spec_decode")
+CUM_FORMATS = ("prometheus-vllm-v1", "prometheus-vllm-v0", "prometheus-tgi", "prometheus-llamacpp", trt.FORMAT)
 
 _SAMPLE = r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+(-?\d+))?\s*$"
-_RELEVANT = r"^(?:vllm:|sglang:|tgi_|llamacpp:)"
+_RELEVANT = r"^(?:vllm:|sglang:|tgi_|llamacpp:|trtllm_)"
 _ISO = r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:?\d{2}| ?UTC)?"
 _EPOCH = r"(?:time|ts|timestamp|scrape\w*)\s*[=:]\s*(\d{10}(?:\.\d+)?|\d{13})\b"
 
@@ -67,6 +70,8 @@ _METRICS = {
     "sglang:num_queue_reqs": "waiting",
     "sglang:token_usage": "kv",
     "sglang:gen_throughput": "gen_tps",
+    "sglang:spec_num_draft_tokens": "sg_n",  # the active --speculative-num-draft-tokens (2026)
+    "sglang:spec_num_steps": "sg_steps",
     "tgi_request_skipped_tokens_sum": "tgi_sum",
     "tgi_request_skipped_tokens_count": "tgi_count",
     "tgi_batch_current_size": "running",
@@ -77,6 +82,7 @@ _METRICS = {
     "llamacpp:spec_decode_num_accepted_tokens": "acc",
     "llamacpp:requests_processing": "running",
     "llamacpp:requests_deferred": "waiting",
+    **trt.METRICS,
 }
 _PER_POS = ("vllm:spec_decode_num_accepted_tokens_per_pos", "llamacpp:spec_decode_num_accepted_tokens_per_pos")
 _BUCKET = "tgi_request_skipped_tokens_bucket"
@@ -84,7 +90,8 @@ _BUCKET = "tgi_request_skipped_tokens_bucket"
 
 def detect(sample: str) -> bool:
     """Text exposition format: TYPE/HELP comments or bare ``vllm:``/``sglang:``/``tgi_`` samples."""
-    if "# TYPE " in sample and any(p in sample for p in ("vllm:", "sglang:", "tgi_", "llamacpp:spec_decode")):
+    if "# TYPE " in sample and any(p in sample for p in ("vllm:", "sglang:", "tgi_", "llamacpp:spec_decode",
+                                                          "trtllm_spec_decode")):
         return True
     for line in sample.splitlines()[:2000]:
         s = line.strip()
@@ -168,7 +175,7 @@ def _samples(lines: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFra
     rel = rel.with_columns(
         _label("model_name").alias("model_name"),
         _label("engine").alias("engine_lbl"),
-        _label("position").cast(pl.Int64, strict=False).alias("position"),
+        pl.coalesce(_label("position"), _label("token_position")).cast(pl.Int64, strict=False).alias("position"),
         pl.col("labels")
         .str.extract(r'[{,]\s*le="([^"]*)"', 1)
         .str.replace(r"^\+?Inf$", "inf")
@@ -232,7 +239,10 @@ def _aggregate(rel: pl.DataFrame) -> pl.DataFrame:
         exprs.append(pl.coalesce([_val(n) for n in names]).alias(col))
     pp = pl.col("name").is_in(_PER_POS)
     bk = pl.col("name") == _BUCKET
+    ta, td = pl.col("name") == trt.PER_POS_ACCEPTED, pl.col("name") == trt.PER_POS_DRAFTED
     exprs += [
+        pl.col("value").filter(ta).alias("trt_pp_accepted"), pl.col("position").filter(ta).alias("trt_pos_accepted"),
+        pl.col("value").filter(td).alias("trt_pp_drafted"), pl.col("position").filter(td).alias("trt_pos_drafted"),
         pl.col("value").filter(pp).sort_by(pl.col("position").filter(pp)).alias("pp_counts"),
         pl.col("position").filter(pp).sort().alias("pp_pos"),
         pl.col("value").filter(bk).sort_by(pl.col("le").filter(bk)).alias("b_counts"),
@@ -270,8 +280,8 @@ def _infer_v0_k(draft: float | None, emitted: float | None, eff: float | None) -
     return fits[0] if len(fits) == 1 else None
 
 
-def _row(r: dict[str, Any], source: str) -> dict[str, Any] | None:
-    """One snapshot of one engine as a window row (None when it carries no speculative metric)."""
+def _rows(r: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """One snapshot of one engine as window rows (none when it carries no speculative metric)."""
     base = {
         "source": source,
         "line": r["line"],
@@ -282,22 +292,27 @@ def _row(r: dict[str, Any], source: str) -> dict[str, Any] | None:
         "kv_usage": r["kv"] if r["kv"] is None or r["kv"] <= 1.0 else r["kv"] / 100,
         "gen_tps": r["gen_tps"],
     }
+    if trt.present(r):
+        return trt.rows(r, base, _int)
     if r["v1_drafts"] is not None or r["lc_drafts"] is not None:
-        return _vllm_v1_row(r, base)
+        return [_vllm_v1_row(r, base)]
     if r["v0_emitted"] is not None or r["v0_eff"] is not None:
-        return _vllm_v0_row(r, base)
+        return [_vllm_v0_row(r, base)]
     if r["tgi_count"] is not None:
-        return _tgi_row(r, base)
+        return [_tgi_row(r, base)]
     if r["sg_al"] is not None:
-        return {
+        return [{
             **base,
             "engine": "sglang",
             "format": "prometheus-sglang",
             "window": "interval",
             "mean_acceptance_length": r["sg_al"],
             "_ar": r["sg_ar"],
-        }
-    return None
+            # N as the server states it, used only for a chain (N = steps + 1); a tree's N counts nodes
+            "_n": _int(r["sg_n"]) if r["sg_n"] is not None and r["sg_steps"] is not None
+            and _int(r["sg_n"]) == (_int(r["sg_steps"]) or 0) + 1 else None,
+        }]
+    return []
 
 
 def _vllm_v1_row(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
@@ -358,7 +373,9 @@ def _tgi_row(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     count, ssum = _int(r["tgi_count"]), r["tgi_sum"]
     les, bcounts = r["b_le"] or [], r["b_counts"] or []
     finite_le = [le for le in les if le is not None and math.isfinite(le)]
-    k = int(max(finite_le)) - 1 if finite_le and max(finite_le) >= 2 else None
+    # the router's buckets are 0, 1, ..., speculate (router/src/server.rs: (0..speculate + 1)): the
+    # largest finite bound is k; without buckets (a summary) k stays unknown
+    k = int(max(finite_le)) if finite_le and max(finite_le) >= 1 else None
     pp = None
     if k and count:
         cum = dict(zip(les, bcounts, strict=False))
@@ -379,8 +396,8 @@ def _tgi_row(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "acceptance_rate": ratio(acc, count * k if k and count is not None else None),
         "mean_acceptance_length": None if ratio(acc, count) is None else 1 + acc / count,
         "per_position_acceptance": pp,
-        "definition_note": "TGI skipped_tokens = accepted tokens per step; k inferred from the "
-        "histogram buckets, drafted = steps x k (assumes every step drafts k)",
+        "definition_note": "TGI skipped_tokens = accepted tokens per step; k = the largest bucket bound "
+        "(buckets 0..speculate), drafted = steps x k (assumes every step drafts k)",
     }
 
 
@@ -393,7 +410,12 @@ def _sglang_rates(rows: list[dict[str, Any]]) -> None:
         {"al": [r["mean_acceptance_length"] for r in sg], "ar": [r["_ar"] for r in sg]},
         schema={"al": pl.Float64, "ar": pl.Float64},
     )
-    version, n = fit_accept_rate_definition(frame, None, False)
+    # the server states N itself when it exports sglang:spec_num_draft_tokens (one value throughout)
+    stated = {r["_n"] for r in sg if r["_n"]}
+    n_stated = stated.pop() if len(stated) == 1 else None
+    version, n = fit_accept_rate_definition(frame, n_stated, False)
+    # the length and a stated chain N give the rate whatever definition the printed rate follows
+    n = n_stated if n_stated and n_stated >= 2 else (n if n and n >= 2 else None)
     for r in sg:
         al = r["mean_acceptance_length"]
         if n and al is not None and math.isfinite(al):
@@ -405,7 +427,8 @@ def _sglang_rates(rows: list[dict[str, Any]]) -> None:
             version or "", "fits no known definition"
         )
         r["definition_note"] = f"SGLang gauges of the last decode-log window; accept rate {what}" + (
-            f", N={n}: acceptance_rate=(accept_len-1)/(N-1)" if n else ""
+            f", N={n}" + (" (sglang:spec_num_draft_tokens)" if n == n_stated else "")
+            + ": acceptance_rate=(accept_len-1)/(N-1)" if n else ""
         )
 
 
@@ -415,10 +438,11 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         return Parsed(malformed=bad)
     snaps = _aggregate(rel).to_dicts()
     order_bad = _reject_accepted(snaps)
-    rows = [x for r in snaps if (x := _row(r, source)) is not None]
+    rows = [x for r in snaps for x in _rows(r, source)]
     _sglang_rates(rows)
     for r in rows:
         r.pop("_ar", None)
+        r.pop("_n", None)
     cum = rows_to_windows(rows)
     windows = concat([cum, differences(cum.filter(pl.col("window") == "cumulative"))], WINDOW_SCHEMA)
     windows, net = reject_windows(windows, source, norm_lines(lines))

@@ -6,16 +6,19 @@ fails to import fails the import of ingest, and so every test, instead of silent
 from __future__ import annotations
 
 from specdec_diag.ingest import (
+    aiperf,
     bench,
     generated_text,
     launch,
     llamacpp,
+    llamacpp_speedbench,
     paste,
     prometheus,
     requests,
     sglang,
     trace,
     trtllm,
+    trtllm_bench,
     vllm,
 )
 from specdec_diag.ingest.base import Source
@@ -26,8 +29,11 @@ SOURCES: tuple[Source, ...] = (
     vllm.SOURCE,
     sglang.SOURCE,
     llamacpp.SOURCE,
+    llamacpp_speedbench.SOURCE,
     prometheus.SOURCE,
     trtllm.SOURCE,
+    trtllm_bench.SOURCE,
+    aiperf.SOURCE,
     generated_text.SOURCE,
     requests.SOURCE,
     bench.SOURCE,

@@ -126,9 +126,12 @@ def _iteration(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any
     if counts_problem(acc, draft):
         return None, f"specDecodingStats accepts more tokens ({acc}) than it drafted ({draft})"
     total_ms, draft_ms = finite(obj.get("iterLatencyMS")), finite(sd.get("iterLatencyMS"))
+    overhead = finite(sd.get("draftOverhead"))
+    if draft_ms is None and total_ms is not None and overhead is not None and overhead <= 1:
+        draft_ms = overhead * total_ms  # draftOverhead = draft latency / iteration latency
     kv = obj.get("kvCacheStats") if isinstance(obj.get("kvCacheStats"), dict) else {}
     mal = None if ratio(acc, nreq) is None else 1 + acc / nreq
-    if mal is None and nreq:
+    if mal is None and (nreq or (nreq is None and draft)):  # as printed when the request count is absent
         mal = finite(sd.get("acceptanceLength"))
     k = draft // nreq if draft is not None and nreq and draft % nreq == 0 else None
     return {
@@ -153,8 +156,8 @@ def _iteration(obj: dict[str, Any], ln: int, source: str) -> tuple[dict[str, Any
         "verify_ms": None if total_ms is None or draft_ms is None else max(0.0, total_ms - draft_ms),
         "request": None if obj.get("iter") is None else f"iter {obj.get('iter')}",
         "definition_note": "TRT-LLM specDecodingStats of one iteration: acceptance length = (accepted + "
-        "requests with drafts) / requests; draft_ms = draft generation time, verify_ms = "
-        "iteration latency - draft_ms",
+        "requests with drafts) / requests; draft_ms = draft generation time (specDecodingStats.iterLatencyMS, "
+        "else draftOverhead x iterLatencyMS), verify_ms = iteration latency - draft_ms",
     }, None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import polars as pl
+
 from specdec_diag.analysis import theory
 from specdec_diag.analysis.rules.base import (
     Context,
@@ -23,7 +25,8 @@ class DraftTooExpensive(Rule):
     while either a cheap drafter (``c = assumed_cost_ratio``) would reach it at this alpha - so it is
     the cost, not the acceptance - or drafting takes at least ``draft_share`` of the step time. On
     engine windows with draft/verify times (TRT-LLM ``draftOverhead``), a draft share of at least
-    ``draft_share``.
+    ``draft_share``; llama-server request rows carry it from the ``dur(g)`` of its ``statistics``
+    lines against the request's eval time.
 
     **Why it matters.** Speculation pays only when ``alpha > c`` (Cor. 3.9), and well above it in
     practice. High acceptance with no speed-up is the classic symptom (vllm #39680: AR 96.6 % at
@@ -100,8 +103,12 @@ class DraftTooExpensive(Rule):
     def _windows(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds
         out = []
-        for (src, _eng), g in ctx.window_groups():
+        # all windows, not only the aggregation rows: llama-server's draft cost sits on its request rows
+        # while its statistics interval rows carry the acceptance (one window kind per group, no overlap)
+        for (src, _eng), g in ctx.window_groups(ctx.windows):
             t = timed_rows(g)
+            if t.height and t["window"].n_unique() > 1:
+                t = t.filter(pl.col("window") == t["window"].mode().first())
             if t.height < th.min_windows:
                 continue
             d, v = float(t["draft_ms"].sum()), float(t["verify_ms"].sum())

@@ -1,7 +1,9 @@
 """vLLM: V0 ``Speculative metrics:`` (cumulative), V1 ``SpecDecoding metrics:`` variants A-E
-(windowed), the ``Engine NNN:`` / ``N Engines Aggregated:`` / V0 throughput lines, startup lines
-naming the speculative configuration, the ``vllm bench serve`` summary and the output of
-``examples/offline_inference/spec_decode.py``. Formats and meanings: docs/log-formats.md §1-2.
+(windowed; with ``Current speculative depth`` under dynamic depth), the ``Engine NNN:`` / ``N Engines
+Aggregated:`` / V0 throughput lines, startup lines naming the speculative configuration and the
+version, the ``vllm bench serve`` summary and the output of ``examples/offline_inference/spec_decode.py``;
+``DiffusionDecoding metrics:`` and ``Iteration(N):`` lines in :mod:`specdec_diag.ingest.vllm_lines`.
+Formats and meanings: docs/log-formats.md §1-2.
 
 Line records are parsed with vectorised polars regexes (the bulk of a big log); only the rare
 startup lines and multi-line summary blocks go through Python (:mod:`specdec_diag.ingest.vllm_blocks`).
@@ -15,20 +17,27 @@ from typing import Any
 import polars as pl
 
 from specdec_diag.ingest._textparse import (
-    counts_problem,
     first_problem,
     malformed,
-    malformed_rows,
     norm_lines,
     ratio_expr,
     reject_windows,
-    value_problem,
     value_problem_expr,
 )
 from specdec_diag.ingest.base import LINE_STRIDE, NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.timestamps import ISO_PATTERN, YearAnchor, iso_time, month_day_time
 from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, ENGINE, parse_blocks, parse_configs
 from specdec_diag.ingest.vllm_finalize import finalize
+from specdec_diag.ingest.vllm_lines import (
+    M_DIFF,
+    M_ITER,
+    mal_excludes_bonus,
+    mal_note,
+    parse_diffusion,
+    parse_iteration,
+    parse_v1_kv,
+    vllm_version,
+)
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "vllm"
@@ -36,8 +45,9 @@ FAMILY = "vllm"
 M_V1 = "SpecDecoding metrics:"
 M_V0 = "Speculative metrics:"
 M_THR = "Avg generation throughput:"
-MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, *CONFIG_MARKERS, *BLOCK_MARKERS)
+MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, M_DIFF, M_ITER, *CONFIG_MARKERS, *BLOCK_MARKERS)
 
+_VERSION_HINT = r"vLLM API server version|LLM engine \(v"
 _CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
 _BLOCK_RX = "|".join(re.escape(m) for m in BLOCK_MARKERS)
 # any printed token where a number belongs (nan, NaN, -inf, 1e400, 12x3 ...): the value checks name
@@ -55,6 +65,7 @@ _ISO_ANY = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:"
 _V1 = (
     rf"SpecDecoding metrics: (?:Draft acceptance rate: (?P<ar_c>{_NUM})%, )?"
     rf"(?:Mean acceptance length: (?P<mal>{_NUM}), )?"
+    rf"(?:Current speculative depth: (?P<depth>{_NUM}), )?"
     rf"(?:Accepted throughput: (?P<acc_tps>{_NUM}) tokens/s, Drafted throughput: (?P<draft_tps>{_NUM}) tokens/s, )?"
     r"Accepted: (?P<acc>\d+) tokens, Drafted: (?P<draft>\d+) tokens"
     r"(?:, Per-position acceptance rate: (?P<pp>(?:\d+\.\d+|nan)(?:, (?:\d+\.\d+|nan))*))?"
@@ -74,6 +85,7 @@ _THR = (
     r"(?:(?P<eng>Engine \d+|\d+ Engines Aggregated): )?"
     rf"Avg prompt throughput: (?P<ptps>{_NUM}) tokens/s, Avg generation throughput: (?P<gtps>{_NUM}) tokens/s, "
     r"Running: (?P<run>\d+) reqs?, (?:Swapped: (?P<swap>\d+) reqs?, )?(?P<wk>Waiting|Pending): (?P<wait>\d+) reqs?"
+    r"(?:, Deferred: (?P<deferred>\d+) reqs?)?(?:, Preemptions: (?P<preempt>\d+))?"
     rf"(?:, GPU KV cache usage: (?P<kv>{_NUM})%)?"
 )
 
@@ -86,7 +98,7 @@ _THR_ENG = r"(Engine \d+|\d+ Engines Aggregated): $"
 #: keys of the V1 line we understand; a line with any other key is an unknown variant (key/value parse).
 _KNOWN_V1_KEYS = {
     "Draft acceptance rate", "Mean acceptance length", "Accepted throughput", "Drafted throughput",
-    "Accepted", "Drafted", "Per-position acceptance rate", "Avg Draft acceptance rate",
+    "Accepted", "Drafted", "Per-position acceptance rate", "Avg Draft acceptance rate", "Current speculative depth",
 }
 
 
@@ -108,10 +120,15 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     is_v1 = pl.col("text").str.contains(M_V1, literal=True)
     is_v0 = pl.col("text").str.contains(M_V0, literal=True)
     is_thr = pl.col("text").str.contains(M_THR, literal=True)
-    lines = lines.with_columns(pl.when(is_v1).then(1).when(is_v0).then(2).when(is_thr).then(3).otherwise(0)
-                               .cast(pl.Int8).alias("_kind"))
-    v1, v0, thr, rest = (lines.filter(pl.col("_kind") == i).drop("_kind") for i in (1, 2, 3, 0))
-    for part, fn in ((v1, _parse_v1), (v0, _parse_speculative), (thr, _parse_throughput)):
+    is_diff = pl.col("text").str.contains(M_DIFF, literal=True)
+    is_iter = pl.col("text").str.contains(r"Iteration\(\d+\): ")
+    lines = lines.with_columns(pl.when(is_v1).then(1).when(is_v0).then(2).when(is_thr).then(3).when(is_diff).then(4)
+                               .when(is_iter).then(5).otherwise(0).cast(pl.Int8).alias("_kind"))
+    v1, v0, thr, diff, it, rest = (lines.filter(pl.col("_kind") == i).drop("_kind") for i in (1, 2, 3, 4, 5, 0))
+    version = vllm_version(rest.filter(pl.col("text").str.contains(_VERSION_HINT))["text"].to_list())
+    parsers = ((v1, lambda d, s: _parse_v1(d, s, version)), (v0, _parse_speculative), (thr, _parse_throughput),
+               (diff, parse_diffusion), (it, parse_iteration))
+    for part, fn in parsers:
         if part.height:
             w, b = fn(_with_header(part, options.year_anchor, bracket=fn is _parse_speculative), source)
             windows.append(w)
@@ -197,14 +214,21 @@ def _i(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.Int64, strict=False)
 
 
-def _v1_numbers(ok: pl.DataFrame) -> pl.DataFrame:
+def _v1_numbers(ok: pl.DataFrame, version: str | None) -> pl.DataFrame:
     """Typed counts of matched V1 lines, their variant (B-E), k and num_drafts (not printed: exact as
-    drafted/k for fixed-k drafters, else inferred from the rounded mean acceptance length)."""
+    drafted/k for fixed-k drafters, else inferred from the rounded mean acceptance length). Under
+    dynamic depth k is the printed current depth (the vector keeps one entry per maximum position);
+    a pre-v0.9.0 MAL (bonus excluded) becomes 1 + printed."""
     ok = ok.with_columns(
         _i("acc").alias("acc"), _i("draft").alias("draft"), _f("mal").alias("mal"),
-        _f("ar_c").alias("ar_c"), _f("ar_e").alias("ar_e"),
+        _f("ar_c").alias("ar_c"), _f("ar_e").alias("ar_e"), _i("depth").alias("depth"),
         pl.col("pp").str.split(", ").cast(pl.List(pl.Float64), strict=False).alias("ppl"),
-    ).with_columns(pl.col("ppl").list.len().cast(pl.Int64).alias("k"))
+    ).with_columns(pl.coalesce("depth", pl.col("ppl").list.len().cast(pl.Int64)).alias("k"))
+    old = mal_excludes_bonus(version)
+    ok = ok.with_columns(old.alias("_old_mal")).with_columns(
+        pl.when(pl.col("_old_mal")).then(pl.col("mal") + 1.0).otherwise(pl.col("mal")).alias("mal"),
+        pl.concat_str([mal_note(version, pl.col("_old_mal")), _depth_note()], separator="; ",
+                      ignore_nulls=True).replace("", None).alias("_mal_note"))
     ok = ok.with_columns(
         pl.when(pl.col("ar_c").is_not_null() & pl.col("mal").is_null() & pl.col("pp").is_null()
                 & pl.col("acc_tps").is_null()).then(pl.lit("B"))
@@ -235,31 +259,40 @@ def _v1_numbers(ok: pl.DataFrame) -> pl.DataFrame:
         pl.when(fits(pl.col("nd_k"))).then(pl.lit(None, dtype=pl.Utf8))
         .when(fits(pl.col("nd_mal"))).then(pl.lit("num_drafts inferred from the rounded mean acceptance length "
                                                   "(approximate)"))
-        .otherwise(None).alias("note"),
+        .otherwise(None).alias("_nd_note"),
         # identities of docs/log-formats.md §2.3: printed rate = accepted/drafted; 1 + sum(per-position) = MAL.
         pl.coalesce("ar_c", "ar_e").alias("ar_printed"),
     )
-    return ok
+    return ok.with_columns(pl.concat_str(["_mal_note", "_nd_note"], separator="; ", ignore_nulls=True)
+                           .replace("", None).alias("note"))
 
 
-def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _depth_note() -> pl.Expr:
+    """Dynamic depth: the depth printed and the vector's length (its maximum), both as stated."""
+    return pl.when(pl.col("depth").is_not_null()).then(pl.format(
+        "dynamic speculative depth: k = current depth {} at the log line; the per-position vector has {} "
+        "entries (the maximum depth)", "depth", pl.col("ppl").list.len()))
+
+
+def _parse_v1(df: pl.DataFrame, source: str, version: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """V1 ``SpecDecoding metrics:`` (variants B-E, windowed counts) plus unknown suffixes."""
     df = df.with_columns(_anchored(M_V1, _V1_E).alias("_g")).unnest("_g")
     fast = df.filter(pl.col("acc").is_not_null()).with_columns(
         pl.col("pp").str.strip_suffix(", "), pl.lit(None, dtype=pl.Utf8).alias("ar_c"))
     slow = df.filter(pl.col("acc").is_null())
     if slow.height:
-        slow = slow.drop("mal", "acc_tps", "draft_tps", "acc", "draft", "pp", "ar_e")
+        slow = slow.drop("mal", "depth", "acc_tps", "draft_tps", "acc", "draft", "pp", "ar_e")
         slow = slow.with_columns(pl.col("text").str.extract_groups(_V1).alias("_g")).unnest("_g")
         df = pl.concat([fast, slow], how="diagonal_relaxed") if fast.height else slow
     else:
         df = fast
-    ok = _v1_numbers(df.filter(pl.col("acc").is_not_null()).with_columns(_v1_value_problem().alias("_vwhy")))
+    ok = _v1_numbers(df.filter(pl.col("acc").is_not_null()).with_columns(_v1_value_problem().alias("_vwhy")),
+                     version)
     rest = df.filter(pl.col("acc").is_null())
     rate_bad = (pl.col("ar_printed").is_not_null() & (pl.col("draft") > 0)
                 & ((pl.col("ar_printed") - 100.0 * pl.col("acc") / pl.col("draft")).abs() > 0.051))
     pp_bad = (pl.col("ppl").is_not_null() & pl.col("mal").is_not_null()
-              & ((1.0 + pl.col("ppl").list.sum() - pl.col("mal")).abs() > 0.006 + 0.0005 * pl.col("k")))
+              & ((1.0 + pl.col("ppl").list.sum() - pl.col("mal")).abs() > 0.006 + 0.0005 * pl.col("ppl").list.len()))
     order_bad = pl.col("acc") > pl.col("draft")
     ok = ok.with_columns(
         pl.when(pl.col("_vwhy").is_not_null()).then(pl.col("_vwhy"))
@@ -288,7 +321,7 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
     )
     wins = [win]
     if rest.height:
-        kv_w, kv_bad = _parse_v1_kv(rest, source)
+        kv_w, kv_bad = parse_v1_kv(rest, source, M_V1, _KNOWN_V1_KEYS, version)
         wins.append(kv_w)
         bad.append(kv_bad)
     return pl.concat(wins, how="diagonal_relaxed"), pl.concat(bad)
@@ -298,6 +331,7 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
 _V1_VALUES = (
     ("acc", "Accepted", True), ("draft", "Drafted", True), ("mal", "Mean acceptance length", False),
     ("ar_c", "Draft acceptance rate", False), ("ar_e", "Avg Draft acceptance rate", False),
+    ("depth", "Current speculative depth", True),
     ("acc_tps", "Accepted throughput", False), ("draft_tps", "Drafted throughput", False),
 )
 
@@ -310,14 +344,12 @@ def _v1_value_problem() -> pl.Expr:
     return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in _V1_VALUES), pp)
 
 
-_KV_ITEM = re.compile(r"([A-Za-z][A-Za-z _\-/()]*?):\s*([-+]?[\w.]+)\s*(%|tokens/s|tokens)?(?=,|$)")
-
-
 # Variant E (current vLLM) without optional parts, anchored at the marker (see _anchored) and
 # one-pass (``pp`` keeps a trailing ", ", stripped after): ~2x faster than the same pattern searched
 # unanchored, which is ~40 % faster than the generic one. Lines it misses go through the generic one.
 _V1_E = (
-    r"^SpecDecoding metrics: Mean acceptance length: (?P<mal>[0-9.]+), Accepted throughput: (?P<acc_tps>[0-9.]+) "
+    r"^SpecDecoding metrics: Mean acceptance length: (?P<mal>[0-9.]+), "
+    r"(?:Current speculative depth: (?P<depth>[0-9]+), )?Accepted throughput: (?P<acc_tps>[0-9.]+) "
     r"tokens/s, Drafted throughput: (?P<draft_tps>[0-9.]+) tokens/s, Accepted: (?P<acc>[0-9]+) tokens, "
     r"Drafted: (?P<draft>[0-9]+) tokens, Per-position acceptance rate: (?P<pp>(?:[0-9]\.[0-9]+, )+)"
     r"Avg Draft acceptance rate: (?P<ar_e>[0-9.]+)%[ \t\r\n]*$"
@@ -331,63 +363,6 @@ def _anchored(marker: str, pattern: str) -> pl.Expr:
     result is the same (a miss only costs time)."""
     text = pl.col("text")
     return text.str.slice(text.str.find(marker, literal=True).fill_null(0)).str.extract_groups(pattern)
-
-
-def _parse_v1_kv(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Lines whose suffix is not a known variant: parse ``key: value`` pairs. A line whose keys are all
-    known is a damaged known variant (malformed); one with an unknown key is a new variant."""
-    rows: list[dict[str, Any]] = []
-    bad: list[tuple[int, str, str]] = []
-    for rec in df.iter_rows(named=True):
-        text = rec["text"].rstrip()
-        body = text.split(M_V1, 1)[1]
-        pairs = {k.strip(): (v, unit) for k, v, unit in _KV_ITEM.findall(body)}
-        unknown = [k for k in pairs if k not in _KNOWN_V1_KEYS]
-        if not pairs or not unknown:
-            bad.append((rec["line"], "SpecDecoding metrics line does not match any known variant", text))
-            continue
-
-        def num(*names: str, pairs: dict[str, tuple[str, str]] = pairs) -> float | None:
-            for want in names:
-                for k, (v, _) in pairs.items():
-                    if k.lower() == want:
-                        try:
-                            return float(v)
-                        except ValueError:
-                            return None
-            return None
-
-        counts = {"accepted", "drafted", "total accepted", "total drafted"}
-        why = next((w for k, (v, _) in pairs.items()
-                    if (w := value_problem(v, k, count=k.lower() in counts)) is not None), None)
-        acc, draft = num("accepted"), num("drafted")
-        window = "interval"
-        if acc is None and draft is None:
-            # only running totals (a fork's "Total accepted/drafted"): cumulative, not this window
-            acc, draft, window = num("total accepted"), num("total drafted"), "cumulative"
-        why = why or counts_problem(acc, draft)
-        if why:
-            bad.append((rec["line"], why, text))
-            continue
-        rate = num("draft acceptance rate", "avg draft acceptance rate")
-        mal = next((float(v) for k, (v, _) in pairs.items() if "length" in k.lower()), None)
-        row: dict[str, Any] = {
-            "source": source, "line": rec["line"], "engine": ENGINE, "format": "vllm-v1-specdecoding-kv",
-            "time": rec["time"], "engine_id": rec["proc"], "window": window,
-            "accepted_tokens": int(acc) if acc is not None else None,
-            "draft_tokens": int(draft) if draft is not None else None,
-            "mean_acceptance_length": mal,
-            "definition_note": "unrecognised SpecDecoding variant parsed as key/value pairs; keys: "
-            + ", ".join(pairs),
-        }
-        if acc is not None and draft:
-            row["acceptance_rate"] = acc / draft
-        elif rate is not None and window == "interval":
-            row["acceptance_rate"] = rate / 100.0
-        rows.append(row)
-    w = pl.DataFrame(rows, schema_overrides={"time": pl.Datetime("us", "UTC")}) if rows else pl.DataFrame(
-        schema=WINDOW_SCHEMA)
-    return w, malformed_rows(bad, source) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
 
 
 def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -481,6 +456,9 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
         _f("gtps").alias("gen_tps"), _f("ptps").alias("prompt_tps"),
         _i("run").alias("running_reqs"), _i("wait").alias("waiting_reqs"),
         (_f("kv") / 100.0).round(6).alias("kv_usage"),  # printed with one decimal: exact after rounding
+        pl.concat_str([pl.lit("Deferred: ") + pl.col("deferred") + pl.lit(" of the waiting requests"),
+                       pl.lit("Preemptions: ") + pl.col("preempt") + pl.lit(" in the interval")],
+                      separator="; ", ignore_nulls=True).replace("", None).alias("definition_note"),
         pl.col("proc").alias("_proc"), pl.col("eng").alias("_eng"),
     )
     return win, malformed(df.filter(pl.col("_why").is_not_null()), source, pl.col("_why"))
@@ -491,6 +469,7 @@ def _throughput_value_problem() -> pl.Expr:
     return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in (
         ("ptps", "Avg prompt throughput", False), ("gtps", "Avg generation throughput", False),
         ("run", "Running", True), ("swap", "Swapped", True), ("wait", "Waiting", True),
+        ("deferred", "Deferred", True), ("preempt", "Preemptions", True),
         ("kv", "GPU KV cache usage", False))))
 
 

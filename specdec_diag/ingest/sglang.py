@@ -27,7 +27,11 @@ from specdec_diag.ingest._textparse import (
     reject_windows,
 )
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
-from specdec_diag.ingest.definitions import SGLANG_RATE_FIX_SINCE, fit_accept_rate_definition, sglang_rate_version
+from specdec_diag.ingest.definitions import (
+    SGLANG_RATE_FIX_SINCE,
+    fit_accept_rate_definition,
+    sglang_rate_version,
+)
 from specdec_diag.ingest.sglang_requests import MARKER as META_MARKER
 from specdec_diag.ingest.sglang_requests import parse_requests
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows

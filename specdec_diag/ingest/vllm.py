@@ -12,7 +12,6 @@ startup lines and multi-line summary blocks go through Python (:mod:`specdec_dia
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import polars as pl
 
@@ -121,10 +120,12 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     is_v0 = pl.col("text").str.contains(M_V0, literal=True)
     is_thr = pl.col("text").str.contains(M_THR, literal=True)
     is_diff = pl.col("text").str.contains(M_DIFF, literal=True)
-    is_iter = pl.col("text").str.contains(r"Iteration\(\d+\): ")
     lines = lines.with_columns(pl.when(is_v1).then(1).when(is_v0).then(2).when(is_thr).then(3).when(is_diff).then(4)
-                               .when(is_iter).then(5).otherwise(0).cast(pl.Int8).alias("_kind"))
-    v1, v0, thr, diff, it, rest = (lines.filter(pl.col("_kind") == i).drop("_kind") for i in (1, 2, 3, 4, 5, 0))
+                               .otherwise(0).cast(pl.Int8).alias("_kind"))
+    v1, v0, thr, diff, rest = (lines.filter(pl.col("_kind") == i).drop("_kind") for i in (1, 2, 3, 4, 0))
+    # Iteration(N) lines are rare outside --enable-logging-iteration-details: looked for among the rest
+    is_iter = pl.col("text").str.contains(M_ITER, literal=True) & pl.col("text").str.contains(r"Iteration\(\d+\): ")
+    it, rest = rest.filter(is_iter), rest.filter(~is_iter)
     version = vllm_version(rest.filter(pl.col("text").str.contains(_VERSION_HINT))["text"].to_list())
     parsers = ((v1, lambda d, s: _parse_v1(d, s, version)), (v0, _parse_speculative), (thr, _parse_throughput),
                (diff, parse_diffusion), (it, parse_iteration))

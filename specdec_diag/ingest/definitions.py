@@ -24,8 +24,6 @@ VLLM_MAL_BONUS_SINCE = "0.9.0"
 #: merge and it are not pinned down here, so they (and unknown versions) are decided by the numbers
 #: (:func:`fit_accept_rate_definition`).
 SGLANG_RATE_FIX_SINCE = "0.5.17"
-#: the last SGLang release before any "accept rate" was printed (it arrived with PR #11572, Oct 2025)
-SGLANG_RATE_A_UNTIL = "0.5.3"
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,8 @@ ENGINE_DEFINITIONS: tuple[EngineDefinition, ...] = (
         "SGLang", "decode line 'accept rate'", "accept_len / num_draft_tokens (bonus included, floor 1/N)",
         "accepted drafts / proposed drafts = (accept_len - 1) / (N - 1)",
         "sglang PR #23530 (2026-04-23); PR #13212 fixed N before it",
-        f"the engine version when known (>= {SGLANG_RATE_FIX_SINCE}: fixed, <= {SGLANG_RATE_A_UNTIL}: none "
-        "printed); else the numbers (ar = al/N vs (al-1)/(N-1)); every row converted to (accept_len - 1) / k"),
+        f"the engine version when it is >= {SGLANG_RATE_FIX_SINCE} (fixed); else the numbers (ar = al/N vs "
+        "(al-1)/(N-1), with N from the config when given); every row converted to (accept_len - 1) / k"),
     EngineDefinition(
         "SGLang", "per-request meta_info 'spec_accept_rate'", "accepted / drafted tokens of the request",
         "unchanged; 'spec_accept_length' = completion tokens / spec_verify_ct (bonus included)",

@@ -157,3 +157,11 @@ def test_current_mal_untouched_and_version_recorded():
     [w] = p.windows.to_dicts()
     assert w["mean_acceptance_length"] == pytest.approx(2.20) and w["definition_note"] is None
     assert p.configs.filter(pl.col("key") == "engine_version")["value"].to_list() == ["0.9.2"]
+
+
+def test_diffusion_line_quoted_without_numbers_is_recognised(tmp_path):
+    res = _scan(tmp_path, FIX / "diffusion_elided_dgx_spark.log")
+    [w] = res.windows.to_dicts()
+    assert w["format"] == "vllm-v1-diffusion" and w["gen_tps"] is None
+    assert "elides its numbers" in w["definition_note"]
+    assert res.malformed.height == 0

@@ -57,9 +57,12 @@ def parse_diffusion(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Dat
     speculation (no drafts, no bonus token), so no speculative column is filled: the window carries
     the committed-token throughput and names the counters in its note."""
     df = df.with_columns(pl.col("text").str.extract_groups(_DIFF).alias("_g")).unnest("_g")
+    # a quoted line with its numbers elided ("Committed token throughput: ... tokens/s") still says
+    # the engine decodes by diffusion: a row without numbers, never a malformed line
+    elided = pl.col("committed").is_null() & pl.col("text").str.contains(r"(?:\.\.\.|…)")
     why = first_problem(
-        pl.when(pl.col("committed").is_null()).then(pl.lit("DiffusionDecoding metrics line does not match the "
-                                                            "known format")),
+        pl.when(pl.col("committed").is_null() & ~elided).then(pl.lit("DiffusionDecoding metrics line does not "
+                                                                      "match the known format")),
         value_problem_expr("tps", "Committed token throughput"),
         value_problem_expr("committed", "Committed", count=True),
         value_problem_expr("steps", "Denoising steps", count=True),
@@ -70,13 +73,14 @@ def parse_diffusion(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Dat
     win = ok.select(
         *_base(source, "vllm-v1-diffusion"),
         pl.col("tps").cast(pl.Float64).alias("gen_tps"),
-        pl.concat_str([
+        pl.when(pl.col("committed").is_null()).then(pl.lit(
+            "diffusion decoding, not speculation (the quoted line elides its numbers)")).otherwise(pl.concat_str([
             pl.lit("diffusion decoding, not speculation: committed "), pl.col("committed"),
             pl.lit(" tokens in "), pl.col("steps"), pl.lit(" denoising steps over "), pl.col("canvas"),
             pl.lit(" canvas positions (engine: "), pl.col("tps_step"),
             pl.lit(" tokens per step, "), pl.col("spc"), pl.lit(" steps per canvas); gen_tps = committed "
                                                              "token throughput over the log interval"),
-        ]).alias("definition_note"),
+        ])).alias("definition_note"),
         pl.col("proc").alias("_proc"),
     )
     return win, malformed(df.filter(pl.col("_why").is_not_null()), source, pl.col("_why"))

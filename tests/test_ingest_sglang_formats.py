@@ -169,3 +169,21 @@ def test_optional_decode_extras_do_not_move_any_number():
     rows = p.windows.sort("line").select(cols).rows()
     assert len(rows) == 4 and len(set(rows)) == 1 and p.malformed.height == 0
     assert "cpu graph" in p.windows.sort("line")["definition_note"][3]
+
+
+def test_forward_counter_ray_prefix_and_rank_tags(tmp_path):
+    res = _scan(tmp_path, FIX / "iter_ray_prefix_sglang_test.log")
+    rows = _rows(res, "sglang-decode")
+    assert [(r["running_reqs"], r["kv_usage"], r["gen_tps"], r["waiting_reqs"]) for r in rows] == [
+        (317, 0.67, 14806.57, 0), (78, 0.27, 7269.16, 0), (251, 1.0, 2055.94, 655)]
+    assert [r["engine_id"] for r in rows] == ["SGLangEngine pid=35555 TP0", "SGLangEngine pid=111711 TP0", "DP6 TP6 EP6"]
+    assert res.malformed.height == 0
+
+
+def test_forward_counter_on_prefill_and_npu_graph(tmp_path):
+    res = _scan(tmp_path, FIX / "iter_npu_graph_prefill_decode.log")
+    assert [(r["gen_tps"], r["cuda_graph"], r["waiting_reqs"]) for r in _rows(res, "sglang-decode")] == [
+        (0.79, True, 1), (87.33, True, 1)]
+    [p] = _rows(res, "sglang-prefill")
+    assert (p["prompt_tps"], p["waiting_reqs"], p["cuda_graph"]) == (2.66, 1, False)
+    assert res.malformed.height == 0

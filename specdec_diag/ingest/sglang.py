@@ -55,6 +55,8 @@ _DETECT = ("Decode batch", "Prefill batch", "ServerArgs(", "sglang.launch_server
 # a fork's "2025-12-04 20:35:53 INFO 151972 [".
 _TS_BRACKET = r"\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:[.,]\d+)?(?: ([A-Z]{2,3}\d+(?: [A-Z]{2,3}\d+)*))?\]"
 _TS_FORK = r"^(?:\S+\s+\|\s+)?(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:[.,]\d+)? [A-Z]+ (\d+) \["
+# a Ray actor's prefix, "(SGLangEngine pid=111711, ip=10.15.36.1) ": several engines share rank TP0
+_ACTOR = r"\(([A-Za-z][\w.\-]* pid=\d+)(?:, ip=[^)\s]*)?\)"
 
 #: decode/prefill fields: column -> (label that must be present, value pattern, dtype)
 _END = r"(?:[,\s%\]]|$)"  # a number must end at a delimiter: "0.x" is not 0
@@ -150,6 +152,8 @@ def _config_int(cfg: pl.DataFrame, key: str) -> int | None:
 
 def _fields(df: pl.DataFrame) -> pl.DataFrame:
     exprs = [extract(pat, dtype).alias(col) for col, (_, pat, dtype) in _FIELDS.items()]
+    has_actor = df.height > 0 and bool(df["text"].str.contains(" pid=", literal=True).any())
+    exprs.append((pl.col("text").str.extract(_ACTOR, 1) if has_actor else pl.lit(None, dtype=pl.Utf8)).alias("actor"))
     exprs += [
         pl.col("text").str.contains(lbl, literal=True).alias(f"has_{col}")
         for col, (lbl, _, _) in _FIELDS.items()
@@ -168,7 +172,8 @@ def _fields(df: pl.DataFrame) -> pl.DataFrame:
         .str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False)
         .dt.replace_time_zone("UTC")
         .alias("time"),
-        pl.coalesce(pl.col("rank"), pl.lit("pid=") + pl.col("pid")).alias("engine_id"),
+        pl.concat_str([pl.col("actor"), pl.coalesce(pl.col("rank"), pl.lit("pid=") + pl.col("pid"))],
+                      separator=" ", ignore_nulls=True).replace("", None).alias("engine_id"),
     )
 
 

@@ -187,3 +187,12 @@ def test_forward_counter_on_prefill_and_npu_graph(tmp_path):
     [p] = _rows(res, "sglang-prefill")
     assert (p["prompt_tps"], p["waiting_reqs"], p["cuda_graph"]) == (2.66, 1, False)
     assert res.malformed.height == 0
+
+
+def test_meta_info_drafts_only_counts(tmp_path):
+    res = _scan(tmp_path, FIX / "meta_info_counts_pr33518.log")
+    [r] = res.windows.to_dicts()
+    assert (r["num_drafts"], r["accepted_tokens"], r["draft_tokens"]) == (43, 63, 215)
+    assert r["acceptance_rate"] == pytest.approx(0.2930232558139535)  # = the engine's spec_accept_rate
+    assert r["mean_acceptance_length"] == pytest.approx(2.4651162790697674)  # = its spec_accept_length
+    assert "as SGLang counts them" in r["definition_note"] and "spec_accept_rate=0.293" in r["definition_note"]

@@ -165,3 +165,13 @@ def test_diffusion_line_quoted_without_numbers_is_recognised(tmp_path):
     assert w["format"] == "vllm-v1-diffusion" and w["gen_tps"] is None
     assert "elides its numbers" in w["definition_note"]
     assert res.malformed.height == 0
+
+
+def test_throughput_fields_read_in_any_order():
+    """The 2026 logger builds the line from optional parts; a build that orders them differently (or
+    adds one between) keeps every count: here Preemptions before Deferred, from the tutorial line."""
+    line = (FIX / "preemptions_tutorial.log").read_text().splitlines()[0]
+    line = line.replace("Preemptions: 3,", "Preemptions: 3, Deferred: 2 reqs,")
+    [t] = vllm.parse(lines_from_texts([line]), "t").windows.to_dicts()
+    assert (t["waiting_reqs"], t["kv_usage"]) == (12, pytest.approx(0.972))
+    assert t["definition_note"] == "Deferred: 2 of the waiting requests; Preemptions: 3 in the interval"

@@ -225,11 +225,17 @@ def _v1_numbers(ok: pl.DataFrame, version: str | None) -> pl.DataFrame:
         _f("ar_c").alias("ar_c"), _f("ar_e").alias("ar_e"), _i("depth").alias("depth"),
         pl.col("pp").str.split(", ").cast(pl.List(pl.Float64), strict=False).alias("ppl"),
     ).with_columns(pl.coalesce("depth", pl.col("ppl").list.len().cast(pl.Int64)).alias("k"))
-    old = mal_excludes_bonus(version)
+    # only C-shaped lines (no throughput fields) or a MAL below 1 can carry the pre-v0.9.0 MAL; a batch of
+    # D/E lines skips the identity, and a batch without depth skips its note
+    maybe_old = version is not None or bool(ok.select(
+        (pl.col("acc_tps").is_null() & pl.col("mal").is_not_null()) | (pl.col("mal") < 1.0)).to_series().any())
+    old = mal_excludes_bonus(version) if maybe_old else pl.lit(False)
+    notes = [mal_note(version, pl.col("_old_mal"))] if maybe_old else []
+    notes += [_depth_note()] if ok["depth"].null_count() < ok.height else []
     ok = ok.with_columns(old.alias("_old_mal")).with_columns(
         pl.when(pl.col("_old_mal")).then(pl.col("mal") + 1.0).otherwise(pl.col("mal")).alias("mal"),
-        pl.concat_str([mal_note(version, pl.col("_old_mal")), _depth_note()], separator="; ",
-                      ignore_nulls=True).replace("", None).alias("_mal_note"))
+        (pl.concat_str(notes, separator="; ", ignore_nulls=True).replace("", None) if notes
+         else pl.lit(None, dtype=pl.Utf8)).alias("_mal_note"))
     ok = ok.with_columns(
         pl.when(pl.col("ar_c").is_not_null() & pl.col("mal").is_null() & pl.col("pp").is_null()
                 & pl.col("acc_tps").is_null()).then(pl.lit("B"))
@@ -287,8 +293,8 @@ def _parse_v1(df: pl.DataFrame, source: str, version: str | None = None) -> tupl
         df = pl.concat([fast, slow], how="diagonal_relaxed") if fast.height else slow
     else:
         df = fast
-    ok = _v1_numbers(df.filter(pl.col("acc").is_not_null()).with_columns(_v1_value_problem().alias("_vwhy")),
-                     version)
+    matched = df.filter(pl.col("acc").is_not_null())
+    ok = _v1_numbers(matched.with_columns(_v1_value_problem(matched).alias("_vwhy")), version)
     rest = df.filter(pl.col("acc").is_null())
     rate_bad = (pl.col("ar_printed").is_not_null() & (pl.col("draft") > 0)
                 & ((pl.col("ar_printed") - 100.0 * pl.col("acc") / pl.col("draft")).abs() > 0.051))
@@ -337,12 +343,14 @@ _V1_VALUES = (
 )
 
 
-def _v1_value_problem() -> pl.Expr:
+def _v1_value_problem(df: pl.DataFrame) -> pl.Expr:
     """Why a matched V1 line's numbers are unusable (nan/inf as vLLM prints for an interval without
-    drafts, counts beyond int64): the line becomes malformed, never a window with holes."""
+    drafts, counts beyond int64): the line becomes malformed, never a window with holes. A field no
+    line of the batch prints is not checked."""
     pp = pl.when(pl.col("pp").str.contains("nan", literal=True)).then(
         pl.lit("Per-position acceptance rate has nan values (not a finite number)"))
-    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in _V1_VALUES), pp)
+    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in _V1_VALUES
+                           if df[c].null_count() < df.height), pp)
 
 
 # Variant E (current vLLM) without optional parts, anchored at the marker (see _anchored) and
@@ -443,9 +451,10 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
     if df.select(miss.any()).item():  # rare: a damaged line or an odd repetition, so the generic pattern
         df = pl.concat([df.filter(~miss), df.filter(miss).select("line", "text", "time", "proc").with_columns(
             text.str.extract_groups(_THR).alias("_g")).unnest("_g")], how="diagonal_relaxed")
+    df = _late_fields(df)
     df = df.with_columns(pl.when(pl.col("wait").is_null())
                          .then(pl.lit("throughput line does not match the known format"))
-                         .otherwise(_throughput_value_problem()).alias("_why"))
+                         .otherwise(_throughput_value_problem(df)).alias("_why"))
     ok = df.filter(pl.col("_why").is_null())
     v0 = (pl.col("wk") == "Pending") | pl.col("swap").is_not_null()
     win = ok.select(
@@ -457,21 +466,47 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
         _f("gtps").alias("gen_tps"), _f("ptps").alias("prompt_tps"),
         _i("run").alias("running_reqs"), _i("wait").alias("waiting_reqs"),
         (_f("kv") / 100.0).round(6).alias("kv_usage"),  # printed with one decimal: exact after rounding
-        pl.concat_str([pl.lit("Deferred: ") + pl.col("deferred") + pl.lit(" of the waiting requests"),
-                       pl.lit("Preemptions: ") + pl.col("preempt") + pl.lit(" in the interval")],
-                      separator="; ", ignore_nulls=True).replace("", None).alias("definition_note"),
+        _throughput_note(ok).alias("definition_note"),
         pl.col("proc").alias("_proc"), pl.col("eng").alias("_eng"),
     )
     return win, malformed(df.filter(pl.col("_why").is_not_null()), source, pl.col("_why"))
 
 
-def _throughput_value_problem() -> pl.Expr:
-    """Why a matched throughput line's numbers are unusable (nan/inf, counts beyond int64)."""
-    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in (
-        ("ptps", "Avg prompt throughput", False), ("gtps", "Avg generation throughput", False),
-        ("run", "Running", True), ("swap", "Swapped", True), ("wait", "Waiting", True),
-        ("deferred", "Deferred", True), ("preempt", "Preemptions", True),
-        ("kv", "GPU KV cache usage", False))))
+#: optional key: value fields the pattern expects in a fixed order (Deferred, Preemptions, then the KV
+#: usage); a build that prints another field between them or reorders them leaves the KV usage unmatched,
+#: and such lines have each field read where it is (a rare path)
+_LATE_FIELDS = (("kv", rf"GPU KV cache usage: ({_NUM})%"), ("deferred", r"Deferred: (\d+) reqs?"),
+                ("preempt", r"Preemptions: (\d+)"))
+
+
+def _late_fields(df: pl.DataFrame) -> pl.DataFrame:
+    """Fill optional fields the ordered pattern missed although the line prints them."""
+    if df["kv"].null_count() == 0:
+        return df
+    redo = pl.col("kv").is_null() & pl.col("text").str.contains("GPU KV cache usage: ", literal=True)
+    if not df.select(redo.any()).item():
+        return df
+    return df.with_columns(pl.when(redo & pl.col(col).is_null()).then(pl.col("text").str.extract(pattern, 1))
+                           .otherwise(pl.col(col)).alias(col) for col, pattern in _LATE_FIELDS)
+
+
+def _throughput_note(df: pl.DataFrame) -> pl.Expr:
+    """Deferred / Preemptions as printed (null on the many lines without them)."""
+    if df["deferred"].null_count() == df.height and df["preempt"].null_count() == df.height:
+        return pl.lit(None, dtype=pl.Utf8)
+    return pl.concat_str([pl.lit("Deferred: ") + pl.col("deferred") + pl.lit(" of the waiting requests"),
+                          pl.lit("Preemptions: ") + pl.col("preempt") + pl.lit(" in the interval")],
+                         separator="; ", ignore_nulls=True).replace("", None)
+
+
+def _throughput_value_problem(df: pl.DataFrame) -> pl.Expr:
+    """Why a matched throughput line's numbers are unusable (nan/inf, counts beyond int64). Optional
+    fields no line of the batch prints are not checked (most batches: Swapped, Deferred, Preemptions)."""
+    fields = (("ptps", "Avg prompt throughput", False), ("gtps", "Avg generation throughput", False),
+              ("run", "Running", True), ("swap", "Swapped", True), ("wait", "Waiting", True),
+              ("deferred", "Deferred", True), ("preempt", "Preemptions", True), ("kv", "GPU KV cache usage", False))
+    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in fields
+                           if df[c].null_count() < df.height))
 
 
 SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, finalize=finalize, batchable=True)

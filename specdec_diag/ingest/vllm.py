@@ -25,7 +25,7 @@ from specdec_diag.ingest._textparse import (
 )
 from specdec_diag.ingest.base import LINE_STRIDE, NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.timestamps import ISO_PATTERN, YearAnchor, iso_time, month_day_time
-from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, ENGINE, parse_blocks, parse_configs
+from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, parse_blocks, parse_configs
 from specdec_diag.ingest.vllm_finalize import finalize
 from specdec_diag.ingest.vllm_lines import (
     M_DIFF,
@@ -37,6 +37,10 @@ from specdec_diag.ingest.vllm_lines import (
     parse_v1_kv,
     vllm_version,
 )
+from specdec_diag.ingest.vllm_v0 import as_float as _f
+from specdec_diag.ingest.vllm_v0 import as_int as _i
+from specdec_diag.ingest.vllm_v0 import base_columns as _base
+from specdec_diag.ingest.vllm_v0 import parse_speculative as _parse_speculative
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "vllm"
@@ -69,16 +73,6 @@ _V1 = (
     r"Accepted: (?P<acc>\d+) tokens, Drafted: (?P<draft>\d+) tokens"
     r"(?:, Per-position acceptance rate: (?P<pp>(?:\d+\.\d+|nan)(?:, (?:\d+\.\d+|nan))*))?"
     rf"(?:, Avg Draft acceptance rate: (?P<ar_e>{_NUM})%)?\s*$"
-)
-_V0 = (
-    rf"Speculative metrics: Draft acceptance rate: (?P<ar>{_NUM}), System efficiency: (?P<eff>{_NUM}), "
-    r"Number of speculative tokens: (?P<k>\d+), Number of accepted tokens: (?P<acc>\d+), "
-    r"Number of draft tokens(?P<typo> tokens)?: (?P<draft>\d+), "
-    r"Number of emitted tokens(?: tokens)?: (?P<emit>\d+)\.\s*$"
-)
-_V1A = (
-    rf"Speculative metrics: Draft acceptance rate: (?P<ar>{_NUM}), Number of accepted tokens: (?P<acc>\d+), "
-    r"Number of draft tokens: (?P<draft>\d+),?\s*$"
 )
 _THR = (
     r"(?:(?P<eng>Engine \d+|\d+ Engines Aggregated): )?"
@@ -192,27 +186,6 @@ def _with_header(df: pl.DataFrame, anchor: YearAnchor | None, bracket: bool = Fa
     return df.with_columns(
         (pl.coalesce(iso_time(pl.col("_iso")), local) if has_iso else local).alias("time")
     )
-
-
-def _base(df: pl.DataFrame, source: str, fmt: pl.Expr | str, window: str,
-          engine_id: pl.Expr | None = None) -> list[pl.Expr]:
-    return [
-        pl.lit(source).alias("source"),
-        pl.col("line"),
-        pl.lit(ENGINE).alias("engine"),
-        (fmt if isinstance(fmt, pl.Expr) else pl.lit(fmt)).alias("format"),
-        pl.col("time"),
-        (pl.col("proc") if engine_id is None else engine_id).alias("engine_id"),
-        pl.lit(window).alias("window"),
-    ]
-
-
-def _f(name: str) -> pl.Expr:
-    return pl.col(name).cast(pl.Float64, strict=False)
-
-
-def _i(name: str) -> pl.Expr:
-    return pl.col(name).cast(pl.Int64, strict=False)
 
 
 def _v1_numbers(ok: pl.DataFrame, version: str | None) -> pl.DataFrame:
@@ -372,71 +345,6 @@ def _anchored(marker: str, pattern: str) -> pl.Expr:
     result is the same (a miss only costs time)."""
     text = pl.col("text")
     return text.str.slice(text.str.find(marker, literal=True).fill_null(0)).str.extract_groups(pattern)
-
-
-def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``Speculative metrics:`` lines: V0 (cumulative since start, non-prefix accept counts) or the
-    first V1 variant A (windowed; bracketed ``[file.py:N]`` prefix)."""
-    df = df.with_columns(pl.col("text").str.extract_groups(_V0).alias("_g")).unnest("_g")
-    v0 = df.filter(pl.col("acc").is_not_null() & ~pl.col("_bracket"))
-    rest = df.filter(pl.col("acc").is_null() | pl.col("_bracket")).select(
-        "line", "text", "time", "proc", "_bracket")
-    # V0 prints rate and efficiency as nan until the first draft: quoted only, so nan is fine there
-    counts_why = first_problem(*(value_problem_expr(c, label, count=True) for c, label in (
-        ("k", "Number of speculative tokens"), ("acc", "Number of accepted tokens"),
-        ("draft", "Number of draft tokens"), ("emit", "Number of emitted tokens"))))
-    v0 = v0.with_columns(counts_why.alias("_vwhy"))
-    v0 = v0.with_columns(_i("k").alias("k"), _i("acc").alias("acc"), _i("draft").alias("draft"),
-                         _i("emit").alias("emit"), _f("ar").alias("ar"), _f("eff").alias("eff"))
-    v0 = v0.with_columns(pl.when(pl.col("k") > 0).then(pl.col("draft") // pl.col("k").clip(1)).alias("nd"))
-    why = (
-        pl.when(pl.col("_vwhy").is_not_null()).then(pl.col("_vwhy"))
-        .when(pl.col("k") <= 0).then(pl.lit("number of speculative tokens is 0"))
-        .when(pl.col("draft") % pl.col("k").clip(1) != 0).then(pl.lit("draft tokens not a multiple of k"))
-        .when((pl.col("emit") < pl.col("nd")) | (pl.col("emit") > pl.col("nd") * (pl.col("k") + 1))
-              | (pl.col("acc") > pl.col("draft")))
-        .then(pl.lit("emitted/accepted/draft counters are inconsistent"))
-        .otherwise(None)
-    )
-    v0 = v0.with_columns(why.alias("why"))
-    bad = [malformed(v0.filter(pl.col("why").is_not_null()), source, pl.col("why"))]
-    v0 = v0.filter(pl.col("why").is_null())
-    prefix_acc = pl.col("emit") - pl.col("nd")
-    win = v0.select(
-        *_base(v0, source, pl.when(pl.col("typo").is_not_null()).then(pl.lit("vllm-v0-spec-metrics-2024"))
-               .otherwise(pl.lit("vllm-v0-spec-metrics")), "cumulative"),
-        pl.col("k"), pl.col("nd").alias("num_drafts"), pl.col("draft").alias("draft_tokens"),
-        prefix_acc.alias("accepted_tokens"), pl.col("emit").alias("emitted_tokens"),
-        ratio_expr(prefix_acc, pl.col("draft")).alias("acceptance_rate"),
-        ratio_expr(pl.col("emit"), pl.col("nd")).alias("mean_acceptance_length"),
-        pl.concat_str([
-            pl.lit("vLLM V0 counts accepted drafts at any position (engine: accepted="), pl.col("acc").cast(pl.Utf8),
-            pl.lit(", rate="), pl.col("ar").cast(pl.Utf8).fill_null("nan"),
-            pl.lit("); accepted_tokens here = emitted - num_drafts (prefix, bonus excluded); "
-                   "num_drafts = draft/k; counters cumulative since server start"),
-        ]).alias("definition_note"),
-    )
-    wins = [win]
-    if rest.height:
-        a = rest.with_columns(pl.col("text").str.extract_groups(_V1A).alias("_g")).unnest("_g")
-        ok = a.filter(pl.col("acc").is_not_null())
-        ok = ok.with_columns(first_problem(value_problem_expr("acc", "Number of accepted tokens", count=True),
-                                           value_problem_expr("draft", "Number of draft tokens", count=True))
-                             .alias("_vwhy"))
-        ok = ok.with_columns(_i("acc").alias("acc"), _i("draft").alias("draft"))
-        ok = ok.with_columns(pl.when(pl.col("_vwhy").is_not_null()).then(pl.col("_vwhy"))
-                             .when(pl.col("acc") > pl.col("draft"))
-                             .then(pl.lit("accepted tokens exceed drafted tokens")).alias("why"))
-        bad.append(malformed(ok.filter(pl.col("why").is_not_null()), source, pl.col("why")))
-        ok = ok.filter(pl.col("why").is_null())
-        wins.append(ok.select(
-            *_base(ok, source, "vllm-v1-specdecoding-A", "interval"),
-            pl.col("draft").alias("draft_tokens"), pl.col("acc").alias("accepted_tokens"),
-            ratio_expr(pl.col("acc"), pl.col("draft")).alias("acceptance_rate"),
-        ))
-        bad.append(malformed(a.filter(pl.col("acc").is_null()), source,
-                        "Speculative metrics line does not match the V0 or V1-A format"))
-    return pl.concat(wins, how="diagonal_relaxed"), pl.concat(bad)
 
 
 def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:

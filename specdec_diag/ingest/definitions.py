@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import polars as pl
 
 #: first vLLM release whose V1 "Mean acceptance length" includes the bonus token (vllm PR #17908,
-#: merged 2025-05-09; v0.8.5 printed accepted / drafts).
+#: merged 2025-05-09, after v0.8.5 shipped; v0.9.0 is the first release after it, inferred from the
+#: dates). v0.8.5 printed accepted / drafts.
 VLLM_MAL_BONUS_SINCE = "0.9.0"
 #: an SGLang release certain to carry the accept-rate fix (sglang PR #23530, merged 2026-04-23):
 #: v0.5.17 was released 2026-08-08 (aws/deep-learning-containers PR #6655). The releases between the

@@ -175,3 +175,10 @@ def test_throughput_fields_read_in_any_order():
     [t] = vllm.parse(lines_from_texts([line]), "t").windows.to_dicts()
     assert (t["waiting_reqs"], t["kv_usage"]) == (12, pytest.approx(0.972))
     assert t["definition_note"] == "Deferred: 2 of the waiting requests; Preemptions: 3 in the interval"
+
+
+def test_a_dev_build_leaves_the_definition_to_the_numbers():
+    banner = "INFO 05-08 16:20:00 [api_server.py:1043] vLLM API server version 0.8.6.dev45+g1a2b3c"
+    [w] = vllm.parse(lines_from_texts([banner, V085]), "t").windows.to_dicts()
+    assert w["mean_acceptance_length"] == pytest.approx(2.20)
+    assert "the line's numbers" in w["definition_note"]

@@ -115,16 +115,17 @@ def parse_iteration(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Dat
 # the mean-acceptance-length definition (vllm PR #17908, first released in v0.9.0)
 # ---------------------------------------------------------------------------------------------
 
-_VERSION_RX = re.compile(r"(?:vLLM API server version |LLM engine \(v|vllm version[ :=]+v?)(\d+\.\d+(?:\.\d+)?)")
+_VERSION_RX = re.compile(r"(?:vLLM API server version |LLM engine \(v|vllm version[ :=]+v?)(\d+\.\d+(?:\.\d+)?)([\w.+-]*)")
 
 
 def vllm_version(texts: list[str]) -> str | None:
     """The engine version a startup line names (``vLLM API server version 0.8.5`` or ``Initializing
-    a V1 LLM engine (v0.9.0.1)``), else None."""
+    a V1 LLM engine (v0.9.0.1)``), else None. A development build (``0.8.6.dev45+g...``) may or may
+    not carry a change merged near its version, so it decides nothing: None."""
     for t in texts:
         m = _VERSION_RX.search(t)
         if m:
-            return m[1]
+            return None if "dev" in m[2] else m[1]
     return None
 
 

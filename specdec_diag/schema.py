@@ -345,6 +345,7 @@ WINDOW_COLUMNS: dict[str, tuple[Any, str]] = {
     "verify_ms": (pl.Float64, "verification time in the window, ms (traces)"),
     "overhead_ms": (pl.Float64, "other step time in the window, ms (traces)"),
     "target_forwards": (pl.Int64, "target forward passes in the window (traces)"),
+    "step_ms": (pl.Float64, "wall time of one engine step (iteration) as the engine logged it, ms"),
     "ttft_ms": (pl.Float64, "time to first token, ms"),
     "tpot_ms": (pl.Float64, "time per output token, ms"),
     "definition_note": (pl.Utf8, "conversion applied to the engine's own numbers, if any"),

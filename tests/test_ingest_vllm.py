@@ -111,7 +111,7 @@ def test_v1_c_ngram_num_drafts_from_mal(tmp_path):
     assert (c2["num_drafts"], c2["mean_acceptance_length"], c2["acceptance_rate"]) == (25, 1.0, 0.0)
     assert c1["time"] == dt.datetime(2025, 6, 6, 14, 20, 34, tzinfo=UTC)
     cfg = dict(res.configs.select("key", "value").iter_rows())
-    assert cfg == {"method": "ngram", "num_speculative_tokens": "2"}
+    assert cfg == {"method": "ngram", "num_speculative_tokens": "2", "engine_version": "0.9.0.1"}
     idle = _rows(res, format="vllm-v1-throughput")[-1]
     assert idle["gen_tps"] == 0.0 and idle["running_reqs"] == 0
 

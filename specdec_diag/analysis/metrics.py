@@ -66,6 +66,21 @@ def _prose(doc: str | None) -> str:
     return " ".join(" ".join(x.strip() for x in p.splitlines()) for p in paras)
 
 
+def _changed_definitions() -> list[str]:
+    """The engine numbers whose definition changed between versions (registry:
+    ``specdec_diag/ingest/definitions.py``) and how ingest decides which one a log follows."""
+    from specdec_diag.ingest.definitions import ENGINE_DEFINITIONS
+
+    lines = ["## Engine numbers whose definition changed", "",
+             "Generated from `ENGINE_DEFINITIONS` in `specdec_diag/ingest/definitions.py`; every converted row "
+             "says what was done in its `definition_note`.", "",
+             "| engine | number | before | after | changed in | decided by |", "|---|---|---|---|---|---|"]
+    for d in ENGINE_DEFINITIONS:
+        cells = (d.engine, d.number, d.before, d.after, d.changed_in, d.decided_by)
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return [*lines, ""]
+
+
 def metrics_markdown() -> str:
     """docs/metrics.md, generated from :data:`METRICS` and :func:`aggregation_rows`' docstring."""
     lines = [
@@ -113,6 +128,7 @@ def metrics_markdown() -> str:
         "",
         "Example: alpha = 0.8, k = 5 gives an acceptance rate of 0.538 and a MAL of 3.69; neither is 0.8.",
         "",
+        *_changed_definitions(),
         "## Where the achieved speed-up's baseline comes from",
         "",
         "`speedup_achieved` needs the plain autoregressive time per token, T_ar. It is taken from, in order: a "

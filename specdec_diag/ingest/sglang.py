@@ -27,7 +27,13 @@ from specdec_diag.ingest._textparse import (
     reject_windows,
 )
 from specdec_diag.ingest.base import NO_OPTIONS, Parsed, ParseOptions, Source
-from specdec_diag.ingest.definitions import fit_accept_rate_definition
+from specdec_diag.ingest.definitions import (
+    SGLANG_RATE_FIX_SINCE,
+    fit_accept_rate_definition,
+    sglang_rate_version,
+)
+from specdec_diag.ingest.sglang_requests import MARKER as META_MARKER
+from specdec_diag.ingest.sglang_requests import parse_requests
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "sglang"
@@ -39,14 +45,18 @@ MARKERS = (
     "ServerArgs(",
     "--speculative-",
     "--cuda-graph-max-bs",
+    META_MARKER,
 )
 
-_DETECT = ("Decode batch", "Prefill batch", "ServerArgs(", "sglang.launch_server", "sglang.srt", "sgl_jax")
+_DETECT = ("Decode batch", "Prefill batch", "ServerArgs(", "sglang.launch_server", "sglang.srt", "sgl_jax",
+           '"spec_verify_ct"', "'spec_verify_ct'")
 
 # Prefix: "[2025-10-01 12:00:00 TP0] " / "[... DP0 TP0] " / "[...] ";
 # a fork's "2025-12-04 20:35:53 INFO 151972 [".
 _TS_BRACKET = r"\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:[.,]\d+)?(?: ([A-Z]{2,3}\d+(?: [A-Z]{2,3}\d+)*))?\]"
 _TS_FORK = r"^(?:\S+\s+\|\s+)?(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:[.,]\d+)? [A-Z]+ (\d+) \["
+# a Ray actor's prefix, "(SGLangEngine pid=111711, ip=10.15.36.1) ": several engines share rank TP0
+_ACTOR = r"\(([A-Za-z][\w.\-]* pid=\d+)(?:, ip=[^)\s]*)?\)"
 
 #: decode/prefill fields: column -> (label that must be present, value pattern, dtype)
 _END = r"(?:[,\s%\]]|$)"  # a number must end at a delimiter: "0.x" is not 0
@@ -125,6 +135,11 @@ def _config_rows(lines: pl.DataFrame, source: str) -> pl.DataFrame:
     return configs(rows, source, ENGINE) if rows else pl.DataFrame(schema=CONFIG_SCHEMA)
 
 
+def _config_str(cfg: pl.DataFrame, keys: tuple[str, ...]) -> str | None:
+    vals = cfg.filter(pl.col("key").is_in(keys))["value"].to_list()
+    return vals[-1] if vals else None
+
+
 def _config_int(cfg: pl.DataFrame, key: str) -> int | None:
     vals = cfg.filter(pl.col("key") == key)["value"].to_list()
     for v in reversed(vals):
@@ -137,6 +152,8 @@ def _config_int(cfg: pl.DataFrame, key: str) -> int | None:
 
 def _fields(df: pl.DataFrame) -> pl.DataFrame:
     exprs = [extract(pat, dtype).alias(col) for col, (_, pat, dtype) in _FIELDS.items()]
+    has_actor = df.height > 0 and bool(df["text"].str.contains(" pid=", literal=True).any())
+    exprs.append((pl.col("text").str.extract(_ACTOR, 1) if has_actor else pl.lit(None, dtype=pl.Utf8)).alias("actor"))
     exprs += [
         pl.col("text").str.contains(lbl, literal=True).alias(f"has_{col}")
         for col, (lbl, _, _) in _FIELDS.items()
@@ -155,7 +172,8 @@ def _fields(df: pl.DataFrame) -> pl.DataFrame:
         .str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False)
         .dt.replace_time_zone("UTC")
         .alias("time"),
-        pl.coalesce(pl.col("rank"), pl.lit("pid=") + pl.col("pid")).alias("engine_id"),
+        pl.concat_str([pl.col("actor"), pl.coalesce(pl.col("rank"), pl.lit("pid=") + pl.col("pid"))],
+                      separator=" ", ignore_nulls=True).replace("", None).alias("engine_id"),
     )
 
 
@@ -206,7 +224,9 @@ def _convert(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
     chain = topk in (None, 1)
     n_cfg = n_tok if n_tok is not None else (steps + 1 if steps is not None and chain else None)
     jax = bool(dec["has_cache_miss"].any())
-    version, n = fit_accept_rate_definition(dec, steps if jax else n_cfg, jax)
+    engine_version = _config_str(cfg, ("engine_version", "sglang_version", "version"))
+    known = sglang_rate_version(engine_version)
+    version, n = fit_accept_rate_definition(dec, steps if jax else n_cfg, jax, known)
     # k: draft tokens verified per step. Chains: num_steps (= N-1); trees: N-1 verified nodes.
     k: int | None = None
     if version == "jax":
@@ -236,6 +256,11 @@ def _convert(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
         note = f"{al_note}; acceptance_rate=(accept_len-1)/k" if k else al_note
     if n_cfg is not None and n is not None and version == "A" and n != n_cfg:
         note += f" (printed rate used N={n}, config says {n_cfg}: pre-#13212 denominator)"
+    if known is not None and version == "B":
+        note += f" (SGLang {engine_version} >= {SGLANG_RATE_FIX_SINCE}: fixed definition, sglang PR #23530)"
+    elif version in ("A", "B"):
+        why = f"SGLang {engine_version} does not fix it" if engine_version else "engine version unknown"
+        note += f" (definition decided from the numbers; {why})"
     if not chain:
         note += "; tree drafting (topk>1): rate per verified tree node, not comparable with chains"
     al = pl.col("al")
@@ -347,6 +372,12 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     if net.height:
         bad = pl.concat([bad.select("line", "text", pl.col("reason")),
                          net.select("line", "text", "reason")]).sort("line")
+    meta_lines = lines.filter(text.str.contains(META_MARKER, literal=True))
+    if meta_lines.height:
+        req_w, req_bad = parse_requests(meta_lines, source)
+        windows = concat([windows, req_w], WINDOW_SCHEMA).sort("line")
+        bad = pl.concat([bad.select("line", "text", "reason"),
+                         req_bad.select("line", "text", pl.col("reason"))]).sort("line")
     if dec.height and bool(dec["transfer"].is_not_null().any()):
         first = int(dec.filter(pl.col("transfer").is_not_null())["line"][0])
         cfg = pl.concat([cfg, configs([(first, "pd_decode_mode", "true")], source, ENGINE)])

@@ -1,7 +1,9 @@
 """vLLM: V0 ``Speculative metrics:`` (cumulative), V1 ``SpecDecoding metrics:`` variants A-E
-(windowed), the ``Engine NNN:`` / ``N Engines Aggregated:`` / V0 throughput lines, startup lines
-naming the speculative configuration, the ``vllm bench serve`` summary and the output of
-``examples/offline_inference/spec_decode.py``. Formats and meanings: docs/log-formats.md §1-2.
+(windowed; with ``Current speculative depth`` under dynamic depth), the ``Engine NNN:`` / ``N Engines
+Aggregated:`` / V0 throughput lines, startup lines naming the speculative configuration and the
+version, the ``vllm bench serve`` summary and the output of ``examples/offline_inference/spec_decode.py``;
+``DiffusionDecoding metrics:`` and ``Iteration(N):`` lines in :mod:`specdec_diag.ingest.vllm_lines`.
+Formats and meanings: docs/log-formats.md §1-2.
 
 Line records are parsed with vectorised polars regexes (the bulk of a big log); only the rare
 startup lines and multi-line summary blocks go through Python (:mod:`specdec_diag.ingest.vllm_blocks`).
@@ -10,25 +12,35 @@ startup lines and multi-line summary blocks go through Python (:mod:`specdec_dia
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import polars as pl
 
 from specdec_diag.ingest._textparse import (
-    counts_problem,
     first_problem,
     malformed,
-    malformed_rows,
     norm_lines,
     ratio_expr,
     reject_windows,
-    value_problem,
     value_problem_expr,
 )
 from specdec_diag.ingest.base import LINE_STRIDE, NO_OPTIONS, Parsed, ParseOptions, Source
 from specdec_diag.ingest.timestamps import ISO_PATTERN, YearAnchor, iso_time, month_day_time
-from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, ENGINE, parse_blocks, parse_configs
+from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, parse_blocks, parse_configs
 from specdec_diag.ingest.vllm_finalize import finalize
+from specdec_diag.ingest.vllm_lines import (
+    M_DIFF,
+    M_ITER,
+    mal_excludes_bonus,
+    mal_note,
+    parse_diffusion,
+    parse_iteration,
+    parse_v1_kv,
+    vllm_version,
+)
+from specdec_diag.ingest.vllm_v0 import as_float as _f
+from specdec_diag.ingest.vllm_v0 import as_int as _i
+from specdec_diag.ingest.vllm_v0 import base_columns as _base
+from specdec_diag.ingest.vllm_v0 import parse_speculative as _parse_speculative
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "vllm"
@@ -36,8 +48,9 @@ FAMILY = "vllm"
 M_V1 = "SpecDecoding metrics:"
 M_V0 = "Speculative metrics:"
 M_THR = "Avg generation throughput:"
-MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, *CONFIG_MARKERS, *BLOCK_MARKERS)
+MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, M_DIFF, M_ITER, *CONFIG_MARKERS, *BLOCK_MARKERS)
 
+_VERSION_HINT = r"vLLM API server version|LLM engine \(v"
 _CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
 _BLOCK_RX = "|".join(re.escape(m) for m in BLOCK_MARKERS)
 # any printed token where a number belongs (nan, NaN, -inf, 1e400, 12x3 ...): the value checks name
@@ -55,25 +68,17 @@ _ISO_ANY = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:"
 _V1 = (
     rf"SpecDecoding metrics: (?:Draft acceptance rate: (?P<ar_c>{_NUM})%, )?"
     rf"(?:Mean acceptance length: (?P<mal>{_NUM}), )?"
+    rf"(?:Current speculative depth: (?P<depth>{_NUM}), )?"
     rf"(?:Accepted throughput: (?P<acc_tps>{_NUM}) tokens/s, Drafted throughput: (?P<draft_tps>{_NUM}) tokens/s, )?"
     r"Accepted: (?P<acc>\d+) tokens, Drafted: (?P<draft>\d+) tokens"
     r"(?:, Per-position acceptance rate: (?P<pp>(?:\d+\.\d+|nan)(?:, (?:\d+\.\d+|nan))*))?"
     rf"(?:, Avg Draft acceptance rate: (?P<ar_e>{_NUM})%)?\s*$"
 )
-_V0 = (
-    rf"Speculative metrics: Draft acceptance rate: (?P<ar>{_NUM}), System efficiency: (?P<eff>{_NUM}), "
-    r"Number of speculative tokens: (?P<k>\d+), Number of accepted tokens: (?P<acc>\d+), "
-    r"Number of draft tokens(?P<typo> tokens)?: (?P<draft>\d+), "
-    r"Number of emitted tokens(?: tokens)?: (?P<emit>\d+)\.\s*$"
-)
-_V1A = (
-    rf"Speculative metrics: Draft acceptance rate: (?P<ar>{_NUM}), Number of accepted tokens: (?P<acc>\d+), "
-    r"Number of draft tokens: (?P<draft>\d+),?\s*$"
-)
 _THR = (
     r"(?:(?P<eng>Engine \d+|\d+ Engines Aggregated): )?"
     rf"Avg prompt throughput: (?P<ptps>{_NUM}) tokens/s, Avg generation throughput: (?P<gtps>{_NUM}) tokens/s, "
     r"Running: (?P<run>\d+) reqs?, (?:Swapped: (?P<swap>\d+) reqs?, )?(?P<wk>Waiting|Pending): (?P<wait>\d+) reqs?"
+    r"(?:, Deferred: (?P<deferred>\d+) reqs?)?(?:, Preemptions: (?P<preempt>\d+))?"
     rf"(?:, GPU KV cache usage: (?P<kv>{_NUM})%)?"
 )
 
@@ -86,7 +91,7 @@ _THR_ENG = r"(Engine \d+|\d+ Engines Aggregated): $"
 #: keys of the V1 line we understand; a line with any other key is an unknown variant (key/value parse).
 _KNOWN_V1_KEYS = {
     "Draft acceptance rate", "Mean acceptance length", "Accepted throughput", "Drafted throughput",
-    "Accepted", "Drafted", "Per-position acceptance rate", "Avg Draft acceptance rate",
+    "Accepted", "Drafted", "Per-position acceptance rate", "Avg Draft acceptance rate", "Current speculative depth",
 }
 
 
@@ -108,10 +113,17 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     is_v1 = pl.col("text").str.contains(M_V1, literal=True)
     is_v0 = pl.col("text").str.contains(M_V0, literal=True)
     is_thr = pl.col("text").str.contains(M_THR, literal=True)
-    lines = lines.with_columns(pl.when(is_v1).then(1).when(is_v0).then(2).when(is_thr).then(3).otherwise(0)
-                               .cast(pl.Int8).alias("_kind"))
-    v1, v0, thr, rest = (lines.filter(pl.col("_kind") == i).drop("_kind") for i in (1, 2, 3, 0))
-    for part, fn in ((v1, _parse_v1), (v0, _parse_speculative), (thr, _parse_throughput)):
+    is_diff = pl.col("text").str.contains(M_DIFF, literal=True)
+    lines = lines.with_columns(pl.when(is_v1).then(1).when(is_v0).then(2).when(is_thr).then(3).when(is_diff).then(4)
+                               .otherwise(0).cast(pl.Int8).alias("_kind"))
+    v1, v0, thr, diff, rest = (lines.filter(pl.col("_kind") == i).drop("_kind") for i in (1, 2, 3, 4, 0))
+    # Iteration(N) lines are rare outside --enable-logging-iteration-details: looked for among the rest
+    is_iter = pl.col("text").str.contains(M_ITER, literal=True) & pl.col("text").str.contains(r"Iteration\(\d+\): ")
+    it, rest = rest.filter(is_iter), rest.filter(~is_iter)
+    version = vllm_version(rest.filter(pl.col("text").str.contains(_VERSION_HINT))["text"].to_list())
+    parsers = ((v1, lambda d, s: _parse_v1(d, s, version)), (v0, _parse_speculative), (thr, _parse_throughput),
+               (diff, parse_diffusion), (it, parse_iteration))
+    for part, fn in parsers:
         if part.height:
             w, b = fn(_with_header(part, options.year_anchor, bracket=fn is _parse_speculative), source)
             windows.append(w)
@@ -176,35 +188,27 @@ def _with_header(df: pl.DataFrame, anchor: YearAnchor | None, bracket: bool = Fa
     )
 
 
-def _base(df: pl.DataFrame, source: str, fmt: pl.Expr | str, window: str,
-          engine_id: pl.Expr | None = None) -> list[pl.Expr]:
-    return [
-        pl.lit(source).alias("source"),
-        pl.col("line"),
-        pl.lit(ENGINE).alias("engine"),
-        (fmt if isinstance(fmt, pl.Expr) else pl.lit(fmt)).alias("format"),
-        pl.col("time"),
-        (pl.col("proc") if engine_id is None else engine_id).alias("engine_id"),
-        pl.lit(window).alias("window"),
-    ]
-
-
-def _f(name: str) -> pl.Expr:
-    return pl.col(name).cast(pl.Float64, strict=False)
-
-
-def _i(name: str) -> pl.Expr:
-    return pl.col(name).cast(pl.Int64, strict=False)
-
-
-def _v1_numbers(ok: pl.DataFrame) -> pl.DataFrame:
+def _v1_numbers(ok: pl.DataFrame, version: str | None) -> pl.DataFrame:
     """Typed counts of matched V1 lines, their variant (B-E), k and num_drafts (not printed: exact as
-    drafted/k for fixed-k drafters, else inferred from the rounded mean acceptance length)."""
+    drafted/k for fixed-k drafters, else inferred from the rounded mean acceptance length). Under
+    dynamic depth k is the printed current depth (the vector keeps one entry per maximum position);
+    a pre-v0.9.0 MAL (bonus excluded) becomes 1 + printed."""
     ok = ok.with_columns(
         _i("acc").alias("acc"), _i("draft").alias("draft"), _f("mal").alias("mal"),
-        _f("ar_c").alias("ar_c"), _f("ar_e").alias("ar_e"),
+        _f("ar_c").alias("ar_c"), _f("ar_e").alias("ar_e"), _i("depth").alias("depth"),
         pl.col("pp").str.split(", ").cast(pl.List(pl.Float64), strict=False).alias("ppl"),
-    ).with_columns(pl.col("ppl").list.len().cast(pl.Int64).alias("k"))
+    ).with_columns(pl.coalesce("depth", pl.col("ppl").list.len().cast(pl.Int64)).alias("k"))
+    # only C-shaped lines (no throughput fields) or a MAL below 1 can carry the pre-v0.9.0 MAL; a batch of
+    # D/E lines skips the identity, and a batch without depth skips its note
+    maybe_old = version is not None or bool(ok.select(
+        (pl.col("acc_tps").is_null() & pl.col("mal").is_not_null()) | (pl.col("mal") < 1.0)).to_series().any())
+    old = mal_excludes_bonus(version) if maybe_old else pl.lit(False)
+    notes = [mal_note(version, pl.col("_old_mal"))] if maybe_old else []
+    notes += [_depth_note()] if ok["depth"].null_count() < ok.height else []
+    ok = ok.with_columns(old.alias("_old_mal")).with_columns(
+        pl.when(pl.col("_old_mal")).then(pl.col("mal") + 1.0).otherwise(pl.col("mal")).alias("mal"),
+        (pl.concat_str(notes, separator="; ", ignore_nulls=True).replace("", None) if notes
+         else pl.lit(None, dtype=pl.Utf8)).alias("_mal_note"))
     ok = ok.with_columns(
         pl.when(pl.col("ar_c").is_not_null() & pl.col("mal").is_null() & pl.col("pp").is_null()
                 & pl.col("acc_tps").is_null()).then(pl.lit("B"))
@@ -235,31 +239,40 @@ def _v1_numbers(ok: pl.DataFrame) -> pl.DataFrame:
         pl.when(fits(pl.col("nd_k"))).then(pl.lit(None, dtype=pl.Utf8))
         .when(fits(pl.col("nd_mal"))).then(pl.lit("num_drafts inferred from the rounded mean acceptance length "
                                                   "(approximate)"))
-        .otherwise(None).alias("note"),
+        .otherwise(None).alias("_nd_note"),
         # identities of docs/log-formats.md §2.3: printed rate = accepted/drafted; 1 + sum(per-position) = MAL.
         pl.coalesce("ar_c", "ar_e").alias("ar_printed"),
     )
-    return ok
+    return ok.with_columns(pl.concat_str(["_mal_note", "_nd_note"], separator="; ", ignore_nulls=True)
+                           .replace("", None).alias("note"))
 
 
-def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _depth_note() -> pl.Expr:
+    """Dynamic depth: the depth printed and the vector's length (its maximum), both as stated."""
+    return pl.when(pl.col("depth").is_not_null()).then(pl.format(
+        "dynamic speculative depth: k = current depth {} at the log line; the per-position vector has {} "
+        "entries (the maximum depth)", "depth", pl.col("ppl").list.len()))
+
+
+def _parse_v1(df: pl.DataFrame, source: str, version: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """V1 ``SpecDecoding metrics:`` (variants B-E, windowed counts) plus unknown suffixes."""
     df = df.with_columns(_anchored(M_V1, _V1_E).alias("_g")).unnest("_g")
     fast = df.filter(pl.col("acc").is_not_null()).with_columns(
         pl.col("pp").str.strip_suffix(", "), pl.lit(None, dtype=pl.Utf8).alias("ar_c"))
     slow = df.filter(pl.col("acc").is_null())
     if slow.height:
-        slow = slow.drop("mal", "acc_tps", "draft_tps", "acc", "draft", "pp", "ar_e")
+        slow = slow.drop("mal", "depth", "acc_tps", "draft_tps", "acc", "draft", "pp", "ar_e")
         slow = slow.with_columns(pl.col("text").str.extract_groups(_V1).alias("_g")).unnest("_g")
         df = pl.concat([fast, slow], how="diagonal_relaxed") if fast.height else slow
     else:
         df = fast
-    ok = _v1_numbers(df.filter(pl.col("acc").is_not_null()).with_columns(_v1_value_problem().alias("_vwhy")))
+    matched = df.filter(pl.col("acc").is_not_null())
+    ok = _v1_numbers(matched.with_columns(_v1_value_problem(matched).alias("_vwhy")), version)
     rest = df.filter(pl.col("acc").is_null())
     rate_bad = (pl.col("ar_printed").is_not_null() & (pl.col("draft") > 0)
                 & ((pl.col("ar_printed") - 100.0 * pl.col("acc") / pl.col("draft")).abs() > 0.051))
     pp_bad = (pl.col("ppl").is_not_null() & pl.col("mal").is_not_null()
-              & ((1.0 + pl.col("ppl").list.sum() - pl.col("mal")).abs() > 0.006 + 0.0005 * pl.col("k")))
+              & ((1.0 + pl.col("ppl").list.sum() - pl.col("mal")).abs() > 0.006 + 0.0005 * pl.col("ppl").list.len()))
     order_bad = pl.col("acc") > pl.col("draft")
     ok = ok.with_columns(
         pl.when(pl.col("_vwhy").is_not_null()).then(pl.col("_vwhy"))
@@ -288,7 +301,7 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
     )
     wins = [win]
     if rest.height:
-        kv_w, kv_bad = _parse_v1_kv(rest, source)
+        kv_w, kv_bad = parse_v1_kv(rest, source, M_V1, _KNOWN_V1_KEYS, version)
         wins.append(kv_w)
         bad.append(kv_bad)
     return pl.concat(wins, how="diagonal_relaxed"), pl.concat(bad)
@@ -298,26 +311,27 @@ def _parse_v1(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame
 _V1_VALUES = (
     ("acc", "Accepted", True), ("draft", "Drafted", True), ("mal", "Mean acceptance length", False),
     ("ar_c", "Draft acceptance rate", False), ("ar_e", "Avg Draft acceptance rate", False),
+    ("depth", "Current speculative depth", True),
     ("acc_tps", "Accepted throughput", False), ("draft_tps", "Drafted throughput", False),
 )
 
 
-def _v1_value_problem() -> pl.Expr:
+def _v1_value_problem(df: pl.DataFrame) -> pl.Expr:
     """Why a matched V1 line's numbers are unusable (nan/inf as vLLM prints for an interval without
-    drafts, counts beyond int64): the line becomes malformed, never a window with holes."""
+    drafts, counts beyond int64): the line becomes malformed, never a window with holes. A field no
+    line of the batch prints is not checked."""
     pp = pl.when(pl.col("pp").str.contains("nan", literal=True)).then(
         pl.lit("Per-position acceptance rate has nan values (not a finite number)"))
-    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in _V1_VALUES), pp)
-
-
-_KV_ITEM = re.compile(r"([A-Za-z][A-Za-z _\-/()]*?):\s*([-+]?[\w.]+)\s*(%|tokens/s|tokens)?(?=,|$)")
+    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in _V1_VALUES
+                           if df[c].null_count() < df.height), pp)
 
 
 # Variant E (current vLLM) without optional parts, anchored at the marker (see _anchored) and
 # one-pass (``pp`` keeps a trailing ", ", stripped after): ~2x faster than the same pattern searched
 # unanchored, which is ~40 % faster than the generic one. Lines it misses go through the generic one.
 _V1_E = (
-    r"^SpecDecoding metrics: Mean acceptance length: (?P<mal>[0-9.]+), Accepted throughput: (?P<acc_tps>[0-9.]+) "
+    r"^SpecDecoding metrics: Mean acceptance length: (?P<mal>[0-9.]+), "
+    r"(?:Current speculative depth: (?P<depth>[0-9]+), )?Accepted throughput: (?P<acc_tps>[0-9.]+) "
     r"tokens/s, Drafted throughput: (?P<draft_tps>[0-9.]+) tokens/s, Accepted: (?P<acc>[0-9]+) tokens, "
     r"Drafted: (?P<draft>[0-9]+) tokens, Per-position acceptance rate: (?P<pp>(?:[0-9]\.[0-9]+, )+)"
     r"Avg Draft acceptance rate: (?P<ar_e>[0-9.]+)%[ \t\r\n]*$"
@@ -333,128 +347,6 @@ def _anchored(marker: str, pattern: str) -> pl.Expr:
     return text.str.slice(text.str.find(marker, literal=True).fill_null(0)).str.extract_groups(pattern)
 
 
-def _parse_v1_kv(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Lines whose suffix is not a known variant: parse ``key: value`` pairs. A line whose keys are all
-    known is a damaged known variant (malformed); one with an unknown key is a new variant."""
-    rows: list[dict[str, Any]] = []
-    bad: list[tuple[int, str, str]] = []
-    for rec in df.iter_rows(named=True):
-        text = rec["text"].rstrip()
-        body = text.split(M_V1, 1)[1]
-        pairs = {k.strip(): (v, unit) for k, v, unit in _KV_ITEM.findall(body)}
-        unknown = [k for k in pairs if k not in _KNOWN_V1_KEYS]
-        if not pairs or not unknown:
-            bad.append((rec["line"], "SpecDecoding metrics line does not match any known variant", text))
-            continue
-
-        def num(*names: str, pairs: dict[str, tuple[str, str]] = pairs) -> float | None:
-            for want in names:
-                for k, (v, _) in pairs.items():
-                    if k.lower() == want:
-                        try:
-                            return float(v)
-                        except ValueError:
-                            return None
-            return None
-
-        counts = {"accepted", "drafted", "total accepted", "total drafted"}
-        why = next((w for k, (v, _) in pairs.items()
-                    if (w := value_problem(v, k, count=k.lower() in counts)) is not None), None)
-        acc, draft = num("accepted"), num("drafted")
-        window = "interval"
-        if acc is None and draft is None:
-            # only running totals (a fork's "Total accepted/drafted"): cumulative, not this window
-            acc, draft, window = num("total accepted"), num("total drafted"), "cumulative"
-        why = why or counts_problem(acc, draft)
-        if why:
-            bad.append((rec["line"], why, text))
-            continue
-        rate = num("draft acceptance rate", "avg draft acceptance rate")
-        mal = next((float(v) for k, (v, _) in pairs.items() if "length" in k.lower()), None)
-        row: dict[str, Any] = {
-            "source": source, "line": rec["line"], "engine": ENGINE, "format": "vllm-v1-specdecoding-kv",
-            "time": rec["time"], "engine_id": rec["proc"], "window": window,
-            "accepted_tokens": int(acc) if acc is not None else None,
-            "draft_tokens": int(draft) if draft is not None else None,
-            "mean_acceptance_length": mal,
-            "definition_note": "unrecognised SpecDecoding variant parsed as key/value pairs; keys: "
-            + ", ".join(pairs),
-        }
-        if acc is not None and draft:
-            row["acceptance_rate"] = acc / draft
-        elif rate is not None and window == "interval":
-            row["acceptance_rate"] = rate / 100.0
-        rows.append(row)
-    w = pl.DataFrame(rows, schema_overrides={"time": pl.Datetime("us", "UTC")}) if rows else pl.DataFrame(
-        schema=WINDOW_SCHEMA)
-    return w, malformed_rows(bad, source) if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
-
-
-def _parse_speculative(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``Speculative metrics:`` lines: V0 (cumulative since start, non-prefix accept counts) or the
-    first V1 variant A (windowed; bracketed ``[file.py:N]`` prefix)."""
-    df = df.with_columns(pl.col("text").str.extract_groups(_V0).alias("_g")).unnest("_g")
-    v0 = df.filter(pl.col("acc").is_not_null() & ~pl.col("_bracket"))
-    rest = df.filter(pl.col("acc").is_null() | pl.col("_bracket")).select(
-        "line", "text", "time", "proc", "_bracket")
-    # V0 prints rate and efficiency as nan until the first draft: quoted only, so nan is fine there
-    counts_why = first_problem(*(value_problem_expr(c, label, count=True) for c, label in (
-        ("k", "Number of speculative tokens"), ("acc", "Number of accepted tokens"),
-        ("draft", "Number of draft tokens"), ("emit", "Number of emitted tokens"))))
-    v0 = v0.with_columns(counts_why.alias("_vwhy"))
-    v0 = v0.with_columns(_i("k").alias("k"), _i("acc").alias("acc"), _i("draft").alias("draft"),
-                         _i("emit").alias("emit"), _f("ar").alias("ar"), _f("eff").alias("eff"))
-    v0 = v0.with_columns(pl.when(pl.col("k") > 0).then(pl.col("draft") // pl.col("k").clip(1)).alias("nd"))
-    why = (
-        pl.when(pl.col("_vwhy").is_not_null()).then(pl.col("_vwhy"))
-        .when(pl.col("k") <= 0).then(pl.lit("number of speculative tokens is 0"))
-        .when(pl.col("draft") % pl.col("k").clip(1) != 0).then(pl.lit("draft tokens not a multiple of k"))
-        .when((pl.col("emit") < pl.col("nd")) | (pl.col("emit") > pl.col("nd") * (pl.col("k") + 1))
-              | (pl.col("acc") > pl.col("draft")))
-        .then(pl.lit("emitted/accepted/draft counters are inconsistent"))
-        .otherwise(None)
-    )
-    v0 = v0.with_columns(why.alias("why"))
-    bad = [malformed(v0.filter(pl.col("why").is_not_null()), source, pl.col("why"))]
-    v0 = v0.filter(pl.col("why").is_null())
-    prefix_acc = pl.col("emit") - pl.col("nd")
-    win = v0.select(
-        *_base(v0, source, pl.when(pl.col("typo").is_not_null()).then(pl.lit("vllm-v0-spec-metrics-2024"))
-               .otherwise(pl.lit("vllm-v0-spec-metrics")), "cumulative"),
-        pl.col("k"), pl.col("nd").alias("num_drafts"), pl.col("draft").alias("draft_tokens"),
-        prefix_acc.alias("accepted_tokens"), pl.col("emit").alias("emitted_tokens"),
-        ratio_expr(prefix_acc, pl.col("draft")).alias("acceptance_rate"),
-        ratio_expr(pl.col("emit"), pl.col("nd")).alias("mean_acceptance_length"),
-        pl.concat_str([
-            pl.lit("vLLM V0 counts accepted drafts at any position (engine: accepted="), pl.col("acc").cast(pl.Utf8),
-            pl.lit(", rate="), pl.col("ar").cast(pl.Utf8).fill_null("nan"),
-            pl.lit("); accepted_tokens here = emitted - num_drafts (prefix, bonus excluded); "
-                   "num_drafts = draft/k; counters cumulative since server start"),
-        ]).alias("definition_note"),
-    )
-    wins = [win]
-    if rest.height:
-        a = rest.with_columns(pl.col("text").str.extract_groups(_V1A).alias("_g")).unnest("_g")
-        ok = a.filter(pl.col("acc").is_not_null())
-        ok = ok.with_columns(first_problem(value_problem_expr("acc", "Number of accepted tokens", count=True),
-                                           value_problem_expr("draft", "Number of draft tokens", count=True))
-                             .alias("_vwhy"))
-        ok = ok.with_columns(_i("acc").alias("acc"), _i("draft").alias("draft"))
-        ok = ok.with_columns(pl.when(pl.col("_vwhy").is_not_null()).then(pl.col("_vwhy"))
-                             .when(pl.col("acc") > pl.col("draft"))
-                             .then(pl.lit("accepted tokens exceed drafted tokens")).alias("why"))
-        bad.append(malformed(ok.filter(pl.col("why").is_not_null()), source, pl.col("why")))
-        ok = ok.filter(pl.col("why").is_null())
-        wins.append(ok.select(
-            *_base(ok, source, "vllm-v1-specdecoding-A", "interval"),
-            pl.col("draft").alias("draft_tokens"), pl.col("acc").alias("accepted_tokens"),
-            ratio_expr(pl.col("acc"), pl.col("draft")).alias("acceptance_rate"),
-        ))
-        bad.append(malformed(a.filter(pl.col("acc").is_null()), source,
-                        "Speculative metrics line does not match the V0 or V1-A format"))
-    return pl.concat(wins, how="diagonal_relaxed"), pl.concat(bad)
-
-
 def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Periodic stats lines: the context the rules need (batch, queue, KV usage, generation speed)."""
     text = pl.col("text")
@@ -467,9 +359,10 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
     if df.select(miss.any()).item():  # rare: a damaged line or an odd repetition, so the generic pattern
         df = pl.concat([df.filter(~miss), df.filter(miss).select("line", "text", "time", "proc").with_columns(
             text.str.extract_groups(_THR).alias("_g")).unnest("_g")], how="diagonal_relaxed")
+    df = _late_fields(df)
     df = df.with_columns(pl.when(pl.col("wait").is_null())
                          .then(pl.lit("throughput line does not match the known format"))
-                         .otherwise(_throughput_value_problem()).alias("_why"))
+                         .otherwise(_throughput_value_problem(df)).alias("_why"))
     ok = df.filter(pl.col("_why").is_null())
     v0 = (pl.col("wk") == "Pending") | pl.col("swap").is_not_null()
     win = ok.select(
@@ -481,17 +374,47 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
         _f("gtps").alias("gen_tps"), _f("ptps").alias("prompt_tps"),
         _i("run").alias("running_reqs"), _i("wait").alias("waiting_reqs"),
         (_f("kv") / 100.0).round(6).alias("kv_usage"),  # printed with one decimal: exact after rounding
+        _throughput_note(ok).alias("definition_note"),
         pl.col("proc").alias("_proc"), pl.col("eng").alias("_eng"),
     )
     return win, malformed(df.filter(pl.col("_why").is_not_null()), source, pl.col("_why"))
 
 
-def _throughput_value_problem() -> pl.Expr:
-    """Why a matched throughput line's numbers are unusable (nan/inf, counts beyond int64)."""
-    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in (
-        ("ptps", "Avg prompt throughput", False), ("gtps", "Avg generation throughput", False),
-        ("run", "Running", True), ("swap", "Swapped", True), ("wait", "Waiting", True),
-        ("kv", "GPU KV cache usage", False))))
+#: optional key: value fields the pattern expects in a fixed order (Deferred, Preemptions, then the KV
+#: usage); a build that prints another field between them or reorders them leaves the KV usage unmatched,
+#: and such lines have each field read where it is (a rare path)
+_LATE_FIELDS = (("kv", rf"GPU KV cache usage: ({_NUM})%"), ("deferred", r"Deferred: (\d+) reqs?"),
+                ("preempt", r"Preemptions: (\d+)"))
+
+
+def _late_fields(df: pl.DataFrame) -> pl.DataFrame:
+    """Fill optional fields the ordered pattern missed although the line prints them."""
+    if df["kv"].null_count() == 0:
+        return df
+    redo = pl.col("kv").is_null() & pl.col("text").str.contains("GPU KV cache usage: ", literal=True)
+    if not df.select(redo.any()).item():
+        return df
+    return df.with_columns(pl.when(redo & pl.col(col).is_null()).then(pl.col("text").str.extract(pattern, 1))
+                           .otherwise(pl.col(col)).alias(col) for col, pattern in _LATE_FIELDS)
+
+
+def _throughput_note(df: pl.DataFrame) -> pl.Expr:
+    """Deferred / Preemptions as printed (null on the many lines without them)."""
+    if df["deferred"].null_count() == df.height and df["preempt"].null_count() == df.height:
+        return pl.lit(None, dtype=pl.Utf8)
+    return pl.concat_str([pl.lit("Deferred: ") + pl.col("deferred") + pl.lit(" of the waiting requests"),
+                          pl.lit("Preemptions: ") + pl.col("preempt") + pl.lit(" in the interval")],
+                         separator="; ", ignore_nulls=True).replace("", None)
+
+
+def _throughput_value_problem(df: pl.DataFrame) -> pl.Expr:
+    """Why a matched throughput line's numbers are unusable (nan/inf, counts beyond int64). Optional
+    fields no line of the batch prints are not checked (most batches: Swapped, Deferred, Preemptions)."""
+    fields = (("ptps", "Avg prompt throughput", False), ("gtps", "Avg generation throughput", False),
+              ("run", "Running", True), ("swap", "Swapped", True), ("wait", "Waiting", True),
+              ("deferred", "Deferred", True), ("preempt", "Preemptions", True), ("kv", "GPU KV cache usage", False))
+    return first_problem(*(value_problem_expr(c, label, count=n) for c, label, n in fields
+                           if df[c].null_count() < df.height))
 
 
 SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, finalize=finalize, batchable=True)

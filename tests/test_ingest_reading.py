@@ -476,3 +476,25 @@ def test_vllm_batched_equals_per_file_on_every_real_format_log(tmp_path, monkeyp
     for t in ("windows", "malformed", "configs"):
         a, b = getattr(batched, t), getattr(one_by_one, t)
         assert a.drop("fingerprint", strict=False).equals(b.drop("fingerprint", strict=False)), t
+
+
+def test_every_fixture_batched_equals_per_file(tmp_path, monkeypatch):
+    """Every small fixture of every engine (bench outputs, pastes, formats, the real corpus) gives the
+    same rows when small files are parsed in batches as file by file: a batchable source's state (a
+    startup line's engine version, a benchmark's nearest baseline) never leaks across files."""
+    from specdec_diag.ingest import batch as B
+
+    root = Path(__file__).resolve().parent / "fixtures"
+    srcs = [p for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in (".log", ".txt", ".md")
+            and p.name != "README.md" and p.stat().st_size <= B.SMALL_BYTES]
+    d = tmp_path / "logs"
+    d.mkdir()
+    for i, p in enumerate(srcs):
+        (d / f"{i:03d}-{p.stem}.log").write_bytes(p.read_bytes())
+    batched = scan(d, use_cache=False)
+    assert batched.windows.height > 500
+    monkeypatch.setattr(B, "SMALL_BYTES", 0)
+    one_by_one = scan(d, use_cache=False)
+    for t in ("windows", "malformed", "configs"):
+        a, b = getattr(batched, t), getattr(one_by_one, t)
+        assert a.drop("fingerprint", strict=False).equals(b.drop("fingerprint", strict=False)), t

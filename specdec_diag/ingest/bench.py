@@ -33,7 +33,7 @@ from typing import Any
 import polars as pl
 
 from specdec_diag.ingest._textparse import norm_lines
-from specdec_diag.ingest.base import Parsed, ParseOptions, Source
+from specdec_diag.ingest.base import LINE_STRIDE, Parsed, ParseOptions, Source
 from specdec_diag.ingest.bench_labels import BASE, SPEC, Status, classify, metric_of, number, to_metric_value
 from specdec_diag.ingest.bench_tables import split_row, table_records
 from specdec_diag.schema import WINDOW_SCHEMA
@@ -414,7 +414,7 @@ def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
     kind = rec["kind"]
     return {
         "source": source, "line": rec["line"], "engine": engine, "format": rec["format"], "window": "run",
-        "engine_id": (f"bench[{kind or 'unknown'}]: " + (rec["label"] or f"line {rec['line']}"))[:120],
+        "engine_id": (f"bench[{kind or 'unknown'}]: " + (rec["label"] or f"line {rec['line'] % LINE_STRIDE}"))[:120],
         "k": 0 if kind == BASE else (rec["k"] if kind == SPEC else None),
         "gen_tps": speed[0] if speed else None,
         "tpot_ms": m["tpot_ms"][0] if "tpot_ms" in m else None,
@@ -447,12 +447,14 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions) -> Parsed:
     df = df.filter(~pl.col("text").str.contains(_OWNED.pattern))
     if df.height == 0:
         return Parsed()
-    rows = [_row(r, source) for r in records(df.sort("line"))]
+    # a batch of small files (batchable): each file's lines are read on their own, in line order
+    files = df.with_columns((pl.col("line") // LINE_STRIDE).alias("_file")).partition_by("_file", maintain_order=True)
+    rows = [_row(r, source) for f in files for r in records(f.drop("_file").sort("line"))]
     if not rows:
         return Parsed()
     return Parsed(windows=pl.from_dicts(rows, schema=WINDOW_SCHEMA))
 
 
-SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse)
+SOURCE = Source(family=FAMILY, markers=MARKERS, detect=detect, parse=parse, batchable=True)
 
 __all__ = ["FAMILY", "MARKERS", "SOURCE", "clean", "detect", "kv_items", "parse", "records"]

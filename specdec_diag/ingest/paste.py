@@ -211,7 +211,12 @@ def _continues_record(prev: str, nxt: str) -> bool:
 def _cut_before_marker(cur: str, nxt: str) -> bool:
     """A log line wrapped before its record marker: the prefix on one line, the record on the next."""
     return (len(cur) >= _WRAP_WIDTH and not _is_record(cur) and bool(LOG_START.match(cur)) and _is_record(cur + nxt)
-            and not LOG_START.match(nxt) and not nxt[:1].isspace() and not cur.rstrip().endswith(_COMPLETE))
+            and not LOG_START.match(nxt.lstrip(_CONTROL)) and not nxt[:1].isspace()
+            and not cur.rstrip().endswith(_COMPLETE))
+
+
+#: control bytes a damaged line may start with: a log line behind them is still a line of its own
+_CONTROL = "".join(map(chr, range(32)))
 
 
 def _continues_command(prev: str, nxt: str) -> bool:

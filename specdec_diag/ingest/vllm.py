@@ -41,7 +41,7 @@ from specdec_diag.ingest.vllm_v0 import as_float as _f
 from specdec_diag.ingest.vllm_v0 import as_int as _i
 from specdec_diag.ingest.vllm_v0 import base_columns as _base
 from specdec_diag.ingest.vllm_v0 import parse_speculative as _parse_speculative
-from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
+from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "vllm"
 
@@ -120,7 +120,10 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     # Iteration(N) lines are rare outside --enable-logging-iteration-details: looked for among the rest
     is_iter = pl.col("text").str.contains(M_ITER, literal=True) & pl.col("text").str.contains(r"Iteration\(\d+\): ")
     it, rest = rest.filter(is_iter), rest.filter(~is_iter)
-    version = vllm_version(rest.filter(pl.col("text").str.contains(_VERSION_HINT))["text"].to_list())
+    named = rest.filter(pl.col("text").str.contains(_VERSION_HINT))
+    if named.height and (lines["line"] // LINE_STRIDE).n_unique() > 1:  # a batch of files: a version is one file's
+        return _per_file(lines.drop("_kind"), source, options)
+    version = vllm_version(named["text"].to_list())
     parsers = ((v1, lambda d, s: _parse_v1(d, s, version)), (v0, _parse_speculative), (thr, _parse_throughput),
                (diff, parse_diffusion), (it, parse_iteration))
     for part, fn in parsers:
@@ -145,6 +148,21 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         m.height for m in bad) else pl.DataFrame(schema=MALFORMED_SCHEMA)
     return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
                   configs=configs)
+
+
+def _per_file(lines: pl.DataFrame, source: str, options: ParseOptions) -> Parsed:
+    """A batch parsed file by file: the engine version a startup line names decides the definition of
+    that file's lines only."""
+    groups = lines.with_columns((pl.col("line") // LINE_STRIDE).alias("_file")).partition_by("_file", maintain_order=True)
+    parts = [parse(g.drop("_file"), source, options) for g in groups]
+    return Parsed(windows=_concat([p.windows for p in parts], WINDOW_SCHEMA),
+                  malformed=_concat([p.malformed for p in parts], MALFORMED_SCHEMA),
+                  configs=_concat([p.configs for p in parts], CONFIG_SCHEMA))
+
+
+def _concat(frames: list[pl.DataFrame], schema: dict) -> pl.DataFrame:
+    full = [f for f in frames if f.height]
+    return pl.concat(full, how="diagonal_relaxed") if full else pl.DataFrame(schema=schema)
 
 
 # ---------------------------------------------------------------------------------------------

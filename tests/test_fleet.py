@@ -163,3 +163,59 @@ def test_cli_ingest_shows_and_writes_the_runs_table(tmp_path):
     assert "startup" in body[4]
     table = pl.read_parquet(tmp_path / "runs.parquet")
     assert table.height == 7 and table.filter(pl.col("id").str.starts_with("host-d/"))["k"].sort().to_list() == [3, 5]
+
+
+def _dumps(rep: dict) -> str:
+    return json.dumps(rep, sort_keys=True, default=str)
+
+
+def test_the_cached_fast_path_equals_the_per_run_path(tmp_path):
+    """build_report with the per-run cache (cold, then warm) gives exactly the report without it, and
+    each run's summary and findings are those of judging that run's own rows alone."""
+    from specdec_diag.analysis import metrics
+    from specdec_diag.analysis.rules.base import ranked
+    from specdec_diag.schema import jsonable
+
+    res = scan([FLEET], use_cache=False)
+    plain = R.build_report(res)
+    cold = R.build_report(res, cache_dir=tmp_path)
+    assert len(list((tmp_path / "runs").glob("*.json"))) == len(plain["runs"])
+    warm = R.build_report(res, cache_dir=tmp_path)
+    assert _dumps(plain) == _dumps(cold) == _dumps(warm)
+    parts = segment(res).split()
+    facts = {c["run"]: {"measured_speedup": c} for c in plain["comparisons"]
+             if c.get("kind") == "speculation" and c.get("fair")}
+    for run in plain["runs"]:
+        sub = parts[run["id"]]
+        assert run["summary"] == jsonable(metrics.summarize(sub))
+        alone = [R.finding_json(f) for f in ranked(R.run_rules(sub, facts=facts.get(run["id"])))]
+        codes = {f["code"] for f in run["findings"]} - {f["code"] for f in alone}
+        assert codes <= {"ACCEPTANCE_COLLAPSE"}, run["id"]  # only the regression against earlier runs is added
+        assert [f for f in run["findings"] if f in alone] == alone
+
+
+def test_only_a_changed_run_is_judged_again(tmp_path, monkeypatch):
+    """The per-run cache: after one file changes only its run is judged again; a damaged entry is
+    recomputed, never trusted."""
+    from specdec_diag.analysis import run_cache
+
+    logs = tmp_path / "logs"
+    shutil.copytree(FLEET, logs)
+    cache = tmp_path / "cache"
+    before = R.build_report(scan([logs], use_cache=False), cache_dir=cache)
+    judged: list[str] = []
+    real = R.run_rules
+    monkeypatch.setattr(R, "run_rules", lambda sub, *a, **k: (judged.append(sub.fingerprint), real(sub, *a, **k))[1])
+    assert _dumps(R.build_report(scan([logs], use_cache=False), cache_dir=cache)) == _dumps(before)
+    assert judged == []
+    entry = next((cache / run_cache.DIRNAME).glob("*.json"))
+    entry.write_text('{"summary": {}, "findings": [{"code": "NOPE"}]}')
+    assert _dumps(R.build_report(scan([logs], use_cache=False), cache_dir=cache)) == _dumps(before)
+    assert len(judged) == 1
+    judged.clear()
+    host_c = logs / "host-c" / "vllm.log"
+    host_c.write_text(host_c.read_text().replace("Accepted: 63 tokens", "Accepted: 64 tokens", 1))
+    after = R.build_report(scan([logs], use_cache=False), cache_dir=cache)
+    assert len(judged) == 1 and judged[0].endswith("#" + next(r["id"] for r in after["runs"] if "host-c" in r["id"]))
+    changed = [r["id"] for r, b in zip(after["runs"], before["runs"], strict=True) if _dumps(r) != _dumps(b)]
+    assert changed == [judged[0].split("#", 1)[1]]

@@ -250,15 +250,16 @@ def _write_report(target: Path | None, report: dict[str, Any]) -> None:
         pass  # a read-only log directory: no report cache, still correct
 
 
-def _run_rules(loaded: Loaded, target: Path | None) -> None:
+def _run_rules(loaded: Loaded, target: Path | None, cache_dir: Path | None = None) -> None:
     """Fill ``loaded.report`` with the run-by-run diagnosis (once; readers only ever see None or the
     full lists): ``findings`` (each naming its run), ``runs`` (each with summary and findings),
-    ``comparisons`` and ``fleet`` of :func:`analysis.report.build_report`."""
+    ``comparisons`` and ``fleet`` of :func:`analysis.report.build_report`; each run's part comes from
+    the per-run cache under ``cache_dir`` when its rows did not change (``analysis.run_cache``)."""
     from specdec_diag.analysis.report import build_report
 
     t0 = time.perf_counter()
     try:
-        rep = build_report(loaded.result, runs=loaded.runs)
+        rep = build_report(loaded.result, runs=loaded.runs, cache_dir=cache_dir)
     except Exception as exc:  # noqa: BLE001 - shown in the page as one line
         loaded.findings_error = f"the diagnosis rules failed: {type(exc).__name__}: {exc}"
         loaded.report.update({"runs": [], "comparisons": [], "fleet": {}})
@@ -307,9 +308,10 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
         background = (max(result.windows.height, result.steps.height) > BACKGROUND_ROWS
                       or meta["runs"].table.height > BACKGROUND_RUNS)
     if background:
-        threading.Thread(target=_run_rules, args=(loaded, target), name="specdec-rules", daemon=True).start()
+        threading.Thread(target=_run_rules, args=(loaded, target, cache_dir), name="specdec-rules",
+                         daemon=True).start()
     else:
-        _run_rules(loaded, target)
+        _run_rules(loaded, target, cache_dir)
     loaded.load_s = time.perf_counter() - t0
     return loaded
 

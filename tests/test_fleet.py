@@ -18,6 +18,7 @@ from specdec_diag.ingest import scan
 ROOT = Path(__file__).resolve().parents[1]
 FLEET = ROOT / "sample_logs" / "fleet"
 SAMPLES = ROOT / "sample_logs"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +220,82 @@ def test_only_a_changed_run_is_judged_again(tmp_path, monkeypatch):
     assert len(judged) == 1 and judged[0].endswith("#" + next(r["id"] for r in after["runs"] if "host-c" in r["id"]))
     changed = [r["id"] for r, b in zip(after["runs"], before["runs"], strict=True) if _dumps(r) != _dumps(b)]
     assert changed == [judged[0].split("#", 1)[1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# startup facts: vLLM model / version / pid, SGLang k from the preceding server_args banner
+# ---------------------------------------------------------------------------------------------
+
+# The first four are verbatim startup lines published in public GitHub content, found with the
+# project's search tool (find_string; its excerpts carry no address, so each is quoted as printed):
+# vLLM 0.10.1 on an APIServer-prefixed log, a V1 engine core with a DP prefix and speculative_config=None,
+# a non-default args with served_model_name (a KServe deployment), a 0.9.1 server. The fifth is the
+# first line of tests/fixtures/vllm/v1_d_apiserver.log; the sixth is built in the V0 form of a published
+# 0.6.3 line ("INFO 10-07 14:22:31 llm_engine.py:237] Initializing an LLM engine (v0.6.3) with config:
+# model='Qwen/Qwen2.5-7B-Instruct', ...") with a V0 SpeculativeConfig repr added.
+VLLM_STARTUP = [
+    ("(APIServer pid=24129) INFO 08-21 07:50:10 [api_server.py:1805] vLLM API server version 0.10.1",
+     {"version": "0.10.1", "pid": "24129"}),
+    ("(EngineCore_DP0 pid=143) INFO 03-18 14:04:03 [core.py:93] Initializing a V1 LLM engine "
+     "(v0.13.0+faa43dbf.nv26.01) with config: model='neuralmagic/Qwen2.5-14B-Instruct-FP8-dynamic', "
+     "speculative_config=None, tokenizer='neuralmagic/Qwen2.5-14B-Instruct-FP8-dynamic', skip_tokenizer_init=False",
+     {"version": "0.13.0+faa43dbf.nv26.01", "model": "neuralmagic/Qwen2.5-14B-Instruct-FP8-dynamic", "pid": "143"}),
+    ("INFO 08-31 08:01:29 [cli_args.py:325] non-default args: {'port': 8080, 'model': '/mnt/models', "
+     "'max_model_len': 2048, 'served_model_name': ['qwen25-vl-7b-instruct']}",
+     {"model": "/mnt/models", "served_model_name": "qwen25-vl-7b-instruct"}),
+    ("INFO 06-24 19:42:02 [api_server.py:1287] vLLM API server version 0.9.1", {"version": "0.9.1"}),
+    # the speculative part names the drafter: its 'model' is not the target
+    ("(APIServer pid=1) INFO 09-15 11:00:00 [utils.py:326] non-default args: {'model': "
+     "'meta-llama/Llama-3.1-8B-Instruct', 'speculative_config': {'method': 'eagle', 'model': "
+     "'yuhuili/EAGLE-LLaMA3.1-Instruct-8B', 'num_speculative_tokens': 4}}",
+     {"model": "meta-llama/Llama-3.1-8B-Instruct", "pid": "1"}),
+    ("INFO 10-17 12:00:00 llm_engine.py:237] Initializing an LLM engine (v0.6.3) with config: "
+     "model='meta-llama/Llama-2-7b-hf', speculative_config=SpeculativeConfig(draft_model='JackFram/llama-68m', "
+     "num_spec_tokens=5), tokenizer='meta-llama/Llama-2-7b-hf'",
+     {"version": "0.6.3", "model": "meta-llama/Llama-2-7b-hf"}),
+]
+
+
+@pytest.mark.parametrize(("line", "facts"), VLLM_STARTUP)
+def test_vllm_startup_lines_give_model_version_and_pid(line, facts):
+    from specdec_diag.ingest.vllm_startup import startup_facts
+
+    assert dict(startup_facts(line)) == facts
+
+
+def test_vllm_runs_carry_model_and_version_and_pair_with_a_baseline(tmp_path):
+    """Two vLLM processes of one model, with and without speculation: each run shows the model and the
+    engine version of its startup lines (no more model '-'), and the pair is found by model."""
+    spec = (FIXTURES / "vllm" / "v1_d_apiserver.log").read_text().splitlines()
+    banner = "(APIServer pid=1) INFO 09-15 10:59:59 [api_server.py:1805] vLLM API server version 0.10.1"
+    (tmp_path / "spec").mkdir()
+    (tmp_path / "spec" / "vllm.log").write_text("\n".join([banner, *spec]) + "\n")
+    base = [ln for ln in spec if "SpecDecoding" not in ln]
+    base[0] = ("(APIServer pid=1) INFO 09-15 11:00:00 [utils.py:326] non-default args: "
+               "{'model': 'meta-llama/Llama-3.1-8B-Instruct'}")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "vllm.log").write_text("\n".join([banner, *base]) + "\n")
+    rep = R.build_report(scan([tmp_path], use_cache=False))
+    runs = {r["host"]: r for r in rep["runs"]}
+    assert runs["spec"]["model"] == runs["base"]["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert runs["spec"]["version"] == runs["base"]["version"] == "0.10.1"
+    assert runs["spec"]["speculative"] and not runs["base"]["speculative"]
+    pairs = [c for c in rep["comparisons"] if c.get("kind") == "speculation"]
+    assert [(p["run"], p["baseline_run"]) for p in pairs] == [(runs["spec"]["id"], runs["base"]["id"])]
+
+
+def test_sglang_windows_take_k_from_the_preceding_server_args(tmp_path):
+    """A restart into another k in one SGLang file: the windows before it keep the first banner's k."""
+    lines = (FIXTURES / "sglang" / "early_accept_len.log").read_text().splitlines()
+    second = [lines[0].replace("[2025-01-07 20:15:40]", "[2025-01-07 21:15:40]")
+              .replace("speculative_num_steps=5", "speculative_num_steps=3")
+              .replace("speculative_num_draft_tokens=6", "speculative_num_draft_tokens=4")]
+    later = [ln.replace("[2025-01-07 20:", "[2025-01-07 21:") for ln in lines[1:]]
+    (tmp_path / "sglang.log").write_text("\n".join(lines + second + later) + "\n")
+    res = scan([tmp_path], use_cache=False)
+    dec = res.windows.filter(res.windows["format"].str.starts_with("sglang-decode")
+                             & res.windows["mean_acceptance_length"].is_not_null())
+    cut = len(lines)
+    assert set(dec.filter(dec["line"] <= cut)["k"].to_list()) == {5}
+    assert set(dec.filter(dec["line"] > cut)["k"].to_list()) == {3}
+    assert segment(res).table["k"].to_list() == [5, 3]

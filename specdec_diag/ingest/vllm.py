@@ -29,6 +29,7 @@ from specdec_diag.ingest.base import LINE_STRIDE, NO_OPTIONS, Parsed, ParseOptio
 from specdec_diag.ingest.timestamps import ISO_PATTERN, YearAnchor, iso_time, month_day_time
 from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, ENGINE, parse_blocks, parse_configs
 from specdec_diag.ingest.vllm_finalize import finalize
+from specdec_diag.ingest.vllm_startup import STARTUP_MARKERS, parse_startup
 from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "vllm"
@@ -36,7 +37,7 @@ FAMILY = "vllm"
 M_V1 = "SpecDecoding metrics:"
 M_V0 = "Speculative metrics:"
 M_THR = "Avg generation throughput:"
-MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, *CONFIG_MARKERS, *BLOCK_MARKERS)
+MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, *CONFIG_MARKERS, *BLOCK_MARKERS, *STARTUP_MARKERS)
 
 _CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
 _BLOCK_RX = "|".join(re.escape(m) for m in BLOCK_MARKERS)
@@ -119,6 +120,7 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
 
     # startup lines and summary blocks are rare: look for them only among the other lines
     configs = parse_configs(rest.filter(pl.col("text").str.contains(_CFG_RX)), source)
+    configs = pl.concat([configs, parse_startup(rest, source)]).sort("line", maintain_order=True)  # model, version, pid
     bw, bbad = parse_blocks(rest.filter(pl.col("text").str.contains(_BLOCK_RX)), source)
     windows.append(bw)
     bad.append(bbad)

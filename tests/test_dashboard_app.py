@@ -266,15 +266,48 @@ def test_symlink_out_of_root_is_refused(small_dir, tmp_path, monkeypatch):
 
 
 def test_compare_shows_the_difference_of_the_two_reports(small_dir, monkeypatch):
+    """Compare pairs runs (or directories of one configuration), never piles of runs."""
+    rep = build_runs_report(scan([small_dir], use_cache=False))
+    runs = {r["engine"]: r for r in rep["runs"]}
     at = app_on(small_dir, monkeypatch)
     at.switch_page("views/compare.py").run()
-    at.selectbox(key="cmp_a").set_value("engines").run()
-    at.selectbox(key="cmp_b").set_value("traces").run()
+    at.selectbox(key="cmp_a").set_value("run: " + runs["vllm"]["id"]).run()
+    at.selectbox(key="cmp_b").set_value("traces").run()  # a directory holding one run
     assert_clean(at)
-    a = build_report(scan([small_dir / "engines"], use_cache=False))["summary"]
+    a = runs["vllm"]["summary"]
     b = build_report(scan([small_dir / "traces"], use_cache=False))["summary"]
     d = b["acceptance_rate"] - a["acceptance_rate"]
     assert metrics_by_label(at)["Acceptance rate B − A"] == f"{d * 100:+.1f} pt"
+    at.selectbox(key="cmp_a").set_value("engines").run()  # vLLM + SGLang: two configurations, refused
+    assert_clean(at)
+    assert any("2 runs of different configurations" in w.value for w in at.warning)
+    assert "Acceptance rate B − A" not in metrics_by_label(at)
+
+
+def test_pages_never_pool_the_runs_of_a_directory(monkeypatch):
+    """With the whole fleet chosen, Acceptance / Bottlenecks / Findings show its worst run and say so;
+    Compare opens on the measured with/without-speculation pair."""
+    rep = build_runs_report(scan([SAMPLE / "fleet"], use_cache=False))
+    worst = rep["fleet"]["worst_first"][0]
+    at = app_on(SAMPLE / "fleet", monkeypatch)
+    for _ in range(600):  # a fleet above BACKGROUND_RUNS is diagnosed in a thread
+        if at.session_state["loaded"].report.get("findings") is not None:
+            break
+        time.sleep(0.1)
+    for page in ("acceptance", "bottlenecks", "findings"):
+        at.switch_page(f"views/{page}.py").run()
+        assert_clean(at)
+        assert any(worst in i.value and "worst of the 7 runs" in i.value for i in at.info), page
+    shown = {f"{f['code']}: {f['title']}" for f in rep["findings"] if f["run"] == worst}
+    others = {f"{f['code']}: {f['title']}" for f in rep["findings"] if f["run"] != worst} - shown
+    text = " ".join(e.value for e in at.markdown) + " ".join(e.label for e in at.expander)
+    assert any(t.split(": ", 1)[1] in text for t in shown)
+    assert not any(t.split(": ", 1)[1] in text for t in others if "host-c" not in t)
+    at.switch_page("views/compare.py").run()
+    assert_clean(at)
+    pair = next(c for c in rep["comparisons"] if c["kind"] == "speculation")
+    assert at.selectbox(key="cmp_a").value == "run: " + pair["baseline_run"]
+    assert at.selectbox(key="cmp_b").value == "run: " + pair["run"]
 
 
 def test_dir_key_follows_file_changes(small_dir, tmp_path):

@@ -61,6 +61,9 @@ def test_fleet_report_matches_its_readme(fleet):
     assert ns and ns[0]["evidence"]["basis"] == "measured" and ns[0]["evidence"]["baseline_run"] == pair["baseline_run"]
     assert runs[pair["baseline_run"]]["speculative"] is False and runs[pair["baseline_run"]]["status"] == "ok"
     assert fleet["fleet"]["by_status"] == {"error": 1, "warning": 1, "ok": 5, "no data": 0}
+    for run in runs.values():                                            # startup lines name model + version
+        assert run["model"] == ("meta-llama/Llama-3.1-8B-Instruct" if run["engine"] == "vllm" else "Qwen/Qwen3-8B")
+        assert run["version"] == "0.10.1" or run["engine"] != "vllm"
     assert fleet["fleet"]["worst_first"][0] == c["id"]
     assert all(f["run"] in runs for f in fleet["findings"])
 

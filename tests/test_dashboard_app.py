@@ -131,11 +131,6 @@ def check_overview(at: AppTest, report: dict) -> None:
         assert verdict[0].startswith("Healthy")
 
 
-@pytest.fixture(scope="module")
-def small_report(small_dir) -> dict:
-    return build_report(scan([small_dir], use_cache=False))
-
-
 def test_overview_opens_on_the_fleet(small_dir, monkeypatch):
     """The whole directory: counts by status and one table row per run, no pooled number; the run
     selector lists every run (worst first) and scopes the Overview to the run's own numbers."""
@@ -195,10 +190,13 @@ def test_every_page_renders(small_dir, page, monkeypatch):
     assert not at.error, [e.value for e in at.error]
 
 
-def test_bottlenecks_time_and_what_if(small_dir, small_report, monkeypatch):
+def test_bottlenecks_time_and_what_if(small_dir, monkeypatch):
+    rep = build_runs_report(scan([small_dir], use_cache=False))
+    trace = next(r for r in rep["runs"] if r["engine"] == "specdec-diag")  # the run that times its steps
     at = app_on(small_dir, monkeypatch)
+    next(s for s in at.selectbox if s.label == "Run").set_value(trace["id"]).run()
     at.switch_page("views/bottlenecks.py").run()
-    s = small_report["summary"]
+    s = trace["summary"]
     shown = metrics_by_label(at)
     assert shown["draft time"] == num(s["time_breakdown"]["draft_ms"], 0, " ms")
     assert shown["Draft cost ratio c"] == num(s["c"], 3)
@@ -211,16 +209,20 @@ def test_bottlenecks_time_and_what_if(small_dir, small_report, monkeypatch):
 
 
 def test_acceptance_split_by_file_matches_metrics(small_dir, monkeypatch):
+    """The split of one run's windows by file equals the metric over a scan of that file alone."""
+    rep = build_runs_report(scan([small_dir], use_cache=False))
     at = app_on(small_dir, monkeypatch)
-    at.switch_page("views/acceptance.py").run()
-    at.radio(key="split_by").set_value("file").run()
-    assert_clean(at)
-    df = at.dataframe[0].value
-    rates = dict(zip(df["group"], df["acceptance rate"], strict=True))
     for f in ("engines/v1_a.log", "traces/synthetic.jsonl"):
+        run = next(r for r in rep["runs"] if r["sources"] == [str(small_dir / f)])
+        next(s for s in at.selectbox if s.label == "Run").set_value(run["id"]).run()
+        at.switch_page("views/acceptance.py").run()
+        at.radio(key="split_by").set_value("file").run()
+        assert_clean(at)
+        df = at.dataframe[0].value
+        rates = dict(zip(df["group"], df["acceptance rate"], strict=True))
         one = scan([small_dir / f], use_cache=False)
         table = one.steps if one.steps.height else one.windows
-        assert rates[f] == pytest.approx(metrics.acceptance_rate(table), abs=1e-4)
+        assert set(rates) == {f} and rates[f] == pytest.approx(metrics.acceptance_rate(table), abs=1e-4)
 
 
 def test_trace_explorer_strikes_rejected_drafts(small_dir, monkeypatch):
@@ -364,9 +366,13 @@ def test_sample_logs_every_page(monkeypatch):
         at.switch_page(f"views/{page}.py").run()
         assert_clean(at)
         assert not at.error, (page, [e.value for e in at.error])
-    at.switch_page("views/findings.py").run()
+    at.switch_page("views/findings.py").run()  # the worst run's findings (no page pools the runs)
     shown = [m.value for m in at.markdown if "`" in m.value and "—" in m.value]
-    for f in report["findings"][:5]:
+    worst = report["fleet"]["worst_first"][0]
+    assert any(worst in i.value for i in at.info)
+    mine = [f for f in report["findings"] if f["run"] == worst]
+    assert mine and len(shown) >= len(mine)
+    for f in mine[:5]:
         title = f["title"].replace(str(SAMPLE.resolve()) + "/", "")
         assert any(f["code"] in s and title in s for s in shown), f["code"]
 
@@ -478,3 +484,28 @@ def test_the_dashboard_never_imports_torch(small_dir, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_scan_cache_returns_what_a_scan_returns_and_misses_on_any_change(tmp_path):
+    """The directory-level scan cache (re-opening a 2,000-file fleet): a hit equals a fresh scan; any
+    change to a file, or a damaged entry, is a miss."""
+    from specdec_diag.dashboard_app import data as D
+    from specdec_diag.dashboard_app import scan_cache as SC
+
+    logs = tmp_path / "logs"
+    shutil.copytree(SAMPLE / "fleet", logs)
+    files = D.listing(logs, logs).files
+    fresh = scan(files, use_cache=False)
+    key = SC.key(files)
+    SC.store(tmp_path / "c", key, fresh)
+    hit = SC.load(tmp_path / "c", key, files)
+    for t in SC.TABLES:
+        assert getattr(hit, t).equals(getattr(fresh, t)), t
+    assert (hit.headers, hit.fingerprint, hit.warnings) == (fresh.headers, fresh.fingerprint, fresh.warnings)
+    assert SC.load(tmp_path / "c", key, files[1:]) is None
+    f = logs / "host-b" / "vllm.log"
+    f.write_text(f.read_text())  # same bytes, new mtime/ctime
+    assert SC.key(files) != key
+    entry = next((tmp_path / "c" / SC.DIRNAME).glob("scan-*"))
+    pl.DataFrame({"x": [1]}).write_ipc(entry / "windows.arrow")
+    assert SC.load(tmp_path / "c", key, files) is None

@@ -284,6 +284,7 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
     from specdec_diag.analysis import metrics
     from specdec_diag.analysis.report import inputs_json
     from specdec_diag.analysis.runs import segment
+    from specdec_diag.dashboard_app import scan_cache
     from specdec_diag.dashboard_app.guard import cached_report
     from specdec_diag.ingest import scan
     from specdec_diag.ingest.scan import default_cache_dir
@@ -291,8 +292,13 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
 
     t0 = time.perf_counter()
     cache_dir = default_cache_dir([path])
-    # the listed files, not ``path``: a file the listing refused (a link out of the root) is never read
-    result = scan(lst.files, cache_dir=cache_dir, use_cache=cache_dir is not None, progress=progress)
+    # the listed files, not ``path``: a file the listing refused (a link out of the root) is never read;
+    # a directory re-opened unchanged reads its combined tables at once (dashboard_app/scan_cache.py)
+    skey = scan_cache.key(lst.files) if cache_dir is not None else None
+    result = scan_cache.load(cache_dir, skey, lst.files)
+    if result is None:
+        result = scan(lst.files, cache_dir=cache_dir, use_cache=cache_dir is not None, progress=progress)
+        scan_cache.store(cache_dir, skey, result)
     target = _report_cache(result, cache_dir)
     inputs = inputs_json(result.inputs)
     report, note = cached_report(target, inputs)

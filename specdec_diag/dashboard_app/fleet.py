@@ -80,8 +80,8 @@ def page_scope(loaded: D.Loaded) -> D.Loaded:
     """What a page other than the Overview shows: the run or configuration chosen in the sidebar; with
     the whole directory chosen, its worst run (said in the page), so no page pools runs. The Overview
     is the one place for the fleet."""
-    if loaded.scope is not None or loaded.runs is None or loaded.runs.table.height == 0:
-        return loaded
+    if loaded.scope is not None or loaded.runs is None or loaded.runs.table.height <= 1:
+        return loaded  # one run: the directory is that run (and keeps its warmed-up caches)
     ids = set(loaded.runs.ids)
     worst = [o for o in options(loaded) if o in ids]
     if len(worst) > 1:

@@ -281,14 +281,13 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
     the tables instead (turning a million windows into dicts costs seconds). It is cached as JSON beside the ingest cache, keyed by
     the content fingerprint and the analysis code, so re-opening a directory is instant. On large
     inputs (``background`` None: more than BACKGROUND_ROWS rows) the rules run in a thread."""
-    from specdec_diag.analysis import metrics
     from specdec_diag.analysis.report import inputs_json
     from specdec_diag.analysis.runs import segment
     from specdec_diag.dashboard_app import scan_cache
     from specdec_diag.dashboard_app.guard import cached_report
     from specdec_diag.ingest import scan
     from specdec_diag.ingest.scan import default_cache_dir
-    from specdec_diag.schema import POOLED_REPORT_SCHEMA, jsonable
+    from specdec_diag.schema import POOLED_REPORT_SCHEMA
 
     t0 = time.perf_counter()
     cache_dir = default_cache_dir([path])
@@ -307,8 +306,8 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
             "notes": [*([note] if note else []), *result.warnings], "runs": segment(result)}
     if report is not None:
         return Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, time.perf_counter() - t0, **meta)
-    report = {"schema": POOLED_REPORT_SCHEMA, "inputs": inputs,
-              "summary": jsonable(metrics.summarize(result)), "windows": [], "findings": None}
+    report = {"schema": POOLED_REPORT_SCHEMA, "inputs": inputs, "summary": _directory_summary(result, meta["runs"]),
+              "windows": [], "findings": None}
     loaded = Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, 0.0, **meta)
     if background is None:
         background = (max(result.windows.height, result.steps.height) > BACKGROUND_ROWS
@@ -320,6 +319,19 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
         _run_rules(loaded, target, cache_dir)
     loaded.load_s = time.perf_counter() - t0
     return loaded
+
+
+def _directory_summary(result: IngestResult, runs: Any) -> dict[str, Any]:
+    """The directory's own summary: for one run (or none) that run's numbers; for a fleet only the
+    sidebar's totals (window rows and trace steps of its runs), never metrics pooled across runs (each
+    page shows a run's own summary, ``fleet.page_scope``), which would also cost seconds on 500 runs."""
+    from specdec_diag.analysis import metrics
+    from specdec_diag.schema import jsonable
+
+    if runs is None or runs.table.height <= 1:
+        return jsonable(metrics.summarize(result))
+    return {"windows_used": int(runs.table["windows"].sum()), "steps": int(runs.table["steps"].sum()),
+            "runs": runs.table.height}
 
 
 def findings(loaded: Loaded) -> list[dict[str, Any]] | None:

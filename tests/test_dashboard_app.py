@@ -509,3 +509,19 @@ def test_scan_cache_returns_what_a_scan_returns_and_misses_on_any_change(tmp_pat
     entry = next((tmp_path / "c" / SC.DIRNAME).glob("scan-*"))
     pl.DataFrame({"x": [1]}).write_ipc(entry / "windows.arrow")
     assert SC.load(tmp_path / "c", key, files) is None
+
+
+def test_runs_of_one_configuration_are_taken_together(tmp_path, monkeypatch):
+    """Two DP ranks of one configuration are comparable runs: the pages show them together (no 'worst
+    run' scope), and Compare accepts their directory."""
+    d = tmp_path / "dp"
+    d.mkdir()
+    shutil.copy(SAMPLE / "engines" / "vllm" / "v1_dp2_docker.log", d / "vllm.log")
+    rep = build_runs_report(scan([d], use_cache=False))
+    assert len(rep["runs"]) == 2 and len({(r["model"], r["method"], r["k"]) for r in rep["runs"]}) == 1
+    at = app_on(d, monkeypatch)
+    at.switch_page("views/acceptance.py").run()
+    assert_clean(at)
+    assert not at.info and any("share one configuration" in c.value for c in at.caption)
+    assert at.session_state["loaded"].summary["windows_used"] == sum(
+        r["summary"]["windows_used"] for r in rep["runs"])

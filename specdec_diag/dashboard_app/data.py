@@ -322,13 +322,14 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
 
 
 def _directory_summary(result: IngestResult, runs: Any) -> dict[str, Any]:
-    """The directory's own summary: for one run (or none) that run's numbers; for a fleet only the
+    """The directory's own summary: for one run (or runs of one configuration) its numbers; else only the
     sidebar's totals (window rows and trace steps of its runs), never metrics pooled across runs (each
     page shows a run's own summary, ``fleet.page_scope``), which would also cost seconds on 500 runs."""
     from specdec_diag.analysis import metrics
+    from specdec_diag.dashboard_app.fleet import one_configuration
     from specdec_diag.schema import jsonable
 
-    if runs is None or runs.table.height <= 1:
+    if runs is None or runs.table.height <= 1 or one_configuration(runs.table):  # comparable runs only
         return jsonable(metrics.summarize(result))
     return {"windows_used": int(runs.table["windows"].sum()), "steps": int(runs.table["steps"].sum()),
             "runs": runs.table.height}

@@ -82,6 +82,10 @@ def page_scope(loaded: D.Loaded) -> D.Loaded:
     is the one place for the fleet."""
     if loaded.scope is not None or loaded.runs is None or loaded.runs.table.height <= 1:
         return loaded  # one run: the directory is that run (and keeps its warmed-up caches)
+    if one_configuration(loaded.runs.table):  # comparable runs (DP ranks, replicas): taken together
+        st.caption(f"The {loaded.runs.table.height} runs of this directory share one configuration (engine, model, "
+                   "method, k): taken together here; choose one in the sidebar to see it alone.")
+        return loaded
     ids = set(loaded.runs.ids)
     worst = [o for o in options(loaded) if o in ids]
     if len(worst) > 1:
@@ -90,16 +94,18 @@ def page_scope(loaded: D.Loaded) -> D.Loaded:
     return scoped(loaded, worst[0])
 
 
+def one_configuration(table: pl.DataFrame) -> bool:
+    """Whether the runs of a runs table are comparable: one engine, model, method, k and speculation."""
+    return table.height > 0 and table.select("engine", "model", "method", "k", "speculative").unique().height == 1
+
+
 def unpooled(loaded: D.Loaded) -> tuple[D.Loaded | None, str | None]:
     """A directory for Compare, never pooled across configurations: itself when it holds one run, the
     runs taken together when they share one configuration (engine, model, method, k, speculation),
     else None and why."""
-    if loaded.runs is None or loaded.runs.table.height <= 1:
+    if loaded.runs is None or loaded.runs.table.height <= 1 or one_configuration(loaded.runs.table):
         return loaded, None
     t = loaded.runs.table
-    if t.select("engine", "model", "method", "k", "speculative").unique().height == 1:
-        ready = loaded.report.get("findings") is not None
-        return _scope_ids(loaded, f"all {t.height} runs", t["id"].to_list(), ready), None
     return None, (f"holds {t.height} runs of different configurations; its numbers would pool them. Choose one "
                   "of its runs (open it in the sidebar) or a subdirectory with one configuration.")
 
@@ -178,4 +184,4 @@ def runs_frame(loaded: D.Loaded) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-__all__ = ["ALL", "run_entries", "groups", "options", "scoped", "page_scope", "unpooled", "sparklines", "runs_frame"]
+__all__ = ["ALL", "run_entries", "groups", "options", "scoped", "page_scope", "unpooled", "one_configuration", "sparklines", "runs_frame"]

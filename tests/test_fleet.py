@@ -229,13 +229,14 @@ def test_only_a_changed_run_is_judged_again(tmp_path, monkeypatch):
 # startup facts: vLLM model / version / pid, SGLang k from the preceding server_args banner
 # ---------------------------------------------------------------------------------------------
 
-# The first four are verbatim startup lines published in public GitHub content, found with the
+# The first five are verbatim startup lines published in public GitHub content, found with the
 # project's search tool (find_string; its excerpts carry no address, so each is quoted as printed):
 # vLLM 0.10.1 on an APIServer-prefixed log, a V1 engine core with a DP prefix and speculative_config=None,
-# a non-default args with served_model_name (a KServe deployment), a 0.9.1 server. The fifth is the
-# first line of tests/fixtures/vllm/v1_d_apiserver.log; the sixth is built in the V0 form of a published
-# 0.6.3 line ("INFO 10-07 14:22:31 llm_engine.py:237] Initializing an LLM engine (v0.6.3) with config:
-# model='Qwen/Qwen2.5-7B-Instruct', ...") with a V0 SpeculativeConfig repr added.
+# a non-default args with served_model_name (a KServe deployment), a 0.9.1 server, a docker-compose
+# prefixed 'model_tag' line. The sixth is the first line of tests/fixtures/vllm/v1_d_apiserver.log; the
+# last is built in the V0 form of a published 0.6.3 line ("INFO 10-07 14:22:31 llm_engine.py:237]
+# Initializing an LLM engine (v0.6.3) with config: model='Qwen/Qwen2.5-7B-Instruct', ...") with a V0
+# SpeculativeConfig repr added.
 VLLM_STARTUP = [
     ("(APIServer pid=24129) INFO 08-21 07:50:10 [api_server.py:1805] vLLM API server version 0.10.1",
      {"version": "0.10.1", "pid": "24129"}),
@@ -247,6 +248,9 @@ VLLM_STARTUP = [
      "'max_model_len': 2048, 'served_model_name': ['qwen25-vl-7b-instruct']}",
      {"model": "/mnt/models", "served_model_name": "qwen25-vl-7b-instruct"}),
     ("INFO 06-24 19:42:02 [api_server.py:1287] vLLM API server version 0.9.1", {"version": "0.9.1"}),
+    ("   vllm-20b-b-1   | (APIServer pid=1) INFO 03-10 15:49:42 [utils.py:238] non-default args: {'model_tag': "
+     "'openai/gpt-oss-20b', 'model': 'openai/gpt-oss-20b', 'gpu_memory_utilization': 0.8}",
+     {"model": "openai/gpt-oss-20b", "pid": "1"}),
     # the speculative part names the drafter: its 'model' is not the target
     ("(APIServer pid=1) INFO 09-15 11:00:00 [utils.py:326] non-default args: {'model': "
      "'meta-llama/Llama-3.1-8B-Instruct', 'speculative_config': {'method': 'eagle', 'model': "

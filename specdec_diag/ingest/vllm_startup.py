@@ -36,6 +36,7 @@ _PID = re.compile(r"\(([A-Za-z][\w.\-]*) pid=(\d+)\)")
 # 'model': '...' in a dict repr; model='...' in a config/Namespace repr; served_model_name=x (unquoted
 # in the V1 config line) or 'served_model_name': ['x'] (a list in non-default args)
 _MODEL = re.compile(r"""(?:['"]model['"]\s*:\s*|(?<![\w.])model=)['"]([^'"]+)['"]""")
+_MODEL_TAG = re.compile(r"""['"]model_tag['"]\s*:\s*['"]([^'"]+)['"]""")  # `vllm serve MODEL` (>= 0.10)
 _SERVED = re.compile(r"""(?:['"]served_model_name['"]\s*:\s*\[?|(?<![\w.])served_model_name=\[?)['"]?([^'",\])\s]+)""")
 
 
@@ -68,7 +69,7 @@ def startup_facts(text: str) -> list[tuple[str, str]]:
         out.append(("version", m.group(1).lstrip("v")))
     if "non-default args:" in text or "LLM engine (v" in text or "args: Namespace(" in text:
         rest = _outside_speculative(text)
-        if (mm := _MODEL.search(rest)) is not None:
+        if (mm := _MODEL.search(rest) or _MODEL_TAG.search(rest)) is not None:
             out.append(("model", mm.group(1)))
         if (ms := _SERVED.search(rest)) is not None and ms.group(1) not in ("None", "null"):
             out.append(("served_model_name", ms.group(1)))

@@ -13,7 +13,9 @@ a fresh process:
    statuses appear when it finishes (``statuses_s``): what a first visit costs;
 2. warm: the Overview again in a new process (ingest Parquet cache and dashboard report cache warm);
 3. selector: choosing a run in the sidebar and switching to Acceptance, in the session of 2;
-4. report: ``build_report`` alone on the scanned directory (segmentation + per-run rules).
+4. changed: one file grew by a line (a live directory): the whole-report cache misses, the per-run
+   cache (``analysis/run_cache.py``) serves every run whose rows did not change;
+5. report: ``build_report`` alone on the scanned directory (segmentation + per-run rules, no cache).
 Targets (issue 10): Overview warm <= 5 s, cold <= 30 s.
 """
 
@@ -80,6 +82,8 @@ def child(mode: str, logdir: Path) -> dict:
     out["statuses_s"] = time.perf_counter() - t0
     at.run()
     out["metrics"] = {m.label: m.value for m in at.metric}
+    if mode in ("warm", "changed"):
+        out["rules_s"] = loaded.rules_s
     if mode == "warm":
         sel = next(s for s in at.selectbox if s.label == "Run")
         t1 = time.perf_counter()
@@ -120,6 +124,13 @@ def main() -> None:
            "load": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     res["cold"] = run_child("cold", d, env)
     res["warm"] = run_child("warm", d, env)
+    grown = d / "host-000" / "vllm-2026-03-08.log"
+    original = grown.read_bytes()
+    try:
+        grown.write_bytes(original + b"INFO 03-14 12:00:00 [api_server.py:1] a line no parser reads\n")
+        res["changed"] = run_child("changed", d, env)
+    finally:
+        grown.write_bytes(original)
     res["report"] = run_child("report", d, env)
     print(json.dumps(res, indent=2))
 

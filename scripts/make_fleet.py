@@ -53,9 +53,15 @@ def vllm_window(rnd: random.Random, t: datetime, k: int, alpha: float, pid: int 
     ]
 
 
+def vllm_version(t: datetime, pid: int = 1) -> str:
+    """The first line a vLLM server prints (real form: ``[api_server.py:1805] vLLM API server version``)."""
+    return (f"{_iso(t)} (APIServer pid={pid}) INFO {t:%m-%d %H:%M:%S} [api_server.py:1805] "
+            "vLLM API server version 0.10.1")
+
+
 def vllm_run(seed: int, start: datetime, k: int, alpha: float, windows: int) -> list[str]:
     rnd = random.Random(seed)
-    lines = [vllm_banner(start, k)]
+    lines = [vllm_version(start), vllm_banner(start, k)]
     for i in range(windows):
         lines += vllm_window(rnd, start + timedelta(seconds=10 * (i + 1)), k, alpha)
     return lines
@@ -97,9 +103,9 @@ def make(out: Path) -> None:
     a = vllm_run(1, T0, 3, 0.80, 36)
     # rotation by date (oldest compressed), the newest in vllm.log: one process, one banner at its start.
     # (``vllm.log.1`` / ``.2.gz`` names join the same way, but a directory walk reads only known extensions)
-    write(out / "host-a" / "vllm-2026-03-13.log.gz", a[:25])
-    write(out / "host-a" / "vllm-2026-03-14.log", a[25:49])
-    write(out / "host-a" / "vllm.log", a[49:])
+    write(out / "host-a" / "vllm-2026-03-13.log.gz", a[:26])
+    write(out / "host-a" / "vllm-2026-03-14.log", a[26:50])
+    write(out / "host-a" / "vllm.log", a[50:])
     write(out / "host-b" / "vllm.log", vllm_run(2, T0 + timedelta(seconds=3), 3, 0.78, 30))
     write(out / "host-c" / "vllm.log", vllm_run(3, T0 + timedelta(seconds=5), 3, 0.03, 30))
     first = vllm_run(4, T0, 3, 0.80, 20)

@@ -131,11 +131,6 @@ def check_overview(at: AppTest, report: dict) -> None:
         assert verdict[0].startswith("Healthy")
 
 
-@pytest.fixture(scope="module")
-def small_report(small_dir) -> dict:
-    return build_report(scan([small_dir], use_cache=False))
-
-
 def test_overview_opens_on_the_fleet(small_dir, monkeypatch):
     """The whole directory: counts by status and one table row per run, no pooled number; the run
     selector lists every run (worst first) and scopes the Overview to the run's own numbers."""
@@ -195,10 +190,13 @@ def test_every_page_renders(small_dir, page, monkeypatch):
     assert not at.error, [e.value for e in at.error]
 
 
-def test_bottlenecks_time_and_what_if(small_dir, small_report, monkeypatch):
+def test_bottlenecks_time_and_what_if(small_dir, monkeypatch):
+    rep = build_runs_report(scan([small_dir], use_cache=False))
+    trace = next(r for r in rep["runs"] if r["engine"] == "specdec-diag")  # the run that times its steps
     at = app_on(small_dir, monkeypatch)
+    next(s for s in at.selectbox if s.label == "Run").set_value(trace["id"]).run()
     at.switch_page("views/bottlenecks.py").run()
-    s = small_report["summary"]
+    s = trace["summary"]
     shown = metrics_by_label(at)
     assert shown["draft time"] == num(s["time_breakdown"]["draft_ms"], 0, " ms")
     assert shown["Draft cost ratio c"] == num(s["c"], 3)
@@ -211,16 +209,20 @@ def test_bottlenecks_time_and_what_if(small_dir, small_report, monkeypatch):
 
 
 def test_acceptance_split_by_file_matches_metrics(small_dir, monkeypatch):
+    """The split of one run's windows by file equals the metric over a scan of that file alone."""
+    rep = build_runs_report(scan([small_dir], use_cache=False))
     at = app_on(small_dir, monkeypatch)
-    at.switch_page("views/acceptance.py").run()
-    at.radio(key="split_by").set_value("file").run()
-    assert_clean(at)
-    df = at.dataframe[0].value
-    rates = dict(zip(df["group"], df["acceptance rate"], strict=True))
     for f in ("engines/v1_a.log", "traces/synthetic.jsonl"):
+        run = next(r for r in rep["runs"] if r["sources"] == [str(small_dir / f)])
+        next(s for s in at.selectbox if s.label == "Run").set_value(run["id"]).run()
+        at.switch_page("views/acceptance.py").run()
+        at.radio(key="split_by").set_value("file").run()
+        assert_clean(at)
+        df = at.dataframe[0].value
+        rates = dict(zip(df["group"], df["acceptance rate"], strict=True))
         one = scan([small_dir / f], use_cache=False)
         table = one.steps if one.steps.height else one.windows
-        assert rates[f] == pytest.approx(metrics.acceptance_rate(table), abs=1e-4)
+        assert set(rates) == {f} and rates[f] == pytest.approx(metrics.acceptance_rate(table), abs=1e-4)
 
 
 def test_trace_explorer_strikes_rejected_drafts(small_dir, monkeypatch):
@@ -266,15 +268,48 @@ def test_symlink_out_of_root_is_refused(small_dir, tmp_path, monkeypatch):
 
 
 def test_compare_shows_the_difference_of_the_two_reports(small_dir, monkeypatch):
+    """Compare pairs runs (or directories of one configuration), never piles of runs."""
+    rep = build_runs_report(scan([small_dir], use_cache=False))
+    runs = {r["engine"]: r for r in rep["runs"]}
     at = app_on(small_dir, monkeypatch)
     at.switch_page("views/compare.py").run()
-    at.selectbox(key="cmp_a").set_value("engines").run()
-    at.selectbox(key="cmp_b").set_value("traces").run()
+    at.selectbox(key="cmp_a").set_value("run: " + runs["vllm"]["id"]).run()
+    at.selectbox(key="cmp_b").set_value("traces").run()  # a directory holding one run
     assert_clean(at)
-    a = build_report(scan([small_dir / "engines"], use_cache=False))["summary"]
+    a = runs["vllm"]["summary"]
     b = build_report(scan([small_dir / "traces"], use_cache=False))["summary"]
     d = b["acceptance_rate"] - a["acceptance_rate"]
     assert metrics_by_label(at)["Acceptance rate B − A"] == f"{d * 100:+.1f} pt"
+    at.selectbox(key="cmp_a").set_value("engines").run()  # vLLM + SGLang: two configurations, refused
+    assert_clean(at)
+    assert any("2 runs of different configurations" in w.value for w in at.warning)
+    assert "Acceptance rate B − A" not in metrics_by_label(at)
+
+
+def test_pages_never_pool_the_runs_of_a_directory(monkeypatch):
+    """With the whole fleet chosen, Acceptance / Bottlenecks / Findings show its worst run and say so;
+    Compare opens on the measured with/without-speculation pair."""
+    rep = build_runs_report(scan([SAMPLE / "fleet"], use_cache=False))
+    worst = rep["fleet"]["worst_first"][0]
+    at = app_on(SAMPLE / "fleet", monkeypatch)
+    for _ in range(600):  # a fleet above BACKGROUND_RUNS is diagnosed in a thread
+        if at.session_state["loaded"].report.get("findings") is not None:
+            break
+        time.sleep(0.1)
+    for page in ("acceptance", "bottlenecks", "findings"):
+        at.switch_page(f"views/{page}.py").run()
+        assert_clean(at)
+        assert any(worst in i.value and "worst of the 7 runs" in i.value for i in at.info), page
+    shown = {f"{f['code']}: {f['title']}" for f in rep["findings"] if f["run"] == worst}
+    others = {f"{f['code']}: {f['title']}" for f in rep["findings"] if f["run"] != worst} - shown
+    text = " ".join(e.value for e in at.markdown) + " ".join(e.label for e in at.expander)
+    assert any(t.split(": ", 1)[1] in text for t in shown)
+    assert not any(t.split(": ", 1)[1] in text for t in others if "host-c" not in t)
+    at.switch_page("views/compare.py").run()
+    assert_clean(at)
+    pair = next(c for c in rep["comparisons"] if c["kind"] == "speculation")
+    assert at.selectbox(key="cmp_a").value == "run: " + pair["baseline_run"]
+    assert at.selectbox(key="cmp_b").value == "run: " + pair["run"]
 
 
 def test_dir_key_follows_file_changes(small_dir, tmp_path):
@@ -331,9 +366,13 @@ def test_sample_logs_every_page(monkeypatch):
         at.switch_page(f"views/{page}.py").run()
         assert_clean(at)
         assert not at.error, (page, [e.value for e in at.error])
-    at.switch_page("views/findings.py").run()
+    at.switch_page("views/findings.py").run()  # the worst run's findings (no page pools the runs)
     shown = [m.value for m in at.markdown if "`" in m.value and "—" in m.value]
-    for f in report["findings"][:5]:
+    worst = report["fleet"]["worst_first"][0]
+    assert any(worst in i.value for i in at.info)
+    mine = [f for f in report["findings"] if f["run"] == worst]
+    assert mine and len(shown) >= len(mine)
+    for f in mine[:5]:
         title = f["title"].replace(str(SAMPLE.resolve()) + "/", "")
         assert any(f["code"] in s and title in s for s in shown), f["code"]
 
@@ -445,3 +484,44 @@ def test_the_dashboard_never_imports_torch(small_dir, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_scan_cache_returns_what_a_scan_returns_and_misses_on_any_change(tmp_path):
+    """The directory-level scan cache (re-opening a 2,000-file fleet): a hit equals a fresh scan; any
+    change to a file, or a damaged entry, is a miss."""
+    from specdec_diag.dashboard_app import data as D
+    from specdec_diag.dashboard_app import scan_cache as SC
+
+    logs = tmp_path / "logs"
+    shutil.copytree(SAMPLE / "fleet", logs)
+    files = D.listing(logs, logs).files
+    fresh = scan(files, use_cache=False)
+    key = SC.key(files)
+    SC.store(tmp_path / "c", key, fresh)
+    hit = SC.load(tmp_path / "c", key, files)
+    for t in SC.TABLES:
+        assert getattr(hit, t).equals(getattr(fresh, t)), t
+    assert (hit.headers, hit.fingerprint, hit.warnings) == (fresh.headers, fresh.fingerprint, fresh.warnings)
+    assert SC.load(tmp_path / "c", key, files[1:]) is None
+    f = logs / "host-b" / "vllm.log"
+    f.write_text(f.read_text())  # same bytes, new mtime/ctime
+    assert SC.key(files) != key
+    entry = next((tmp_path / "c" / SC.DIRNAME).glob("scan-*"))
+    pl.DataFrame({"x": [1]}).write_ipc(entry / "windows.arrow")
+    assert SC.load(tmp_path / "c", key, files) is None
+
+
+def test_runs_of_one_configuration_are_taken_together(tmp_path, monkeypatch):
+    """Two DP ranks of one configuration are comparable runs: the pages show them together (no 'worst
+    run' scope), and Compare accepts their directory."""
+    d = tmp_path / "dp"
+    d.mkdir()
+    shutil.copy(SAMPLE / "engines" / "vllm" / "v1_dp2_docker.log", d / "vllm.log")
+    rep = build_runs_report(scan([d], use_cache=False))
+    assert len(rep["runs"]) == 2 and len({(r["model"], r["method"], r["k"]) for r in rep["runs"]}) == 1
+    at = app_on(d, monkeypatch)
+    at.switch_page("views/acceptance.py").run()
+    assert_clean(at)
+    assert not at.info and any("share one configuration" in c.value for c in at.caption)
+    assert at.session_state["loaded"].summary["windows_used"] == sum(
+        r["summary"]["windows_used"] for r in rep["runs"])

@@ -132,7 +132,8 @@ def _edit_cached_report(root: Path, outside: Path) -> Path:
     assert len(caches) == 1, caches
     report = json.loads(caches[0].read_text())
     assert report["findings"], "the fixture logs must give findings with locations"
-    for f in report["findings"]:
+    # the pages read each run's findings (a page shows one run), the Overview the top-level list
+    for f in report["findings"] + [f for r in report.get("runs") or [] for f in r["findings"]]:
         f["locations"] = [{"path": "/etc/passwd", "line": 1}, {"path": "/etc/shadow", "line": 1},
                           {"path": str(outside / "secret.log"), "line": 2}, {"path": str(root / "link.log"), "line": 3}]
     caches[0].write_text(json.dumps(report))

@@ -111,7 +111,8 @@ def test_v1_c_ngram_num_drafts_from_mal(tmp_path):
     assert (c2["num_drafts"], c2["mean_acceptance_length"], c2["acceptance_rate"]) == (25, 1.0, 0.0)
     assert c1["time"] == dt.datetime(2025, 6, 6, 14, 20, 34, tzinfo=UTC)
     cfg = dict(res.configs.select("key", "value").iter_rows())
-    assert cfg == {"method": "ngram", "num_speculative_tokens": "2", "engine_version": "0.9.0.1"}
+    assert cfg == {"method": "ngram", "num_speculative_tokens": "2",  # + the run's identity (vllm_startup)
+                   "model": "Qwen/Qwen3-32B-FP8", "version": "0.9.0.1"}
     idle = _rows(res, format="vllm-v1-throughput")[-1]
     assert idle["gen_tps"] == 0.0 and idle["running_reqs"] == 0
 
@@ -128,7 +129,7 @@ def test_v1_d_apiserver_prefix(tmp_path):
     assert d["mean_acceptance_length"] == pytest.approx(1 + sum(d["per_position_acceptance"]))
     cfg = dict(res.configs.select("key", "value").iter_rows())
     assert cfg == {"method": "eagle", "draft_model": "yuhuili/EAGLE-LLaMA3.1-Instruct-8B",
-                   "num_speculative_tokens": "4"}
+                   "num_speculative_tokens": "4", "model": "meta-llama/Llama-3.1-8B-Instruct", "pid": "1"}
 
 
 def test_v1_e_docker_ansi_data_parallel(tmp_path):

@@ -150,13 +150,17 @@ def regressions(table: pl.DataFrame, parts: dict[str, IngestResult], th: Thresho
     for key, g in spec.group_by(list(CONFIG_KEYS), maintain_order=True):
         if g.height < 2:
             continue
-        units = {rid: acceptance_units(parts[rid].windows, parts[rid].steps) for rid in g["id"].to_list()}
         rows = g.select("id", "start", "end").rows()
-        for rid, start, _ in rows:
-            earlier = [u for u, _s, e in rows if e is not None and e < start]
-            cur = units[rid]
-            if not earlier or cur.height < REGRESSION_MIN_WINDOWS:
+        history = {rid: [u for u, _s, e in rows if e is not None and e < start] for rid, start, _ in rows}
+        # units only of the runs a comparison reads (replicas running side by side have no history)
+        needed = {u for rid, earlier in history.items() if earlier for u in (rid, *earlier)}
+        units = {rid: acceptance_units(parts[rid].windows, parts[rid].steps) for rid in g["id"].to_list()
+                 if rid in needed}
+        for rid, _start, _ in rows:
+            earlier = history[rid]
+            if not earlier or units[rid].height < REGRESSION_MIN_WINDOWS:
                 continue
+            cur = units[rid]
             prev = pl.concat([units[u] for u in earlier])
             if prev.height < REGRESSION_MIN_WINDOWS:
                 continue

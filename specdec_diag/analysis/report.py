@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis import metrics
+from specdec_diag.analysis import metrics, run_cache
 from specdec_diag.analysis.comparisons import config_pairs, regressions, speculation_pairs
 from specdec_diag.analysis.rules import Thresholds, run_rules
 from specdec_diag.analysis.rules.base import SEVERITY_RANK, Finding, ranked
@@ -82,9 +83,11 @@ def run_status(summary: dict[str, Any], findings: list[dict[str, Any]], baseline
 
 
 def build_report(result: IngestResult, thresholds: Thresholds | None = None, windows: bool = False,
-                 runs: Runs | None = None) -> dict[str, Any]:
+                 runs: Runs | None = None, cache_dir: Path | None = None) -> dict[str, Any]:
     """The report@2 dict for one ``IngestResult`` (docs/report.md): runs segmented, each judged on its
-    own, comparisons between runs, the fleet rollup. ``windows`` adds each run's §3 window rows."""
+    own, comparisons between runs, the fleet rollup. ``windows`` adds each run's §3 window rows.
+    ``cache_dir``: keep each run's summary and findings there, keyed by the run's rows
+    (:mod:`analysis.run_cache`), so a run whose rows did not change is not judged again."""
     th = thresholds or Thresholds()
     runs = runs or segment(result)
     parts = runs.split()
@@ -95,7 +98,8 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
     rows = list(table.iter_rows(named=True))
 
     def one(row: dict[str, Any]) -> dict[str, Any]:
-        return _run_entry(row, parts[row["id"]], th, facts.get(row["id"]), regressed.get(row["id"], []), windows)
+        return _run_entry(row, parts[row["id"]], th, facts.get(row["id"]), regressed.get(row["id"], []), windows,
+                          cache_dir)
 
     # runs are independent and polars releases the GIL while it computes: a fleet is judged in parallel
     workers = min(8, os.cpu_count() or 1, len(rows))
@@ -115,18 +119,31 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
 
 
 def _run_entry(row: dict[str, Any], sub: IngestResult, th: Thresholds, facts: dict[str, Any] | None,
-               regressed: list[Finding], windows: bool) -> dict[str, Any]:
+               regressed: list[Finding], windows: bool, cache_dir: Path | None = None) -> dict[str, Any]:
     """One run of the report: its facts, status, summary, ranked findings (and windows)."""
-    found = run_rules(sub, th, facts=facts)
-    found += _explained(regressed, found)
+    summary, found = judge_run(row["id"], sub, th, facts, cache_dir)
+    found = found + _explained(regressed, found)
     fjson = [finding_json(f) for f in ranked(found)]
-    summary = jsonable(metrics.summarize(sub))
     entry = {k: row["windows" if k == "window_count" else k] for k in RUN_KEYS}
     baseline = not row["speculative"] and bool(row["windows"] or row["steps"])
     entry.update({"status": run_status(summary, fjson, baseline), "summary": summary, "findings": fjson})
     if windows:
         entry["windows"] = windows_json(sub.windows)
     return jsonable(entry)
+
+
+def judge_run(run_id: str, sub: IngestResult, th: Thresholds, facts: dict[str, Any] | None = None,
+              cache_dir: Path | None = None) -> tuple[dict[str, Any], list[Finding]]:
+    """One run's summary (JSON-safe) and ranked rule findings, from the run cache when its rows, facts
+    and the analysis code are unchanged (``cache_dir`` None: always computed)."""
+    key = run_cache.run_key(run_id, sub, th, facts) if cache_dir is not None else ""
+    hit = run_cache.load(cache_dir, key, run_cache.run_sources(sub)) if cache_dir is not None else None
+    if hit is not None:
+        return hit
+    found = run_rules(sub, th, facts=facts)
+    summary = jsonable(metrics.summarize(sub))
+    run_cache.store(cache_dir, key, summary, found)
+    return summary, found
 
 
 def _explained(extra: list[Finding], found: list[Finding]) -> list[Finding]:
@@ -204,5 +221,5 @@ def has_data(report: dict[str, Any]) -> bool:
 
 
 __all__ = ["REPORT_SCHEMA", "REPORT_KEYS", "INPUT_KEYS", "FINDING_KEYS", "RUN_KEYS", "STATUSES", "windows_json",
-           "inputs_json", "run_findings", "pooled_report", "finding_json", "run_status", "build_report", "fleet_findings",
+           "inputs_json", "run_findings", "judge_run", "pooled_report", "finding_json", "run_status", "build_report", "fleet_findings",
            "fleet_rollup", "run_rank", "has_data"]

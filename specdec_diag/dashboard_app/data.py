@@ -253,15 +253,16 @@ def _write_report(target: Path | None, report: dict[str, Any]) -> None:
         pass  # a read-only log directory: no report cache, still correct
 
 
-def _run_rules(loaded: Loaded, target: Path | None) -> None:
+def _run_rules(loaded: Loaded, target: Path | None, cache_dir: Path | None = None) -> None:
     """Fill ``loaded.report`` with the run-by-run diagnosis (once; readers only ever see None or the
     full lists): ``findings`` (each naming its run), ``runs`` (each with summary and findings),
-    ``comparisons`` and ``fleet`` of :func:`analysis.report.build_report`."""
+    ``comparisons`` and ``fleet`` of :func:`analysis.report.build_report`; each run's part comes from
+    the per-run cache under ``cache_dir`` when its rows did not change (``analysis.run_cache``)."""
     from specdec_diag.analysis.report import build_report
 
     t0 = time.perf_counter()
     try:
-        rep = build_report(loaded.result, runs=loaded.runs)
+        rep = build_report(loaded.result, runs=loaded.runs, cache_dir=cache_dir)
     except Exception as exc:  # noqa: BLE001 - shown in the page as one line
         loaded.findings_error = f"the diagnosis rules failed: {type(exc).__name__}: {exc}"
         loaded.report.update({"runs": [], "comparisons": [], "fleet": {}})
@@ -283,21 +284,28 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
     the tables instead (turning a million windows into dicts costs seconds). It is cached as JSON beside the ingest cache, keyed by
     the content fingerprint and the analysis code, so re-opening a directory is instant. On large
     inputs (``background`` None: more than BACKGROUND_ROWS rows) the rules run in a thread."""
-    from specdec_diag.analysis import metrics
     from specdec_diag.analysis.report import inputs_json
     from specdec_diag.analysis.runs import segment
     from specdec_diag.api import load as load_inputs
+    from specdec_diag.dashboard_app import scan_cache
     from specdec_diag.dashboard_app.guard import cached_report
     from specdec_diag.ingest.dataset import is_dataset
     from specdec_diag.ingest.scan import default_cache_dir
-    from specdec_diag.schema import POOLED_REPORT_SCHEMA, jsonable
+    from specdec_diag.schema import POOLED_REPORT_SCHEMA
 
     t0 = time.perf_counter()
     cache_dir = default_cache_dir([path])
-    # the listed files, not ``path``: a file the listing refused (a link out of the root) is never
-    # read; a dataset (`ingest --out`) is read, not scanned; large inputs use every core
-    result = load_inputs([path] if is_dataset(path) else lst.files, cache_dir=cache_dir,
-                         use_cache=cache_dir is not None, progress=progress)
+    # the listed files, not ``path``: a file the listing refused (a link out of the root) is never read;
+    # a dataset (`ingest --out`) is read, not scanned; a directory re-opened unchanged reads its combined
+    # tables at once (dashboard_app/scan_cache.py); large inputs use every core
+    if is_dataset(path):
+        result = load_inputs([path], cache_dir=cache_dir, use_cache=cache_dir is not None, progress=progress)
+    else:
+        skey = scan_cache.key(lst.files) if cache_dir is not None else None
+        result = scan_cache.load(cache_dir, skey, lst.files)
+        if result is None:
+            result = load_inputs(lst.files, cache_dir=cache_dir, use_cache=cache_dir is not None, progress=progress)
+            scan_cache.store(cache_dir, skey, result)
     target = _report_cache(result, cache_dir)
     inputs = inputs_json(result.inputs)
     report, note = cached_report(target, inputs)
@@ -306,18 +314,33 @@ def ingest(path: Path, lst: Listing, progress: Any = None, background: bool | No
             "notes": [*([note] if note else []), *result.warnings], "runs": segment(result)}
     if report is not None:
         return Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, time.perf_counter() - t0, **meta)
-    report = {"schema": POOLED_REPORT_SCHEMA, "inputs": inputs,
-              "summary": jsonable(metrics.summarize(result)), "windows": [], "findings": None}
+    report = {"schema": POOLED_REPORT_SCHEMA, "inputs": inputs, "summary": _directory_summary(result, meta["runs"]),
+              "windows": [], "findings": None}
     loaded = Loaded(path, lst.key, len(lst.files), lst.bytes, result, report, 0.0, **meta)
     if background is None:
         background = (max(result.windows.height, result.steps.height) > BACKGROUND_ROWS
                       or meta["runs"].table.height > BACKGROUND_RUNS)
     if background:
-        threading.Thread(target=_run_rules, args=(loaded, target), name="specdec-rules", daemon=True).start()
+        threading.Thread(target=_run_rules, args=(loaded, target, cache_dir), name="specdec-rules",
+                         daemon=True).start()
     else:
-        _run_rules(loaded, target)
+        _run_rules(loaded, target, cache_dir)
     loaded.load_s = time.perf_counter() - t0
     return loaded
+
+
+def _directory_summary(result: IngestResult, runs: Any) -> dict[str, Any]:
+    """The directory's own summary: for one run (or runs of one configuration) its numbers; else only the
+    sidebar's totals (window rows and trace steps of its runs), never metrics pooled across runs (each
+    page shows a run's own summary, ``fleet.page_scope``), which would also cost seconds on 500 runs."""
+    from specdec_diag.analysis import metrics
+    from specdec_diag.dashboard_app.fleet import one_configuration
+    from specdec_diag.schema import jsonable
+
+    if runs is None or runs.table.height <= 1 or one_configuration(runs.table):  # comparable runs only
+        return jsonable(metrics.summarize(result))
+    return {"windows_used": int(runs.table["windows"].sum()), "steps": int(runs.table["steps"].sum()),
+            "runs": runs.table.height}
 
 
 def findings(loaded: Loaded) -> list[dict[str, Any]] | None:

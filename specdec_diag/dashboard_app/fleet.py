@@ -65,11 +65,49 @@ def scoped(loaded: D.Loaded, choice: str | None) -> D.Loaded:
     ids = groups(loaded).get(choice) or ([choice] if choice in loaded.runs.ids else [])
     if not ids:
         return loaded
+    return _scope_ids(loaded, choice, ids, ready)
+
+
+def _scope_ids(loaded: D.Loaded, choice: str, ids: list[str], ready: bool) -> D.Loaded:
     sub = _subresult(loaded, ids)
     out = dataclasses.replace(loaded, key=f"{loaded.key}#{choice}", result=sub, report=_report(loaded, ids, sub, ready),
                               scopes={}, scope=choice)
     loaded.scopes[choice] = out
     return out
+
+
+def page_scope(loaded: D.Loaded) -> D.Loaded:
+    """What a page other than the Overview shows: the run or configuration chosen in the sidebar; with
+    the whole directory chosen, its worst run (said in the page), so no page pools runs. The Overview
+    is the one place for the fleet."""
+    if loaded.scope is not None or loaded.runs is None or loaded.runs.table.height <= 1:
+        return loaded  # one run: the directory is that run (and keeps its warmed-up caches)
+    if one_configuration(loaded.runs.table):  # comparable runs (DP ranks, replicas): taken together
+        st.caption(f"The {loaded.runs.table.height} runs of this directory share one configuration (engine, model, "
+                   "method, k): taken together here; choose one in the sidebar to see it alone.")
+        return loaded
+    ids = set(loaded.runs.ids)
+    worst = [o for o in options(loaded) if o in ids]
+    if len(worst) > 1:
+        st.info(f"This page shows one run: the worst of the {len(worst)} runs in this directory, `{worst[0]}`. "
+                "Choose another run, or a configuration's runs, in the sidebar; the Overview lists the fleet.")
+    return scoped(loaded, worst[0])
+
+
+def one_configuration(table: pl.DataFrame) -> bool:
+    """Whether the runs of a runs table are comparable: one engine, model, method, k and speculation."""
+    return table.height > 0 and table.select("engine", "model", "method", "k", "speculative").unique().height == 1
+
+
+def unpooled(loaded: D.Loaded) -> tuple[D.Loaded | None, str | None]:
+    """A directory for Compare, never pooled across configurations: itself when it holds one run, the
+    runs taken together when they share one configuration (engine, model, method, k, speculation),
+    else None and why."""
+    if loaded.runs is None or loaded.runs.table.height <= 1 or one_configuration(loaded.runs.table):
+        return loaded, None
+    t = loaded.runs.table
+    return None, (f"holds {t.height} runs of different configurations; its numbers would pool them. Choose one "
+                  "of its runs (open it in the sidebar) or a subdirectory with one configuration.")
 
 
 def _subresult(loaded: D.Loaded, ids: list[str]) -> Any:
@@ -146,4 +184,4 @@ def runs_frame(loaded: D.Loaded) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-__all__ = ["ALL", "run_entries", "groups", "options", "scoped", "sparklines", "runs_frame"]
+__all__ = ["ALL", "run_entries", "groups", "options", "scoped", "page_scope", "unpooled", "one_configuration", "sparklines", "runs_frame"]

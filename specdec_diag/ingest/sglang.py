@@ -32,6 +32,7 @@ from specdec_diag.ingest.definitions import (
     fit_accept_rate_definition,
     sglang_rate_version,
 )
+from specdec_diag.ingest.sglang_banner import convert_per_banner
 from specdec_diag.ingest.sglang_requests import MARKER as META_MARKER
 from specdec_diag.ingest.sglang_requests import parse_requests
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
@@ -304,7 +305,7 @@ def _decode_rows(dec: pl.DataFrame, cfg: pl.DataFrame) -> pl.DataFrame:
     dec = dec.with_columns(
         nan_al.alias("_al_nan"), pl.when(nan_al).then(None).otherwise(pl.col("al")).alias("al")
     )
-    dec = _convert(dec, cfg)
+    dec = convert_per_banner(dec, cfg, _convert)  # k from the preceding server_args banner
     dec = dec.with_columns(
         pl.when(pl.col("_al_nan"))
         .then(pl.lit("accept len printed as nan"))

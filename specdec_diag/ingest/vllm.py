@@ -37,6 +37,7 @@ from specdec_diag.ingest.vllm_lines import (
     parse_v1_kv,
     vllm_version,
 )
+from specdec_diag.ingest.vllm_startup import STARTUP_MARKERS, parse_startup
 from specdec_diag.ingest.vllm_v0 import as_float as _f
 from specdec_diag.ingest.vllm_v0 import as_int as _i
 from specdec_diag.ingest.vllm_v0 import base_columns as _base
@@ -48,7 +49,7 @@ FAMILY = "vllm"
 M_V1 = "SpecDecoding metrics:"
 M_V0 = "Speculative metrics:"
 M_THR = "Avg generation throughput:"
-MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, M_DIFF, M_ITER, *CONFIG_MARKERS, *BLOCK_MARKERS)
+MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, M_DIFF, M_ITER, *CONFIG_MARKERS, *BLOCK_MARKERS, *STARTUP_MARKERS)
 
 _VERSION_HINT = r"vLLM API server version|LLM engine \(v"
 _CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
@@ -134,6 +135,7 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
 
     # startup lines and summary blocks are rare: look for them only among the other lines
     configs = parse_configs(rest.filter(pl.col("text").str.contains(_CFG_RX)), source)
+    configs = pl.concat([configs, parse_startup(rest, source)]).sort("line", maintain_order=True)  # model, version, pid
     bw, bbad = parse_blocks(rest.filter(pl.col("text").str.contains(_BLOCK_RX)), source)
     windows.append(bw)
     bad.append(bbad)

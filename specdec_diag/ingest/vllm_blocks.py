@@ -17,7 +17,6 @@ ENGINE = "vllm"
 CONFIG_MARKERS = ("Configuring SpecDecodeWorker", "speculative_config", "acceptance_method",
                   "vLLM API server version", "LLM engine (v")
 #: the engine version as startup lines print it (decides definitions that changed, e.g. the MAL's)
-_VERSION = re.compile(r"(?:vLLM API server version |LLM engine \(v)(\d+\.\d+(?:\.\d+)?[\w.+]*)")
 BLOCK_MARKERS = (
     # vllm bench serve summary
     "Serving Benchmark Result", "Speculative Decoding-", "Acceptance rate (%):", "Acceptance length:",
@@ -45,13 +44,10 @@ _KEY_ALIASES = {"num_spec_tokens": "num_speculative_tokens", "spec_decoding_acce
 
 def parse_configs(df: pl.DataFrame, source: str) -> pl.DataFrame:
     """Facts about the speculative setup. Keys (stable, used by the rules): proposer, sampler,
-    acceptance_method, method, draft_model, num_speculative_tokens, prompt_lookup_min/max, and
-    engine_version."""
+    acceptance_method, method, draft_model, num_speculative_tokens, prompt_lookup_min/max (the
+    engine version, model and pid come from :mod:`specdec_diag.ingest.vllm_startup`)."""
     rows: list[tuple[int, str, str]] = []
     for line, text in df.select("line", "text").iter_rows():
-        version = _VERSION.search(text)
-        if version:
-            rows.append((line, "engine_version", version[1]))
         for kind, cls in _CLASS.findall(text):
             short = cls.rsplit(".", 1)[-1]
             rows.append((line, kind, short))

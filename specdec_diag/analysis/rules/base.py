@@ -237,14 +237,14 @@ class Context:
     def spec_windows(self) -> pl.DataFrame:
         """Windows that carry speculative-decoding numbers, one window kind per source (interval rows,
         or the differences of cumulative counters; see ``metrics.aggregation_rows``) so no draft is
-        counted twice."""
+        counted twice. Keeps the ``_drafts`` column, so the metrics over it and over its slices (the
+        window groups, timelines) take the rows as already aggregated instead of redoing it."""
         from specdec_diag.analysis import metrics
 
         w = self.windows
         if w.is_empty():
             return w
-        rows = metrics.aggregation_rows(w)
-        return rows.drop("_drafts") if "_drafts" in rows.columns else rows
+        return metrics.aggregation_rows(w)
 
     def engine_windows(self) -> list[tuple[tuple[str, str], pl.DataFrame]]:
         """All windows (throughput lines too) of each (source, engine_id) that speculates."""

@@ -10,9 +10,10 @@ import streamlit as st
 
 from specdec_diag.analysis import theory
 from specdec_diag.dashboard_app import data as D
+from specdec_diag.dashboard_app import fleet as F
 from specdec_diag.render.charts import accepted_length_distribution
 
-loaded = D.current()
+loaded = F.page_scope(D.current())  # one run or one configuration's runs
 s = loaded.summary
 LAYOUT = {"height": 360, "margin": {"l": 50, "r": 20, "t": 30, "b": 40}, "template": "plotly_white"}
 

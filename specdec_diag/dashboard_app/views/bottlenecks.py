@@ -10,8 +10,9 @@ import streamlit as st
 
 from specdec_diag.analysis import theory
 from specdec_diag.dashboard_app import data as D
+from specdec_diag.dashboard_app import fleet as F
 
-loaded = D.current()
+loaded = F.page_scope(D.current())  # one run or one configuration's runs
 s, res = loaded.summary, loaded.result
 sp = s.get("speedup") or {}
 LAYOUT = {"margin": {"l": 60, "r": 20, "t": 30, "b": 40}, "template": "plotly_white"}

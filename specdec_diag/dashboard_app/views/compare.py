@@ -21,6 +21,11 @@ run_opts = [RUN + o for o in F.options(directory)[1:]] if directory is not None 
 opts = run_opts + D.choices(root)
 top = [i for i, o in enumerate(opts) if not o.startswith(RUN) and o != "." and "/" not in o and (root / o).is_dir()]
 default_a, default_b = (top[0], top[1]) if len(top) >= 2 else (0, 1 if len(opts) > 1 else 0)
+if len(run_opts) >= 2:  # a directory of several runs: compare runs (a measured pair first), never piles
+    pair = next((c for c in (directory.report.get("comparisons") or []) if c.get("kind") == "speculation"
+                 and RUN + str(c.get("baseline_run")) in run_opts and RUN + str(c.get("run")) in run_opts), None)
+    default_a, default_b = ((opts.index(RUN + pair["baseline_run"]), opts.index(RUN + pair["run"])) if pair
+                            else (opts.index(run_opts[-1]), opts.index(run_opts[-2])))
 c1, c2 = st.columns(2)
 a_text = c1.selectbox("Run A (baseline)", opts, index=default_a, key="cmp_a")
 b_text = c2.selectbox("Run B (candidate)", opts, index=default_b, key="cmp_b")
@@ -31,7 +36,11 @@ for label, text in (("A", a_text), ("B", b_text)):
         if text.startswith(RUN) and directory is not None:
             runs[label] = F.scoped(directory, text[len(RUN):])
         else:
-            runs[label] = D.load(D.resolve(root, text))
+            side, why = F.unpooled(D.load(D.resolve(root, text)))
+            if side is None:
+                st.warning(f"Run {label}: `{text}` {why}")
+                continue
+            runs[label] = side
     except D.PathError as exc:
         st.error(f"Run {label}: {exc}")
 if len(runs) < 2:

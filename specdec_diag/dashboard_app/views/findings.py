@@ -9,10 +9,11 @@ import streamlit as st
 
 import specdec_diag
 from specdec_diag.dashboard_app import data as D
+from specdec_diag.dashboard_app import fleet as F
 from specdec_diag.dashboard_app.guard import CODE, log_line
 from specdec_diag.render.text import evidence_items, loc_str
 
-loaded = D.current()
+loaded = F.page_scope(D.current())  # one run or one configuration's runs
 DOCS = Path(specdec_diag.__file__).resolve().parent.parent / "docs" / "rules"
 ICON = {"error": ":red[:material/error:]", "warning": ":orange[:material/warning:]", "info": ":blue[:material/info:]"}
 

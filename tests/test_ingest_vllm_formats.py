@@ -156,7 +156,7 @@ def test_current_mal_untouched_and_version_recorded():
     p = vllm.parse(lines_from_texts([banner, line]), "t")
     [w] = p.windows.to_dicts()
     assert w["mean_acceptance_length"] == pytest.approx(2.20) and w["definition_note"] is None
-    assert p.configs.filter(pl.col("key") == "engine_version")["value"].to_list() == ["0.9.2"]
+    assert p.configs.filter(pl.col("key") == "version")["value"].to_list() == ["0.9.2"]
 
 
 def test_diffusion_line_quoted_without_numbers_is_recognised(tmp_path):

@@ -16,7 +16,6 @@ from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA
 ENGINE = "vllm"
 CONFIG_MARKERS = ("Configuring SpecDecodeWorker", "speculative_config", "acceptance_method",
                   "vLLM API server version", "LLM engine (v")
-#: the engine version as startup lines print it (decides definitions that changed, e.g. the MAL's)
 BLOCK_MARKERS = (
     # vllm bench serve summary
     "Serving Benchmark Result", "Speculative Decoding-", "Acceptance rate (%):", "Acceptance length:",

@@ -41,6 +41,7 @@ from specdec_diag.ingest.cache import (
     file_fingerprint,
 )
 from specdec_diag.ingest.combine import Combiner
+from specdec_diag.ingest.prefilter import marker_tuple
 from specdec_diag.ingest.reading import (
     CHUNK_BYTES,
     clean_copy,
@@ -187,7 +188,7 @@ class _LineBatches:
         self.display, self.sources, self.options = display, sources, options
         self.used = list(detected)
         self.parts: list[Parsed] = []
-        self.all_markers = marker_regex({mk for s in sources for mk in s.markers})
+        self.all_markers = marker_tuple(mk for s in sources for mk in s.markers)
         self._own = {s.family: marker_regex(s.markers) for s in sources}
         self._pending: list[pl.DataFrame] = []
         self._bytes = 0

@@ -15,6 +15,7 @@ of the speed; ``SPECDEC_PREFILTER=polars`` forces it. Both return the same lines
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -28,7 +29,7 @@ except ImportError:  # pragma: no cover - exercised where the package is missing
 
 #: environment switch: ``polars`` forces the fallback (tests compare the two engines with it)
 ENGINE_ENV = "SPECDEC_PREFILTER"
-_LINES_SCHEMA = {"line": pl.Int64, "text": pl.Utf8}
+_SCHEMA = {"line": pl.Int64, "text": pl.Utf8, "_src": pl.UInt64}
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -44,60 +45,123 @@ def _escape(marker: str) -> bytes:
     return b"".join(bytes([b]) if chr(b).isalnum() and b < 128 else b"\\x%02x" % b for b in marker.encode())
 
 
+#: marker sets, one per source (a hit line says which sets it matched: bit ``i`` of ``_src``)
+Groups = tuple[tuple[str, ...], ...]
+
+
 @lru_cache(maxsize=16)
-def _database(markers: tuple[str, ...]):
-    """One compiled block-mode database for a marker set (compiled once per process)."""
+def _database(groups: Groups):
+    """One compiled block-mode database, one pattern per non-empty set (compiled once per process)."""
     db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-    expr = b"(?:" + b"|".join(_escape(m) for m in markers) + rb")[^\n]*$"
-    db.compile(expressions=[expr], ids=[0], elements=1, flags=[_hs.HS_FLAG_MULTILINE])
+    ids = [i for i, g in enumerate(groups) if g]
+    exprs = [b"(?:" + b"|".join(_escape(m) for m in groups[i]) + rb")[^\n]*$" for i in ids]
+    db.compile(expressions=exprs, ids=ids, elements=len(ids), flags=[_hs.HS_FLAG_MULTILINE] * len(ids))
     return db
 
 
-def line_ends(piece: bytes | memoryview, markers: tuple[str, ...]) -> list[int]:
-    """Offsets of the line ends (the ``\\n``, or the end of the piece) of lines holding a marker, in
-    order, each once. Hyperscan only."""
+def line_hits(piece: bytes | memoryview, groups: Groups) -> tuple[list[int], list[int]]:
+    """``(ends, ids)``: the line end (the ``\\n``, or the end of the piece) of each line holding a
+    marker of set ``id``, once per line and set, in line order. Hyperscan only."""
     ends: list[int] = []
-    add = ends.append
-    _database(markers).scan(piece, match_event_handler=lambda _id, _from, to, _flags, _ctx: add(to))
-    return ends
+    ids: list[int] = []
+    add_end, add_id = ends.append, ids.append
+
+    def hit(i: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+        add_end(to)
+        add_id(i)
+    if any(groups):
+        _database(groups).scan(piece, match_event_handler=hit)
+    return ends, ids
 
 
 def has_marker(block: bytes | memoryview, markers: tuple[str, ...]) -> bool:
     """Does any marker occur in ``block`` (an overlong line's bytes)."""
-    return bool(markers) and bool(len(block)) and bool(line_ends(block, markers))
+    return bool(markers) and bool(len(block)) and bool(line_hits(block, (markers,))[0])
 
 
-def find_marked(piece: bytes | memoryview, first_line: int,
-                markers: tuple[str, ...]) -> tuple[pl.DataFrame, int]:
+def find_marked(piece: bytes | memoryview, first_line: int, groups: Groups) -> tuple[pl.DataFrame, int]:
     """The marker lines of one piece (``line`` numbered from ``first_line``, ``text`` decoded with
-    undecodable bytes replaced, one trailing CR dropped) and the piece's line count: what
-    :func:`~specdec_diag.ingest.reading.chunk_marked` returns, found with Hyperscan."""
+    undecodable bytes replaced, one trailing CR dropped, ``_src`` the bitmask of the marker sets
+    it holds) and the piece's line count: :func:`~specdec_diag.ingest.reading.chunk_marked`'s
+    lines, found with Hyperscan."""
     a = np.frombuffer(piece, np.uint8)
-    nl = np.flatnonzero(a == 10)
     size = len(a)
-    n_lines = len(nl) + (1 if size and a[-1] != 10 else 0)
-    if not markers or not size:
-        return pl.DataFrame(schema=_LINES_SCHEMA), n_lines
-    ends = line_ends(piece, markers)
+    if not size:
+        return pl.DataFrame(schema=_SCHEMA), 0
+    newline = _newline_mask(a)
+    n_lines = int(np.count_nonzero(newline)) + (1 if a[-1] != 10 else 0)
+    ends, ids = line_hits(piece, groups)
     if not ends:
-        return pl.DataFrame(schema=_LINES_SCHEMA), n_lines
-    e = np.unique(np.asarray(ends, dtype=np.int64))
-    idx = np.searchsorted(nl, e)  # newlines before each line end = its 0-based line index
-    starts = np.concatenate(([0], nl + 1))[idx]  # the line starts after the newline before it
+        return pl.DataFrame(schema=_SCHEMA), n_lines
+    e, src = _per_line(np.asarray(ends, dtype=np.int64), np.asarray(ids, dtype=np.int64))
+    idx, starts = (_sparse_lines if len(e) * _SPARSE_GAP < size else _dense_lines)(piece, newline, e)
     stop = e - ((e > starts) & (a[np.maximum(e - 1, 0)] == 13))  # the CSV reader drops one CR
-    texts = [piece[s:t] for s, t in zip(starts.tolist(), stop.tolist(), strict=True)]
+    raw = piece.obj if isinstance(piece, memoryview) else piece  # the views used here start at 0
+    texts = [raw[s:t] for s, t in zip(starts.tolist(), stop.tolist(), strict=True)]
     if starts[0] == 0 and bytes(texts[0][:3]) == _BOM:  # so does it with a BOM opening the piece
         texts[0] = texts[0][len(_BOM):]
     lines = pl.Series("line", idx + first_line, dtype=pl.Int64)
-    return pl.DataFrame([lines, pl.Series("text", _decode(texts), dtype=pl.Utf8)]), n_lines
+    return pl.DataFrame([lines, pl.Series("text", _decode(texts), dtype=pl.Utf8),
+                         pl.Series("_src", src, dtype=pl.UInt64)]), n_lines
 
 
-def _decode(texts: list) -> list[str]:
-    """UTF-8 with undecodable bytes replaced (as the polars CSV reader's ``utf8-lossy`` does);
-    ``texts`` are bytes or memoryviews."""
-    return [str(t, "utf-8", "replace") for t in texts]
+def _per_line(ends: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct line ends in order, and per line the bitmask of the sets that hit it."""
+    if len(ends) > 1 and not bool(np.all(ends[1:] >= ends[:-1])):  # reported in order; be sure anyway
+        order = np.argsort(ends, kind="stable")
+        ends, ids = ends[order], ids[order]
+    bits = np.left_shift(np.uint64(1), ids.astype(np.uint64))
+    if len(ends) > 1 and not bool(np.all(ends[1:] > ends[:-1])):
+        first = np.flatnonzero(np.concatenate(([True], ends[1:] != ends[:-1])))
+        return ends[first], np.bitwise_or.reduceat(bits, first)
+    return ends, bits
+
+
+#: hits further apart than this on average (bytes) are numbered one by one, closer ones through
+#: every newline position of the piece (one numpy pass costs about as much as 4 KB per hit)
+_SPARSE_GAP = 4096
+_scratch = threading.local()
+
+
+def _newline_mask(a: np.ndarray) -> np.ndarray:
+    """``a == 10`` into a buffer reused across pieces (a fresh 8 MB array costs its page faults)."""
+    buf = getattr(_scratch, "mask", None)
+    if buf is None or len(buf) < len(a):
+        buf = _scratch.mask = np.empty(max(len(a), 1 << 20), dtype=bool)
+    return np.equal(a, 10, out=buf[: len(a)])
+
+
+def _dense_lines(piece, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """0-based line index and start offset of each hit line, from all newline positions."""
+    nl = np.flatnonzero(newline)
+    idx = np.searchsorted(nl, e)  # newlines before each line end = its 0-based line index
+    return idx, np.concatenate(([0], nl + 1))[idx]  # a line starts after the newline before it
+
+
+def _sparse_lines(piece, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same for few hits: newlines counted only between consecutive hit lines."""
+    raw = piece.obj if isinstance(piece, memoryview) else piece
+    idx, starts = [], []
+    count, prev, after = 0, 0, 0
+    for end in e.tolist():
+        start = raw.rfind(b"\n", after, end) + 1  # after the previous hit line's newline
+        count += int(np.count_nonzero(newline[prev:start]))
+        idx.append(count)
+        starts.append(start)
+        prev, after = start, end
+    return np.asarray(idx, dtype=np.int64), np.asarray(starts, dtype=np.int64)
+
+
+def _decode(texts: list[bytes]) -> list[str]:
+    """UTF-8 with undecodable bytes replaced (as the polars CSV reader's ``utf8-lossy`` does)."""
+    return [t.decode("utf-8", "replace") for t in texts]
 
 
 def marker_tuple(markers: Iterable[str]) -> tuple[str, ...]:
     """The canonical (sorted, distinct, non-empty) form of a marker set: the database cache key."""
     return tuple(sorted({m for m in markers if m}))
+
+
+def flat(groups: Groups) -> tuple[str, ...]:
+    """All markers of all sets."""
+    return marker_tuple(m for g in groups for m in g)

@@ -113,14 +113,24 @@ def marker_test(markers: str | tuple[str, ...]) -> Callable[[bytes], bool]:
     return test
 
 
-def marked_lines(piece: bytes | memoryview, first_line: int, markers: tuple[str, ...]) -> tuple[pl.DataFrame, int]:
-    """The marker lines of one piece and its line count (:func:`chunk_marked`'s contract) from the
-    fastest engine present: Hyperscan (:mod:`~specdec_diag.ingest.prefilter`) or the polars query."""
+def marked_lines(piece: bytes | memoryview, first_line: int, groups: prefilter.Groups) -> tuple[pl.DataFrame, int]:
+    """The marker lines of one piece and its line count (:func:`chunk_marked`'s contract) plus
+    ``_src``, the bitmask of the marker sets (``groups``, one per source) each line holds, from
+    the fastest engine present: Hyperscan (:mod:`~specdec_diag.ingest.prefilter`) or polars."""
     raw = piece.obj if isinstance(piece, memoryview) else piece
     if prefilter.engine() == "hyperscan" and _separator(raw, len(piece)) is not None:
-        return prefilter.find_marked(piece, first_line, markers)
+        return prefilter.find_marked(piece, first_line, groups)
     # the polars query, also for a piece holding every separator byte (junk): it splits those exactly
-    return chunk_marked(bytes(piece), first_line, marker_regex(markers))
+    sel, n = chunk_marked(bytes(piece), first_line, marker_regex(prefilter.flat(groups)))
+    return with_sets(sel, groups), n
+
+
+def with_sets(sel: pl.DataFrame, groups: prefilter.Groups) -> pl.DataFrame:
+    """``sel`` with ``_src``: bit ``i`` set where a marker of ``groups[i]`` occurs in the line."""
+    bits = [pl.when(pl.col("text").str.contains(marker_regex(g))).then(pl.lit(1 << i, pl.UInt64))
+            .otherwise(pl.lit(0, pl.UInt64)) for i, g in enumerate(groups) if g]
+    src = pl.sum_horizontal(bits) if bits else pl.lit(0)
+    return sel.with_columns(src.cast(pl.UInt64).alias("_src"))
 
 
 def plain_pieces(f: InputFile, chunk_bytes: int, has_marker: Callable[[bytes], bool],
@@ -165,13 +175,15 @@ class MarkedLines:
     warning: str | None = None   # read up to damage: the lines before it are kept
 
 
-def read_marked(f: InputFile, markers: tuple[str, ...], add: Callable[[pl.DataFrame], None], *,
+def read_marked(f: InputFile, groups: prefilter.Groups, add: Callable[[pl.DataFrame], None], *,
                 chunk_bytes: int = CHUNK_BYTES, on_bytes: Callable[[int], None] | None = None,
                 display: str = "") -> MarkedLines:
-    """Stream a sniffed file and hand each piece's marker lines to ``add``. Lines over 1 MiB that
-    carry a marker, and a marker line cut by gzip damage, become malformed rows (never parsed); gzip
-    damage stops the read with ``error`` naming the last complete line."""
+    """Stream a sniffed file and hand each piece's marker lines (with ``_src``, see
+    :func:`marked_lines`) to ``add``. Lines over 1 MiB that carry a marker, and a marker line cut by
+    gzip damage, become malformed rows (never parsed); gzip damage stops the read with ``error``
+    naming the last complete line."""
     out = MarkedLines()
+    markers = prefilter.flat(groups)
     test = marker_test(markers)
     plain = not (f.gz or f.encoding or f.cr)
     try:
@@ -184,7 +196,7 @@ def read_marked(f: InputFile, markers: tuple[str, ...], add: Callable[[pl.DataFr
                     on_bytes(piece.nbytes + 1)
                 continue
             size = len(piece)
-            sel, n = marked_lines(piece, out.lines + 1, markers)
+            sel, n = marked_lines(piece, out.lines + 1, groups)
             del piece
             out.lines += n
             if sel.height and int(sel["text"].str.len_bytes().max() or 0) > MAX_LINE_BYTES:

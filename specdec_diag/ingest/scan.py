@@ -47,7 +47,6 @@ from specdec_diag.ingest.reading import (
     clean_copy,
     count_lines,
     iter_files,
-    marker_regex,
     os_reason,
     read_marked,
     wanted,
@@ -144,7 +143,7 @@ def parse_file(path: Path, display: str, *, sources: Sequence[Source] = SOURCES,
         return res
     batches = _LineBatches(display, [s for s in sources if s.reads_lines], detected,
                            ParseOptions(year_anchor=anchor_from(sample, st.st_mtime)))
-    got = read_marked(f, batches.all_markers, batches.add, chunk_bytes=chunk_bytes, on_bytes=on_bytes,
+    got = read_marked(f, batches.groups, batches.add, chunk_bytes=chunk_bytes, on_bytes=on_bytes,
                       display=display)
     info["lines"], info["error"] = got.lines, got.error
     batches.flush()
@@ -188,8 +187,8 @@ class _LineBatches:
         self.display, self.sources, self.options = display, sources, options
         self.used = list(detected)
         self.parts: list[Parsed] = []
-        self.all_markers = marker_tuple(mk for s in sources for mk in s.markers)
-        self._own = {s.family: marker_regex(s.markers) for s in sources}
+        #: one marker set per source: the prefilter marks each line with the sets it holds (``_src``)
+        self.groups = tuple(marker_tuple(s.markers) for s in sources)
         self._pending: list[pl.DataFrame] = []
         self._bytes = 0
 
@@ -208,8 +207,8 @@ class _LineBatches:
         # and a batch gathered from many pieces has ~100 chunks; rechunking halves the parse time
         marked = pl.concat(self._pending, rechunk=True)
         self._pending, self._bytes = [], 0
-        for src in self.sources:
-            mine = marked.filter(pl.col("text").str.contains(self._own[src.family]))
+        for bit, src in enumerate(self.sources):
+            mine = marked.filter((pl.col("_src") & (1 << bit)) != 0).drop("_src")
             if not mine.height:
                 continue
             if src not in self.used:

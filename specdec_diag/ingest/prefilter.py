@@ -2,14 +2,16 @@
 (Hyperscan), hits mapped to line numbers through the piece's newline positions, and only the hit
 lines decoded and handed to the parsers.
 
-The search runs once per piece over all sources' literal markers; each hit is reported at the end of
-its line (the pattern is ``(?:m1|m2|...)[^\\n]*$``), so a line with several markers is reported once.
-Line numbers come from the newline positions (``numpy``, one vectorised pass) and a
-``searchsorted`` of the hit ends: exact, whatever the line lengths.
+The search runs once per piece, one pattern per source (``(?:m1|m2|...)[^\n]*$``), so each hit is
+reported at the end of its line, once per line and source: the hit says which sources the line
+goes to (``_src``), and no per-source regex routes the lines afterwards. Line numbers come from
+the newline mask of the piece (``numpy``): for dense hits every newline position and a
+``searchsorted``, for sparse ones popcounts of the packed mask; exact, whatever the line lengths.
 
-Without the optional ``hyperscan`` package (``pip install 'specdec-diag[fast]'``; x86-64 only) the
-polars query of :func:`specdec_diag.ingest.reading.chunk_marked` does the same job at about a third
-of the speed; ``SPECDEC_PREFILTER=polars`` forces it. Both return the same lines (tested).
+Without the ``hyperscan`` package (a dependency on x86-64 Linux, where its wheel exists) the
+polars query of :func:`specdec_diag.ingest.reading.chunk_marked` does the same job at about half
+the speed (``benchmarks/prefilter.py``); ``SPECDEC_PREFILTER=polars`` forces it. Both return the
+same lines (tests/test_ingest_prefilter.py).
 """
 
 from __future__ import annotations

@@ -173,3 +173,15 @@ def test_sources_without_markers_and_no_sources():
     groups = tuple(P.marker_tuple(s.markers) for s in empty)
     got, n = R.marked_lines(b"SpecDecoding metrics: x\n", 1, groups)
     assert n == 1 and got.height == 0
+
+
+@needs_hs
+def test_threads_scan_at_once():
+    """Each thread has its own Hyperscan scratch: a thread pool around the per-file scan works."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    blob = ("\n".join([PRE + THR, "noise", PRE + SPEC] * 3000) + "\n").encode()
+    want, n = P.find_marked(blob, 1, GROUPS)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: P.find_marked(blob, 1, GROUPS), range(16)))
+    assert all(g.equals(want) and m == n for g, m in got)

@@ -72,8 +72,20 @@ def line_hits(piece: bytes | memoryview, groups: Groups) -> tuple[list[int], lis
         add_end(to)
         add_id(i)
     if any(groups):
-        _database(groups).scan(piece, match_event_handler=hit)
+        db = _database(groups)
+        db.scan(piece, match_event_handler=hit, scratch=_thread_scratch(db))
     return ends, ids
+
+
+def _thread_scratch(db):
+    """Hyperscan scratch space of this thread for ``db``: a database's own scratch may not be used
+    by two threads at once (a thread pool around the per-file scan would fail with SCRATCH_IN_USE)."""
+    spaces = getattr(_scratch, "hs", None)
+    if spaces is None:
+        spaces = _scratch.hs = {}
+    if id(db) not in spaces:
+        spaces[id(db)] = (db, _hs.Scratch(db))  # the database is kept alive with its scratch
+    return spaces[id(db)][1]
 
 
 def has_marker(block: bytes | memoryview, markers: tuple[str, ...]) -> bool:

@@ -54,6 +54,8 @@ Groups = tuple[tuple[str, ...], ...]
 @lru_cache(maxsize=16)
 def _database(groups: Groups):
     """One compiled block-mode database, one pattern per non-empty set (compiled once per process)."""
+    if len(groups) > 64:
+        raise ValueError(f"{len(groups)} marker sets: the per-line bitmask holds 64")
     db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
     ids = [i for i, g in enumerate(groups) if g]
     exprs = [b"(?:" + b"|".join(_escape(m) for m in groups[i]) + rb")[^\n]*$" for i in ids]

@@ -30,6 +30,11 @@ TRICKY = [
     f"{PRE}Engine 003: {THR}, Avg prompt throughput: 5 tokens/s", f"{PRE}Engine 004: {THR[:60]}",
     f"{PRE}{SPEC.replace('0.200, ', '')}", f"{PRE}{SPEC.replace(', Avg Draft', ', Foo: 1, Avg Draft')}",
     f"{PRE}Engine ٣: {THR}", f"{PRE}{THR}, Engine 005: Avg prompt throughput: 5 tokens/s", f"{PRE}{SPEC.replace('Accepted: 100', 'Accepted: ١٠٠')}",
+    # where the ASCII fast pattern of the throughput line stops and the generic one goes on
+    f"{PRE}{THR.replace('25.0%', '٢٥%')}", f"{PRE}{THR.replace('25.0%', '25.0 %')}", f"{PRE}{THR.replace('150.0', '1e5')}",
+    f"{PRE}{THR.replace('Running: 10', 'Running: 1٠')}", f"{PRE}{THR.replace('100.0', '')}",
+    f"{PRE}{THR.replace('Waiting: 0 reqs', 'Swapped: ٣ reqs, Waiting: 0 reqs')}", f"{PRE}{THR.replace('100.0', '+1')}",
+    f"{PRE}{THR.replace(', GPU KV cache usage: 25.0%', '')}", f"{PRE}{THR.replace('25.0%', 'nan%')}",
 ]
 
 

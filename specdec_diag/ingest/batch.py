@@ -20,7 +20,8 @@ import polars as pl
 
 from specdec_diag.ingest.base import LINE_STRIDE, NO_OPTIONS, STEPS_SCHEMA, Parsed, ParseOptions, Source
 from specdec_diag.ingest.cache import FileResult, empty_table, file_fingerprint
-from specdec_diag.ingest.reading import chunk_marked, marker_regex
+from specdec_diag.ingest.prefilter import marker_tuple
+from specdec_diag.ingest.reading import marked_lines
 from specdec_diag.ingest.timestamps import _ISO_RE, anchor_from
 from specdec_diag.inputs import InputError, InputFile
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA
@@ -99,8 +100,8 @@ def parse_batch(files: list[SmallFile], sources: Sequence[Source], call) -> list
     display, options)`` runs one source's parse and returns its parts (the scan's crash-guarded one)."""
     _set_anchors(files)
     line_sources = [s for s in sources if s.reads_lines]
-    markers = marker_regex({mk for s in line_sources for mk in s.markers})
-    marked, n = chunk_marked(b"".join(f.text for f in files), 1, markers)
+    groups = tuple(marker_tuple(s.markers) for s in line_sources)  # one Hyperscan pass marks each line's sources
+    marked, n = marked_lines(b"".join(f.text for f in files), 1, groups)
     starts = [0]
     for f in files:
         starts.append(starts[-1] + f.lines)
@@ -114,8 +115,8 @@ def parse_batch(files: list[SmallFile], sources: Sequence[Source], call) -> list
         idx.cast(pl.Int64).alias("_file"))
     parts: list[Parsed] = []
     used: dict[int, list[str]] = {i: [s.family for s in f.detected] for i, f in enumerate(files)}
-    for src in line_sources:
-        mine = marked.filter(pl.col("text").str.contains(marker_regex(src.markers)))
+    for bit, src in enumerate(line_sources):
+        mine = marked.filter((pl.col("_src") & (1 << bit)) != 0).drop("_src")
         if not mine.height:
             continue
         for i in mine["_file"].unique().to_list():

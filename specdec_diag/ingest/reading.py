@@ -18,7 +18,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from specdec_diag.inputs import MAX_LINE_BYTES, SAMPLE_BYTES, Damage, InputError, InputFile, Overlong, reason
+from specdec_diag.ingest import prefilter
+from specdec_diag.inputs import (
+    MAX_LINE_BYTES,
+    SAMPLE_BYTES,
+    Damage,
+    InputError,
+    InputFile,
+    Overlong,
+    _skip_line,
+    reason,
+)
 
 #: file kinds a directory walk picks up (a trailing .gz is looked through); files named explicitly
 #: are always read.
@@ -89,14 +99,68 @@ def iter_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
             yield piece
 
 
-def marker_test(markers: str) -> Callable[[bytes], bool]:
-    """``bytes -> bool``: does the alternation ``markers`` occur (searched by polars' regex engine,
-    GB/s, where Python's ``re`` would crawl through a 200 MB line)."""
+def marker_test(markers: str | tuple[str, ...]) -> Callable[[bytes], bool]:
+    """``bytes -> bool``: does a marker occur (literals: Hyperscan when present; an alternation:
+    polars' regex engine, GB/s, where Python's ``re`` would crawl through a 200 MB line)."""
+    if isinstance(markers, tuple) and prefilter.engine() == "hyperscan":
+        return lambda block: prefilter.has_marker(block, markers)
+    rx = marker_regex(markers) if isinstance(markers, tuple) else markers
+
     def test(block: bytes) -> bool:
-        if not markers or not block:
+        if not rx or not block:
             return False
-        return bool(pl.Series([block.decode("utf-8", errors="replace")]).str.contains(markers).any())
+        return bool(pl.Series([bytes(block).decode("utf-8", errors="replace")]).str.contains(rx).any())
     return test
+
+
+def marked_lines(piece: bytes | memoryview, first_line: int, groups: prefilter.Groups) -> tuple[pl.DataFrame, int]:
+    """The marker lines of one piece and its line count (:func:`chunk_marked`'s contract) plus
+    ``_src``, the bitmask of the marker sets (``groups``, one per source) each line holds, from
+    the fastest engine present: Hyperscan (:mod:`~specdec_diag.ingest.prefilter`) or polars."""
+    raw = piece.obj if isinstance(piece, memoryview) else piece
+    if prefilter.engine() == "hyperscan" and _separator(raw, len(piece)) is not None:
+        return prefilter.find_marked(piece, first_line, groups)
+    # the polars query, also for a piece holding every separator byte (junk): it splits those exactly
+    sel, n = chunk_marked(bytes(piece), first_line, marker_regex(prefilter.flat(groups)))
+    return with_sets(sel, groups), n
+
+
+def with_sets(sel: pl.DataFrame, groups: prefilter.Groups) -> pl.DataFrame:
+    """``sel`` with ``_src``: bit ``i`` set where a marker of ``groups[i]`` occurs in the line."""
+    bits = [pl.when(pl.col("text").str.contains(marker_regex(g))).then(pl.lit(1 << i, pl.UInt64))
+            .otherwise(pl.lit(0, pl.UInt64)) for i, g in enumerate(groups) if g]
+    src = pl.sum_horizontal(bits) if bits else pl.lit(0)
+    return sel.with_columns(src.cast(pl.UInt64).alias("_src"))
+
+
+def plain_pieces(f: InputFile, chunk_bytes: int, has_marker: Callable[[bytes], bool],
+                 max_line: int = MAX_LINE_BYTES) -> Iterator[memoryview | bytes | Overlong]:
+    """:meth:`InputFile.pieces` for a plain UTF-8 file (no gzip, no transcoding, no bare CRs), each
+    piece a view of the block read instead of a copy of it (the copy was a third of the read cost).
+    A file that shrinks while read ends early; one that grows is read as far as it reaches."""
+    with open(f.path, "rb", buffering=0) as fh:
+        pos, carry = f.skip, b""
+        while True:
+            if not carry:
+                fh.seek(pos)
+            block = fh.read(chunk_bytes)
+            if not block:
+                if carry:
+                    yield carry
+                return
+            buf = carry + block if carry else block
+            carry = b""
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                if len(buf) <= max_line:
+                    carry = buf
+                    continue
+                over, _rest = _skip_line(fh, buf, has_marker, chunk_bytes)
+                yield over
+                pos += over.nbytes + 1
+                continue
+            pos += cut + 1
+            yield memoryview(buf)[: cut + 1]
 
 
 @dataclass
@@ -111,16 +175,19 @@ class MarkedLines:
     warning: str | None = None   # read up to damage: the lines before it are kept
 
 
-def read_marked(f: InputFile, markers: str, add: Callable[[pl.DataFrame], None], *,
+def read_marked(f: InputFile, groups: prefilter.Groups, add: Callable[[pl.DataFrame], None], *,
                 chunk_bytes: int = CHUNK_BYTES, on_bytes: Callable[[int], None] | None = None,
                 display: str = "") -> MarkedLines:
-    """Stream a sniffed file and hand each piece's marker lines to ``add``. Lines over 1 MiB that
-    carry a marker, and a marker line cut by gzip damage, become malformed rows (never parsed); gzip
-    damage stops the read with ``error`` naming the last complete line."""
+    """Stream a sniffed file and hand each piece's marker lines (with ``_src``, see
+    :func:`marked_lines`) to ``add``. Lines over 1 MiB that carry a marker, and a marker line cut by
+    gzip damage, become malformed rows (never parsed); gzip damage stops the read with ``error``
+    naming the last complete line."""
     out = MarkedLines()
+    markers = prefilter.flat(groups)
     test = marker_test(markers)
+    plain = not (f.gz or f.encoding or f.cr)
     try:
-        for piece in f.pieces(chunk_bytes, test):
+        for piece in (plain_pieces(f, chunk_bytes, test) if plain else f.pieces(chunk_bytes, test)):
             if isinstance(piece, Overlong):
                 out.lines += 1
                 if piece.marked:
@@ -129,7 +196,7 @@ def read_marked(f: InputFile, markers: str, add: Callable[[pl.DataFrame], None],
                     on_bytes(piece.nbytes + 1)
                 continue
             size = len(piece)
-            sel, n = chunk_marked(piece, out.lines + 1, markers)
+            sel, n = marked_lines(piece, out.lines + 1, groups)
             del piece
             out.lines += n
             if sel.height and int(sel["text"].str.len_bytes().max() or 0) > MAX_LINE_BYTES:
@@ -264,10 +331,10 @@ def _compact(sel: pl.DataFrame) -> pl.DataFrame:
     return sel.select(pl.col("line").cast(pl.Int64), pl.concat_str([pl.col("text").fill_null(""), pl.lit("")]))
 
 
-def _separator(chunk: bytes) -> str | None:
-    """The first candidate separator byte absent from ``chunk`` (a memchr each), else None."""
+def _separator(chunk: bytes, size: int | None = None) -> str | None:
+    """The first candidate separator byte absent from ``chunk[:size]`` (a memchr each), else None."""
     for sep in _SEPS:
-        if sep not in chunk:
+        if chunk.find(sep, 0, size) < 0:
             return sep.decode()
     return None
 

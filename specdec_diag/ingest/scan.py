@@ -41,12 +41,12 @@ from specdec_diag.ingest.cache import (
     file_fingerprint,
 )
 from specdec_diag.ingest.combine import Combiner
+from specdec_diag.ingest.prefilter import marker_tuple
 from specdec_diag.ingest.reading import (
     CHUNK_BYTES,
     clean_copy,
     count_lines,
     iter_files,
-    marker_regex,
     os_reason,
     read_marked,
     wanted,
@@ -145,7 +145,7 @@ def parse_file(path: Path, display: str, *, sources: Sequence[Source] = SOURCES,
         return res
     batches = _LineBatches(display, [s for s in sources if s.reads_lines], detected,
                            ParseOptions(year_anchor=anchor_from(sample, st.st_mtime)))
-    got = read_marked(f, batches.all_markers, batches.add, chunk_bytes=chunk_bytes, on_bytes=on_bytes,
+    got = read_marked(f, batches.groups, batches.add, chunk_bytes=chunk_bytes, on_bytes=on_bytes,
                       display=display)
     info["lines"], info["error"] = got.lines, got.error
     batches.flush()
@@ -189,8 +189,8 @@ class _LineBatches:
         self.display, self.sources, self.options = display, sources, options
         self.used = list(detected)
         self.parts: list[Parsed] = []
-        self.all_markers = marker_regex({mk for s in sources for mk in s.markers})
-        self._own = {s.family: marker_regex(s.markers) for s in sources}
+        #: one marker set per source: the prefilter marks each line with the sets it holds (``_src``)
+        self.groups = tuple(marker_tuple(s.markers) for s in sources)
         self._pending: list[pl.DataFrame] = []
         self._bytes = 0
 
@@ -209,8 +209,8 @@ class _LineBatches:
         # and a batch gathered from many pieces has ~100 chunks; rechunking halves the parse time
         marked = pl.concat(self._pending, rechunk=True)
         self._pending, self._bytes = [], 0
-        for src in self.sources:
-            mine = marked.filter(pl.col("text").str.contains(self._own[src.family]))
+        for bit, src in enumerate(self.sources):
+            mine = marked.filter((pl.col("_src") & (1 << bit)) != 0).drop("_src")
             if not mine.height:
                 continue
             if src not in self.used:

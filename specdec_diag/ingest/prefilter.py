@@ -1,0 +1,185 @@
+"""Marker lines found in raw bytes at memory speed: a SIMD multi-literal search over the whole piece
+(Hyperscan), hits mapped to line numbers through the piece's newline positions, and only the hit
+lines decoded and handed to the parsers.
+
+The search runs once per piece, one pattern per source (``(?:m1|m2|...)[^\n]*$``), so each hit is
+reported at the end of its line, once per line and source: the hit says which sources the line
+goes to (``_src``), and no per-source regex routes the lines afterwards. Line numbers come from
+the newline mask of the piece (``numpy``): for dense hits every newline position and a
+``searchsorted``, for sparse ones popcounts of the packed mask; exact, whatever the line lengths.
+
+Without the ``hyperscan`` package (a dependency on x86-64 Linux, where its wheel exists) the
+polars query of :func:`specdec_diag.ingest.reading.chunk_marked` does the same job at about half
+the speed (``benchmarks/prefilter.py``); ``SPECDEC_PREFILTER=polars`` forces it. Both return the
+same lines (tests/test_ingest_prefilter.py).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
+
+import numpy as np
+import polars as pl
+
+try:  # optional: a 3 MB manylinux wheel with the Hyperscan library inside
+    import hyperscan as _hs
+except ImportError:  # pragma: no cover - exercised where the package is missing
+    _hs = None
+
+#: environment switch: ``polars`` forces the fallback (tests compare the two engines with it)
+ENGINE_ENV = "SPECDEC_PREFILTER"
+_SCHEMA = {"line": pl.Int64, "text": pl.Utf8, "_src": pl.UInt64}
+_BOM = b"\xef\xbb\xbf"
+
+
+def engine() -> str:
+    """``hyperscan`` when the package imports and is not switched off, else ``polars``."""
+    if _hs is None or os.environ.get(ENGINE_ENV, "").lower() == "polars":
+        return "polars"
+    return "hyperscan"
+
+
+def _escape(marker: str) -> bytes:
+    """A literal as a Hyperscan pattern: every byte that is not a letter or digit as ``\\xHH``."""
+    return b"".join(bytes([b]) if chr(b).isalnum() and b < 128 else b"\\x%02x" % b for b in marker.encode())
+
+
+#: marker sets, one per source (a hit line says which sets it matched: bit ``i`` of ``_src``)
+Groups = tuple[tuple[str, ...], ...]
+
+
+@lru_cache(maxsize=16)
+def _database(groups: Groups):
+    """One compiled block-mode database, one pattern per non-empty set (compiled once per process)."""
+    if len(groups) > 64:
+        raise ValueError(f"{len(groups)} marker sets: the per-line bitmask holds 64")
+    db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+    ids = [i for i, g in enumerate(groups) if g]
+    exprs = [b"(?:" + b"|".join(_escape(m) for m in groups[i]) + rb")[^\n]*$" for i in ids]
+    db.compile(expressions=exprs, ids=ids, elements=len(ids), flags=[_hs.HS_FLAG_MULTILINE] * len(ids))
+    return db
+
+
+def line_hits(piece: bytes | memoryview, groups: Groups) -> tuple[list[int], list[int]]:
+    """``(ends, ids)``: the line end (the ``\\n``, or the end of the piece) of each line holding a
+    marker of set ``id``, once per line and set, in line order. Hyperscan only."""
+    ends: list[int] = []
+    ids: list[int] = []
+    add_end, add_id = ends.append, ids.append
+
+    def hit(i: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+        add_end(to)
+        add_id(i)
+    if any(groups):
+        db = _database(groups)
+        db.scan(piece, match_event_handler=hit, scratch=_thread_scratch(db))
+    return ends, ids
+
+
+def _thread_scratch(db):
+    """Hyperscan scratch space of this thread for ``db``: a database's own scratch may not be used
+    by two threads at once (a thread pool around the per-file scan would fail with SCRATCH_IN_USE)."""
+    spaces = getattr(_scratch, "hs", None)
+    if spaces is None:
+        spaces = _scratch.hs = {}
+    if id(db) not in spaces:
+        spaces[id(db)] = (db, _hs.Scratch(db))  # the database is kept alive with its scratch
+    return spaces[id(db)][1]
+
+
+def has_marker(block: bytes | memoryview, markers: tuple[str, ...]) -> bool:
+    """Does any marker occur in ``block`` (an overlong line's bytes)."""
+    return bool(markers) and bool(len(block)) and bool(line_hits(block, (markers,))[0])
+
+
+def find_marked(piece: bytes | memoryview, first_line: int, groups: Groups) -> tuple[pl.DataFrame, int]:
+    """The marker lines of one piece (``line`` numbered from ``first_line``, ``text`` decoded with
+    undecodable bytes replaced, one trailing CR dropped, ``_src`` the bitmask of the marker sets
+    it holds) and the piece's line count: :func:`~specdec_diag.ingest.reading.chunk_marked`'s
+    lines, found with Hyperscan."""
+    a = np.frombuffer(piece, np.uint8)
+    size = len(a)
+    if not size:
+        return pl.DataFrame(schema=_SCHEMA), 0
+    newline = _newline_mask(a)
+    n_lines = int(np.count_nonzero(newline)) + (1 if a[-1] != 10 else 0)
+    ends, ids = line_hits(piece, groups)
+    if not ends:
+        return pl.DataFrame(schema=_SCHEMA), n_lines
+    e, src = _per_line(np.asarray(ends, dtype=np.int64), np.asarray(ids, dtype=np.int64))
+    sparse = len(e) * _SPARSE_GAP < size and hasattr(np, "bitwise_count")  # numpy >= 2
+    idx, starts = (_sparse_lines if sparse else _dense_lines)(piece, newline, e)
+    stop = e - ((e > starts) & (a[np.maximum(e - 1, 0)] == 13))  # the CSV reader drops one CR
+    raw = piece.obj if isinstance(piece, memoryview) else piece  # the views used here start at 0
+    texts = [raw[s:t] for s, t in zip(starts.tolist(), stop.tolist(), strict=True)]
+    if starts[0] == 0 and bytes(texts[0][:3]) == _BOM:  # so does it with a BOM opening the piece
+        texts[0] = texts[0][len(_BOM):]
+    lines = pl.Series("line", idx + first_line, dtype=pl.Int64)
+    return pl.DataFrame([lines, pl.Series("text", _decode(texts), dtype=pl.Utf8),
+                         pl.Series("_src", src, dtype=pl.UInt64)]), n_lines
+
+
+def _per_line(ends: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct line ends in order, and per line the bitmask of the sets that hit it."""
+    if len(ends) > 1 and not bool(np.all(ends[1:] >= ends[:-1])):  # reported in order; be sure anyway
+        order = np.argsort(ends, kind="stable")
+        ends, ids = ends[order], ids[order]
+    bits = np.left_shift(np.uint64(1), ids.astype(np.uint64))
+    if len(ends) > 1 and not bool(np.all(ends[1:] > ends[:-1])):
+        first = np.flatnonzero(np.concatenate(([True], ends[1:] != ends[:-1])))
+        return ends[first], np.bitwise_or.reduceat(bits, first)
+    return ends, bits
+
+
+#: hits further apart than this on average (bytes) are numbered from popcounts and found by a
+#: backwards search each; closer ones from every newline position of the piece (measured)
+_SPARSE_GAP = 1024
+_scratch = threading.local()
+
+
+def _newline_mask(a: np.ndarray) -> np.ndarray:
+    """``a == 10`` into a buffer reused across pieces (a fresh 8 MB array costs its page faults)."""
+    buf = getattr(_scratch, "mask", None)
+    if buf is None or len(buf) < len(a):
+        buf = _scratch.mask = np.empty(max(len(a), 1 << 20), dtype=bool)
+    return np.equal(a, 10, out=buf[: len(a)])
+
+
+def _dense_lines(piece, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """0-based line index and start offset of each hit line, from all newline positions."""
+    nl = np.flatnonzero(newline)
+    idx = np.searchsorted(nl, e)  # newlines before each line end = its 0-based line index
+    return idx, np.concatenate(([0], nl + 1))[idx]  # a line starts after the newline before it
+
+
+def _sparse_lines(piece, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same for few hits: the newlines before each hit from per-64-byte popcounts of the packed
+    newline mask (vectorised), the line start by a short ``rfind`` back from each hit."""
+    raw = piece.obj if isinstance(piece, memoryview) else piece
+    bits = np.packbits(newline, bitorder="little")
+    bits = np.concatenate([bits, np.zeros(16 - len(bits) % 8, np.uint8)])  # whole words + one spare
+    words = bits.view(np.uint64)
+    before = np.concatenate(([0], np.cumsum(np.bitwise_count(words), dtype=np.int64)))
+    word = e >> 6
+    low = np.left_shift(np.uint64(1), (e & 63).astype(np.uint64)) - np.uint64(1)
+    idx = before[word] + np.bitwise_count(words[word] & low).astype(np.int64)
+    starts = np.fromiter((raw.rfind(b"\n", 0, x) + 1 for x in e.tolist()), np.int64, len(e))
+    return idx, starts
+
+
+def _decode(texts: list[bytes]) -> list[str]:
+    """UTF-8 with undecodable bytes replaced (as the polars CSV reader's ``utf8-lossy`` does)."""
+    return [t.decode("utf-8", "replace") for t in texts]
+
+
+def marker_tuple(markers: Iterable[str]) -> tuple[str, ...]:
+    """The canonical (sorted, distinct, non-empty) form of a marker set: the database cache key."""
+    return tuple(sorted({m for m in markers if m}))
+
+
+def flat(groups: Groups) -> tuple[str, ...]:
+    """All markers of all sets."""
+    return marker_tuple(m for g in groups for m in g)

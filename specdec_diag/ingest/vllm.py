@@ -88,7 +88,8 @@ _THR = (
 M_THR_BODY = "Avg prompt throughput: "
 _THR_BODY = ("^" + M_THR_BODY + r"(?P<ptps>[0-9.]+) tokens/s, Avg generation throughput: (?P<gtps>[0-9.]+) "
              r"tokens/s, Running: (?P<run>[0-9]+) reqs?, (?:Swapped: (?P<swap>[0-9]+) reqs?, )?(?P<wk>Waiting|"
-             r"Pending): (?P<wait>[0-9]+) reqs?, GPU KV cache usage: (?P<kv>[0-9.]+)%")
+             r"Pending): (?P<wait>[0-9]+) reqs?(?:, Deferred: (?P<deferred>[0-9]+) reqs?)?"
+             r"(?:, Preemptions: (?P<preempt>[0-9]+))?, GPU KV cache usage: (?P<kv>[0-9.]+)%")
 _THR_ENG = r"(Engine \d+|\d+ Engines Aggregated): $"
 
 #: keys of the V1 line we understand; a line with any other key is an unknown variant (key/value parse).
@@ -126,9 +127,8 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     named = rest.filter(pl.col("text").str.contains(_VERSION_HINT))
     if named.height and (lines["line"] // LINE_STRIDE).n_unique() > 1:  # a batch of files: a version is one file's
         return _per_file(lines.drop("_kind"), source, options)
-    version = vllm_version(named["text"].to_list())
-    parsers = ((v1, lambda d, s: _parse_v1(d, s, version)), (v0, _parse_speculative), (thr, _parse_throughput),
-               (diff, parse_diffusion), (it, parse_iteration))
+    parsers = [*((seg, _v1_parser(ver)) for seg, ver in _version_segments(v1, named)),
+               (v0, _parse_speculative), (thr, _parse_throughput), (diff, parse_diffusion), (it, parse_iteration)]
     for part, fn in parsers:
         if part.height:
             w, b = fn(_with_header(part, options.year_anchor, bracket=fn is _parse_speculative), source)
@@ -152,6 +152,29 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         m.height for m in bad) else pl.DataFrame(schema=MALFORMED_SCHEMA)
     return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
                   configs=configs)
+
+
+def _version_segments(v1: pl.DataFrame, named: pl.DataFrame) -> list[tuple[pl.DataFrame, str | None]]:
+    """V1 lines cut where a startup line names an engine version: each stretch is read with the version
+    of the last such line before it (None before the first: its lines' own numbers decide). A file
+    holding a restart into another version keeps each version's definition to its own lines."""
+    if not named.height or not v1.height:
+        return [(v1, None)]
+    cuts = named.sort("line").select("line", "text").rows()
+    out: list[tuple[pl.DataFrame, str | None]] = []
+    bounds = [(None, cuts[0][0], None)] + [
+        (line, cuts[i + 1][0] if i + 1 < len(cuts) else None, vllm_version([text]))
+        for i, (line, text) in enumerate(cuts)]
+    for lo, hi, ver in bounds:
+        keep = pl.lit(True) if lo is None else pl.col("line") > lo
+        seg = v1.filter(keep & (pl.lit(True) if hi is None else pl.col("line") < hi))
+        if seg.height:
+            out.append((seg, ver))
+    return out
+
+
+def _v1_parser(version: str | None):
+    return lambda d, s: _parse_v1(d, s, version)
 
 
 def _per_file(lines: pl.DataFrame, source: str, options: ParseOptions) -> Parsed:

@@ -83,12 +83,13 @@ def run_status(summary: dict[str, Any], findings: list[dict[str, Any]], baseline
 
 
 def build_report(result: IngestResult, thresholds: Thresholds | None = None, windows: bool = False,
-                 runs: Runs | None = None, cache_dir: Path | None = None, grouped: bool = True) -> dict[str, Any]:
+                 runs: Runs | None = None, cache_dir: Path | None = None, grouped: bool = True,
+                 refresh: bool = False) -> dict[str, Any]:
     """The report@2 dict for one ``IngestResult`` (docs/report.md): runs segmented, each judged on its
     own, comparisons between runs, the fleet rollup. ``windows`` adds each run's §3 window rows.
     ``cache_dir``: keep each run's summary and findings there, keyed by the run's rows
-    (:mod:`analysis.run_cache`), so a run whose rows did not change is not judged again.
-    ``grouped``: the acceptance of every run's units in one grouped pass (:mod:`analysis.unit_pass`;
+    (:mod:`analysis.run_cache`), so a run whose rows did not change is not judged again; ``refresh``:
+    judge every run and rewrite its entry (``--no-cache``). ``grouped``: the acceptance of every run's units in one grouped pass (:mod:`analysis.unit_pass`;
     identical numbers, False computes them run by run)."""
     th = thresholds or Thresholds()
     runs = runs or segment(result)
@@ -98,14 +99,14 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
     facts = {p["run"]: {"measured_speedup": p} for p in pairs if p["fair"]}
     history, regressed = regressions(table, parts, th)
     rows = list(table.iter_rows(named=True))
-    cached = _cached(parts, th, facts, cache_dir)
+    cached = {} if refresh else _cached(parts, th, facts, cache_dir)
     todo = [r["id"] for r in rows if r["id"] not in cached]
     units = unit_pass.unit_acceptance(runs, todo) if grouped and todo else {}
 
     def one(row: dict[str, Any]) -> dict[str, Any]:
         rid = row["id"]
         judged = cached.get(rid) or judge_run(rid, parts[rid], th, facts.get(rid), cache_dir,
-                                              unit_pass.seeds(units.get(rid)))
+                                              unit_pass.seeds(units.get(rid)), read=False)
         return _run_entry(row, parts[rid], judged, regressed.get(rid, []), windows)
 
     # runs are independent and polars releases the GIL while it computes: a fleet is judged in parallel
@@ -153,14 +154,15 @@ def _run_entry(row: dict[str, Any], sub: IngestResult, judged: tuple[dict[str, A
 
 
 def judge_run(run_id: str, sub: IngestResult, th: Thresholds, facts: dict[str, Any] | None = None,
-              cache_dir: Path | None = None, seeds: dict[Any, Any] | None = None
+              cache_dir: Path | None = None, seeds: dict[Any, Any] | None = None, read: bool = True
               ) -> tuple[dict[str, Any], list[Finding]]:
     """One run's summary (JSON-safe) and ranked rule findings, from the run cache when its rows, facts
     and the analysis code are unchanged (``cache_dir`` None: always computed). ``seeds``: numbers
     derived from the run's own rows in a fleet-wide pass (:func:`unit_pass.seeds`), handed to the
-    rules' context; not part of the cache key (the rows are)."""
+    rules' context; not part of the cache key (the rows are). ``read`` False: the entry is written,
+    never read (the caller looked it up already, or was asked to refresh it)."""
     key = run_cache.run_key(run_id, sub, th, facts) if cache_dir is not None else ""
-    hit = run_cache.load(cache_dir, key, run_cache.run_sources(sub)) if cache_dir is not None else None
+    hit = run_cache.load(cache_dir, key, run_cache.run_sources(sub)) if cache_dir is not None and read else None
     if hit is not None:
         return hit
     found = run_rules(sub, th, facts={**(facts or {}), **(seeds or {})})

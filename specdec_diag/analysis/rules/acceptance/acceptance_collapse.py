@@ -115,6 +115,8 @@ class AcceptanceCollapse(Rule):
         th = ctx.thresholds
         out = []
         for u in units(ctx):
+            if u.frame.height < 2 * th.min_windows:  # its timeline / requests are fewer still: no split
+                continue
             ser = series(u, ctx)
             if not ser:
                 continue

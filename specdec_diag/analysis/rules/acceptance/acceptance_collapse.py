@@ -86,6 +86,10 @@ class AcceptanceCollapse(Rule):
     split is at least ``collapse_relative_drop`` lower than before, at least ``collapse_absolute_drop``
     lower in absolute terms, significant (two-proportion z >= 3 where draft counts exist), with
     ``min_windows`` windows (or requests) on each side. One hard prompt inside a trace is not a collapse.
+    Per-request records (llama-server ``print_timing`` lines, captured request traces) are printed as
+    requests finish; with several slots in flight that order mixes prompts, so they are judged in the
+    order the requests started (start time, else the engine's request number) and the drop must stand
+    out from the spread between requests (Welch t >= 3 over the request rates, not a token count).
 
     **Why it matters.** A drafter does not get worse by itself mid-run. A sustained collapse follows a
     state corruption (draft KV, hidden-state transfer in PD mode, a bad batch-expansion path) or a

@@ -15,7 +15,8 @@ a fresh process:
 3. selector: choosing a run in the sidebar and switching to Acceptance, in the session of 2;
 4. changed: one file grew by a line (a live directory): the whole-report cache misses, the per-run
    cache (``analysis/run_cache.py``) serves every run whose rows did not change;
-5. report: ``build_report`` alone on the scanned directory (segmentation + per-run rules, no cache).
+5. report: ``build_report`` alone on the scanned directory (segmentation + per-run rules, no cache),
+   then the judging alone (segmentation given) with the grouped unit pass and run by run.
 Targets (issue 10): Overview warm <= 5 s, cold <= 30 s.
 """
 
@@ -59,13 +60,20 @@ def child(mode: str, logdir: Path) -> dict:
     os.environ["SPECDEC_DASHBOARD_ROOT"] = str(logdir)
     if mode == "report":
         from specdec_diag.analysis.report import build_report
+        from specdec_diag.analysis.runs import segment
         from specdec_diag.ingest import scan
 
         res = scan([logdir])
         t0 = time.perf_counter()
         rep = build_report(res)
-        return {"report_s": time.perf_counter() - t0, "runs": len(rep["runs"]), "files": res.inputs.height,
-                "by_status": rep["fleet"]["by_status"]}
+        out = {"report_s": time.perf_counter() - t0, "runs": len(rep["runs"]), "files": res.inputs.height,
+               "by_status": rep["fleet"]["by_status"]}
+        runs = segment(res)  # the judging alone, grouped pass vs run by run (identical reports)
+        for name, grouped in (("judge_grouped_s", True), ("judge_per_run_s", False)):
+            t0 = time.perf_counter()
+            build_report(res, runs=runs, grouped=grouped)
+            out[name] = time.perf_counter() - t0
+        return out
     from streamlit.testing.v1 import AppTest
 
     from specdec_diag.dashboard_app import APP_PATH

@@ -306,3 +306,38 @@ def test_sglang_windows_take_k_from_the_preceding_server_args(tmp_path):
     assert set(dec.filter(dec["line"] <= cut)["k"].to_list()) == {5}
     assert set(dec.filter(dec["line"] > cut)["k"].to_list()) == {3}
     assert segment(res).table["k"].to_list() == [5, 3]
+
+
+def test_cli_report_and_check_judge_only_the_changed_run(tmp_path, monkeypatch):
+    """`report` / `check` on a directory keep each run's result in the run cache beside the ingest
+    cache: run again after one file changed, only that file's run is judged; --no-cache judges all."""
+    from specdec_diag.analysis import run_cache
+
+    logs = tmp_path / "logs"
+    shutil.copytree(FLEET, logs)
+    monkeypatch.setenv("SPECDEC_CACHE_DIR", str(tmp_path / "cache"))
+    judged: list[str] = []
+    real = R.run_rules
+    monkeypatch.setattr(R, "run_rules", lambda sub, *a, **k: (judged.append(sub.fingerprint.split("#", 1)[1]),
+                                                              real(sub, *a, **k))[1])
+    runner = CliRunner()
+
+    def report() -> str:
+        r = runner.invoke(app, ["report", str(logs), "--format", "json"])
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    first = report()
+    runs = json.loads(first)["runs"]
+    assert sorted(judged) == sorted(r["id"] for r in runs)
+    assert len(list((tmp_path / "cache" / run_cache.DIRNAME).glob("*.json"))) == len(runs)
+    judged.clear()
+    assert report() == first and judged == []
+    assert runner.invoke(app, ["check", str(logs)]).exit_code == 1 and judged == []  # the broken replica
+    host_c = logs / "host-c" / "vllm.log"
+    host_c.write_text(host_c.read_text().replace("Accepted: 63 tokens", "Accepted: 64 tokens", 1))
+    after = json.loads(report())
+    assert judged == [next(r["id"] for r in after["runs"] if r["id"].startswith("host-c/"))]
+    judged.clear()
+    assert runner.invoke(app, ["report", str(logs), "--format", "json", "--no-cache"]).exit_code == 0
+    assert len(judged) == len(runs)

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis import metrics, run_cache
+from specdec_diag.analysis import metrics, run_cache, unit_pass
 from specdec_diag.analysis.comparisons import config_pairs, regressions, speculation_pairs
 from specdec_diag.analysis.rules import Thresholds, run_rules
 from specdec_diag.analysis.rules.base import SEVERITY_RANK, Finding, ranked
@@ -83,11 +83,14 @@ def run_status(summary: dict[str, Any], findings: list[dict[str, Any]], baseline
 
 
 def build_report(result: IngestResult, thresholds: Thresholds | None = None, windows: bool = False,
-                 runs: Runs | None = None, cache_dir: Path | None = None) -> dict[str, Any]:
+                 runs: Runs | None = None, cache_dir: Path | None = None, grouped: bool = True,
+                 refresh: bool = False) -> dict[str, Any]:
     """The report@2 dict for one ``IngestResult`` (docs/report.md): runs segmented, each judged on its
     own, comparisons between runs, the fleet rollup. ``windows`` adds each run's §3 window rows.
     ``cache_dir``: keep each run's summary and findings there, keyed by the run's rows
-    (:mod:`analysis.run_cache`), so a run whose rows did not change is not judged again."""
+    (:mod:`analysis.run_cache`), so a run whose rows did not change is not judged again; ``refresh``:
+    judge every run and rewrite its entry (``--no-cache``). ``grouped``: the acceptance of every run's units in one grouped pass (:mod:`analysis.unit_pass`;
+    identical numbers, False computes them run by run)."""
     th = thresholds or Thresholds()
     runs = runs or segment(result)
     parts = runs.split()
@@ -96,10 +99,15 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
     facts = {p["run"]: {"measured_speedup": p} for p in pairs if p["fair"]}
     history, regressed = regressions(table, parts, th)
     rows = list(table.iter_rows(named=True))
+    cached = {} if refresh else _cached(parts, th, facts, cache_dir)
+    todo = [r["id"] for r in rows if r["id"] not in cached]
+    units = unit_pass.unit_acceptance(runs, todo) if grouped and todo else {}
 
     def one(row: dict[str, Any]) -> dict[str, Any]:
-        return _run_entry(row, parts[row["id"]], th, facts.get(row["id"]), regressed.get(row["id"], []), windows,
-                          cache_dir)
+        rid = row["id"]
+        judged = cached.get(rid) or judge_run(rid, parts[rid], th, facts.get(rid), cache_dir,
+                                              unit_pass.seeds(units.get(rid)), read=False)
+        return _run_entry(row, parts[rid], judged, regressed.get(rid, []), windows)
 
     # runs are independent and polars releases the GIL while it computes: a fleet is judged in parallel
     workers = min(8, os.cpu_count() or 1, len(rows))
@@ -118,10 +126,23 @@ def build_report(result: IngestResult, thresholds: Thresholds | None = None, win
     }
 
 
-def _run_entry(row: dict[str, Any], sub: IngestResult, th: Thresholds, facts: dict[str, Any] | None,
-               regressed: list[Finding], windows: bool, cache_dir: Path | None = None) -> dict[str, Any]:
+def _cached(parts: dict[str, IngestResult], th: Thresholds, facts: dict[str, Any], cache_dir: Path | None
+            ) -> dict[str, tuple[dict[str, Any], list[Finding]]]:
+    """The runs whose summary and findings the run cache holds (none without ``cache_dir``)."""
+    if cache_dir is None:
+        return {}
+    out = {}
+    for rid, sub in parts.items():
+        hit = run_cache.load(cache_dir, run_cache.run_key(rid, sub, th, facts.get(rid)), run_cache.run_sources(sub))
+        if hit is not None:
+            out[rid] = hit
+    return out
+
+
+def _run_entry(row: dict[str, Any], sub: IngestResult, judged: tuple[dict[str, Any], list[Finding]],
+               regressed: list[Finding], windows: bool) -> dict[str, Any]:
     """One run of the report: its facts, status, summary, ranked findings (and windows)."""
-    summary, found = judge_run(row["id"], sub, th, facts, cache_dir)
+    summary, found = judged
     found = found + _explained(regressed, found)
     fjson = [finding_json(f) for f in ranked(found)]
     entry = {k: row["windows" if k == "window_count" else k] for k in RUN_KEYS}
@@ -133,14 +154,18 @@ def _run_entry(row: dict[str, Any], sub: IngestResult, th: Thresholds, facts: di
 
 
 def judge_run(run_id: str, sub: IngestResult, th: Thresholds, facts: dict[str, Any] | None = None,
-              cache_dir: Path | None = None) -> tuple[dict[str, Any], list[Finding]]:
+              cache_dir: Path | None = None, seeds: dict[Any, Any] | None = None, read: bool = True
+              ) -> tuple[dict[str, Any], list[Finding]]:
     """One run's summary (JSON-safe) and ranked rule findings, from the run cache when its rows, facts
-    and the analysis code are unchanged (``cache_dir`` None: always computed)."""
+    and the analysis code are unchanged (``cache_dir`` None: always computed). ``seeds``: numbers
+    derived from the run's own rows in a fleet-wide pass (:func:`unit_pass.seeds`), handed to the
+    rules' context; not part of the cache key (the rows are). ``read`` False: the entry is written,
+    never read (the caller looked it up already, or was asked to refresh it)."""
     key = run_cache.run_key(run_id, sub, th, facts) if cache_dir is not None else ""
-    hit = run_cache.load(cache_dir, key, run_cache.run_sources(sub)) if cache_dir is not None else None
+    hit = run_cache.load(cache_dir, key, run_cache.run_sources(sub)) if cache_dir is not None and read else None
     if hit is not None:
         return hit
-    found = run_rules(sub, th, facts=facts)
+    found = run_rules(sub, th, facts={**(facts or {}), **(seeds or {})})
     summary = jsonable(metrics.summarize(sub))
     run_cache.store(cache_dir, key, summary, found)
     return summary, found

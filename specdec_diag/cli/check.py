@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from specdec_diag.cli._app import app, console, err_console, fail
-from specdec_diag.cli.report import executor_option, find_config, load_inputs, workers_option, write_output
+from specdec_diag.cli.report import (
+    executor_option,
+    find_config,
+    load_inputs,
+    run_cache_dir,
+    workers_option,
+    write_output,
+)
 from specdec_diag.exit_codes import ExitCode
 
 if TYPE_CHECKING:  # the library is imported inside the command: `specdec-diag --help` stays instant
@@ -39,7 +46,8 @@ def check(
     fail_on: str | None = typer.Option(None, "--fail-on", help="error | warning | never (default error)."),
     write_report: Path | None = typer.Option(None, "--write-report",
                                              help="Also save the report JSON (the next run's baseline)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse every file and rewrite its cache entry."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse every file and judge every run again, "
+                                  "rewriting their cache entries."),
     select: str | None = typer.Option(None, "--select", help="Judge only the runs whose id matches this glob "
                                       "(e.g. 'host-b/*' or '*#vllm*'); ids are listed by `report`."),
     workers: int | None = workers_option(),
@@ -58,8 +66,14 @@ def check(
     cfg, thresholds, base = _settings(find_config(config), flags)
     result = load_inputs(paths, no_cache, workers, executor)
     errors = result.errors
+    from specdec_diag.analysis.report import build_report
+
+    # each run judged once and kept in the run cache beside the ingest cache (as `report`)
+    rep = build_report(result, thresholds, windows=write_report is not None,
+                       cache_dir=run_cache_dir(paths, no_cache), refresh=no_cache)
     try:
-        outcome = gate.run_gate(result, cfg, thresholds, base, select=select, windows=write_report is not None)
+        outcome = gate.run_gate(result, cfg, thresholds, base, report=rep, select=select,
+                                windows=write_report is not None)
     except gate.GateError as exc:
         raise fail(str(exc)) from None
 

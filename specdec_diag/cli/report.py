@@ -106,6 +106,17 @@ def print_input_problems(result: IngestResult) -> None:
         err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
+def run_cache_dir(paths: list[Path], no_cache: bool) -> Path | None:
+    """Where each run's summary and findings are kept (analysis/run_cache.py): the ingest cache's
+    directory (``$SPECDEC_CACHE_DIR``, else ``.specdec-cache/`` of the first local PATH, ...), so a
+    fleet in which one file changed is judged again only where its rows changed; None when nothing is
+    writable. ``no_cache`` keeps the directory: every run is judged and its entry rewritten."""
+    from specdec_diag.api import as_input
+    from specdec_diag.ingest.scan import default_cache_dir
+
+    return default_cache_dir([p for p in paths if not isinstance(as_input(p), str)])
+
+
 def write_output(text: str, out: Path | None) -> None:
     if out is None:
         typer.echo(text, nl=False)
@@ -127,7 +138,8 @@ def report(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the report to this file instead of stdout."),
     config: Path | None = typer.Option(None, "--config", "-c",
                                          help="TOML with a [thresholds] table (default: ./specdec-check.toml)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse every file and rewrite its cache entry."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-parse every file and judge every run again, "
+                                  "rewriting their cache entries."),
     windows: bool = typer.Option(False, "--windows",
                                  help="Include every run's window rows in the report (json/html; large)."),
     workers: int | None = workers_option(),
@@ -143,7 +155,8 @@ def report(
     thresholds = load_thresholds(find_config(config))
     result = load_inputs(paths, no_cache, workers, executor)
     errors = result.errors
-    rep = build_report(result, thresholds, windows=windows)
+    rep = build_report(result, thresholds, windows=windows, cache_dir=run_cache_dir(paths, no_cache),
+                       refresh=no_cache)
     if format == "terminal" and out is None:
         render(rep, "terminal", console)
     elif format == "terminal":

@@ -42,7 +42,7 @@ from specdec_diag.ingest.vllm_v0 import as_float as _f
 from specdec_diag.ingest.vllm_v0 import as_int as _i
 from specdec_diag.ingest.vllm_v0 import base_columns as _base
 from specdec_diag.ingest.vllm_v0 import parse_speculative as _parse_speculative
-from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
+from specdec_diag.schema import MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 FAMILY = "vllm"
 
@@ -125,9 +125,7 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     is_iter = pl.col("text").str.contains(M_ITER, literal=True) & pl.col("text").str.contains(r"Iteration\(\d+\): ")
     it, rest = rest.filter(is_iter), rest.filter(~is_iter)
     named = rest.filter(pl.col("text").str.contains(_VERSION_HINT))
-    if named.height and (lines["line"] // LINE_STRIDE).n_unique() > 1:  # a batch of files: a version is one file's
-        return _per_file(lines.drop("_kind"), source, options)
-    parsers = [*((seg, _v1_parser(ver)) for seg, ver in _version_segments(v1, named)),
+    parsers = [*((seg, _v1_parser(ver)) for seg, ver in _v1_by_version(v1, named)),
                (v0, _parse_speculative), (thr, _parse_throughput), (diff, parse_diffusion), (it, parse_iteration)]
     for part, fn in parsers:
         if part.height:
@@ -154,42 +152,23 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
                   configs=configs)
 
 
-def _version_segments(v1: pl.DataFrame, named: pl.DataFrame) -> list[tuple[pl.DataFrame, str | None]]:
-    """V1 lines cut where a startup line names an engine version: each stretch is read with the version
-    of the last such line before it (None before the first: its lines' own numbers decide). A file
-    holding a restart into another version keeps each version's definition to its own lines."""
-    if not named.height or not v1.height:
-        return [(v1, None)]
-    cuts = named.sort("line").select("line", "text").rows()
-    out: list[tuple[pl.DataFrame, str | None]] = []
-    bounds = [(None, cuts[0][0], None)] + [
-        (line, cuts[i + 1][0] if i + 1 < len(cuts) else None, vllm_version([text]))
-        for i, (line, text) in enumerate(cuts)]
-    for lo, hi, ver in bounds:
-        keep = pl.lit(True) if lo is None else pl.col("line") > lo
-        seg = v1.filter(keep & (pl.lit(True) if hi is None else pl.col("line") < hi))
-        if seg.height:
-            out.append((seg, ver))
-    return out
-
-
 def _v1_parser(version: str | None):
     return lambda d, s: _parse_v1(d, s, version)
 
 
-def _per_file(lines: pl.DataFrame, source: str, options: ParseOptions) -> Parsed:
-    """A batch parsed file by file: the engine version a startup line names decides the definition of
-    that file's lines only."""
-    groups = lines.with_columns((pl.col("line") // LINE_STRIDE).alias("_file")).partition_by("_file", maintain_order=True)
-    parts = [parse(g.drop("_file"), source, options) for g in groups]
-    return Parsed(windows=_concat([p.windows for p in parts], WINDOW_SCHEMA),
-                  malformed=_concat([p.malformed for p in parts], MALFORMED_SCHEMA),
-                  configs=_concat([p.configs for p in parts], CONFIG_SCHEMA))
-
-
-def _concat(frames: list[pl.DataFrame], schema: dict) -> pl.DataFrame:
-    full = [f for f in frames if f.height]
-    return pl.concat(full, how="diagonal_relaxed") if full else pl.DataFrame(schema=schema)
+def _v1_by_version(v1: pl.DataFrame, named: pl.DataFrame) -> list[tuple[pl.DataFrame, str | None]]:
+    """V1 lines grouped by the engine version that decides their definitions: the version named by the
+    last startup line before them in their own file (None before the first one, or after a development
+    build's: their own numbers decide). A restart into another version keeps each definition to its
+    own lines, and a batch of small files costs one parse per distinct version, not one per file."""
+    if not named.height or not v1.height:
+        return [(v1, None)]
+    marks = pl.DataFrame([(line, vllm_version([text])) for line, text in named.select("line", "text").rows()],
+                         schema={"line": pl.Int64, "_ver": pl.Utf8}, orient="row")
+    file_of = (pl.col("line") // LINE_STRIDE).alias("_file")
+    tagged = v1.sort("line").with_columns(file_of).join_asof(
+        marks.sort("line").with_columns(file_of), on="line", by="_file", strategy="backward")
+    return [(g.drop("_file", "_ver"), ver) for (ver,), g in tagged.group_by("_ver", maintain_order=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,6 +383,8 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
     if df.select(miss.any()).item():  # rare: a damaged line or an odd repetition, so the generic pattern
         df = pl.concat([df.filter(~miss), df.filter(miss).select("line", "text", "time", "proc").with_columns(
             text.str.extract_groups(_THR).alias("_g")).unnest("_g")], how="diagonal_relaxed")
+    # the fast pattern has no Deferred / Preemptions groups: absent when every line matched it
+    df = df.with_columns(pl.lit(None, dtype=pl.Utf8).alias(c) for c in ("deferred", "preempt") if c not in df.columns)
     df = _late_fields(df)
     df = df.with_columns(pl.when(pl.col("wait").is_null())
                          .then(pl.lit("throughput line does not match the known format"))

@@ -405,6 +405,8 @@ def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
         notes.append("a printed range is taken at its midpoint")
     if "tpot_ms" in m:
         notes.append(f"tpot_ms = {m['tpot_ms'][1]!r}")
+    if "acc" in m:
+        notes.append(f"acceptance_rate = {m['acc'][1]!r} as printed (accepted / drafted; a percentage as a fraction)")
     if rec.get("assumed"):
         notes.append("assumed baseline: the only unlabelled run next to speculative runs")
     load = m.get("load")
@@ -420,6 +422,7 @@ def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
         "tpot_ms": m["tpot_ms"][0] if "tpot_ms" in m else None,
         "ttft_ms": m["ttft_ms"][0] if "ttft_ms" in m else None,
         "mean_acceptance_length": m["mal"][0] if "mal" in m and kind != BASE else None,
+        "acceptance_rate": m["acc"][0] if "acc" in m and kind != BASE else None,
         **_counts(rec),
         "running_reqs": int(round(load[0])) if load and 1 <= load[0] <= MAX_LOAD else None,
         "definition_note": "benchmark run; " + "; ".join(notes),
@@ -438,7 +441,7 @@ def records(lines: pl.DataFrame) -> list[dict[str, Any]]:
         _status(r)
     _implicit_baseline(acc.done)
     recs = [r for r in acc.done if not r.get("vllm_spec")]  # the vLLM source's rows (vllm_blocks)
-    keep = ("out_tps", "value", "tpot_ms", "ttft_ms", "mal")
+    keep = ("out_tps", "value", "tpot_ms", "ttft_ms", "mal", "acc")
     return [r for r in recs if any(x in r["metrics"] for x in keep) and (r["kind"] is not None or r["origin"] == "block")]
 
 

@@ -24,7 +24,10 @@ from specdec_diag.ingest.bench_labels import BASE, SPEC, Status, classify, metri
 _SEPARATOR = re.compile(r"^:?-{2,}:?$")
 _K_HEADER = re.compile(
     r"^-*(?:k|γ|gamma|num[_ ]?spec(?:ulative)?[_ ]?tokens|draft[-_ ]?(?:max|tokens|n|len)|n[_ ]?draft|"
-    r"num[_ ]?draft(?:[_ ]?tokens)?|spec(?:ulative)?[_ ]?tokens|lookahead|depth|spec[_ ]?draft[_ ]?n[_ ]?max)$", re.I)
+    r"num[_ ]?draft(?:[_ ]?tokens)?|spec(?:ulative)?[_ ]?tokens|lookahead|depth|(?:spec[-_ ]?)?draft[-_ ]?n[-_ ]?max)$", re.I)
+#: a column of acceptance rates (accepted / drafted): ``accept rate``, ``Accept %``, llama.cpp's ``draft rate``
+_ACC_HEADER = re.compile(r"^(?:avg[ _-]?)?(?:draft[ _-]?)?(?:accept(?:ance|ed)?|acc\.?)[ _-]?(?:rate|%|\(%\))?$|"
+                         r"^draft[ _-]?(?:acceptance[ _-]?)?rate$", re.I)
 _STEPS_HEADER = re.compile(r"^(?:num[_ ]?)?steps$", re.I)
 _SKIP_HEADER = re.compile(r"speed-?up|ratio|\bvs\b|diff|Δ|change|gain|%|improvement|delta", re.I)
 _NONE_CELL = re.compile(r"^\(?(?:none|off|no|disabled?|baseline|vanilla|n/?a|-+|—)\)?$", re.I)
@@ -70,6 +73,8 @@ def _roles(header: list[str]) -> dict[int, str]:
         name = h.strip()
         if _K_HEADER.match(name.replace(" ", "_")) or _K_HEADER.match(name):
             roles[j] = "k"
+        elif _ACC_HEADER.match(name):
+            roles[j] = "acc"
         elif _SKIP_HEADER.search(name):
             roles[j] = "skip"
         else:
@@ -137,6 +142,10 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
         if role == "skip":
             continue
         v, unit, is_range = number(cell)
+        if role == "acc":
+            if v is not None and 0 <= v <= 100:
+                metrics["acc"] = (v / 100.0 if "%" in unit or "%" in header[j] or v > 1 else v, header[j])
+            continue
         if role == "label" or v is None:
             if role == "label" and cell:
                 labels.append(f"{header[j]}={cell}" if v is not None else cell)
@@ -149,7 +158,9 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
         return None
     label = ", ".join(labels)
     st = classify(label)
-    if k is not None:
+    if k == 0 and metrics.get("acc", (0.0, ""))[0] > 0:
+        kind, k = SPEC, None  # "n-max 0" with drafts accepted: the engine's default depth, not no speculation
+    elif k is not None:
         kind = BASE if k == 0 else SPEC
     elif st.kind is not None:
         kind, k = st.kind, st.k

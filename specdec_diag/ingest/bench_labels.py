@@ -71,7 +71,7 @@ METRICS = {
 _NOT_OUTPUT = re.compile(r"input|prompt|prefill|total token|peak|last gen|latency|\btime\b|accepted|drafted|speedup|speed-up|ratio|\bvs\b|%|"
                          r"retokeni", re.I)
 _MAL_KEY = re.compile(r"accept(?:ance|ed)?[ _-]*len(?:gth)?|acc(?:pt|ept)?\.?[ _-]*len|mean accepted tokens|"
-                      r"^\s*#?\s*(?:al|τ|tau|mat)\s*$", re.I)
+                      r"^\s*#?\s*(?:al|τ|tau|mat|mean[ _-]?len(?:gth)?)\s*$", re.I)
 _LOAD_KEY = re.compile(r"^(?:bs|batch(?:[ _-]?size)?|max(?:imum)?[ _-]*(?:request[ _-]*)?concurrency|concurrency|"
                        r"max_concurrency|num[_ ]?clients|parallel|np)\b", re.I)
 

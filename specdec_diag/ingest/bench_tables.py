@@ -19,12 +19,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from specdec_diag.ingest.bench_context import context_records
 from specdec_diag.ingest.bench_labels import BASE, SPEC, Status, classify, metric_of, number, to_metric_value
 
 _SEPARATOR = re.compile(r"^:?-{2,}:?$")
 _K_HEADER = re.compile(
     r"^-*(?:k|γ|gamma|num[_ ]?spec(?:ulative)?[_ ]?tokens|draft[-_ ]?(?:max|tokens|n|len)|n[_ ]?draft|"
     r"num[_ ]?draft(?:[_ ]?tokens)?|spec(?:ulative)?[_ ]?tokens|lookahead|depth|(?:spec[-_ ]?)?draft[-_ ]?n[-_ ]?max)$", re.I)
+#: accepted / drafted counts in a cell: ``60.1% (83/138)``, or a column of them (``Draft Accepted/Total``)
+_PAIR = re.compile(r"(?<![\d.])(\d[\d,]*)\s*/\s*(\d[\d,]*)(?![\d.])")
+_PAIR_HEADER = re.compile(r"accept\w*\s*/\s*(?:total|draft\w*|generated|proposed)", re.I)
 #: a column of acceptance rates (accepted / drafted): ``accept rate``, ``Accept %``, llama.cpp's ``draft rate``
 _ACC_HEADER = re.compile(r"^(?:avg[ _-]?)?(?:draft[ _-]?)?(?:accept(?:ance|ed)?|acc\.?)[ _-]?(?:rate|%|\(%\))?$|"
                          r"^draft[ _-]?(?:acceptance[ _-]?)?rate$", re.I)
@@ -60,6 +64,9 @@ def table_records(header: list[str], body: list[tuple[int, list[str]]], heading:
     """Records of one table (see the module docstring); empty when the table is not a benchmark's."""
     if not body or sum(_numeric(c) for c in header) > len(header) // 2:
         return []  # no header row: columns cannot be named
+    by_context = context_records(header, body)
+    if by_context:
+        return by_context
     metric_rows = [cells for _, cells in body if cells and metric_of(cells[0]) is not None]
     if _TRANSPOSED_HEAD.match(header[0]) and len(metric_rows) >= 2:
         return _by_columns(header, body, first_line)
@@ -75,6 +82,8 @@ def _roles(header: list[str]) -> dict[int, str]:
             roles[j] = "k"
         elif _ACC_HEADER.match(name):
             roles[j] = "acc"
+        elif _PAIR_HEADER.search(name):
+            roles[j] = "pair"
         elif _SKIP_HEADER.search(name):
             roles[j] = "skip"
         else:
@@ -112,7 +121,7 @@ def _split_pairs(header: list[str], roles: dict[int, str], body: list[tuple[int,
 
 def _by_rows(header: list[str], body: list[tuple[int, list[str]]], heading: str) -> list[dict[str, Any]]:
     roles = _roles(header)
-    if not any(r in ("out_tps", "mal", "tpot_ms") for r in roles.values()):
+    if not any(r in ("out_tps", "mal", "tpot_ms", "acc", "pair") for r in roles.values()):
         return []
     pair = _paired_columns(header, roles)
     if pair is not None:
@@ -129,7 +138,7 @@ def _by_rows(header: list[str], body: list[tuple[int, list[str]]], heading: str)
 def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line: int, table_status) -> dict | None:
     metrics: dict[str, tuple[float, str]] = {}
     labels: list[str] = []
-    k, kind, ranged = None, None, False
+    k, kind, ranged, pair = None, None, False, None
     for j, cell in enumerate(cells[: len(header)]):
         role = roles.get(j, "label")
         if role == "k":
@@ -140,6 +149,12 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
                 k = 0
             continue
         if role == "skip":
+            continue
+        if role in ("acc", "pair") and (pm := _PAIR.search(cell)) is not None:
+            acc_n, drafted = (int(x.replace(",", "")) for x in pm.groups())
+            if 0 <= acc_n <= drafted:
+                pair = (acc_n, drafted)
+        if role == "pair":
             continue
         v, unit, is_range = number(cell)
         if role == "acc":
@@ -154,7 +169,7 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
         if mv is not None and mv >= 0:
             metrics[role] = (mv, header[j])
             ranged = ranged or is_range
-    if not any(m in metrics for m in ("out_tps", "mal", "tpot_ms")):
+    if not any(m in metrics for m in ("out_tps", "mal", "tpot_ms", "acc")) and pair is None:
         return None
     label = ", ".join(labels)
     st = classify(label)
@@ -166,10 +181,10 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
         kind, k = st.kind, st.k
     elif table_status.kind is not None:
         kind, k = table_status.kind, table_status.k
-    if kind is None and metrics.get("mal", (0.0, ""))[0] > 1.0:
-        kind = SPEC
+    if kind is None and ("acc" in metrics or pair is not None or metrics.get("mal", (0.0, ""))[0] > 1.0):
+        kind = SPEC  # a run that prints what its drafts achieved speculates
     return {"line": line, "label": label, "kind": kind, "k": k, "metrics": metrics, "origin": "table",
-            "format": "bench-table", "ranged": ranged}
+            "format": "bench-table", "ranged": ranged, "pair": pair}
 
 
 def _by_columns(header: list[str], body: list[tuple[int, list[str]]], first_line: int) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from specdec_diag.analysis.comparisons import benchmark_k_sweeps
 from specdec_diag.analysis.rules import run_rules
 from specdec_diag.ingest import scan
 from specdec_diag.ingest.bench_context import context_tokens
+from specdec_diag.ingest.bench_labels import vs_speeds
 from specdec_diag.ingest.paste_tables import aligned_tables
 
 REAL = Path(__file__).parent / "fixtures" / "real"
@@ -113,3 +114,33 @@ def test_draft_n_max_sweep_with_none_row():
     assert w["acceptance_rate"].to_list()[1:] == pytest.approx([0.44, 0.47, 0.30, 0.23, 0.20, 0.11])
     codes = {f.code for f in findings(path)}
     assert "K_TOO_LARGE" in codes and "SPEC_INACTIVE" not in codes
+
+
+# --- two speeds compared in one phrase -------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, header, expected", [
+    ("Net throughput loss even at 90% acceptance: 5.1 t/s with MTP vs 21.4 t/s no-spec (short ctx)", "",
+     (("with MTP", 5.1), ("no-spec", 21.4))),
+    ("−32% (61 vs 90 tok/s)", "decode vs baseline", (("", 61.0), ("baseline", 90.0))),
+    ("61 vs 90 tok/s", "decode", None),  # nothing says which side is the baseline
+    ("EAGLE-3 vs EAGLE-2", "", None),
+])
+def test_vs_speeds(text, header, expected):
+    assert vs_speeds(text, header) == expected
+
+
+def test_per_backend_speedups_beside_acceptance():
+    """ggml-org/llama.cpp#26750: '**−32%** (61 vs 90 tok/s)' on CUDA, '+128% (218 vs 96 tok/s)' on Vulkan:
+    each row carries its own baseline; only the CUDA comparison is a slowdown."""
+    path = REAL / "llamacpp" / "mtp_cuda_vs_vulkan_accept_tables_26750.log"
+    w = rows(path).filter(pl.col("gen_tps").is_not_null())
+    assert w.select("line", "k", "gen_tps").rows() == [(9, None, 61.0), (9, 0, 90.0), (10, None, 218.0),
+                                                        (10, 0, 96.0), (11, None, 124.0), (11, 0, 70.0)]
+    (slow,) = [f for f in findings(path) if f.code == "NO_SPEEDUP"]
+    assert slow.evidence["comparisons_without_speedup"] == 1 and slow.evidence["speedup"] == pytest.approx(61 / 90)
+
+
+def test_prose_comparison_is_two_runs():
+    """ggml-org/llama.cpp#27836: '**5.1 t/s with MTP vs 21.4 t/s no-spec**' at 90 % acceptance."""
+    path = REAL / "llamacpp" / "mtp_vulkan_gfx1151_net_loss_pr27836.log"
+    assert "NO_SPEEDUP" in {f.code for f in findings(path)}

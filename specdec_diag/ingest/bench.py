@@ -34,7 +34,16 @@ import polars as pl
 
 from specdec_diag.ingest._textparse import norm_lines
 from specdec_diag.ingest.base import LINE_STRIDE, Parsed, ParseOptions, Source
-from specdec_diag.ingest.bench_labels import BASE, SPEC, Status, classify, metric_of, number, to_metric_value
+from specdec_diag.ingest.bench_labels import (
+    BASE,
+    SPEC,
+    Status,
+    classify,
+    metric_of,
+    number,
+    to_metric_value,
+    vs_speeds,
+)
 from specdec_diag.ingest.bench_tables import split_row, table_records
 from specdec_diag.schema import WINDOW_SCHEMA
 
@@ -196,6 +205,13 @@ class _Records:
         if sweep is not None:
             self.close()
             self.done.append(sweep)
+            return
+        vs = vs_speeds(text)
+        if vs is not None:  # "5.1 t/s with MTP vs 21.4 t/s no-spec": two runs in one phrase
+            self.close()
+            for (lab, speed), kind in zip(vs, (SPEC, BASE), strict=True):
+                self.done.append({**_new(line, "line", "bench-line"), "label": lab, "kind": kind, "text": text,
+                                  "k": 0 if kind == BASE else None, "metrics": {"out_tps": (speed, lab)}})
             return
         items = kv_items(text)
         if not items:

@@ -20,7 +20,16 @@ import re
 from typing import Any
 
 from specdec_diag.ingest.bench_context import context_records
-from specdec_diag.ingest.bench_labels import BASE, SPEC, Status, classify, metric_of, number, to_metric_value
+from specdec_diag.ingest.bench_labels import (
+    BASE,
+    SPEC,
+    Status,
+    classify,
+    metric_of,
+    number,
+    to_metric_value,
+    vs_speeds,
+)
 
 _SEPARATOR = re.compile(r"^:?-{2,}:?$")
 _K_HEADER = re.compile(
@@ -132,13 +141,16 @@ def _by_rows(header: list[str], body: list[tuple[int, list[str]]], heading: str)
         rec = _row_record(header, roles, cells, line, table_status)
         if rec is not None:
             out.append(rec)
+            if rec["vs_base"] is not None and rec["kind"] == SPEC:  # the row's own baseline, printed beside it
+                out.append({**rec, "label": f"{rec['label']} (baseline)".strip(), "kind": BASE, "k": 0, "pair": None,
+                            "metrics": {"out_tps": (rec["vs_base"], rec["metrics"]["out_tps"][1])}, "vs_base": None})
     return out
 
 
 def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line: int, table_status) -> dict | None:
     metrics: dict[str, tuple[float, str]] = {}
     labels: list[str] = []
-    k, kind, ranged, pair = None, None, False, None
+    k, kind, ranged, pair, vs_base = None, None, False, None, None
     for j, cell in enumerate(cells[: len(header)]):
         role = roles.get(j, "label")
         if role == "k":
@@ -149,6 +161,9 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
                 k = 0
             continue
         if role == "skip":
+            if (vs := vs_speeds(cell, header[j])) is not None:  # "-32% (61 vs 90 tok/s)" under "vs baseline"
+                metrics.setdefault("out_tps", (vs[0][1], header[j]))
+                vs_base = vs[1][1]
             continue
         if role in ("acc", "pair") and (pm := _PAIR.search(cell)) is not None:
             acc_n, drafted = (int(x.replace(",", "")) for x in pm.groups())
@@ -184,7 +199,7 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
     if kind is None and ("acc" in metrics or pair is not None or metrics.get("mal", (0.0, ""))[0] > 1.0):
         kind = SPEC  # a run that prints what its drafts achieved speculates
     return {"line": line, "label": label, "kind": kind, "k": k, "metrics": metrics, "origin": "table",
-            "format": "bench-table", "ranged": ranged, "pair": pair}
+            "format": "bench-table", "ranged": ranged, "pair": pair, "vs_base": vs_base}
 
 
 def _by_columns(header: list[str], body: list[tuple[int, list[str]]], first_line: int) -> list[dict[str, Any]]:

@@ -31,6 +31,13 @@ class AcceptanceDecayContext(Rule):
     significant (two-proportion z >= 3 when counts exist). When one adjacent-bin step carries at
     least ``sharp_drop_share`` of the decline the drop is called sharp and located.
 
+    A pasted acceptance-vs-context table (ingest ``bench-context-table``: one summary value per
+    context length, no counts) is judged on its own: at least ``TABLE_MIN_POINTS`` (3) lengths, a
+    first-to-last drop of at least ``decay_relative_drop`` in the acceptance rate (or, without one,
+    in accepted tokens per step = acceptance length - 1), and at least ``TABLE_FALLING_SHARE`` (60 %)
+    of the steps between adjacent lengths falling; no significance test (speculators #684: EAGLE3
+    2.30 at 2k -> 1.08 at 20k, the sliding-window drafter flat and not flagged).
+
     **Why it matters.** A one-layer draft head loses long-range information (smooth decay: vLLM #47602,
     sglang #30763); drafter sliding-window layers run as full attention fall off a cliff at the window
     size (AEON DFlash #6: collapse past ~2k tokens, fixed by vLLM PR #40898).

@@ -144,3 +144,11 @@ def test_prose_comparison_is_two_runs():
     """ggml-org/llama.cpp#27836: '**5.1 t/s with MTP vs 21.4 t/s no-spec**' at 90 % acceptance."""
     path = REAL / "llamacpp" / "mtp_vulkan_gfx1151_net_loss_pr27836.log"
     assert "NO_SPEEDUP" in {f.code for f in findings(path)}
+
+
+def test_drafted_accepted_count_columns():
+    """vllm-project/vllm-metal#456: 'Prompt | Drafted | Accepted | Rate' - counts, not an acceptance
+    rate column (150 accepted is no percentage); 'Rate' beside them is their rate."""
+    w = rows(REAL / "bench" / "vllm_metal_ngram_prompt_table_pr456.log")
+    assert w.select("draft_tokens", "accepted_tokens").rows() == [(150, 150), (180, 118), (147, 81)]
+    assert w["acceptance_rate"].to_list() == pytest.approx([1.0, 118 / 180, 81 / 147])

@@ -38,6 +38,9 @@ _K_HEADER = re.compile(
 #: accepted / drafted counts in a cell: ``60.1% (83/138)``, or a column of them (``Draft Accepted/Total``)
 _PAIR = re.compile(r"(?<![\d.])(\d[\d,]*)\s*/\s*(\d[\d,]*)(?![\d.])")
 _PAIR_HEADER = re.compile(r"accept\w*\s*/\s*(?:total|draft\w*|generated|proposed)", re.I)
+#: count columns: drafted and accepted tokens (``Prompt | Drafted | Accepted | Rate``)
+_COUNT_HEADERS = (("drafted", re.compile(r"^#?\s*(?:drafted|proposed)(?:[ _]tokens)?$", re.I)),
+                  ("accepted", re.compile(r"^#?\s*accepted(?:[ _]tokens)?$", re.I)))
 #: a column of acceptance rates (accepted / drafted): ``accept rate``, ``Accept %``, llama.cpp's ``draft rate``
 _ACC_HEADER = re.compile(r"^(?:avg[ _-]?)?(?:draft[ _-]?)?(?:accept(?:ance|ed)?|acc\.?)[ _-]?(?:rate|%|\(%\))?$|"
                          r"^draft[ _-]?(?:acceptance[ _-]?)?rate$", re.I)
@@ -89,6 +92,8 @@ def _roles(header: list[str]) -> dict[int, str]:
         name = h.strip()
         if _K_HEADER.match(name.replace(" ", "_")) or _K_HEADER.match(name):
             roles[j] = "k"
+        elif any(rx.match(name) for _, rx in _COUNT_HEADERS):
+            roles[j] = next(role for role, rx in _COUNT_HEADERS if rx.match(name))
         elif _ACC_HEADER.match(name):
             roles[j] = "acc"
         elif _PAIR_HEADER.search(name):
@@ -97,6 +102,8 @@ def _roles(header: list[str]) -> dict[int, str]:
             roles[j] = "skip"
         else:
             roles[j] = metric_of(name) or "label"
+    if "drafted" in roles.values() and "accepted" in roles.values():  # "Rate" beside the counts is theirs
+        roles.update({j: "acc" for j, h in enumerate(header) if h.strip().lower() in ("rate", "ratio", "%")})
     if "k" not in roles.values():
         for j, h in enumerate(header):
             if _STEPS_HEADER.match(h.strip()):
@@ -130,7 +137,7 @@ def _split_pairs(header: list[str], roles: dict[int, str], body: list[tuple[int,
 
 def _by_rows(header: list[str], body: list[tuple[int, list[str]]], heading: str) -> list[dict[str, Any]]:
     roles = _roles(header)
-    if not any(r in ("out_tps", "mal", "tpot_ms", "acc", "pair") for r in roles.values()):
+    if not any(r in ("out_tps", "mal", "tpot_ms", "acc", "pair", "drafted") for r in roles.values()):
         return []
     pair = _paired_columns(header, roles)
     if pair is not None:
@@ -151,6 +158,7 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
     metrics: dict[str, tuple[float, str]] = {}
     labels: list[str] = []
     k, kind, ranged, pair, vs_base = None, None, False, None, None
+    counts: dict[str, float | None] = {}
     for j, cell in enumerate(cells[: len(header)]):
         role = roles.get(j, "label")
         if role == "k":
@@ -169,6 +177,9 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
             acc_n, drafted = (int(x.replace(",", "")) for x in pm.groups())
             if 0 <= acc_n <= drafted:
                 pair = (acc_n, drafted)
+        if role in ("drafted", "accepted"):
+            counts[role] = number(cell)[0]
+            continue
         if role == "pair":
             continue
         v, unit, is_range = number(cell)
@@ -184,6 +195,9 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
         if mv is not None and mv >= 0:
             metrics[role] = (mv, header[j])
             ranged = ranged or is_range
+    d, a = counts.get("drafted"), counts.get("accepted")
+    if pair is None and d is not None and a is not None and d == int(d) and a == int(a) and 0 <= a <= d:
+        pair = (int(a), int(d))
     if not any(m in metrics for m in ("out_tps", "mal", "tpot_ms", "acc")) and pair is None:
         return None
     label = ", ".join(labels)

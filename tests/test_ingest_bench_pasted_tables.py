@@ -152,3 +152,14 @@ def test_drafted_accepted_count_columns():
     w = rows(REAL / "bench" / "vllm_metal_ngram_prompt_table_pr456.log")
     assert w.select("draft_tokens", "accepted_tokens").rows() == [(150, 150), (180, 118), (147, 81)]
     assert w["acceptance_rate"].to_list() == pytest.approx([1.0, 118 / 180, 81 / 147])
+
+
+def test_context_table_of_speeds_is_not_acceptance():
+    """A table comparing speeds with and without speculation per context is no acceptance series, even
+    where the speeds are small numbers; a bare 'acc' column is accuracy, not acceptance."""
+    from specdec_diag.ingest.bench_context import context_records
+    from specdec_diag.ingest.bench_tables import table_records
+
+    body = [(2, ["2k", "12.3", "10.1"]), (3, ["8k", "11.0", "9.9"]), (4, ["32k", "8.2", "9.0"])]
+    assert context_records(["Context", "MTP", "no MTP"], body) == []
+    assert table_records(["model", "acc"], [(2, ["qwen3-8b", "0.85"]), (3, ["llama-8b", "0.81"])], "", 1) == []

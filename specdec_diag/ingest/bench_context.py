@@ -15,14 +15,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from specdec_diag.ingest.bench_labels import SPEC, classify, number
+from specdec_diag.ingest.bench_labels import BASE, SPEC, classify, number
 
 #: the longest acceptance length a table value is read as (k + 1 of the deepest drafters)
 MAX_LENGTH = 20.0
 _CTX_HEADER = re.compile(
     r"^(?:context(?:[ _-]?(?:len(?:gth)?|size|tokens?))?|ctx(?:[ _-]?len)?|isl|input[ _-]?(?:len(?:gth)?|tokens)|"
     r"prompt[ _-]?(?:len(?:gth)?|tokens)|seq(?:uence)?[ _-]?len(?:gth)?)(?:\s*\((?:tokens?|tok)\))?$", re.I)
-_RATE_HEADER = re.compile(r"^(?:avg[ _-]?)?(?:draft[ _-]?)?(?:accept(?:ance)?|acc\.?)(?:[ _-]?(?:rate|%|\(%\)))?$", re.I)
+_RATE_HEADER = re.compile(r"^(?:avg[ _-]?)?(?:draft[ _-]?)?(?:accept(?:ance)?(?:[ _-]?(?:rate|%|\(%\)))?|"
+                          r"acc\.?[ _-]?(?:rate|%|\(%\)))$", re.I)
 _LENGTH_HEADER = re.compile(r"accept(?:ance|ed)?[ _-]*len(?:gth)?|^\s*(?:mean[ _-]?)?(?:al|τ|tau)\s*$", re.I)
 _SKIP = re.compile(r"speed-?up|ratio|\bvs\b|diff|Δ|change|gain|delta|t/s|tok|throughput|latency|time", re.I)
 _SCALE = re.compile(r"^([kKmM])\b")
@@ -37,8 +38,10 @@ def context_tokens(cell: str) -> float | None:
     return v * (1000.0 if m and m.group(1) in "kK" else 1e6 if m else 1.0)
 
 
-def _series_kind(header: str, values: list[tuple[float, str]]) -> str | None:
-    """``acc`` (a rate), ``mal`` (tokens per step) or None for a column of a context table."""
+def _series_kind(header: str, values: list[tuple[float, str]], speeds: bool) -> str | None:
+    """``acc`` (a rate), ``mal`` (tokens per step) or None for a column of a context table. ``speeds``:
+    the table compares runs with and without speculation (a baseline column), so a column named by a
+    drafting method holds speeds there, not acceptance."""
     if not values or _SKIP.search(header):
         return None
     pct = all("%" in u for _, u in values)
@@ -46,7 +49,7 @@ def _series_kind(header: str, values: list[tuple[float, str]]) -> str | None:
         return "mal"
     if _RATE_HEADER.match(header.strip()) or pct:
         return "acc"
-    if classify(header).kind == SPEC and not any(u.strip() for _, u in values):
+    if not speeds and classify(header).kind == SPEC and not any(u.strip() for _, u in values):
         if all(1.0 <= v <= MAX_LENGTH for v, _ in values):
             return "mal"
         if all(0.0 <= v <= 1.0 for v, _ in values):
@@ -59,6 +62,7 @@ def context_records(header: list[str], body: list[tuple[int, list[str]]]) -> lis
     ctx_col = next((j for j, h in enumerate(header) if _CTX_HEADER.match(h.strip())), None)
     if ctx_col is None:
         return []
+    speeds = any(classify(h).kind == BASE for j, h in enumerate(header) if j != ctx_col)
     out = []
     for j, name in enumerate(header):
         if j == ctx_col:
@@ -66,7 +70,7 @@ def context_records(header: list[str], body: list[tuple[int, list[str]]]) -> lis
         cells = [(line, cs[ctx_col], cs[j]) for line, cs in body if j < len(cs) and ctx_col < len(cs)]
         parsed = [(line, context_tokens(c), *number(v)) for line, c, v in cells]
         parsed = [p for p in parsed if p[1] is not None and p[2] is not None]
-        kind = _series_kind(name, [(v, u) for _, _, v, u, _ in parsed])
+        kind = _series_kind(name, [(v, u) for _, _, v, u, _ in parsed], speeds)
         if kind is None or len(parsed) < 2:
             continue
         for line, ctx, v, unit, ranged in parsed:

@@ -42,8 +42,9 @@ _PAIR_HEADER = re.compile(r"accept\w*\s*/\s*(?:total|draft\w*|generated|proposed
 _COUNT_HEADERS = (("drafted", re.compile(r"^#?\s*(?:drafted|proposed)(?:[ _]tokens)?$", re.I)),
                   ("accepted", re.compile(r"^#?\s*accepted(?:[ _]tokens)?$", re.I)))
 #: a column of acceptance rates (accepted / drafted): ``accept rate``, ``Accept %``, llama.cpp's ``draft rate``
-_ACC_HEADER = re.compile(r"^(?:avg[ _-]?)?(?:draft[ _-]?)?(?:accept(?:ance|ed)?|acc\.?)[ _-]?(?:rate|%|\(%\))?$|"
-                         r"^draft[ _-]?(?:acceptance[ _-]?)?rate$", re.I)
+#: (a bare ``acc`` is no acceptance rate: evaluation tables print accuracy under it)
+_ACC_HEADER = re.compile(r"^(?:avg[ _-]?)?(?:draft[ _-]?)?(?:accept(?:ance|ed)?[ _-]?(?:rate|%|\(%\))?|"
+                         r"acc\.?[ _-]?(?:rate|%|\(%\)))$|^draft[ _-]?(?:acceptance[ _-]?)?rate$", re.I)
 _STEPS_HEADER = re.compile(r"^(?:num[_ ]?)?steps$", re.I)
 _SKIP_HEADER = re.compile(r"speed-?up|ratio|\bvs\b|diff|Δ|change|gain|%|improvement|delta", re.I)
 _NONE_CELL = re.compile(r"^\(?(?:none|off|no|disabled?|baseline|vanilla|n/?a|-+|—)\)?$", re.I)

@@ -207,8 +207,8 @@ def _row_record(header: list[str], roles: dict[int, str], cells: list[str], line
         kind, k = SPEC, None  # "n-max 0" with drafts accepted: the engine's default depth, not no speculation
     elif k is not None:
         kind = BASE if k == 0 else SPEC
-    elif st.kind is not None:
-        kind, k = st.kind, st.k
+    elif st.kind is not None:  # a speculative row without its own k takes the one its heading states
+        kind, k = st.kind, st.k if st.k is not None or st.kind == BASE or table_status.kind != SPEC else table_status.k
     elif table_status.kind is not None:
         kind, k = table_status.kind, table_status.k
     if kind is None and ("acc" in metrics or pair is not None or metrics.get("mal", (0.0, ""))[0] > 1.0):

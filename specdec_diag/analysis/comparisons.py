@@ -285,7 +285,9 @@ def benchmark_k_sweeps(windows: pl.DataFrame, min_gain: float) -> list[dict[str,
     if runs.height == 0:
         return []
     spec = runs.filter((pl.col("status") == "speculative") & (pl.col("k") > 0))
-    spec = spec.with_columns(pl.when(pl.col("format") == "bench-table").then(pl.col("label"))
+    # a table row's other label cells are its configuration; a row with none is named by its line only
+    spec = spec.with_columns(pl.when(pl.col("format") == "bench-table")
+                             .then(pl.col("label").str.replace(r"^line \d+$", ""))
                              .otherwise(pl.lit("")).alias("config"))
     out = []
     for (src, metric, load, config), g in spec.group_by(["source", "metric", "load", "config"], maintain_order=True):

@@ -34,7 +34,16 @@ import polars as pl
 
 from specdec_diag.ingest._textparse import norm_lines
 from specdec_diag.ingest.base import LINE_STRIDE, Parsed, ParseOptions, Source
-from specdec_diag.ingest.bench_labels import BASE, SPEC, Status, classify, metric_of, number, to_metric_value
+from specdec_diag.ingest.bench_labels import (
+    BASE,
+    SPEC,
+    Status,
+    classify,
+    metric_of,
+    number,
+    to_metric_value,
+    vs_speeds,
+)
 from specdec_diag.ingest.bench_tables import split_row, table_records
 from specdec_diag.schema import WINDOW_SCHEMA
 
@@ -196,6 +205,13 @@ class _Records:
         if sweep is not None:
             self.close()
             self.done.append(sweep)
+            return
+        vs = vs_speeds(text)
+        if vs is not None:  # "5.1 t/s with MTP vs 21.4 t/s no-spec": two runs in one phrase
+            self.close()
+            for (lab, speed), kind in zip(vs, (SPEC, BASE), strict=True):
+                self.done.append({**_new(line, "line", "bench-line"), "label": lab, "kind": kind, "text": text,
+                                  "k": 0 if kind == BASE else None, "metrics": {"out_tps": (speed, lab)}})
             return
         items = kv_items(text)
         if not items:
@@ -385,8 +401,12 @@ def _unitless_needs_speed_words(recs: list[dict[str, Any]]) -> None:
 
 
 def _counts(rec: dict[str, Any]) -> dict[str, Any]:
-    """Speculative counts a saved result carries (vLLM ``spec_decode_*``), with the rate they give."""
+    """Speculative counts a saved result carries (vLLM ``spec_decode_*``), with the rate they give; a
+    table cell's ``accepted/drafted`` pair gives the two token counts."""
     c = rec.get("counts")
+    if not c and rec.get("pair"):
+        a, d = rec["pair"]
+        return {"accepted_tokens": a, "draft_tokens": d, "acceptance_rate": a / d if d else None}
     if not c:
         return {}
     rate = c["accepted_tokens"] / c["draft_tokens"] if c["draft_tokens"] else None
@@ -405,6 +425,12 @@ def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
         notes.append("a printed range is taken at its midpoint")
     if "tpot_ms" in m:
         notes.append(f"tpot_ms = {m['tpot_ms'][1]!r}")
+    if "mal" in m and rec.get("format") == "bench-context-table":
+        notes.append(f"mean_acceptance_length = {m['mal'][1]!r} as printed (tokens per verify step)")
+    if rec.get("pair"):
+        notes.append("accepted_tokens / draft_tokens = the table cell's 'accepted/drafted' pair")
+    if "acc" in m:
+        notes.append(f"acceptance_rate = {m['acc'][1]!r} as printed (accepted / drafted; a percentage as a fraction)")
     if rec.get("assumed"):
         notes.append("assumed baseline: the only unlabelled run next to speculative runs")
     load = m.get("load")
@@ -420,6 +446,8 @@ def _row(rec: dict[str, Any], source: str) -> dict[str, Any]:
         "tpot_ms": m["tpot_ms"][0] if "tpot_ms" in m else None,
         "ttft_ms": m["ttft_ms"][0] if "ttft_ms" in m else None,
         "mean_acceptance_length": m["mal"][0] if "mal" in m and kind != BASE else None,
+        "acceptance_rate": m["acc"][0] if "acc" in m and kind != BASE else None,
+        "context_len": rec.get("ctx"),
         **_counts(rec),
         "running_reqs": int(round(load[0])) if load and 1 <= load[0] <= MAX_LOAD else None,
         "definition_note": "benchmark run; " + "; ".join(notes),
@@ -438,8 +466,8 @@ def records(lines: pl.DataFrame) -> list[dict[str, Any]]:
         _status(r)
     _implicit_baseline(acc.done)
     recs = [r for r in acc.done if not r.get("vllm_spec")]  # the vLLM source's rows (vllm_blocks)
-    keep = ("out_tps", "value", "tpot_ms", "ttft_ms", "mal")
-    return [r for r in recs if any(x in r["metrics"] for x in keep) and (r["kind"] is not None or r["origin"] == "block")]
+    keep = ("out_tps", "value", "tpot_ms", "ttft_ms", "mal", "acc")
+    return [r for r in recs if (any(x in r["metrics"] for x in keep) or r.get("pair")) and (r["kind"] is not None or r["origin"] == "block")]
 
 
 def parse(lines: pl.DataFrame, source: str, options: ParseOptions) -> Parsed:

@@ -39,6 +39,7 @@ from specdec_diag.ingest._textparse import concat, configs, lines_from_texts, ma
 from specdec_diag.ingest.base import STEPS_SCHEMA, Parsed, ParseOptions, Source
 from specdec_diag.ingest.launch import engine_of
 from specdec_diag.ingest.paste_fields import fields_only, restored_engine
+from specdec_diag.ingest.paste_tables import aligned_tables
 from specdec_diag.ingest.timestamps import anchor_from
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, open_text
 
@@ -334,6 +335,9 @@ def normalise(texts: list[str]) -> tuple[list[str], Repairs]:
     """The pasted lines repaired (same count: line numbers stay those of the file) and what was done."""
     rep = Repairs()
     texts = _table_column(texts, rep)
+    texts, recut = aligned_tables(texts)
+    for i in recut:
+        rep.note(i + 1, "whitespace-aligned table row read as columns")
     gutters = _consecutive_gutters(texts)
     clean: list[str] = []
     partial = ""

@@ -383,7 +383,7 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
     if df.select(miss.any()).item():  # rare: a damaged line or an odd repetition, so the generic pattern
         df = pl.concat([df.filter(~miss), df.filter(miss).select("line", "text", "time", "proc").with_columns(
             text.str.extract_groups(_THR).alias("_g")).unnest("_g")], how="diagonal_relaxed")
-    # the fast pattern has no Deferred / Preemptions groups: absent when every line matched it
+    # optional fields no pattern produced (a batch of lines matched by neither): null columns
     df = df.with_columns(pl.lit(None, dtype=pl.Utf8).alias(c) for c in ("deferred", "preempt") if c not in df.columns)
     df = _late_fields(df)
     df = df.with_columns(pl.when(pl.col("wait").is_null())

@@ -11,6 +11,16 @@ from specdec_diag.analysis.rules.acceptance._helpers import CORRECTNESS_CAUSES, 
 from specdec_diag.analysis.rules.base import Context, Finding, Need, Rule, timeline
 from specdec_diag.analysis.stats import interval
 
+#: context lengths a pasted summary table needs, and the share of its adjacent steps that must fall
+TABLE_MIN_POINTS = 3
+TABLE_FALLING_SHARE = 0.6
+#: the ingest format of a pasted acceptance-vs-context table (ingest/bench_context.py)
+TABLE_FORMAT = "bench-context-table"
+
+
+def _summary_table(frame: pl.DataFrame) -> bool:
+    return frame.height > 0 and "format" in frame.columns and bool((frame["format"] == TABLE_FORMAT).all())
+
 
 class AcceptanceDecayContext(Rule):
     """Acceptance falls as the context grows; a sharp drop at one size points at a window bug.
@@ -20,6 +30,13 @@ class AcceptanceDecayContext(Rule):
     acceptance is at least ``decay_relative_drop`` below the shortest's, and the difference is
     significant (two-proportion z >= 3 when counts exist). When one adjacent-bin step carries at
     least ``sharp_drop_share`` of the decline the drop is called sharp and located.
+
+    A pasted acceptance-vs-context table (ingest ``bench-context-table``: one summary value per
+    context length, no counts) is judged on its own: at least ``TABLE_MIN_POINTS`` (3) lengths, a
+    first-to-last drop of at least ``decay_relative_drop`` in the acceptance rate (or, without one,
+    in accepted tokens per step = acceptance length - 1), and at least ``TABLE_FALLING_SHARE`` (60 %)
+    of the steps between adjacent lengths falling; no significance test (speculators #684: EAGLE3
+    2.30 at 2k -> 1.08 at 20k, the sliding-window drafter flat and not flagged).
 
     **Why it matters.** A one-layer draft head loses long-range information (smooth decay: vLLM #47602,
     sglang #30763); drafter sliding-window layers run as full attention fall off a cliff at the window
@@ -38,7 +55,8 @@ class AcceptanceDecayContext(Rule):
     name = "acceptance decays with context"
     severity = "warning"
     thresholds = ("decay_relative_drop", "decay_bins", "sharp_drop_share", "min_draft_tokens")
-    needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens over the context-length bins"),)
+    needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens over the context-length bins"),
+             Need("context_points", TABLE_MIN_POINTS, "context lengths of a pasted acceptance-vs-context table"))
     problems = (6, 22)
     explained_by = CORRECTNESS_CAUSES
 
@@ -46,6 +64,9 @@ class AcceptanceDecayContext(Rule):
         th = ctx.thresholds
         out = []
         for u in units(ctx):
+            if u.kind == "windows" and _summary_table(u.frame):
+                out.extend(f for f in [self._table_trend(ctx, u)] if f is not None)
+                continue
             pts = self._points(u)
             if pts is None or pts.height < 2 * th.decay_bins or float(pts["d"].sum()) < th.min_draft_tokens:
                 continue
@@ -96,6 +117,35 @@ class AcceptanceDecayContext(Rule):
                 sample=self.sample(ctx, "draft_tokens", float(pts["d"].sum())),
                 interval=interval("acceptance_rate (longest-context bin)", last["acceptance"] * n2, n2)))
         return out
+
+    def _table_trend(self, ctx: Context, u: Unit) -> Finding | None:
+        """A pasted acceptance-vs-context table: one summary value per context length, no draft counts,
+        so no z test. The decay must be large (``decay_relative_drop``, first to last context) and
+        steady (at least ``TABLE_FALLING_SHARE`` of the steps between adjacent lengths fall)."""
+        rate = u.frame["acceptance_rate"].drop_nulls().len() > 0
+        value = pl.col("acceptance_rate") if rate else pl.col("mean_acceptance_length") - 1.0
+        pts = (u.frame.select(pl.col("context_len").alias("ctx"), value.alias("v"), "line").drop_nulls()
+               .group_by("ctx").agg(pl.col("v").mean(), pl.col("line").first()).sort("ctx"))
+        if pts.height < TABLE_MIN_POINTS:
+            return None
+        v, c = pts["v"].to_list(), pts["ctx"].to_list()
+        rel = (v[0] - v[-1]) / v[0] if v[0] > 0 else 0.0
+        falling = sum(b < a for a, b in zip(v[:-1], v[1:], strict=True)) / (len(v) - 1)
+        if rel < ctx.thresholds.decay_relative_drop or falling < TABLE_FALLING_SHARE:
+            return None
+        measure = "acceptance_rate" if rate else "accepted_per_step"
+        ev = {"points": [{"context": x, measure: y} for x, y in zip(c, v, strict=True)], "relative_drop": rel,
+              "falling_share": falling, "basis": "summary table as printed: no draft counts, no significance test",
+              "definitions": {"accepted_per_step": "mean acceptance length - 1 (bonus token excluded): proportional "
+                                                   "to the acceptance rate at a fixed k",
+                              "relative_drop": "(shortest-context value - longest-context value) / shortest-context value",
+                              "falling_share": "share of steps between adjacent context lengths where the value falls"}}
+        title = (f"Acceptance decays with context length in {u.label}: {measure} {v[0]:.2f} at {c[0]:,} tokens → "
+                 f"{v[-1]:.2f} at {c[-1]:,}")
+        rec = ("Use a smaller k (or no speculation) past the length where acceptance no longer pays, or a drafter "
+               "trained on long contexts; a sliding-window drafter keeps acceptance flat.")
+        return self.finding(ctx, title, ev, rec, u.frame.filter(pl.col("line").is_in(pts["line"].to_list())),
+                            score=rel, sample=self.sample(ctx, "context_points", pts.height))
 
     @staticmethod
     def _points(u: Unit) -> pl.DataFrame | None:

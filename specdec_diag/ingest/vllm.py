@@ -381,6 +381,7 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
     if df.select(miss.any()).item():  # rare: a damaged line or an odd repetition, so the generic pattern
         df = pl.concat([df.filter(~miss), df.filter(miss).select("line", "text", "time", "proc").with_columns(
             text.str.extract_groups(_THR).alias("_g")).unnest("_g")], how="diagonal_relaxed")
+    df = _with_thr_columns(df)
     df = _late_fields(df)
     df = df.with_columns(pl.when(pl.col("wait").is_null())
                          .then(pl.lit("throughput line does not match the known format"))
@@ -407,6 +408,13 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
 #: and such lines have each field read where it is (a rare path)
 _LATE_FIELDS = (("kv", rf"GPU KV cache usage: ({_NUM})%"), ("deferred", r"Deferred: (\d+) reqs?"),
                 ("preempt", r"Preemptions: (\d+)"))
+
+
+def _with_thr_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """The fast pattern has no Deferred/Preemptions groups: add them (null) so a batch the fast
+    pattern read entirely has every column the generic pattern would have given."""
+    missing = [name for name in ("deferred", "preempt") if name not in df.columns]
+    return df.with_columns(pl.lit(None, dtype=pl.Utf8).alias(name) for name in missing) if missing else df
 
 
 def _late_fields(df: pl.DataFrame) -> pl.DataFrame:

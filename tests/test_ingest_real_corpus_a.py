@@ -1,0 +1,44 @@
+"""vLLM and SGLang lines from the real-excerpt corpus (tests/fixtures/real/, sources in the sidecars)
+that once failed: each test names the general cause it guards, on the verbatim published lines."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+
+from specdec_diag.ingest import scan
+
+REAL = Path(__file__).parent / "fixtures" / "real"
+
+
+def _scan(tmp_path: Path, rel: str):
+    dst = tmp_path / Path(rel).name
+    shutil.copy(REAL / rel, dst)
+    return scan([dst], use_cache=False)
+
+
+def _throughput(res) -> list[dict]:
+    return res.windows.filter(pl.col("format").str.ends_with("throughput")).sort("line").to_dicts()
+
+
+def test_engine_throughput_lines_read_by_the_fast_pattern_alone(tmp_path):
+    """A batch whose throughput lines all match the fast pattern (no Deferred/Preemptions groups)
+    used to fail with an internal error; now the queue and KV numbers come through."""
+    res = _scan(tmp_path, "vllm/v1_mtp_healthy_2x3090_club105.log")
+    assert res.malformed.height == 0
+    (thr,) = _throughput(res)
+    assert (thr["running_reqs"], thr["waiting_reqs"], thr["kv_usage"]) == (1, 0, 0.074)
+
+
+def test_engines_aggregated_lines_of_two_processes(tmp_path):
+    res = _scan(tmp_path, "vllm/ascend_engines_aggregated_glm5_mtp3_9803.log")
+    assert res.malformed.height == 0
+    assert [(t["line"], t["running_reqs"], t["kv_usage"]) for t in _throughput(res)] == [(1, 8, 0.329), (3, 8, 0.326)]
+
+
+def test_capacity_queueing_lines_keep_the_waiting_count(tmp_path):
+    res = _scan(tmp_path, "vllm/v1_mtp_capacity_waiting_43295.log")
+    assert res.malformed.height == 0
+    assert [t["waiting_reqs"] for t in _throughput(res)] == [56, 55]

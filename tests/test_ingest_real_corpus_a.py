@@ -42,3 +42,12 @@ def test_capacity_queueing_lines_keep_the_waiting_count(tmp_path):
     res = _scan(tmp_path, "vllm/v1_mtp_capacity_waiting_43295.log")
     assert res.malformed.height == 0
     assert [t["waiting_reqs"] for t in _throughput(res)] == [56, 55]
+
+
+def test_specdecoding_line_with_spaces_lost_in_the_paste(tmp_path):
+    """'394.48tokens/s' and '0.000,0.000' (a paste that dropped spaces) still make a window."""
+    res = _scan(tmp_path, "vllm/dflash_near_zero_squashed_spaces_speculators613.log")
+    assert res.malformed.height == 0
+    spec = res.windows.filter(pl.col("format").str.starts_with("vllm-v1-specdecoding")).sort("line").to_dicts()
+    assert [(w["accepted_tokens"], w["draft_tokens"]) for w in spec] == [(49, 2160), (57, 3945)]
+    assert len(spec[1]["per_position_acceptance"]) == 15 and spec[1]["per_position_acceptance"][0] == 0.217

@@ -70,9 +70,10 @@ _V1 = (
     rf"SpecDecoding metrics: (?:Draft acceptance rate: (?P<ar_c>{_NUM})%, )?"
     rf"(?:Mean acceptance length: (?P<mal>{_NUM}), )?"
     rf"(?:Current speculative depth: (?P<depth>{_NUM}), )?"
-    rf"(?:Accepted throughput: (?P<acc_tps>{_NUM}) tokens/s, Drafted throughput: (?P<draft_tps>{_NUM}) tokens/s, )?"
-    r"Accepted: (?P<acc>\d+) tokens, Drafted: (?P<draft>\d+) tokens"
-    r"(?:, Per-position acceptance rate: (?P<pp>(?:\d+\.\d+|nan)(?:, (?:\d+\.\d+|nan))*))?"
+    # a paste can lose the space before a unit or after a list comma ('394.48tokens/s', '0.000,0.000')
+    rf"(?:Accepted throughput: (?P<acc_tps>{_NUM}) ?tokens/s, Drafted throughput: (?P<draft_tps>{_NUM}) ?tokens/s, )?"
+    r"Accepted: (?P<acc>\d+) ?tokens, Drafted: (?P<draft>\d+) ?tokens"
+    r"(?:, Per-position acceptance rate: (?P<pp>(?:\d+\.\d+|nan)(?:, ?(?:\d+\.\d+|nan))*))?"
     rf"(?:, Avg Draft acceptance rate: (?P<ar_e>{_NUM})%)?\s*$"
 )
 _THR = (
@@ -218,7 +219,7 @@ def _v1_numbers(ok: pl.DataFrame, version: str | None) -> pl.DataFrame:
     ok = ok.with_columns(
         _i("acc").alias("acc"), _i("draft").alias("draft"), _f("mal").alias("mal"),
         _f("ar_c").alias("ar_c"), _f("ar_e").alias("ar_e"), _i("depth").alias("depth"),
-        pl.col("pp").str.split(", ").cast(pl.List(pl.Float64), strict=False).alias("ppl"),
+        pl.col("pp").str.replace_all(", ?", ",").str.split(",").cast(pl.List(pl.Float64), strict=False).alias("ppl"),
     ).with_columns(pl.coalesce("depth", pl.col("ppl").list.len().cast(pl.Int64)).alias("k"))
     # only C-shaped lines (no throughput fields) or a MAL below 1 can carry the pre-v0.9.0 MAL; a batch of
     # D/E lines skips the identity, and a batch without depth skips its note

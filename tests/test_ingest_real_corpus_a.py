@@ -51,3 +51,19 @@ def test_specdecoding_line_with_spaces_lost_in_the_paste(tmp_path):
     spec = res.windows.filter(pl.col("format").str.starts_with("vllm-v1-specdecoding")).sort("line").to_dicts()
     assert [(w["accepted_tokens"], w["draft_tokens"]) for w in spec] == [(49, 2160), (57, 3945)]
     assert len(spec[1]["per_position_acceptance"]) == 15 and spec[1]["per_position_acceptance"][0] == 0.217
+
+
+def _codes(tmp_path: Path, rel: str) -> dict[str, str]:
+    from specdec_diag.analysis.rules import Thresholds, run_rules
+    return {f.code: f.severity for f in run_rules(_scan(tmp_path, rel), Thresholds())}
+
+
+def test_benchmark_run_average_near_one_is_a_likely_broken_drafter(tmp_path):
+    """'Average Accept length: 1.037' of a whole benchmark run (no counts) is not one log interval:
+    DRAFTER_BROKEN as a warning ('likely'), where it used to abstain for want of 6 windows."""
+    assert _codes(tmp_path, "sglang/mmstar_accept_length_one_specforge310.log").get("DRAFTER_BROKEN") == "warning"
+
+
+def test_benchmark_run_average_of_a_working_drafter_stays_silent(tmp_path):
+    for rel in ("sglang/mmstar_quoted_accept_length_specforge310.log", "sglang/bench_serving_ngram_threshold_pr13376.log"):
+        assert "DRAFTER_BROKEN" not in _codes(tmp_path, rel)

@@ -67,3 +67,19 @@ def test_benchmark_run_average_near_one_is_a_likely_broken_drafter(tmp_path):
 def test_benchmark_run_average_of_a_working_drafter_stays_silent(tmp_path):
     for rel in ("sglang/mmstar_quoted_accept_length_specforge310.log", "sglang/bench_serving_ngram_threshold_pr13376.log"):
         assert "DRAFTER_BROKEN" not in _codes(tmp_path, rel)
+
+
+def _runs(res) -> list[dict]:
+    return res.windows.filter(pl.col("window") == "run").sort("line").to_dicts()
+
+
+def test_pretty_printed_benchmark_json_keeps_its_accept_length(tmp_path):
+    """One key a line ('"accept_length": 3.18...,'): the line used to be dropped before parsing."""
+    (run,) = _runs(_scan(tmp_path, "sglang/bench_json_spec_v1_accept_length_pr14063.log"))
+    assert round(run["mean_acceptance_length"], 2) == 3.18 and round(run["gen_tps"], 2) == 198.13
+
+
+def test_send_one_key_equals_value_lines(tmp_path):
+    """SGLang send_one.py: 'acc_length=2.20' then 'speed=125.59 token/s' is one run."""
+    runs = _runs(_scan(tmp_path, "sglang/fa3_send_one_disable_cuda_graph_pr4951.log"))
+    assert [(r["gen_tps"], r["mean_acceptance_length"]) for r in runs] == [(84.82, None), (125.59, 2.2)]

@@ -83,3 +83,12 @@ def test_send_one_key_equals_value_lines(tmp_path):
     """SGLang send_one.py: 'acc_length=2.20' then 'speed=125.59 token/s' is one run."""
     runs = _runs(_scan(tmp_path, "sglang/fa3_send_one_disable_cuda_graph_pr4951.log"))
     assert [(r["gen_tps"], r["mean_acceptance_length"]) for r in runs] == [(84.82, None), (125.59, 2.2)]
+
+
+def test_bench_serve_block_cut_right_after_the_speculative_header(tmp_path):
+    """A paste that ends at '-----Speculative Decoding-----' has nothing of that section to read: the
+    serving numbers stay, and the bare header is no malformed line."""
+    res = _scan(tmp_path, "vllm/bench_serve_hybrid_spec_section_cut_pr51742.log")
+    assert res.malformed.height == 0
+    (run,) = _runs(res)
+    assert run["gen_tps"] == 371.88 and run["tpot_ms"] == 2.38

@@ -92,3 +92,19 @@ def test_bench_serve_block_cut_right_after_the_speculative_header(tmp_path):
     assert res.malformed.height == 0
     (run,) = _runs(res)
     assert run["gen_tps"] == 371.88 and run["tpot_ms"] == 2.38
+
+
+def test_full_acceptance_on_one_request_is_a_loop_note_not_a_verdict(tmp_path):
+    """club-3090 #34: MAL 4.00 / per-position 1.000 at k=3 with one running request is a token loop
+    (the maintainer's reading), not a bypassed verifier: SUSPICIOUS_ACCEPTANCE only as info."""
+    codes = _codes(tmp_path, "vllm/v1_mtp_token_loop_full_acceptance_club34.log")
+    assert codes.get("SUSPICIOUS_ACCEPTANCE") == "info"
+    assert "PINNED_ACCEPTANCE_LENGTH" not in codes or codes["PINNED_ACCEPTANCE_LENGTH"] == "info"
+
+
+def test_full_acceptance_across_a_concurrent_batch_stays_a_verdict(tmp_path):
+    dst = tmp_path / "v1_suspicious_pinned.log"
+    shutil.copy(Path(__file__).parent.parent / "sample_logs" / "engines" / "vllm" / "v1_suspicious_pinned.log", dst)
+    from specdec_diag.analysis.rules import Thresholds, run_rules
+    codes = {f.code: f.severity for f in run_rules(scan([dst], use_cache=False), Thresholds())}
+    assert codes.get("SUSPICIOUS_ACCEPTANCE") == "warning"

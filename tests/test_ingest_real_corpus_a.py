@@ -108,3 +108,17 @@ def test_full_acceptance_across_a_concurrent_batch_stays_a_verdict(tmp_path):
     from specdec_diag.analysis.rules import Thresholds, run_rules
     codes = {f.code: f.severity for f in run_rules(scan([dst], use_cache=False), Thresholds())}
     assert codes.get("SUSPICIOUS_ACCEPTANCE") == "warning"
+
+
+def test_a_startup_version_decides_only_the_lines_after_it(tmp_path):
+    """Two logs in one file (or a server restarted on another version): the V1 lines before the old
+    server's startup line are read under their own definition, not under its version."""
+    fix = Path(__file__).parent / "fixtures" / "vllm"
+    alone = scan([fix / "v1_e_docker_dp.log"], use_cache=False)
+    p = tmp_path / "both.log"
+    p.write_bytes((fix / "v1_e_docker_dp.log").read_bytes() + (fix / "v0_2024_typo.log").read_bytes())
+    both = scan([p], use_cache=False)
+    spec = pl.col("format").str.starts_with("vllm-v1-specdecoding")
+    assert both.windows.filter(spec)["mean_acceptance_length"].to_list() == \
+        alone.windows.filter(spec)["mean_acceptance_length"].to_list()
+    assert both.malformed.filter(pl.col("reason").str.contains("per-position")).height == 0

@@ -52,6 +52,7 @@ M_THR = "Avg generation throughput:"
 MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, M_DIFF, M_ITER, *CONFIG_MARKERS, *BLOCK_MARKERS, *STARTUP_MARKERS)
 
 _VERSION_HINT = r"vLLM API server version|LLM engine \(v"
+_VERSION_NAMED = re.compile(r"(?:vLLM API server version |LLM engine \(v)\d+\.\d+")  # a start naming its version
 _CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
 _BLOCK_RX = "|".join(re.escape(m) for m in BLOCK_MARKERS)
 # any printed token where a number belongs (nan, NaN, -inf, 1e400, 12x3 ...): the value checks name
@@ -127,8 +128,7 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     named = rest.filter(pl.col("text").str.contains(_VERSION_HINT))
     if named.height and (lines["line"] // LINE_STRIDE).n_unique() > 1:  # a batch of files: a version is one file's
         return _per_file(lines.drop("_kind"), source, options)
-    version = vllm_version(named["text"].to_list())
-    parsers = ((v1, lambda d, s: _parse_v1(d, s, version)), (v0, _parse_speculative), (thr, _parse_throughput),
+    parsers = ((v1, lambda d, s: _parse_v1_by_start(d, s, named)), (v0, _parse_speculative), (thr, _parse_throughput),
                (diff, parse_diffusion), (it, parse_iteration))
     for part, fn in parsers:
         if part.height:
@@ -153,6 +153,24 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         m.height for m in bad) else pl.DataFrame(schema=MALFORMED_SCHEMA)
     return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
                   configs=configs)
+
+
+def _parse_v1_by_start(df: pl.DataFrame, source: str, named: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """V1 lines parsed under the version of the server start before them: a startup line decides the
+    lines after it up to the next start (a log that a restarted, upgraded server appended to, or two
+    logs concatenated); lines before the first startup line are decided by their own numbers."""
+    starts = [(line, vllm_version([text])) for line, text in named.select("line", "text").iter_rows()
+              if _VERSION_NAMED.search(text)]
+    cuts = [(-1, None), *starts]
+    parts = []
+    for i, (start, version) in enumerate(cuts):
+        end = cuts[i + 1][0] if i + 1 < len(cuts) else None
+        seg = df.filter((pl.col("line") > start) & (pl.col("line") < end if end is not None else pl.lit(True)))
+        if seg.height:
+            parts.append(_parse_v1(seg, source, version))
+    if not parts:
+        return _parse_v1(df, source, None)
+    return (_concat([w for w, _ in parts], WINDOW_SCHEMA), _concat([b for _, b in parts], MALFORMED_SCHEMA))
 
 
 def _per_file(lines: pl.DataFrame, source: str, options: ParseOptions) -> Parsed:

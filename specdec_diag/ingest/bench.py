@@ -65,6 +65,8 @@ MARKERS: tuple[str, ...] = (
     "=====", "-----",
     # tables, saved result lines
     " | ", "\t", '"output_throughput"', '"acc_length"', "speed=",
+    # SpecForge / SGLang benchmark result JSON (pretty-printed: one key a line); SGLang test/send_one.py
+    '"accept_length"', "acc_length=",
 )
 #: lines other sources own (engine metric lines, llama.cpp slots): never a benchmark's, dropped first
 _OWNED = re.compile(
@@ -73,6 +75,7 @@ _OWNED = re.compile(
     r"^\s*(?:INFO|WARNING|DEBUG|ERROR)\b|^\s*\[?\d{4}-\d\d-\d\d[ T]\d\d:|^\s*\(\w+ pid=\d+\)")
 _KV = re.compile(r":\s*(?P<num>[~≈]?-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?:\s*[-–]\s*\d+(?:\.\d+)?)?)"
                  r"(?:\s*(?P<unit>[A-Za-z%/µ]+(?:/[A-Za-z]+)?))?")
+_SEND_ONE = re.compile(r"^\s*(acc_length|speed)=(\d+(?:\.\d+)?)(?:\s*(token/s|tokens/s|tok/s))?\s*$")
 _TRAILING_OUTPUT = re.compile(r",\s*(\d+(?:\.\d+)?)\s+(?:output\s+)?tok(?:en)?s/s(?:ec(?:ond)?)?\b")
 _CLEAN = re.compile(r"^\s*(?:>\s*)*(?:[*+-]\s+|\d+\.\s+)?")
 _BLOCK = re.compile(r"Benchmark Result")
@@ -141,6 +144,12 @@ def kv_items(text: str) -> list[tuple[str, float, str, str | None]]:
     # exllamav2 examples/speculative.py: "Response generated in 5.12 seconds, 250 tokens, 48.83 tokens/second"
     if not re.match(r"\s*(?:prompt|prefill|input)", text, re.I):
         out.extend(("output tokens/s", float(m.group(1)), "tokens/s", "out_tps") for m in _TRAILING_OUTPUT.finditer(text))
+    eq = _SEND_ONE.match(text) if not out else None
+    if eq:  # SGLang send_one.py prints ``acc_length=2.20`` and ``speed=125.59 token/s`` on lines of their own
+        metric = "mal" if eq.group(1) == "acc_length" else metric_of("speed", eq.group(3) or "")
+        value = float(eq.group(2))
+        if metric is not None and value > 0:
+            out.append((eq.group(1), value, eq.group(3) or "", metric))
     return out
 
 

@@ -52,6 +52,7 @@ M_THR = "Avg generation throughput:"
 MARKERS: tuple[str, ...] = (M_V1, M_V0, M_THR, M_DIFF, M_ITER, *CONFIG_MARKERS, *BLOCK_MARKERS, *STARTUP_MARKERS)
 
 _VERSION_HINT = r"vLLM API server version|LLM engine \(v"
+_VERSION_NAMED = re.compile(r"(?:vLLM API server version |LLM engine \(v)\d+\.\d+")  # a start naming its version
 _CFG_RX = "|".join(re.escape(m) for m in CONFIG_MARKERS)
 _BLOCK_RX = "|".join(re.escape(m) for m in BLOCK_MARKERS)
 # any printed token where a number belongs (nan, NaN, -inf, 1e400, 12x3 ...): the value checks name
@@ -70,9 +71,10 @@ _V1 = (
     rf"SpecDecoding metrics: (?:Draft acceptance rate: (?P<ar_c>{_NUM})%, )?"
     rf"(?:Mean acceptance length: (?P<mal>{_NUM}), )?"
     rf"(?:Current speculative depth: (?P<depth>{_NUM}), )?"
-    rf"(?:Accepted throughput: (?P<acc_tps>{_NUM}) tokens/s, Drafted throughput: (?P<draft_tps>{_NUM}) tokens/s, )?"
-    r"Accepted: (?P<acc>\d+) tokens, Drafted: (?P<draft>\d+) tokens"
-    r"(?:, Per-position acceptance rate: (?P<pp>(?:\d+\.\d+|nan)(?:, (?:\d+\.\d+|nan))*))?"
+    # a paste can lose the space before a unit or after a list comma ('394.48tokens/s', '0.000,0.000')
+    rf"(?:Accepted throughput: (?P<acc_tps>{_NUM}) ?tokens/s, Drafted throughput: (?P<draft_tps>{_NUM}) ?tokens/s, )?"
+    r"Accepted: (?P<acc>\d+) ?tokens, Drafted: (?P<draft>\d+) ?tokens"
+    r"(?:, Per-position acceptance rate: (?P<pp>(?:\d+\.\d+|nan)(?:, ?(?:\d+\.\d+|nan))*))?"
     rf"(?:, Avg Draft acceptance rate: (?P<ar_e>{_NUM})%)?\s*$"
 )
 _THR = (
@@ -163,7 +165,10 @@ def _v1_by_version(v1: pl.DataFrame, named: pl.DataFrame) -> list[tuple[pl.DataF
     own lines, and a batch of small files costs one parse per distinct version, not one per file."""
     if not named.height or not v1.height:
         return [(v1, None)]
-    marks = pl.DataFrame([(line, vllm_version([text])) for line, text in named.select("line", "text").rows()],
+    if not any(_VERSION_NAMED.search(t) for t in named["text"].to_list()):
+        return [(v1, None)]
+    marks = pl.DataFrame([(line, vllm_version([text])) for line, text in named.select("line", "text").rows()
+                          if _VERSION_NAMED.search(text)],
                          schema={"line": pl.Int64, "_ver": pl.Utf8}, orient="row")
     file_of = (pl.col("line") // LINE_STRIDE).alias("_file")
     tagged = v1.sort("line").with_columns(file_of).join_asof(
@@ -220,7 +225,7 @@ def _v1_numbers(ok: pl.DataFrame, version: str | None) -> pl.DataFrame:
     ok = ok.with_columns(
         _i("acc").alias("acc"), _i("draft").alias("draft"), _f("mal").alias("mal"),
         _f("ar_c").alias("ar_c"), _f("ar_e").alias("ar_e"), _i("depth").alias("depth"),
-        pl.col("pp").str.split(", ").cast(pl.List(pl.Float64), strict=False).alias("ppl"),
+        pl.col("pp").str.replace_all(", ?", ",").str.split(",").cast(pl.List(pl.Float64), strict=False).alias("ppl"),
     ).with_columns(pl.coalesce("depth", pl.col("ppl").list.len().cast(pl.Int64)).alias("k"))
     # only C-shaped lines (no throughput fields) or a MAL below 1 can carry the pre-v0.9.0 MAL; a batch of
     # D/E lines skips the identity, and a batch without depth skips its note
@@ -383,8 +388,7 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
     if df.select(miss.any()).item():  # rare: a damaged line or an odd repetition, so the generic pattern
         df = pl.concat([df.filter(~miss), df.filter(miss).select("line", "text", "time", "proc").with_columns(
             text.str.extract_groups(_THR).alias("_g")).unnest("_g")], how="diagonal_relaxed")
-    # optional fields no pattern produced (a batch of lines matched by neither): null columns
-    df = df.with_columns(pl.lit(None, dtype=pl.Utf8).alias(c) for c in ("deferred", "preempt") if c not in df.columns)
+    df = _with_thr_columns(df)
     df = _late_fields(df)
     df = df.with_columns(pl.when(pl.col("wait").is_null())
                          .then(pl.lit("throughput line does not match the known format"))
@@ -411,6 +415,13 @@ def _parse_throughput(df: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.D
 #: and such lines have each field read where it is (a rare path)
 _LATE_FIELDS = (("kv", rf"GPU KV cache usage: ({_NUM})%"), ("deferred", r"Deferred: (\d+) reqs?"),
                 ("preempt", r"Preemptions: (\d+)"))
+
+
+def _with_thr_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """The fast pattern has no Deferred/Preemptions groups: add them (null) so a batch the fast
+    pattern read entirely has every column the generic pattern would have given."""
+    missing = [name for name in ("deferred", "preempt") if name not in df.columns]
+    return df.with_columns(pl.lit(None, dtype=pl.Utf8).alias(name) for name in missing) if missing else df
 
 
 def _late_fields(df: pl.DataFrame) -> pl.DataFrame:

@@ -97,6 +97,7 @@ def _speculative_part(text: str) -> str | None:
 _KV_LINE = re.compile(r"^\s*(?P<key>[A-Za-z][^:]*?)\s*:\s*(?P<val>-?\d+(?:\.\d+)?|nan|inf)?\s*$")
 _POS_LINE = re.compile(r"^\s*Position (\d+)\s*:\s*(\d+(?:\.\d+)?|nan)\s*$")
 _ACC_AT = re.compile(r"^\s*acceptance at token (\d+)\s*:\s*(\d+(?:\.\d+)?|nan)\s*$")
+_BENCH_SPEC_KEYS = {"Drafts", "Draft tokens", "Accepted tokens", "Acceptance length", "Acceptance rate (%)"}
 _BLOCK_GAP = 12  # marker lines further apart than this belong to different summaries
 
 
@@ -160,6 +161,8 @@ def _close_block(block: list[tuple[int, str]], source: str, rows: list[dict[str,
         scale = 1.0
         fmt = "vllm-offline-spec-decode"
     line0, text0 = first_spec or block[0]
+    if kind == "bench" and not pos and not vals.keys() & _BENCH_SPEC_KEYS:
+        return  # the section header and nothing of it: the paste was cut there (vllm #51742), nothing to read
     if drafts is None or dtok is None or atok is None:
         bad.append((line0, f"{fmt} summary lacks drafts / draft tokens / accepted tokens", text0))
         return

@@ -38,6 +38,9 @@ class DrafterBroken(Rule):
     ``decode_log_interval`` (the configured one, else ``sglang_decode_log_interval``) per decode line,
     judged with ``min_verify_steps`` and a Wilson interval of accepted tokens per step (an upper bound
     of the acceptance rate); other engines' windows without counts need ``2 * min_windows`` windows.
+    A whole-run benchmark summary without counts (a benchmark client's average accept length, e.g.
+    ``Average Accept length: 1.037`` over an MMSTAR run, SpecForge #310) averages every verify step of the
+    run, their number unknown: one such run is enough for a warning ("likely, not certain").
     Accept length exactly 1.00 at a batch-size gate is SPEC_INACTIVE, not this.
 
     **Why it matters.** With acceptance near zero every step pays for ``k`` drafts and a ``k+1``-token
@@ -64,7 +67,9 @@ class DrafterBroken(Rule):
     needs = (Need("draft_tokens", "min_draft_tokens", "drafted tokens of one engine or trace"),
              Need("verify_steps", "min_verify_steps",
                   "verify steps, where the engine prints no draft counts (SGLang: decode_log_interval per line)"),
-             Need("windows", "2 * min_windows", "windows, where the engine prints neither counts nor its interval"))
+             Need("windows", "2 * min_windows", "windows, where the engine prints neither counts nor its interval"),
+             Need("benchmark_runs", 1, "whole-run benchmark summaries without counts (an average over every verify "
+                                       "step of the run, their number unknown: the verdict is 'likely')"))
     problems = (3, 4)
     explained_by = ("PINNED_ACCEPTANCE_LENGTH", "VERIFIER_MISMATCH", "KV_ROLLBACK")
 
@@ -83,11 +88,15 @@ class DrafterBroken(Rule):
                 sample = self.sample(ctx, "verify_steps", steps)
                 iv = interval("accepted tokens per verify step (at least the acceptance rate)",
                               max((a.mal or 1.0) - 1.0, 0.0) * steps, steps)
-            if not (sample.enough if steps is not None else enough_drafts(u, ctx)):
+            run = _run_summaries(u)
+            if run:  # a benchmark's whole-run average: many steps, how many unknown, so 'likely'
+                sample = self.sample(ctx, "benchmark_runs", u.frame.height)
+            if not (sample.enough if steps is not None or run else enough_drafts(u, ctx)):
                 out.append(insufficient(self, ctx, sample.unit, sample.size, sample.minimum, u.frame))
                 continue
             # the rate alone calls it broken: its 95 % interval must stay below the threshold too
-            unsure = (not low_mal or steps is not None) and iv is not None and iv["high"] >= th.broken_acceptance_rate
+            unsure = run or ((not low_mal or steps is not None) and iv is not None
+                             and iv["high"] >= th.broken_acceptance_rate)
             ev = {**a.evidence(), "per_position_acceptance": (a.per_position or [])[:4],
                   "definitions": ACCEPTANCE_DEFINITIONS}
             if a.draft_tokens is None and a.mal is not None and abs(a.mal - 1.0) < 0.005:
@@ -99,8 +108,10 @@ class DrafterBroken(Rule):
                 ctx, f"Drafter broken or mismatched in {u.label}: acceptance "
                      f"{pct(a.rate)}, mean acceptance length {fmt(a.mal)} over "
                      + (f"{fmt(a.draft_tokens, 0)} drafted tokens" if a.draft_tokens is not None
-                        else f"{u.frame.height} windows" + (f" (at least {steps:.0f} verify steps)" if steps else ""))
-                + (f" (95 % interval reaches {pct(iv['high'])}: likely, not certain)" if unsure else ""), ev,
+                        else f"{u.frame.height} " + ("benchmark run(s)" if run else "windows")
+                        + (f" (at least {steps:.0f} verify steps)" if steps else ""))
+                + (f" (95 % interval reaches {pct(iv['high'])}: likely, not certain)" if unsure and iv else "")
+                + (" (a benchmark run's average, its step count unknown: likely, not certain)" if run else ""), ev,
                 "Check the drafter: its own lm_head/embeddings (not the target's), checkpoint format "
                 "(native vs converted), quantisation matching the target, engine build; reproduce offline "
                 "with `specdec-diag decode` on the same prompts.",
@@ -112,7 +123,7 @@ class DrafterBroken(Rule):
 def _sglang_steps(u: Unit, ctx: Context) -> float | None:
     """Verify steps behind SGLang decode windows that print no draft counts: at least the decode log
     interval (configured, else SGLang's default) per window; None for anything else."""
-    if u.kind != "windows" or u.acc.draft_tokens is not None or u.frame.is_empty():
+    if u.kind != "windows" or u.acc.draft_tokens is not None or u.frame.is_empty() or _run_summaries(u):
         return None
     if (u.frame["engine"] != "sglang").any() or u.frame["mean_acceptance_length"].null_count() == u.frame.height:
         return None
@@ -123,3 +134,10 @@ def _sglang_steps(u: Unit, ctx: Context) -> float | None:
     per = next((int(v) for v in reversed(vals) if str(v).isdigit() and int(v) > 0),
                ctx.thresholds.sglang_decode_log_interval)
     return float(u.frame.height * per)
+
+
+def _run_summaries(u: Unit) -> bool:
+    """Windows that are all whole-run benchmark summaries without draft counts ('Average Accept length'
+    of a benchmark client, bench_serving's 'Accept length:'): not decode lines, and not one interval."""
+    return (u.kind == "windows" and u.acc.draft_tokens is None and not u.frame.is_empty()
+            and "window" in u.frame.columns and bool((u.frame["window"] == "run").all()))

@@ -33,7 +33,11 @@ class SuspiciousAcceptance(Rule):
     **Why it matters.** A skipped or short-circuited verifier makes decoding look excellent (MAL = gamma + 1)
     while emitting draft-model text (vLLM/TGI/TensorRT-LLM gibberish reports, problem 10 in
     docs/problems.md#p10). Near-100 % acceptance can also come from over-strict draft gating (llama.cpp
-    p_accept, problem 15 in docs/problems.md#p15), so the logs-only form stays a warning.
+    p_accept, problem 15 in docs/problems.md#p15), so the logs-only form stays a warning. On a single
+    running request it is only a note (info): one sequence that repeats itself - a token loop, or text
+    the drafter can copy - accepts every draft legitimately (``MAL 4.00, per-position 1.000, 1.000,
+    1.000`` at k=3 is "the signature of a token-loop", club-3090 #34); across a concurrent batch every
+    sequence would have to loop at once.
 
     **Evidence.** ``acceptance_rate``, ``expected_accepted`` / ``observed_accepted`` with ``z`` (traces),
     ``accepted_not_argmax`` (greedy), ``draft_tokens``, ``temperature``.
@@ -111,6 +115,7 @@ class SuspiciousAcceptance(Rule):
     def _windows(self, ctx: Context) -> list[Finding]:
         th = ctx.thresholds
         out = []
+        engines = dict(ctx.engine_windows())  # throughput lines too: the running-request count
         for key, g in ctx.window_groups():
             acc = ctx.window_acceptance(key, g)
             if acc.rate is None or (acc.draft_tokens or 0) < th.min_draft_tokens or (acc.k or 0) < 2:
@@ -119,15 +124,32 @@ class SuspiciousAcceptance(Rule):
                 continue
             temps = g["temperature"].drop_nulls()
             hot = bool(temps.len() and float(temps.max()) > 0)
+            single = _single_stream(engines.get(key, g))
             ev = {**acc.evidence(), "temperature": float(temps.max()) if temps.len() else None,
                   "definitions": ACCEPTANCE_DEFINITIONS}
+            if single:
+                ev["note"] = ("one running request throughout: a sequence repeating itself (a token loop) or "
+                              "text the drafter can copy accepts every draft without any bypass")
             out.append(self.finding(
                 ctx, f"Acceptance {100 * acc.rate:.1f} % in {label(*key)} over {acc.draft_tokens} drafted tokens "
                      f"at k={acc.k}"
-                     + (" while sampling at T > 0" if hot else ""), ev,
-                "Verify outputs: A/B at T=0 with speculation off. If outputs match, the drafter is gated "
+                     + (" while sampling at T > 0" if hot else "")
+                     + (" on a single request: a token loop in the output, or a bypassed verifier" if single else ""),
+                ev,
+                ("Read the output: a repeated token or phrase means the target loops (raise the repetition "
+                 "penalty, cap max_tokens); if the text is fine, " if single else "")
+                + "Verify outputs: A/B at T=0 with speculation off. If outputs match, the drafter is gated "
                 "too strictly (llama.cpp --draft-p-min / -pa) and rarely speculates.",
-                g, severity="error" if hot else "warning", score=0.8,
+                g, severity="info" if single else ("error" if hot else "warning"), score=0.8,
                 sample=self.sample(ctx, "draft_tokens", acc.draft_tokens),
                 interval=interval("acceptance_rate", acc.accepted, acc.draft_tokens)))
         return out
+
+
+def _single_stream(g: pl.DataFrame) -> bool:
+    """True when the engine's own lines say one request ran throughout (running count known, never
+    above 1): its acceptance is one sequence's, which a repetition loop can make 100 %."""
+    if "running_reqs" not in g.columns:
+        return False
+    run = g["running_reqs"].drop_nulls()
+    return bool(run.len()) and int(run.max()) <= 1

@@ -172,7 +172,8 @@ def _v1_by_version(v1: pl.DataFrame, named: pl.DataFrame) -> list[tuple[pl.DataF
                          schema={"line": pl.Int64, "_ver": pl.Utf8}, orient="row")
     file_of = (pl.col("line") // LINE_STRIDE).alias("_file")
     tagged = v1.sort("line").with_columns(file_of).join_asof(
-        marks.sort("line").with_columns(file_of), on="line", by="_file", strategy="backward")
+        marks.sort("line").with_columns(file_of), on="line", by="_file", strategy="backward",
+        check_sortedness=False)  # sorted by line above; by-groups cannot be checked
     return [(g.drop("_file", "_ver"), ver) for (ver,), g in tagged.group_by("_ver", maintain_order=True)]
 
 

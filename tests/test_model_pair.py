@@ -251,10 +251,10 @@ def test_training_resumes_exactly_after_the_time_budget(tmp_path):
         except tp.BudgetSpent:
             resumed = _tiny_lm(tp, 0)  # a fresh process: nothing survives but the checkpoint
     assert sittings == 12
-    for a, b in zip(straight.parameters(), resumed.parameters()):
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
     fresh = _tiny_lm(tp, 0)
-    assert not all(torch.equal(a, b) for a, b in zip(fresh.parameters(), resumed.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.parameters(), resumed.parameters(), strict=True))
 
 
 def test_distinct_ngram_ratio_scores_loops_low():

@@ -142,7 +142,8 @@ def make_draft(ckpt_dir: Path, args, tok, target, data, budget: Budget):
     if seq_file.exists():
         seqs = torch.load(seq_file)
     else:
-        seqs = onpolicy_sequences(target, tok, data, args, seed=args.seed + 30)
+        seqs = onpolicy_sequences(target, tok, data, args, args.seed + 30, ckpt_dir / "onpolicy_seqs.partial.pt",
+                                  budget)
         torch.save(seqs, seq_file)
     t_logp = teacher_logprobs(target, seqs)
     log(f"onpolicy: {tuple(seqs.shape)} sequences + teacher log-probs in {time.perf_counter() - t0:.0f} s")

@@ -177,10 +177,12 @@ def train_lm(name: str, model, data: torch.Tensor, args, steps: int, lr: float, 
 
 
 @torch.inference_mode()
-def onpolicy_sequences(target, tok, data: torch.Tensor, args, seed: int) -> torch.Tensor:
+def onpolicy_sequences(target, tok, data: torch.Tensor, args, seed: int, partial: Path | None = None,
+                       budget: Budget | None = None) -> torch.Tensor:
     """The target's greedy continuations of --onpolicy-seqs prompts: random --prompt-tokens windows of the
     TRAINING stream, windows spanning a file boundary (bos/eos) skipped. Batched, equal-length prompts
-    (no padding), KV cache; returns [seqs, prompt + new] token ids."""
+    (no padding), KV cache; returns [seqs, prompt + new] token ids. With ``partial`` the finished batches
+    are saved after each one (and reused), and a spent ``budget`` stops between batches."""
     g = torch.Generator().manual_seed(seed)
     P, N, specials = args.prompt_tokens, args.new_tokens, {tok.bos_token_id, tok.eos_token_id}
     prompts: list[torch.Tensor] = []
@@ -190,11 +192,15 @@ def onpolicy_sequences(target, tok, data: torch.Tensor, args, seed: int) -> torc
         if not specials & set(w.tolist()):
             prompts.append(w)
     x = torch.stack(prompts)
-    out = []
-    for i in range(0, len(x), args.onpolicy_gen_batch):
+    out = torch.load(partial) if partial is not None and partial.exists() else []
+    for i in range(len(out) * args.onpolicy_gen_batch, len(x), args.onpolicy_gen_batch):
         b = x[i : i + args.onpolicy_gen_batch]
         out.append(target.generate(b, attention_mask=torch.ones_like(b), do_sample=False, max_new_tokens=N,
                                    min_new_tokens=N, pad_token_id=tok.pad_token_id))
+        if partial is not None:
+            torch.save(out, partial)
+        if budget is not None and budget.spent() and i + len(b) < len(x):  # after a batch: progress each sitting
+            raise BudgetSpent(f"onpolicy generation: {i + len(b)}/{len(x)} sequences")
         log(f"onpolicy: generated {min(i + len(b), len(x))}/{len(x)} target-greedy continuations")
     return torch.cat(out)
 

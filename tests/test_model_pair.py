@@ -204,6 +204,15 @@ def test_onpolicy_stage_on_tiny_models():
                 ids.append(int(target(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
         assert s.tolist() == ids
     assert torch.equal(tp.onpolicy_sequences(target, tok, data, args, seed=0), seqs)  # seeded
+    # split over sittings (a spent budget stops after each batch of 4), the same sequences come out
+    import tempfile
+
+    lib = load_script("train_pair_lib")
+    with tempfile.TemporaryDirectory() as d:
+        part = Path(d) / "part.pt"
+        with pytest.raises(lib.BudgetSpent):
+            lib.onpolicy_sequences(target, tok, data, args, 0, part, lib.Budget(1e-9, 1e9))
+        assert torch.equal(lib.onpolicy_sequences(target, tok, data, args, 0, part, lib.Budget(1e-9, 1e9)), seqs)
 
     t_logp = tp.teacher_logprobs(target, seqs, chunk=4)
 
@@ -214,8 +223,6 @@ def test_onpolicy_stage_on_tiny_models():
         return (tl.exp() * (tl - lp)).sum(-1)[:, 7:].mean().item()
 
     before = kl()
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         hist = tp.train_onpolicy(draft, seqs, t_logp, args, Path(d) / "op.pt", seed=0)
     assert len(hist) == 3 and not draft.training

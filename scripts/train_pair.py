@@ -132,7 +132,8 @@ class HeldoutProbe:
 
 def make_draft(ckpt_dir: Path, args, tok, target, data, budget: Budget):
     torch.manual_seed(args.seed + 1)
-    draft = llama(len(tok), args.draft_layers, args.draft_hidden, args.draft_heads, args.draft_inter, tok, 1024)
+    draft = llama(len(tok), args.draft_layers, args.draft_hidden, args.draft_heads, args.draft_inter, tok,
+                  1024).to(args.device)
     hist = train_lm("draft", draft, data, args, args.draft_steps, args.draft_lr, ckpt_dir / "draft.pt", budget,
                     teacher=target, seed=args.seed + 20)
     if args.onpolicy_steps <= 0:
@@ -160,8 +161,9 @@ def save_fp16(model, tok, out: Path) -> None:
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.bos_token_id = tok.bos_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
-    model.to(torch.float16).save_pretrained(out, safe_serialization=True)
-    model.to(torch.float32)
+    dev = model.device
+    model.to("cpu", torch.float16).save_pretrained(out, safe_serialization=True)
+    model.to(dev, torch.float32)
     tok.save_pretrained(out)
 
 
@@ -169,7 +171,8 @@ def final_eval(target, draft, tok, windows, cpt: float, args) -> dict:
     """Held-out (packages never trained on) CE of both models, teacher-forced agreement, and greedy
     acceptance / distinct-4 on --eval-prompts target-greedy continuations."""
     with torch.inference_mode():
-        tl, dl = target(input_ids=windows[:, :-1]).logits, draft(input_ids=windows[:, :-1]).logits
+        w = windows[:, :-1].to(target.device)
+        tl, dl = target(input_ids=w).logits, draft(input_ids=w).logits
     t_ce, d_ce = heldout_ce(target, windows), heldout_ce(draft, windows)
     from specdec_diag.assets.corpus import heldout_package_texts
 
@@ -196,7 +199,8 @@ def stages(args, ckpt_dir: Path, budget: Budget) -> dict:
 
     probe = heldout_prompts(tok, 4, 64, texts=heldout_package_texts())
     torch.manual_seed(args.seed)
-    target = llama(len(tok), args.target_layers, args.target_hidden, args.target_heads, args.target_inter, tok, 1024)
+    target = llama(len(tok), args.target_layers, args.target_hidden, args.target_heads, args.target_inter, tok,
+                   1024).to(args.device)
     hist_t = train_lm("target", target, data, args, args.target_steps, args.target_lr, ckpt_dir / "target.pt",
                       budget, seed=args.seed + 10,
                       on_ckpt=HeldoutProbe(target, windows, cpt, probe, tok.pad_token_id, args.greedy_probe_every))
@@ -290,6 +294,7 @@ def parse_args(argv: list[str]):
     add("--onpolicy-prompt-weight", type=float, default=0.25)
     add("--onpolicy-gen-batch", type=int, default=32)
     add("--threads", type=int, default=2)
+    add("--device", default="cpu", help="torch device, e.g. cuda (checkpoints load on either)")
     add("--log-every", type=int, default=25)
     add("--eval-gamma", type=int, default=4)
     add("--eval-prompts", type=int, default=12)

@@ -108,7 +108,7 @@ def save_checkpoint(ckpt: Path, model, opt, step: int, history: list, g: torch.G
 def load_checkpoint(ckpt: Path, model, opt, g: torch.Generator | None) -> tuple[int, list]:
     if not ckpt.exists():
         return 0, []
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=False, map_location="cpu")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     if g is not None and state.get("data_rng") is not None:
@@ -143,9 +143,10 @@ def train_lm(name: str, model, data: torch.Tensor, args, steps: int, lr: float, 
     if start:
         log(f"{name}: resumed at step {start}/{steps}")
     model.train()
+    dev = next(model.parameters()).device
     t0, run_loss, n = time.perf_counter(), 0.0, 0
     for step in range(start, steps):
-        x, y = next_batch(data, args.block, args.batch, g)
+        x, y = (t.to(dev) for t in next_batch(data, args.block, args.batch, g))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, args.warmup)
         loss, ce = _loss(model, x, y, teacher, args)
@@ -195,8 +196,9 @@ def onpolicy_sequences(target, tok, data: torch.Tensor, args, seed: int, partial
     out = torch.load(partial) if partial is not None and partial.exists() else []
     for i in range(len(out) * args.onpolicy_gen_batch, len(x), args.onpolicy_gen_batch):
         b = x[i : i + args.onpolicy_gen_batch]
+        b = b.to(target.device)
         out.append(target.generate(b, attention_mask=torch.ones_like(b), do_sample=False, max_new_tokens=N,
-                                   min_new_tokens=N, pad_token_id=tok.pad_token_id))
+                                   min_new_tokens=N, pad_token_id=tok.pad_token_id).cpu())
         if partial is not None:
             torch.save(out, partial)
         if budget is not None and budget.spent() and i + len(b) < len(x):  # after a batch: progress each sitting
@@ -208,8 +210,8 @@ def onpolicy_sequences(target, tok, data: torch.Tensor, args, seed: int, partial
 @torch.inference_mode()
 def teacher_logprobs(target, seqs: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     """Target log-probabilities at every position of ``seqs`` (float16 to halve the memory)."""
-    return torch.cat([F.log_softmax(target(input_ids=seqs[i : i + chunk, :-1]).logits, -1).to(torch.float16)
-                      for i in range(0, len(seqs), chunk)])
+    return torch.cat([F.log_softmax(target(input_ids=seqs[i : i + chunk, :-1].to(target.device)).logits, -1)
+                      .to(torch.float16).cpu() for i in range(0, len(seqs), chunk)])
 
 
 def train_onpolicy(draft, seqs: torch.Tensor, t_logp: torch.Tensor, args, ckpt: Path, seed: int,
@@ -225,14 +227,16 @@ def train_onpolicy(draft, seqs: torch.Tensor, t_logp: torch.Tensor, args, ckpt: 
     w = torch.ones(seqs.shape[1] - 1)
     w[: P - 1] = args.onpolicy_prompt_weight  # positions < P-1 predict prompt tokens
     gen_pos = slice(P - 1, None)
+    dev = next(draft.parameters()).device
+    w = w.to(dev)
     draft.train()
     t0, run_kl, run_acc, n = time.perf_counter(), 0.0, 0.0, 0
     for step in range(start, steps):
         idx = torch.randint(0, len(seqs), (args.batch,), generator=g)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, args.onpolicy_lr, min(args.warmup, steps // 10 + 1))
-        lp = F.log_softmax(draft(input_ids=seqs[idx, :-1]).logits, -1)
-        tl = t_logp[idx].float()
+        lp = F.log_softmax(draft(input_ids=seqs[idx, :-1].to(dev)).logits, -1)
+        tl = t_logp[idx].float().to(dev)
         kl = (tl.exp() * (tl - lp)).sum(-1)  # [batch, positions]
         loss = (kl * w).sum() / (w.sum() * len(idx))
         opt.zero_grad(set_to_none=True)
@@ -269,6 +273,7 @@ def distinct_ngram_ratio(ids: list[int], n: int = 4) -> float:
 @torch.inference_mode()
 def heldout_ce(model, windows: torch.Tensor) -> float:
     """Mean next-token cross-entropy (nats/token) over [n, block + 1] held-out windows."""
+    windows = windows.to(model.device)
     logits = model(input_ids=windows[:, :-1]).logits
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1)).item()
 
@@ -281,8 +286,8 @@ def heldout_windows(data: torch.Tensor, block: int, n: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def greedy(model, prompt: list[int], new: int, pad: int) -> list[int]:
-    seq = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                         do_sample=False, max_new_tokens=new, min_new_tokens=new, pad_token_id=pad)
+    seq = model.generate(torch.tensor([prompt], device=model.device),
+                         attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=model.device), do_sample=False, max_new_tokens=new, min_new_tokens=new, pad_token_id=pad)
     return seq[0, len(prompt):].tolist()
 
 
@@ -296,7 +301,7 @@ def acceptance(target, draft, prompts: list[list[int]], gamma: int, new: int, pa
     for p in prompts:
         gen = greedy(target, p, new, pad)
         distinct.append(distinct_ngram_ratio(gen))
-        seq = torch.tensor([p + gen])
+        seq = torch.tensor([p + gen], device=draft.device)
         match = (draft(input_ids=seq).logits[0, len(p) - 1 : -1].argmax(-1) == seq[0, len(p):]).tolist()
         i = 0
         while i < len(match):

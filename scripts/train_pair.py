@@ -23,6 +23,7 @@ and the command exits with status 3: rerun THE SAME command to continue.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -58,6 +59,7 @@ from specdec_diag.assets.corpus import (  # noqa: E402
     SourceFile,
     manifest,
     packages_files,
+    sha256,
 )
 
 __all__ = ["llama", "onpolicy_sequences", "teacher_logprobs", "train_onpolicy", "distinct_ngram_ratio"]
@@ -87,6 +89,21 @@ def check_run(ckpt_dir: Path, args) -> None:
             sys.exit(f"{f}: checkpoint made with other arguments {diff} (old, new); use another --ckpt-dir")
     else:
         f.write_text(json.dumps(want, indent=1) + "\n")
+
+
+def check_corpus(ckpt_dir: Path, files: list[SourceFile]) -> str:
+    """sha256 over every training file's path and content hash, recorded in run.json on the first sitting;
+    a later sitting on a machine whose installed packages differ is refused (its stream would differ)."""
+    h = hashlib.sha256()
+    for s in files:
+        h.update(f"{s.package}/{s.rel}:{sha256(s.path)}\n".encode())
+    digest, f = h.hexdigest(), ckpt_dir / "run.json"
+    run = json.loads(f.read_text())
+    if run.setdefault("corpus_sha256", digest) != digest:
+        sys.exit(f"{f}: the training corpus differs from the one this checkpoint was trained on "
+                 "(other package versions installed?); use another --ckpt-dir")
+    f.write_text(json.dumps(run, indent=1) + "\n")
+    return digest
 
 
 def tokenizer_and_data(ckpt_dir: Path, args, texts: list[str], held: list[str]):
@@ -187,9 +204,10 @@ def final_eval(target, draft, tok, windows, cpt: float, args) -> dict:
 
 def stages(args, ckpt_dir: Path, budget: Budget) -> dict:
     train_files, held_files = collect_corpus()
+    digest = check_corpus(ckpt_dir, train_files)
     texts = [read(s.path) for s in train_files]
     held = [read(s.path) for s in held_files]
-    log(f"corpus: {len(train_files)} files, {sum(map(len, texts)) / 1e6:.1f} M chars; held out: "
+    log(f"corpus: {len(train_files)} files, {sum(map(len, texts)) / 1e6:.1f} M chars, sha256 {digest[:12]}; held out: "
         f"stdlib {', '.join(HELD_OUT)} and packages {', '.join(HELD_OUT_PACKAGES)}")
     tok, data, held_ids, cpt = tokenizer_and_data(ckpt_dir, args, texts, held)
     log(f"tokenizer {len(tok)}; train {data.numel() / 1e6:.2f} M tokens "

@@ -85,7 +85,7 @@ def main() -> int:
     ap.add_argument("--vocab", type=int, default=1024, help="vocabulary of the shape probe")
     ap.add_argument("--shapes", default="16x128x4x352,16x192x6x512,12x256x8x688,24x128x4x352,1x128x2x352,"
                                         "1x192x3x512,2x192x3x512")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-tokenizers", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -311,7 +311,7 @@ def parse_args(argv: list[str]):
     add("--onpolicy-lr", type=float, default=2e-3)
     add("--onpolicy-prompt-weight", type=float, default=0.25)
     add("--onpolicy-gen-batch", type=int, default=32)
-    add("--threads", type=int, default=2)
+    add("--threads", type=int, default=1, help="1: on a loaded shared CPU two OpenMP threads stall (10x slower)")
     add("--device", default="cpu", help="torch device, e.g. cuda (checkpoints load on either)")
     add("--log-every", type=int, default=25)
     add("--eval-gamma", type=int, default=4)

@@ -31,6 +31,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from train_pair_lib import distinct_ngram_ratio  # noqa: E402
+
 MODES = ("ours_baseline", "ours_spec", "ours_spec_traced", "hf_assisted", "hf_plain")
 LABELS = {
     "ours_baseline": "(a) ours, baseline (gamma=0)",
@@ -100,6 +103,31 @@ def forward_costs(pair, prompt: list[int], gamma: int, reps: int) -> dict[str, f
             "c": med["draft_1"] / med["target_1"], "c_v": med["target_v"] / med["target_1"]}
 
 
+def heldout_quality(pair, texts: list[str], block: int = 256, n: int = 16) -> dict[str, float]:
+    """Held-out cross-entropy of both models (nats/token; nats/char = nats/token / chars per token of the
+    held-out text, so tokenizers of different granularity compare) on ``n`` windows of ``block`` tokens
+    spread evenly over the held-out text (each file bos + tokens + eos)."""
+    from train_pair_lib import encode_corpus, heldout_ce, heldout_windows
+
+    data = encode_corpus(pair.tokenizer, texts)
+    cpt = sum(map(len, texts)) / (data.numel() - 2 * len(texts))
+    w = heldout_windows(data, block, n)
+    t_ce, d_ce = heldout_ce(pair.target, w), heldout_ce(pair.draft, w)
+    return {"heldout_chars_per_token": cpt, "target_ce": t_ce, "draft_ce": d_ce, "target_nats_per_char": t_ce / cpt,
+            "target_bits_per_byte_approx": t_ce / cpt / 0.693147}
+
+
+# Issue 14's bar for the bundled pair: (figure, threshold, higher is better)
+DONE_WHEN = (("target_ce", 3.0, False), ("distinct4_greedy_96", 0.5, True), ("acceptance_rate", 0.55, True),
+             ("speedup_cpu", 1.5, True), ("ours_vs_hf_assisted_cpu", 1.0, True))
+
+
+def done_when(r: dict) -> dict[str, bool]:
+    ok = {k: (r[k] >= t if up else r[k] <= t) for k, t, up in DONE_WHEN}
+    ok["outputs_equal_target_greedy"] = all(r["outputs_equal_target_greedy"].values())
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", type=Path, default=None, help="target dir (default: the bundled pair)")
@@ -110,20 +138,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--heldout", choices=("packages", "stdlib"), default="packages",
+                    help="prompts from the held-out packages (never trained on) or the held-out stdlib files")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     ap.add_argument("--doc", type=Path, default=None, help=f"replace the block between {BEGIN} and {END}")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     from specdec_diag.analysis import theory
-    from specdec_diag.assets import heldout_prompts
+    from specdec_diag.assets import heldout_prompts, heldout_texts
+    from specdec_diag.assets.corpus import heldout_package_texts
     from specdec_diag.decoder.models import ModelLoadError, load_pair
 
     try:
         pair = load_pair(args.target, args.draft)
     except ModelLoadError as exc:
         sys.exit(f"error: {exc}")
-    prompts = heldout_prompts(pair.tokenizer, args.prompts, args.prompt_tokens)
+    texts = heldout_package_texts() if args.heldout == "packages" else heldout_texts()
+    prompts = heldout_prompts(pair.tokenizer, args.prompts, args.prompt_tokens, texts=texts)
+    quality = heldout_quality(pair, texts)
     costs = forward_costs(pair, prompts[0], args.gamma, reps=30)
 
     wall: dict[str, list[float]] = {m: [] for m in MODES}
@@ -177,13 +210,16 @@ def main(argv: list[str] | None = None) -> int:
         "step_time_split_ms": {k: spec_summary[k] for k in ("draft_ms_total", "verify_ms_total",
                                                           "overhead_ms_total", "trace_ms_total")},
         "spec_wall_s_last": spec_summary["wall_s"],
-        **costs,
+        **costs, **quality,
+        "distinct4_greedy_96": statistics.mean(distinct_ngram_ratio(t[:96]) for t in outputs["hf_plain"]),
+        "heldout": args.heldout,
         "leviathan_S": theory.speedup(alpha, args.gamma, costs["c"]),
         "predicted_S_with_c_v": theory.speedup(alpha, args.gamma, costs["c"], costs["c_v"]),
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                     "python": platform.python_version()},
         "command": "python benchmarks/decoder.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
+    res["done_when"] = done_when(res)
     md = render(res)
     print(md)
     if args.json:
@@ -227,6 +263,10 @@ def render(r: dict) -> str:
         f"{100 * r['trace_overhead_cpu']:+.1f} % |",
         f"| record building + writing inside the loop (share of decode wall time) | "
         f"{100 * r['trace_in_loop_fraction']:.1f} % |",
+        f"| held-out ({r['heldout']}) CE target / draft, nats/token | {r['target_ce']:.3f} / {r['draft_ce']:.3f} |",
+        f"| held-out target CE per character (chars/token {r['heldout_chars_per_token']:.2f}) | "
+        f"{r['target_nats_per_char']:.3f} nats/char |",
+        f"| mean distinct-4-gram ratio, 96-token target-greedy continuations | {r['distinct4_greedy_96']:.3f} |",
         f"| one-token forward, draft / target (CPU ms) | {r['draft_ms']:.2f} / {r['target_ms']:.2f} |",
         f"| cost ratio c = draft / target forward | {r['c']:.3f} |",
         f"| c_v = target forward over gamma+1 tokens / one token | {r['c_v']:.2f} |",
@@ -235,6 +275,8 @@ def render(r: dict) -> str:
         f"| speculative step time split: draft / verify / accept+bookkeeping | "
         f"{100 * split['draft_ms_total'] / tot:.0f} % / {100 * split['verify_ms_total'] / tot:.0f} % / "
         f"{100 * split['overhead_ms_total'] / tot:.0f} % |",
+        "",
+        "Done-when (issue 14): " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in r["done_when"].items()),
         "",
     ]
     return "\n".join(lines)

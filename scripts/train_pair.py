@@ -1,510 +1,346 @@
-"""Train the bundled target/draft pair (specdec_diag/assets/pair) from a seed, on CPU, offline.
+"""Train the bundled target/draft pair from a seed, on CPU, offline - one resumable command.
 
 Why this exists: the reference decoder must run out of the box on a pair that behaves like a real
-deployment - a target that is clearly more expensive per forward than its draft, and a draft that agrees
-with the target often enough for speculation to pay. Nothing may be downloaded, so the corpus is the
-Python standard library's own source (present on every machine with this Python, PSF-licensed, real code).
+deployment - a target clearly more expensive per forward than its draft, a draft that agrees with it
+often - and that writes code rather than loops. Nothing may be downloaded, so the corpus is the Python
+standard library plus the permissively licensed pure-Python packages named in specdec_diag/assets/corpus.py
+(read from the installed files; licences checked from each package's metadata); the held-out stdlib
+files and the held-out packages are never seen by the tokenizer or either model.
 
-Steps: collect the corpus (sorted, tests / site-packages / codec tables excluded, a fixed list of files held
-out) -> byte-level BPE tokenizer -> TARGET (deep and narrow Llama) trained on next-token loss -> DRAFT
-(one narrow layer) distilled from the target (KL to the target's softened distribution + a little hard-label
-loss) -> optional ON-POLICY stage (--onpolicy-steps > 0): the target's own greedy continuations of prompts
-from the training files, the draft fine-tuned on them with forward KL to the target at every position ->
-weights saved as float16 safetensors -> held-out agreement / greedy acceptance measured and written to
-train_meta.json. Checkpoints are written every --ckpt-every steps; rerunning with the same --out resumes.
+Stages (each resumable; all state lives in --ckpt-dir): corpus -> byte-level BPE tokenizer -> encoded
+stream (cached) -> TARGET (deep, narrow Llama; next-token loss) -> DRAFT (one layer) distilled from the
+float16 target -> ON-POLICY stage (the target's greedy continuations of training prompts, draft
+fine-tuned on forward KL to the target) -> float16 safetensors in --out + held-out evaluation +
+train_meta.json (file list with licences and sha256). Checkpoints (model, optimiser, step, data RNG,
+global RNGs) every --ckpt-minutes; when --time-budget seconds are spent the current stage checkpoints
+and the command exits with status 3: rerun THE SAME command to continue.
 
-    .venv/bin/python scripts/train_pair.py --seed 0 --out specdec_diag/assets/pair --onpolicy-steps 400
-    # only the on-policy stage, on top of a shipped pair (target and draft reused, written to OUT):
-    .venv/bin/python scripts/train_pair.py --seed 0 --out OUT --target-from specdec_diag/assets/pair/target \
-        --draft-from specdec_diag/assets/pair/draft --onpolicy-steps 400
+    nice -n 19 .venv/bin/python scripts/train_pair.py --time-budget 3000      # resumes automatically
+    # when it exits 0, the pair is in ~/.cache/specdec-diag/train-pair/pair: measure it with
+    .venv/bin/python benchmarks/decoder.py --target DIR/target --draft DIR/draft
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import math
-import random
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from specdec_diag.assets import EXCLUDE_PARTS, HELD_OUT, corpus_files, heldout_prompts, read
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_pair_lib import (  # noqa: E402
+    SPECIALS,
+    Budget,
+    BudgetSpent,
+    acceptance,
+    distinct_ngram_ratio,
+    encode_corpus,
+    greedy,
+    heldout_ce,
+    heldout_windows,
+    llama,
+    log,
+    onpolicy_sequences,
+    teacher_logprobs,
+    train_lm,
+    train_onpolicy,
+    train_tokenizer,
+)
 
-SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"]
+from specdec_diag.assets import HELD_OUT, corpus_files, heldout_prompts, read  # noqa: E402
+from specdec_diag.assets.corpus import (  # noqa: E402
+    HELD_OUT_PACKAGES,
+    TRAIN_PACKAGES,
+    CorpusError,
+    SourceFile,
+    manifest,
+    packages_files,
+    sha256,
+)
+
+__all__ = ["llama", "onpolicy_sequences", "teacher_logprobs", "train_onpolicy", "distinct_ngram_ratio"]
+DEFAULT_CKPT = Path.home() / ".cache" / "specdec-diag" / "train-pair"
+# Arguments that define what is trained: a resumed run must use the same values.
+RUN_KEYS = ("seed", "vocab", "tokenizer_chars", "target_layers", "target_hidden", "target_heads", "target_inter",
+            "draft_layers", "draft_hidden", "draft_heads", "draft_inter", "block", "batch", "target_steps",
+            "draft_steps", "target_lr", "draft_lr", "warmup", "temperature", "hard_weight", "onpolicy_steps",
+            "onpolicy_seqs", "onpolicy_lr", "onpolicy_prompt_weight", "prompt_tokens", "new_tokens")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+def collect_corpus() -> tuple[list[SourceFile], list[SourceFile]]:
+    """(training files, held-out package files): stdlib (PSF) minus its held-out files, plus TRAIN_PACKAGES."""
+    root, train_std, _ = corpus_files()
+    std = [SourceFile("stdlib", "PSF-2.0", f.relative_to(root).as_posix(), f) for f in train_std]
+    return std + packages_files(TRAIN_PACKAGES), packages_files(HELD_OUT_PACKAGES)
 
 
-def train_tokenizer(texts: list[str], vocab_size: int, out: Path):
-    """Byte-level BPE saved as a PreTrainedTokenizerFast (AutoTokenizer loads it with no network)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+def check_run(ckpt_dir: Path, args) -> None:
+    """Record the run's defining arguments; refuse to resume a checkpoint made with different ones."""
+    want = {k: getattr(args, k) for k in RUN_KEYS}
+    f = ckpt_dir / "run.json"
+    if f.exists():
+        have = json.loads(f.read_text())
+        diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+        if diff:
+            sys.exit(f"{f}: checkpoint made with other arguments {diff} (old, new); use another --ckpt-dir")
+    else:
+        f.write_text(json.dumps(want, indent=1) + "\n")
+
+
+def check_corpus(ckpt_dir: Path, files: list[SourceFile]) -> str:
+    """sha256 over every training file's path and content hash, recorded in run.json on the first sitting;
+    a later sitting on a machine whose installed packages differ is refused (its stream would differ)."""
+    h = hashlib.sha256()
+    for s in files:
+        h.update(f"{s.package}/{s.rel}:{sha256(s.path)}\n".encode())
+    digest, f = h.hexdigest(), ckpt_dir / "run.json"
+    run = json.loads(f.read_text())
+    if run.setdefault("corpus_sha256", digest) != digest:
+        sys.exit(f"{f}: the training corpus differs from the one this checkpoint was trained on "
+                 "(other package versions installed?); use another --ckpt-dir")
+    f.write_text(json.dumps(run, indent=1) + "\n")
+    return digest
+
+
+def tokenizer_and_data(ckpt_dir: Path, args, texts: list[str], held: list[str]):
+    """The tokenizer (trained on at most --tokenizer-chars of the training text, every k-th file) and the
+    encoded training / held-out streams, cached in ckpt_dir."""
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>",
-                                   eos_token="<|eos|>", unk_token="<|unk|>", model_max_length=1024)
-    fast.save_pretrained(out)
-    return fast
+    tok_dir = ckpt_dir / "tokenizer"
+    if (tok_dir / "tokenizer.json").exists():
+        tok = PreTrainedTokenizerFast.from_pretrained(tok_dir)
+    else:
+        k = max(1, -(-sum(map(len, texts)) // args.tokenizer_chars))
+        tok = train_tokenizer(texts[::k], args.vocab, tok_dir)
+    f = ckpt_dir / "data.pt"
+    if f.exists():
+        data = torch.load(f)
+    else:
+        data = {"train": encode_corpus(tok, texts).to(torch.int16 if len(tok) < 2**15 else torch.int32),
+                "heldout": encode_corpus(tok, held)}
+        data["heldout_chars_per_token"] = sum(map(len, held)) / (data["heldout"].numel() - 2 * len(held))
+        torch.save(data, f)
+    return tok, data["train"].long(), data["heldout"], data["heldout_chars_per_token"]
 
 
-def encode_corpus(tok, texts: list[str]) -> torch.Tensor:
-    """One long id stream: each file is bos + its tokens + eos."""
-    ids: list[int] = []
-    for enc in tok(texts, add_special_tokens=False)["input_ids"]:
-        ids.append(tok.bos_token_id)
-        ids.extend(enc)
-        ids.append(tok.eos_token_id)
-    return torch.tensor(ids, dtype=torch.long)
+class HeldoutProbe:
+    """Held-out figures logged at each checkpoint: CE in nats/token and nats/char (= CE / held-out chars
+    per token); every ``greedy_every``-th call also the mean distinct 4-gram ratio of 96-token greedy
+    continuations (loops score low), which costs more than the CE on a loaded CPU."""
+
+    def __init__(self, model, windows, cpt: float, prompts, pad: int, greedy_every: int):
+        self.model, self.windows, self.cpt, self.prompts, self.pad = model, windows, cpt, prompts, pad
+        self.greedy_every, self.calls = greedy_every, 0
+
+    def __call__(self) -> dict:
+        ce = heldout_ce(self.model, self.windows)
+        out = {"heldout_ce": round(ce, 4), "heldout_nats_per_char": round(ce / self.cpt, 4)}
+        if self.calls % self.greedy_every == 0:
+            d = [distinct_ngram_ratio(greedy(self.model, p, 96, self.pad)) for p in self.prompts]
+            out["distinct4_greedy"] = round(sum(d) / len(d), 4)
+        self.calls += 1
+        return out
 
 
-def llama(vocab: int, layers: int, hidden: int, heads: int, inter: int, tok, ctx: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                      num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=ctx,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, rope_theta=10000.0)
-    return LlamaForCausalLM(cfg)
-
-
-def batches(data: torch.Tensor, block: int, bsz: int, seed: int):
-    """Endless stream of random windows; deterministic from the seed (and the step, for resuming)."""
-    g = torch.Generator().manual_seed(seed)
-    while True:
-        starts = torch.randint(0, data.numel() - block - 1, (bsz,), generator=g)
-        x = torch.stack([data[s : s + block + 1] for s in starts.tolist()])
-        yield x[:, :-1], x[:, 1:]
-
-
-def save_checkpoint(ckpt: Path, model, opt, step: int, history: list) -> None:
-    """Write a resumable checkpoint atomically (temp file + rename), so a crash never leaves half a file."""
-    tmp = ckpt.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history}, tmp)
-    tmp.replace(ckpt)
-
-
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-def train(name: str, model, data: torch.Tensor, args, steps: int, lr: float, ckpt: Path, teacher=None,
-          seed: int = 0) -> list[dict]:
-    """Train ``model`` for ``steps``; with ``teacher`` the loss is distillation, else next-token CE.
-    Resumes from ``ckpt`` (model + optimiser + step + the data stream position)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
-    start, history = 0, []
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start, history = state["step"], state["history"]
-        log(f"{name}: resumed at step {start}")
-    stream = batches(data, args.block, args.batch, seed)
-    for _ in range(start):  # replay the stream so a resumed run sees exactly the same batches
-        next(stream)
-    model.train()
-    t0, run_loss = time.perf_counter(), 0.0
-    for step in range(start, steps):
-        x, y = next(stream)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, args.warmup)
-        logits = model(input_ids=x).logits
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        if teacher is None:
-            loss = ce
-        else:
-            with torch.no_grad():
-                t_logits = teacher(input_ids=x).logits
-            T = args.temperature
-            kl = F.kl_div(F.log_softmax(logits / T, -1).reshape(-1, logits.shape[-1]),
-                          F.log_softmax(t_logits / T, -1).reshape(-1, logits.shape[-1]),
-                          log_target=True, reduction="batchmean") * T * T
-            loss = (1 - args.hard_weight) * kl + args.hard_weight * ce
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        run_loss += ce.item()
-        if (step + 1) % args.log_every == 0 or step + 1 == steps:
-            n = (step % args.log_every) + 1
-            rec = {"step": step + 1, "ce": round(run_loss / n, 4), "loss": round(loss.item(), 4),
-                   "s": round(time.perf_counter() - t0, 1)}
-            history.append(rec)
-            log(f"{name} {rec}")
-            run_loss = 0.0
-        if (step + 1) % args.ckpt_every == 0 or step + 1 == steps:
-            save_checkpoint(ckpt, model, opt, step + 1, history)
-    model.eval()
-    return history
-
-
-@torch.inference_mode()
-def onpolicy_sequences(target, tok, data: torch.Tensor, args, seed: int) -> torch.Tensor:
-    """The target's greedy continuations (what the draft must predict at decode time, repetitive loops
-    included) of --onpolicy-seqs prompts: random --prompt-tokens windows of the TRAINING stream (the
-    held-out files are not in ``data``), windows spanning a file boundary (bos/eos) skipped. Batched,
-    equal-length prompts (no padding), KV cache; returns [seqs, prompt + new] token ids."""
-    g = torch.Generator().manual_seed(seed)
-    P, N, specials = args.prompt_tokens, args.new_tokens, {tok.bos_token_id, tok.eos_token_id}
-    prompts: list[torch.Tensor] = []
-    while len(prompts) < args.onpolicy_seqs:
-        s = int(torch.randint(0, data.numel() - P, (1,), generator=g))
-        w = data[s : s + P]
-        if not specials & set(w.tolist()):
-            prompts.append(w)
-    x = torch.stack(prompts)
-    out = []
-    for i in range(0, len(x), args.onpolicy_gen_batch):
-        b = x[i : i + args.onpolicy_gen_batch]
-        out.append(target.generate(b, attention_mask=torch.ones_like(b), do_sample=False, max_new_tokens=N,
-                                   min_new_tokens=N, pad_token_id=tok.pad_token_id))
-        log(f"onpolicy: generated {min(i + len(b), len(x))}/{len(x)} target-greedy continuations")
-    return torch.cat(out)
-
-
-@torch.inference_mode()
-def teacher_logprobs(target, seqs: torch.Tensor, chunk: int = 16) -> torch.Tensor:
-    """Target log-probabilities at every position of ``seqs`` (float16 to halve the memory)."""
-    return torch.cat([F.log_softmax(target(input_ids=seqs[i : i + chunk, :-1]).logits, -1).to(torch.float16)
-                      for i in range(0, len(seqs), chunk)])
-
-
-def train_onpolicy(draft, seqs: torch.Tensor, t_logp: torch.Tensor, args, ckpt: Path, seed: int) -> list[dict]:
-    """Fine-tune the draft on the on-policy sequences: forward KL(target || draft) at every position, the
-    generated part weighted 1 and the prompt part (corpus text, which guards against forgetting)
-    --onpolicy-prompt-weight. Resumable like train(): the batch order is replayed from the seed."""
-    opt = torch.optim.AdamW(draft.parameters(), lr=args.onpolicy_lr, betas=(0.9, 0.95), weight_decay=0.1)
-    start, history = 0, []
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        draft.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start, history = state["step"], state["history"]
-        log(f"onpolicy: resumed at step {start}")
-    g = torch.Generator().manual_seed(seed)
-    order = [torch.randint(0, len(seqs), (args.batch,), generator=g) for _ in range(args.onpolicy_steps)]
-    P, steps = args.prompt_tokens, args.onpolicy_steps
-    w = torch.ones(seqs.shape[1] - 1)
-    w[: P - 1] = args.onpolicy_prompt_weight  # positions < P-1 predict prompt tokens
-    gen_pos = slice(P - 1, None)
-    draft.train()
-    t0, run_kl, run_acc = time.perf_counter(), 0.0, 0.0
-    for step in range(start, steps):
-        idx = order[step]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, args.onpolicy_lr, min(args.warmup, steps // 10 + 1))
-        lp = F.log_softmax(draft(input_ids=seqs[idx, :-1]).logits, -1)
-        tl = t_logp[idx].float()
-        kl = (tl.exp() * (tl - lp)).sum(-1)  # [batch, positions]
-        loss = (kl * w).sum() / (w.sum() * len(idx))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(draft.parameters(), 1.0)
-        opt.step()
-        run_kl += kl[:, gen_pos].mean().item()
-        run_acc += (lp[:, gen_pos].argmax(-1) == tl[:, gen_pos].argmax(-1)).float().mean().item()
-        if (step + 1) % args.log_every == 0 or step + 1 == steps:
-            n = (step % args.log_every) + 1
-            rec = {"step": step + 1, "kl_generated": round(run_kl / n, 4), "top1_generated": round(run_acc / n, 4),
-                   "loss": round(loss.item(), 4), "s": round(time.perf_counter() - t0, 1)}
-            history.append(rec)
-            log(f"onpolicy {rec}")
-            run_kl = run_acc = 0.0
-        if (step + 1) % args.ckpt_every == 0 or step + 1 == steps:
-            save_checkpoint(ckpt, draft, opt, step + 1, history)
-    draft.eval()
-    return history
-
-
-@torch.inference_mode()
-def evaluate(target, draft, tok, held_texts: list[str], args) -> dict:
-    """Held-out figures: cross-entropy of both models, teacher-forced top-1 agreement on held-out text,
-    and the greedy acceptance rate at gamma = --eval-gamma on target-greedy continuations of held-out
-    prompts. For greedy verification, a step's accepted count is the leading run of positions where the
-    draft's argmax equals the target's greedy token (while they agree, the draft sees the target's own
-    prefix), so one draft forward over the target's continuation gives the acceptance exactly."""
-    data = encode_corpus(tok, held_texts)
-    x = data[: (data.numel() - 1) // args.block * args.block + 1]
-    inp, lab = x[:-1].view(-1, args.block)[:16], x[1:].view(-1, args.block)[:16]
-    tl, dl = target(input_ids=inp).logits, draft(input_ids=inp).logits
-    out = {
-        "heldout_tokens": int(lab.numel()),
-        "target_ce": round(F.cross_entropy(tl.reshape(-1, tl.shape[-1]), lab.reshape(-1)).item(), 4),
-        "draft_ce": round(F.cross_entropy(dl.reshape(-1, dl.shape[-1]), lab.reshape(-1)).item(), 4),
-        "top1_agreement_heldout_text": round((tl.argmax(-1) == dl.argmax(-1)).float().mean().item(), 4),
-    }
-    g = args.eval_gamma
-    drafted = accepted = steps = emitted = 0
-    for p in heldout_prompts(tok, args.eval_prompts, args.prompt_tokens, texts=held_texts):
-        seq = target.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
-                              do_sample=False, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
-        gen = seq[0, len(p):]
-        dpred = draft(input_ids=seq).logits[0, len(p) - 1 : -1].argmax(-1)
-        match = (dpred == gen).tolist()
-        i = 0
-        while i < len(match):
-            k = min(g, len(match) - i - 1)  # never draft past the budget (as the decoder does)
-            n = 0
-            while n < k and match[i + n]:
-                n += 1
-            drafted, accepted, steps, emitted = drafted + k, accepted + n, steps + 1, emitted + n + 1
-            i += n + 1
-    out.update({"gamma": g, "prompts": args.eval_prompts, "new_tokens": args.new_tokens,
-                "greedy_acceptance_rate": round(accepted / max(1, drafted), 4),
-                "mean_acceptance_length": round(emitted / max(1, steps), 4)})
-    return out
+def make_draft(ckpt_dir: Path, args, tok, target, data, budget: Budget):
+    torch.manual_seed(args.seed + 1)
+    draft = llama(len(tok), args.draft_layers, args.draft_hidden, args.draft_heads, args.draft_inter, tok,
+                  1024).to(args.device)
+    hist = train_lm("draft", draft, data, args, args.draft_steps, args.draft_lr, ckpt_dir / "draft.pt", budget,
+                    teacher=target, seed=args.seed + 20)
+    if args.onpolicy_steps <= 0:
+        return draft, hist, None
+    seq_file = ckpt_dir / "onpolicy_seqs.pt"
+    t0 = time.perf_counter()
+    if seq_file.exists():
+        seqs = torch.load(seq_file)
+    else:
+        seqs = onpolicy_sequences(target, tok, data, args, args.seed + 30, ckpt_dir / "onpolicy_seqs.partial.pt",
+                                  budget)
+        torch.save(seqs, seq_file)
+    t_logp = teacher_logprobs(target, seqs)
+    log(f"onpolicy: {tuple(seqs.shape)} sequences + teacher log-probs in {time.perf_counter() - t0:.0f} s")
+    draft.to(torch.float16).to(torch.float32)  # start from float16-rounded weights, as shipped
+    hist_o = train_onpolicy(draft, seqs, t_logp, args, ckpt_dir / "onpolicy.pt", args.seed + 40, budget)
+    onpolicy = {"method": "DistillSpec-style: forward KL(target || draft) on target-greedy continuations",
+                "prompts_from": "training stream only (random windows, no bos/eos)", "seqs": args.onpolicy_seqs,
+                "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "steps": args.onpolicy_steps,
+                "lr": args.onpolicy_lr, "prompt_weight": args.onpolicy_prompt_weight, "history": hist_o}
+    return draft, hist, onpolicy
 
 
 def save_fp16(model, tok, out: Path) -> None:
-    model.to(torch.float16).save_pretrained(out, safe_serialization=True)
-    model.to(torch.float32)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.bos_token_id = tok.bos_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    dev = model.device
+    model.to("cpu", torch.float16).save_pretrained(out, safe_serialization=True)
+    model.to(dev, torch.float32)
     tok.save_pretrained(out)
 
 
-def write_readme(out: Path, meta: dict) -> None:
-    """pair/README.md: what the two directories are and the figures from train_meta.json."""
+def final_eval(target, draft, tok, windows, cpt: float, args) -> dict:
+    """Held-out (packages never trained on) CE of both models, teacher-forced agreement, and greedy
+    acceptance / distinct-4 on --eval-prompts target-greedy continuations."""
+    with torch.inference_mode():
+        w = windows[:, :-1].to(target.device)
+        tl, dl = target(input_ids=w).logits, draft(input_ids=w).logits
+    t_ce, d_ce = heldout_ce(target, windows), heldout_ce(draft, windows)
+    from specdec_diag.assets.corpus import heldout_package_texts
+
+    prompts = heldout_prompts(tok, args.eval_prompts, args.prompt_tokens, texts=heldout_package_texts())
+    return {"heldout": f"packages never trained on: {', '.join(HELD_OUT_PACKAGES)}",
+            "heldout_tokens": int(windows[:, 1:].numel()), "heldout_chars_per_token": round(cpt, 4),
+            "target_ce": round(t_ce, 4), "draft_ce": round(d_ce, 4),
+            "target_nats_per_char": round(t_ce / cpt, 4), "target_bits_per_char": round(t_ce / cpt / 0.6931, 4),
+            "top1_agreement_heldout_text": round((tl.argmax(-1) == dl.argmax(-1)).float().mean().item(), 4),
+            **acceptance(target, draft, prompts, args.eval_gamma, args.new_tokens, tok.pad_token_id)}
+
+
+def stages(args, ckpt_dir: Path, budget: Budget) -> dict:
+    train_files, held_files = collect_corpus()
+    digest = check_corpus(ckpt_dir, train_files)
+    texts = [read(s.path) for s in train_files]
+    held = [read(s.path) for s in held_files]
+    log(f"corpus: {len(train_files)} files, {sum(map(len, texts)) / 1e6:.1f} M chars, sha256 {digest[:12]}; held out: "
+        f"stdlib {', '.join(HELD_OUT)} and packages {', '.join(HELD_OUT_PACKAGES)}")
+    tok, data, held_ids, cpt = tokenizer_and_data(ckpt_dir, args, texts, held)
+    log(f"tokenizer {len(tok)}; train {data.numel() / 1e6:.2f} M tokens "
+        f"({sum(map(len, texts)) / data.numel():.2f} chars/token); held-out {cpt:.2f} chars/token")
+    windows = heldout_windows(held_ids, args.block, 16)
+    from specdec_diag.assets.corpus import heldout_package_texts
+
+    probe = heldout_prompts(tok, 4, 64, texts=heldout_package_texts())
+    torch.manual_seed(args.seed)
+    target = llama(len(tok), args.target_layers, args.target_hidden, args.target_heads, args.target_inter, tok,
+                   1024).to(args.device)
+    hist_t = train_lm("target", target, data, args, args.target_steps, args.target_lr, ckpt_dir / "target.pt",
+                      budget, seed=args.seed + 10,
+                      on_ckpt=HeldoutProbe(target, windows, cpt, probe, tok.pad_token_id, args.greedy_probe_every))
+    if args.stop_after == "target":
+        return {}
+    for p in target.parameters():
+        p.requires_grad_(False)
+    target.to(torch.float16).to(torch.float32)  # distil against the weights that ship
+    draft, hist_d, onpolicy = make_draft(ckpt_dir, args, tok, target, data, budget)
+    out = args.out or ckpt_dir / "pair"
+    save_fp16(target, tok, out / "target")
+    save_fp16(draft, tok, out / "draft")
+    draft.to(torch.float16).to(torch.float32)
+    ev = final_eval(target, draft, tok, windows, cpt, args)
+    log(f"eval {ev}")
+    return {"out": out, "tok": tok, "data": data, "texts": texts, "train_files": train_files, "held_files": held_files,
+            "target": target, "draft": draft, "hist_t": hist_t, "hist_d": hist_d, "onpolicy": onpolicy, "eval": ev}
+
+
+def write_meta(r: dict, args, argv: list[str], seconds: float) -> dict:
+    """train_meta.json: command, corpus (every file with package, licence, sha256), shapes, histories, eval."""
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    a = args
+    meta = {
+        "seed": a.seed, "command": "python scripts/train_pair.py " + " ".join(argv),
+        "corpus": {"source": "Python standard library (PSF-2.0) + permissively licensed pure-Python packages",
+                   "python": sys.version.split()[0], "files": len(r["train_files"]), "held_out": list(HELD_OUT),
+                   "held_out_packages": list(HELD_OUT_PACKAGES), "chars": sum(map(len, r["texts"])),
+                   "tokens": int(r["data"].numel()), "train": manifest(r["train_files"]),
+                   "heldout": manifest(r["held_files"])},
+        "tokenizer": {"type": "byte-level BPE (tokenizers), GPT-2 ByteLevel pre-tokenizer", "vocab_size": len(r["tok"]),
+                      "specials": SPECIALS, "trained_on_chars_max": a.tokenizer_chars},
+        "target": {"arch": "LlamaForCausalLM", "layers": a.target_layers, "hidden": a.target_hidden,
+                   "heads": a.target_heads, "intermediate": a.target_inter, "params": n(r["target"]),
+                   "steps": a.target_steps, "lr": a.target_lr, "history": r["hist_t"]},
+        "draft": {"arch": "LlamaForCausalLM", "layers": a.draft_layers, "hidden": a.draft_hidden,
+                  "heads": a.draft_heads, "intermediate": a.draft_inter, "params": n(r["draft"]),
+                  "steps": a.draft_steps, "lr": a.draft_lr, "history": r["hist_d"],
+                  "distillation": {"temperature": a.temperature, "hard_weight": a.hard_weight},
+                  "onpolicy": r["onpolicy"]},
+        "training": {"block": a.block, "batch": a.batch, "warmup": a.warmup, "optimizer": "AdamW",
+                     "threads": a.threads, "torch": torch.__version__, "weights_dtype": "float16"},
+        "eval": r["eval"], "last_sitting_seconds": round(seconds, 1),
+    }
+    (r["out"] / "train_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     t, d, ev = meta["target"], meta["draft"], meta["eval"]
-    o = d.get("onpolicy")
-    onpolicy_row = "" if not o else (
-        f"| draft/, then on-policy | {d['layers']} x {d['hidden']} | {d['params']} | +{o['steps']} | "
-        f"KL {o['history'][-1]['kl_generated']} |\n")
-    before = meta.get("eval_before_onpolicy")
-    onpolicy_note = "" if not o else (
-        f"\nOn-policy stage: the draft was fine-tuned for {o['steps']} steps on {o['seqs']} target-greedy "
-        f"continuations ({o['new_tokens']} tokens after {o['prompt_tokens']}-token prompts from the training files), "
-        f"forward KL to the target at every position"
-        + (f"; greedy acceptance before it: {before['greedy_acceptance_rate']}." if before else ".") + "\n")
-    (out / "README.md").write_text(f"""# Bundled target/draft pair
+    (r["out"] / "README.md").write_text(
+        f"# Bundled target/draft pair\n\nTrained from scratch by `scripts/train_pair.py` (seed {a.seed}) on the "
+        f"Python {meta['corpus']['python']} standard library and {len(TRAIN_PACKAGES)} permissively licensed packages "
+        f"({meta['corpus']['files']} files, {meta['corpus']['tokens']} tokens; list, licences and sha256 in "
+        f"train_meta.json); see docs/model-pair.md.\n\n"
+        f"| | layers x hidden | params | steps |\n|---|---|---:|---:|\n"
+        f"| target/ | {t['layers']} x {t['hidden']} | {t['params']} | {t['steps']} |\n"
+        f"| draft/ (distilled, then on-policy) | {d['layers']} x {d['hidden']} | {d['params']} | "
+        f"{d['steps']} + {a.onpolicy_steps} |\n\n"
+        f"Held out: {ev['heldout']}. Target CE {ev['target_ce']} nats/token ({ev['target_nats_per_char']} nats/char), "
+        f"draft {ev['draft_ce']}; greedy acceptance at gamma = {ev['gamma']}: {ev['greedy_acceptance_rate']}; "
+        f"distinct-4 of greedy continuations {ev['distinct4_greedy']}.\n")
+    return meta
 
-Trained from scratch by `scripts/train_pair.py` (seed {meta['seed']}) on the Python {meta['corpus']['python']}
-standard library source ({meta['corpus']['files']} files, {meta['corpus']['tokens']} tokens); see
-docs/model-pair.md. Loaded by default by `specdec-diag decode` (specdec_diag/decoder/models.py).
 
-| | layers x hidden | params | steps | final train CE (on-policy: KL) |
-|---|---|---:|---:|---:|
-| target/ | {t['layers']} x {t['hidden']} | {t['params']} | {t['steps']} | {t['history'][-1]['ce']} |
-| draft/ (distilled) | {d['layers']} x {d['hidden']} | {d['params']} | {d['steps']} | {d['history'][-1]['ce']} |
-{onpolicy_row}
-Tokenizer: byte-level BPE, {meta['tokenizer']['vocab_size']} tokens, identical in both directories.
-Weights: float16 safetensors. Held-out files: {', '.join(meta['corpus']['held_out'])}.
-Held-out CE target {ev['target_ce']} / draft {ev['draft_ce']}; teacher-forced top-1 agreement
-{ev['top1_agreement_heldout_text']}; greedy acceptance at gamma = {ev['gamma']} on {ev['prompts']} held-out
-prompts x {ev['new_tokens']} tokens: {ev['greedy_acceptance_rate']} (mean acceptance length
-{ev['mean_acceptance_length']}). Full record: train_meta.json.
-{onpolicy_note}""")
+def parse_args(argv: list[str]):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = ap.add_argument
+    add("--seed", type=int, default=0)
+    add("--ckpt-dir", type=Path, default=DEFAULT_CKPT, help="all resumable state; rerun with the same one")
+    add("--out", type=Path, default=None, help="where the finished pair goes (default CKPT_DIR/pair)")
+    add("--time-budget", type=float, default=0, help="seconds for this sitting (0 = no limit); exit 3 when spent")
+    add("--ckpt-minutes", type=float, default=4.0)
+    add("--greedy-probe-every", type=int, default=4, help="distinct-4 probe at every N-th checkpoint")
+    add("--stop-after", choices=("target", "all"), default="all", help="'target': the sweep's short runs")
+    add("--vocab", type=int, default=2048)
+    add("--tokenizer-chars", type=int, default=8_000_000, help="BPE is trained on at most this much text")
+    for role, (layers, hidden, heads, inter) in (("target", (16, 128, 4, 352)), ("draft", (1, 128, 2, 352))):
+        add(f"--{role}-layers", type=int, default=layers)
+        add(f"--{role}-hidden", type=int, default=hidden)
+        add(f"--{role}-heads", type=int, default=heads)
+        add(f"--{role}-inter", type=int, default=inter)
+    add("--block", type=int, default=256, help="training window in tokens")
+    add("--batch", type=int, default=8)
+    add("--target-steps", type=int, default=8000)
+    add("--draft-steps", type=int, default=800)
+    add("--target-lr", type=float, default=2e-3)
+    add("--draft-lr", type=float, default=4e-3)
+    add("--warmup", type=int, default=200)
+    add("--temperature", type=float, default=1.0, help="distillation softening temperature")
+    add("--hard-weight", type=float, default=0.1, help="weight of the hard-label loss for the draft")
+    add("--onpolicy-steps", type=int, default=600, help="draft steps on target-greedy continuations (0 = off)")
+    add("--onpolicy-seqs", type=int, default=512)
+    add("--onpolicy-lr", type=float, default=2e-3)
+    add("--onpolicy-prompt-weight", type=float, default=0.25)
+    add("--onpolicy-gen-batch", type=int, default=32)
+    add("--threads", type=int, default=1, help="1: on a loaded shared CPU two OpenMP threads stall (10x slower)")
+    add("--device", default="cpu", help="torch device, e.g. cuda (checkpoints load on either)")
+    add("--log-every", type=int, default=25)
+    add("--eval-gamma", type=int, default=4)
+    add("--eval-prompts", type=int, default=12)
+    add("--prompt-tokens", type=int, default=96)
+    add("--new-tokens", type=int, default=96)
+    return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("specdec_diag/assets/pair"))
-    ap.add_argument("--vocab", type=int, default=2048)
-    ap.add_argument("--target-layers", type=int, default=16)
-    ap.add_argument("--target-hidden", type=int, default=128)
-    ap.add_argument("--target-heads", type=int, default=4)
-    ap.add_argument("--target-inter", type=int, default=352)
-    ap.add_argument("--draft-layers", type=int, default=1)
-    ap.add_argument("--draft-hidden", type=int, default=128)
-    ap.add_argument("--draft-heads", type=int, default=2)
-    ap.add_argument("--draft-inter", type=int, default=352)
-    ap.add_argument("--block", type=int, default=128, help="training window in tokens")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--target-steps", type=int, default=350)
-    ap.add_argument("--draft-steps", type=int, default=600)
-    ap.add_argument("--target-lr", type=float, default=3e-3)
-    ap.add_argument("--draft-lr", type=float, default=5e-3)
-    ap.add_argument("--warmup", type=int, default=30)
-    ap.add_argument("--temperature", type=float, default=1.0, help="distillation softening temperature")
-    ap.add_argument("--hard-weight", type=float, default=0.1, help="weight of the hard-label loss for the draft")
-    ap.add_argument("--target-from", type=Path, default=None,
-                    help="reuse the target dir of an earlier run with the same seed/target knobs; train only the draft")
-    ap.add_argument("--draft-from", type=Path, default=None,
-                    help="start from the draft dir of an earlier run (skips the off-policy draft distillation)")
-    ap.add_argument("--onpolicy-steps", type=int, default=0,
-                    help="on-policy stage: draft fine-tuning steps on target-greedy continuations (0 = off)")
-    ap.add_argument("--onpolicy-seqs", type=int, default=384,
-                    help="on-policy stage: target-greedy continuations (prompts from the training files)")
-    ap.add_argument("--onpolicy-lr", type=float, default=2e-3)
-    ap.add_argument("--onpolicy-prompt-weight", type=float, default=0.25,
-                    help="KL weight of the prompt (corpus) positions relative to the generated ones")
-    ap.add_argument("--onpolicy-gen-batch", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="1 is fastest on a shared 2-core machine (2 OpenMP threads stall when descheduled)")
-    ap.add_argument("--log-every", type=int, default=25)
-    ap.add_argument("--ckpt-every", type=int, default=50)
-    ap.add_argument("--eval-gamma", type=int, default=4)
-    ap.add_argument("--eval-prompts", type=int, default=12)
-    ap.add_argument("--prompt-tokens", type=int, default=96)
-    ap.add_argument("--new-tokens", type=int, default=128)
-    args = ap.parse_args(argv)
-
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    t_all = time.perf_counter()
-    out: Path = args.out
-    work = out / ".work"
-    work.mkdir(parents=True, exist_ok=True)
-
+    ckpt_dir: Path = args.ckpt_dir.expanduser()
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    check_run(ckpt_dir, args)
+    budget = Budget(args.time_budget, args.ckpt_minutes * 60)
     try:
-        root, train_files, held_files = corpus_files()
-    except FileNotFoundError as exc:
-        sys.exit(str(exc))
-    texts = [read(f) for f in train_files]
-    held_texts = [read(f) for f in held_files]
-    log(f"corpus: {len(train_files)} files, {sum(map(len, texts)) / 1e6:.1f} M chars from {root}; "
-        f"held out: {', '.join(HELD_OUT)}")
-
-    tok_dir = work / "tokenizer"
-    if (tok_dir / "tokenizer.json").exists():
-        from transformers import PreTrainedTokenizerFast
-
-        tok = PreTrainedTokenizerFast.from_pretrained(tok_dir)
-    elif args.target_from is not None:
-        # the earlier run's tokenizer: BPE training is deterministic, so this is what retraining would give
-        from transformers import PreTrainedTokenizerFast
-
-        tok = PreTrainedTokenizerFast.from_pretrained(args.target_from)
-        for k in ("is_local", "local_files_only"):  # load-time flags; keep tokenizer_config.json byte-identical
-            tok.init_kwargs.pop(k, None)
-    else:
-        tok = train_tokenizer(texts, args.vocab, tok_dir)
-    data = encode_corpus(tok, texts)
-    log(f"tokenizer: {len(tok)} tokens; corpus {data.numel() / 1e6:.2f} M tokens "
-        f"({sum(map(len, texts)) / data.numel():.2f} chars/token)")
-
-    torch.manual_seed(args.seed)
-    target = llama(len(tok), args.target_layers, args.target_hidden, args.target_heads, args.target_inter,
-                   tok, 1024)
-    torch.manual_seed(args.seed + 1)
-    draft = llama(len(tok), args.draft_layers, args.draft_hidden, args.draft_heads, args.draft_inter, tok, 1024)
-    n_t = sum(p.numel() for p in target.parameters())
-    n_d = sum(p.numel() for p in draft.parameters())
-    log(f"target {args.target_layers}x{args.target_hidden}: {n_t / 1e6:.2f} M params; "
-        f"draft {args.draft_layers}x{args.draft_hidden}: {n_d / 1e6:.2f} M params")
-
-    t0 = time.perf_counter()
-    if args.target_from is not None:
-        # The shipped target of an earlier run with the same seed and target knobs: loading its float16
-        # weights gives exactly the frozen teacher that run distilled from (step 3 rounds to float16).
-        from transformers import AutoModelForCausalLM
-
-        prev = json.loads((args.target_from.parent / "train_meta.json").read_text())
-        target = AutoModelForCausalLM.from_pretrained(args.target_from, local_files_only=True,
-                                                      dtype=torch.float32)
-        hist_t, t_target = prev["target"]["history"], prev["target"]["train_seconds"]
-        log(f"target loaded from {args.target_from} (trained {prev['target']['steps']} steps, seed {prev['seed']})")
-    else:
-        hist_t = train("target", target, data, args, args.target_steps, args.target_lr, work / "target.pt",
-                       seed=args.seed + 10)
-        t_target = time.perf_counter() - t0
-    for p in target.parameters():
-        p.requires_grad_(False)
-    # Distil against the weights that ship (float16-rounded), so the draft matches what the decoder loads.
-    target.to(torch.float16).to(torch.float32)
-    t0 = time.perf_counter()
-    prev_d = None
-    if args.draft_from is not None:
-        from transformers import AutoModelForCausalLM
-
-        prev_d = json.loads((args.draft_from.parent / "train_meta.json").read_text())
-        draft = AutoModelForCausalLM.from_pretrained(args.draft_from, local_files_only=True, dtype=torch.float32)
-        for k, v in (("layers", draft.config.num_hidden_layers), ("hidden", draft.config.hidden_size)):
-            if prev_d["draft"][k] != v:
-                sys.exit(f"{args.draft_from}: draft {k} {v} disagrees with its train_meta.json")
-        hist_d, t_draft = prev_d["draft"]["history"], prev_d["draft"]["train_seconds"]
-        args.draft_steps, args.draft_lr = prev_d["draft"]["steps"], prev_d["draft"]["lr"]
-        args.draft_layers, args.draft_hidden = prev_d["draft"]["layers"], prev_d["draft"]["hidden"]
-        args.draft_heads, args.draft_inter = prev_d["draft"]["heads"], prev_d["draft"]["intermediate"]
-        args.temperature, args.hard_weight = (prev_d["draft"]["distillation"][k] for k in ("temperature", "hard_weight"))
-        n_d = sum(p.numel() for p in draft.parameters())
-        log(f"draft loaded from {args.draft_from} ({prev_d['draft']['steps']} off-policy steps)")
-    else:
-        hist_d = train("draft", draft, data, args, args.draft_steps, args.draft_lr, work / "draft.pt",
-                       teacher=target, seed=args.seed + 20)
-        t_draft = time.perf_counter() - t0
-    onpolicy = None
-    if args.onpolicy_steps > 0:
-        t0 = time.perf_counter()
-        seq_file = work / "onpolicy_seqs.pt"
-        if seq_file.exists():
-            seqs = torch.load(seq_file)
-        else:
-            seqs = onpolicy_sequences(target, tok, data, args, seed=args.seed + 30)
-            torch.save(seqs, seq_file)
-        t_gen = time.perf_counter() - t0
-        t_logp = teacher_logprobs(target, seqs)
-        t_teacher = time.perf_counter() - t0 - t_gen
-        log(f"onpolicy: {tuple(seqs.shape)} sequences in {t_gen:.0f} s, teacher log-probs in {t_teacher:.0f} s")
-        draft.to(torch.float16).to(torch.float32)  # start from the weights that shipped
-        hist_o = train_onpolicy(draft, seqs, t_logp, args, work / "onpolicy.pt", seed=args.seed + 40)
-        del t_logp
-        onpolicy = {"method": "DistillSpec-style: forward KL(target || draft) on target-greedy continuations",
-                    "prompts_from": "training files only (random windows of the training stream, no bos/eos)",
-                    "seqs": args.onpolicy_seqs, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
-                    "steps": args.onpolicy_steps, "batch": args.batch, "lr": args.onpolicy_lr,
-                    "prompt_weight": args.onpolicy_prompt_weight, "history": hist_o,
-                    "generate_seconds": round(t_gen, 1), "teacher_seconds": round(t_teacher, 1),
-                    "train_seconds": round(time.perf_counter() - t0, 1)}
-
-    for role, model in (("target", target), ("draft", draft)):
-        model.generation_config.pad_token_id = tok.pad_token_id
-        model.generation_config.bos_token_id = tok.bos_token_id
-        model.generation_config.eos_token_id = tok.eos_token_id
-        save_fp16(model, tok, out / role)
-    draft.to(torch.float16).to(torch.float32)
-    log("saved; evaluating on held-out files")
-    ev = evaluate(target, draft, tok, held_texts, args)
-    log(f"eval {ev}")
-    meta = {
-        "seed": args.seed,
-        "command": "python scripts/train_pair.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "corpus": {"source": "Python standard library source (sysconfig stdlib, *.py)",
-                   "python": sys.version.split()[0], "files": len(train_files),
-                   "excluded_parts": sorted(EXCLUDE_PARTS), "excluded_prefix": "test_",
-                   "held_out": list(HELD_OUT), "chars": sum(map(len, texts)), "tokens": int(data.numel())},
-        "tokenizer": {"type": "byte-level BPE (tokenizers)", "vocab_size": len(tok), "specials": SPECIALS},
-        "target": {"arch": "LlamaForCausalLM", "layers": args.target_layers, "hidden": args.target_hidden,
-                   "heads": args.target_heads, "intermediate": args.target_inter, "params": n_t,
-                   "steps": args.target_steps, "lr": args.target_lr, "history": hist_t,
-                   "train_seconds": round(t_target, 1)},
-        "draft": {"arch": "LlamaForCausalLM", "layers": args.draft_layers, "hidden": args.draft_hidden,
-                  "heads": args.draft_heads, "intermediate": args.draft_inter, "params": n_d,
-                  "steps": args.draft_steps, "lr": args.draft_lr, "history": hist_d,
-                  "distillation": {"temperature": args.temperature, "hard_weight": args.hard_weight},
-                  "train_seconds": round(t_draft, 1), "onpolicy": onpolicy},
-        "training": {"block": args.block, "batch": args.batch, "warmup": args.warmup, "optimizer": "AdamW",
-                     "threads": args.threads, "torch": torch.__version__, "weights_dtype": "float16"},
-        "eval": ev,
-        "total_seconds": round(time.perf_counter() - t_all, 1),
-    }
-    if prev_d is not None:  # keep the record of the runs this one builds on
-        meta["eval_before_onpolicy"] = prev_d.get("eval_before_onpolicy", prev_d["eval"])
-        meta["produced_by"] = prev_d.get("produced_by", [])
-        meta["produced_by"].append({"command": meta["command"], "total_seconds": meta["total_seconds"],
-                                    "note": "reused the target and draft of the runs above (--target-from, --draft-from); "
-                                            "on-policy stage only"})
-        meta["total_seconds_note"] = "this run only: the on-policy stage on top of the pair of the runs above"
-    (out / "train_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    write_readme(out, meta)
-    shutil.rmtree(work)
-    log(f"done in {meta['total_seconds']} s -> {out}")
+        r = stages(args, ckpt_dir, budget)
+    except BudgetSpent as exc:
+        log(f"time budget spent at {exc}; checkpoint in {ckpt_dir} - rerun the same command to resume")
+        return 3
+    except CorpusError as exc:
+        sys.exit(f"error: {exc}")
+    if not r:
+        log(f"stopped after the target (--stop-after target); checkpoint in {ckpt_dir}")
+        return 0
+    write_meta(r, args, argv, time.monotonic() - budget.t0)
+    log(f"done -> {r['out']} (checkpoints kept in {ckpt_dir}; delete it to start over)")
     return 0
 
 

@@ -204,6 +204,15 @@ def test_onpolicy_stage_on_tiny_models():
                 ids.append(int(target(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
         assert s.tolist() == ids
     assert torch.equal(tp.onpolicy_sequences(target, tok, data, args, seed=0), seqs)  # seeded
+    # split over sittings (a spent budget stops after each batch of 4), the same sequences come out
+    import tempfile
+
+    lib = load_script("train_pair_lib")
+    with tempfile.TemporaryDirectory() as d:
+        part = Path(d) / "part.pt"
+        with pytest.raises(lib.BudgetSpent):
+            lib.onpolicy_sequences(target, tok, data, args, 0, part, lib.Budget(1e-9, 1e9))
+        assert torch.equal(lib.onpolicy_sequences(target, tok, data, args, 0, part, lib.Budget(1e-9, 1e9)), seqs)
 
     t_logp = tp.teacher_logprobs(target, seqs, chunk=4)
 
@@ -214,9 +223,65 @@ def test_onpolicy_stage_on_tiny_models():
         return (tl.exp() * (tl - lp)).sum(-1)[:, 7:].mean().item()
 
     before = kl()
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         hist = tp.train_onpolicy(draft, seqs, t_logp, args, Path(d) / "op.pt", seed=0)
     assert len(hist) == 3 and not draft.training
     assert kl() < 0.5 * before, (before, kl())
+
+
+def _tiny_lm(tp, seed: int):
+    from types import SimpleNamespace
+
+    tok = SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(seed)
+    return tp.llama(64, 2, 32, 2, 64, tok, 128)
+
+
+def test_training_resumes_exactly_after_the_time_budget(tmp_path):
+    """A sitting stopped by --time-budget checkpoints (model, optimiser, step, data RNG) and a rerun
+    continues to the very weights an uninterrupted run reaches - the property that lets training span
+    several sittings."""
+    from types import SimpleNamespace
+
+    tp = load_script("train_pair_lib")
+    data = torch.randint(4, 64, (3000,), generator=torch.Generator().manual_seed(3))
+    args = SimpleNamespace(block=16, batch=4, warmup=2, log_every=5, temperature=1.0, hard_weight=0.1)
+    straight = _tiny_lm(tp, 0)
+    tp.train_lm("t", straight, data, args, 12, 1e-2, tmp_path / "a.pt", tp.Budget(0, 1e9), seed=7)
+
+    resumed, ckpt, sittings = _tiny_lm(tp, 0), tmp_path / "b.pt", 0
+    while True:
+        sittings += 1
+        try:  # a budget already spent: every sitting stops after one step
+            tp.train_lm("t", resumed, data, args, 12, 1e-2, ckpt, tp.Budget(1e-9, 1e9), seed=7)
+            break
+        except tp.BudgetSpent:
+            resumed = _tiny_lm(tp, 0)  # a fresh process: nothing survives but the checkpoint
+    assert sittings == 12
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    fresh = _tiny_lm(tp, 0)
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.parameters(), resumed.parameters(), strict=True))
+
+
+def test_distinct_ngram_ratio_scores_loops_low():
+    tp = load_script("train_pair_lib")
+    assert tp.distinct_ngram_ratio(list(range(100))) == 1.0
+    loop = [5, 6, 7] * 32  # "self, self, self" style
+    assert tp.distinct_ngram_ratio(loop) < 0.05
+
+
+def test_corpus_packages_are_permissive_and_heldout_disjoint():
+    """Every named package is installed with a permissive licence in its metadata, no file is both
+    trained on and held out, and vendored copies (pip/_vendor, setuptools/_vendor) are skipped."""
+    corpus = pytest.importorskip("specdec_diag.assets.corpus")
+    try:
+        train = corpus.packages_files(corpus.TRAIN_PACKAGES)
+        held = corpus.packages_files(corpus.HELD_OUT_PACKAGES)
+    except corpus.CorpusError as exc:
+        pytest.skip(str(exc))
+    assert not set(corpus.TRAIN_PACKAGES) & set(corpus.HELD_OUT_PACKAGES)
+    assert all(corpus.PERMISSIVE.search(s.license) for s in train + held)
+    assert not {s.path.resolve() for s in train} & {s.path.resolve() for s in held}
+    assert not any("_vendor" in s.path.parts for s in train)
+    assert {s.package.lower() for s in held} == {p.lower() for p in corpus.HELD_OUT_PACKAGES}

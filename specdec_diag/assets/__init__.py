@@ -2,7 +2,9 @@
 
 The corpus is the Python standard library's own source, so the held-out evaluation prompts can be
 rebuilt on any machine with the same Python without shipping text: the training script, the benchmark
-and the tests all take them from :func:`heldout_prompts`. Pure Python: no torch import here.
+and the tests all take them from :func:`heldout_prompts`. The retraining corpus of issue 14 adds
+permissively licensed packages and holds out whole packages (``corpus.py``; ``heldout_prompts(...,
+texts=corpus.heldout_package_texts())``). Pure Python: no torch import here.
 """
 
 from __future__ import annotations

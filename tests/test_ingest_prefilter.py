@@ -165,7 +165,8 @@ def test_routing_bits_follow_each_sources_markers():
     got, n = R.marked_lines(blob, 1, GROUPS)
     assert n == 4
     assert got["line"].to_list() == [1, 2, 3]
-    assert got["_src"].to_list() == [vllm_bit, sglang_bit, vllm_bit | sglang_bit]
+    # other sources (the bench tables' "tokens/s") may claim these lines too: only these two bits matter
+    assert [b & (vllm_bit | sglang_bit) for b in got["_src"].to_list()] == [vllm_bit, sglang_bit, vllm_bit | sglang_bit]
 
 
 def test_sources_without_markers_and_no_sources():

@@ -88,7 +88,8 @@ _THR = (
 M_THR_BODY = "Avg prompt throughput: "
 _THR_BODY = ("^" + M_THR_BODY + r"(?P<ptps>[0-9.]+) tokens/s, Avg generation throughput: (?P<gtps>[0-9.]+) "
              r"tokens/s, Running: (?P<run>[0-9]+) reqs?, (?:Swapped: (?P<swap>[0-9]+) reqs?, )?(?P<wk>Waiting|"
-             r"Pending): (?P<wait>[0-9]+) reqs?, GPU KV cache usage: (?P<kv>[0-9.]+)%")
+             r"Pending): (?P<wait>[0-9]+) reqs?(?:, Deferred: (?P<deferred>[0-9]+) reqs?)?(?:, Preemptions: "
+             r"(?P<preempt>[0-9]+))?, GPU KV cache usage: (?P<kv>[0-9.]+)%")
 _THR_ENG = r"(Engine \d+|\d+ Engines Aggregated): $"
 
 #: keys of the V1 line we understand; a line with any other key is an unknown variant (key/value parse).

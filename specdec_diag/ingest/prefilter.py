@@ -84,8 +84,12 @@ def _saved_path(exprs: list[bytes], ids: list[int]) -> Path | None:
     where = os.environ.get(DB_CACHE_ENV, "")
     if where.lower() in ("off", "0", "no"):
         return None
-    root = Path(where) if where else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "specdec-diag"
-    key = hashlib.sha256(repr((exprs, ids, _hs.__version__, platform.machine())).encode()).hexdigest()[:32]
+    try:
+        root = Path(where) if where else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "specdec-diag"
+    except RuntimeError:  # no home directory to be found: compile every time
+        return None
+    version = getattr(_hs, "__version__", "?")
+    key = hashlib.sha256(repr((exprs, ids, version, platform.machine())).encode()).hexdigest()[:32]
     return root / "hyperscan" / f"{key}.db"
 
 

@@ -222,13 +222,16 @@ fallback where the `hyperscan` wheel is missing (side by side, same run).
 
 How the scan gets there (issue 13): a plain file is read in 8 MB pieces cut at line boundaries,
 each piece a view of the block read (re-read from the last newline with a seek; no copy). One
-Hyperscan pass over the raw bytes of a piece searches all sources' ~60 literal markers, one
+Hyperscan pass over the raw bytes of a piece searches all sources' ~175 literal markers, one
 pattern per source of the form `(?:m1|m2|...)[^\\n]*$`, so each hit is reported once per line and
 source, at the line's end: the hit tells which sources the line goes to (a bitmask, no per-source
-regex afterwards). Line numbers come from the piece's newline mask (numpy): with dense hits from
-every newline position (`flatnonzero` + `searchsorted`), with sparse ones from popcounts of the
-packed mask and a short backwards `rfind` per hit; only the hit lines are cut out and decoded
-(invalid UTF-8 replaced, one trailing CR dropped, as the polars CSV reader did). gzip is
+regex afterwards). The compiled database is kept on disk (`$XDG_CACHE_HOME/specdec-diag/hyperscan`,
+~0.1 MB; compiling costs ~70 ms per process, loading ~1 ms). Line numbers come from the piece's
+newline mask (numpy): with dense hits from every newline position (`flatnonzero` +
+`searchsorted`, whose length is also the line count), with sparse ones by counting the mask
+between consecutive hits and a short backwards `rfind` per hit; only the hit lines are cut out and
+become one string column by a single Binary -> Utf8 cast (a piece with invalid UTF-8 is decoded
+line by line with replacement; one trailing CR dropped, as the polars CSV reader did). gzip is
 stream-decompressed in pieces by the input layer and goes through the same search; a transcoded or
 bare-CR file too. Kept lines are parsed in batches of 64 MB. The two vLLM line shapes that dominate
 big logs (SpecDecoding variant E, throughput) are matched by patterns anchored at their marker with

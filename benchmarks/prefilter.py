@@ -1,5 +1,5 @@
 """Finding the marker lines of a log, side by side: the engines considered for the scan's prefilter
-(specdec_diag/ingest/prefilter.py). Each finds the lines holding any of all sources' ~60 literal
+(specdec_diag/ingest/prefilter.py). Each finds the lines holding any of all sources' ~175 literal
 markers in 8 MB pieces of the same file and returns their line numbers; all must agree.
 
     .venv/bin/python benchmarks/prefilter.py                       # 256 MB production-like log

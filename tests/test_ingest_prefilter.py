@@ -186,3 +186,26 @@ def test_threads_scan_at_once():
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda _: P.find_marked(blob, 1, GROUPS), range(16)))
     assert all(g.equals(want) and m == n for g, m in got)
+
+
+@needs_hs
+def test_compiled_database_kept_on_disk_and_rebuilt_when_unusable(monkeypatch, tmp_path):
+    """The compiled database is saved once, loaded by the next process (here: after the in-process
+    cache is cleared), recompiled when the file is corrupt, and never written when switched off."""
+    blob = (PRE + SPEC + "\nnone\nDecode batch. x\n").encode()
+    want = P.line_hits(blob, GROUPS)
+    monkeypatch.setenv(P.DB_CACHE_ENV, str(tmp_path))
+    P._database.cache_clear()
+    assert P.line_hits(blob, GROUPS) == want
+    (saved,) = (tmp_path / "hyperscan").iterdir()
+    P._database.cache_clear()
+    assert P.line_hits(blob, GROUPS) == want  # loaded from the file
+    saved.write_bytes(b"not a database")
+    P._database.cache_clear()
+    assert P.line_hits(blob, GROUPS) == want  # recompiled, and the file rewritten
+    assert saved.read_bytes() != b"not a database"
+    saved.unlink()
+    monkeypatch.setenv(P.DB_CACHE_ENV, "off")
+    P._database.cache_clear()
+    assert P.line_hits(blob, GROUPS) == want and not list((tmp_path / "hyperscan").iterdir())
+    P._database.cache_clear()

@@ -232,8 +232,8 @@ def _assemble(info: dict[str, Any], parts: list[Parsed], families: list[str]) ->
         cat([p.configs for p in parts], CONFIG_SCHEMA), cat([p.steps for p in parts], STEPS_SCHEMA),
         [h for p in parts for h in p.headers],
     )
-    formats = sorted(set(windows["format"].drop_nulls().to_list()))
-    engines = sorted(set(windows["engine"].drop_nulls().to_list()))
+    formats = sorted(windows["format"].drop_nulls().unique().to_list())  # distinct first: no 273 K str objects
+    engines = sorted(windows["engine"].drop_nulls().unique().to_list())
     info["format"] = ",".join(formats) if formats else (",".join(families) or None)
     info["engine"] = ",".join(engines) if engines else None
     info["records"] = windows.height

@@ -101,6 +101,20 @@ def test_cut_single_engine_logs_equal_the_plain_scan(big, small_pieces):
     same(scan(paths, use_cache=False), parallel.scan_parallel(paths, use_cache=False))
 
 
+def test_each_piece_reads_only_its_own_range(big, small_pieces):
+    """A piece that read more than its range is thrown away and the file parsed whole: the tables
+    stay right but the file is read once per piece and once more, so the pieces are checked here."""
+    s = parallel.Settings(None, False, False, 8 << 20, tuple(parallel.SOURCES), "k")
+    for sub in ("a", "c"):
+        plan = parallel.plan_inputs([big / sub], s, None)
+        parts = [parallel.run_task((t, s))[0] for t in plan.tasks]
+        assert len(parts) >= 3 and all(p is not None for p in parts)
+        cut = next((big / sub).glob("*.log"))
+        merged, whole = parallel.merge_pieces(parts), parallel.parse_file(cut, str(cut))
+        assert merged.input["lines"] == whole.input["lines"] == len(cut.read_bytes().splitlines())
+        assert sorted(merged.windows["line"]) == sorted(whole.windows["line"])  # mixed files: row order by source
+
+
 def test_cache_is_used_for_cut_files(big, small_pieces, tmp_path):
     first = parallel.scan_parallel([big / "a"], cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.sdc"))) == 1
@@ -148,6 +162,23 @@ def test_memory_and_file_urls_equal_the_local_scan(tmp_path):
     assert_frame_equal(local.windows.with_columns(strip), ref.windows.with_columns(strip))
     bad = load(["memory://no-such-dir/x.log"], use_cache=False)
     assert bad.errors and "memory://no-such-dir/x.log" in bad.errors[0]
+
+
+def test_url_directories_skip_hidden_directories_as_the_walk_does(tmp_path):
+    """The scan's cache lives in ``.specdec-cache`` beside the logs (its ``runs/*.json`` are
+    wanted names); a ``file://`` scan of such a directory reads what the local walk reads."""
+    pytest.importorskip("fsspec")
+    d = tmp_path / "fleet"
+    shutil.copytree(SAMPLES / "fleet", d)
+    (d / ".specdec-cache" / "runs").mkdir(parents=True)
+    shutil.copy(VLLM, d / ".specdec-cache" / "runs" / "copy.log")
+    ref = scan([d], use_cache=False)
+    got = load([f"file://{d}"], use_cache=False)
+    assert got.inputs.height == ref.inputs.height
+    strip = pl.col("source").str.replace(r"^.*?fleet/", "")
+    assert_frame_equal(got.windows.with_columns(strip), ref.windows.with_columns(strip))
+    assert parallel.walked("/host-a/vllm.log.1") and parallel.walked(".hidden.log")
+    assert not parallel.walked("/.specdec-cache/runs/x.json") and not parallel.walked("/a/README.md")
 
 
 # --- Ray ----------------------------------------------------------------------------------------

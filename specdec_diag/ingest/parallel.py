@@ -105,6 +105,12 @@ class _Range:
     def close(self) -> None:
         self.fh.close()
 
+    def __enter__(self) -> _Range:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 class RangeFile(InputFile):
     """An :class:`InputFile` whose pieces are one byte range of a plain UTF-8 file; ``sniff`` still
@@ -323,7 +329,7 @@ class Plan:
         self._close_group()
         fs, root = fsspec.core.url_to_fs(url)
         try:
-            found = [root] if not fs.isdir(root) else sorted(p for p in fs.find(root) if wanted(p.rsplit("/", 1)[-1]))
+            found = [root] if not fs.isdir(root) else sorted(p for p in fs.find(root) if walked(p[len(root):]))
         except Exception as exc:  # noqa: BLE001 - an unreachable store is this input's error
             self.units.append(Unit(url, 0, [], cached=_failed(url, f"cannot list: {type(exc).__name__}: {exc}"[:300])))
             return
@@ -342,6 +348,12 @@ class Plan:
 
     def finish(self) -> None:
         self._close_group()
+
+
+def walked(below: str) -> bool:
+    """What the directory walk reads below a URL: a wanted name under no hidden directory (the cache)."""
+    *dirs, name = below.strip("/").split("/")
+    return wanted(name) and not any(d.startswith(".") for d in dirs)
 
 
 def _info(fs: Any, p: str) -> dict[str, Any]:
@@ -450,11 +462,9 @@ def iter_results(plan: Plan, executor: Executor, progress: Progress | None = Non
 
 
 def _whole(unit: Unit, s: Settings, cache: Cache | None, parts: list[FileResult | None]) -> FileResult:
-    """A split file's result: its pieces merged (and cached), or the file parsed whole when a piece
-    could not stand for its range."""
-    if any(p is None for p in parts):
-        return parse_file(Path(unit.display), unit.display, sources=s.sources, chunk_bytes=s.chunk_bytes)
-    res = merge_pieces(parts)  # type: ignore[arg-type]
+    """A cut file's result (cached): its pieces merged, or the file parsed whole if a piece failed."""
+    res = parse_file(Path(unit.display), unit.display, sources=s.sources, chunk_bytes=s.chunk_bytes) \
+        if any(p is None for p in parts) else merge_pieces(parts)  # type: ignore[arg-type]
     fp = res.input.get("fingerprint")
     if cache is not None and fp and res.input.get("error") is None and res.warning is None:
         cache.store(unit.display, fp, s.key, res)

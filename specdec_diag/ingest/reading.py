@@ -137,8 +137,10 @@ def plain_pieces(f: InputFile, chunk_bytes: int, has_marker: Callable[[bytes], b
                  max_line: int = MAX_LINE_BYTES) -> Iterator[memoryview | bytes | Overlong]:
     """:meth:`InputFile.pieces` for a plain UTF-8 file (no gzip, no transcoding, no bare CRs), each
     piece a view of the block read instead of a copy of it (the copy was a third of the read cost).
-    A file that shrinks while read ends early; one that grows is read as far as it reaches."""
-    with open(f.path, "rb", buffering=0) as fh:
+    A file that shrinks while read ends early; one that grows is read as far as it reaches. The
+    bytes come through the InputFile's own opener: a range-limited one (a piece of a cut file,
+    :mod:`~specdec_diag.ingest.parallel`) shows only its range."""
+    with f._open_raw() as fh:
         pos, carry = f.skip, b""
         while True:
             if not carry:

@@ -109,6 +109,7 @@ class WriteStats:
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    only_these: bool = False  # the dataset holds exactly this call's inputs (no older ones besides)
 
 
 def _atomic_parquet(df: pl.DataFrame, out: Path) -> None:
@@ -182,10 +183,12 @@ def write_dataset(results: Iterable[FileResult], root: Path,
     pending: dict[str, tuple[str, FileResult]] = {}
     stale: dict[tuple[str, str], set[str]] = defaultdict(set)
     stats = WriteStats()
+    seen: set[str] = set()
     for res in results:
         if keep is not None:
             keep(res)
         path, fp = res.input["path"], res.input.get("fingerprint")
+        seen.add(path)
         prev = old.get(path)
         if prev is not None and fp and prev["fingerprint"] == fp and prev["_warning"] is None and res.warning is None:
             stats.unchanged.append(path)
@@ -199,6 +202,7 @@ def write_dataset(results: Iterable[FileResult], root: Path,
     _write_parts(root, pending, part_file)
     _atomic_parquet(pl.DataFrame(list(old.values()), schema=MANIFEST_SCHEMA, orient="row"), root / MANIFEST)
     _drop_stale(root, stale)
+    stats.only_these = seen == set(old)
     return stats
 
 

@@ -207,6 +207,34 @@ def test_readers_ignore_rows_the_manifest_does_not_place_in_a_part(logs, tmp_pat
     same(raw, load([out]))
 
 
+def _to_layout_1(out: Path) -> None:
+    """Rewrite a dataset into the ``@1`` layout: one ``<input id>.parquet`` per input and table, a
+    manifest with ``_id`` instead of ``_part``."""
+    m = read_manifest(out)
+    ids = {p: f"id{i:03d}" for i, p in enumerate(m["path"])}
+    for t in TABLES:
+        for f in list((out / t).rglob("part-*.parquet")):
+            for (src,), g in pl.read_parquet(f, hive_partitioning=False).group_by(["source"]):
+                g.write_parquet(f.parent / f"{ids[src]}.parquet")
+            f.unlink()
+    m.with_columns(pl.col("path").replace_strict(ids).alias("_id")).drop("_part").write_parquet(out / MANIFEST)
+
+
+def test_a_layout_1_dataset_reads_and_appends(logs, tmp_path):
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    _to_layout_1(out)
+    raw = scan([logs / "fleet"], use_cache=False)
+    same(raw, load([out]))
+    old_b = [p for p in _parts(out) if "host=host-b" in p]
+    grown = logs / "fleet" / "host-b" / "vllm.log"
+    lines = grown.read_text().splitlines(keepends=True)
+    grown.write_text("".join(lines + lines[-4:]))
+    assert "0 inputs added, 1 replaced, 7 unchanged" in ingest([logs / "fleet"], out)
+    assert old_b and not any((out / p).exists() for p in old_b)
+    same(scan([logs / "fleet"], use_cache=False), load([out]))
+
+
 def test_out_refuses_a_directory_that_is_not_a_dataset(logs, tmp_path):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine\n")

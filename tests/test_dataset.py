@@ -18,7 +18,7 @@ from specdec_diag.analysis.runs import segment
 from specdec_diag.api import load
 from specdec_diag.cli import app
 from specdec_diag.ingest import scan
-from specdec_diag.ingest.dataset import MANIFEST, is_dataset, walk_key
+from specdec_diag.ingest.dataset import MANIFEST, TABLES, is_dataset, read_manifest, walk_key
 
 ROOT = Path(__file__).resolve().parents[1]
 FLEET = ROOT / "sample_logs" / "fleet"
@@ -58,6 +58,7 @@ def test_dataset_reads_back_as_the_scan_of_the_logs(logs, tmp_path):
     a, b = segment(raw), segment(back)
     assert a.ids == b.ids and len(a.ids) > 5
     assert_frame_equal(a.table, b.table)
+    assert_frame_equal(pl.read_parquet(out / "runs.parquet"), b.table)
 
 
 def test_partitions_are_hive_directories_readable_by_polars(logs, tmp_path):
@@ -133,6 +134,104 @@ def test_a_changed_input_replaces_only_its_own_parts(logs, tmp_path):
     after = _snapshot(out)
     changed = {k for k in before if after.get(k) != before[k]}
     assert changed and all("host=host-b" in k for k in changed)
+    same(scan([logs / "fleet"], use_cache=False), load([out]))
+
+
+def _parts(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for t in TABLES for p in (root / t).rglob("*.parquet"))
+
+
+def test_one_part_file_per_partition_per_ingest_call(logs, tmp_path):
+    """Many inputs of one partition share one part file (cost per partition, not per input); the
+    manifest maps each input to it; a second call with new inputs adds one new part per partition."""
+    d = tmp_path / "many" / "host-m"
+    d.mkdir(parents=True)
+    text = (FLEET / "host-c" / "vllm.log").read_text()
+    for i in range(6):
+        (d / f"w{i}.log").write_text(text)
+    out = tmp_path / "ds"
+    ingest([tmp_path / "many"], out)
+    parts = _parts(out)
+    windows = [p for p in parts if p.startswith("windows/")]
+    assert len(windows) == 1 and len(parts) <= len(TABLES)
+    assert re.fullmatch(r"windows/date=2026-03-14/host=host-m/engines=vllm/part-\d{8}T\d{6}Z-[0-9a-f]{8}\.parquet",
+                        windows[0])
+    m = read_manifest(out)
+    assert m.height == 6 and m["_part"].n_unique() == 1 and all(p.endswith("/" + m["_part"][0]) for p in parts)
+    before = _snapshot(out)
+    for i in range(6, 9):
+        (d / f"w{i}.log").write_text(text)
+    assert "3 inputs added, 0 replaced, 6 unchanged" in ingest([tmp_path / "many"], out)
+    after = _snapshot(out)
+    assert all(after[k] == v for k, v in before.items())
+    assert len([p for p in _parts(out) if p.startswith("windows/")]) == 2
+    same(scan([tmp_path / "many"], use_cache=False), load([out]))
+    assert_frame_equal(pl.read_parquet(out / "runs.parquet"), segment(load([out])).table)
+
+
+def test_a_changed_input_leaves_no_stale_rows_for_raw_readers(logs, tmp_path):
+    """An input sharing its part file with others changes: the old part keeps the others' rows only
+    (a raw Hive scan counts the rows of a fresh scan), and the dataset reads as the scan."""
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    host_a = read_manifest(out).filter(pl.col("path").str.contains("/host-a/"))
+    assert host_a.height >= 2 and host_a["_part"].n_unique() == 1
+    grown = logs / "fleet" / "host-a" / "vllm.log"
+    assert str(grown) in host_a["path"].to_list()
+    lines = grown.read_text().splitlines(keepends=True)
+    grown.write_text("".join(lines + lines[-4:]))
+    ingest([logs / "fleet"], out)
+    raw = scan([logs / "fleet"], use_cache=False)
+    hive = pl.scan_parquet(out / "windows" / "**" / "*.parquet", hive_partitioning=True).collect()
+    assert hive.height == raw.windows.height
+    assert sorted(hive["source"].unique()) == sorted(raw.windows["source"].unique())
+    same(raw, load([out]))
+
+
+def test_readers_ignore_rows_the_manifest_does_not_place_in_a_part(logs, tmp_path):
+    """A writer that died after the manifest but before removing a changed input's old rows: the
+    old part file (still holding two unchanged inputs) keeps them too, yet the dataset reads as
+    the scan."""
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    saved = {p: (out / p).read_bytes() for p in _parts(out) if "host=host-a" in p}
+    grown = logs / "fleet" / "host-a" / "vllm.log"
+    lines = grown.read_text().splitlines(keepends=True)
+    grown.write_text("".join(lines + lines[-4:]))
+    ingest([logs / "fleet"], out)
+    for p, data in saved.items():
+        (out / p).write_bytes(data)
+    hive = pl.read_parquet(out / "windows" / "**" / "*.parquet", hive_partitioning=False)
+    raw = scan([logs / "fleet"], use_cache=False)
+    assert hive.height > raw.windows.height  # the stale rows are there
+    same(raw, load([out]))
+
+
+def _to_layout_1(out: Path) -> None:
+    """Rewrite a dataset into the ``@1`` layout: one ``<input id>.parquet`` per input and table, a
+    manifest with ``_id`` instead of ``_part``."""
+    m = read_manifest(out)
+    ids = {p: f"id{i:03d}" for i, p in enumerate(m["path"])}
+    for t in TABLES:
+        for f in list((out / t).rglob("part-*.parquet")):
+            for (src,), g in pl.read_parquet(f, hive_partitioning=False).group_by(["source"]):
+                g.write_parquet(f.parent / f"{ids[src]}.parquet")
+            f.unlink()
+    m.with_columns(pl.col("path").replace_strict(ids).alias("_id")).drop("_part").write_parquet(out / MANIFEST)
+
+
+def test_a_layout_1_dataset_reads_and_appends(logs, tmp_path):
+    out = tmp_path / "ds"
+    ingest([logs / "fleet"], out)
+    _to_layout_1(out)
+    raw = scan([logs / "fleet"], use_cache=False)
+    same(raw, load([out]))
+    old_b = [p for p in _parts(out) if "host=host-b" in p]
+    grown = logs / "fleet" / "host-b" / "vllm.log"
+    lines = grown.read_text().splitlines(keepends=True)
+    grown.write_text("".join(lines + lines[-4:]))
+    assert "0 inputs added, 1 replaced, 7 unchanged" in ingest([logs / "fleet"], out)
+    assert old_b and not any((out / p).exists() for p in old_b)
     same(scan([logs / "fleet"], use_cache=False), load([out]))
 
 

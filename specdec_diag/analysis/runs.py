@@ -161,11 +161,14 @@ def _banners(configs: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame:
     c = configs.with_row_index("_i").filter(pl.col("key").is_in(list(STARTUP_KEYS))).select("_i", "source", "line")
     if c.height == 0:
         return c.with_columns(pl.lit(None, pl.Int64).alias("banner"), pl.lit(0, pl.Int64).alias("_before"))
-    wl = windows.select("source", "line").sort("source", "line")
-    lines = {k[0]: g["line"] for k, g in wl.group_by(["source"])} if wl.height else {}
-    before = [int(lines[s].search_sorted(ln, "left")) if s in lines else 0
-              for s, ln in c.select("source", "line").iter_rows()]
-    c = c.with_columns(pl.Series("_before", before, pl.Int64))
+    # metrics lines of the same source strictly before each config line: one sort, not a search per row
+    marks = pl.concat([c.select("_i", "source", "line", pl.lit(0, pl.Int64).alias("_m")),
+                       windows.select(pl.lit(None, c.schema["_i"]).alias("_i"), "source", "line",
+                                      pl.lit(1, pl.Int64).alias("_m")).cast({"line": c.schema["line"]})])
+    before = (marks.sort("source", "line", "_m").with_columns(pl.col("_m").cum_sum().over("source").alias("_before"))
+              .filter(pl.col("_m") == 0).select("_i", "_before"))
+    c = c.join(before, on="_i", how="left").sort("_i")
+    c = c.with_columns(pl.col("_before").fill_null(0))
     return c.with_columns(pl.col("line").min().over("source", "_before").alias("banner"))
 
 

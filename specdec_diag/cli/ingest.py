@@ -60,7 +60,7 @@ def ingest(
 
         print_runs(table, console)
     if out is not None:
-        _write_runs(out, stats)
+        _write_runs(out, stats, table if stats.only_these and len(paths) == 1 else None)
 
     for line in res.errors:
         err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
@@ -113,13 +113,16 @@ def _scan(paths: list[Path], out: Path | None, opts: dict[str, Any], progress: b
     return run()
 
 
-def _write_runs(out: Path, stats: Any) -> None:
-    """The runs of the whole dataset (old and new inputs together) as ``out/runs.parquet``."""
+def _write_runs(out: Path, stats: Any, table: Any = None) -> None:
+    """The runs of the whole dataset (old and new inputs together) as ``out/runs.parquet``; ``table``:
+    the runs already segmented from this scan, when the dataset holds exactly its inputs (a dataset
+    reads back as the scan of its one directory, tests/test_dataset.py: no second read + segment)."""
     from specdec_diag.analysis.runs import segment
     from specdec_diag.api import load
     from specdec_diag.schema import write_parquet_atomic
 
-    table = segment(load([out])).table
+    if table is None:
+        table = segment(load([out])).table
     try:
         write_parquet_atomic(table, out / "runs.parquet")
     except OSError as exc:

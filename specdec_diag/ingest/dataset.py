@@ -4,9 +4,9 @@ as a Hive-partitioned Parquet dataset, and ``report``, ``check``, the dashboard 
 
 Layout (``DIR/.specdec-dataset`` marks it)::
 
-    DIR/windows/date=2026-03-14/host=host-a/engines=vllm/<input id>.parquet
+    DIR/windows/date=2026-03-14/host=host-a/engines=vllm/part-<batch id>.parquet
     DIR/malformed/... DIR/configs/... DIR/steps/...        (same partitions, non-empty tables only)
-    DIR/_manifest.parquet     one row per input: the inputs table + where its rows lie
+    DIR/_manifest.parquet     one row per input: the inputs table + its partition and part file
     DIR/runs.parquet          the runs of the whole dataset (written by the ingest command)
 
 Partition of an input: ``date`` = UTC day of its first record (else a ``YYYY-MM-DD`` in its file
@@ -19,17 +19,28 @@ column): the derived interval rows of cumulative counters (vLLM V0, Prometheus, 
 ``/metrics``) are computed when the dataset is read, over every file at once, exactly as a scan
 computes them; a reader of the raw Parquet sees the cumulative rows.
 
-Appending: an input already in the dataset with the same content fingerprint is skipped (its files
-are not touched); a changed input (a log that grew) replaces only its own part files; new inputs
-add new part files. Only the small manifest is rewritten.
+One ingest call writes ONE part file per partition and table (``<batch id>`` = UTC time + random
+suffix), holding all its inputs of that partition: the cost is per partition, not per input (20,000
+one-window logs: one file per host directory instead of 20,000).
+
+Appending: an input already in the dataset with the same content fingerprint is skipped; new and
+changed inputs go to the call's new part files, so old partitions are never rewritten for new
+inputs or days. A changed input (a log that grew) also has its old rows removed from the older part
+files that held them: only those files are rewritten (deleted when emptied), so a raw Hive reader
+never sees stale rows either, which a tombstone list in the manifest could not promise. Readers
+additionally keep, from each part file, only the inputs the manifest places there, so a writer that
+died between the manifest and that clean-up still reads back correctly. Datasets of the ``@1``
+layout (one file per input) read and append the same way.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+import secrets
+import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -41,11 +52,11 @@ from specdec_diag.ingest.cache import FileResult, empty_table
 from specdec_diag.schema import INPUT_SCHEMA
 
 MARKER = ".specdec-dataset"
-FORMAT = "specdec-dataset@1"
+FORMAT = "specdec-dataset@2"
 MANIFEST = "_manifest.parquet"
 TABLES = ("windows", "malformed", "configs", "steps")
 PARTITION_KEYS = ("date", "host", "engines")
-MANIFEST_SCHEMA = {**INPUT_SCHEMA, "_partition": pl.Utf8, "_id": pl.Utf8, "_headers": pl.Utf8, "_warning": pl.Utf8}
+MANIFEST_SCHEMA = {**INPUT_SCHEMA, "_partition": pl.Utf8, "_part": pl.Utf8, "_headers": pl.Utf8, "_warning": pl.Utf8}
 _NAME_DATE = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
 
 
@@ -55,17 +66,20 @@ def is_dataset(path: str | Path) -> bool:
     return p.is_dir() and (p / MARKER).is_file()
 
 
+def _part_files(manifest: pl.DataFrame) -> dict[tuple[str, str], list[str]]:
+    """(partition, part file) -> the input paths the manifest says live in it (the rows a reader keeps)."""
+    owners: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for path, part, part_file in manifest.select("path", "_partition", "_part").iter_rows():
+        owners[(part, part_file)].append(path)
+    return owners
+
+
 def dataset_files(root: Path) -> list[Path]:
     """The files a read of the dataset at ``root`` opens: the manifest and every part it lists."""
     if not (root / MANIFEST).is_file():
         return []
-    rows = read_manifest(root).select("_partition", "_id").iter_rows()
-    parts = [root / t / part / f"{fid}.parquet" for part, fid in rows for t in TABLES]
+    parts = [root / t / part / f for part, f in _part_files(read_manifest(root)) for t in TABLES]
     return [root / MANIFEST, *[f for f in parts if f.is_file()]]
-
-
-def input_id(path: str) -> str:
-    return hashlib.blake2b(path.encode(), digest_size=10).hexdigest()
 
 
 def _segment(v: str) -> str:
@@ -95,6 +109,7 @@ class WriteStats:
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    only_these: bool = False  # the dataset holds exactly this call's inputs (no older ones besides)
 
 
 def _atomic_parquet(df: pl.DataFrame, out: Path) -> None:
@@ -105,8 +120,53 @@ def _atomic_parquet(df: pl.DataFrame, out: Path) -> None:
 
 
 def read_manifest(root: Path) -> pl.DataFrame:
+    """The manifest, in the current schema (a ``@1`` manifest's per-input ``_id`` names its file)."""
     f = root / MANIFEST
-    return pl.read_parquet(f) if f.is_file() else pl.DataFrame(schema=MANIFEST_SCHEMA)
+    if not f.is_file():
+        return pl.DataFrame(schema=MANIFEST_SCHEMA)
+    df = pl.read_parquet(f)
+    if "_part" not in df.columns and "_id" in df.columns:
+        df = df.with_columns((pl.col("_id") + ".parquet").alias("_part"))
+    return df.select(list(MANIFEST_SCHEMA))
+
+
+def new_part_name() -> str:
+    """``part-<batch id>.parquet``: one per ingest call, sortable by time, unique (random suffix)."""
+    return f"part-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(4)}.parquet"
+
+
+def _manifest_row(res: FileResult, part: str, part_file: str) -> dict:
+    return {**{k: res.input.get(k) for k in INPUT_SCHEMA}, "_partition": part, "_part": part_file,
+            "_headers": json.dumps(res.headers, default=str) if res.headers else None,
+            "_warning": res.warning}
+
+
+def _write_parts(root: Path, pending: dict[str, tuple[str, FileResult]], part_file: str) -> None:
+    """One part file per partition and table holding every pending input of that partition."""
+    by_partition: dict[str, list[FileResult]] = defaultdict(list)
+    for part, res in pending.values():
+        by_partition[part].append(res)
+    for part, results in by_partition.items():
+        for t in TABLES:
+            frames = [df for df in (getattr(r, t) for r in results) if df.height]
+            if frames:
+                _atomic_parquet(pl.concat(frames, how="diagonal_relaxed"), root / t / part / part_file)
+
+
+def _drop_stale(root: Path, stale: dict[tuple[str, str], set[str]]) -> None:
+    """Remove the replaced inputs' old rows from the (older) part files holding them: only those
+    files are rewritten (deleted when nothing else is left in them)."""
+    for (part, part_file), paths in stale.items():
+        for t in TABLES:
+            f = root / t / part / part_file
+            if not f.is_file():
+                continue
+            df = pl.read_parquet(f, hive_partitioning=False)
+            kept = df.filter(~pl.col("source").is_in(list(paths)))
+            if kept.height == 0:
+                f.unlink()
+            elif kept.height < df.height:
+                _atomic_parquet(kept, f)
 
 
 def write_dataset(results: Iterable[FileResult], root: Path,
@@ -119,28 +179,30 @@ def write_dataset(results: Iterable[FileResult], root: Path,
         raise OSError("not empty and not a specdec-diag dataset (refusing to write into it)")
     (root / MARKER).write_text(json.dumps({"format": FORMAT, "partitioning": list(PARTITION_KEYS)}) + "\n")
     old = {r["path"]: r for r in read_manifest(root).iter_rows(named=True)}
+    part_file = new_part_name()
+    pending: dict[str, tuple[str, FileResult]] = {}
+    stale: dict[tuple[str, str], set[str]] = defaultdict(set)
     stats = WriteStats()
+    seen: set[str] = set()
     for res in results:
         if keep is not None:
             keep(res)
         path, fp = res.input["path"], res.input.get("fingerprint")
+        seen.add(path)
         prev = old.get(path)
         if prev is not None and fp and prev["fingerprint"] == fp and prev["_warning"] is None and res.warning is None:
             stats.unchanged.append(path)
             continue
-        part, fid = partition_of(res), input_id(path)
-        if prev is not None:
-            for t in TABLES:  # the input's old rows, wherever they lay
-                (root / t / prev["_partition"] / f"{prev['_id']}.parquet").unlink(missing_ok=True)
-        for t in TABLES:
-            df = getattr(res, t)
-            if df.height:
-                _atomic_parquet(df, root / t / part / f"{fid}.parquet")
+        if prev is not None and prev["_part"] != part_file:
+            stale[(prev["_partition"], prev["_part"])].add(path)
+        part = partition_of(res)
+        pending[path] = (part, res)
         (stats.replaced if prev is not None else stats.written).append(path)
-        old[path] = {**{k: res.input.get(k) for k in INPUT_SCHEMA}, "_partition": part, "_id": fid,
-                     "_headers": json.dumps(res.headers, default=str) if res.headers else None,
-                     "_warning": res.warning}
+        old[path] = _manifest_row(res, part, part_file)
+    _write_parts(root, pending, part_file)
     _atomic_parquet(pl.DataFrame(list(old.values()), schema=MANIFEST_SCHEMA, orient="row"), root / MANIFEST)
+    _drop_stale(root, stale)
+    stats.only_these = seen == set(old)
     return stats
 
 
@@ -151,17 +213,25 @@ def walk_key(path: str) -> tuple:
     return tuple((1, d) for d in parts[:-1]) + ((0, parts[-1]),)
 
 
+def _read_table(root: Path, table: str, owners: dict[tuple[str, str], list[str]]) -> pl.DataFrame | None:
+    """Every part file of ``table``, each filtered to the inputs the manifest places in it (so rows of
+    a replaced input can never show, even if a writer died before removing them)."""
+    frames = [pl.scan_parquet(f, hive_partitioning=False).filter(pl.col("source").is_in(paths))
+              for (part, name), paths in owners.items() if (f := root / table / part / name).is_file()]
+    if not frames:
+        return None
+    return pl.concat(frames, how="diagonal_relaxed").collect().select(empty_table(table).columns)
+
+
 def read_dataset(root: Path) -> Iterator[FileResult]:
     """Each input's result, in directory-walk order of the paths, as the scan produced it."""
     manifest = read_manifest(root)
     rows = sorted(manifest.iter_rows(named=True), key=lambda r: walk_key(r["path"]))
+    owners = _part_files(manifest)
     by_source: dict[str, dict[str, pl.DataFrame]] = {t: {} for t in TABLES}
     for t in TABLES:
-        files = [root / t / r["_partition"] / f"{r['_id']}.parquet" for r in rows]
-        files = [f for f in files if f.is_file()]
-        if files:
-            df = pl.read_parquet(files, hive_partitioning=False)
-            df = df.select(empty_table(t).columns)
+        df = _read_table(root, t, owners)
+        if df is not None:
             by_source[t] = {k[0]: g for k, g in df.group_by(["source"], maintain_order=True)}
     for r in rows:
         info = {k: r[k] for k in INPUT_SCHEMA}

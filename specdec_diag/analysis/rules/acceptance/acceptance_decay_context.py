@@ -19,7 +19,7 @@ TABLE_FORMAT = "bench-context-table"
 
 
 def _summary_table(frame: pl.DataFrame) -> bool:
-    return frame.height > 0 and "format" in frame.columns and bool((frame["format"] == TABLE_FORMAT).all())
+    return frame.height > 0 and "format" in frame.columns and bool(frame["format"].eq_missing(TABLE_FORMAT).all())
 
 
 class AcceptanceDecayContext(Rule):

@@ -47,3 +47,14 @@ def parse_samples(source: Any, engine: str) -> dict[str, pl.DataFrame]:
         assert p.malformed.height == 0, f
         got[f.stem] = p.windows
     return got
+
+
+def same_tables(a: Any, b: Any) -> None:
+    """Two ingest results hold equal tables (windows, steps, inputs, malformed, configs), in order."""
+    from polars.testing import assert_frame_equal
+
+    for t in ("windows", "steps", "inputs", "malformed", "configs"):
+        try:
+            assert_frame_equal(getattr(a, t), getattr(b, t))
+        except AssertionError as exc:
+            raise AssertionError(f"{t}: {exc}") from None

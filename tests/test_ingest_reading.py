@@ -456,45 +456,37 @@ def test_progress_callback_per_batch_and_cli_flag(tmp_path):
     assert r.exit_code == 0, r.output
 
 
-def test_vllm_batched_equals_per_file_on_every_real_format_log(tmp_path, monkeypatch):
-    """vLLM is parsed in batches of small files: every vLLM log we hold (fixtures, samples, the
-    real-excerpt corpus: V0 cumulative counters, V1 variants, DP engines, bench blocks) gives the same
-    rows batched as file by file, so no window, engine tag or counter difference leaks across files."""
+def _batched_equals_per_file(srcs: list[Path], tmp_path: Path, monkeypatch, min_windows: int) -> None:
+    """The small files ``srcs`` scanned in batches give the same rows as file by file."""
     from specdec_diag.ingest import batch as B
 
-    root = Path(__file__).resolve().parent.parent
-    srcs = [*sorted((root / "tests/fixtures/vllm").glob("*")), *sorted((root / "sample_logs/engines/vllm").glob("*")),
-            *sorted((root / "tests/fixtures/real/vllm").glob("*.log"))]
     d = tmp_path / "logs"
     d.mkdir()
-    for i, p in enumerate(s for s in srcs if s.is_file() and s.suffix != ".md" and s.stat().st_size <= B.SMALL_BYTES):
-        (d / f"{i:03d}-{p.name}").write_bytes(p.read_bytes())
+    for i, p in enumerate(s for s in srcs if s.is_file() and s.stat().st_size <= B.SMALL_BYTES):
+        (d / f"{i:03d}-{p.stem}.log").write_bytes(p.read_bytes())
     batched = scan(d, use_cache=False)
-    assert batched.windows.height > 100
+    assert batched.windows.height > min_windows
     monkeypatch.setattr(B, "SMALL_BYTES", 0)
     one_by_one = scan(d, use_cache=False)
     for t in ("windows", "malformed", "configs"):
         a, b = getattr(batched, t), getattr(one_by_one, t)
         assert a.drop("fingerprint", strict=False).equals(b.drop("fingerprint", strict=False)), t
+
+
+def test_vllm_batched_equals_per_file_on_every_real_format_log(tmp_path, monkeypatch):
+    """vLLM is parsed in batches of small files: every vLLM log we hold (fixtures, samples, the
+    real-excerpt corpus: V0 cumulative counters, V1 variants, DP engines, bench blocks) gives the same
+    rows batched as file by file, so no window, engine tag or counter difference leaks across files."""
+    root = Path(__file__).resolve().parent.parent
+    srcs = [*sorted((root / "tests/fixtures/vllm").glob("*")), *sorted((root / "sample_logs/engines/vllm").glob("*")),
+            *sorted((root / "tests/fixtures/real/vllm").glob("*.log"))]
+    _batched_equals_per_file([p for p in srcs if p.suffix != ".md"], tmp_path, monkeypatch, 100)
 
 
 def test_every_fixture_batched_equals_per_file(tmp_path, monkeypatch):
     """Every small fixture of every engine (bench outputs, pastes, formats, the real corpus) gives the
     same rows when small files are parsed in batches as file by file: a batchable source's state (a
     startup line's engine version, a benchmark's nearest baseline) never leaks across files."""
-    from specdec_diag.ingest import batch as B
-
     root = Path(__file__).resolve().parent / "fixtures"
-    srcs = [p for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in (".log", ".txt", ".md")
-            and p.name != "README.md" and p.stat().st_size <= B.SMALL_BYTES]
-    d = tmp_path / "logs"
-    d.mkdir()
-    for i, p in enumerate(srcs):
-        (d / f"{i:03d}-{p.stem}.log").write_bytes(p.read_bytes())
-    batched = scan(d, use_cache=False)
-    assert batched.windows.height > 500
-    monkeypatch.setattr(B, "SMALL_BYTES", 0)
-    one_by_one = scan(d, use_cache=False)
-    for t in ("windows", "malformed", "configs"):
-        a, b = getattr(batched, t), getattr(one_by_one, t)
-        assert a.drop("fingerprint", strict=False).equals(b.drop("fingerprint", strict=False)), t
+    srcs = [p for p in sorted(root.rglob("*")) if p.suffix in (".log", ".txt", ".md") and p.name != "README.md"]
+    _batched_equals_per_file(srcs, tmp_path, monkeypatch, 500)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _helpers import same_tables
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
@@ -26,11 +27,7 @@ SGLANG = SAMPLES / "engines" / "sglang" / "healthy_eagle3.log"
 
 
 def same(a, b) -> None:
-    for t in ("windows", "steps", "inputs", "malformed", "configs"):
-        try:
-            assert_frame_equal(getattr(a, t), getattr(b, t))
-        except AssertionError as exc:
-            raise AssertionError(f"{t}: {exc}") from None
+    same_tables(a, b)
     assert a.headers == b.headers and a.warnings == b.warnings and a.fingerprint == b.fingerprint
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import polars as pl
 
-from specdec_diag.analysis import metrics, theory
+from specdec_diag.analysis import metrics
 from specdec_diag.analysis.aggregation import WINDOW_PRECEDENCE, _has_spec, _ordered_sum, _with_drafts
-from specdec_diag.analysis.rules.base import Acceptance
+from specdec_diag.analysis.rules.base import Acceptance, window_acceptance
 from specdec_diag.analysis.runs import Runs
 from specdec_diag.schema import SPEC_COLUMNS
 
@@ -120,15 +120,7 @@ def unit_acceptance(runs: Runs, only: list[str] | None = None) -> dict[str, dict
 
 def _acceptance(df: pl.DataFrame, pp: list[float | None] | None, alpha: float | None) -> Acceptance:
     """``rules.base.window_acceptance`` with the per-position rates and alpha given."""
-    k = metrics.draft_length(df)
-    mal = metrics.mean_acceptance_length(df)
-    if alpha is None and mal is not None and k:
-        alpha = theory.alpha_from_mal(mal, k)
-    rate = metrics.acceptance_rate(df)
-    if alpha is None and rate is not None and k:
-        alpha = theory.alpha_from_acceptance_rate(rate, k)
-    return Acceptance(metrics.num_drafts(df), metrics.draft_tokens(df), metrics.accepted_tokens(df), rate, mal,
-                      k, pp, alpha)
+    return window_acceptance(df, per_position=pp, alpha=alpha, aggregated=True)
 
 
 def seeds(units: dict[tuple[str, str], Acceptance] | None) -> dict[Any, Any]:

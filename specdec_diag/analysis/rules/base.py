@@ -378,21 +378,31 @@ ACCEPTANCE_DEFINITIONS = {
 }
 
 
-def window_acceptance(df: pl.DataFrame) -> Acceptance:
-    """Acceptance over windows (one engine's, or any set), via the shared metric definitions."""
+#: ``window_acceptance``'s default for a value the caller did not compute already
+_COMPUTE: Any = object()
+
+
+def window_acceptance(df: pl.DataFrame, *, per_position: Any = _COMPUTE, alpha: Any = _COMPUTE,
+                      aggregated: bool = False) -> Acceptance:
+    """Acceptance over windows (one engine's, or any set), via the shared metric definitions.
+    ``per_position`` / ``alpha``: values already computed for these rows (the grouped pass of
+    :mod:`specdec_diag.analysis.unit_pass`); ``aggregated``: ``df`` is already aggregation rows."""
     from specdec_diag.analysis import metrics, theory
 
-    df = metrics.aggregation_rows(df)  # once: every metric below takes the aggregated rows as they are
+    if not aggregated:
+        df = metrics.aggregation_rows(df)  # once: every metric below takes the aggregated rows as they are
     k = metrics.draft_length(df)
     mal = metrics.mean_acceptance_length(df)
-    alpha = metrics.alpha_mle(df)
+    if alpha is _COMPUTE:
+        alpha = metrics.alpha_mle(df)
     if alpha is None and mal is not None and k:
         alpha = theory.alpha_from_mal(mal, k)
     rate = metrics.acceptance_rate(df)
     if alpha is None and rate is not None and k:
         alpha = theory.alpha_from_acceptance_rate(rate, k)
+    pp = metrics.per_position_acceptance(df) if per_position is _COMPUTE else per_position
     return Acceptance(metrics.num_drafts(df), metrics.draft_tokens(df), metrics.accepted_tokens(df), rate, mal,
-                      k, metrics.per_position_acceptance(df), alpha)
+                      k, pp, alpha)
 
 
 def step_acceptance(steps: pl.DataFrame) -> Acceptance:

@@ -166,7 +166,7 @@ def test_url_directories_skip_hidden_directories_as_the_walk_does(tmp_path):
     wanted names); a ``file://`` scan of such a directory reads what the local walk reads."""
     pytest.importorskip("fsspec")
     d = tmp_path / "fleet"
-    shutil.copytree(SAMPLES / "fleet", d)
+    shutil.copytree(SAMPLES / "fleet", d, ignore=shutil.ignore_patterns(".specdec-cache"))
     (d / ".specdec-cache" / "runs").mkdir(parents=True)
     shutil.copy(VLLM, d / ".specdec-cache" / "runs" / "copy.log")
     ref = scan([d], use_cache=False)

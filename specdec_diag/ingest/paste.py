@@ -76,6 +76,7 @@ _ACCEPT_COLLAPSED = re.compile(r"^\s*accept(?: {0,3}| {5,})=\s*(?=\d)")
 RECORD_MARKERS = ("SpecDecoding metrics:", "Speculative metrics:", "Avg prompt throughput:", "Decode batch",
                   "draft acceptance", "#calls(b,g,a)")
 _VECTOR = re.compile(r"^\s*(?:Per-position acceptance rate:\s*)?\(?((?:\d\.\d+|nan)(?:,\s*(?:\d\.\d+|nan))+),?\)?\s*$")
+_VALUE_START = re.compile(r"^\s*(?:[-+(\[]?\.?\d|(?:nan|inf|True|False|None)\b|['\"])", re.IGNORECASE)
 _LABEL_NUMBER = re.compile(r"^\s*[A-Za-z#][\w #()/.%-]*[:=]\s*-?\d")
 _NEW_COMMAND = re.compile(r"^\s*(?:\$\s|#|>>>|python|vllm\b|sglang\b|llama-|\./|CUDA_|export\b|curl\b|cd\b|docker\b)")
 #: how a complete record line ends (vLLM "... 9.1%" / "Drafted: 975 tokens" / "Waiting: 0 reqs",
@@ -199,6 +200,8 @@ def _continues_record(prev: str, nxt: str) -> bool:
     if not re.search(r"\d", nxt) or _PROSE.search(nxt) or _FENCE.match(nxt):
         return False
     tail = prev.rstrip()
+    if tail.endswith((":", "=")) and not _VALUE_START.match(nxt):
+        return False  # a label's value, not another label, is what a wrap after the label carries
     if tail.endswith(":") or (tail.endswith(",") and not prev.endswith(" ")):
         return True
     if tail.endswith(","):  # ", " ends an SGLang decode line (its trailing separator) only after its queue

@@ -302,6 +302,7 @@ JUNK_AFTER_RECORD = [
     ("tests/fixtures/sglang/jax_cache_miss.log", 2, "[2"),  # was glued on: '#cache_miss: 0[2'
     ("sample_logs/engines/llamacpp/healthy_server.log", 1, "draft acceptance"),  # a marker line glued under
     ("tests/fixtures/llamacpp/server_rate_2024_two_headers.log", 9, "draft acceptance: "),  # took 'total time ='
+    ("tests/fixtures/llamacpp/server_rate_2025.log", 6, "draft acceptance,"),  # took '      total time ='
 ]
 
 

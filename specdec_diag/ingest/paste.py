@@ -78,6 +78,8 @@ RECORD_MARKERS = ("SpecDecoding metrics:", "Speculative metrics:", "Avg prompt t
 _VECTOR = re.compile(r"^\s*(?:Per-position acceptance rate:\s*)?\(?((?:\d\.\d+|nan)(?:,\s*(?:\d\.\d+|nan))+),?\)?\s*$")
 _VALUE_START = re.compile(r"^\s*(?:[-+(\[]?\.?\d|(?:nan|inf|True|False|None)\b|['\"])", re.IGNORECASE)
 _LABEL_NUMBER = re.compile(r"^\s*[A-Za-z#][\w #()/.%-]*[:=]\s*-?\d")
+#: an indented "label = number" line (llama.cpp's "      total time =  580.00 ms"): a line of its own
+_ALIGNED_LABEL = re.compile(r"^\s{2,}[A-Za-z#][\w #()/.%-]*[:=]\s*-?\d")
 _NEW_COMMAND = re.compile(r"^\s*(?:\$\s|#|>>>|python|vllm\b|sglang\b|llama-|\./|CUDA_|export\b|curl\b|cd\b|docker\b)")
 #: how a complete record line ends (vLLM "... 9.1%" / "Drafted: 975 tokens" / "Waiting: 0 reqs",
 #: SGLang's trailing ", ", llama.cpp's ")" or "ms")
@@ -197,7 +199,7 @@ def _continues_record(prev: str, nxt: str) -> bool:
         return True  # a label whose vector went to the next line
     if not nxt.strip() or _is_record(nxt) or LOG_START.match(nxt) or _VECTOR.match(nxt) or _RULE.match(nxt):
         return False
-    if not re.search(r"\d", nxt) or _PROSE.search(nxt) or _FENCE.match(nxt):
+    if not re.search(r"\d", nxt) or _PROSE.search(nxt) or _FENCE.match(nxt) or _ALIGNED_LABEL.match(nxt):
         return False
     tail = prev.rstrip()
     if tail.endswith((":", "=")) and not _VALUE_START.match(nxt):

@@ -287,3 +287,53 @@ def test_normalise_and_launch_never_raise(texts):
     for t in fixed:
         engine, facts = parse_command(t)
         assert engine is not None or not facts
+
+
+# --- a join never swallows or breaks a complete record: one junk line costs at most itself ---------------
+
+ROOT = Path(__file__).resolve().parents[1]
+#: https://github.com/vllm-project/vllm/issues/9539 (verbatim)
+V0_LINE = ("INFO 10-16 19:05:47 metrics.py:367] Speculative metrics: Draft acceptance rate: 0.642, System efficiency: "
+           "0.598, Number of speculative tokens: 3, Number of accepted tokens: 8547, Number of draft tokens: 13311, "
+           "Number of emitted tokens: 10616.")
+#: falsifying cases of tests/test_ingest_junk_lines.py: (file, index the junk line is inserted at, junk)
+JUNK_AFTER_RECORD = [
+    ("sample_logs/engines/vllm/v0_medusa_typical.log", 5, "0"),  # was glued on: 'emitted tokens: 98.0'
+    ("tests/fixtures/sglang/jax_cache_miss.log", 2, "[2"),  # was glued on: '#cache_miss: 0[2'
+    ("sample_logs/engines/llamacpp/healthy_server.log", 1, "draft acceptance"),  # a marker line glued under
+    ("tests/fixtures/llamacpp/server_rate_2024_two_headers.log", 9, "draft acceptance: "),  # took 'total time ='
+    ("tests/fixtures/llamacpp/server_rate_2025.log", 6, "draft acceptance,"),  # took '      total time ='
+]
+
+
+def _v0_counts(w) -> tuple:
+    row = w.filter(w["window"] == "cumulative").row(0, named=True)
+    return row["num_drafts"], row["draft_tokens"], row["emitted_tokens"], row["k"]
+
+
+@pytest.mark.parametrize("name, at, junk", JUNK_AFTER_RECORD)
+def test_junk_after_a_record_is_not_joined_to_it(tmp_path, name, at, junk):
+    lines = (ROOT / name).read_text().split("\n")
+    damaged = [*lines[:at], junk, *lines[at:]]
+    fixed, rep = normalise(damaged)
+    assert fixed[at - 1:at + 1] == damaged[at - 1:at + 1] and not rep.notes.get(at), rep.notes
+    _, clean = _windows(tmp_path, "\n".join(lines), Path(name).name)
+    res, got = _windows(tmp_path, "\n".join(damaged), "damaged-" + Path(name).name)
+    shifted = clean.with_columns((clean["line"] + (clean["line"] > at)).alias("line"))
+    assert got.drop("source").sort("line", "window").equals(shifted.drop("source").sort("line", "window"))
+    if junk.startswith("draft acceptance"):  # a record marker alone: reported at its own line
+        assert at + 1 in res.malformed["line"].to_list()
+
+
+def test_a_complete_record_does_not_swallow_the_next_line(tmp_path):
+    res, w = _windows(tmp_path, V0_LINE + "\n0\n")
+    assert _v0_counts(w) == (13311 // 3, 13311, 10616, 3) and res.malformed.height == 0
+
+
+def test_a_wrapped_record_is_joined_but_not_the_junk_after_it(tmp_path):
+    """The run of pieces that reads best is joined: all of the record's pieces, not the junk line."""
+    text = _wrap(V0_LINE) + "0\n"
+    fixed, rep = normalise(text.splitlines())
+    assert fixed[0] == V0_LINE and fixed[-1] == "0", fixed
+    res, w = _windows(tmp_path, text)
+    assert _v0_counts(w) == (13311 // 3, 13311, 10616, 3) and res.malformed.height == 0

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +37,8 @@ import polars as pl
 from specdec_diag.ingest._textparse import concat, configs, lines_from_texts, malformed_rows, split_lines
 from specdec_diag.ingest.base import STEPS_SCHEMA, Parsed, ParseOptions, Source
 from specdec_diag.ingest.launch import engine_of
-from specdec_diag.ingest.paste_fields import fields_only, restored_engine
-from specdec_diag.ingest.paste_tables import aligned_tables
+from specdec_diag.ingest.paste_fields import fields_only, line_reading, restored_engine
+from specdec_diag.ingest.paste_tables import aligned_tables, table_column, yaml_args
 from specdec_diag.ingest.timestamps import anchor_from
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, open_text
 
@@ -53,8 +52,6 @@ _CRI = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}
 _COMPOSE = re.compile(r"^([A-Za-z0-9][\w.\-]*)\s+\|(?: |$)")
 _QUOTE = re.compile(r"^\s{0,3}(?:>\s?)+")
 _GUTTER = re.compile(r"^\s*(\d{1,6})(?:\s*[|│]\s?|:\s|\t)")
-_CELL_END = re.compile(r"\s\|\s*$")
-_CELL_START = re.compile(r"^\s*\|\s")
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
 #: the start of a log record (what follows a container or gutter prefix)
 LOG_START = re.compile(
@@ -79,7 +76,10 @@ _ACCEPT_COLLAPSED = re.compile(r"^\s*accept(?: {0,3}| {5,})=\s*(?=\d)")
 RECORD_MARKERS = ("SpecDecoding metrics:", "Speculative metrics:", "Avg prompt throughput:", "Decode batch",
                   "draft acceptance", "#calls(b,g,a)")
 _VECTOR = re.compile(r"^\s*(?:Per-position acceptance rate:\s*)?\(?((?:\d\.\d+|nan)(?:,\s*(?:\d\.\d+|nan))+),?\)?\s*$")
+_VALUE_START = re.compile(r"^\s*(?:[-+(\[]?\.?\d|(?:nan|inf|True|False|None)\b|['\"])", re.IGNORECASE)
 _LABEL_NUMBER = re.compile(r"^\s*[A-Za-z#][\w #()/.%-]*[:=]\s*-?\d")
+#: an indented "label = number" line (llama.cpp's "      total time =  580.00 ms"): a line of its own
+_ALIGNED_LABEL = re.compile(r"^\s{2,}[A-Za-z#][\w #()/.%-]*[:=]\s*-?\d")
 _NEW_COMMAND = re.compile(r"^\s*(?:\$\s|#|>>>|python|vllm\b|sglang\b|llama-|\./|CUDA_|export\b|curl\b|cd\b|docker\b)")
 #: how a complete record line ends (vLLM "... 9.1%" / "Drafted: 975 tokens" / "Waiting: 0 reqs",
 #: SGLang's trailing ", ", llama.cpp's ")" or "ms")
@@ -199,9 +199,11 @@ def _continues_record(prev: str, nxt: str) -> bool:
         return True  # a label whose vector went to the next line
     if not nxt.strip() or _is_record(nxt) or LOG_START.match(nxt) or _VECTOR.match(nxt) or _RULE.match(nxt):
         return False
-    if not re.search(r"\d", nxt) or _PROSE.search(nxt) or _FENCE.match(nxt):
+    if not re.search(r"\d", nxt) or _PROSE.search(nxt) or _FENCE.match(nxt) or _ALIGNED_LABEL.match(nxt):
         return False
     tail = prev.rstrip()
+    if tail.endswith((":", "=")) and not _VALUE_START.match(nxt):
+        return False  # a label's value, not another label, is what a wrap after the label carries
     if tail.endswith(":") or (tail.endswith(",") and not prev.endswith(" ")):
         return True
     if tail.endswith(","):  # ", " ends an SGLang decode line (its trailing separator) only after its queue
@@ -214,6 +216,23 @@ def _cut_before_marker(cur: str, nxt: str) -> bool:
     return (len(cur) >= _WRAP_WIDTH and not _is_record(cur) and bool(LOG_START.match(cur)) and _is_record(cur + nxt)
             and not LOG_START.match(nxt.lstrip(_CONTROL)) and not nxt[:1].isspace()
             and not cur.rstrip().endswith(_COMPLETE))
+
+
+@functools.lru_cache(maxsize=4096)
+def _reading(text: str) -> tuple[int, int]:
+    return line_reading(_restore(text, 0, Repairs()), _line_sources())
+
+
+def _reads_better(pieces: list[str], joined: str) -> bool:
+    """The joined line reads at least as well as its pieces apart: no new malformed row and more of the
+    record's fields, or nothing readable either way and no later piece a line of its own (with a
+    marker). Junk glued onto a complete record breaks it or adds nothing, so it stays on its line."""
+    apart = [_reading(p) for p in pieces]
+    bad, cells = _reading(joined)
+    before = sum(c for _, c in apart)
+    if bad > sum(b for b, _ in apart):
+        return False
+    return cells > before or before == 0 and not any(_has_marker(p) for p in pieces[1:])
 
 
 #: control bytes a damaged line may start with: a log line behind them is still a line of its own
@@ -255,36 +274,48 @@ def _glue(prev: str, nxt: str, command: bool) -> str:
     return prev + nxt
 
 
+def _wrapped_run(out: list[str], i: int) -> tuple[list[str], str | None]:
+    """Line ``i`` joined with 0, 1, 2 ... of the lines after it that continue it (a wrapped record or
+    launch command), and which of the two it is (None: neither, nothing follows)."""
+    joined = [out[i]]
+    if _cut_before_marker(out[i], out[i + 1] if i + 1 < len(out) else ""):
+        joined.append(out[i] + out[i + 1])
+    record = _is_record(joined[-1]) or _restorable(joined[-1])
+    command = not record and engine_of(joined[-1]) is not None
+    if not (record or command):
+        return joined[:1], None
+    j = i + len(joined)
+    while j < len(out) and j - i <= 40:
+        if not (_continues_command if command else _continues_record)(joined[-1], out[j]):
+            break
+        joined.append(_glue(joined[-1], out[j], command))
+        j += 1
+    return joined, "command" if command else "record"
+
+
 def _join(texts: list[str], rep: Repairs) -> list[str]:
     """Wrapped records and commands joined onto their first line (the joined lines become empty, so
-    every line keeps its number); a lone per-position vector joined to the SpecDecoding line above."""
+    every line keeps its number); a lone per-position vector joined to the SpecDecoding line above.
+    A record takes the longest run of pieces whose join reads at least as well as the pieces apart, so
+    junk after a complete record line stays junk on its own line."""
     out = list(texts)
     i = 0
     while i < len(out):
-        cur = out[i]
-        j = i + 1
-        if _cut_before_marker(cur, out[j] if j < len(out) else ""):
-            out[i], out[j] = cur + out[j], ""
-            rep.note(i + 1, f"line {j + 1} joined to it (a wrapped line)")
-            cur, j = out[i], j + 1
-        record = _is_record(cur) or _restorable(cur)
-        command = not record and engine_of(cur) is not None
-        while (record or command) and j < len(out) and j - i <= 40:
-            nxt = out[j]
-            if command and _continues_command(out[i], nxt) or record and _continues_record(out[i], nxt):
-                out[i] = _glue(out[i], nxt, command)
-                out[j] = ""
-                rep.note(i + 1, f"line {j + 1} joined to it (a wrapped {'command' if command else 'line'})")
-                j += 1
-                continue
-            break
-        if record and "Mean acceptance length:" in out[i] and "Per-position" not in out[i] and j < len(out):
+        joined, kind = _wrapped_run(out, i)
+        n = len(joined) - 1
+        if kind == "record":
+            n = next((k for k in range(n, 0, -1) if _reads_better(out[i:i + k + 1], joined[k])), 0)
+        for k in range(1, n + 1):
+            rep.note(i + 1, f"line {i + k + 1} joined to it (a wrapped {kind if kind == 'command' else 'line'})")
+        out[i], out[i + 1:i + n + 1] = joined[n], [""] * n
+        j = i + n + 1
+        if kind == "record" and "Mean acceptance length:" in out[i] and "Per-position" not in out[i] and j < len(out):
             if m := _VECTOR.match(out[j]):
                 out[i] = _with_vector(out[i], m.group(1))
                 out[j] = ""
                 rep.note(i + 1, f"per-position vector of line {j + 1} read as this window's")
                 j += 1
-        i = j if j > i + 1 else i + 1
+        i = j
     return out
 
 
@@ -296,45 +327,12 @@ def _with_vector(text: str, vec: str) -> str:
     return base + field_ if k < 0 else text[:k] + field_ + text[k:]
 
 
-def _table_column(texts: list[str], rep: Repairs) -> list[str]:
-    """Lines rendered as one table column (a dataset viewer's ``text |`` on every line, a one-column
-    Markdown table ``| text |``): the pipes are the viewer's, not the log's."""
-    full = [t for t in texts if t.strip()]
-    if len(full) < 3 or sum(bool(_CELL_END.search(t)) for t in full) < 0.8 * len(full):
-        return texts
-    if any("|" in _CELL_START.sub("", _CELL_END.sub("", t)) for t in full):
-        return texts  # several columns: a real table, read as one by the benchmark parsers
-    rep.stripped.add("table-column pipes")
-    return [_CELL_START.sub("", _CELL_END.sub("", t)) for t in texts]
-
-
-_YAML_ITEM = re.compile(r"^(\s*)-\s+('[^']*'|\"[^\"]*\"|\S+)\s*$")
-
-
-def _yaml_args(texts: list[str], rep: Repairs) -> list[str]:
-    """A Kubernetes / Compose ``args:`` list (one word per ``- `` item, at least two of them flags)
-    as the one command line it stands for, on the list's first line."""
-    out = list(texts)
-    i = 0
-    while i < len(out):
-        m = _YAML_ITEM.match(out[i])
-        j = i
-        items: list[str] = []
-        while m and j < len(out) and (mj := _YAML_ITEM.match(out[j])) and mj.group(1) == m.group(1):
-            items.append(mj.group(2).strip("'\"") if mj.group(2)[:1] in "'\"" else mj.group(2))
-            j += 1
-        if sum(it.startswith("--") for it in items) >= 2:
-            out[i] = m.group(1) + " ".join(shlex.quote(it) for it in items)
-            out[i + 1:j] = [""] * (j - i - 1)
-            rep.note(i + 1, f"YAML list of lines {i + 1}-{j} read as one command line")
-        i = max(j, i + 1)
-    return out
-
-
 def normalise(texts: list[str]) -> tuple[list[str], Repairs]:
     """The pasted lines repaired (same count: line numbers stay those of the file) and what was done."""
     rep = Repairs()
-    texts = _table_column(texts, rep)
+    if (column := table_column(texts)) is not None:
+        texts = column
+        rep.stripped.add("table-column pipes")
     texts, recut = aligned_tables(texts)
     for i in recut:
         rep.note(i + 1, "whitespace-aligned table row read as columns")
@@ -350,7 +348,10 @@ def normalise(texts: list[str]) -> tuple[list[str], Repairs]:
         s = _strip(t, i, gutters, rep)
         clean.append(partial + s)
         partial = ""
-    joined = _join(_yaml_args(clean, rep), rep)
+    clean, commands = yaml_args(clean)
+    for i, j in commands:
+        rep.note(i + 1, f"YAML list of lines {i + 1}-{j} read as one command line")
+    joined = _join(clean, rep)
     summary = any("n_accept" in t or "n_drafted" in t for t in joined)
     return [_restore(t, i + 1, rep, summary) for i, t in enumerate(joined)], rep
 

@@ -8,10 +8,12 @@ counts). Such a record keeps exactly the fields the text states; every other col
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import polars as pl
 
-from specdec_diag.ingest._textparse import NUM, concat, reject_windows
+from specdec_diag.ingest._textparse import NUM, concat, lines_from_texts, reject_windows
+from specdec_diag.ingest.base import NO_OPTIONS, Source
 from specdec_diag.schema import CONFIG_SCHEMA, MALFORMED_SCHEMA, WINDOW_SCHEMA, conform_windows
 
 #: vLLM V1 fields a pasted SpecDecoding fragment may carry (value pattern, column)
@@ -88,3 +90,23 @@ def restored_engine(note: str) -> str | None:
     if re.search(r"vLLM V1", note):
         return "vllm"
     return None
+
+
+def line_reading(text: str, sources: Sequence[Source]) -> tuple[int, int]:
+    """``(malformed rows, non-null window cells)`` that ``text`` alone gives the line sources whose
+    markers it carries: how well a line reads, so that a join of wrapped pieces can be checked to read
+    at least as well as the pieces apart (a junk line glued onto a record breaks it)."""
+    bad = cells = 0
+    lines = lines_from_texts([text])
+    for src in sources:
+        if src.parse is None or not any(m in text for m in src.markers):
+            continue
+        try:
+            got = src.parse(lines, "", NO_OPTIONS)
+        except Exception:  # noqa: BLE001 - a parser that fails on the line has not read it
+            bad += 1
+            continue
+        w = got.windows
+        bad += got.malformed.height
+        cells += w.height * w.width - sum(w.null_count().row(0)) if w.height else 0
+    return bad, cells

@@ -12,11 +12,15 @@ two or more spaces, mostly words, then at least :data:`MIN_ROWS` rows with at le
 each with a number after its first cell; no line holds a pipe, a tab, ``=`` or ``:`` (log records,
 ``key: value`` summaries and llama.cpp ``n_accept  = 47`` lines all do), and a header followed by a
 dashed rule is left to the readers that own such tables (llama.cpp server-bench).
+
+Also here: the other two layouts a paste puts around lines, a one-column table (its pipes stripped)
+and a YAML ``args:`` list (read as one command line).
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 
 from specdec_diag.ingest.bench_labels import number
 
@@ -83,3 +87,44 @@ def aligned_tables(texts: list[str]) -> tuple[list[str], list[int]]:
 
 
 __all__ = ["MIN_ROWS", "aligned_tables", "cells"]
+
+
+_CELL_END = re.compile(r"\s\|\s*$")
+_CELL_START = re.compile(r"^\s*\|\s")
+
+
+def table_column(texts: list[str]) -> list[str] | None:
+    """Lines rendered as one table column (a dataset viewer's ``text |`` on every line, a one-column
+    Markdown table ``| text |``) without the pipes, which are the viewer's, not the log's; None when
+    the lines are not such a column."""
+    full = [t for t in texts if t.strip()]
+    if len(full) < 3 or sum(bool(_CELL_END.search(t)) for t in full) < 0.8 * len(full):
+        return None
+    if any("|" in _CELL_START.sub("", _CELL_END.sub("", t)) for t in full):
+        return None  # several columns: a real table, read as one by the benchmark parsers
+    return [_CELL_START.sub("", _CELL_END.sub("", t)) for t in texts]
+
+
+_YAML_ITEM = re.compile(r"^(\s*)-\s+('[^']*'|\"[^\"]*\"|\S+)\s*$")
+
+
+def yaml_args(texts: list[str]) -> tuple[list[str], list[tuple[int, int]]]:
+    """Each Kubernetes / Compose ``args:`` list (one word per ``- `` item, at least two of them flags)
+    as the one command line it stands for, on the list's first line; and each list's ``(first index,
+    end index)``."""
+    out = list(texts)
+    lists: list[tuple[int, int]] = []
+    i = 0
+    while i < len(out):
+        m = _YAML_ITEM.match(out[i])
+        j = i
+        items: list[str] = []
+        while m and j < len(out) and (mj := _YAML_ITEM.match(out[j])) and mj.group(1) == m.group(1):
+            items.append(mj.group(2).strip("'\"") if mj.group(2)[:1] in "'\"" else mj.group(2))
+            j += 1
+        if m and sum(it.startswith("--") for it in items) >= 2:
+            out[i] = m.group(1) + " ".join(shlex.quote(it) for it in items)
+            out[i + 1:j] = [""] * (j - i - 1)
+            lists.append((i, j))
+        i = max(j, i + 1)
+    return out, lists

@@ -5,15 +5,25 @@
   the target's first layer plus noise, so the draft agrees often but not always (accepts AND rejects).
 * ``tiny_gpt2_pair``: the same idea with GPT-2 (absolute positions), in memory.
 * ``make_pair_dirs(root, ...)``: the builder itself, for tests that need a variant on disk.
+* hypothesis: under ``CI=true`` the property tests draw the same (derandomized) examples every run.
 
 torch/transformers are imported inside the builders so analysis-only test runs never load them.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI (``CI=true``, as `.ci/run` is called) replays the same examples every run: a red build must mean a
+# change broke something, not that this run drew a new example. Locally the examples are random, and
+# SPECDEC_JUNK_EXAMPLES / SPECDEC_FUZZ_EXAMPLES run deeper searches.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    settings.load_profile("ci")
 
 VOCAB = 96
 EOS_ID = 1

@@ -180,8 +180,8 @@ class _Records:
         return near[-1] if near else ""
 
     def add_line(self, line: int, text: str) -> None:
-        if self.table and _SEPARATOR_ROW.match(text):
-            return  # the rule under a Markdown header
+        if not text.strip() or (self.table and _SEPARATOR_ROW.match(text)):
+            return  # a blank line (a tab-only one is let in by the tab marker), or the rule under a header
         if text.lstrip().startswith("{") and ('"output_throughput"' in text or '"acc_length"' in text):
             self.close()
             self.flush_table()

@@ -324,3 +324,19 @@ def test_two_runs_on_one_line(tmp_path):
     comps = benchmark_speedups(bench_rows(path))
     assert [(c["baseline"]["label"], round(c["speedup"], 3)) for c in comps] == [
         ("MTP off", round(151.5 / 82.7, 3)), ("without speculative decoding", 0.75)]
+
+
+@pytest.mark.parametrize("junk", ["=====", "\t"])
+def test_stray_rule_inside_a_summary_does_not_end_it(tmp_path, junk):
+    """Regression (junk-line property): a ``=====`` or tab-only line inside a serving summary used to
+    close it, so the speculative section below became a second record; a summary ends at its closing
+    rule (as wide as its title rule)."""
+    src = Path(__file__).parent / "fixtures" / "vllm" / "bench_serve.txt"
+    lines = src.read_text().split("\n")
+    at = lines.index("---------------Speculative Decoding---------------") + 1
+    p = tmp_path / src.name
+    p.write_text("\n".join([*lines[:at], junk, *lines[at:]]))
+    assert bench_rows(p).height == bench_rows(src).height == 0  # the vLLM source reads this summary
+    before, after = scan([src], use_cache=False).windows, scan([p], use_cache=False).windows
+    assert after.height == before.height > 0
+    assert after.drop("line", "source").equals(before.drop("line", "source"))

@@ -48,3 +48,14 @@ def test_llamacpp_lines_in_the_same_file_are_still_read(tmp_path):
     p.write_text(table + server)
     formats = set(scan([p], use_cache=False).windows["format"].to_list())
     assert {"llamacpp-speed-bench", "llamacpp-server-pos", "llamacpp-statistics"} <= formats
+
+
+def test_stray_blank_line_inside_a_table_costs_no_row(tmp_path):
+    """Regression (junk-line property): a blank line between the header and its rule used to end the
+    table, losing every row below it."""
+    lines = (FIX / "speed_bench_runs_rendered.log").read_text().split("\n")
+    p = tmp_path / "blank.log"
+    p.write_text("\n".join([lines[0], "", *lines[1:]]))
+    parsed = llamacpp_speedbench.parse_file(p, "blank")
+    assert parsed.windows["gen_tps"].to_list() == [51.55, 51.66, 84.54, 76.48]
+    assert parsed.malformed.height == 0

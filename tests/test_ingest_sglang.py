@@ -258,3 +258,13 @@ def test_fuzzed_lines_never_raise():
         assert rates.is_empty() or (rates.min() >= 0 and rates.max() <= 1)
 
     run()
+
+
+def test_batch_tag_that_is_not_a_count_is_malformed():
+    """Regression (junk-line property): ``Decode batch [nan], ...`` matched neither the record nor the
+    cut-marker pattern and was dropped silently; it is a damaged record line."""
+    line = (Path(__file__).parent / "fixtures" / "sglang" / "ar_nobonus_2026_hybrid.log").read_text().split("\n")[2]
+    for tag in ("nan", "", "-7", "12x3"):
+        parsed = sglang.parse(lines_from_texts([line.replace("Decode batch [120]", f"Decode batch [{tag}]")]), "t")
+        assert parsed.windows.height == 0
+        assert parsed.malformed["reason"].to_list() == ["batch line whose [batch] tag is not a count"], tag

@@ -263,3 +263,14 @@ def test_records_accepting_more_than_drafted_are_malformed(tmp_path):
     assert p.windows.height == 0
     assert p.malformed["line"].to_list() == [1, 2]
     assert "more tokens (9)" in p.malformed["reason"][0]
+
+
+def test_stray_bracket_line_before_an_array_keeps_each_record_at_its_line(tmp_path):
+    """Regression (junk-line property): a ``[`` line above a pretty-printed array nested it, and the
+    inner array was read as one value, so every record took the array's line number."""
+    src = Path(__file__).parents[1] / "sample_logs" / "engines" / "trtllm" / "unhealthy_draft_too_expensive.json"
+    p = tmp_path / src.name
+    p.write_text("[\n" + src.read_text())
+    before, after = trtllm.parse_file(src, "t").windows, trtllm.parse_file(p, "t").windows
+    assert after.height == before.height > 1
+    assert after["line"].to_list() == [n + 1 for n in before["line"].to_list()]

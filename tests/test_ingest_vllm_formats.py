@@ -182,3 +182,15 @@ def test_a_dev_build_leaves_the_definition_to_the_numbers():
     [w] = vllm.parse(lines_from_texts([banner, V085]), "t").windows.to_dicts()
     assert w["mean_acceptance_length"] == pytest.approx(2.20)
     assert "the line's numbers" in w["definition_note"]
+
+
+def test_kv_variant_with_an_empty_value_is_malformed(tmp_path):
+    """Regression (junk-line property): ``Total accepted: `` (value lost) used to be skipped as if the
+    key were absent, so the line was read with only its drafted count."""
+    line = (Path(__file__).parent / "fixtures" / "vllm" / "v1_fork_kv.log").read_text().split("\n")[0]
+    p = tmp_path / "empty.log"
+    p.write_text(line.replace("Total accepted: 500", "Total accepted: ") + "\n")
+    res = scan([p], use_cache=False, sources=[vllm.SOURCE])
+    assert _spec(res) == []
+    assert res.malformed["line"].to_list() == [1]
+    assert "'Total accepted' has no value" in res.malformed["reason"][0]

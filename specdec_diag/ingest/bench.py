@@ -84,8 +84,9 @@ _END = re.compile(r"^\s*={10,}\s*$")
 #: the sections of a serving summary: a stored copy may start at one of them
 _SECTION = re.compile(r"Speculative Decoding|Time to First Token|Time per Output Token|Inter-?token Latency|"
                       r"End-to-End Latency|Request Latency", re.I)
-#: a section rule inside a summary (``-----Speculative Decoding-----``)
-_RULE = re.compile(r"^\s*[-=]{3,}.*[-=]{3,}\s*$")
+#: a section rule inside a summary (``-----Speculative Decoding-----``); a bare rule of another width than
+#: the title's (a stray or cut line) is one too: it ends nothing
+_RULE = re.compile(r"^\s*(?:[-=]{3,}.*[-=]{3,}|[-=]{3,})\s*$")
 _BACKEND = re.compile(r"^\s*Backend:\s*([A-Za-z][\w.-]*)")
 #: keys of vLLM's speculative section: that block is the vLLM source's record
 _VLLM_SPEC_KEYS = re.compile(r"^\s*(?:Drafts|Draft tokens|Accepted tokens|Acceptance rate \(%\)):")
@@ -179,8 +180,8 @@ class _Records:
         return near[-1] if near else ""
 
     def add_line(self, line: int, text: str) -> None:
-        if self.table and _SEPARATOR_ROW.match(text):
-            return  # the rule under a Markdown header
+        if not text.strip() or (self.table and _SEPARATOR_ROW.match(text)):
+            return  # a blank line (a tab-only one is let in by the tab marker), or the rule under a header
         if text.lstrip().startswith("{") and ('"output_throughput"' in text or '"acc_length"' in text):
             self.close()
             self.flush_table()
@@ -201,10 +202,11 @@ class _Records:
             self.close()
             self.cur = _new(line, "block", "bench-summary")
             self.cur["heading"] = self.heading_for(line)
+            self.cur["width"] = len(text.strip()) if _BLOCK.search(text) and _RULE.match(text) else None
             return
         if self.cur is not None and self.cur["origin"] == "block":
-            if _END.match(text):  # the closing rule of a summary
-                self.close()
+            if _END.match(text) and self.cur.get("width") in (None, len(text.strip())):
+                self.close()  # the closing rule of a summary: as wide as its title rule
                 return
             if line - self.cur["last"] <= BLOCK_GAP and (_RULE.match(text) or ":" in text):
                 self._block_line(line, text)

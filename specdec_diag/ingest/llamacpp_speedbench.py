@@ -61,19 +61,31 @@ def _number(raw: str, label: str, ln: int, text: str, bad: list) -> tuple[float 
     return finite(raw.rstrip("xs")), True
 
 
+def _looks_like_row(cells: list[str], cols: tuple[str, ...]) -> bool:
+    """A line with the header's cell count whose value cells are all numbers or ``n/a``."""
+    return len(cells) == len(cols) and all(c == "n/a" or finite(c.rstrip("xs")) is not None for c in cells[1:])
+
+
 def _table_rows(texts: list[str], source: str) -> tuple[list[dict[str, Any]], list[tuple[int, str, str]]]:
     rows: list[dict[str, Any]] = []
     bad: list[tuple[int, str, str]] = []
     cols: tuple[str, ...] | None = None
+    after_blank = False
     for ln, text in enumerate(texts, start=1):
         cells = _cells(text)
         if tuple(cells) in (_COMPARE, _SINGLE):
-            cols = tuple(cells)
+            cols, after_blank = tuple(cells), False
             continue
         if cols is None or not cells or set(text.strip()) <= {"-", " "}:
-            if not cells:
-                cols = None  # a blank line ends the table
+            after_blank = after_blank or not cells
             continue
+        if after_blank:
+            # a blank line ends the table unless a well-formed row follows it (a stray blank line
+            # inside the table must not cost the rows below it)
+            after_blank = False
+            if not _looks_like_row(cells, cols):
+                cols = None
+                continue
         if len(cells) != len(cols):
             bad.append((ln, f"SPEED-Bench row has {len(cells)} cells, its header {len(cols)} (cut?)", text[:300]))
             continue

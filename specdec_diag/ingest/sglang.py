@@ -345,10 +345,14 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     is_pre = text.str.contains(r"Prefill batch(?: \[\d+\])?[.,] ")
     dec, pre, bad = _split_bad(_fields(lines.filter(is_dec | is_pre)), is_dec)
     # a batch line cut right after its marker names a record it does not carry
-    cut = lines.filter(text.str.contains(r"(?:Decode|Prefill) batch(?: \[\d*\]?)?[\s.,:;]*$"))
+    is_cut = text.str.contains(r"(?:Decode|Prefill) batch(?: \[\d*\]?)?[\s.,:;]*$")
+    # a batch tag that is not a count (``Decode batch [nan], ...``): the record cannot be trusted
+    bad_tag = text.str.contains(r"(?:Decode|Prefill) batch ?\[") & ~(is_dec | is_pre | is_cut)
+    cut = lines.filter(is_cut | bad_tag).select(
+        "line", "text", pl.when(is_cut).then(pl.lit("batch line cut after its marker"))
+        .otherwise(pl.lit("batch line whose [batch] tag is not a count")).alias("reason"))
     if cut.height:
-        bad = pl.concat([bad.select("line", "text", "reason"),
-                         cut.select("line", "text", pl.lit("batch line cut after its marker").alias("reason"))])
+        bad = pl.concat([bad.select("line", "text", "reason"), cut])
     frames = []
     if dec.height:
         frames.append(_decode_rows(dec, cfg))

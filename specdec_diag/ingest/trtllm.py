@@ -313,6 +313,9 @@ def _values(text: str, pos: int, in_array: bool, line_of: Any, source: str, rows
             pos = skip(pos + 1)
             in_array = False
             continue
+        if text[pos] == "[" and text[skip(pos + 1) : skip(pos + 1) + 1] == "{":
+            pos, in_array = skip(pos + 1), True  # an array of records (nested by a stray "["): each keeps its line
+            continue
         val = None
         if text[pos] in "{[" or (in_array and text[pos] == '"'):
             try:

@@ -155,6 +155,8 @@ def mal_note(version: str | None, old: pl.Expr) -> pl.Expr:
 # ---------------------------------------------------------------------------------------------
 
 _KV_ITEM = re.compile(r"([A-Za-z][A-Za-z _\-/()]*?):\s*([-+]?[\w.]+)\s*(%|tokens/s|tokens)?(?=,|$)")
+#: a ``key:`` item with nothing readable after it: a damaged line, never a key to skip silently
+_EMPTY_ITEM = re.compile(r"(?:^|,)\s*([A-Za-z][A-Za-z _\-/()]*?):\s*(?=,|$)")
 _COUNTS = {"accepted", "drafted", "total accepted", "total drafted", "current speculative depth"}
 
 
@@ -179,7 +181,11 @@ def parse_v1_kv(df: pl.DataFrame, source: str, marker: str, known: set[str],
     bad: list[tuple[int, str, str]] = []
     for rec in df.iter_rows(named=True):
         text = rec["text"].rstrip()
-        pairs = {k.strip(): (v, unit) for k, v, unit in _KV_ITEM.findall(text.split(marker, 1)[1])}
+        suffix = text.split(marker, 1)[1]
+        pairs = {k.strip(): (v, unit) for k, v, unit in _KV_ITEM.findall(suffix)}
+        if (empty := _EMPTY_ITEM.search(suffix)) is not None:
+            bad.append((rec["line"], f"SpecDecoding metrics item {empty.group(1).strip()!r} has no value", text))
+            continue
         if not pairs or all(k in known for k in pairs):
             bad.append((rec["line"], "SpecDecoding metrics line does not match any known variant", text))
             continue

@@ -269,14 +269,37 @@ def trace_to_parquet(trace: Trace, out: str | Path) -> Path:
     return write_parquet_atomic(trace.steps_frame(), out)
 
 
+def temp_beside(out: Path) -> Path:
+    """A temporary name beside ``out``, unique per process and thread (concurrent writers of one entry
+    never share a temporary file; the last rename wins, whole)."""
+    import os
+    import threading
+
+    return out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
 def write_parquet_atomic(df: pl.DataFrame, out: str | Path) -> Path:
     """Write to a temp file beside ``out`` and rename, so readers never see a half-written file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = temp_beside(out)
     df.write_parquet(tmp)
     tmp.replace(out)
     return out
+
+
+def write_atomic(out: Path, data: bytes | str) -> bool:
+    """``data`` written to ``out`` through a temporary file and a rename (readers never see half a
+    file). False when the directory is not writable: callers use this for caches, where a failed
+    write only costs speed."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_beside(out)
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        tmp.replace(out)
+        return True
+    except OSError:
+        return False
 
 
 def jsonable(v: Any) -> Any:

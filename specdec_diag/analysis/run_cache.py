@@ -15,8 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from specdec_diag.analysis.rules.base import SEVERITIES, Finding
 from specdec_diag.analysis.rules.registry import RULES
 from specdec_diag.analysis.rules.thresholds import Thresholds
 from specdec_diag.ingest.base import IngestResult
-from specdec_diag.schema import json_default
+from specdec_diag.schema import json_default, write_atomic
 
 #: the cache's folder under the ingest cache directory
 DIRNAME = "runs"
@@ -124,13 +122,7 @@ def store(cache_dir: Path | None, key: str, summary: dict[str, Any], found: list
         return
     findings = [{**f.to_dict(), "score": float(f.score)} for f in found]
     target = entry_path(cache_dir, key)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"summary": summary, "findings": findings}, default=json_default))
-        tmp.replace(target)
-    except OSError:
-        pass
+    write_atomic(target, json.dumps({"summary": summary, "findings": findings}, default=json_default))
 
 
 __all__ = ["DIRNAME", "analysis_version", "run_key", "run_sources", "load", "store", "entry_path"]

@@ -242,15 +242,10 @@ def _report_cache(result: IngestResult, cache_root: Path | None) -> Path | None:
 def _write_report(target: Path | None, report: dict[str, Any]) -> None:
     import json
 
-    if target is None:
-        return
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(report))
-        tmp.replace(target)
-    except OSError:
-        pass  # a read-only log directory: no report cache, still correct
+    from specdec_diag.schema import write_atomic
+
+    if target is not None:
+        write_atomic(target, json.dumps(report))  # a read-only log directory: no report cache, still correct
 
 
 def _run_rules(loaded: Loaded, target: Path | None, cache_dir: Path | None = None) -> None:

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from specdec_diag.schema import write_atomic
+
 try:  # optional: a 3 MB manylinux wheel with the Hyperscan library inside
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - exercised where the package is missing
@@ -105,13 +107,7 @@ def _load(path: Path):
 def _save(path: Path, db) -> None:
     """Keep a compiled database (written to a temporary name, then renamed: readers never see half
     a file); an unwritable cache only costs the compile next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(_hs.dumpb(db))
-        tmp.replace(path)
-    except OSError:
-        pass
+    write_atomic(path, _hs.dumpb(db))
 
 
 def line_hits(piece: bytes | memoryview, groups: Groups) -> tuple[list[int], list[int]]:

@@ -125,15 +125,29 @@ class RayExecutor:
     def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
         remote = self._ray.remote(fn).options(**self._options)
         refs = [remote.remote(t) for t in tasks]
+        done = 0
         try:
             for ref in refs:
                 yield self._ray.get(ref)
+                done += 1
         finally:
-            for ref in refs:
-                try:
-                    self._ray.cancel(ref)
-                except Exception:  # noqa: BLE001 - a finished task cannot be cancelled; nothing to do
-                    pass
+            self._cancel_pending(refs[done:])
+
+    def _cancel_pending(self, refs: list[Any]) -> None:
+        """Cancel the tasks a stopped scan no longer needs, only those not finished: cancelling a task
+        while it completes aborts the driver process in Ray 2.60 ("Check failed: Tried to complete task
+        that was not pending" in task_manager.cc), which took a whole pytest run down with it."""
+        if not refs:
+            return
+        try:
+            _ready, pending = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        except Exception:  # noqa: BLE001 - the cluster is gone: nothing left to cancel
+            return
+        for ref in pending:
+            try:
+                self._ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - it finished in between; nothing to do
+                pass
 
     def close(self) -> None:
         pass  # the Ray instance outlives the scan (the caller may scan again); ray.shutdown() ends it

@@ -349,10 +349,13 @@ class InputFile:
     # -- streaming -----------------------------------------------------------------------------
 
     def pieces(self, chunk_bytes: int, has_marker: Callable[[bytes], bool] | None = None,
-               max_line: int = MAX_LINE_BYTES) -> Iterator[bytes | Overlong]:
+               max_line: int = MAX_LINE_BYTES, views: bool = False) -> Iterator[bytes | memoryview | Overlong]:
         """UTF-8 bytes in pieces ending on a newline (the last may lack it), with an
         :class:`Overlong` in place of each line longer than ``max_line`` that spans pieces. A plain
-        file is re-read from its last newline with a seek rather than copying the remainder."""
+        file is re-read from its last newline with a seek rather than copying the remainder; with
+        ``views`` its pieces are views of the block read, not copies (the copy was a third of the
+        read cost of the marker search). A file that shrinks while read ends early; one that grows
+        is read as far as it reaches."""
         fh, seekable = self._open_text()
         marked = has_marker or (lambda _b: False)
         try:
@@ -381,7 +384,7 @@ class InputFile:
                     pos += over.nbytes + 1
                     carry = b"" if seekable else rest
                     continue
-                piece = buf if cut == len(buf) - 1 else buf[: cut + 1]
+                piece = buf if cut == len(buf) - 1 else (memoryview(buf) if views and seekable else buf)[: cut + 1]
                 if seekable:
                     pos += len(piece)
                 else:

@@ -105,12 +105,6 @@ class _Range:
     def close(self) -> None:
         self.fh.close()
 
-    def __enter__(self) -> _Range:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
 
 class RangeFile(InputFile):
     """An :class:`InputFile` whose pieces are one byte range of a plain UTF-8 file; ``sniff`` still

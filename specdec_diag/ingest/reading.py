@@ -26,7 +26,6 @@ from specdec_diag.inputs import (
     InputError,
     InputFile,
     Overlong,
-    _skip_line,
     reason,
 )
 
@@ -133,38 +132,6 @@ def with_sets(sel: pl.DataFrame, groups: prefilter.Groups) -> pl.DataFrame:
     return sel.with_columns(src.cast(pl.UInt64).alias("_src"))
 
 
-def plain_pieces(f: InputFile, chunk_bytes: int, has_marker: Callable[[bytes], bool],
-                 max_line: int = MAX_LINE_BYTES) -> Iterator[memoryview | bytes | Overlong]:
-    """:meth:`InputFile.pieces` for a plain UTF-8 file (no gzip, no transcoding, no bare CRs), each
-    piece a view of the block read instead of a copy of it (the copy was a third of the read cost).
-    A file that shrinks while read ends early; one that grows is read as far as it reaches. The
-    bytes come through the InputFile's own opener: a range-limited one (a piece of a cut file,
-    :mod:`~specdec_diag.ingest.parallel`) shows only its range."""
-    with f._open_raw() as fh:
-        pos, carry = f.skip, b""
-        while True:
-            if not carry:
-                fh.seek(pos)
-            block = fh.read(chunk_bytes)
-            if not block:
-                if carry:
-                    yield carry
-                return
-            buf = carry + block if carry else block
-            carry = b""
-            cut = buf.rfind(b"\n")
-            if cut < 0:
-                if len(buf) <= max_line:
-                    carry = buf
-                    continue
-                over, _rest = _skip_line(fh, buf, has_marker, chunk_bytes)
-                yield over
-                pos += over.nbytes + 1
-                continue
-            pos += cut + 1
-            yield memoryview(buf)[: cut + 1]
-
-
 @dataclass
 class MarkedLines:
     """What :func:`read_marked` found in one file: marker lines (``line``, ``text``) in pieces, the
@@ -187,9 +154,8 @@ def read_marked(f: InputFile, groups: prefilter.Groups, add: Callable[[pl.DataFr
     out = MarkedLines()
     markers = prefilter.flat(groups)
     test = marker_test(markers)
-    plain = not (f.gz or f.encoding or f.cr)
     try:
-        for piece in (plain_pieces(f, chunk_bytes, test) if plain else f.pieces(chunk_bytes, test)):
+        for piece in f.pieces(chunk_bytes, test, views=True):
             if isinstance(piece, Overlong):
                 out.lines += 1
                 if piece.marked:

@@ -49,6 +49,7 @@ from train_pair_lib import (  # noqa: E402
     train_lm,
     train_onpolicy,
     train_tokenizer,
+    train_unlikelihood,
 )
 
 from specdec_diag.assets import HELD_OUT, corpus_files, heldout_prompts, read  # noqa: E402
@@ -68,7 +69,8 @@ DEFAULT_CKPT = Path.home() / ".cache" / "specdec-diag" / "train-pair"
 RUN_KEYS = ("seed", "vocab", "tokenizer_chars", "target_layers", "target_hidden", "target_heads", "target_inter",
             "draft_layers", "draft_hidden", "draft_heads", "draft_inter", "block", "batch", "target_steps",
             "draft_steps", "target_lr", "draft_lr", "warmup", "temperature", "hard_weight", "onpolicy_steps",
-            "onpolicy_seqs", "onpolicy_lr", "onpolicy_prompt_weight", "prompt_tokens", "new_tokens")
+            "onpolicy_seqs", "onpolicy_lr", "onpolicy_prompt_weight", "prompt_tokens", "new_tokens",
+            "ul_steps", "ul_lr", "ul_batch", "ul_prompt_tokens", "ul_new_tokens", "ul_weight")
 
 
 def collect_corpus() -> tuple[list[SourceFile], list[SourceFile]]:
@@ -224,6 +226,10 @@ def stages(args, ckpt_dir: Path, budget: Budget) -> dict:
                       on_ckpt=HeldoutProbe(target, windows, cpt, probe, tok.pad_token_id, args.greedy_probe_every))
     if args.stop_after == "target":
         return {}
+    hist_u = []
+    if args.ul_steps > 0:
+        hist_u = train_unlikelihood(target, tok, data, args, ckpt_dir / "target_ul.pt", budget, args.seed + 50,
+                                    on_ckpt=HeldoutProbe(target, windows, cpt, probe, tok.pad_token_id, 1))
     for p in target.parameters():
         p.requires_grad_(False)
     target.to(torch.float16).to(torch.float32)  # distil against the weights that ship
@@ -235,7 +241,7 @@ def stages(args, ckpt_dir: Path, budget: Budget) -> dict:
     ev = final_eval(target, draft, tok, windows, cpt, args)
     log(f"eval {ev}")
     return {"out": out, "tok": tok, "data": data, "texts": texts, "train_files": train_files, "held_files": held_files,
-            "target": target, "draft": draft, "hist_t": hist_t, "hist_d": hist_d, "onpolicy": onpolicy, "eval": ev}
+            "target": target, "draft": draft, "hist_t": hist_t, "hist_u": hist_u, "hist_d": hist_d, "onpolicy": onpolicy, "eval": ev}
 
 
 def write_meta(r: dict, args, argv: list[str], seconds: float) -> dict:
@@ -253,7 +259,12 @@ def write_meta(r: dict, args, argv: list[str], seconds: float) -> dict:
                       "specials": SPECIALS, "trained_on_chars_max": a.tokenizer_chars},
         "target": {"arch": "LlamaForCausalLM", "layers": a.target_layers, "hidden": a.target_hidden,
                    "heads": a.target_heads, "intermediate": a.target_inter, "params": n(r["target"]),
-                   "steps": a.target_steps, "lr": a.target_lr, "history": r["hist_t"]},
+                   "steps": a.target_steps, "lr": a.target_lr, "history": r["hist_t"],
+                   "unlikelihood": {"method": "sequence-level unlikelihood on greedy continuations of training "
+                                    "prompts, repeated 4-grams as negatives, plus next-token loss (Welleck et al. 2019)",
+                                    "steps": a.ul_steps, "lr": a.ul_lr, "batch": a.ul_batch,
+                                    "prompt_tokens": a.ul_prompt_tokens, "new_tokens": a.ul_new_tokens,
+                                    "weight": a.ul_weight, "history": r["hist_u"]}},
         "draft": {"arch": "LlamaForCausalLM", "layers": a.draft_layers, "hidden": a.draft_hidden,
                   "heads": a.draft_heads, "intermediate": a.draft_inter, "params": n(r["draft"]),
                   "steps": a.draft_steps, "lr": a.draft_lr, "history": r["hist_d"],
@@ -304,6 +315,12 @@ def parse_args(argv: list[str]):
     add("--target-lr", type=float, default=2e-3)
     add("--draft-lr", type=float, default=4e-3)
     add("--warmup", type=int, default=200)
+    add("--ul-steps", type=int, default=300, help="target unlikelihood fine-tuning steps against greedy loops (0 = off)")
+    add("--ul-lr", type=float, default=3e-4)
+    add("--ul-batch", type=int, default=8, help="greedy continuations per unlikelihood step")
+    add("--ul-prompt-tokens", type=int, default=64)
+    add("--ul-new-tokens", type=int, default=64)
+    add("--ul-weight", type=float, default=1.0)
     add("--temperature", type=float, default=1.0, help="distillation softening temperature")
     add("--hard-weight", type=float, default=0.1, help="weight of the hard-label loss for the draft")
     add("--onpolicy-steps", type=int, default=600, help="draft steps on target-greedy continuations (0 = off)")

@@ -313,3 +313,82 @@ def acceptance(target, draft, prompts: list[list[int]], gamma: int, new: int, pa
             "greedy_acceptance_rate": round(accepted / max(1, drafted), 4),
             "mean_acceptance_length": round(emitted / max(1, steps), 4),
             "distinct4_greedy": round(sum(distinct) / max(1, len(distinct)), 4)}
+
+
+def repeat_mask(seq: torch.Tensor, start: int, n: int = 4) -> torch.Tensor:
+    """[B, L] bool: the tokens at positions >= ``start`` of every n-gram that repeats an n-gram seen
+    earlier in the same sequence (prompt included): the negative candidates of sequence-level
+    unlikelihood training (Welleck et al. 2019, "Neural Text Generation with Unlikelihood Training")."""
+    mask = torch.zeros(seq.shape, dtype=torch.bool)
+    for b, s in enumerate(seq.tolist()):
+        seen: set[tuple[int, ...]] = set()
+        for i in range(len(s) - n + 1):
+            gram = tuple(s[i : i + n])
+            if i + n - 1 >= start and gram in seen:
+                mask[b, max(i, start) : i + n] = True
+            seen.add(gram)
+    return mask
+
+
+def train_unlikelihood(model, tok, data: torch.Tensor, args, ckpt: Path, budget: Budget, seed: int,
+                       on_ckpt=None) -> list[dict]:
+    """Sequence-level unlikelihood fine-tuning of the target against greedy loops (Welleck et al. 2019,
+    section 5.2): each step the model continues --ul-batch training-stream prompts greedily, and every
+    token of a continuation n-gram that repeats an earlier one is pushed down with -log(1 - p); the
+    same step also takes the ordinary next-token loss on a training batch, which keeps the language
+    model (the paper alternates the two). Resumable like train_lm. Logged: ``rep4``, the share of
+    continuation tokens inside a repeated 4-gram (the paper's seq-rep-4, on TRAINING prompts)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=args.ul_lr, betas=(0.9, 0.95), weight_decay=0.1)
+    g = torch.Generator().manual_seed(seed)
+    start, history = load_checkpoint(ckpt, model, opt, g)
+    P, N, steps = args.ul_prompt_tokens, args.ul_new_tokens, args.ul_steps
+    specials = {tok.bos_token_id, tok.eos_token_id}
+    dev = next(model.parameters()).device
+    t0, run, n = time.perf_counter(), {"ce": 0.0, "ul": 0.0, "rep4": 0.0}, 0
+    for step in range(start, steps):
+        prompts: list[torch.Tensor] = []
+        while len(prompts) < args.ul_batch:
+            s = int(torch.randint(0, data.numel() - P, (1,), generator=g))
+            if not specials & set(data[s : s + P].tolist()):
+                prompts.append(data[s : s + P])
+        x = torch.stack(prompts).to(dev)
+        model.eval()
+        with torch.no_grad():
+            seq = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=N,
+                                 min_new_tokens=N, pad_token_id=tok.pad_token_id)
+        model.train()
+        neg = repeat_mask(seq.cpu(), P)[:, 1:].to(dev)  # targets of positions 0..L-2
+        for group in opt.param_groups:
+            group["lr"] = args.ul_lr * min(1.0, (step + 1) / 20)
+        p = F.softmax(model(input_ids=seq[:, :-1]).logits.float(), -1).gather(-1, seq[:, 1:, None])[..., 0]
+        ul = -(torch.log((1 - p).clamp(min=1e-5)) * neg).sum() / (len(seq) * N)
+        bx, by = (t.to(dev) for t in next_batch(data, args.block, args.batch, g))
+        ce, _ = _loss(model, bx, by, None, args)
+        loss = ce + args.ul_weight * ul
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        run["ce"] += ce.item()
+        run["ul"] += ul.item()
+        run["rep4"] += neg[:, P - 1 :].float().mean().item()
+        n += 1
+        last = step + 1 == steps
+        if (step + 1) % args.log_every == 0 or last:
+            rec = {"step": step + 1, **{k: round(v / n, 4) for k, v in run.items()}, "s": round(time.perf_counter() - t0, 1)}
+            history.append(rec)
+            log(f"unlikelihood {rec}")
+            run, n = dict.fromkeys(run, 0.0), 0
+        stop = budget.spent()
+        if last or stop or budget.ckpt_due():
+            if on_ckpt is not None:
+                model.eval()
+                history.append({"step": step + 1, **on_ckpt()})
+                log(f"unlikelihood held-out {history[-1]}")
+                model.train()
+            save_checkpoint(ckpt, model, opt, step + 1, history, g)
+            budget.saved()
+            if stop and not last:
+                raise BudgetSpent(f"unlikelihood: step {step + 1}/{steps}")
+    model.eval()
+    return history

@@ -21,6 +21,7 @@ from specdec_diag.inputs import InputFile, Overlong
 
 P = importlib.import_module("specdec_diag.ingest.prefilter")
 R = importlib.import_module("specdec_diag.ingest.reading")
+LN = importlib.import_module("specdec_diag.ingest.linenums")
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = tuple(P.marker_tuple(s.markers) for s in SOURCES)
 SAMPLES = sorted(p for p in (ROOT / "sample_logs").rglob("*") if p.is_file() and R.wanted(p.name))
@@ -48,9 +49,16 @@ def junk(rng: random.Random, parts: int) -> bytes:
 
 
 @needs_hs
-@pytest.mark.parametrize("gap", [0, 4096, 1 << 40])  # every hit numbered alone / by all newlines
+@pytest.mark.parametrize("gap", [0, 4096, 1 << 40, "jit"])  # hits numbered alone / by all newlines / compiled
 def test_prefilter_equals_reference_on_junk(monkeypatch, gap):
-    monkeypatch.setattr(P, "_SPARSE_GAP", gap)
+    if gap == "jit":
+        if not LN._jit.available():
+            pytest.skip("numba is not installed here")
+        monkeypatch.setattr(LN, "JIT_BYTES", 0)
+        gap = 7
+    else:
+        monkeypatch.setattr(LN, "JIT_BYTES", 1 << 62)
+    monkeypatch.setattr(LN, "SPARSE_GAP", gap)
     rng = random.Random(gap)
     for _ in range(1500):
         blob = junk(rng, 60)

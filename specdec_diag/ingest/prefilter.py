@@ -1,13 +1,13 @@
 """Marker lines found in raw bytes at memory speed: a SIMD multi-literal search over the whole piece
-(Hyperscan), hits mapped to line numbers through the piece's newline positions, and only the hit
-lines decoded and handed to the parsers.
+(Hyperscan), hits mapped to line numbers through the piece's newline positions
+(:mod:`specdec_diag.ingest.linenums`), and only the hit lines decoded and handed to the parsers.
 
 The search runs once per piece, one pattern per source (``(?:m1|m2|...)[^\n]*$``), so each hit is
 reported at the end of its line, once per line and source: the hit says which sources the line
 goes to (``_src``), and no per-source regex routes the lines afterwards. Line numbers come from
-the newline mask of the piece (``numpy``): for dense hits every newline position and a
-``searchsorted``, for sparse ones the mask counted between consecutive hits; exact, whatever the
-line lengths. Hit lines become one string column through a single Binary -> Utf8 cast.
+counting the piece's newlines between consecutive hits (a compiled kernel for big pieces, numpy
+otherwise); exact, whatever the line lengths. Hit lines become one string column through a single
+Binary -> Utf8 cast.
 
 Without the ``hyperscan`` package (a dependency on x86-64 Linux, where its wheel exists) the
 polars query of :func:`specdec_diag.ingest.reading.chunk_marked` does the same job at about half
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from specdec_diag.ingest import linenums
 from specdec_diag.schema import write_atomic
 
 try:  # optional: a 3 MB manylinux wheel with the Hyperscan library inside
@@ -157,19 +158,12 @@ def find_marked(piece: bytes | memoryview, first_line: int, groups: Groups) -> t
     if not size:
         return pl.DataFrame(schema=_SCHEMA), 0
     packed = np.asarray(_packed_hits(piece, groups), dtype=np.int64)
-    newline = _newline_mask(a)
     unterminated = 1 if a[-1] != 10 else 0
     if not len(packed):
-        return pl.DataFrame(schema=_SCHEMA), int(np.count_nonzero(newline)) + unterminated
+        return pl.DataFrame(schema=_SCHEMA), linenums.count_newlines(a) + unterminated
     e, src = _per_line(packed >> 6, packed & 63)
-    if len(e) * _SPARSE_GAP < size:
-        idx, starts, n_newlines = _sparse_lines(piece, newline, e)
-        n_lines = n_newlines + unterminated
-    else:  # every newline position: their count is the line count (no second pass over the mask)
-        nl = np.flatnonzero(newline)
-        n_lines = len(nl) + unterminated
-        idx = np.searchsorted(nl, e)  # newlines before each line end = its 0-based line index
-        starts = np.concatenate(([0], nl + 1))[idx]  # a line starts after the newline before it
+    idx, starts, n_newlines = linenums.number(piece, a, e)
+    n_lines = n_newlines + unterminated
     stop = e - ((e > starts) & (a[np.maximum(e - 1, 0)] == 13))  # the CSV reader drops one CR
     raw = piece.obj if isinstance(piece, memoryview) else piece  # the views used here start at 0
     texts = [raw[s:t] for s, t in zip(starts.tolist(), stop.tolist(), strict=True)]
@@ -192,36 +186,7 @@ def _per_line(ends: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return ends, bits
 
 
-#: hits further apart than this on average (bytes) are numbered by counting the mask between hits
-#: and found by a backwards search each; closer ones from every newline position (measured)
-_SPARSE_GAP = 1024
 _scratch = threading.local()
-
-
-def _newline_mask(a: np.ndarray) -> np.ndarray:
-    """``a == 10`` into a buffer reused across pieces (a fresh 8 MB array costs its page faults)."""
-    buf = getattr(_scratch, "mask", None)
-    if buf is None or len(buf) < len(a):
-        buf = _scratch.mask = np.empty(max(len(a), 1 << 20), dtype=bool)
-    return np.equal(a, 10, out=buf[: len(a)])
-
-
-def _sparse_lines(piece, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """The same for few hits, and the piece's newline count: the mask counted segment by segment
-    between consecutive hit line ends (so the line count is a by-product, no second pass), each
-    line start by a short ``rfind`` back to the previous newline (measured ~1.5x faster than
-    popcounts of the packed mask plus a count of the whole mask)."""
-    raw = piece.obj if isinstance(piece, memoryview) else piece
-    count, rfind = np.count_nonzero, raw.rfind
-    idx = np.empty(len(e), np.int64)
-    starts = np.empty(len(e), np.int64)
-    prev = n = 0
-    for j, end in enumerate(e.tolist()):  # ends ascend; ``prev`` is the previous hit line's newline
-        n += count(newline[prev:end])
-        idx[j] = n
-        starts[j] = rfind(b"\n", prev, end) + 1
-        prev = end
-    return idx, starts, n + int(count(newline[prev:]))
 
 
 def _decode(texts: list[bytes]) -> pl.Series:

@@ -5,6 +5,7 @@ every input: empty pieces, no newline, hits at word boundaries and at the very e
 from __future__ import annotations
 
 import random
+import types
 
 import numpy as np
 import pytest
@@ -60,6 +61,7 @@ def test_number_equals_reference_on_every_path(monkeypatch, path):
     if path == "jit" and not _jit.available():
         pytest.skip("numba is not installed or switched off")
     monkeypatch.setattr(LN, "JIT_BYTES", 0 if path == "jit" else 1 << 62)
+    monkeypatch.setattr(LN, "JIT_AFTER_BYTES", 0)
     monkeypatch.setattr(LN, "SPARSE_GAP", 1 << 40 if path == "sparse" else 0)
     for piece, ends in cases(2, 400):
         a = np.frombuffer(piece, np.uint8)
@@ -74,6 +76,7 @@ def test_number_equals_reference_on_every_path(monkeypatch, path):
 
 @needs_numba
 def test_big_piece_same_with_kernel_and_numpy(monkeypatch):
+    monkeypatch.setattr(LN, "JIT_AFTER_BYTES", 0)
     rng = np.random.default_rng(3)
     a = rng.choice(np.frombuffer(b"\nabcdefghijklmnopqrstuvwxyz0123456789 ", np.uint8), size=LN.JIT_BYTES + 13)
     piece = a.tobytes()
@@ -86,3 +89,17 @@ def test_big_piece_same_with_kernel_and_numpy(monkeypatch):
         monkeypatch.delenv(_jit.ENV)
         assert all(np.array_equal(x, y) for x, y in zip(got[:2], want[:2], strict=True)) and got[2] == want[2]
     assert LN.count_newlines(a) == int(np.count_nonzero(a == 10))
+
+
+def test_kernel_only_for_big_pieces_once_numba_is_loaded_or_much_was_read(monkeypatch):
+    monkeypatch.setattr(LN, "sys", types.SimpleNamespace(modules={}))  # numba not loaded yet
+    monkeypatch.setattr(LN, "_numpy_bytes", [0])
+    monkeypatch.setattr(LN, "JIT_AFTER_BYTES", 3 * LN.JIT_BYTES)
+    monkeypatch.setattr(_jit, "available", lambda: True)
+    assert not LN._use_kernel(LN.JIT_BYTES - 1)  # small pieces: never, and not counted
+    assert [LN._use_kernel(LN.JIT_BYTES) for _ in range(4)] == [False, False, False, True]
+    monkeypatch.setattr(LN, "_numpy_bytes", [0])
+    monkeypatch.setattr(LN, "sys", types.SimpleNamespace(modules={"numba": object()}))
+    assert LN._use_kernel(LN.JIT_BYTES) and not LN._use_kernel(LN.JIT_BYTES - 1)
+    monkeypatch.setattr(_jit, "available", lambda: False)
+    assert not LN._use_kernel(LN.JIT_BYTES)

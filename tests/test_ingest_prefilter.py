@@ -55,6 +55,7 @@ def test_prefilter_equals_reference_on_junk(monkeypatch, gap):
         if not LN._jit.available():
             pytest.skip("numba is not installed here")
         monkeypatch.setattr(LN, "JIT_BYTES", 0)
+        monkeypatch.setattr(LN, "JIT_AFTER_BYTES", 0)
         gap = 7
     else:
         monkeypatch.setattr(LN, "JIT_BYTES", 1 << 62)

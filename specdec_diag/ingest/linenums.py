@@ -6,22 +6,30 @@ Two equal implementations: a compiled kernel (:mod:`specdec_diag.ingest._jit`, n
 the piece once, counting newlines between consecutive hits in blocks that vectorise and finding each
 line start by a short backwards scan; and the numpy path (newline mask; for dense hits every newline
 position and a ``searchsorted``, for sparse ones the mask counted between consecutive hits). The
-kernel runs for pieces of at least :data:`JIT_BYTES` (so small scans never import numba) when
-numba is present and not switched off (``SPECDEC_JIT=off``); tests compare the two.
+kernel runs for pieces of at least :data:`JIT_BYTES` once numba is loaded or the process has read
+:data:`JIT_AFTER_BYTES` (so small scans never import numba), when numba is present and not switched
+off (``SPECDEC_JIT=off``); tests compare the two.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
 
 from specdec_diag.ingest import _jit
 
-#: pieces at least this big use the compiled kernel (importing numba costs ~0.1-0.25 s per process,
-#: loading the cached kernel a few ms: repaid after some 100 MB of log; the scan reads 8 MB pieces,
-#: so a file's first piece decides nothing, the size of the piece does)
-JIT_BYTES = 4 << 20
+#: the compiled kernel numbers pieces of at least this size (smaller ones are cheaper in numpy than
+#: the kernel's call) ...
+JIT_BYTES = 1 << 20
+#: ... once numba is loaded in the process (by another kernel: then the first call costs ~5 ms) or
+#: this process has numbered this many bytes the numpy way. Importing numba and loading a cached
+#: kernel costs ~0.3 s of CPU in a fresh process, and the kernel saves ~0.2 ms per MB of a
+#: production-like log (~0.5 ms per MB of a metric-heavy one): repaid after some GB, not on a
+#: 256 MB log scanned once.
+JIT_AFTER_BYTES = 1 << 30
+_numpy_bytes = [0]
 #: hits further apart than this on average (bytes) are numbered by counting the mask between hits
 #: and found by a backwards search each; closer ones from every newline position (measured)
 SPARSE_GAP = 1024
@@ -31,7 +39,7 @@ _scratch = threading.local()
 def number(piece: bytes | memoryview, a: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """``(idx, starts, n_newlines)`` for the hit line ends ``e`` of ``piece`` (``a`` its bytes as
     uint8): newlines before each line end, each line's first byte, all newlines of the piece."""
-    if len(a) >= JIT_BYTES and _jit.available():
+    if _use_kernel(len(a)):
         idx = np.empty(len(e), np.int64)
         starts = np.empty(len(e), np.int64)
         n = _number_kernel(a, words(a), e, idx, starts)
@@ -47,10 +55,20 @@ def number(piece: bytes | memoryview, a: np.ndarray, e: np.ndarray) -> tuple[np.
 
 def count_newlines(a: np.ndarray) -> int:
     """The newlines of a piece without hits (the kernel with no line ends, or the mask counted)."""
-    if len(a) >= JIT_BYTES and _jit.available():
+    if _use_kernel(len(a)):
         none = np.empty(0, np.int64)
         return int(_number_kernel(a, words(a), none, none, none))
     return int(np.count_nonzero(newline_mask(a)))
+
+
+def _use_kernel(size: int) -> bool:
+    """Number this piece with the compiled kernel (see :data:`JIT_AFTER_BYTES`)?"""
+    if size < JIT_BYTES or not _jit.available():
+        return False
+    if "numba" in sys.modules or _numpy_bytes[0] >= JIT_AFTER_BYTES:
+        return True
+    _numpy_bytes[0] += size
+    return False
 
 
 def words(a: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ THR = ("Engine 000: Avg prompt throughput: 100.0 tokens/s, Avg generation throug
        "Running: 10 reqs, Waiting: 0 reqs, GPU KV cache usage: 25.0%")
 #: junk alphabet: line ends of every kind, BOMs, broken UTF-8, NUL, CSV separators, markers of several sources
 ALPHABET = [b"\n", b"\r", b"\r\n", b"\xff", b"\xe2\x82", b"\xef\xbb\xbf", b"x", b" ", b"\x00", b"\x1f", b"\x1e",
-            b"\xc3\xa9", b"Decode batch", b"SpecDecoding metrics:", b"n_draft", b'"generated_text"',
+            b"\xc3\xa9", b"\t", b" | ", b"Decode batch", b"SpecDecoding metrics:", b"n_draft", b'"generated_text"',
             b"Avg generation throughput:", b"vllm:spec_decode", b"Position ", (PRE + SPEC).encode()]
 
 
@@ -76,6 +76,23 @@ def test_prefilter_equals_reference_on_sample_logs(path):
     want, n = reference(blob, 1)
     got, m = P.find_marked(blob, 1, GROUPS)
     assert m == n and got.equals(want)
+
+
+def test_one_byte_markers_left_out_only_where_absent():
+    groups = (("\t", "tokens/s"), ("x",), ("ab",), ("\t",))
+    assert P.searched(b"a\tb", 3, groups) == (("\t", "tokens/s"), (), ("ab",), ("\t",))
+    assert P.searched(b"a\tb", 1, groups) == (("tokens/s",), (), ("ab",), ())  # only raw[:size] counts
+    assert P.searched(b"xx\t", 3, groups) == groups
+    assert P.searched(b"", 0, (("ab",),)) == (("ab",),)
+
+
+@needs_hs
+def test_tab_marker_lines_found_with_and_without_tabs_in_the_piece():
+    groups = (P.marker_tuple(["\t", "tokens/s"]), P.marker_tuple(["Decode"]))
+    for blob in (b"a\tb\nc tokens/s\nDecode\tx\n", b"a b\nc tokens/s\nDecode x\n"):
+        want, n = R.with_sets(R.chunk_marked(blob, 1, R.marker_regex(P.flat(groups)))[0], groups), 3
+        got, m = P.find_marked(memoryview(blob)[: len(blob)], 1, groups)
+        assert m == n and got.equals(want)
 
 
 def _tables(res) -> dict[str, pl.DataFrame]:

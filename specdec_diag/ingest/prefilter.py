@@ -132,6 +132,26 @@ def _packed_hits(piece: bytes | memoryview, groups: Groups) -> list[int]:
     return packed
 
 
+def searched(raw: bytes, size: int, groups: Groups) -> Groups:
+    """``groups`` without their one-byte markers that ``raw[:size]`` lacks (a ``memchr`` each):
+    exact, and the search is much faster without them (``\t``, bench's table-cell marker: ~1.3 ->
+    ~1.6 GB/s on a production-like log, ~0.7 -> ~1.05 GB/s on a metric-heavy one; Hyperscan runs a
+    one-byte literal through a slower matcher than the multi-byte ones)."""
+    singles = _one_byte(groups)
+    absent = tuple(m for m in singles if raw.find(m.encode(), 0, size) < 0)
+    return _without(groups, absent) if absent else groups
+
+
+@lru_cache(maxsize=16)
+def _one_byte(groups: Groups) -> tuple[str, ...]:
+    return tuple(sorted({m for g in groups for m in g if len(m.encode()) == 1}))
+
+
+@lru_cache(maxsize=64)
+def _without(groups: Groups, absent: tuple[str, ...]) -> Groups:
+    return tuple(tuple(m for m in g if m not in absent) for g in groups)
+
+
 def _thread_scratch(db):
     """Hyperscan scratch space of this thread for ``db``: a database's own scratch may not be used
     by two threads at once (a thread pool around the per-file scan would fail with SCRATCH_IN_USE)."""
@@ -157,7 +177,8 @@ def find_marked(piece: bytes | memoryview, first_line: int, groups: Groups) -> t
     size = len(a)
     if not size:
         return pl.DataFrame(schema=_SCHEMA), 0
-    packed = np.asarray(_packed_hits(piece, groups), dtype=np.int64)
+    raw = piece.obj if isinstance(piece, memoryview) else piece  # the views used here start at 0
+    packed = np.asarray(_packed_hits(piece, searched(raw, size, groups)), dtype=np.int64)
     unterminated = 1 if a[-1] != 10 else 0
     if not len(packed):
         return pl.DataFrame(schema=_SCHEMA), linenums.count_newlines(a) + unterminated
@@ -165,7 +186,6 @@ def find_marked(piece: bytes | memoryview, first_line: int, groups: Groups) -> t
     idx, starts, n_newlines = linenums.number(piece, a, e)
     n_lines = n_newlines + unterminated
     stop = e - ((e > starts) & (a[np.maximum(e - 1, 0)] == 13))  # the CSV reader drops one CR
-    raw = piece.obj if isinstance(piece, memoryview) else piece  # the views used here start at 0
     texts = [raw[s:t] for s, t in zip(starts.tolist(), stop.tolist(), strict=True)]
     if starts[0] == 0 and bytes(texts[0][:3]) == _BOM:  # so does it with a BOM opening the piece
         texts[0] = texts[0][len(_BOM):]

@@ -60,6 +60,7 @@ def test_prefilter_equals_reference_on_junk(monkeypatch, gap):
     else:
         monkeypatch.setattr(LN, "JIT_BYTES", 1 << 62)
     monkeypatch.setattr(LN, "SPARSE_GAP", gap)
+    monkeypatch.setattr(P, "FEW_BYTE_LINES", 0 if gap == 4096 else 256)  # tab lines by Hyperscan / memchr
     rng = random.Random(gap)
     for _ in range(1500):
         blob = junk(rng, 60)
@@ -78,12 +79,16 @@ def test_prefilter_equals_reference_on_sample_logs(path):
     assert m == n and got.equals(want)
 
 
-def test_one_byte_markers_left_out_only_where_absent():
+@needs_hs
+@pytest.mark.parametrize("most", [0, 1, 256])  # tab lines by memchr, or Hyperscan with every marker
+def test_one_byte_marker_lines_same_by_memchr_and_hyperscan(monkeypatch, most):
+    monkeypatch.setattr(P, "FEW_BYTE_LINES", most)
     groups = (("\t", "tokens/s"), ("x",), ("ab",), ("\t",))
-    assert P.searched(b"a\tb", 3, groups) == (("\t", "tokens/s"), (), ("ab",), ("\t",))
-    assert P.searched(b"a\tb", 1, groups) == (("tokens/s",), (), ("ab",), ())  # only raw[:size] counts
-    assert P.searched(b"xx\t", 3, groups) == groups
-    assert P.searched(b"", 0, (("ab",),)) == (("ab",),)
+    for blob in (b"a\tb", b"a\tb\n", b"\t\n\n\tab\nx tokens/s\n\t", b"ab\nx\tx\n\r\t\r\n", b"no tab\n"):
+        want = sorted(P._packed_hits(blob, groups))
+        assert sorted(P.piece_hits(blob, blob, len(blob), groups)) == want, blob
+        cut = blob.rfind(b"\n") + 1
+        assert sorted(P.piece_hits(blob, memoryview(blob)[:cut], cut, groups)) == sorted(P._packed_hits(blob[:cut], groups))
 
 
 @needs_hs

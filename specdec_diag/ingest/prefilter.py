@@ -132,14 +132,41 @@ def _packed_hits(piece: bytes | memoryview, groups: Groups) -> list[int]:
     return packed
 
 
-def searched(raw: bytes, size: int, groups: Groups) -> Groups:
-    """``groups`` without their one-byte markers that ``raw[:size]`` lacks (a ``memchr`` each):
-    exact, and the search is much faster without them (``\t``, bench's table-cell marker: ~1.3 ->
-    ~1.6 GB/s on a production-like log, ~0.7 -> ~1.05 GB/s on a metric-heavy one; Hyperscan runs a
-    one-byte literal through a slower matcher than the multi-byte ones)."""
+def piece_hits(raw: bytes, piece: bytes | memoryview, size: int, groups: Groups) -> list[int]:
+    """:func:`_packed_hits` of a piece (``raw[:size]``; ``piece`` is its buffer), with one-byte
+    markers (``\t``, bench's table-cell marker) found outside Hyperscan: a ``memchr`` loop finds
+    the lines holding the byte, and the Hyperscan search runs without it. Hyperscan runs a one-byte
+    literal through a slower matcher (all markers: ~1.3 GB/s on a production-like log, ~0.7 GB/s on
+    a metric-heavy one; without the tab ~1.6 / ~1.05 GB/s). A piece with more than
+    :data:`FEW_BYTE_LINES` lines holding such a byte (a TSV table) is searched with every marker.
+    Exact either way (hits out of line order are sorted by :func:`_per_line`)."""
     singles = _one_byte(groups)
-    absent = tuple(m for m in singles if raw.find(m.encode(), 0, size) < 0)
-    return _without(groups, absent) if absent else groups
+    extra: list[int] = []
+    for m in singles:
+        ends = _lines_with(raw, size, m.encode(), FEW_BYTE_LINES)
+        if ends is None:
+            return _packed_hits(piece, groups)
+        extra += [end << 6 | i for end in ends for i, g in enumerate(groups) if m in g]
+    packed = _packed_hits(piece, _without(groups, singles) if singles else groups)
+    return packed + extra if extra else packed
+
+
+#: a piece with more lines than this holding a one-byte marker is searched by Hyperscan alone
+FEW_BYTE_LINES = 256
+
+
+def _lines_with(raw: bytes, size: int, byte: bytes, most: int) -> list[int] | None:
+    """Line ends (``\n`` or ``size``) of the lines of ``raw[:size]`` holding ``byte``; None past ``most``."""
+    ends: list[int] = []
+    pos = raw.find(byte, 0, size)
+    while pos >= 0:
+        if len(ends) == most:
+            return None
+        end = raw.find(b"\n", pos, size)
+        end = size if end < 0 else end
+        ends.append(end)
+        pos = raw.find(byte, end + 1, size) if end < size else -1
+    return ends
 
 
 @lru_cache(maxsize=16)
@@ -147,7 +174,7 @@ def _one_byte(groups: Groups) -> tuple[str, ...]:
     return tuple(sorted({m for g in groups for m in g if len(m.encode()) == 1}))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _without(groups: Groups, absent: tuple[str, ...]) -> Groups:
     return tuple(tuple(m for m in g if m not in absent) for g in groups)
 
@@ -178,7 +205,7 @@ def find_marked(piece: bytes | memoryview, first_line: int, groups: Groups) -> t
     if not size:
         return pl.DataFrame(schema=_SCHEMA), 0
     raw = piece.obj if isinstance(piece, memoryview) else piece  # the views used here start at 0
-    packed = np.asarray(_packed_hits(piece, searched(raw, size, groups)), dtype=np.int64)
+    packed = np.asarray(piece_hits(raw, piece, size, groups), dtype=np.int64)
     unterminated = 1 if a[-1] != 10 else 0
     if not len(packed):
         return pl.DataFrame(schema=_SCHEMA), linenums.count_newlines(a) + unterminated

@@ -4,10 +4,11 @@
 
 The search runs once per piece, one pattern per source (``(?:m1|m2|...)[^\n]*$``), so each hit is
 reported at the end of its line, once per line and source: the hit says which sources the line
-goes to (``_src``), and no per-source regex routes the lines afterwards. Line numbers come from
-counting the piece's newlines between consecutive hits (a compiled kernel for big pieces, numpy
-otherwise); exact, whatever the line lengths. Hit lines become one string column through a single
-Binary -> Utf8 cast.
+goes to (``_src``), and no per-source regex routes the lines afterwards. One-byte markers (``\t``)
+are left to a ``memchr`` loop where a piece holds few of them (:func:`piece_hits`): Hyperscan runs
+a one-byte literal through a slower matcher. Line numbers come from counting the piece's newlines
+between consecutive hits (a compiled kernel for big scans, numpy otherwise); exact, whatever the
+line lengths. Hit lines become one string column through a single Binary -> Utf8 cast.
 
 Without the ``hyperscan`` package (a dependency on x86-64 Linux, where its wheel exists) the
 polars query of :func:`specdec_diag.ingest.reading.chunk_marked` does the same job at about half
@@ -171,11 +172,13 @@ def _lines_with(raw: bytes, size: int, byte: bytes, most: int) -> list[int] | No
 
 @lru_cache(maxsize=16)
 def _one_byte(groups: Groups) -> tuple[str, ...]:
+    """The one-byte markers of all sets."""
     return tuple(sorted({m for g in groups for m in g if len(m.encode()) == 1}))
 
 
 @lru_cache(maxsize=16)
 def _without(groups: Groups, absent: tuple[str, ...]) -> Groups:
+    """``groups`` without the markers ``absent`` (the same tuple each time: the database cache key)."""
     return tuple(tuple(m for m in g if m not in absent) for g in groups)
 
 

@@ -67,9 +67,10 @@ def test_number_equals_reference_on_every_path(monkeypatch, path):
         a = np.frombuffer(piece, np.uint8)
         want = reference(piece, ends)
         if ends:
-            idx, starts, n = LN.number(piece, a, np.asarray(ends, dtype=np.int64))
+            idx, starts, n = LN.number(piece, 0, a, np.asarray(ends, dtype=np.int64))
             assert (idx.tolist(), starts.tolist(), n) == want, (piece, ends)
-            idx, starts, n = LN.number(memoryview(piece), a, np.asarray(ends, dtype=np.int64))
+            raw = b"x\nyz\n" + piece  # the same block further on in a bigger buffer
+            idx, starts, n = LN.number(raw, 5, np.frombuffer(raw, np.uint8)[5:], np.asarray(ends, dtype=np.int64))
             assert (idx.tolist(), starts.tolist(), n) == want
         assert LN.count_newlines(a) == want[2]
 
@@ -83,9 +84,9 @@ def test_big_piece_same_with_kernel_and_numpy(monkeypatch):
     nl = np.flatnonzero(a == 10)
     for take in (5, len(nl) // 3):
         e = np.sort(rng.choice(nl, take, replace=False)).astype(np.int64)
-        got = LN.number(piece, a, e)
+        got = LN.number(piece, 0, a, e)
         monkeypatch.setenv(_jit.ENV, "off")
-        want = LN.number(piece, a, e)
+        want = LN.number(piece, 0, a, e)
         monkeypatch.delenv(_jit.ENV)
         assert all(np.array_equal(x, y) for x, y in zip(got[:2], want[:2], strict=True)) and got[2] == want[2]
     assert LN.count_newlines(a) == int(np.count_nonzero(a == 10))

@@ -61,6 +61,7 @@ def test_prefilter_equals_reference_on_junk(monkeypatch, gap):
         monkeypatch.setattr(LN, "JIT_BYTES", 1 << 62)
     monkeypatch.setattr(LN, "SPARSE_GAP", gap)
     monkeypatch.setattr(P, "FEW_BYTE_LINES", 0 if gap == 4096 else 256)  # tab lines by Hyperscan / memchr
+    monkeypatch.setattr(P, "BLOCK_BYTES", 16 if gap in (0, 7) else 1 << 21)  # many blocks per piece / one
     rng = random.Random(gap)
     for _ in range(1500):
         blob = junk(rng, 60)
@@ -77,6 +78,9 @@ def test_prefilter_equals_reference_on_sample_logs(monkeypatch, path):
     want, n = reference(blob, 1)
     got, m = P.find_marked(blob, 1, GROUPS)
     assert m == n and got.equals(want)
+    monkeypatch.setattr(P, "BLOCK_BYTES", 4096)  # searched and numbered in many blocks
+    got, m = P.find_marked(blob, 1, GROUPS)
+    assert m == n and got.equals(want)
     if LN._jit.available():  # line numbers by the compiled kernel too
         monkeypatch.setattr(LN, "JIT_BYTES", 0)
         monkeypatch.setattr(LN, "JIT_AFTER_BYTES", 0)
@@ -91,9 +95,20 @@ def test_one_byte_marker_lines_same_by_memchr_and_hyperscan(monkeypatch, most):
     groups = (("\t", "tokens/s"), ("x",), ("ab",), ("\t",))
     for blob in (b"a\tb", b"a\tb\n", b"\t\n\n\tab\nx tokens/s\n\t", b"ab\nx\tx\n\r\t\r\n", b"no tab\n"):
         want = sorted(P._packed_hits(blob, groups))
-        assert sorted(P.piece_hits(blob, blob, len(blob), groups)) == want, blob
+        assert sorted(P.piece_hits(blob, 0, len(blob), groups)) == want, blob
         cut = blob.rfind(b"\n") + 1
-        assert sorted(P.piece_hits(blob, memoryview(blob)[:cut], cut, groups)) == sorted(P._packed_hits(blob[:cut], groups))
+        assert sorted(P.piece_hits(blob, 0, cut, groups)) == sorted(P._packed_hits(blob[:cut], groups))
+        lo = blob.find(b"\n") + 1  # a block further on: line ends relative to it
+        assert sorted(P.piece_hits(blob, lo, len(blob), groups)) == sorted(P._packed_hits(blob[lo:], groups))
+
+
+def test_blocks_end_after_a_newline_and_cover_the_piece(monkeypatch):
+    monkeypatch.setattr(P, "BLOCK_BYTES", 4)
+    for blob in (b"", b"x", b"abcdefghij", b"ab\ncd\nef\ngh\n", b"a\nbcdefghijklmn\nop", b"\n" * 9):
+        blocks = list(P._blocks(blob, len(blob)))
+        assert [lo for lo, _ in blocks] == [0] + [hi for _, hi in blocks[:-1]] if blob else blocks == []
+        assert (blocks[-1][1] if blocks else 0) == len(blob)
+        assert all(blob[hi - 1 : hi] == b"\n" for _, hi in blocks[:-1])
 
 
 @needs_hs

@@ -36,9 +36,10 @@ SPARSE_GAP = 1024
 _scratch = threading.local()
 
 
-def number(piece: bytes | memoryview, a: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(idx, starts, n_newlines)`` for the hit line ends ``e`` of ``piece`` (``a`` its bytes as
-    uint8): newlines before each line end, each line's first byte, all newlines of the piece."""
+def number(raw: bytes, lo: int, a: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(idx, starts, n_newlines)`` for the hit line ends ``e`` of a block (``a``: its bytes as
+    uint8, ``raw[lo:lo + len(a)]``; ``e`` relative to ``lo``): newlines before each line end, each
+    line's first byte (relative to ``lo``), all newlines of the block. A block starts a line."""
     if _use_kernel(len(a)):
         idx = np.empty(len(e), np.int64)
         starts = np.empty(len(e), np.int64)
@@ -46,7 +47,7 @@ def number(piece: bytes | memoryview, a: np.ndarray, e: np.ndarray) -> tuple[np.
         return idx, starts, int(n)
     newline = newline_mask(a)
     if len(e) * SPARSE_GAP < len(a):
-        return _sparse_lines(piece, newline, e)
+        return _sparse_lines(raw, lo, newline, e)
     nl = np.flatnonzero(newline)  # every newline position: their count is the newline count
     idx = np.searchsorted(nl, e)  # newlines before each line end = its 0-based line index
     starts = np.concatenate(([0], nl + 1))[idx]  # a line starts after the newline before it
@@ -84,12 +85,11 @@ def newline_mask(a: np.ndarray) -> np.ndarray:
     return np.equal(a, 10, out=buf[: len(a)])
 
 
-def _sparse_lines(piece, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def _sparse_lines(raw: bytes, lo: int, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """The numpy path for few hits: the mask counted segment by segment between consecutive hit
     line ends (so the newline count is a by-product, no second pass), each line start by a short
     ``rfind`` back to the previous newline (measured ~1.5x faster than popcounts of the packed mask
     plus a count of the whole mask)."""
-    raw = piece.obj if isinstance(piece, memoryview) else piece
     count, rfind = np.count_nonzero, raw.rfind
     idx = np.empty(len(e), np.int64)
     starts = np.empty(len(e), np.int64)
@@ -97,7 +97,8 @@ def _sparse_lines(piece, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray
     for j, end in enumerate(e.tolist()):  # ends ascend; ``prev`` is the previous hit line's newline
         n += count(newline[prev:end])
         idx[j] = n
-        starts[j] = rfind(b"\n", prev, end) + 1
+        found = rfind(b"\n", lo + prev, lo + end)  # the newline before the line (none: the block's first)
+        starts[j] = found + 1 - lo if found >= 0 else 0
         prev = end
     return idx, starts, n + int(count(newline[prev:]))
 

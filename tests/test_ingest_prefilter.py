@@ -21,6 +21,7 @@ from specdec_diag.inputs import InputFile, Overlong
 
 P = importlib.import_module("specdec_diag.ingest.prefilter")
 R = importlib.import_module("specdec_diag.ingest.reading")
+LN = importlib.import_module("specdec_diag.ingest.linenums")
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = tuple(P.marker_tuple(s.markers) for s in SOURCES)
 SAMPLES = sorted(p for p in (ROOT / "sample_logs").rglob("*") if p.is_file() and R.wanted(p.name))
@@ -34,7 +35,7 @@ THR = ("Engine 000: Avg prompt throughput: 100.0 tokens/s, Avg generation throug
        "Running: 10 reqs, Waiting: 0 reqs, GPU KV cache usage: 25.0%")
 #: junk alphabet: line ends of every kind, BOMs, broken UTF-8, NUL, CSV separators, markers of several sources
 ALPHABET = [b"\n", b"\r", b"\r\n", b"\xff", b"\xe2\x82", b"\xef\xbb\xbf", b"x", b" ", b"\x00", b"\x1f", b"\x1e",
-            b"\xc3\xa9", b"Decode batch", b"SpecDecoding metrics:", b"n_draft", b'"generated_text"',
+            b"\xc3\xa9", b"\t", b" | ", b"Decode batch", b"SpecDecoding metrics:", b"n_draft", b'"generated_text"',
             b"Avg generation throughput:", b"vllm:spec_decode", b"Position ", (PRE + SPEC).encode()]
 
 
@@ -48,9 +49,19 @@ def junk(rng: random.Random, parts: int) -> bytes:
 
 
 @needs_hs
-@pytest.mark.parametrize("gap", [0, 4096, 1 << 40])  # every hit numbered alone / by all newlines
+@pytest.mark.parametrize("gap", [0, 4096, 1 << 40, "jit"])  # hits numbered alone / by all newlines / compiled
 def test_prefilter_equals_reference_on_junk(monkeypatch, gap):
-    monkeypatch.setattr(P, "_SPARSE_GAP", gap)
+    if gap == "jit":
+        if not LN._jit.available():
+            pytest.skip("numba is not installed here")
+        monkeypatch.setattr(LN, "JIT_BYTES", 0)
+        monkeypatch.setattr(LN, "JIT_AFTER_BYTES", 0)
+        gap = 7
+    else:
+        monkeypatch.setattr(LN, "JIT_BYTES", 1 << 62)
+    monkeypatch.setattr(LN, "SPARSE_GAP", gap)
+    monkeypatch.setattr(P, "FEW_BYTE_LINES", 0 if gap == 4096 else 256)  # tab lines by Hyperscan / memchr
+    monkeypatch.setattr(P, "BLOCK_BYTES", 16 if gap in (0, 7) else 1 << 21)  # many blocks per piece / one
     rng = random.Random(gap)
     for _ in range(1500):
         blob = junk(rng, 60)
@@ -62,11 +73,51 @@ def test_prefilter_equals_reference_on_junk(monkeypatch, gap):
 
 @needs_hs
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_prefilter_equals_reference_on_sample_logs(path):
+def test_prefilter_equals_reference_on_sample_logs(monkeypatch, path):
     blob = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
     want, n = reference(blob, 1)
     got, m = P.find_marked(blob, 1, GROUPS)
     assert m == n and got.equals(want)
+    monkeypatch.setattr(P, "BLOCK_BYTES", 4096)  # searched and numbered in many blocks
+    got, m = P.find_marked(blob, 1, GROUPS)
+    assert m == n and got.equals(want)
+    if LN._jit.available():  # line numbers by the compiled kernel too
+        monkeypatch.setattr(LN, "JIT_BYTES", 0)
+        monkeypatch.setattr(LN, "JIT_AFTER_BYTES", 0)
+        got, m = P.find_marked(blob, 1, GROUPS)
+        assert m == n and got.equals(want)
+
+
+@needs_hs
+@pytest.mark.parametrize("most", [0, 1, 256])  # tab lines by memchr, or Hyperscan with every marker
+def test_one_byte_marker_lines_same_by_memchr_and_hyperscan(monkeypatch, most):
+    monkeypatch.setattr(P, "FEW_BYTE_LINES", most)
+    groups = (("\t", "tokens/s"), ("x",), ("ab",), ("\t",))
+    for blob in (b"a\tb", b"a\tb\n", b"\t\n\n\tab\nx tokens/s\n\t", b"ab\nx\tx\n\r\t\r\n", b"no tab\n"):
+        want = sorted(P._packed_hits(blob, groups))
+        assert sorted(P.piece_hits(blob, 0, len(blob), groups)) == want, blob
+        cut = blob.rfind(b"\n") + 1
+        assert sorted(P.piece_hits(blob, 0, cut, groups)) == sorted(P._packed_hits(blob[:cut], groups))
+        lo = blob.find(b"\n") + 1  # a block further on: line ends relative to it
+        assert sorted(P.piece_hits(blob, lo, len(blob), groups)) == sorted(P._packed_hits(blob[lo:], groups))
+
+
+def test_blocks_end_after_a_newline_and_cover_the_piece(monkeypatch):
+    monkeypatch.setattr(P, "BLOCK_BYTES", 4)
+    for blob in (b"", b"x", b"abcdefghij", b"ab\ncd\nef\ngh\n", b"a\nbcdefghijklmn\nop", b"\n" * 9):
+        blocks = list(P._blocks(blob, len(blob)))
+        assert [lo for lo, _ in blocks] == [0] + [hi for _, hi in blocks[:-1]] if blob else blocks == []
+        assert (blocks[-1][1] if blocks else 0) == len(blob)
+        assert all(blob[hi - 1 : hi] == b"\n" for _, hi in blocks[:-1])
+
+
+@needs_hs
+def test_tab_marker_lines_found_with_and_without_tabs_in_the_piece():
+    groups = (P.marker_tuple(["\t", "tokens/s"]), P.marker_tuple(["Decode"]))
+    for blob in (b"a\tb\nc tokens/s\nDecode\tx\n", b"a b\nc tokens/s\nDecode x\n"):
+        want, n = R.with_sets(R.chunk_marked(blob, 1, R.marker_regex(P.flat(groups)))[0], groups), 3
+        got, m = P.find_marked(memoryview(blob)[: len(blob)], 1, groups)
+        assert m == n and got.equals(want)
 
 
 def _tables(res) -> dict[str, pl.DataFrame]:

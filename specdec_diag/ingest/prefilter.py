@@ -1,12 +1,13 @@
 """Marker lines found in raw bytes at memory speed: a SIMD multi-literal search over the whole piece
-(Hyperscan), hits mapped to line numbers through the piece's newline positions, and only the hit
-lines decoded and handed to the parsers.
+(Hyperscan), hits mapped to line numbers through the piece's newline positions
+(:mod:`specdec_diag.ingest.linenums`), and only the hit lines decoded and handed to the parsers.
 
 The search runs once per piece, one pattern per source (``(?:m1|m2|...)[^\n]*$``), so each hit is
 reported at the end of its line, once per line and source: the hit says which sources the line
-goes to (``_src``), and no per-source regex routes the lines afterwards. Line numbers come from
-the newline mask of the piece (``numpy``): for dense hits every newline position and a
-``searchsorted``, for sparse ones the mask counted between consecutive hits; exact, whatever the
+goes to (``_src``), and no per-source regex routes the lines afterwards. One-byte markers (``\t``)
+are left to a ``memchr`` loop where a piece holds few of them (:func:`piece_hits`): Hyperscan runs
+a one-byte literal through a slower matcher. Line numbers come from counting the piece's newlines
+between consecutive hits (a compiled kernel for big scans, numpy otherwise); exact, whatever the
 line lengths. Hit lines become one string column through a single Binary -> Utf8 cast.
 
 Without the ``hyperscan`` package (a dependency on x86-64 Linux, where its wheel exists) the
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from specdec_diag.ingest import linenums
 from specdec_diag.schema import write_atomic
 
 try:  # optional: a 3 MB manylinux wheel with the Hyperscan library inside
@@ -131,6 +133,56 @@ def _packed_hits(piece: bytes | memoryview, groups: Groups) -> list[int]:
     return packed
 
 
+def piece_hits(raw: bytes, lo: int, hi: int, groups: Groups) -> list[int]:
+    """:func:`_packed_hits` of ``raw[lo:hi]`` (line ends relative to ``lo``), with one-byte markers
+    (``\t``, bench's table-cell marker) found outside Hyperscan: a ``memchr`` loop finds the lines
+    holding the byte, and the Hyperscan search runs without it. Hyperscan runs a one-byte literal
+    through a slower matcher (all markers: ~1.3 GB/s on a production-like log, ~0.7 GB/s on a
+    metric-heavy one; without the tab ~1.6 / ~1.05 GB/s). A block with more than
+    :data:`FEW_BYTE_LINES` lines holding such a byte (a TSV table) is searched with every marker.
+    Exact either way (hits out of line order are sorted by :func:`_per_line`)."""
+    view = memoryview(raw)[lo:hi]
+    singles = _one_byte(groups)
+    extra: list[int] = []
+    for m in singles:
+        ends = _lines_with(raw, lo, hi, m.encode(), FEW_BYTE_LINES)
+        if ends is None:
+            return _packed_hits(view, groups)
+        extra += [end - lo << 6 | i for end in ends for i, g in enumerate(groups) if m in g]
+    packed = _packed_hits(view, _without(groups, singles) if singles else groups)
+    return packed + extra if extra else packed
+
+
+#: a block with more lines than this holding a one-byte marker is searched by Hyperscan alone
+FEW_BYTE_LINES = 256
+
+
+def _lines_with(raw: bytes, lo: int, hi: int, byte: bytes, most: int) -> list[int] | None:
+    """Line ends (``\n`` or ``hi``) of the lines of ``raw[lo:hi]`` holding ``byte``; None past ``most``."""
+    ends: list[int] = []
+    pos = raw.find(byte, lo, hi)
+    while pos >= 0:
+        if len(ends) == most:
+            return None
+        end = raw.find(b"\n", pos, hi)
+        end = hi if end < 0 else end
+        ends.append(end)
+        pos = raw.find(byte, end + 1, hi) if end < hi else -1
+    return ends
+
+
+@lru_cache(maxsize=16)
+def _one_byte(groups: Groups) -> tuple[str, ...]:
+    """The one-byte markers of all sets."""
+    return tuple(sorted({m for g in groups for m in g if len(m.encode()) == 1}))
+
+
+@lru_cache(maxsize=16)
+def _without(groups: Groups, absent: tuple[str, ...]) -> Groups:
+    """``groups`` without the markers ``absent`` (the same tuple each time: the database cache key)."""
+    return tuple(tuple(m for m in g if m not in absent) for g in groups)
+
+
 def _thread_scratch(db):
     """Hyperscan scratch space of this thread for ``db``: a database's own scratch may not be used
     by two threads at once (a thread pool around the per-file scan would fail with SCRATCH_IN_USE)."""
@@ -156,28 +208,47 @@ def find_marked(piece: bytes | memoryview, first_line: int, groups: Groups) -> t
     size = len(a)
     if not size:
         return pl.DataFrame(schema=_SCHEMA), 0
-    packed = np.asarray(_packed_hits(piece, groups), dtype=np.int64)
-    newline = _newline_mask(a)
-    unterminated = 1 if a[-1] != 10 else 0
-    if not len(packed):
-        return pl.DataFrame(schema=_SCHEMA), int(np.count_nonzero(newline)) + unterminated
-    e, src = _per_line(packed >> 6, packed & 63)
-    if len(e) * _SPARSE_GAP < size:
-        idx, starts, n_newlines = _sparse_lines(piece, newline, e)
-        n_lines = n_newlines + unterminated
-    else:  # every newline position: their count is the line count (no second pass over the mask)
-        nl = np.flatnonzero(newline)
-        n_lines = len(nl) + unterminated
-        idx = np.searchsorted(nl, e)  # newlines before each line end = its 0-based line index
-        starts = np.concatenate(([0], nl + 1))[idx]  # a line starts after the newline before it
-    stop = e - ((e > starts) & (a[np.maximum(e - 1, 0)] == 13))  # the CSV reader drops one CR
     raw = piece.obj if isinstance(piece, memoryview) else piece  # the views used here start at 0
+    parts = []
+    n_newlines = 0
+    for lo, hi in _blocks(raw, size):  # each block searched and numbered while it is in the cache
+        packed = np.asarray(piece_hits(raw, lo, hi, groups), dtype=np.int64)
+        if not len(packed):
+            n_newlines += linenums.count_newlines(a[lo:hi])
+            continue
+        e, src = _per_line(packed >> 6, packed & 63)
+        idx, starts, n = linenums.number(raw, lo, a[lo:hi], e)
+        parts.append((e + lo, src, idx + n_newlines, starts + lo))
+        n_newlines += n
+    n_lines = n_newlines + (1 if a[-1] != 10 else 0)
+    if not parts:
+        return pl.DataFrame(schema=_SCHEMA), n_lines
+    e, src, idx, starts = parts[0] if len(parts) == 1 else (np.concatenate(x) for x in zip(*parts, strict=True))
+    stop = e - ((e > starts) & (a[np.maximum(e - 1, 0)] == 13))  # the CSV reader drops one CR
     texts = [raw[s:t] for s, t in zip(starts.tolist(), stop.tolist(), strict=True)]
     if starts[0] == 0 and bytes(texts[0][:3]) == _BOM:  # so does it with a BOM opening the piece
         texts[0] = texts[0][len(_BOM):]
     lines = pl.Series("line", idx + first_line, dtype=pl.Int64)
     return pl.DataFrame([lines, _decode(texts),
                          pl.Series("_src", src, dtype=pl.UInt64)]), n_lines
+
+
+#: pieces are searched and numbered in blocks of about this size, cut after a newline: an 8 MB piece
+#: passed over whole by each step (tab search, Hyperscan, newline count) falls out of the CPU cache
+#: between steps (find_marked per 256 MB: whole 8 MB pieces 0.21 s, 1-4 MB blocks 0.20 s on the
+#: production-like log, 0.59 / 0.53-0.55 s on the metric-heavy one; 256 KB blocks lose it again)
+BLOCK_BYTES = 2 << 20
+
+
+def _blocks(raw: bytes, size: int):
+    """``(lo, hi)`` of the blocks of ``raw[:size]``, each ending after a newline (or at ``size``)."""
+    lo = 0
+    while lo < size:
+        hi = size if size - lo <= BLOCK_BYTES * 3 // 2 else raw.rfind(b"\n", lo, lo + BLOCK_BYTES) + 1
+        if hi <= lo:  # no newline in the block: it runs to the end of its line
+            hi = raw.find(b"\n", lo + BLOCK_BYTES, size) + 1 or size
+        yield lo, hi
+        lo = hi
 
 
 def _per_line(ends: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -192,36 +263,7 @@ def _per_line(ends: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return ends, bits
 
 
-#: hits further apart than this on average (bytes) are numbered by counting the mask between hits
-#: and found by a backwards search each; closer ones from every newline position (measured)
-_SPARSE_GAP = 1024
 _scratch = threading.local()
-
-
-def _newline_mask(a: np.ndarray) -> np.ndarray:
-    """``a == 10`` into a buffer reused across pieces (a fresh 8 MB array costs its page faults)."""
-    buf = getattr(_scratch, "mask", None)
-    if buf is None or len(buf) < len(a):
-        buf = _scratch.mask = np.empty(max(len(a), 1 << 20), dtype=bool)
-    return np.equal(a, 10, out=buf[: len(a)])
-
-
-def _sparse_lines(piece, newline: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """The same for few hits, and the piece's newline count: the mask counted segment by segment
-    between consecutive hit line ends (so the line count is a by-product, no second pass), each
-    line start by a short ``rfind`` back to the previous newline (measured ~1.5x faster than
-    popcounts of the packed mask plus a count of the whole mask)."""
-    raw = piece.obj if isinstance(piece, memoryview) else piece
-    count, rfind = np.count_nonzero, raw.rfind
-    idx = np.empty(len(e), np.int64)
-    starts = np.empty(len(e), np.int64)
-    prev = n = 0
-    for j, end in enumerate(e.tolist()):  # ends ascend; ``prev`` is the previous hit line's newline
-        n += count(newline[prev:end])
-        idx[j] = n
-        starts[j] = rfind(b"\n", prev, end) + 1
-        prev = end
-    return idx, starts, n + int(count(newline[prev:]))
 
 
 def _decode(texts: list[bytes]) -> pl.Series:

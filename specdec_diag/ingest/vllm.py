@@ -15,6 +15,7 @@ import re
 
 import polars as pl
 
+from specdec_diag.ingest import vllm_fast
 from specdec_diag.ingest._textparse import (
     first_problem,
     malformed,
@@ -113,7 +114,9 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     lines = norm_lines(lines)
     if lines.height and lines["text"].str.contains("\x1b", literal=True).any():
         lines = lines.with_columns(pl.col("text").str.replace_all(_ANSI, ""))
-    windows: list[pl.DataFrame] = []
+    # big batches: the dominant line shapes through the compiled parser, the rest below
+    every = lines
+    windows, lines = vllm_fast.split(lines, source, options.year_anchor, _names_old_version)
     bad: list[pl.DataFrame] = []
 
     is_v1 = pl.col("text").str.contains(M_V1, literal=True)
@@ -146,12 +149,17 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
     if "_eng" in out_w.columns and "_proc" in out_w.columns:
         out_w = _attach_engine(out_w.sort("line"))
-    out_w, net = reject_windows(conform_windows(out_w), source, lines)
+    out_w, net = reject_windows(conform_windows(out_w), source, every)
     bad.append(net)
     out_m = pl.concat([m.select(list(MALFORMED_SCHEMA)) for m in bad if m.height]) if any(
         m.height for m in bad) else pl.DataFrame(schema=MALFORMED_SCHEMA)
     return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
                   configs=configs)
+
+
+def _names_old_version(lines: pl.DataFrame) -> bool:
+    texts = lines.filter(pl.col("text").str.contains(_VERSION_HINT))["text"].to_list()
+    return vllm_fast.old_version_named(texts, _VERSION_NAMED)
 
 
 def _v1_parser(version: str | None):

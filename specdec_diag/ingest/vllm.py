@@ -116,7 +116,8 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         lines = lines.with_columns(pl.col("text").str.replace_all(_ANSI, ""))
     # big batches: the dominant line shapes through the compiled parser, the rest below
     every = lines
-    windows, lines = vllm_fast.split(lines, source, options.year_anchor, _names_old_version)
+    fast, lines = vllm_fast.split(lines, source, options.year_anchor, _names_old_version)
+    windows: list[pl.DataFrame] = []
     bad: list[pl.DataFrame] = []
 
     is_v1 = pl.col("text").str.contains(M_V1, literal=True)
@@ -145,12 +146,16 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     windows.append(bw)
     bad.append(bbad)
 
-    out_w = pl.concat([w for w in windows if w.height], how="diagonal_relaxed") if any(
-        w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
-    if "_eng" in out_w.columns and "_proc" in out_w.columns:
-        out_w = _attach_engine(out_w.sort("line"))
-    out_w, net = reject_windows(conform_windows(out_w), source, every)
-    bad.append(net)
+    if fast is not None and fast.ordered and not any(w.height for w in windows):
+        out_w = conform_windows(fast.frame)  # in line order, engines attached, every check passed
+    else:
+        windows += [fast.frame] if fast is not None else []
+        out_w = pl.concat([w for w in windows if w.height], how="diagonal_relaxed") if any(
+            w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
+        if "_eng" in out_w.columns and "_proc" in out_w.columns:
+            out_w = _attach_engine(out_w.sort("line"))
+        out_w, net = reject_windows(conform_windows(out_w), source, every)
+        bad.append(net)
     out_m = pl.concat([m.select(list(MALFORMED_SCHEMA)) for m in bad if m.height]) if any(
         m.height for m in bad) else pl.DataFrame(schema=MALFORMED_SCHEMA)
     return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),

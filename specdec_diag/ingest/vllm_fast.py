@@ -19,6 +19,7 @@ import polars as pl
 
 from specdec_diag.ingest import _jit
 from specdec_diag.ingest._textparse import ratio_expr
+from specdec_diag.ingest.base import LINE_STRIDE
 from specdec_diag.ingest.definitions import VLLM_MAL_BONUS_SINCE, version_at_least
 from specdec_diag.ingest.timestamps import YearAnchor
 from specdec_diag.ingest.vllm_blocks import ENGINE
@@ -31,13 +32,22 @@ _DEPTH_NOTE = ("dynamic speculative depth: k = current depth {} at the log line;
                "entries (the maximum depth)")
 
 
+class Fast:
+    """The kernel's window rows (columns of the polars path's frames, ``_proc``/``_eng`` included)
+    and whether they are in line order with their engines already attached (vllm._attach_engine
+    then only needs to run when polars produced windows too)."""
+
+    def __init__(self, frame: pl.DataFrame, ordered: bool):
+        self.frame, self.ordered = frame, ordered
+
+
 def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
-          old_version: Callable[[pl.DataFrame], bool]) -> tuple[list[pl.DataFrame], pl.DataFrame]:
-    """(window frames of the lines the kernel read, the other lines). ``old_version(other lines)``:
+          old_version: Callable[[pl.DataFrame], bool]) -> tuple[Fast | None, pl.DataFrame]:
+    """(window rows of the lines the kernel read, the other lines). ``old_version(other lines)``:
     the batch names an engine version whose SpecDecoding definitions differ (vllm_lines.mal_note):
     its SpecDecoding lines then stay with polars."""
     if lines.height < MIN_LINES or not _jit.available():
-        return [], lines
+        return None, lines
     import pyarrow as pa
 
     from specdec_diag.ingest import vllm_kernel as vk
@@ -52,95 +62,89 @@ def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
     data = np.frombuffer(dbuf, dtype=np.uint8) if dbuf is not None else np.zeros(0, np.uint8)
     year, amd, at_start = ((anchor.date.year, anchor.date.month * 100 + anchor.date.day, anchor.at_start)
                            if anchor is not None else (0, 0, False))
-    kind, oi, of, ppv, ppo = vk.scan_lines(data, offs, year, amd, at_start)
+    line = lines["line"].to_numpy()
+    ordered = bool(np.all(line[1:] > line[:-1]))
+    kind, oi, of, ppv, procs, engs = vk.scan_lines(data, offs, line, LINE_STRIDE, year, amd, at_start)
     if not kind.any():
-        return [], lines
+        return None, lines
     if old_version(lines.filter(pl.Series(kind == 0))):
+        keep = kind[kind > 0] == vk.THR
         kind[kind != vk.THR] = 0
-    out = []
-    v1 = (kind == vk.V1_E) | (kind == vk.V1_D)
-    if v1.any():
-        counts = np.diff(ppo)[v1]
-        out.append(_v1_rows(lines.filter(pl.Series(v1)), source, kind[v1], oi[v1], of[v1], ppv[: counts.sum()],
-                            counts, anchor is not None))
-    thr = kind == vk.THR
-    if thr.any():
-        out.append(_thr_rows(lines.filter(pl.Series(thr)), source, oi[thr], of[thr], anchor is not None))
-    return out, lines.filter(pl.Series(kind == 0))
+        if not keep.any():
+            return None, lines
+        oi, of = oi[:, keep], of[:, keep]
+    names = [[bytes(data[a:a + n]).decode() for a, n in tab] for tab in (procs, engs)]
+    frame = _rows(lines.filter(pl.Series(kind > 0)), source, kind[kind > 0], oi, of, ppv, names,
+                  anchor is not None, ordered)
+    return Fast(frame, ordered), lines.filter(pl.Series(kind == 0))
 
 
-def _common(df: pl.DataFrame, source: str, oi: np.ndarray, timed: bool) -> pl.DataFrame:
-    """line, text, time, proc (the tag as the polars path cuts it from the text)."""
-    proc = pl.when(pl.col("_pl") >= 0).then(pl.col("text").str.slice(pl.col("_ps"), pl.col("_pl")))
-    time = (pl.Series(oi[:, 2]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") if timed
-            else pl.lit(None, dtype=pl.Datetime("us", "UTC")))
-    return df.with_columns(pl.Series("_ps", oi[:, 0]), pl.Series("_pl", oi[:, 1])).with_columns(
-        time.alias("time"), proc.alias("proc"))
+def _tags(oi: np.ndarray, is_v1: np.ndarray, names: list[list[str]], ordered: bool) -> list[pl.Series]:
+    """engine_id, _proc and _eng from the kernel's tag ids (few distinct strings, gathered)."""
+    from specdec_diag.ingest import vllm_kernel as vk
+
+    procs, engs = names
+    pid, eid = oi[vk.PROC_ID], oi[vk.ENG_ID]
+    eff = np.where(is_v1, oi[vk.ATTACHED] if ordered else vk.NONE, eid)  # the engine in engine_id
+    table = [" ".join(x for x in (p, e) if x is not None) or None for p in [None, *procs] for e in [None, *engs]]
+    engine_id = pl.Series("engine_id", table, dtype=pl.Utf8).gather((pid + 1) * (len(engs) + 1) + eff + 1)
+    proc = pl.Series("_proc", [None, *procs], dtype=pl.Utf8).gather(pid + 1)
+    eng = pl.Series("_eng", [None, *engs], dtype=pl.Utf8).gather(np.where(is_v1, 0, eid + 1))
+    return [engine_id, proc, eng]
 
 
-def _base(source: str, fmt: pl.Expr, engine_id: pl.Expr) -> list[pl.Expr]:
-    return [pl.lit(source).alias("source"), pl.col("line"), pl.lit(ENGINE).alias("engine"), fmt.alias("format"),
-            pl.col("time"), engine_id.alias("engine_id"), pl.lit("interval").alias("window")]
-
-
-def _v1_rows(df: pl.DataFrame, source: str, kind: np.ndarray, oi: np.ndarray, of: np.ndarray, ppv: np.ndarray,
-             counts: np.ndarray, timed: bool) -> pl.DataFrame:
-    """The rows vllm._parse_v1 builds for these lines (all checks passed in the kernel)."""
-    offsets = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
+def _rows(df: pl.DataFrame, source: str, kind: np.ndarray, oi: np.ndarray, of: np.ndarray, ppv: np.ndarray,
+          names: list[list[str]], timed: bool, ordered: bool) -> pl.DataFrame:
+    """The rows vllm._parse_v1 and vllm._parse_throughput build for these lines, in line order."""
     import pyarrow as pa
 
-    ppl = pl.Series("ppl", pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(ppv)))
-    df = _common(df, source, oi, timed).with_columns(
-        pl.Series("_kind", kind), pl.Series("acc", oi[:, 3]), pl.Series("draft", oi[:, 4]),
-        pl.Series("k", oi[:, 6]), pl.Series("nd", oi[:, 7]), pl.Series("mal", of[:, 0]),
-        pl.Series("acc_tps", of[:, 1]), pl.Series("draft_tps", of[:, 2]), ppl)
-    nd = pl.when(pl.col("nd") >= 0).then(pl.col("nd"))
+    from specdec_diag.ingest import vllm_kernel as vk
+
+    is_v1 = kind != vk.THR
+    counts = np.where(is_v1, oi[vk.PP_COUNT], 0)
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    ppl = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(ppv), mask=pa.array(~is_v1))
+    time = (pl.Series(oi[vk.TIME_US]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") if timed
+            else pl.lit(None, dtype=pl.Datetime("us", "UTC")))
+    fmt = pl.Series(["", "vllm-v1-specdecoding-E", "vllm-v1-specdecoding-D", "vllm-v1-throughput"]).gather(kind)
+    ints = {name: pl.Series(name, oi[c]) for name, c in (("acc", vk.ACC), ("draft", vk.DRAFT), ("k", vk.K),
+                                                         ("nd", vk.ND), ("run", vk.RUN), ("wait", vk.WAIT))}
+    floats = {name: pl.Series(name, of[c]) for name, c in (
+        ("mal", vk.MAL), ("acc_tps", vk.ACC_TPS), ("draft_tps", vk.DRAFT_TPS), ("gtps", vk.GEN_TPS),
+        ("ptps", vk.PROMPT_TPS), ("kv", vk.KV))}
+    df = df.select("line").with_columns(pl.Series("_v1", is_v1), *ints.values(), *floats.values(),
+                                        pl.Series("ppl", ppl), *_tags(oi, is_v1, names, ordered))
+    v1, thr = pl.col("_v1"), ~pl.col("_v1")
+
+    def count(c: str) -> pl.Expr:
+        return pl.when(pl.col(c) >= 0).then(pl.col(c))
+
     win = df.select(
-        *_base(source, pl.when(pl.col("_kind") == 1).then(pl.lit("vllm-v1-specdecoding-E"))
-               .otherwise(pl.lit("vllm-v1-specdecoding-D")), pl.col("proc")),
+        pl.lit(source).alias("source"), pl.col("line"), pl.lit(ENGINE).alias("engine"), pl.lit(fmt).alias("format"),
+        time.alias("time"), pl.col("engine_id"), pl.lit("interval").alias("window"),
         pl.when(pl.col("k") > 0).then(pl.col("k")).alias("k"),
-        nd.alias("num_drafts"),
-        pl.col("draft").alias("draft_tokens"),
-        pl.col("acc").alias("accepted_tokens"),
-        (pl.col("acc") + nd).alias("emitted_tokens"),
-        ratio_expr(pl.col("acc"), pl.col("draft")).alias("acceptance_rate"),
-        pl.col("mal").alias("mean_acceptance_length"),
+        count("nd").alias("num_drafts"), count("draft").alias("draft_tokens"), count("acc").alias("accepted_tokens"),
+        (count("acc") + count("nd")).alias("emitted_tokens"),
+        ratio_expr(count("acc"), count("draft")).alias("acceptance_rate"),
+        pl.when(v1).then(pl.col("mal")).alias("mean_acceptance_length"),
         pl.col("ppl").alias("per_position_acceptance"),
-        pl.col("acc_tps").alias("accepted_tps"),
-        pl.col("draft_tps").alias("drafted_tps"),
+        pl.when(v1).then(pl.col("acc_tps")).alias("accepted_tps"),
+        pl.when(v1).then(pl.col("draft_tps")).alias("drafted_tps"),
+        pl.when(thr).then(pl.col("gtps")).alias("gen_tps"), pl.when(thr).then(pl.col("ptps")).alias("prompt_tps"),
+        count("run").alias("running_reqs"), count("wait").alias("waiting_reqs"),
+        pl.when(thr).then((pl.col("kv") / 100.0).round(6)).alias("kv_usage"),
         pl.lit(None, dtype=pl.Utf8).alias("definition_note"),
-        pl.col("proc").alias("_proc"),
+        pl.col("_proc"), pl.col("_eng"),
     )
-    noted = np.flatnonzero((oi[:, 5] >= 0) | (oi[:, 8] == 1))
+    noted = np.flatnonzero(is_v1 & ((oi[vk.DEPTH] >= 0) | (oi[vk.ND_NOTE] == 1)))
     if len(noted):  # dynamic depth or num_drafts from the MAL: rare, written in Python
         notes = []
         for i in noted.tolist():
-            parts = [_DEPTH_NOTE.format(oi[i, 5], counts[i])] if oi[i, 5] >= 0 else []
-            notes += ["; ".join([*parts, _ND_NOTE] if oi[i, 8] == 1 else parts)]
-        col = win["definition_note"].scatter(noted, pl.Series(notes, dtype=pl.Utf8))
-        win = win.with_columns(col)
-    return win
-
-
-def _thr_rows(df: pl.DataFrame, source: str, oi: np.ndarray, of: np.ndarray, timed: bool) -> pl.DataFrame:
-    """The rows vllm._parse_throughput builds for these lines (V1 shape, KV usage, no optional field)."""
-    eng = pl.when(pl.col("_el") >= 0).then(pl.col("text").str.slice(pl.col("_es"), pl.col("_el")))
-    df = _common(df, source, oi, timed).with_columns(
-        pl.Series("_es", oi[:, 9]), pl.Series("_el", oi[:, 10]), pl.Series("run", oi[:, 3]),
-        pl.Series("wait", oi[:, 4]), pl.Series("ptps", of[:, 0]), pl.Series("gtps", of[:, 1]),
-        pl.Series("kv", of[:, 2])).with_columns(eng.alias("eng"))
-    return df.select(
-        *_base(source, pl.lit("vllm-v1-throughput"),
-               pl.when(pl.col("eng").is_not_null())
-               .then(pl.concat_str([pl.col("proc"), pl.col("eng")], separator=" ", ignore_nulls=True))
-               .otherwise(pl.col("proc"))),
-        pl.col("gtps").alias("gen_tps"), pl.col("ptps").alias("prompt_tps"),
-        pl.col("run").alias("running_reqs"), pl.col("wait").alias("waiting_reqs"),
-        (pl.col("kv") / 100.0).round(6).alias("kv_usage"),
-        pl.lit(None, dtype=pl.Utf8).alias("definition_note"),
-        pl.col("proc").alias("_proc"), pl.col("eng").alias("_eng"),
-    )
+            parts = [_DEPTH_NOTE.format(oi[vk.DEPTH, i], counts[i])] if oi[vk.DEPTH, i] >= 0 else []
+            notes += ["; ".join([*parts, _ND_NOTE] if oi[vk.ND_NOTE, i] == 1 else parts)]
+        win = win.with_columns(win["definition_note"].scatter(noted, pl.Series(notes, dtype=pl.Utf8)))
+    return win.set_sorted("line") if ordered else win
 
 
 def old_version_named(texts: list[str], named: Any) -> bool:

@@ -23,6 +23,13 @@ from specdec_diag.ingest._jit import kernel
 V1_E, V1_D, THR = 1, 2, 3
 #: no value (a count column's null)
 NONE = -1
+#: integer columns of an accepted line (offsets are into the batch buffer)
+(PROC_AT, PROC_LEN, TIME_US, ACC, DRAFT, DEPTH, K, ND, ND_NOTE, ENG_AT, ENG_LEN, RUN, WAIT, PROC_ID, ENG_ID,
+ ATTACHED, PP_COUNT) = range(17)
+#: float columns: SpecDecoding, then throughput
+MAL, ACC_TPS, DRAFT_TPS, RATE, PROMPT_TPS, GEN_TPS, KV = range(7)
+#: distinct process and engine tags a batch may have (lines with more go through polars)
+TAGS = 256
 
 
 def _b(s: str) -> np.ndarray:
@@ -161,17 +168,16 @@ def _level(b, p, e):
 
 
 def _prefix(b, s, e, year, amd, at_start, out_i, row):
-    """Parse the logger prefix of the line [s, e): fills proc start/len and the time (epoch us)
-    into ``out_i[row]`` (columns 0-2) and returns the body's start, or -1."""
+    """Parse the logger prefix of the line [s, e): fills the process tag's place and the time
+    (epoch us) of slot ``row`` and returns the body's start, or -1."""
     p = s
-    out_i[row, 0], out_i[row, 1] = NONE, NONE
     if p < e and b[p] == 40:  # "(Name pid=N) "
         q = _name(b, p + 1, e, True)
         q = _lit(b, q, e, _PID)
         _, q = _int(b, q, e)
         if q < 0 or q + 1 >= e or b[q] != 41 or b[q + 1] != 32:
             return -1
-        out_i[row, 0], out_i[row, 1] = p + 1 - s, q - p - 1
+        out_i[PROC_AT, row], out_i[PROC_LEN, row] = p + 1, q - p - 1
         p = q + 2
     q = _level(b, p, e)
     if q < 0 or q + 16 > e:
@@ -187,7 +193,7 @@ def _prefix(b, s, e, year, amd, at_start, out_i, row):
         dim = _DAYS[mo] + (1 if mo == 2 and (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 0)
         if dd > dim:
             return -1
-        out_i[row, 2] = ((_days_from_civil(y, mo, dd) * 24 + hh) * 60 + mi) * 60_000_000 + ss * 1_000_000
+        out_i[TIME_US, row] = ((_days_from_civil(y, mo, dd) * 24 + hh) * 60 + mi) * 60_000_000 + ss * 1_000_000
     p = _name(b, q + 16, e, False)  # "[file.py:N] "
     if p < 0 or p + 1 >= e or b[p] != 58:
         return -1
@@ -316,9 +322,9 @@ def _v1(b, p, e, out_i, out_f, row, ppv, npp):
     k, nd, note = _v1_checks(acc, draft, mal, ar, depth, total, cnt)
     if k == NONE:
         return 0, 0
-    out_i[row, 3], out_i[row, 4], out_i[row, 5], out_i[row, 6], out_i[row, 7], out_i[row, 8] = (
-        acc, draft, depth, k, nd, note)
-    out_f[row, 0], out_f[row, 1], out_f[row, 2], out_f[row, 3] = mal, acc_tps, draft_tps, ar
+    out_i[ACC, row], out_i[DRAFT, row], out_i[DEPTH, row], out_i[K, row], out_i[ND, row] = acc, draft, depth, k, nd
+    out_i[ND_NOTE, row], out_i[PP_COUNT, row] = note, cnt
+    out_f[MAL, row], out_f[ACC_TPS, row], out_f[DRAFT_TPS, row], out_f[RATE, row] = mal, acc_tps, draft_tps, ar
     return kind, cnt
 
 
@@ -330,7 +336,7 @@ def _req(b, p, e):
     return p
 
 
-def _thr(b, s, p, e, out_i, out_f, row):
+def _thr(b, p, e, out_i, out_f, row):
     """The throughput body at ``p`` (an ``Engine N: `` / ``N Engines Aggregated: `` tag first, or
     none): fills the row, returns THR or 0."""
     q = _lit(b, p, e, _ENGINE)
@@ -338,14 +344,14 @@ def _thr(b, s, p, e, out_i, out_f, row):
         _, q = _int(b, q, e)
         if q < 0 or q + 2 > e or b[q] != 58 or b[q + 1] != 32:
             return 0
-        out_i[row, 9], out_i[row, 10] = p - s, q - p
+        out_i[ENG_AT, row], out_i[ENG_LEN, row] = p, q - p
         p = q + 2
     elif p < e and _digit(b[p]):
         _, q = _int(b, p, e)
         q = _lit(b, q, e, _AGG)
         if q < 0:
             return 0
-        out_i[row, 9], out_i[row, 10] = p - s, q - 2 - p
+        out_i[ENG_AT, row], out_i[ENG_LEN, row] = p, q - 2 - p
         p = q
     ptps, p = _float(b, _lit(b, p, e, _PTPS), e)
     gtps, p = _float(b, _lit(b, p, e, _GTPS), e)
@@ -366,45 +372,92 @@ def _thr(b, s, p, e, out_i, out_f, row):
         if p < 0 or p >= e or b[p] != 37:
             return 0
         p += 1
-    out_i[row, 3], out_i[row, 4] = run, wait
-    out_f[row, 0], out_f[row, 1], out_f[row, 2] = ptps, gtps, kv
+    out_i[RUN, row], out_i[WAIT, row] = run, wait
+    out_f[PROMPT_TPS, row], out_f[GEN_TPS, row], out_f[KV, row] = ptps, gtps, kv
     return THR
 
 
-def _scan_lines(data, offs, year, amd, at_start):
-    """Parse lines ``data[offs[i]:offs[i+1]]``: per line its kind (0: left to polars), the integer
-    columns (process and engine tag offsets within the line, time in epoch us, then the counts), the
-    float columns, and the per-position values of accepted V1 lines (``ppo``: per-line offsets)."""
+def _intern(b, at, n, tab, cnt):
+    """Id of the bytes b[at:at+n] in ``tab`` (rows: offset, length), added if new: (id, count);
+    id -1 when the table is full."""
+    for t in range(cnt[0] - 1, -1, -1):
+        if tab[t, 1] == n:
+            o, same = tab[t, 0], True
+            for i in range(n):
+                if b[o + i] != b[at + i]:
+                    same = False
+                    break
+            if same:
+                return t
+    if cnt[0] == tab.shape[0]:
+        return -1
+    tab[cnt[0], 0], tab[cnt[0], 1] = at, n
+    cnt[0] += 1
+    return cnt[0] - 1
+
+
+def _scan_lines(data, offs, lines, stride, year, amd, at_start):
+    """Parse lines ``data[offs[i]:offs[i+1]]`` (numbered ``lines``, in order; ``line // stride`` is
+    the file of a batch of files). Returns the kind of each line (0: left to polars) and, for the
+    accepted lines in order, the integer and float columns (see the column names above), their
+    per-position values, and the tables of distinct process and engine tags (offset, length) that
+    PROC_ID / ENG_ID index. ATTACHED: the engine of the throughput line the same process logged last
+    before a SpecDecoding line in its file (vllm._attach_engine, among the accepted lines)."""
     n = offs.shape[0] - 1
     kind = np.zeros(n, np.int8)
-    out_i = np.full((n, 11), NONE, np.int64)
-    out_f = np.zeros((n, 4))
-    ppo = np.zeros(n + 1, np.int64)
+    out_i = np.empty((17, n), np.int64)
+    out_f = np.full((7, n), np.nan)
     ppv = np.empty(max(64, 4 * n))
-    npp = 0
+    procs, engs = np.empty((TAGS, 2), np.int64), np.empty((TAGS, 2), np.int64)
+    nproc, neng = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    last = np.full(TAGS + 1, NONE, np.int64)
+    npp, j, file = 0, 0, NONE
     for row in range(n):
         s, e = offs[row], offs[row + 1]
-        ppo[row] = npp
         if npp + (e - s) // 2 + 2 > ppv.shape[0]:
             grown = np.empty(2 * ppv.shape[0] + (e - s))
             grown[:npp] = ppv[:npp]
             ppv = grown
-        p = _prefix(data, s, e, year, amd, at_start, out_i, row)
+        for c in range(17):
+            out_i[c, j] = NONE
+        p = _prefix(data, s, e, year, amd, at_start, out_i, j)
         if p < 0:
             continue
         q = _lit(data, p, e, _SPEC)
         if q >= 0:
-            k, cnt = _v1(data, q, e, out_i, out_f, row, ppv, npp)
-            kind[row] = k
-            npp += cnt
+            k, cnt = _v1(data, q, e, out_i, out_f, j, ppv, npp)
         else:
-            kind[row] = _thr(data, s, p, e, out_i, out_f, row)
-    ppo[n] = npp
-    return kind, out_i, out_f, ppv[:npp].copy(), ppo
+            k, cnt = _thr(data, p, e, out_i, out_f, j), 0
+        if k == 0:
+            continue
+        pid = NONE
+        if out_i[PROC_LEN, j] >= 0:
+            pid = _intern(data, out_i[PROC_AT, j], out_i[PROC_LEN, j], procs, nproc)
+            if pid < 0:
+                continue
+        eid = NONE
+        if out_i[ENG_LEN, j] >= 0:
+            eid = _intern(data, out_i[ENG_AT, j], out_i[ENG_LEN, j], engs, neng)
+            if eid < 0:
+                continue
+        if lines[row] // stride != file:
+            file = lines[row] // stride
+            last[:] = NONE
+        if k == THR:
+            if eid >= 0:
+                last[pid + 1] = eid
+        else:
+            out_i[ATTACHED, j] = last[pid + 1]
+        out_i[PROC_ID, j], out_i[ENG_ID, j] = pid, eid
+        kind[row] = k
+        npp += cnt
+        j += 1
+    return (kind, out_i[:, :j].copy(), out_f[:, :j].copy(), ppv[:npp].copy(), procs[: nproc[0]].copy(),
+            engs[: neng[0]].copy())
 
 
 _HELPERS = ("_lit", "_digit", "_int", "_float", "_name", "_two", "_days_from_civil", "_level", "_prefix", "_end",
-            "_sep", "_near", "_v1_checks", "_v1", "_req", "_thr")
+            "_sep", "_near", "_v1_checks", "_v1", "_req", "_thr", "_intern")
 
 
 def prepare() -> None:

@@ -149,7 +149,7 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     if fast is not None and fast.ordered and not any(w.height for w in windows):
         out_w = conform_windows(fast.frame)  # in line order, engines attached, every check passed
     else:
-        windows += [fast.frame] if fast is not None else []
+        windows += [fast.tagged()] if fast is not None else []
         out_w = pl.concat([w for w in windows if w.height], how="diagonal_relaxed") if any(
             w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
         if "_eng" in out_w.columns and "_proc" in out_w.columns:

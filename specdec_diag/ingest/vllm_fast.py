@@ -33,12 +33,15 @@ _DEPTH_NOTE = ("dynamic speculative depth: k = current depth {} at the log line;
 
 
 class Fast:
-    """The kernel's window rows (columns of the polars path's frames, ``_proc``/``_eng`` included)
-    and whether they are in line order with their engines already attached (vllm._attach_engine
-    then only needs to run when polars produced windows too)."""
+    """The kernel's window rows, and whether they are in line order with their engines attached
+    (vllm._attach_engine then only runs when polars produced windows too: :meth:`tagged` adds
+    the ``_proc``/``_eng`` columns it needs)."""
 
-    def __init__(self, frame: pl.DataFrame, ordered: bool):
-        self.frame, self.ordered = frame, ordered
+    def __init__(self, frame: pl.DataFrame, ordered: bool, tags: Callable[[], list[pl.Series]]):
+        self.frame, self.ordered, self._tags = frame, ordered, tags
+
+    def tagged(self) -> pl.DataFrame:
+        return self.frame.with_columns(self._tags())
 
 
 def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
@@ -62,38 +65,47 @@ def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
     data = np.frombuffer(dbuf, dtype=np.uint8) if dbuf is not None else np.zeros(0, np.uint8)
     year, amd, at_start = ((anchor.date.year, anchor.date.month * 100 + anchor.date.day, anchor.at_start)
                            if anchor is not None else (0, 0, False))
-    line = lines["line"].to_numpy()
+    line = np.array(lines["line"].to_numpy(), dtype=np.int64)  # writable and contiguous: one compiled signature
     ordered = bool(np.all(line[1:] > line[:-1]))
     kind, oi, of, ppv, procs, engs = vk.scan_lines(data, offs, line, LINE_STRIDE, year, amd, at_start)
     if not kind.any():
         return None, lines
-    if old_version(lines.filter(pl.Series(kind == 0))):
+    rest = lines.filter(pl.Series(kind == 0))
+    if old_version(rest):
         keep = kind[kind > 0] == vk.THR
         kind[kind != vk.THR] = 0
         if not keep.any():
             return None, lines
-        oi, of = oi[:, keep], of[:, keep]
+        oi, of, rest = oi[:, keep], of[:, keep], lines.filter(pl.Series(kind == 0))
     names = [[bytes(data[a:a + n]).decode() for a, n in tab] for tab in (procs, engs)]
-    frame = _rows(lines.filter(pl.Series(kind > 0)), source, kind[kind > 0], oi, of, ppv, names,
-                  anchor is not None, ordered)
-    return Fast(frame, ordered), lines.filter(pl.Series(kind == 0))
+    taken = kind > 0
+    kind = kind[taken]
+    frame = _rows(line[taken], source, kind, oi, of, ppv, names, anchor is not None, ordered)
+    return Fast(frame, ordered, lambda: _tags(oi, kind != vk.THR, names)), rest
 
 
-def _tags(oi: np.ndarray, is_v1: np.ndarray, names: list[list[str]], ordered: bool) -> list[pl.Series]:
-    """engine_id, _proc and _eng from the kernel's tag ids (few distinct strings, gathered)."""
+def _engine_id(oi: np.ndarray, is_v1: np.ndarray, names: list[list[str]], ordered: bool) -> pl.Series:
+    """engine_id: process tag and engine (the line's own, or for a SpecDecoding line the attached one),
+    gathered from the few distinct strings."""
     from specdec_diag.ingest import vllm_kernel as vk
 
     procs, engs = names
-    pid, eid = oi[vk.PROC_ID], oi[vk.ENG_ID]
-    eff = np.where(is_v1, oi[vk.ATTACHED] if ordered else vk.NONE, eid)  # the engine in engine_id
+    eff = np.where(is_v1, oi[vk.ATTACHED] if ordered else vk.NONE, oi[vk.ENG_ID])
     table = [" ".join(x for x in (p, e) if x is not None) or None for p in [None, *procs] for e in [None, *engs]]
-    engine_id = pl.Series("engine_id", table, dtype=pl.Utf8).gather((pid + 1) * (len(engs) + 1) + eff + 1)
-    proc = pl.Series("_proc", [None, *procs], dtype=pl.Utf8).gather(pid + 1)
-    eng = pl.Series("_eng", [None, *engs], dtype=pl.Utf8).gather(np.where(is_v1, 0, eid + 1))
-    return [engine_id, proc, eng]
+    return pl.Series("engine_id", table, dtype=pl.Utf8).gather((oi[vk.PROC_ID] + 1) * (len(engs) + 1) + eff + 1)
 
 
-def _rows(df: pl.DataFrame, source: str, kind: np.ndarray, oi: np.ndarray, of: np.ndarray, ppv: np.ndarray,
+def _tags(oi: np.ndarray, is_v1: np.ndarray, names: list[list[str]]) -> list[pl.Series]:
+    """_proc and _eng as the polars path gives them to vllm._attach_engine."""
+    from specdec_diag.ingest import vllm_kernel as vk
+
+    procs, engs = names
+    proc = pl.Series("_proc", [None, *procs], dtype=pl.Utf8).gather(oi[vk.PROC_ID] + 1)
+    eng = pl.Series("_eng", [None, *engs], dtype=pl.Utf8).gather(np.where(is_v1, 0, oi[vk.ENG_ID] + 1))
+    return [proc, eng]
+
+
+def _rows(line: np.ndarray, source: str, kind: np.ndarray, oi: np.ndarray, of: np.ndarray, ppv: np.ndarray,
           names: list[list[str]], timed: bool, ordered: bool) -> pl.DataFrame:
     """The rows vllm._parse_v1 and vllm._parse_throughput build for these lines, in line order."""
     import pyarrow as pa
@@ -113,8 +125,8 @@ def _rows(df: pl.DataFrame, source: str, kind: np.ndarray, oi: np.ndarray, of: n
     floats = {name: pl.Series(name, of[c]) for name, c in (
         ("mal", vk.MAL), ("acc_tps", vk.ACC_TPS), ("draft_tps", vk.DRAFT_TPS), ("gtps", vk.GEN_TPS),
         ("ptps", vk.PROMPT_TPS), ("kv", vk.KV))}
-    df = df.select("line").with_columns(pl.Series("_v1", is_v1), *ints.values(), *floats.values(),
-                                        pl.Series("ppl", ppl), *_tags(oi, is_v1, names, ordered))
+    df = pl.DataFrame([pl.Series("line", line), pl.Series("_v1", is_v1), *ints.values(), *floats.values(),
+                       pl.Series("ppl", ppl), _engine_id(oi, is_v1, names, ordered)])
     v1, thr = pl.col("_v1"), ~pl.col("_v1")
 
     def count(c: str) -> pl.Expr:
@@ -135,7 +147,6 @@ def _rows(df: pl.DataFrame, source: str, kind: np.ndarray, oi: np.ndarray, of: n
         count("run").alias("running_reqs"), count("wait").alias("waiting_reqs"),
         pl.when(thr).then((pl.col("kv") / 100.0).round(6)).alias("kv_usage"),
         pl.lit(None, dtype=pl.Utf8).alias("definition_note"),
-        pl.col("_proc"), pl.col("_eng"),
     )
     noted = np.flatnonzero(is_v1 & ((oi[vk.DEPTH] >= 0) | (oi[vk.ND_NOTE] == 1)))
     if len(noted):  # dynamic depth or num_drafts from the MAL: rare, written in Python

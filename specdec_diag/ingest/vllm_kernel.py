@@ -24,8 +24,9 @@ V1_E, V1_D, THR = 1, 2, 3
 #: no value (a count column's null)
 NONE = -1
 #: integer columns of an accepted line (offsets are into the batch buffer)
-(PROC_AT, PROC_LEN, TIME_US, ACC, DRAFT, DEPTH, K, ND, ND_NOTE, ENG_AT, ENG_LEN, RUN, WAIT, PROC_ID, ENG_ID,
- ATTACHED, PP_COUNT) = range(17)
+TIME_US, ACC, DRAFT, DEPTH, K, ND, ND_NOTE, RUN, WAIT, PROC_ID, ENG_ID, ATTACHED, PP_COUNT = range(13)
+#: the line's scratch: where its process and engine tags are (offset in the batch buffer, length)
+PROC_AT, PROC_LEN, ENG_AT, ENG_LEN = range(4)
 #: float columns: SpecDecoding, then throughput
 MAL, ACC_TPS, DRAFT_TPS, RATE, PROMPT_TPS, GEN_TPS, KV = range(7)
 #: distinct process and engine tags a batch may have (lines with more go through polars)
@@ -167,9 +168,9 @@ def _level(b, p, e):
     return -1
 
 
-def _prefix(b, s, e, year, amd, at_start, out_i, row):
-    """Parse the logger prefix of the line [s, e): fills the process tag's place and the time
-    (epoch us) of slot ``row`` and returns the body's start, or -1."""
+def _prefix(b, s, e, year, amd, at_start, out_i, row, tag):
+    """Parse the logger prefix of the line [s, e): the process tag's place into ``tag``, the time
+    (epoch us) into slot ``row``; returns the body's start, or -1."""
     p = s
     if p < e and b[p] == 40:  # "(Name pid=N) "
         q = _name(b, p + 1, e, True)
@@ -177,7 +178,7 @@ def _prefix(b, s, e, year, amd, at_start, out_i, row):
         _, q = _int(b, q, e)
         if q < 0 or q + 1 >= e or b[q] != 41 or b[q + 1] != 32:
             return -1
-        out_i[PROC_AT, row], out_i[PROC_LEN, row] = p + 1, q - p - 1
+        tag[PROC_AT], tag[PROC_LEN] = p + 1, q - p - 1
         p = q + 2
     q = _level(b, p, e)
     if q < 0 or q + 16 > e:
@@ -336,7 +337,7 @@ def _req(b, p, e):
     return p
 
 
-def _thr(b, p, e, out_i, out_f, row):
+def _thr(b, p, e, out_i, out_f, row, tag):
     """The throughput body at ``p`` (an ``Engine N: `` / ``N Engines Aggregated: `` tag first, or
     none): fills the row, returns THR or 0."""
     q = _lit(b, p, e, _ENGINE)
@@ -344,14 +345,14 @@ def _thr(b, p, e, out_i, out_f, row):
         _, q = _int(b, q, e)
         if q < 0 or q + 2 > e or b[q] != 58 or b[q + 1] != 32:
             return 0
-        out_i[ENG_AT, row], out_i[ENG_LEN, row] = p, q - p
+        tag[ENG_AT], tag[ENG_LEN] = p, q - p
         p = q + 2
     elif p < e and _digit(b[p]):
         _, q = _int(b, p, e)
         q = _lit(b, q, e, _AGG)
         if q < 0:
             return 0
-        out_i[ENG_AT, row], out_i[ENG_LEN, row] = p, q - 2 - p
+        tag[ENG_AT], tag[ENG_LEN] = p, q - 2 - p
         p = q
     ptps, p = _float(b, _lit(b, p, e, _PTPS), e)
     gtps, p = _float(b, _lit(b, p, e, _GTPS), e)
@@ -405,7 +406,8 @@ def _scan_lines(data, offs, lines, stride, year, amd, at_start):
     before a SpecDecoding line in its file (vllm._attach_engine, among the accepted lines)."""
     n = offs.shape[0] - 1
     kind = np.zeros(n, np.int8)
-    out_i = np.empty((17, n), np.int64)
+    out_i = np.empty((13, n), np.int64)
+    tag = np.empty(4, np.int64)
     out_f = np.full((7, n), np.nan)
     ppv = np.empty(max(64, 4 * n))
     procs, engs = np.empty((TAGS, 2), np.int64), np.empty((TAGS, 2), np.int64)
@@ -418,26 +420,27 @@ def _scan_lines(data, offs, lines, stride, year, amd, at_start):
             grown = np.empty(2 * ppv.shape[0] + (e - s))
             grown[:npp] = ppv[:npp]
             ppv = grown
-        for c in range(17):
+        for c in range(13):
             out_i[c, j] = NONE
-        p = _prefix(data, s, e, year, amd, at_start, out_i, j)
+        tag[:] = NONE
+        p = _prefix(data, s, e, year, amd, at_start, out_i, j, tag)
         if p < 0:
             continue
         q = _lit(data, p, e, _SPEC)
         if q >= 0:
             k, cnt = _v1(data, q, e, out_i, out_f, j, ppv, npp)
         else:
-            k, cnt = _thr(data, p, e, out_i, out_f, j), 0
+            k, cnt = _thr(data, p, e, out_i, out_f, j, tag), 0
         if k == 0:
             continue
         pid = NONE
-        if out_i[PROC_LEN, j] >= 0:
-            pid = _intern(data, out_i[PROC_AT, j], out_i[PROC_LEN, j], procs, nproc)
+        if tag[PROC_LEN] >= 0:
+            pid = _intern(data, tag[PROC_AT], tag[PROC_LEN], procs, nproc)
             if pid < 0:
                 continue
         eid = NONE
-        if out_i[ENG_LEN, j] >= 0:
-            eid = _intern(data, out_i[ENG_AT, j], out_i[ENG_LEN, j], engs, neng)
+        if tag[ENG_LEN] >= 0:
+            eid = _intern(data, tag[ENG_AT], tag[ENG_LEN], engs, neng)
             if eid < 0:
                 continue
         if lines[row] // stride != file:
@@ -452,8 +455,7 @@ def _scan_lines(data, offs, lines, stride, year, amd, at_start):
         kind[row] = k
         npp += cnt
         j += 1
-    return (kind, out_i[:, :j].copy(), out_f[:, :j].copy(), ppv[:npp].copy(), procs[: nproc[0]].copy(),
-            engs[: neng[0]].copy())
+    return kind, out_i[:, :j], out_f[:, :j], ppv[:npp], procs[: nproc[0]], engs[: neng[0]]
 
 
 _HELPERS = ("_lit", "_digit", "_int", "_float", "_name", "_two", "_days_from_civil", "_level", "_prefix", "_end",

@@ -48,6 +48,8 @@ EDGE = [
     PRE + "SpecDecoding metrics: Mean acceptance length: 2.50, Accepted: 150 tokens, Drafted: 300 tokens",
     PRE.replace("(APIServer pid=1)", "(Engine-Core_DP0 pid=77)") + E, PRE + E.replace("0.800", "0.8001234567890123"),
     PRE + D.replace("0.800, 0.500", "0.800,0.500"), PRE + "é" + E, PRE + E + "é", PRE + THR.replace("3.5%", "3.5 %"),
+    # other vector lengths in one batch (num_drafts then inferred from the MAL, with its note)
+    PRE + E.replace("0.800, 0.500, 0.200", "0.800, 0.700"), PRE + E.replace("0.800, 0.500, 0.200", "0.800, 0.400, 0.200, 0.100"),
 ]
 
 
@@ -59,6 +61,7 @@ def _lines(texts: list[str]) -> pl.DataFrame:
 def _both(monkeypatch, run):
     """``run()`` with the kernel for every batch, and with it switched off."""
     monkeypatch.setattr(vllm_fast, "MIN_LINES", 0)
+    monkeypatch.setattr(vllm_fast, "LOAD_LINES", 0)
     fast = run()
     monkeypatch.setenv(_jit.ENV, "off")
     slow = run()
@@ -81,6 +84,7 @@ def test_edge_lines_parse_as_without_the_kernel(monkeypatch, anchor):
     fast, slow = _both(monkeypatch, lambda: vllm.parse(df, "x", ParseOptions(year_anchor=anchor)))
     assert fast.windows.height >= 20 and fast.malformed.height >= 5
     monkeypatch.setattr(vllm_fast, "MIN_LINES", 0)
+    monkeypatch.setattr(vllm_fast, "LOAD_LINES", 0)
     got, rest = vllm_fast.split(df, "x", anchor, lambda _: False)
     assert got.frame.height >= 24 and rest.height >= 40  # both paths taken
     _same(fast, slow, ("windows", "malformed", "configs"))
@@ -175,3 +179,14 @@ def test_engines_attach_per_file_and_process_as_without_the_kernel(monkeypatch, 
     _same(fast, slow)
     assert fast.windows["engine_id"].to_list()[2:5] == ["APIServer pid=1 Engine 000", "APIServer pid=2 Engine 001",
                                                         "APIServer pid=2"]
+
+
+def test_small_batches_do_not_load_the_kernel(monkeypatch):
+    """A batch below LOAD_LINES keeps to polars until the kernel is loaded; then MIN_LINES decides."""
+    monkeypatch.setattr(vllm_fast, "_loaded", [])
+    monkeypatch.setattr(vllm_fast, "LOAD_LINES", 100)
+    monkeypatch.setattr(vllm_fast, "MIN_LINES", 10)
+    small, big = _lines([PRE + E] * 20), _lines([PRE + E] * 100)
+    assert vllm_fast.split(small, "x", None, lambda _: False)[0] is None
+    assert vllm_fast.split(big, "x", None, lambda _: False)[0] is not None
+    assert vllm_fast.split(small, "x", None, lambda _: False)[0] is not None

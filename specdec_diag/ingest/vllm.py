@@ -149,16 +149,17 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     if fast is not None and fast.ordered and not any(w.height for w in windows):
         out_w = conform_windows(fast.frame)  # in line order, engines attached, every check passed
     else:
-        windows += [fast.tagged()] if fast is not None else []
+        windows = ([fast.tagged()] if fast is not None else []) + windows
         out_w = pl.concat([w for w in windows if w.height], how="diagonal_relaxed") if any(
             w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
         if "_eng" in out_w.columns and "_proc" in out_w.columns:
-            out_w = _attach_engine(out_w.sort("line"))
+            # stable: rows sharing a line (a block's) keep their parser's order wherever the kernel's rows are
+            out_w = _attach_engine(out_w.sort("line", maintain_order=True))
         out_w, net = reject_windows(conform_windows(out_w), source, every)
         bad.append(net)
     out_m = pl.concat([m.select(list(MALFORMED_SCHEMA)) for m in bad if m.height]) if any(
         m.height for m in bad) else pl.DataFrame(schema=MALFORMED_SCHEMA)
-    return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
+    return Parsed(windows=out_w.sort("line", maintain_order=True) if out_w.height else out_w, malformed=out_m.sort("line"),
                   configs=configs)
 
 

@@ -4,8 +4,8 @@ V1 throughput line) from the batch's text buffer, and their window rows are buil
 numeric columns with a few polars expressions; every other line goes on through the polars path.
 The rows are those the polars path gives (tests/test_ingest_vllm_fast.py compares both).
 
-Used for batches of at least :data:`MIN_LINES` lines (numba's import costs ~0.25 s per process);
-``SPECDEC_JIT=off`` switches it off (:mod:`specdec_diag.ingest._jit`).
+Used for a batch big enough to repay loading numba (:data:`LOAD_LINES`), and once loaded for every
+batch of :data:`MIN_LINES` lines or more; ``SPECDEC_JIT=off`` switches it off (:mod:`specdec_diag.ingest._jit`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ from specdec_diag.ingest.definitions import VLLM_MAL_BONUS_SINCE, version_at_lea
 from specdec_diag.ingest.timestamps import YearAnchor
 from specdec_diag.ingest.vllm_blocks import ENGINE
 
-#: batches with fewer lines take the polars path only (tests set it to 0)
-MIN_LINES = int(os.environ.get("SPECDEC_VLLM_FAST_MIN_LINES", "20000"))
+#: a batch with this many lines repays loading numba and the kernel (~0.3 s CPU, ~+150 MB RSS, once per
+#: process) by itself: the polars path costs ~3 us a line, this one ~0.6 us (256 MB logs: 38 K metric lines
+#: in a production-like mix lost 0.35 s with a 20 K threshold, 273 K in the metric-heavy mix gain ~0.7 s)
+LOAD_LINES = int(os.environ.get("SPECDEC_VLLM_FAST_LOAD_LINES", "120000"))
+#: once loaded, the kernel takes every batch from this size on (tests set both to 0)
+MIN_LINES = 2000
+_loaded: list[bool] = []
 
 _ND_NOTE = "num_drafts inferred from the rounded mean acceptance length (approximate)"
 _DEPTH_NOTE = ("dynamic speculative depth: k = current depth {} at the log line; the per-position vector has {} "
@@ -49,7 +54,7 @@ def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
     """(window rows of the lines the kernel read, the other lines). ``old_version(other lines)``:
     the batch names an engine version whose SpecDecoding definitions differ (vllm_lines.mal_note):
     its SpecDecoding lines then stay with polars."""
-    if lines.height < MIN_LINES or not _jit.available():
+    if lines.height < (MIN_LINES if _loaded else LOAD_LINES) or not _jit.available():
         return None, lines
     import pyarrow as pa
 
@@ -68,6 +73,8 @@ def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
     line = np.array(lines["line"].to_numpy(), dtype=np.int64)  # writable and contiguous: one compiled signature
     ordered = bool(np.all(line[1:] > line[:-1]))
     kind, oi, of, ppv, procs, engs = vk.scan_lines(data, offs, line, LINE_STRIDE, year, amd, at_start)
+    if not _loaded:
+        _loaded.append(True)
     if not kind.any():
         return None, lines
     rest = lines.filter(pl.Series(kind == 0))
@@ -105,18 +112,40 @@ def _tags(oi: np.ndarray, is_v1: np.ndarray, names: list[list[str]]) -> list[pl.
     return [proc, eng]
 
 
+def _per_position(ppv: np.ndarray, counts: np.ndarray, is_v1: np.ndarray) -> pl.Series:
+    """The per-position lists (null on throughput rows) from the values and per-row counts: one
+    2-D array per distinct vector length (one in practice), made lists by polars (a pyarrow list
+    array would cost ~0.2 s the first time polars imports one)."""
+    starts = np.zeros(len(counts), np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    lengths = np.unique(counts[is_v1]).tolist()
+    parts = []
+    for c in lengths:
+        full = np.zeros((len(counts), c))
+        if len(lengths) == 1:
+            full[is_v1] = ppv.reshape(-1, c)
+        else:
+            rows = np.flatnonzero(is_v1 & (counts == c))
+            full[rows] = ppv[starts[rows][:, None] + np.arange(c)]
+        parts.append((c, pl.Series(full).cast(pl.List(pl.Float64))))
+    if not parts:
+        return pl.Series("ppl", [None] * len(counts), dtype=pl.List(pl.Float64))
+    if len(parts) == 1:
+        return pl.select(pl.when(pl.lit(pl.Series(is_v1))).then(pl.lit(parts[0][1]))).to_series().alias("ppl")
+    expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.List(pl.Float64)))
+    for c, col in parts:
+        expr = expr.when(pl.lit(pl.Series(is_v1 & (counts == c)))).then(pl.lit(col))
+    return pl.select(expr).to_series().alias("ppl")
+
+
 def _rows(line: np.ndarray, source: str, kind: np.ndarray, oi: np.ndarray, of: np.ndarray, ppv: np.ndarray,
           names: list[list[str]], timed: bool, ordered: bool) -> pl.DataFrame:
     """The rows vllm._parse_v1 and vllm._parse_throughput build for these lines, in line order."""
-    import pyarrow as pa
-
     from specdec_diag.ingest import vllm_kernel as vk
 
     is_v1 = kind != vk.THR
     counts = np.where(is_v1, oi[vk.PP_COUNT], 0)
-    offsets = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    ppl = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(ppv), mask=pa.array(~is_v1))
+    ppl = _per_position(ppv, counts, is_v1)
     time = (pl.Series(oi[vk.TIME_US]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") if timed
             else pl.lit(None, dtype=pl.Datetime("us", "UTC")))
     fmt = pl.Series(["", "vllm-v1-specdecoding-E", "vllm-v1-specdecoding-D", "vllm-v1-throughput"]).gather(kind)

@@ -29,7 +29,7 @@ from specdec_diag.ingest.vllm_blocks import ENGINE
 #: in a production-like mix lost 0.35 s with a 20 K threshold, 273 K in the metric-heavy mix gain ~0.7 s)
 LOAD_LINES = int(os.environ.get("SPECDEC_VLLM_FAST_LOAD_LINES", "120000"))
 #: once loaded, the kernel takes every batch from this size on (tests set both to 0)
-MIN_LINES = 2000
+MIN_LINES = min(2000, LOAD_LINES)
 _loaded: list[bool] = []
 
 _ND_NOTE = "num_drafts inferred from the rounded mean acceptance length (approximate)"

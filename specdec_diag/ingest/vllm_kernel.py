@@ -15,6 +15,8 @@ as before. Helpers are plain functions turned into numba functions before the ke
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from specdec_diag.ingest._jit import kernel
@@ -462,17 +464,27 @@ _HELPERS = ("_lit", "_digit", "_int", "_float", "_name", "_two", "_days_from_civ
             "_sep", "_near", "_v1_checks", "_v1", "_req", "_thr", "_intern")
 
 
-def prepare() -> None:
-    """Make the helpers numba functions (the kernel calls them compiled); imports numba."""
-    import numba
+_prepared: list[bool] = []
+_lock = threading.Lock()
 
-    g = globals()
-    for name in _HELPERS:
-        if not isinstance(g[name], numba.core.registry.CPUDispatcher):
+
+def prepare() -> None:
+    """Make the helpers numba functions (the kernel calls them compiled); imports numba. Once per
+    process, under a lock (scans may parse in threads)."""
+    if _prepared:
+        return
+    with _lock:
+        if _prepared:
+            return
+        import numba
+
+        g = globals()
+        for name in _HELPERS:
             try:
                 g[name] = numba.njit(cache=True, nogil=True)(g[name])
             except RuntimeError:  # nowhere to keep the cache
                 g[name] = numba.njit(nogil=True)(g[name])
+        _prepared.append(True)
 
 
 scan_lines = kernel(_scan_lines)

@@ -11,6 +11,7 @@ batch of :data:`MIN_LINES` lines or more; ``SPECDEC_JIT=off`` switches it off (:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ LOAD_LINES = int(os.environ.get("SPECDEC_VLLM_FAST_LOAD_LINES", "120000"))
 #: once loaded, the kernel takes every batch from this size on (tests set both to 0)
 MIN_LINES = min(2000, LOAD_LINES)
 _loaded: list[bool] = []
+_broken: list[bool] = []
 
 _ND_NOTE = "num_drafts inferred from the rounded mean acceptance length (approximate)"
 _DEPTH_NOTE = ("dynamic speculative depth: k = current depth {} at the log line; the per-position vector has {} "
@@ -54,13 +56,12 @@ def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
     """(window rows of the lines the kernel read, the other lines). ``old_version(other lines)``:
     the batch names an engine version whose SpecDecoding definitions differ (vllm_lines.mal_note):
     its SpecDecoding lines then stay with polars."""
-    if lines.height < (MIN_LINES if _loaded else LOAD_LINES) or not _jit.available():
+    if lines.height < (MIN_LINES if _loaded else LOAD_LINES) or _broken or not _jit.available():
         return None, lines
     import pyarrow as pa
 
     from specdec_diag.ingest import vllm_kernel as vk
 
-    vk.prepare()
     arr = lines["text"].cast(pl.Binary).to_arrow()
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -72,7 +73,13 @@ def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
                            if anchor is not None else (0, 0, False))
     line = np.array(lines["line"].to_numpy(), dtype=np.int64)  # writable and contiguous: one compiled signature
     ordered = bool(np.all(line[1:] > line[:-1]))
-    kind, oi, of, ppv, procs, engs = vk.scan_lines(data, offs, line, LINE_STRIDE, year, amd, at_start)
+    try:
+        vk.prepare()
+        kind, oi, of, ppv, procs, engs = vk.scan_lines(data, offs, line, LINE_STRIDE, year, amd, at_start)
+    except Exception as exc:  # noqa: BLE001 - a numba that cannot import or compile: the polars path, once said
+        _broken.append(True)
+        warnings.warn(f"vLLM line kernel unavailable ({exc!r}); parsing with polars", RuntimeWarning, stacklevel=2)
+        return None, lines
     if not _loaded:
         _loaded.append(True)
     if not kind.any():

@@ -85,7 +85,7 @@ def test_edge_lines_parse_as_without_the_kernel(monkeypatch, anchor):
     assert fast.windows.height >= 20 and fast.malformed.height >= 5
     monkeypatch.setattr(vllm_fast, "MIN_LINES", 0)
     monkeypatch.setattr(vllm_fast, "LOAD_LINES", 0)
-    got, rest = vllm_fast.split(df, "x", anchor, lambda _: False)
+    got, rest = vllm_fast.split(df, "x", anchor, lambda _: False, lambda _: False)
     assert got.frame.height >= 24 and rest.height >= 40  # both paths taken
     _same(fast, slow, ("windows", "malformed", "configs"))
 
@@ -193,6 +193,16 @@ def test_small_batches_do_not_load_the_kernel(monkeypatch):
     monkeypatch.setattr(vllm_fast, "LOAD_LINES", 100)
     monkeypatch.setattr(vllm_fast, "MIN_LINES", 10)
     small, big = _lines([PRE + E] * 20), _lines([PRE + E] * 100)
-    assert vllm_fast.split(small, "x", None, lambda _: False)[0] is None
-    assert vllm_fast.split(big, "x", None, lambda _: False)[0] is not None
-    assert vllm_fast.split(small, "x", None, lambda _: False)[0] is not None
+    assert vllm_fast.split(small, "x", None, lambda _: False, lambda _: False)[0] is None
+    assert vllm_fast.split(big, "x", None, lambda _: False, lambda _: False)[0] is not None
+    assert vllm_fast.split(small, "x", None, lambda _: False, lambda _: False)[0] is not None
+
+
+def test_container_dates_in_the_middle_of_a_part_are_read_as_without_the_kernel(monkeypatch):
+    """polars reads container (ISO) dates of a part only when its first or last lines carry them: a
+    batch whose ISO-dated lines sit in the middle, between plain ones, gives the same times either way."""
+    plain = [PRE + E, PRE + "Engine 000: " + THR] * 120
+    iso = ["2025-09-15T11:00:10.123Z " + PRE + E, "2025-09-15T11:00:10.123Z " + PRE + "Engine 000: " + THR]
+    df = _lines(plain + iso + plain)
+    fast, slow = _both(monkeypatch, lambda: vllm.parse(df, "x"))
+    _same(fast, slow)

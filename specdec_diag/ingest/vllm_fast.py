@@ -51,11 +51,13 @@ class Fast:
         return self.frame.with_columns(self._tags())
 
 
-def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
-          old_version: Callable[[pl.DataFrame], bool]) -> tuple[Fast | None, pl.DataFrame]:
+def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None, old_version: Callable[[pl.DataFrame], bool],
+          iso_dates: Callable[[pl.DataFrame], bool]) -> tuple[Fast | None, pl.DataFrame]:
     """(window rows of the lines the kernel read, the other lines). ``old_version(other lines)``:
     the batch names an engine version whose SpecDecoding definitions differ (vllm_lines.mal_note):
-    its SpecDecoding lines then stay with polars."""
+    its SpecDecoding lines then stay with polars. ``iso_dates(other lines)``: lines left to polars
+    carry container dates, which polars reads or not by looking at a whole part: the batch stays
+    with polars."""
     if lines.height < (MIN_LINES if _loaded else LOAD_LINES) or _broken or not _jit.available():
         return None, lines
     import pyarrow as pa
@@ -91,6 +93,8 @@ def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None,
         if not keep.any():
             return None, lines
         oi, of, rest = oi[:, keep], of[:, keep], lines.filter(pl.Series(kind == 0))
+    if iso_dates(rest):
+        return None, lines
     names = [[bytes(data[a:a + n]).decode() for a, n in tab] for tab in (procs, engs)]
     taken = kind > 0
     kind = kind[taken]

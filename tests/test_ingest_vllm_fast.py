@@ -85,7 +85,8 @@ def test_edge_lines_parse_as_without_the_kernel(monkeypatch, anchor):
     assert fast.windows.height >= 20 and fast.malformed.height >= 5
     monkeypatch.setattr(vllm_fast, "MIN_LINES", 0)
     monkeypatch.setattr(vllm_fast, "LOAD_LINES", 0)
-    got, rest = vllm_fast.split(df, "x", anchor, lambda _: False, lambda _: False)
+    plain = df.filter(~pl.col("text").str.starts_with("2025"))  # one ISO-dated line sends a batch to polars
+    got, rest = vllm_fast.split(plain, "x", anchor, lambda _: False, lambda _: (0, 0))
     assert got.frame.height >= 24 and rest.height >= 40  # both paths taken
     _same(fast, slow, ("windows", "malformed", "configs"))
 
@@ -193,9 +194,9 @@ def test_small_batches_do_not_load_the_kernel(monkeypatch):
     monkeypatch.setattr(vllm_fast, "LOAD_LINES", 100)
     monkeypatch.setattr(vllm_fast, "MIN_LINES", 10)
     small, big = _lines([PRE + E] * 20), _lines([PRE + E] * 100)
-    assert vllm_fast.split(small, "x", None, lambda _: False, lambda _: False)[0] is None
-    assert vllm_fast.split(big, "x", None, lambda _: False, lambda _: False)[0] is not None
-    assert vllm_fast.split(small, "x", None, lambda _: False, lambda _: False)[0] is not None
+    assert vllm_fast.split(small, "x", None, lambda _: False, lambda _: (0, 0))[0] is None
+    assert vllm_fast.split(big, "x", None, lambda _: False, lambda _: (0, 0))[0] is not None
+    assert vllm_fast.split(small, "x", None, lambda _: False, lambda _: (0, 0))[0] is not None
 
 
 def test_container_dates_in_the_middle_of_a_part_are_read_as_without_the_kernel(monkeypatch):
@@ -206,3 +207,29 @@ def test_container_dates_in_the_middle_of_a_part_are_read_as_without_the_kernel(
     df = _lines(plain + iso + plain)
     fast, slow = _both(monkeypatch, lambda: vllm.parse(df, "x"))
     _same(fast, slow)
+
+
+ISO = ["2025-09-15T11:00:10.123Z", "2025-09-15T11:00:10Z", "2025-09-15 11:00:10,5", "2025-09-15T11:00:10.123456789Z",
+       "2025-09-15T11:00:10.1234567890Z", "2025-09-15T11:00:10+05:30", "2025-09-15T11:00:10.25-0800", "2025-09-15T11:00:10",
+       "2025-02-29T11:00:10Z", "2024-02-29T23:59:59.999999+00:00", "2025-09-15T24:00:10Z", "2025-09-15T11:00:10+24:00",
+       "2025-09-15T11:00:10+05", "2025-09-15T11:00:10.Z", "0001-01-01T00:00:00Z", "2025-12-31T23:59:59-23:59"]
+
+
+@pytest.mark.parametrize("anchor", [None, YearAnchor(__import__("datetime").date(2025, 9, 20), False, "mtime")])
+def test_container_dates_parse_as_without_the_kernel(monkeypatch, anchor):
+    """Lines behind a container runtime's ISO date (docker --timestamps, kubectl): every form the
+    polars path reads (zones, fractions cut to microseconds, a space or a comma), the dates it
+    cannot read (those lines left to polars), and a part mixing dated and undated lines (all to polars)."""
+    from specdec_diag.ingest.base import ParseOptions
+
+    good = [d for d in ISO if d not in ("2025-09-15T11:00:10.1234567890Z", "2025-02-29T11:00:10Z",
+                                         "2025-09-15T24:00:10Z", "2025-09-15T11:00:10+24:00",
+                                         "2025-09-15T11:00:10+05", "2025-09-15T11:00:10.Z")]
+    for dates, taken in ((good, True), (ISO, True), ([*good, ""], False)):  # "": a line without a date
+        df = _lines([f"{d} {PRE}{body}".lstrip() for d in dates for body in (E, "Engine 000: " + THR, D)])
+        fast, slow = _both(monkeypatch, lambda df=df: vllm.parse(df, "x", ParseOptions(year_anchor=anchor)))
+        _same(fast, slow)
+        assert fast.windows["time"].null_count() == 0 or dates is not good
+        monkeypatch.setattr(vllm_fast, "LOAD_LINES", 0)
+        got, _ = vllm_fast.split(df, "x", anchor, lambda _: False, vllm._iso_parts)
+        assert (got is not None) == taken

@@ -116,7 +116,7 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
         lines = lines.with_columns(pl.col("text").str.replace_all(_ANSI, ""))
     # big batches: the dominant line shapes through the compiled parser, the rest below
     every = lines
-    fast, lines = vllm_fast.split(lines, source, options.year_anchor, _names_old_version, _iso_in_parts)
+    fast, lines = vllm_fast.split(lines, source, options.year_anchor, _names_old_version, _iso_parts)
     windows: list[pl.DataFrame] = []
     bad: list[pl.DataFrame] = []
 
@@ -168,13 +168,14 @@ def _names_old_version(lines: pl.DataFrame) -> bool:
     return vllm_fast.old_version_named(texts, _VERSION_NAMED)
 
 
-def _iso_in_parts(lines: pl.DataFrame) -> bool:
-    """Whether a SpecDecoding or throughput line among ``lines`` has an ISO date: _with_header decides
-    from the ends of each part whether such dates are read, so the parts must stay whole."""
+def _iso_parts(lines: pl.DataFrame) -> tuple[int, int]:
+    """(SpecDecoding and throughput lines among ``lines``, those with an ISO date): _with_header reads
+    such dates when the ends of a part carry them."""
     text = pl.col("text")
     part = text.str.contains(M_V1, literal=True) | (
         ~text.str.contains(M_V0, literal=True) & text.str.contains(M_THR, literal=True))
-    return bool(lines.select((part & text.str.contains(_ISO_ANY)).any()).item())
+    got = lines.select(part.sum().alias("n"), (part & text.str.contains(_ISO_ANY)).sum().alias("d")).row(0)
+    return int(got[0]), int(got[1])
 
 
 def _v1_parser(version: str | None):

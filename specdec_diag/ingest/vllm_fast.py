@@ -52,12 +52,11 @@ class Fast:
 
 
 def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None, old_version: Callable[[pl.DataFrame], bool],
-          iso_dates: Callable[[pl.DataFrame], bool]) -> tuple[Fast | None, pl.DataFrame]:
+          iso_dates: Callable[[pl.DataFrame], tuple[int, int]]) -> tuple[Fast | None, pl.DataFrame]:
     """(window rows of the lines the kernel read, the other lines). ``old_version(other lines)``:
     the batch names an engine version whose SpecDecoding definitions differ (vllm_lines.mal_note):
-    its SpecDecoding lines then stay with polars. ``iso_dates(other lines)``: lines left to polars
-    carry container dates, which polars reads or not by looking at a whole part: the batch stays
-    with polars."""
+    its SpecDecoding lines then stay with polars. ``iso_dates(other lines)``: how many of them are
+    SpecDecoding or throughput lines, and how many of those carry a container (ISO) date."""
     if lines.height < (MIN_LINES if _loaded else LOAD_LINES) or _broken or not _jit.available():
         return None, lines
     import pyarrow as pa
@@ -93,12 +92,17 @@ def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None, old_versi
         if not keep.any():
             return None, lines
         oi, of, rest = oi[:, keep], of[:, keep], lines.filter(pl.Series(kind == 0))
-    if iso_dates(rest):
+    # polars reads container dates of a part (SpecDecoding, throughput lines) when its first or last
+    # lines carry them: the kernel's rows follow that only where all of a part's lines do, or none
+    iso = oi[vk.ISO_US] != vk.NO_TIME
+    part_lines, part_dated = iso_dates(rest)
+    dated = bool(iso.all()) and part_dated == part_lines
+    if not dated and (iso.any() or part_dated):
         return None, lines
     names = [[bytes(data[a:a + n]).decode() for a, n in tab] for tab in (procs, engs)]
     taken = kind > 0
     kind = kind[taken]
-    frame = _rows(line[taken], source, kind, oi, of, ppv, names, anchor is not None, ordered)
+    frame = _rows(line[taken], source, kind, oi, of, ppv, names, anchor is not None or dated, ordered, dated)
     return Fast(frame, ordered, lambda: _tags(oi, kind != vk.THR, names)), rest
 
 
@@ -150,14 +154,14 @@ def _per_position(ppv: np.ndarray, counts: np.ndarray, is_v1: np.ndarray) -> pl.
 
 
 def _rows(line: np.ndarray, source: str, kind: np.ndarray, oi: np.ndarray, of: np.ndarray, ppv: np.ndarray,
-          names: list[list[str]], timed: bool, ordered: bool) -> pl.DataFrame:
+          names: list[list[str]], timed: bool, ordered: bool, dated: bool = False) -> pl.DataFrame:
     """The rows vllm._parse_v1 and vllm._parse_throughput build for these lines, in line order."""
     from specdec_diag.ingest import vllm_kernel as vk
 
     is_v1 = kind != vk.THR
     counts = np.where(is_v1, oi[vk.PP_COUNT], 0)
     ppl = _per_position(ppv, counts, is_v1)
-    time = (pl.Series(oi[vk.TIME_US]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") if timed
+    time = (pl.Series(oi[vk.ISO_US if dated else vk.TIME_US]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") if timed
             else pl.lit(None, dtype=pl.Datetime("us", "UTC")))
     fmt = pl.Series(["", "vllm-v1-specdecoding-E", "vllm-v1-specdecoding-D", "vllm-v1-throughput"]).gather(kind)
     ints = {name: pl.Series(name, oi[c]) for name, c in (("acc", vk.ACC), ("draft", vk.DRAFT), ("k", vk.K),

@@ -19,14 +19,16 @@ import threading
 
 import numpy as np
 
+from specdec_diag.ingest import vllm_kernel_iso as _iso_mod
 from specdec_diag.ingest._jit import kernel
+from specdec_diag.ingest.vllm_kernel_iso import NO_TIME, days_from_civil, iso, month_days
 
 #: kinds of an accepted line (0: not accepted)
 V1_E, V1_D, THR = 1, 2, 3
 #: no value (a count column's null)
 NONE = -1
 #: integer columns of an accepted line (offsets are into the batch buffer)
-TIME_US, ACC, DRAFT, DEPTH, K, ND, ND_NOTE, RUN, WAIT, PROC_ID, ENG_ID, ATTACHED, PP_COUNT = range(13)
+TIME_US, ACC, DRAFT, DEPTH, K, ND, ND_NOTE, RUN, WAIT, PROC_ID, ENG_ID, ATTACHED, PP_COUNT, ISO_US = range(14)
 #: the line's scratch: where its process and engine tags are (offset in the batch buffer, length)
 PROC_AT, PROC_LEN, ENG_AT, ENG_LEN = range(4)
 #: float columns: SpecDecoding, then throughput
@@ -63,7 +65,6 @@ _DEBUG, _INFO, _WARNING, _WARN, _ERROR, _CRITICAL = (_b(f"{lv} ") for lv in ("DE
 _METRICS = _b("metrics:")
 _POW10 = np.array([10.0**i for i in range(16)])
 _MARGIN = 1e-9  # a check this close to its tolerance is left to polars (its own float rounding)
-_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
 def _lit(b, p, e, lit):
@@ -142,15 +143,6 @@ def _two(b, p):
     return -1
 
 
-def _days_from_civil(y, m, d):
-    if m <= 2:
-        y -= 1
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-
-
 def _level(b, p, e):
     """Position after ``LEVEL `` at ``p`` (the levels the polars path's prefix pattern knows), else -1."""
     if p >= e:
@@ -174,6 +166,12 @@ def _prefix(b, s, e, year, amd, at_start, out_i, row, tag):
     """Parse the logger prefix of the line [s, e): the process tag's place into ``tag``, the time
     (epoch us) into slot ``row``; returns the body's start, or -1."""
     p = s
+    out_i[ISO_US, row] = NO_TIME
+    if p < e and _digit(b[p]):  # a container's ISO date first
+        t, p = iso(b, p, e)
+        out_i[ISO_US, row] = t
+        if p < 0:
+            return -1
     if p < e and b[p] == 40:  # "(Name pid=N) "
         q = _name(b, p + 1, e, True)
         q = _lit(b, q, e, _PID)
@@ -193,10 +191,9 @@ def _prefix(b, s, e, year, amd, at_start, out_i, row, tag):
     if year > 0:  # the year of the anchor, moved across New Year as timestamps.month_day_time does
         md = mo * 100 + dd
         y = year + 1 if (at_start and md < amd) else (year - 1 if (not at_start and md > amd) else year)
-        dim = _DAYS[mo] + (1 if mo == 2 and (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 0)
-        if dd > dim:
+        if dd > month_days(y, mo):
             return -1
-        out_i[TIME_US, row] = ((_days_from_civil(y, mo, dd) * 24 + hh) * 60 + mi) * 60_000_000 + ss * 1_000_000
+        out_i[TIME_US, row] = ((days_from_civil(y, mo, dd) * 24 + hh) * 60 + mi) * 60_000_000 + ss * 1_000_000
     p = _name(b, q + 16, e, False)  # "[file.py:N] "
     if p < 0 or p + 1 >= e or b[p] != 58:
         return -1
@@ -408,7 +405,7 @@ def _scan_lines(data, offs, lines, stride, year, amd, at_start):
     before a SpecDecoding line in its file (vllm._attach_engine, among the accepted lines)."""
     n = offs.shape[0] - 1
     kind = np.zeros(n, np.int8)
-    out_i = np.empty((13, n), np.int64)
+    out_i = np.empty((14, n), np.int64)
     tag = np.empty(4, np.int64)
     out_f = np.full((7, n), np.nan)
     ppv = np.empty(max(64, 4 * n))
@@ -422,7 +419,7 @@ def _scan_lines(data, offs, lines, stride, year, amd, at_start):
             grown = np.empty(2 * ppv.shape[0] + (e - s))
             grown[:npp] = ppv[:npp]
             ppv = grown
-        for c in range(13):
+        for c in range(14):
             out_i[c, j] = NONE
         tag[:] = NONE
         p = _prefix(data, s, e, year, amd, at_start, out_i, j, tag)
@@ -460,7 +457,7 @@ def _scan_lines(data, offs, lines, stride, year, amd, at_start):
     return kind, out_i[:, :j], out_f[:, :j], ppv[:npp], procs[: nproc[0]], engs[: neng[0]]
 
 
-_HELPERS = ("_lit", "_digit", "_int", "_float", "_name", "_two", "_days_from_civil", "_level", "_prefix", "_end",
+_HELPERS = ("_lit", "_digit", "_int", "_float", "_name", "_two", "_level", "_prefix", "_end",
             "_sep", "_near", "_v1_checks", "_v1", "_req", "_thr", "_intern")
 
 
@@ -478,12 +475,14 @@ def prepare() -> None:
             return
         import numba
 
+        for module, names in ((vars(_iso_mod), _iso_mod.HELPERS), (globals(), _HELPERS)):
+            for name in names:
+                try:
+                    module[name] = numba.njit(cache=True, nogil=True)(module[name])
+                except RuntimeError:  # nowhere to keep the cache
+                    module[name] = numba.njit(nogil=True)(module[name])
         g = globals()
-        for name in _HELPERS:
-            try:
-                g[name] = numba.njit(cache=True, nogil=True)(g[name])
-            except RuntimeError:  # nowhere to keep the cache
-                g[name] = numba.njit(nogil=True)(g[name])
+        g["iso"], g["days_from_civil"], g["month_days"] = _iso_mod.iso, _iso_mod.days_from_civil, _iso_mod.month_days
         _prepared.append(True)
 
 

@@ -15,6 +15,7 @@ import re
 
 import polars as pl
 
+from specdec_diag.ingest import vllm_fast
 from specdec_diag.ingest._textparse import (
     first_problem,
     malformed,
@@ -113,6 +114,9 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     lines = norm_lines(lines)
     if lines.height and lines["text"].str.contains("\x1b", literal=True).any():
         lines = lines.with_columns(pl.col("text").str.replace_all(_ANSI, ""))
+    # big batches: the dominant line shapes through the compiled parser, the rest below
+    every = lines
+    fast, lines = vllm_fast.split(lines, source, options.year_anchor, _names_old_version, _iso_parts)
     windows: list[pl.DataFrame] = []
     bad: list[pl.DataFrame] = []
 
@@ -142,16 +146,36 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
     windows.append(bw)
     bad.append(bbad)
 
-    out_w = pl.concat([w for w in windows if w.height], how="diagonal_relaxed") if any(
-        w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
-    if "_eng" in out_w.columns and "_proc" in out_w.columns:
-        out_w = _attach_engine(out_w.sort("line"))
-    out_w, net = reject_windows(conform_windows(out_w), source, lines)
-    bad.append(net)
+    if fast is not None and fast.ordered and not any(w.height for w in windows):
+        out_w = conform_windows(fast.frame)  # in line order, engines attached, every check passed
+    else:
+        windows = ([fast.tagged()] if fast is not None else []) + windows
+        out_w = pl.concat([w for w in windows if w.height], how="diagonal_relaxed") if any(
+            w.height for w in windows) else pl.DataFrame(schema=WINDOW_SCHEMA)
+        if "_eng" in out_w.columns and "_proc" in out_w.columns:
+            # stable: rows sharing a line (a block's) keep their parser's order wherever the kernel's rows are
+            out_w = _attach_engine(out_w.sort("line", maintain_order=True))
+        out_w, net = reject_windows(conform_windows(out_w), source, every)
+        bad.append(net)
     out_m = pl.concat([m.select(list(MALFORMED_SCHEMA)) for m in bad if m.height]) if any(
         m.height for m in bad) else pl.DataFrame(schema=MALFORMED_SCHEMA)
-    return Parsed(windows=out_w.sort("line") if out_w.height else out_w, malformed=out_m.sort("line"),
+    return Parsed(windows=out_w.sort("line", maintain_order=True) if out_w.height else out_w, malformed=out_m.sort("line"),
                   configs=configs)
+
+
+def _names_old_version(lines: pl.DataFrame) -> bool:
+    texts = lines.filter(pl.col("text").str.contains(_VERSION_HINT))["text"].to_list()
+    return vllm_fast.old_version_named(texts, _VERSION_NAMED)
+
+
+def _iso_parts(lines: pl.DataFrame) -> tuple[int, int]:
+    """(SpecDecoding and throughput lines among ``lines``, those with an ISO date): _with_header reads
+    such dates when the ends of a part carry them."""
+    text = pl.col("text")
+    part = text.str.contains(M_V1, literal=True) | (
+        ~text.str.contains(M_V0, literal=True) & text.str.contains(M_THR, literal=True))
+    got = lines.select(part.sum().alias("n"), (part & text.str.contains(_ISO_ANY)).sum().alias("d")).row(0)
+    return int(got[0]), int(got[1])
 
 
 def _v1_parser(version: str | None):

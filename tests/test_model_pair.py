@@ -285,3 +285,55 @@ def test_corpus_packages_are_permissive_and_heldout_disjoint():
     assert not {s.path.resolve() for s in train} & {s.path.resolve() for s in held}
     assert not any("_vendor" in s.path.parts for s in train)
     assert {s.package.lower() for s in held} == {p.lower() for p in corpus.HELD_OUT_PACKAGES}
+
+
+def test_repeat_mask_marks_repeated_ngrams_after_the_prompt():
+    """Sequence-level unlikelihood's negatives: every token of a continuation 4-gram seen before in the
+    same sequence (prompt included), and nothing inside the prompt."""
+    lib = load_script("train_pair_lib")
+    seq = torch.tensor([[5, 6, 7, 8, 9, 5, 6, 7, 8, 3, 4, 10, 11]])
+    m = lib.repeat_mask(seq, start=5)[0].tolist()
+    # 5 6 7 8 at positions 5-8 repeats the prompt's 5 6 7 8; nothing else repeats
+    assert m == [False] * 5 + [True] * 4 + [False] * 4
+    loop = torch.tensor([[1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]])
+    assert lib.repeat_mask(loop, start=4)[0].tolist() == [False] * 4 + [True] * 8
+    assert not lib.repeat_mask(torch.arange(20)[None], start=4).any()
+
+
+def test_unlikelihood_stage_breaks_a_greedy_loop(tmp_path):
+    """A tiny model that learned to loop (its stream repeats one 4-token phrase four times between
+    random stretches) loops less after the unlikelihood stage than after the same steps of the
+    next-token loss alone: the share of its greedy continuations inside repeated 4-grams falls; the
+    stage logs that share (rep4) and checkpoints like the others."""
+    import copy
+    from types import SimpleNamespace
+
+    lib = load_script("train_pair_lib")
+    tok = SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    g = torch.Generator().manual_seed(5)
+    data = torch.cat([torch.cat([torch.tensor([10, 11, 12, 13] * 4), torch.randint(14, 64, (16,), generator=g)])
+                      for _ in range(150)])
+    args = SimpleNamespace(block=16, batch=8, warmup=2, log_every=5, temperature=1.0, hard_weight=0.1,
+                           ul_lr=1e-2, ul_steps=30, ul_batch=8, ul_prompt_tokens=8, ul_new_tokens=8, ul_weight=3.0)
+    base = _tiny_lm(lib, 0)
+    lib.train_lm("t", base, data, args, 60, 1e-2, tmp_path / "t.pt", lib.Budget(0, 1e9), seed=1)
+
+    starts = torch.randint(0, len(data) - 8, (16,), generator=torch.Generator().manual_seed(9)).tolist()
+    prompts = torch.stack([data[i : i + 8] for i in starts])
+
+    def rep(model) -> float:
+        """Share of greedy continuation tokens (16 prompts x 16 tokens) inside a repeated 4-gram."""
+        with torch.no_grad():
+            seq = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
+                                 max_new_tokens=16, min_new_tokens=16, pad_token_id=0)
+        return lib.repeat_mask(seq, 8)[:, 8:].float().mean().item()
+
+    assert rep(base) >= 0.8  # it loops
+    runs = {}
+    for name, weight in (("ul", 3.0), ("mle", 0.0)):
+        model = copy.deepcopy(base)
+        hist = lib.train_unlikelihood(model, tok, data, SimpleNamespace(**{**vars(args), "ul_weight": weight}),
+                                      tmp_path / f"{name}.pt", lib.Budget(0, 1e9), seed=2)
+        runs[name] = rep(model)
+        assert [h["step"] for h in hist] == [5, 10, 15, 20, 25, 30] and (tmp_path / f"{name}.pt").exists()
+    assert runs["ul"] < runs["mle"] - 0.05, runs  # measured: 0.70 vs 0.82

@@ -191,12 +191,26 @@ def test_engines_attach_per_file_and_process_as_without_the_kernel(monkeypatch, 
 def test_small_batches_do_not_load_the_kernel(monkeypatch):
     """A batch below LOAD_LINES keeps to polars until the kernel is loaded; then MIN_LINES decides."""
     monkeypatch.setattr(vllm_fast, "_loaded", [])
+    monkeypatch.setattr(vllm_fast, "_polars_lines", [0])
     monkeypatch.setattr(vllm_fast, "LOAD_LINES", 100)
     monkeypatch.setattr(vllm_fast, "MIN_LINES", 10)
-    small, big = _lines([PRE + E] * 20), _lines([PRE + E] * 100)
+    small, big, tiny = _lines([PRE + E] * 20), _lines([PRE + E] * 100), _lines([PRE + E] * 5)
     assert vllm_fast.split(small, "x", None, lambda _: False, lambda _: (0, 0))[0] is None
     assert vllm_fast.split(big, "x", None, lambda _: False, lambda _: (0, 0))[0] is not None
     assert vllm_fast.split(small, "x", None, lambda _: False, lambda _: (0, 0))[0] is not None
+    assert vllm_fast.split(tiny, "x", None, lambda _: False, lambda _: (0, 0))[0] is None  # below MIN_LINES
+
+
+def test_many_small_batches_load_the_kernel_once_polars_spent_as_much(monkeypatch):
+    """Ski rental: batches too small to repay the load alone (a parallel scan's 64 MB pieces) go to
+    polars until they add up to LOAD_LINES lines; the next batch loads the kernel."""
+    monkeypatch.setattr(vllm_fast, "_loaded", [])
+    monkeypatch.setattr(vllm_fast, "_polars_lines", [0])
+    monkeypatch.setattr(vllm_fast, "LOAD_LINES", 100)
+    monkeypatch.setattr(vllm_fast, "MIN_LINES", 10)
+    small = _lines([PRE + E] * 40)
+    got = [vllm_fast.split(small, "x", None, lambda _: False, lambda _: (0, 0))[0] is not None for _ in range(4)]
+    assert got == [False, False, False, True]  # 40 + 40 + 40 >= 100 lines parsed by polars first
 
 
 def test_container_dates_in_the_middle_of_a_part_are_read_as_without_the_kernel(monkeypatch):

@@ -4,8 +4,9 @@ V1 throughput line) from the batch's text buffer, and their window rows are buil
 numeric columns with a few polars expressions; every other line goes on through the polars path.
 The rows are those the polars path gives (tests/test_ingest_vllm_fast.py compares both).
 
-Used for a batch big enough to repay loading numba (:data:`LOAD_LINES`), and once loaded for every
-batch of :data:`MIN_LINES` lines or more; ``SPECDEC_JIT=off`` switches it off (:mod:`specdec_diag.ingest._jit`).
+Used for a batch big enough to repay loading numba (:data:`LOAD_LINES`), or once the process has
+parsed that many lines in smaller batches, and once loaded for every batch of :data:`MIN_LINES` lines
+or more; ``SPECDEC_JIT=off`` switches it off (:mod:`specdec_diag.ingest._jit`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ LOAD_LINES = int(os.environ.get("SPECDEC_VLLM_FAST_LOAD_LINES", "120000"))
 #: once loaded, the kernel takes every batch from this size on (tests set both to 0)
 MIN_LINES = min(2000, LOAD_LINES)
 _loaded: list[bool] = []
+#: lines this process has parsed with polars in batches too small to load numba alone: once they
+#: reach LOAD_LINES, numba is loaded (ski rental: what polars already spent equals the load cost, so
+#: a long series of small batches - the 64 MB pieces of a parallel scan - costs at most twice the best)
+_polars_lines = [0]
 _broken: list[bool] = []
 
 _ND_NOTE = "num_drafts inferred from the rounded mean acceptance length (approximate)"
@@ -57,7 +62,10 @@ def split(lines: pl.DataFrame, source: str, anchor: YearAnchor | None, old_versi
     the batch names an engine version whose SpecDecoding definitions differ (vllm_lines.mal_note):
     its SpecDecoding lines then stay with polars. ``iso_dates(other lines)``: how many of them are
     SpecDecoding or throughput lines, and how many of those carry a container (ISO) date."""
-    if lines.height < (MIN_LINES if _loaded else LOAD_LINES) or _broken or not _jit.available():
+    if _broken or lines.height < MIN_LINES or not _jit.available():
+        return None, lines
+    if not _loaded and lines.height < LOAD_LINES and _polars_lines[0] < LOAD_LINES:
+        _polars_lines[0] += lines.height
         return None, lines
     import pyarrow as pa
 

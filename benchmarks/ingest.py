@@ -225,24 +225,30 @@ scan with `SPECDEC_PREFILTER=polars`: the previous way of finding marker lines, 
 fallback where the `hyperscan` wheel is missing (side by side, same run).
 
 How the scan gets there (issue 13): a plain file is read in 8 MB pieces cut at line boundaries,
-each piece a view of the block read (re-read from the last newline with a seek; no copy). One
-Hyperscan pass over the raw bytes of a piece searches all sources' ~175 literal markers, one
+each piece a view of the block read (no copy), and each piece is searched in ~2 MB blocks cut after
+a newline, so a block stays in the CPU cache through the search and the line numbering. One
+Hyperscan pass over the raw bytes of a block searches all sources' ~175 literal markers, one
 pattern per source of the form `(?:m1|m2|...)[^\\n]*$`, so each hit is reported once per line and
 source, at the line's end: the hit tells which sources the line goes to (a bitmask, no per-source
-regex afterwards). The compiled database is kept on disk (`$XDG_CACHE_HOME/specdec-diag/hyperscan`,
-~0.1 MB; compiling costs ~70 ms per process, loading ~1 ms). Line numbers come from the piece's
-newline mask (numpy): with dense hits from every newline position (`flatnonzero` +
-`searchsorted`, whose length is also the line count), with sparse ones by counting the mask
-between consecutive hits and a short backwards `rfind` per hit; only the hit lines are cut out and
-become one string column by a single Binary -> Utf8 cast (a piece with invalid UTF-8 is decoded
-line by line with replacement; one trailing CR dropped, as the polars CSV reader did). gzip is
-stream-decompressed in pieces by the input layer and goes through the same search; a transcoded or
-bare-CR file too. Kept lines are parsed in batches of 64 MB. The two vLLM line shapes that dominate
-big logs (SpecDecoding variant E, throughput) are matched by patterns anchored at their marker with
-ASCII classes, which Rust's regex runs with its one-pass DFA (the throughput pattern with Unicode
-`\\w`/`\\d` ran at half the speed); a line they miss goes through the generic pattern, so the
-output is unchanged (tests/test_ingest_speed.py, tests/test_ingest_prefilter.py: identical tables
-with either prefilter on all sample logs, identical marker lines on generated junk).
+regex afterwards). The one-byte tab marker (the benchmark-table source's) alone cost ~20 % of the
+search: a block with few tab lines finds them with `bytes.find` and searches without it. The
+compiled database is kept on disk (`$XDG_CACHE_HOME/specdec-diag/hyperscan`; compiling costs ~70 ms
+per process, loading ~1 ms). Line numbers come from the block's newlines: with numpy (a newline
+mask; dense hits from every newline position, sparse ones by counting between consecutive hits),
+or with a compiled kernel (`ingest/linenums.py`, numba: 8 bytes at a time, ~20 GB/s) once numba is
+loaded in the process or 1 GiB has been numbered. Only the hit lines are cut out and become one
+string column by a single Binary -> Utf8 cast. gzip is stream-decompressed in pieces by the input
+layer and goes through the same search. Kept lines are parsed in batches of 64 MB. The two vLLM V1
+line shapes that dominate big logs (SpecDecoding variants E/D, throughput) are parsed by a compiled
+byte-level parser (`ingest/vllm_kernel.py`, ~0.4 us a line against ~3.4 us for the polars
+expressions) for batches of 120 K lines or more (2 K once numba is loaded): it accepts a line only
+in its exact shape and when every check of the polars path passes, computes time, num_drafts and
+the engine attachment itself, and leaves every other line to the polars path, so the tables are
+identical with the kernels on or off (`SPECDEC_JIT=off`; tests/test_ingest_vllm_fast.py,
+tests/test_ingest_linenums.py, tests/test_ingest_prefilter.py on every sample log, real fixture
+and generated junk). Loading numba costs ~0.3 s of CPU and ~150 MB of memory once per process,
+which is why small inputs never load it: the "second scan in the process" row shows the scan
+without such one-time costs (the rate that extrapolates to many GB), the first row with them.
 
 Reading the figures: the 2-CPU machine was shared with seven other engineers' builds and tests
 (load average above); CPU time is much less sensitive to that than wall time, but caches and

@@ -8,7 +8,8 @@ standard library plus the permissively licensed pure-Python packages named in sp
 files and the held-out packages are never seen by the tokenizer or either model.
 
 Stages (each resumable; all state lives in --ckpt-dir): corpus -> byte-level BPE tokenizer -> encoded
-stream (cached) -> TARGET (deep, narrow Llama; next-token loss) -> DRAFT (one layer) distilled from the
+stream (cached) -> TARGET (deep, narrow Llama; next-token loss) -> UNLIKELIHOOD stage (the target's own
+greedy loops pushed down, next-token loss kept; docs/model-pair.md) -> DRAFT (one layer) distilled from the
 float16 target -> ON-POLICY stage (the target's greedy continuations of training prompts, draft
 fine-tuned on forward KL to the target) -> float16 safetensors in --out + held-out evaluation +
 train_meta.json (file list with licences and sha256). Checkpoints (model, optimiser, step, data RNG,
@@ -310,8 +311,8 @@ def parse_args(argv: list[str]):
         add(f"--{role}-inter", type=int, default=inter)
     add("--block", type=int, default=256, help="training window in tokens")
     add("--batch", type=int, default=8)
-    add("--target-steps", type=int, default=8000)
-    add("--draft-steps", type=int, default=800)
+    add("--target-steps", type=int, default=4000)
+    add("--draft-steps", type=int, default=2400)
     add("--target-lr", type=float, default=2e-3)
     add("--draft-lr", type=float, default=4e-3)
     add("--warmup", type=int, default=200)
@@ -323,8 +324,8 @@ def parse_args(argv: list[str]):
     add("--ul-weight", type=float, default=1.0)
     add("--temperature", type=float, default=1.0, help="distillation softening temperature")
     add("--hard-weight", type=float, default=0.1, help="weight of the hard-label loss for the draft")
-    add("--onpolicy-steps", type=int, default=600, help="draft steps on target-greedy continuations (0 = off)")
-    add("--onpolicy-seqs", type=int, default=512)
+    add("--onpolicy-steps", type=int, default=2400, help="draft steps on target-greedy continuations (0 = off)")
+    add("--onpolicy-seqs", type=int, default=4096)
     add("--onpolicy-lr", type=float, default=2e-3)
     add("--onpolicy-prompt-weight", type=float, default=0.25)
     add("--onpolicy-gen-batch", type=int, default=32)

@@ -162,19 +162,28 @@ def train_lm(name: str, model, data: torch.Tensor, args, steps: int, lr: float, 
             history.append(rec)
             log(f"{name} {rec}")
             run_loss, n = 0.0, 0
-        stop = budget.spent()
-        if last or stop or budget.ckpt_due():
-            if on_ckpt is not None:
-                model.eval()
-                history.append({"step": step + 1, **on_ckpt()})
-                log(f"{name} held-out {history[-1]}")
-                model.train()
-            save_checkpoint(ckpt, model, opt, step + 1, history, g)
-            budget.saved()
-            if stop and not last:
-                raise BudgetSpent(f"{name}: step {step + 1}/{steps}")
+        checkpoint_if_due(name, model, opt, step + 1, steps, history, g, ckpt, budget, on_ckpt)
     model.eval()
     return history
+
+
+def checkpoint_if_due(name: str, model, opt, done: int, steps: int, history: list, g, ckpt: Path, budget: Budget,
+                      on_ckpt=None) -> None:
+    """After step ``done`` of ``steps``: at the last step, when the sitting's budget is spent, or every
+    --ckpt-minutes, add ``on_ckpt()``'s held-out figures to the history and checkpoint; then raise
+    BudgetSpent if the budget is spent before the stage's end."""
+    last, stop = done == steps, budget.spent()
+    if not (last or stop or budget.ckpt_due()):
+        return
+    if on_ckpt is not None:
+        model.eval()
+        history.append({"step": done, **on_ckpt()})
+        log(f"{name} held-out {history[-1]}")
+        model.train()
+    save_checkpoint(ckpt, model, opt, done, history, g)
+    budget.saved()
+    if stop and not last:
+        raise BudgetSpent(f"{name}: step {done}/{steps}")
 
 
 @torch.inference_mode()
@@ -254,12 +263,7 @@ def train_onpolicy(draft, seqs: torch.Tensor, t_logp: torch.Tensor, args, ckpt: 
             log(f"onpolicy {rec}")
             run_kl = run_acc = 0.0
             n = 0
-        stop = budget.spent()
-        if last or stop or budget.ckpt_due():
-            save_checkpoint(ckpt, draft, opt, step + 1, history, g)
-            budget.saved()
-            if stop and not last:
-                raise BudgetSpent(f"onpolicy: step {step + 1}/{steps}")
+        checkpoint_if_due("onpolicy", draft, opt, step + 1, steps, history, g, ckpt, budget)
     draft.eval()
     return history
 
@@ -379,16 +383,6 @@ def train_unlikelihood(model, tok, data: torch.Tensor, args, ckpt: Path, budget:
             history.append(rec)
             log(f"unlikelihood {rec}")
             run, n = dict.fromkeys(run, 0.0), 0
-        stop = budget.spent()
-        if last or stop or budget.ckpt_due():
-            if on_ckpt is not None:
-                model.eval()
-                history.append({"step": step + 1, **on_ckpt()})
-                log(f"unlikelihood held-out {history[-1]}")
-                model.train()
-            save_checkpoint(ckpt, model, opt, step + 1, history, g)
-            budget.saved()
-            if stop and not last:
-                raise BudgetSpent(f"unlikelihood: step {step + 1}/{steps}")
+        checkpoint_if_due("unlikelihood", model, opt, step + 1, steps, history, g, ckpt, budget, on_ckpt)
     model.eval()
     return history

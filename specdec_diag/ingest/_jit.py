@@ -40,15 +40,21 @@ def kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not compiled:
             with _lock:
                 if not compiled:
-                    import numba
-
-                    try:
-                        compiled.append(numba.njit(cache=True, nogil=True)(fn))
-                    except RuntimeError:  # no place to keep the cache (a function without a file)
-                        compiled.append(numba.njit(nogil=True)(fn))
+                    compiled.append(compile_now(fn))
         return compiled[0](*args)
 
     call.__name__ = fn.__name__
     call.__doc__ = fn.__doc__
     call.py_func = fn  # the plain Python function: tests run it directly against the compiled one
     return call
+
+
+def compile_now(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled by numba in nopython mode (imports numba), its machine code cached on disk next
+    to its module; without a place for the cache (a function with no file), compiled uncached."""
+    import numba
+
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:
+        return numba.njit(nogil=True)(fn)

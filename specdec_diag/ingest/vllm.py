@@ -25,12 +25,15 @@ from specdec_diag.ingest._textparse import (
     value_problem_expr,
 )
 from specdec_diag.ingest.base import LINE_STRIDE, NO_OPTIONS, Parsed, ParseOptions, Source
+from specdec_diag.ingest.definitions import VLLM_MAL_BONUS_SINCE, version_at_least
 from specdec_diag.ingest.timestamps import ISO_PATTERN, YearAnchor, iso_time, month_day_time
 from specdec_diag.ingest.vllm_blocks import BLOCK_MARKERS, CONFIG_MARKERS, parse_blocks, parse_configs
 from specdec_diag.ingest.vllm_finalize import finalize
 from specdec_diag.ingest.vllm_lines import (
+    DEPTH_NOTE,
     M_DIFF,
     M_ITER,
+    ND_NOTE,
     mal_excludes_bonus,
     mal_note,
     parse_diffusion,
@@ -164,8 +167,13 @@ def parse(lines: pl.DataFrame, source: str, options: ParseOptions = NO_OPTIONS) 
 
 
 def _names_old_version(lines: pl.DataFrame) -> bool:
-    texts = lines.filter(pl.col("text").str.contains(_VERSION_HINT))["text"].to_list()
-    return vllm_fast.old_version_named(texts, _VERSION_NAMED)
+    """Whether a startup line among ``lines`` names an engine version before the MAL definition change
+    (its SpecDecoding lines then take the polars path, which applies vllm_lines.mal_note)."""
+    for text in lines.filter(pl.col("text").str.contains(_VERSION_HINT))["text"].to_list():
+        v = vllm_version([text]) if _VERSION_NAMED.search(text) else None
+        if v is not None and not version_at_least(v, VLLM_MAL_BONUS_SINCE):
+            return True
+    return False
 
 
 def _iso_parts(lines: pl.DataFrame) -> tuple[int, int]:
@@ -291,8 +299,7 @@ def _v1_numbers(ok: pl.DataFrame, version: str | None) -> pl.DataFrame:
         .when(fits(pl.col("nd_mal"))).then(pl.col("nd_mal")).otherwise(None).alias("nd"),
         # the exact case (num_drafts = Drafted / k) needs no note: a million copies would cost memory
         pl.when(fits(pl.col("nd_k"))).then(pl.lit(None, dtype=pl.Utf8))
-        .when(fits(pl.col("nd_mal"))).then(pl.lit("num_drafts inferred from the rounded mean acceptance length "
-                                                  "(approximate)"))
+        .when(fits(pl.col("nd_mal"))).then(pl.lit(ND_NOTE))
         .otherwise(None).alias("_nd_note"),
         # identities of docs/log-formats.md §2.3: printed rate = accepted/drafted; 1 + sum(per-position) = MAL.
         pl.coalesce("ar_c", "ar_e").alias("ar_printed"),
@@ -303,9 +310,7 @@ def _v1_numbers(ok: pl.DataFrame, version: str | None) -> pl.DataFrame:
 
 def _depth_note() -> pl.Expr:
     """Dynamic depth: the depth printed and the vector's length (its maximum), both as stated."""
-    return pl.when(pl.col("depth").is_not_null()).then(pl.format(
-        "dynamic speculative depth: k = current depth {} at the log line; the per-position vector has {} "
-        "entries (the maximum depth)", "depth", pl.col("ppl").list.len()))
+    return pl.when(pl.col("depth").is_not_null()).then(pl.format(DEPTH_NOTE, "depth", pl.col("ppl").list.len()))
 
 
 def _parse_v1(df: pl.DataFrame, source: str, version: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,9 +21,9 @@ import polars as pl
 from specdec_diag.ingest import _jit
 from specdec_diag.ingest._textparse import ratio_expr
 from specdec_diag.ingest.base import LINE_STRIDE
-from specdec_diag.ingest.definitions import VLLM_MAL_BONUS_SINCE, version_at_least
 from specdec_diag.ingest.timestamps import YearAnchor
 from specdec_diag.ingest.vllm_blocks import ENGINE
+from specdec_diag.ingest.vllm_lines import DEPTH_NOTE, ND_NOTE
 
 #: a batch with this many lines repays loading numba and the kernel (~0.3 s CPU, ~+150 MB RSS, once per
 #: process) by itself: the polars path costs ~3 us a line, this one ~0.6 us (256 MB logs: 38 K metric lines
@@ -39,9 +38,6 @@ _loaded: list[bool] = []
 _polars_lines = [0]
 _broken: list[bool] = []
 
-_ND_NOTE = "num_drafts inferred from the rounded mean acceptance length (approximate)"
-_DEPTH_NOTE = ("dynamic speculative depth: k = current depth {} at the log line; the per-position vector has {} "
-               "entries (the maximum depth)")
 
 
 class Fast:
@@ -204,19 +200,7 @@ def _rows(line: np.ndarray, source: str, kind: np.ndarray, oi: np.ndarray, of: n
     if len(noted):  # dynamic depth or num_drafts from the MAL: rare, written in Python
         notes = []
         for i in noted.tolist():
-            parts = [_DEPTH_NOTE.format(oi[vk.DEPTH, i], counts[i])] if oi[vk.DEPTH, i] >= 0 else []
-            notes += ["; ".join([*parts, _ND_NOTE] if oi[vk.ND_NOTE, i] == 1 else parts)]
+            parts = [DEPTH_NOTE.format(oi[vk.DEPTH, i], counts[i])] if oi[vk.DEPTH, i] >= 0 else []
+            notes += ["; ".join([*parts, ND_NOTE] if oi[vk.ND_NOTE, i] == 1 else parts)]
         win = win.with_columns(win["definition_note"].scatter(noted, pl.Series(notes, dtype=pl.Utf8)))
     return win.set_sorted("line") if ordered else win
-
-
-def old_version_named(texts: list[str], named: Any) -> bool:
-    """Whether a startup line names an engine version before the MAL definition change."""
-    from specdec_diag.ingest.vllm_lines import vllm_version
-
-    for t in texts:
-        if named.search(t):
-            v = vllm_version([t])
-            if v is not None and not version_at_least(v, VLLM_MAL_BONUS_SINCE):
-                return True
-    return False

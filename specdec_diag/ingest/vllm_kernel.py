@@ -20,7 +20,7 @@ import threading
 import numpy as np
 
 from specdec_diag.ingest import vllm_kernel_iso as _iso_mod
-from specdec_diag.ingest._jit import kernel
+from specdec_diag.ingest._jit import compile_now, kernel
 from specdec_diag.ingest.vllm_kernel_iso import NO_TIME, days_from_civil, iso, month_days
 
 #: kinds of an accepted line (0: not accepted)
@@ -473,14 +473,9 @@ def prepare() -> None:
     with _lock:
         if _prepared:
             return
-        import numba
-
         for module, names in ((vars(_iso_mod), _iso_mod.HELPERS), (globals(), _HELPERS)):
             for name in names:
-                try:
-                    module[name] = numba.njit(cache=True, nogil=True)(module[name])
-                except RuntimeError:  # nowhere to keep the cache
-                    module[name] = numba.njit(nogil=True)(module[name])
+                module[name] = compile_now(module[name])
         g = globals()
         g["iso"], g["days_from_civil"], g["month_days"] = _iso_mod.iso, _iso_mod.days_from_civil, _iso_mod.month_days
         _prepared.append(True)

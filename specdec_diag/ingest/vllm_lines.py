@@ -129,6 +129,14 @@ def vllm_version(texts: list[str]) -> str | None:
     return None
 
 
+#: note of a row whose num_drafts came from the rounded MAL (Drafted is not a multiple of k)
+ND_NOTE = "num_drafts inferred from the rounded mean acceptance length (approximate)"
+#: note of a row under dynamic depth: the depth printed and the vector's length (``{}``: both numbers,
+#: filled by ``pl.format`` on the polars path and ``str.format`` on the compiled one)
+DEPTH_NOTE = ("dynamic speculative depth: k = current depth {} at the log line; the per-position vector has {} "
+              "entries (the maximum depth)")
+
+
 def mal_excludes_bonus(version: str | None) -> pl.Expr:
     """Whether a V1 line's printed ``Mean acceptance length`` is the pre-v0.9.0 one (accepted /
     drafts, bonus excluded). A known version decides; otherwise the line's own numbers: the

@@ -82,14 +82,19 @@ def _digit(c):
     return 48 <= c <= 57
 
 
+def _digits(b, q, e, m):
+    """(``m`` with the ASCII digits from ``q`` appended, end of the digits)."""
+    while q < e and _digit(b[q]):
+        m = m * 10 + (int(b[q]) - 48)
+        q += 1
+    return m, q
+
+
 def _int(b, p, e):
     """(value, end) of 1-15 ASCII digits at ``p``; end -1 if none or too many."""
     if p < 0:
         return 0, -1
-    v, q = 0, p
-    while q < e and _digit(b[q]):
-        v = v * 10 + (int(b[q]) - 48)
-        q += 1
+    v, q = _digits(b, p, e, 0)
     if q == p or q - p > 15:
         return 0, -1
     return v, q
@@ -100,20 +105,14 @@ def _float(b, p, e):
     rounded division of two exact doubles, i.e. the nearest double, as polars' cast gives it."""
     if p < 0:
         return 0.0, -1
-    m, q, nd = 0, p, 0
-    while q < e and _digit(b[q]):
-        m = m * 10 + (int(b[q]) - 48)
-        q += 1
-        nd += 1
+    m, q = _digits(b, p, e, 0)
+    nd = q - p
     if nd == 0:
         return 0.0, -1
     fd = 0
     if q < e and b[q] == 46:
-        q += 1
-        while q < e and _digit(b[q]):
-            m = m * 10 + (int(b[q]) - 48)
-            q += 1
-            fd += 1
+        m, end = _digits(b, q + 1, e, m)
+        fd, q = end - q - 1, end
         if fd == 0:
             return 0.0, -1
     if nd + fd > 15:
@@ -457,7 +456,7 @@ def _scan_lines(data, offs, lines, stride, year, amd, at_start):
     return kind, out_i[:, :j], out_f[:, :j], ppv[:npp], procs[: nproc[0]], engs[: neng[0]]
 
 
-_HELPERS = ("_lit", "_digit", "_int", "_float", "_name", "_two", "_level", "_prefix", "_end",
+_HELPERS = ("_lit", "_digit", "_digits", "_int", "_float", "_name", "_two", "_level", "_prefix", "_end",
             "_sep", "_near", "_v1_checks", "_v1", "_req", "_thr", "_intern")
 
 

@@ -108,7 +108,7 @@ class DraftTooExpensive(Rule):
         for (src, _eng), g in ctx.window_groups(ctx.windows):
             t = timed_rows(g)
             if t.height and t["window"].n_unique() > 1:
-                t = t.filter(pl.col("window") == t["window"].mode().first())
+                t = t.filter(pl.col("window").eq_missing(t["window"].mode().first()))  # a null mode keeps the null rows
             if t.height < th.min_windows:
                 continue
             d, v = float(t["draft_ms"].sum()), float(t["verify_ms"].sum())

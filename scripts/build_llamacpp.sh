@@ -32,9 +32,23 @@ fi
 CONFIG="${CMAKE_OPTS[*]}"
 if [[ "${1:-}" == "--config" ]]; then echo "$CONFIG"; exit 0; fi
 
+PAIR="$HERE/specdec_diag/assets/pair"
+# The GGUF files are made from the bundled pair: the stamp records which pair (sha256 over its model
+# and tokenizer files; the same key as specdec_diag.capture.llamacpp.pair_key), so a retrained pair is
+# converted again while the binaries are reused.
+pair_key() {
+  (cd "$PAIR" && find target draft -type f \( -name '*.safetensors' -o -name '*.json' \) | LC_ALL=C sort \
+    | while read -r f; do sha256sum "$f"; done) | sha256sum | cut -c1-16
+}
+CONVERT_ONLY=0
 if [[ -f "$STAMP" ]] && grep -qxF "config=$CONFIG" "$STAMP"; then
-  echo "llama.cpp $VERSION: reusing $DEST"
-  exit 0
+  KEY="$(pair_key)"
+  if grep -qxF "pair=$KEY" "$STAMP"; then
+    echo "llama.cpp $VERSION: reusing $DEST"
+    exit 0
+  fi
+  echo "llama.cpp $VERSION: reusing the binaries in $DEST; the bundled pair changed, converting it again"
+  CONVERT_ONLY=1
 fi
 
 missing=()
@@ -67,6 +81,31 @@ fi
 tar xzf "$SDIST" -C "$WORK"
 SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
 
+convert_pair() {  # $1: output dir, $2: llama-quantize
+  for m in target draft; do
+    PYTHONPATH="$SRC:$SRC/gguf-py" "$PY" "$HERE/scripts/convert_pair_gguf.py" "$SRC" "$PAIR/$m" "$1/$m.gguf" \
+      >"$WORK/convert-$m.log" 2>&1 || { tail -30 "$WORK/convert-$m.log" >&2; exit 1; }
+  done
+  for q in q8_0 q4_0; do
+    "$2" "$1/target.gguf" "$1/target-$q.gguf" "$q" \
+      >"$WORK/quantize-$q.log" 2>&1 || { tail -30 "$WORK/quantize-$q.log" >&2; exit 1; }
+  done
+}
+
+if ((CONVERT_ONLY)); then  # new GGUF files next to the old, then swapped in; the stamp is rewritten last
+  convert_pair "$OUT/pair" "$DEST/bin/llama-quantize"
+  grep -v '^pair=' "$STAMP" >"$OUT/BUILD_OK"
+  echo "pair=$KEY" >>"$OUT/BUILD_OK"
+  rm -f "$STAMP"
+  rm -rf "$DEST/pair.old"
+  [[ -d "$DEST/pair" ]] && mv "$DEST/pair" "$DEST/pair.old"
+  mv "$OUT/pair" "$DEST/pair"
+  rm -rf "$DEST/pair.old"
+  mv "$OUT/BUILD_OK" "$STAMP"
+  echo "llama.cpp $VERSION: pair converted again in $(($(date +%s) - t0)) s: $DEST"
+  exit 0
+fi
+
 # 2. static binaries (no rpath into the temp dir)
 cmake -S "$SRC" -B "$WORK/build" "${CMAKE_OPTS[@]}" >"$WORK/cmake.log" 2>&1 \
   || { tail -30 "$WORK/cmake.log" >&2; exit 1; }
@@ -76,15 +115,7 @@ for b in llama-server llama-speculative llama-quantize; do cp "$WORK/build/bin/$
 t1=$(date +%s)
 
 # 3. the bundled pair as GGUF: f32 (lossless from the fp16 safetensors) and a quantized target
-PAIR="$HERE/specdec_diag/assets/pair"
-for m in target draft; do
-  PYTHONPATH="$SRC:$SRC/gguf-py" "$PY" "$HERE/scripts/convert_pair_gguf.py" "$SRC" "$PAIR/$m" "$OUT/pair/$m.gguf" \
-    >"$WORK/convert-$m.log" 2>&1 || { tail -30 "$WORK/convert-$m.log" >&2; exit 1; }
-done
-for q in q8_0 q4_0; do
-  "$OUT/bin/llama-quantize" "$OUT/pair/target.gguf" "$OUT/pair/target-$q.gguf" "$q" \
-    >"$WORK/quantize-$q.log" 2>&1 || { tail -30 "$WORK/quantize-$q.log" >&2; exit 1; }
-done
+convert_pair "$OUT/pair" "$OUT/bin/llama-quantize"
 t2=$(date +%s)
 
 cp "$WORK"/*.log "$OUT/" 2>/dev/null || true
@@ -92,6 +123,7 @@ cat >"$OUT/BUILD_OK" <<EOF
 version=$VERSION
 quants=q8_0,q4_0
 config=$CONFIG
+pair=$(pair_key)
 build_seconds=$((t1 - t0))
 convert_seconds=$((t2 - t1))
 built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)

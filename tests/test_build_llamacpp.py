@@ -1,5 +1,6 @@
 """scripts/build_llamacpp.sh without building: a finished build (its stamp) is reused, an unfinished
-one is not taken as done, and missing tools give one clear line (and a failure when required)."""
+one is not taken as done, a build converted from another bundled pair is converted again, and missing
+tools give one clear line (and a failure when required)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from specdec_diag.capture import llamacpp as lc
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_llamacpp.sh"
 
@@ -27,12 +30,28 @@ def _config() -> str:
     return r.stdout.strip()
 
 
-def test_stamp_is_reused(tmp_path: Path):
+def test_stamp_is_reused(tmp_path: Path, monkeypatch):
     dest = tmp_path / "llamacpp-0.3.36"
     dest.mkdir()
-    (dest / "BUILD_OK").write_text(f"version=0.3.36\nconfig={_config()}\n")
+    (dest / "BUILD_OK").write_text(f"version=0.3.36\nconfig={_config()}\npair={lc.pair_key()}\n")
     r = _run({"SPECDEC_CACHE": str(tmp_path)})
-    assert r.returncode == 0 and "reusing" in r.stdout
+    assert r.returncode == 0 and f"reusing {dest}" in r.stdout
+    monkeypatch.setenv("SPECDEC_CACHE", str(tmp_path))
+    assert lc.built()
+
+
+def test_stamp_of_another_pair_converts_again(tmp_path: Path, monkeypatch):
+    """The shell's pair key is the one Python computes; a stamp of another pair keeps the binaries and
+    converts the pair again (here it stops at the missing interpreter, leaving the old stamp as it was)."""
+    dest = tmp_path / "llamacpp-0.3.36"
+    dest.mkdir()
+    stamp = f"version=0.3.36\nconfig={_config()}\npair=0123456789abcdef\n"
+    (dest / "BUILD_OK").write_text(stamp)
+    monkeypatch.setenv("SPECDEC_CACHE", str(tmp_path))
+    assert not lc.built()
+    r = _run({"SPECDEC_CACHE": str(tmp_path)})
+    assert "converting it again" in r.stdout and f"reusing {dest}" not in r.stdout
+    assert (dest / "BUILD_OK").read_text() == stamp  # nothing converted: the old stamp stands
 
 
 def test_stamp_of_other_options_is_not_reused(tmp_path: Path):

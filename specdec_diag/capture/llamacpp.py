@@ -31,8 +31,24 @@ def build_problem() -> str | None:
     return f"cannot build llama.cpp here: missing {', '.join(missing)}" if missing else None
 
 
+def pair_key(pair: Path | None = None) -> str:
+    """Which bundled pair the build's GGUF files were converted from: the key
+    ``scripts/build_llamacpp.sh`` writes into its stamp (sha256 over ``sha256sum`` lines of the pair's
+    model and tokenizer files, sorted by path; 16 hex digits)."""
+    import hashlib
+
+    pair = pair or Path(__file__).resolve().parents[1] / "assets" / "pair"
+    files = sorted((f.relative_to(pair).as_posix(), f) for d in ("target", "draft") for f in (pair / d).rglob("*")
+                   if f.is_file() and f.suffix in (".safetensors", ".json"))
+    lines = "".join(f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {rel}\n" for rel, f in files)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
 def built() -> bool:
-    return (cache_dir() / "BUILD_OK").is_file()
+    """A finished build whose GGUF files are of the bundled pair as it is now (a retrained pair is
+    converted again by ``make llamacpp``)."""
+    stamp = cache_dir() / "BUILD_OK"
+    return stamp.is_file() and f"pair={pair_key()}" in stamp.read_text().splitlines()
 
 
 def free_port() -> int:

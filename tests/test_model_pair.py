@@ -215,6 +215,10 @@ def test_onpolicy_stage_on_tiny_models():
         assert torch.equal(lib.onpolicy_sequences(target, tok, data, args, 0, part, lib.Budget(1e-9, 1e9)), seqs)
 
     t_logp = tp.teacher_logprobs(target, seqs, chunk=4)
+    with tempfile.TemporaryDirectory() as d:  # the memory-mapped form: same values, read back by a later sitting
+        mapped = tp.teacher_logprobs(target, seqs, chunk=4, cache=Path(d) / "t.npy")
+        assert torch.equal(mapped, t_logp) and not list(Path(d).glob("*.tmp*"))
+        assert torch.equal(tp.teacher_logprobs(None, seqs, cache=Path(d) / "t.npy"), t_logp)
 
     def kl():
         with torch.inference_mode():
@@ -235,6 +239,25 @@ def _tiny_lm(tp, seed: int):
     tok = SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=0)
     torch.manual_seed(seed)
     return tp.llama(64, 2, 32, 2, 64, tok, 128)
+
+
+def test_draft_initialised_from_the_target_is_its_first_layers():
+    """--draft-init target: a draft of the target's first layer computes exactly what the target's
+    first layer followed by its final norm and head computes (a layer-skip draft), before training."""
+    from types import SimpleNamespace
+
+    tp, lib = load_script("train_pair"), load_script("train_pair_lib")
+    target = _tiny_lm(lib, 0).eval()
+    draft = lib.llama(64, 1, 32, 2, 64, SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=0), 128).eval()
+    tp.init_from_target(draft, target)
+    x = torch.randint(4, 64, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        h = target.model(input_ids=x, output_hidden_states=True).hidden_states[1]  # after the first layer
+        want = target.lm_head(target.model.norm(h))
+        assert torch.allclose(draft(input_ids=x).logits, want, atol=1e-5)
+    with pytest.raises(SystemExit, match="draft-init target"):
+        wide = lib.llama(64, 1, 48, 2, 64, SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=0), 128)
+        tp.init_from_target(wide, target)
 
 
 def test_training_resumes_exactly_after_the_time_budget(tmp_path):

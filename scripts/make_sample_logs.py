@@ -52,7 +52,7 @@ CASES: dict[str, tuple[dict, list[str], str]] = {
     "baseline-greedy": ({"baseline": True}, [], "autoregressive baseline of the same prompts (speed-up reference)"),
     "fault-accept-all": ({"fault": "accept-all"}, ["SUSPICIOUS_ACCEPTANCE", "VERIFIER_MISMATCH"],
                          "verifier bypassed: every draft accepted"),
-    "fault-no-rollback": ({"fault": "no-rollback"}, ["KV_ROLLBACK"],
+    "fault-no-rollback": ({"fault": "no-rollback"}, ["KV_ROLLBACK", "NO_SPEEDUP"],
                           "rejected drafts' KV left in the target cache"),
     "fault-sequential-verify": ({"fault": "sequential-verify"}, ["SEQUENTIAL_VERIFY", "NO_SPEEDUP"],
                                 "one target forward per draft position instead of one batched verify"),

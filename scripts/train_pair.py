@@ -324,17 +324,17 @@ def parse_args(argv: list[str]):
     add("--stop-after", choices=("target", "all"), default="all", help="'target': the sweep's short runs")
     add("--vocab", type=int, default=2048)
     add("--tokenizer-chars", type=int, default=8_000_000, help="BPE is trained on at most this much text")
-    for role, (layers, hidden, heads, inter) in (("target", (16, 128, 4, 352)), ("draft", (1, 128, 2, 352))):
+    for role, (layers, hidden, heads, inter) in (("target", (16, 128, 4, 352)), ("draft", (2, 128, 4, 352))):
         add(f"--{role}-layers", type=int, default=layers)
         add(f"--{role}-hidden", type=int, default=hidden)
         add(f"--{role}-heads", type=int, default=heads)
         add(f"--{role}-inter", type=int, default=inter)
-    add("--draft-init", choices=("scratch", "target"), default="scratch",
+    add("--draft-init", choices=("scratch", "target"), default="target",
         help="'target': the draft starts as the target's first --draft-layers layers (same width)")
     add("--block", type=int, default=256, help="training window in tokens")
     add("--batch", type=int, default=8)
     add("--target-steps", type=int, default=4000)
-    add("--draft-steps", type=int, default=6000)
+    add("--draft-steps", type=int, default=2400)
     add("--target-lr", type=float, default=2e-3)
     add("--draft-lr", type=float, default=4e-3)
     add("--warmup", type=int, default=200)
@@ -346,8 +346,8 @@ def parse_args(argv: list[str]):
     add("--ul-weight", type=float, default=1.0)
     add("--temperature", type=float, default=1.0, help="distillation softening temperature")
     add("--hard-weight", type=float, default=0.1, help="weight of the hard-label loss for the draft")
-    add("--onpolicy-steps", type=int, default=4000, help="draft steps on target-greedy continuations (0 = off)")
-    add("--onpolicy-seqs", type=int, default=8192)
+    add("--onpolicy-steps", type=int, default=6000, help="draft steps on target-greedy continuations (0 = off)")
+    add("--onpolicy-seqs", type=int, default=16384)
     add("--onpolicy-lr", type=float, default=2e-3)
     add("--onpolicy-prompt-weight", type=float, default=0.25)
     add("--onpolicy-gen-batch", type=int, default=32)

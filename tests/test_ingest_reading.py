@@ -205,7 +205,10 @@ def test_damage_warning_reaches_the_cli_in_the_same_words(tmp_path):
 def test_truncated_gzip_trace_is_a_warning(tmp_path):
     """Our traces are read whole by their own parser (which opens the path itself): it is handed the
     complete lines before the break, and the scan says where the gzip broke."""
-    src = ROOT / "sample_logs" / "traces" / "healthy-sampling.jsonl.gz"
+    import gzip
+
+    src = tmp_path / "full.jsonl.gz"  # a committed trace gzipped here (which ones the generator gzips varies)
+    src.write_bytes(gzip.compress((ROOT / "sample_logs" / "traces" / "healthy-greedy.jsonl").read_bytes()))
     data = src.read_bytes()
     p = tmp_path / "t.jsonl.gz"
     p.write_bytes(data[: len(data) * 3 // 4])

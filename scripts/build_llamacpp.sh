@@ -92,11 +92,11 @@ convert_pair() {  # $1: output dir, $2: llama-quantize
   done
 }
 
-if ((CONVERT_ONLY)); then  # new GGUF files next to the old, then swapped in; the stamp is rewritten last
+if ((CONVERT_ONLY)); then  # new GGUF files next to the old, then swapped in; the stamp is replaced last
+  # (until then it names the old pair: an interrupted swap is converted again, never rebuilt)
   convert_pair "$OUT/pair" "$DEST/bin/llama-quantize"
   grep -v '^pair=' "$STAMP" >"$OUT/BUILD_OK"
   echo "pair=$KEY" >>"$OUT/BUILD_OK"
-  rm -f "$STAMP"
   rm -rf "$DEST/pair.old"
   [[ -d "$DEST/pair" ]] && mv "$DEST/pair" "$DEST/pair.old"
   mv "$OUT/pair" "$DEST/pair"

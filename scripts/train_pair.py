@@ -89,7 +89,8 @@ def check_run(ckpt_dir: Path, args) -> None:
     f = ckpt_dir / "run.json"
     if f.exists():
         have = json.loads(f.read_text())
-        diff = {k: (have.get(k, LATER_KEYS.get(k)), v) for k, v in want.items() if have.get(k, LATER_KEYS.get(k)) != v}
+        old = {k: have.get(k, LATER_KEYS.get(k)) for k in want}
+        diff = {k: (old[k], v) for k, v in want.items() if old[k] != v}
         if diff:
             sys.exit(f"{f}: checkpoint made with other arguments {diff} (old, new); use another --ckpt-dir")
     else:

@@ -119,8 +119,9 @@ def test_draft_agrees_with_target_on_heldout_text(pair, snippet):
 def test_greedy_acceptance_on_heldout_prompts(pair):
     """A floor against regressions: greedy acceptance >= 0.5 at gamma = 4 on the held-out stdlib files
     (one prompt per file, 64 target-greedy tokens each); issue 14's bar (0.55 on the held-out
-    packages' prompts) is what benchmarks/decoder.py and the training run's eval measure. Greedy verification accepts the leading run of draft
-    tokens equal to the target's greedy ones, so one draft forward over the target's path gives it."""
+    packages' prompts) is what benchmarks/decoder.py and the training run's eval measure. Greedy
+    verification accepts the leading run of draft tokens equal to the target's greedy ones, so one
+    draft forward over the target's path gives it."""
     (target, tok), draft = pair["target"], pair["draft"][0]
     gamma, new = 4, 64
     drafted = accepted = 0

@@ -1,8 +1,8 @@
 """The committed sample traces are fit for the CI gate, and their README says what the manifest says.
 
-`check --min-acceptance 0.5` (0.4 for the T = 0.8 sampling trace) must pass on the healthy traces (enough
-draft tokens to judge) and fail with exit 1 on every correctness fault; the README table must be exactly what the generator renders
-from `.meta/traces.json`, and the manifest's report codes what `report` raises now. No torch needed.
+`check --min-acceptance 0.5` (0.4 for the T = 0.8 sampling trace) must pass on the healthy traces
+(enough draft tokens to judge) and fail with exit 1 on every correctness fault; the README table must
+be exactly what the generator renders from `.meta/traces.json`, and the manifest's report codes what `report` raises now. No torch needed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _trace(stem: str) -> Path:
     return hits[0]
 
 
-def _check(path: Path, tmp_path: Path, *extra: str):
+def _check(path: Path, tmp_path: Path, *extra: str, min_acceptance: float = 0.5):
     import os
 
     from typer.testing import CliRunner
@@ -38,7 +38,7 @@ def _check(path: Path, tmp_path: Path, *extra: str):
     from specdec_diag.cli import app
 
     # run from an empty directory so no ./specdec-check.toml changes the gate's defaults
-    args = ["check", str(path), "--min-acceptance", "0.5", "--no-cache", *extra]
+    args = ["check", str(path), "--min-acceptance", str(min_acceptance), "--no-cache", *extra]
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -50,7 +50,7 @@ def _check(path: Path, tmp_path: Path, *extra: str):
 # sampling at T = 0.8 accepts less than greedy with a pair that writes code (the README's demo gates greedy)
 @pytest.mark.parametrize(("stem", "floor"), [("healthy-greedy", 0.5), ("healthy-sampling", 0.4)])
 def test_check_passes_on_healthy_samples(stem, floor, tmp_path):
-    res = _check(_trace(stem), tmp_path, "--min-acceptance", str(floor))
+    res = _check(_trace(stem), tmp_path, min_acceptance=floor)
     assert res.exit_code == 0, res.output
     assert "PASSED" in res.output
     # not a pass by default: there really were enough draft tokens to judge (check's min_drafts = 500)
